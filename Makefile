@@ -1,0 +1,52 @@
+# gpt2c build. `make` builds the library (static and shared) and the CLI;
+# `make test` builds and runs the whole test suite; `make SAN=1 test` does the
+# same under AddressSanitizer + UndefinedBehaviorSanitizer in build-san/.
+CC ?= cc
+PYTHON ?= /usr/bin/python3
+ifeq ($(SAN),1)
+BUILD ?= build-san
+OPT ?= -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDSAN = -fsanitize=address,undefined
+else
+BUILD ?= build
+OPT ?= -O2
+LDSAN =
+endif
+CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Iinclude -Wall -Wextra -Werror -g -fPIC $(OPT)
+LDLIBS = -lpcre2-8 -ljansson -lm -lpthread
+
+LIB_SRC = $(wildcard src/core/*.c src/kernels/*.c src/kernels/generic/*.c src/model/*.c \
+                     src/tokenizer/*.c src/generate/*.c)
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ = $(BUILD)/src/cli/main.o
+TESTS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+
+all: $(BUILD)/libgpt2c.a $(BUILD)/libgpt2c.so $(BUILD)/gpt2c
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h src/*/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libgpt2c.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libgpt2c.so: $(LIB_OBJ)
+	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/gpt2c: $(CLI_OBJ) $(BUILD)/libgpt2c.a
+	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libgpt2c.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libgpt2c.a $(LDLIBS) -lcmocka $(LDSAN)
+
+tests: all $(TESTS)
+
+# Runs every test program and script; prints one summary line.
+test: tests
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all tests test clean

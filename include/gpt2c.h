@@ -1,0 +1,161 @@
+/* gpt2c.h -- the one public interface of the gpt2c library.
+ *
+ * Everything a program needs to load a Hugging Face GPT-2 checkpoint folder,
+ * tokenize text exactly as transformers' slow GPT2Tokenizer does, and generate
+ * tokens with transformers' generate() semantics.
+ *
+ * Conventions (after SQLite and libuv):
+ *  - Every object is an opaque handle with a _free call.
+ *  - Every call that can fail returns a gpt2c_status. Loaders always hand back
+ *    a handle, even on failure (like sqlite3_open), so the caller can read the
+ *    message with the matching _errmsg call; only when memory for the handle
+ *    itself cannot be had is the handle NULL, and _errmsg(NULL) says so.
+ *  - The library keeps no global mutable state: any number of models can be
+ *    loaded in one process. A loaded model and tokenizer are read-only and may
+ *    be shared by threads; a generation handle belongs to one thread at a time.
+ */
+#ifndef GPT2C_H
+#define GPT2C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GPT2C_VERSION "0.1.0"
+
+typedef enum gpt2c_status {
+    GPT2C_OK = 0,
+    GPT2C_ERR_IO = 1,          /* a file is missing or cannot be read */
+    GPT2C_ERR_FORMAT = 2,      /* a file is malformed (JSON, safetensors, merges) */
+    GPT2C_ERR_UNSUPPORTED = 3, /* well-formed, but a feature gpt2c does not implement */
+    GPT2C_ERR_INVALID = 4,     /* an invalid argument or parameter value */
+    GPT2C_ERR_NOMEM = 5,       /* out of memory */
+    GPT2C_ERR_CONTEXT = 6,     /* the sequence would not fit the model's context */
+    GPT2C_DONE = 7             /* not an error: generation has finished */
+} gpt2c_status;
+
+/* A short English name for a status ("format error", ...). Never NULL. */
+const char *gpt2c_status_string(gpt2c_status s);
+const char *gpt2c_version(void);
+
+/* ---------------------------------------------------------------- tokenizer */
+
+typedef struct gpt2c_tokenizer gpt2c_tokenizer;
+
+/* Loads vocab.json + merges.txt from dir, or tokenizer.json when those are
+ * absent. dir may also be a path to a tokenizer.json file. */
+gpt2c_status gpt2c_tokenizer_load(const char *dir, gpt2c_tokenizer **out);
+const char *gpt2c_tokenizer_errmsg(const gpt2c_tokenizer *t);
+void gpt2c_tokenizer_free(gpt2c_tokenizer *t);
+
+int gpt2c_tokenizer_vocab_size(const gpt2c_tokenizer *t);
+/* The id of "<|endoftext|>", or -1 if the vocabulary has none. */
+int gpt2c_tokenizer_eos_id(const gpt2c_tokenizer *t);
+
+/* Encodes len bytes of UTF-8 text. *ids is allocated with malloc() and must be
+ * released with gpt2c_free(). Text that is not valid UTF-8 is refused with
+ * GPT2C_ERR_INVALID and a message giving the byte offset. "<|endoftext|>"
+ * written in the text becomes its special token, as in transformers. */
+gpt2c_status gpt2c_tokenize(gpt2c_tokenizer *t, const char *text, size_t len,
+                            int32_t **ids, int *n_ids);
+
+#define GPT2C_DECODE_SKIP_SPECIAL 1u /* drop special tokens (skip_special_tokens) */
+#define GPT2C_DECODE_NO_CLEANUP   2u /* clean_up_tokenization_spaces=False */
+
+/* Decodes ids to a NUL-terminated UTF-8 string (malloc'd, release with
+ * gpt2c_free). Byte sequences that are not valid UTF-8 become U+FFFD exactly as
+ * Python's errors="replace" does. An id outside the vocabulary is refused. */
+gpt2c_status gpt2c_detokenize(const gpt2c_tokenizer *t, const int32_t *ids, int n_ids,
+                              unsigned flags, char **text, size_t *len);
+
+/* The raw bytes of one token (not NUL-terminated), or NULL for a bad id. */
+const char *gpt2c_token_bytes(const gpt2c_tokenizer *t, int32_t id, size_t *len);
+
+void gpt2c_free(void *p);
+
+/* Incremental text for streaming: produces, piece by piece, exactly the text
+ * that the transformers text-generation pipeline returns as new text
+ * (decode(prompt + new)[len(decode(prompt)):]), and never emits half a UTF-8
+ * character or text that clean-up could still change. */
+typedef struct gpt2c_stream gpt2c_stream;
+gpt2c_status gpt2c_stream_new(const gpt2c_tokenizer *t, const int32_t *prompt, int n_prompt,
+                              unsigned flags, gpt2c_stream **out);
+/* Adds one token; *piece receives the newly settled text (may be empty), valid
+ * until the next call on this stream. */
+gpt2c_status gpt2c_stream_push(gpt2c_stream *s, int32_t id, const char **piece, size_t *len);
+/* Ends the stream: *piece receives whatever was held back. */
+gpt2c_status gpt2c_stream_finish(gpt2c_stream *s, const char **piece, size_t *len);
+void gpt2c_stream_free(gpt2c_stream *s);
+
+/* -------------------------------------------------------------------- model */
+
+typedef struct gpt2c_model gpt2c_model;
+
+/* Loads config.json + model.safetensors from a checkpoint folder by mmap.
+ * Every tensor's name, dtype, shape and offsets are checked against the
+ * config before use. */
+gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out);
+const char *gpt2c_model_errmsg(const gpt2c_model *m);
+void gpt2c_model_free(gpt2c_model *m);
+
+typedef struct gpt2c_model_info {
+    int n_vocab, n_ctx, n_embd, n_head, n_layer, n_inner;
+    int bos_token_id, eos_token_id, pad_token_id; /* -1 when unset */
+    const char *weight_dtype;                     /* "F32", "F16", "BF16" */
+    const char *kernels;                          /* the kernel set chosen at load */
+} gpt2c_model_info;
+void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info);
+
+/* --------------------------------------------------------------- generation */
+
+typedef enum gpt2c_finish {
+    GPT2C_FINISH_NONE = 0,   /* still running */
+    GPT2C_FINISH_LENGTH = 1, /* reached max_length / max_new_tokens */
+    GPT2C_FINISH_EOS = 2     /* produced eos_token_id */
+} gpt2c_finish;
+
+typedef struct gpt2c_gen_params {
+    int max_new_tokens;       /* new tokens to generate; < 0: use max_length */
+    int max_length;           /* prompt + new tokens (transformers' default 20) */
+    float repetition_penalty; /* 1.0 = off; applies to prompt and generated ids */
+    int eos_token_id;         /* -2: the model's; -1: none */
+    int use_cache;            /* 1: KV cache (default); 0: recompute every step */
+    int n_logprobs;           /* keep the top-n log-probabilities of each step (0..20) */
+} gpt2c_gen_params;
+
+/* Fills p with transformers' generate() defaults: greedy, max_length 20. */
+void gpt2c_gen_params_init(gpt2c_gen_params *p);
+
+typedef struct gpt2c_gen gpt2c_gen;
+
+/* Starts generating continuations of n_prompts prompts (token ids) together as
+ * one batch. Prompts may differ in length. Nothing is computed until the
+ * first step. */
+gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_prompts,
+                             const int32_t *const *prompts, const int *n_prompt_ids,
+                             gpt2c_gen **out);
+const char *gpt2c_gen_errmsg(const gpt2c_gen *g);
+/* Generates one more token for every unfinished sequence. Returns GPT2C_OK
+ * while work remains, GPT2C_DONE once every sequence has finished. */
+gpt2c_status gpt2c_gen_step(gpt2c_gen *g);
+int gpt2c_gen_n_seqs(const gpt2c_gen *g);
+/* The new tokens of sequence i so far (not the prompt). */
+const int32_t *gpt2c_gen_tokens(const gpt2c_gen *g, int i, int *n);
+gpt2c_finish gpt2c_gen_finish_reason(const gpt2c_gen *g, int i);
+/* For step j of sequence i: the log-probability of the chosen token and the
+ * top n_logprobs alternatives (ids and log-probabilities, best first), from
+ * the model's distribution before any processing. Returns the number of
+ * alternatives written, or -1 if out of range. */
+int gpt2c_gen_logprobs(const gpt2c_gen *g, int i, int j, float *chosen,
+                       int32_t *top_ids, float *top_lps);
+/* Seconds spent in the prompt pass and in the token steps so far. */
+void gpt2c_gen_timings(const gpt2c_gen *g, double *prefill_s, double *decode_s);
+void gpt2c_gen_free(gpt2c_gen *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

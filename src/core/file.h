@@ -1,0 +1,26 @@
+/* file.h -- reading and mapping files with errors that name the path. */
+#ifndef GPT2C_FILE_H
+#define GPT2C_FILE_H
+
+#include <stddef.h>
+
+#include "err.h"
+
+/* A read-only memory map of a whole file. */
+typedef struct gpt2_map {
+    const unsigned char *data;
+    size_t size;
+} gpt2_map;
+
+gpt2c_status file_map(const char *path, gpt2_map *m, gpt2_err *e);
+void file_unmap(gpt2_map *m);
+
+/* Reads a whole file into a NUL-terminated malloc'd buffer, refusing files
+ * larger than max_size so that a hostile file cannot drive the allocation. */
+gpt2c_status file_read(const char *path, size_t max_size, char **data, size_t *size,
+                       gpt2_err *e);
+int file_exists(const char *path);
+/* dir + "/" + name into a malloc'd string (NULL when out of memory). */
+char *path_join(const char *dir, const char *name);
+
+#endif

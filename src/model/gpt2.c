@@ -1,0 +1,277 @@
+/* gpt2.c -- loading a GPT-2 checkpoint folder: config.json (and
+ * generation_config.json when present) for the shapes and the math, and
+ * model.safetensors mapped into memory. Every tensor is checked against the
+ * config before the forward pass may touch it. */
+#include "gpt2.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/file.h"
+#include "../core/half.h"
+
+/* Reads an optional integer field; absent and null keep *out. */
+static gpt2c_status cfg_int(json_t *root, const char *path, const char *key, long lo, long hi, int *out,
+                            gpt2_err *e) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return GPT2C_OK;
+    if (!json_is_integer(v))
+        return err_set(e, GPT2C_ERR_FORMAT, "%s: field '%s' must be an integer", path, key);
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return err_set(e, GPT2C_ERR_UNSUPPORTED, "%s: field '%s' = %lld is outside [%ld, %ld]", path, key,
+                       (long long)x, lo, hi);
+    *out = (int)x;
+    return GPT2C_OK;
+}
+
+static gpt2c_status cfg_bool(json_t *root, const char *path, const char *key, int *out, gpt2_err *e) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return GPT2C_OK;
+    if (!json_is_boolean(v)) return err_set(e, GPT2C_ERR_FORMAT, "%s: field '%s' must be true or false", path, key);
+    *out = json_is_true(v);
+    return GPT2C_OK;
+}
+
+/* Token ids may be an integer or a list (several EOS ids): gpt2c uses the
+ * first of a list. */
+static gpt2c_status cfg_token(json_t *root, const char *path, const char *key, int n_vocab, int *out,
+                              gpt2_err *e) {
+    json_t *v = json_object_get(root, key);
+    if (json_is_array(v)) v = json_array_get(v, 0);
+    if (!v || json_is_null(v)) return GPT2C_OK;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= n_vocab)
+        return err_set(e, GPT2C_ERR_FORMAT, "%s: field '%s' must be a token id below vocab_size %d", path, key,
+                       n_vocab);
+    *out = (int)json_integer_value(v);
+    return GPT2C_OK;
+}
+
+static gpt2c_status load_json(const char *path, json_t **root, gpt2_err *e) {
+    char *data;
+    size_t n;
+    gpt2c_status s = file_read(path, 16u << 20, &data, &n, e);
+    if (s) return s;
+    json_error_t je;
+    *root = json_loadb(data, n, 0, &je);
+    free(data);
+    if (!*root) return err_set(e, GPT2C_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
+    if (!json_is_object(*root)) {
+        json_decref(*root);
+        return err_set(e, GPT2C_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    return GPT2C_OK;
+}
+
+static gpt2c_status parse_config(json_t *r, const char *path, gpt2_config *c, gpt2_err *e) {
+    json_t *mt = json_object_get(r, "model_type");
+    if (mt && !json_is_string(mt)) return err_set(e, GPT2C_ERR_FORMAT, "%s: field 'model_type' must be a string", path);
+    if (mt && strcmp(json_string_value(mt), "gpt2") != 0)
+        return err_set(e, GPT2C_ERR_UNSUPPORTED, "%s: model_type '%.40s' is not supported (only gpt2)", path,
+                       json_string_value(mt));
+    /* transformers' GPT2Config defaults, for fields a config leaves out. */
+    *c = (gpt2_config){.n_vocab = 50257, .n_ctx = 1024, .n_embd = 768, .n_head = 12, .n_layer = 12,
+                       .n_inner = 0, .eps = 1e-5f, .act = ACT_GELU_TANH, .scale_attn_weights = 1,
+                       .bos_id = -1, .eos_id = -1, .pad_id = -1};
+    gpt2c_status s;
+    if ((s = cfg_int(r, path, "vocab_size", 1, GPT2_MAX_VOCAB, &c->n_vocab, e)) ||
+        (s = cfg_int(r, path, "n_ctx", 1, GPT2_MAX_CTX, &c->n_ctx, e)) ||
+        (s = cfg_int(r, path, "n_positions", 1, GPT2_MAX_CTX, &c->n_ctx, e)) ||
+        (s = cfg_int(r, path, "n_embd", 1, GPT2_MAX_EMBD, &c->n_embd, e)) ||
+        (s = cfg_int(r, path, "n_head", 1, GPT2_MAX_EMBD, &c->n_head, e)) ||
+        (s = cfg_int(r, path, "n_layer", 1, GPT2_MAX_LAYER, &c->n_layer, e)) ||
+        (s = cfg_int(r, path, "n_inner", 1, 4 * GPT2_MAX_EMBD, &c->n_inner, e)) ||
+        (s = cfg_bool(r, path, "scale_attn_weights", &c->scale_attn_weights, e)) ||
+        (s = cfg_bool(r, path, "scale_attn_by_inverse_layer_idx", &c->scale_by_inverse_layer, e)) ||
+        (s = cfg_token(r, path, "bos_token_id", c->n_vocab, &c->bos_id, e)) ||
+        (s = cfg_token(r, path, "eos_token_id", c->n_vocab, &c->eos_id, e)) ||
+        (s = cfg_token(r, path, "pad_token_id", c->n_vocab, &c->pad_id, e)))
+        return s;
+    if (c->n_inner == 0) c->n_inner = 4 * c->n_embd;
+    if (c->n_embd % c->n_head != 0)
+        return err_set(e, GPT2C_ERR_FORMAT, "%s: n_embd %d is not divisible by n_head %d", path, c->n_embd, c->n_head);
+    json_t *eps = json_object_get(r, "layer_norm_epsilon");
+    if (eps && !(json_is_number(eps) && json_number_value(eps) > 0 && json_number_value(eps) < 1))
+        return err_set(e, GPT2C_ERR_FORMAT, "%s: field 'layer_norm_epsilon' must be a number in (0, 1)", path);
+    if (eps) c->eps = (float)json_number_value(eps);
+    json_t *act = json_object_get(r, "activation_function");
+    if (act && !json_is_string(act))
+        return err_set(e, GPT2C_ERR_FORMAT, "%s: field 'activation_function' must be a string", path);
+    if (act) {
+        const char *a = json_string_value(act);
+        /* gelu_fast and gelu_pytorch_tanh compute the same tanh curve as
+         * gelu_new, in a different order of operations. */
+        if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_fast")) c->act = ACT_GELU_TANH;
+        else if (!strcmp(a, "gelu")) c->act = ACT_GELU_ERF;
+        else if (!strcmp(a, "relu")) c->act = ACT_RELU;
+        else
+            return err_set(e, GPT2C_ERR_UNSUPPORTED, "%s: activation_function '%.40s' is not supported", path, a);
+    }
+    /* reorder_and_upcast_attn only changes the order in which an fp16 model
+     * scales and upcasts; gpt2c computes attention in fp32 throughout, which
+     * is what that option exists to achieve, so it is honoured as is. */
+    int cross = 0;
+    if ((s = cfg_bool(r, path, "add_cross_attention", &cross, e))) return s;
+    if (cross) return err_set(e, GPT2C_ERR_UNSUPPORTED, "%s: add_cross_attention is not supported", path);
+    int tie = 1;
+    if ((s = cfg_bool(r, path, "tie_word_embeddings", &tie, e))) return s;
+    return GPT2C_OK;
+}
+
+gpt2c_status gpt2_config_load(const char *dir, gpt2_config *c, gpt2_err *e) {
+    char *path = path_join(dir, "config.json");
+    if (!path) return err_set(e, GPT2C_ERR_NOMEM, "out of memory");
+    json_t *root;
+    gpt2c_status s = load_json(path, &root, e);
+    if (s == GPT2C_OK) {
+        s = parse_config(root, path, c, e);
+        json_decref(root);
+    }
+    free(path);
+    if (s) return s;
+    /* generation_config.json, when present, overrides the special ids. */
+    path = path_join(dir, "generation_config.json");
+    if (!path) return err_set(e, GPT2C_ERR_NOMEM, "out of memory");
+    if (file_exists(path) && (s = load_json(path, &root, e)) == GPT2C_OK) {
+        if (!(s = cfg_token(root, path, "bos_token_id", c->n_vocab, &c->bos_id, e)) &&
+            !(s = cfg_token(root, path, "eos_token_id", c->n_vocab, &c->eos_id, e)))
+            s = cfg_token(root, path, "pad_token_id", c->n_vocab, &c->pad_id, e);
+        json_decref(root);
+    }
+    free(path);
+    return s;
+}
+
+/* Finds a tensor with or without the "transformer." prefix. */
+static const st_tensor *find_tensor(const gpt2c_model *m, const char *name) {
+    const st_tensor *t = st_find(&m->st, name);
+    if (t) return t;
+    char buf[256];
+    snprintf(buf, sizeof buf, "transformer.%s", name);
+    return st_find(&m->st, buf);
+}
+
+/* Fetches a weight as f32 after checking its shape: a pointer into the map
+ * for aligned F32, a converted copy otherwise. */
+static gpt2c_status get_weight(gpt2c_model *m, const char *name, int d0, int d1, const float **out) {
+    const st_tensor *t = find_tensor(m, name);
+    if (!t) return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' is missing", m->st.path, name);
+    int want_dims = d1 > 0 ? 2 : 1;
+    if (t->ndim != want_dims || t->shape[0] != d0 || (d1 > 0 && t->shape[1] != d1)) {
+        char got[128] = "";
+        size_t o = 0;
+        for (int i = 0; i < t->ndim && o < sizeof got - 24; i++)
+            o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        if (d1 > 0)
+            return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%d, %d]",
+                           m->st.path, name, got, d0, d1);
+        return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%d]",
+                       m->st.path, name, got, d0);
+    }
+    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
+        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16)",
+                       m->st.path, name, st_dtype_name(t->dtype));
+    if (t->dtype == ST_F32 && ((uintptr_t)t->data & 3u) == 0) {
+        *out = (const float *)(const void *)t->data;
+        return GPT2C_OK;
+    }
+    float *f = malloc((size_t)t->numel * sizeof *f);
+    float **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
+    if (!f || !owned) {
+        free(f);
+        if (owned) m->owned = owned;
+        return err_set(&m->err, GPT2C_ERR_NOMEM, "%s: out of memory converting '%s'", m->st.path, name);
+    }
+    m->owned = owned;
+    m->owned[m->n_owned++] = f;
+    const unsigned char *p = t->data;
+    for (int64_t i = 0; i < t->numel; i++) {
+        uint16_t h;
+        switch (t->dtype) {
+        case ST_F32: memcpy(&f[i], p + 4 * i, 4); break;
+        case ST_F16: memcpy(&h, p + 2 * i, 2); f[i] = f16_to_f32(h); break;
+        default: memcpy(&h, p + 2 * i, 2); f[i] = bf16_to_f32(h); break;
+        }
+    }
+    *out = f;
+    return GPT2C_OK;
+}
+
+static gpt2c_status load_weights(gpt2c_model *m) {
+    const gpt2_config *c = &m->cfg;
+    const int C = c->n_embd, F = c->n_inner;
+    gpt2c_status s;
+    if ((s = get_weight(m, "wte.weight", c->n_vocab, C, &m->wte)) ||
+        (s = get_weight(m, "wpe.weight", c->n_ctx, C, &m->wpe)) ||
+        (s = get_weight(m, "ln_f.weight", C, 0, &m->lnf_g)) || (s = get_weight(m, "ln_f.bias", C, 0, &m->lnf_b)))
+        return s;
+    m->lm_head = m->wte;
+    if (st_find(&m->st, "lm_head.weight") && (s = get_weight(m, "lm_head.weight", c->n_vocab, C, &m->lm_head)))
+        return s;
+    m->dtype = st_dtype_name(find_tensor(m, "wte.weight")->dtype);
+    for (int l = 0; l < c->n_layer; l++) {
+        gpt2_layer *L = &m->layers[l];
+        char n[64];
+#define W(field, suffix, d0, d1)                                   \
+    snprintf(n, sizeof n, "h.%d.%s", l, suffix);                   \
+    if ((s = get_weight(m, n, d0, d1, &L->field))) return s;
+        W(ln1_g, "ln_1.weight", C, 0)
+        W(ln1_b, "ln_1.bias", C, 0)
+        W(attn_w, "attn.c_attn.weight", C, 3 * C)
+        W(attn_b, "attn.c_attn.bias", 3 * C, 0)
+        W(attn_proj_w, "attn.c_proj.weight", C, C)
+        W(attn_proj_b, "attn.c_proj.bias", C, 0)
+        W(ln2_g, "ln_2.weight", C, 0)
+        W(ln2_b, "ln_2.bias", C, 0)
+        W(fc_w, "mlp.c_fc.weight", C, F)
+        W(fc_b, "mlp.c_fc.bias", F, 0)
+        W(fc_proj_w, "mlp.c_proj.weight", F, C)
+        W(fc_proj_b, "mlp.c_proj.bias", C, 0)
+#undef W
+    }
+    /* A checkpoint with more layers than config.json says is a mismatch, not
+     * something to silently truncate. */
+    char n[64];
+    snprintf(n, sizeof n, "h.%d.ln_1.weight", c->n_layer);
+    if (find_tensor(m, n))
+        return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: has a layer %d but config.json says n_layer = %d",
+                       m->st.path, c->n_layer, c->n_layer);
+    return GPT2C_OK;
+}
+
+gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out) {
+    gpt2c_model *m = calloc(1, sizeof *m);
+    *out = m;
+    if (!m) return GPT2C_ERR_NOMEM;
+    m->k = gpt2_kernels_select();
+    if (!dir) return err_set(&m->err, GPT2C_ERR_INVALID, "model path is NULL");
+    gpt2c_status s = gpt2_config_load(dir, &m->cfg, &m->err);
+    if (s) return s;
+    char *path = path_join(dir, "model.safetensors");
+    if (!path) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
+    s = st_open(path, &m->st, &m->err);
+    free(path);
+    if (s) return s;
+    m->layers = calloc((size_t)m->cfg.n_layer, sizeof *m->layers);
+    if (!m->layers) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
+    return load_weights(m);
+}
+
+const char *gpt2c_model_errmsg(const gpt2c_model *m) { return err_msg_or_nomem(m ? &m->err : NULL); }
+
+void gpt2c_model_free(gpt2c_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    st_close(&m->st);
+    free(m);
+}
+
+void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info) {
+    const gpt2_config *c = &m->cfg;
+    *info = (gpt2c_model_info){c->n_vocab, c->n_ctx, c->n_embd, c->n_head, c->n_layer, c->n_inner,
+                               c->bos_id, c->eos_id, c->pad_id, m->dtype ? m->dtype : "?", m->k->name};
+}

@@ -1,0 +1,86 @@
+/* gpt2.h -- the GPT-2 architecture: its configuration, its weights as mapped
+ * from a checkpoint, the KV-cache state, and the batched forward pass. */
+#ifndef GPT2C_MODEL_GPT2_H
+#define GPT2C_MODEL_GPT2_H
+
+#include <stdint.h>
+
+#include "../core/err.h"
+#include "../core/safetensors.h"
+#include "../kernels/kernels.h"
+#include "gpt2c.h"
+
+/* Refuse configs beyond these before allocating anything (gpt2-xl is
+ * 1600 x 48 x 25 heads over 1024 positions). */
+#define GPT2_MAX_EMBD 65536
+#define GPT2_MAX_LAYER 1024
+#define GPT2_MAX_CTX (1 << 20)
+#define GPT2_MAX_VOCAB (1 << 21)
+
+typedef struct gpt2_config {
+    int n_vocab, n_ctx, n_embd, n_head, n_layer, n_inner;
+    float eps;
+    gpt2_act act;
+    int scale_attn_weights;       /* divide scores by sqrt(head dim) */
+    int scale_by_inverse_layer;   /* and by layer index + 1 */
+    int bos_id, eos_id, pad_id;   /* -1 when unset */
+} gpt2_config;
+
+typedef struct gpt2_layer {
+    const float *ln1_g, *ln1_b;   // (C,)
+    const float *attn_w;          // (C, 3C) q | k | v
+    const float *attn_b;          // (3C,)
+    const float *attn_proj_w;     // (C, C)
+    const float *attn_proj_b;     // (C,)
+    const float *ln2_g, *ln2_b;   // (C,)
+    const float *fc_w;            // (C, F)
+    const float *fc_b;            // (F,)
+    const float *fc_proj_w;       // (F, C)
+    const float *fc_proj_b;       // (C,)
+} gpt2_layer;
+
+struct gpt2c_model {
+    gpt2_err err;
+    gpt2_config cfg;
+    st_file st;
+    const float *wte;     // (V, C)
+    const float *wpe;     // (P, C)
+    const float *lnf_g, *lnf_b; // (C,)
+    const float *lm_head; // (V, C): wte unless the checkpoint has lm_head.weight
+    gpt2_layer *layers;   // (L,)
+    float **owned;        /* converted copies of F16/BF16/unaligned tensors */
+    int n_owned;
+    const char *dtype;    /* dtype of the checkpoint's weights */
+    const gpt2_kernels *k;
+};
+
+gpt2c_status gpt2_config_load(const char *dir, gpt2_config *c, gpt2_err *e);
+
+/* Per-generation state: the KV cache of n_slots sequences of up to n_pos
+ * positions, and scratch for up to max_tokens tokens per pass. */
+typedef struct gpt2_state {
+    int n_slots, n_pos, max_tokens;
+    float *k_cache, *v_cache; // (L, n_slots, n_pos, C)
+    float *x, *h, *qkv, *att, *fc; // (max_tokens, C), (.., C), (.., 3C), (.., C), (.., F)
+    float *scores;            // (n_pos,)
+} gpt2_state;
+
+gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, int n_pos, int max_tokens,
+                             gpt2_err *e);
+void gpt2_state_free(gpt2_state *s);
+
+/* A set of tokens to run together, each belonging to a cache slot at a
+ * position. A token attends to its own slot's positions 0..pos, so tokens of
+ * one slot must come in position order and positions below pos must already
+ * be cached or earlier in the batch. */
+typedef struct gpt2_batch {
+    int n;
+    const int32_t *token; // (n,)
+    const int *pos;       // (n,)
+    const int *slot;      // (n,)
+    const int *out_row;   // (n,) row of logits to write, or -1 for none
+} gpt2_batch;
+
+gpt2c_status gpt2_forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, float *logits, gpt2_err *e);
+
+#endif

@@ -1,0 +1,355 @@
+/* tokenizer.c -- loading a GPT-2 byte-level BPE tokenizer from vocab.json +
+ * merges.txt (what the slow GPT2Tokenizer reads) or from tokenizer.json (what
+ * newer hub repos ship), into one in-memory form. */
+#include "tokenizer.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/file.h"
+#include "../core/utf8.h"
+
+void tok_byte_table(int byte_to_cp[256]) {
+    /* Printable bytes stand for themselves; the others are mapped, in byte
+     * order, onto code points from 256 up, so every token is printable. */
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+        byte_to_cp[b] = printable ? b : 256 + n++;
+    }
+}
+
+/* Turns a vocabulary string (printable code points) back into raw bytes.
+ * Returns the byte count, or -1 if a code point is outside the table. */
+static long token_string_to_bytes(const int cp_to_byte[324], const char *s, size_t n, char *out) {
+    size_t i = 0;
+    long o = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        int cp, k;
+        if (c < 0x80) cp = c, k = 1;
+        else if ((c & 0xe0) == 0xc0 && i + 1 < n) cp = ((c & 0x1f) << 6) | (s[i + 1] & 0x3f), k = 2;
+        else return -1; /* every table code point is below U+0800 */
+        if (cp >= 324 || cp_to_byte[cp] < 0) return -1;
+        out[o++] = (char)cp_to_byte[cp];
+        i += (size_t)k;
+    }
+    return o;
+}
+
+typedef struct loader {
+    gpt2c_tokenizer *t;
+    int cp_to_byte[324];
+    char *scratch; /* decoding buffer for one token string */
+    size_t scratch_cap;
+} loader;
+
+static int ensure_scratch(loader *L, size_t n) {
+    if (n <= L->scratch_cap) return 0;
+    char *p = realloc(L->scratch, n);
+    if (!p) return -1;
+    L->scratch = p;
+    L->scratch_cap = n;
+    return 0;
+}
+
+static gpt2c_status load_vocab_object(loader *L, json_t *obj, const char *where) {
+    gpt2c_tokenizer *t = L->t;
+    if (!json_is_object(obj)) return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: vocabulary is not a JSON object", where);
+    if (json_object_size(obj) > TOK_MAX_VOCAB)
+        return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: %zu tokens, more than the %d allowed", where,
+                       json_object_size(obj), TOK_MAX_VOCAB);
+    const char *key;
+    json_t *v;
+    int max_id = -1;
+    json_object_foreach(obj, key, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= TOK_MAX_VOCAB)
+            return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: token '%.40s': id is not an integer in [0, %d)",
+                           where, key, TOK_MAX_VOCAB);
+        size_t klen = strlen(key);
+        if (ensure_scratch(L, klen + 1)) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+        long n = token_string_to_bytes(L->cp_to_byte, key, klen, L->scratch);
+        if (n < 0)
+            return err_set(&t->err, GPT2C_ERR_FORMAT,
+                           "%s: token '%.40s' has a character outside GPT-2's byte alphabet", where, key);
+        int id = (int)json_integer_value(v);
+        if (strmap_get(&t->vocab, L->scratch, (size_t)n))
+            return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: token '%.40s' appears twice", where, key);
+        if (strmap_put(&t->vocab, L->scratch, (size_t)n, id)) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+        if (id > max_id) max_id = id;
+    }
+    if (max_id < 0) return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: vocabulary is empty", where);
+    /* Build the id -> bytes table. */
+    t->n_vocab = max_id + 1;
+    t->off = calloc((size_t)t->n_vocab + 1, sizeof *t->off);
+    t->present = calloc((size_t)t->n_vocab, 1);
+    t->special = calloc((size_t)t->n_vocab, 1);
+    size_t *len = calloc((size_t)t->n_vocab, sizeof *len);
+    const char **src = calloc((size_t)t->n_vocab, sizeof *src);
+    if (!t->off || !t->present || !t->special || !len || !src) {
+        free(len);
+        free(src);
+        return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < t->vocab.n; i++) {
+        int id = t->vocab.val[i];
+        if (t->present[id]) {
+            free(len);
+            free(src);
+            return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: id %d is given to two tokens", where, id);
+        }
+        t->present[id] = 1;
+        src[id] = strmap_key(&t->vocab, i, &len[id]);
+    }
+    size_t total = 0;
+    for (int i = 0; i < t->n_vocab; i++) {
+        t->off[i] = total;
+        total += len[i];
+    }
+    t->off[t->n_vocab] = total;
+    t->bytes = malloc(total ? total : 1);
+    if (!t->bytes) {
+        free(len);
+        free(src);
+        return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < t->n_vocab; i++)
+        if (len[i]) memcpy(t->bytes + t->off[i], src[i], len[i]);
+    free(len);
+    free(src);
+    return GPT2C_OK;
+}
+
+static gpt2c_status add_merge(loader *L, const char *a, size_t alen, const char *b, size_t blen,
+                              const char *where, long line) {
+    gpt2c_tokenizer *t = L->t;
+    if (ensure_scratch(L, alen + blen + 1)) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    long na = token_string_to_bytes(L->cp_to_byte, a, alen, L->scratch);
+    long nb = na < 0 ? -1 : token_string_to_bytes(L->cp_to_byte, b, blen, L->scratch + na);
+    if (na <= 0 || nb <= 0)
+        return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: merge %ld ('%.*s %.*s'): not two GPT-2 byte-alphabet tokens",
+                       where, line, (int)(alen > 40 ? 40 : alen), a, (int)(blen > 40 ? 40 : blen), b);
+    int *ia = strmap_get(&t->vocab, L->scratch, (size_t)na);
+    int *ib = strmap_get(&t->vocab, L->scratch + na, (size_t)nb);
+    int *im = strmap_get(&t->vocab, L->scratch, (size_t)(na + nb));
+    if (!ia || !ib || !im)
+        return err_set(&t->err, GPT2C_ERR_FORMAT,
+                       "%s: merge %ld ('%.*s %.*s'): %s is not in the vocabulary (vocab and merges do not match)",
+                       where, line, (int)(alen > 40 ? 40 : alen), a, (int)(blen > 40 ? 40 : blen), b,
+                       !ia ? "the left part" : !ib ? "the right part" : "the merged token");
+    if ((t->n_merges & (t->n_merges - 1)) == 0) { /* grow at powers of two */
+        int *p = realloc(t->merge_result, (size_t)(t->n_merges ? t->n_merges * 2 : 1024) * sizeof *p);
+        if (!p) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+        t->merge_result = p;
+    }
+    /* A pair listed twice keeps its last rank, as Python's dict(zip()) does. */
+    if (u64map_put(&t->merges, ((uint64_t)(uint32_t)*ia << 32) | (uint32_t)*ib, t->n_merges))
+        return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    t->merge_result[t->n_merges++] = *im;
+    return GPT2C_OK;
+}
+
+static gpt2c_status load_merges_txt(loader *L, const char *path) {
+    char *data;
+    size_t n;
+    gpt2c_status s = file_read(path, TOK_MAX_FILE, &data, &n, &L->t->err);
+    if (s) return s;
+    if (utf8_validate(data, n) != n) {
+        free(data);
+        return err_set(&L->t->err, GPT2C_ERR_FORMAT, "%s: not valid UTF-8", path);
+    }
+    long line = 0;
+    char *p = data, *end = data + n;
+    while (p < end && s == GPT2C_OK) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl ? nl : end;
+        line++;
+        if (le > p && le[-1] == '\r') le--;
+        int header = line == 1 && le - p >= 8 && memcmp(p, "#version", 8) == 0;
+        if (!header && le > p) {
+            char *sp = memchr(p, ' ', (size_t)(le - p));
+            if (!sp || sp == p || sp + 1 >= le || memchr(sp + 1, ' ', (size_t)(le - sp - 1)))
+                s = err_set(&L->t->err, GPT2C_ERR_FORMAT, "%s: line %ld is not two tokens separated by a space",
+                            path, line);
+            else
+                s = add_merge(L, p, (size_t)(sp - p), sp + 1, (size_t)(le - sp - 1), path, line);
+        }
+        p = nl ? nl + 1 : end;
+    }
+    free(data);
+    return s;
+}
+
+static gpt2c_status load_json_file(gpt2c_tokenizer *t, const char *path, json_t **root) {
+    char *data;
+    size_t n;
+    gpt2c_status s = file_read(path, TOK_MAX_FILE, &data, &n, &t->err);
+    if (s) return s;
+    json_error_t je;
+    *root = json_loadb(data, n, 0, &je);
+    free(data);
+    if (!*root)
+        return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
+    return GPT2C_OK;
+}
+
+static gpt2c_status add_special(gpt2c_tokenizer *t, const char *text, size_t len, int id) {
+    tok_special *p = realloc(t->specials, (size_t)(t->n_specials + 1) * sizeof *p);
+    if (!p) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    t->specials = p;
+    char *copy = malloc(len + 1);
+    if (!copy) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    t->specials[t->n_specials++] = (tok_special){copy, len, id};
+    t->special[id] = 1;
+    return GPT2C_OK;
+}
+
+static gpt2c_status load_tokenizer_json(loader *L, const char *path) {
+    gpt2c_tokenizer *t = L->t;
+    json_t *root;
+    gpt2c_status s = load_json_file(t, path, &root);
+    if (s) return s;
+    json_t *model = json_object_get(root, "model");
+    json_t *type = json_object_get(model, "type");
+    json_t *merges = json_object_get(model, "merges");
+    if (!json_is_object(model) || !json_is_string(type) || strcmp(json_string_value(type), "BPE") != 0) {
+        s = err_set(&t->err, GPT2C_ERR_UNSUPPORTED, "%s: field 'model.type' must be \"BPE\"", path);
+    } else if (!json_is_array(merges)) {
+        s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: field 'model.merges' is not an array", path);
+    } else {
+        s = load_vocab_object(L, json_object_get(model, "vocab"), path);
+    }
+    for (size_t i = 0; s == GPT2C_OK && i < json_array_size(merges); i++) {
+        json_t *m = json_array_get(merges, i);
+        const char *a = NULL, *b = NULL;
+        size_t alen = 0, blen = 0;
+        if (json_is_string(m)) { /* "A B" */
+            const char *str = json_string_value(m);
+            const char *sp = strchr(str, ' ');
+            if (sp && !strchr(sp + 1, ' ')) a = str, alen = (size_t)(sp - str), b = sp + 1, blen = strlen(sp + 1);
+        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+                   json_is_string(json_array_get(m, 1))) { /* ["A", "B"] */
+            a = json_string_value(json_array_get(m, 0)), alen = strlen(a);
+            b = json_string_value(json_array_get(m, 1)), blen = strlen(b);
+        }
+        if (!a) s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: model.merges[%zu] is not a pair of tokens", path, i);
+        else s = add_merge(L, a, alen, b, blen, path, (long)i);
+    }
+    json_t *added = json_object_get(root, "added_tokens");
+    for (size_t i = 0; s == GPT2C_OK && i < json_array_size(added); i++) {
+        json_t *a = json_array_get(added, i);
+        json_t *id = json_object_get(a, "id"), *content = json_object_get(a, "content");
+        if (!json_is_integer(id) || !json_is_string(content) || json_integer_value(id) < 0 ||
+            json_integer_value(id) >= t->n_vocab || !t->present[json_integer_value(id)]) {
+            s = err_set(&t->err, GPT2C_ERR_FORMAT,
+                        "%s: added_tokens[%zu] needs an 'id' within the vocabulary and a string 'content'", path, i);
+        } else if (json_is_true(json_object_get(a, "special"))) {
+            s = add_special(t, json_string_value(content), json_string_length(content), (int)json_integer_value(id));
+        }
+    }
+    json_decref(root);
+    return s;
+}
+
+static gpt2c_status load_vocab_merges(loader *L, const char *vocab_path, const char *merges_path) {
+    json_t *root;
+    gpt2c_status s = load_json_file(L->t, vocab_path, &root);
+    if (s) return s;
+    s = load_vocab_object(L, root, vocab_path);
+    json_decref(root);
+    if (s) return s;
+    s = load_merges_txt(L, merges_path);
+    if (s) return s;
+    /* The slow GPT2Tokenizer's only special token is <|endoftext|> (its bos,
+     * eos and unk), which it also matches inside input text. */
+    int *eos = strmap_get(&L->t->vocab, "<|endoftext|>", 13);
+    if (eos) s = add_special(L->t, "<|endoftext|>", 13, *eos);
+    return s;
+}
+
+static gpt2c_status finish_load(gpt2c_tokenizer *t, const char *where) {
+    int b2cp[256];
+    tok_byte_table(b2cp);
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        int *id = strmap_get(&t->vocab, &c, 1);
+        if (!id) return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: the vocabulary has no token for byte 0x%02x", where, b);
+        t->byte_id[b] = *id;
+    }
+    int *eos = strmap_get(&t->vocab, "<|endoftext|>", 13);
+    t->eos_id = eos ? *eos : -1;
+    return tok_compile_pattern(t);
+}
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+gpt2c_status gpt2c_tokenizer_load(const char *dir, gpt2c_tokenizer **out) {
+    gpt2c_tokenizer *t = calloc(1, sizeof *t);
+    *out = t;
+    if (!t) return GPT2C_ERR_NOMEM;
+    strmap_init(&t->vocab);
+    u64map_init(&t->merges);
+    strmap_init(&t->cache);
+    pthread_mutex_init(&t->cache_lock, NULL);
+    t->eos_id = -1;
+    if (!dir) return err_set(&t->err, GPT2C_ERR_INVALID, "tokenizer path is NULL");
+    loader L = {.t = t};
+    int b2cp[256];
+    tok_byte_table(b2cp);
+    for (int i = 0; i < 324; i++) L.cp_to_byte[i] = -1;
+    for (int b = 0; b < 256; b++) L.cp_to_byte[b2cp[b]] = b;
+
+    char *vocab = path_join(dir, "vocab.json"), *merges = path_join(dir, "merges.txt"),
+         *tj = path_join(dir, "tokenizer.json");
+    gpt2c_status s;
+    const char *where = dir;
+    if (!vocab || !merges || !tj) s = err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    else if (has_suffix(dir, ".json") && file_exists(dir)) s = load_tokenizer_json(&L, dir);
+    else if (file_exists(vocab) && file_exists(merges)) s = load_vocab_merges(&L, vocab, merges), where = vocab;
+    else if (file_exists(tj)) s = load_tokenizer_json(&L, tj), where = tj;
+    else
+        s = err_set(&t->err, GPT2C_ERR_IO, "%s: no tokenizer found (need vocab.json + merges.txt, or tokenizer.json)", dir);
+    if (s == GPT2C_OK) s = finish_load(t, where);
+    free(vocab);
+    free(merges);
+    free(tj);
+    free(L.scratch);
+    return s;
+}
+
+const char *gpt2c_tokenizer_errmsg(const gpt2c_tokenizer *t) { return err_msg_or_nomem(t ? &t->err : NULL); }
+
+void gpt2c_tokenizer_free(gpt2c_tokenizer *t) {
+    if (!t) return;
+    strmap_free(&t->vocab);
+    strmap_free(&t->cache);
+    u64map_free(&t->merges);
+    free(t->merge_result);
+    free(t->bytes);
+    free(t->off);
+    free(t->present);
+    free(t->special);
+    for (int i = 0; i < t->n_specials; i++) free(t->specials[i].text);
+    free(t->specials);
+    free(t->cache_ids);
+    if (t->re) pcre2_code_free(t->re);
+    pthread_mutex_destroy(&t->cache_lock);
+    free(t);
+}
+
+int gpt2c_tokenizer_vocab_size(const gpt2c_tokenizer *t) { return t->n_vocab; }
+int gpt2c_tokenizer_eos_id(const gpt2c_tokenizer *t) { return t->eos_id; }
+
+const char *gpt2c_token_bytes(const gpt2c_tokenizer *t, int32_t id, size_t *len) {
+    if (id < 0 || id >= t->n_vocab || !t->present[id]) return NULL;
+    *len = t->off[id + 1] - t->off[id];
+    return t->bytes + t->off[id];
+}
+
+void gpt2c_free(void *p) { free(p); }
