@@ -1,0 +1,320 @@
+/* test_tokenizer.c -- the tokenizer against transformers' slow
+ * GPT2Tokenizer: every golden case's ids and decodes, streaming decode,
+ * tokenizer.json loading, invalid input and pathological lengths. */
+#include <time.h>
+
+#include "testutil.h"
+
+static gpt2c_tokenizer *tok;
+static json_t *cases; /* array of case objects */
+
+static int setup(void **state) {
+    (void)state;
+    if (gpt2c_tokenizer_load(TOKENIZER_DIR, &tok) != GPT2C_OK) {
+        fprintf(stderr, "tokenizer: %s\n", gpt2c_tokenizer_errmsg(tok));
+        return -1;
+    }
+    /* One JSON object per line; split on \n only, since some strings hold
+     * U+2028 and other separators. */
+    FILE *f = fopen(GOLDEN_JSON_DIR "/tokenizer.jsonl", "rb");
+    if (!f) return -1;
+    cases = json_array();
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int first = 1;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        json_error_t je;
+        json_t *j = json_loadb(line, (size_t)n, JSON_ALLOW_NUL, &je);
+        if (!j) return -1;
+        if (first) json_decref(j); /* metadata */
+        else json_array_append_new(cases, j);
+        first = 0;
+    }
+    free(line);
+    fclose(f);
+    return json_array_size(cases) > 0 ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    gpt2c_tokenizer_free(tok);
+    json_decref(cases);
+    return 0;
+}
+
+static char *hex_to_bytes(const char *hex, size_t *len) {
+    size_t n = strlen(hex) / 2;
+    char *b = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        b[i] = (char)v;
+    }
+    *len = n;
+    return b;
+}
+
+static void check_decode(const int32_t *ids, int n, unsigned flags, json_t *want, const char *what, int i) {
+    if (!want) return;
+    char *text, msg[96];
+    size_t len;
+    assert_int_equal(gpt2c_detokenize(tok, ids, n, flags, &text, &len), GPT2C_OK);
+    snprintf(msg, sizeof msg, "case %d %s", i, what);
+    assert_str_equal_n(text, len, json_string_value(want), json_string_length(want), msg);
+    gpt2c_free(text);
+}
+
+static void test_golden_encode_decode(void **state) {
+    (void)state;
+    size_t k;
+    json_t *c;
+    int n_enc = 0, n_dec = 0;
+    json_array_foreach(cases, k, c) {
+        int i = (int)json_integer_value(json_object_get(c, "i"));
+        int nw;
+        int32_t *want = json_ids(json_object_get(c, "ids"), &nw);
+        json_t *hex = json_object_get(c, "hex");
+        if (hex) { /* an encode case */
+            size_t len;
+            char *text = hex_to_bytes(json_string_value(hex), &len), msg[64];
+            int32_t *ids;
+            int n;
+            assert_int_equal(gpt2c_tokenize(tok, text, len, &ids, &n), GPT2C_OK);
+            snprintf(msg, sizeof msg, "case %d encode", i);
+            assert_ids_equal(ids, n, want, nw, msg);
+            gpt2c_free(ids);
+            free(text);
+            n_enc++;
+        } else {
+            n_dec++;
+        }
+        check_decode(want, nw, 0, json_object_get(c, "decode"), "decode", i);
+        check_decode(want, nw, GPT2C_DECODE_NO_CLEANUP, json_object_get(c, "decode_raw"), "decode_raw", i);
+        /* The golden skip-special decodes were made with clean-up off. */
+        check_decode(want, nw, GPT2C_DECODE_SKIP_SPECIAL | GPT2C_DECODE_NO_CLEANUP,
+                     json_object_get(c, "decode_skip_special"),
+                     "decode_skip_special", i);
+        json_t *rh = json_object_get(c, "decode_raw_hex");
+        if (rh) {
+            size_t hl, len;
+            char *bytes = hex_to_bytes(json_string_value(rh), &hl), *text;
+            assert_int_equal(gpt2c_detokenize(tok, want, nw, GPT2C_DECODE_NO_CLEANUP, &text, &len), GPT2C_OK);
+            assert_str_equal_n(text, len, bytes, hl, "decode_raw_hex");
+            gpt2c_free(text);
+            free(bytes);
+        }
+        free(want);
+    }
+    /* Guard against a silently empty fixture. */
+    assert_true(n_enc > 200);
+    assert_true(n_dec > 20);
+}
+
+/* Streaming must release exactly the pipeline's new text:
+ * decode(prompt + new)[len(decode(prompt)):], split at every token. */
+static void stream_matches(const int32_t *ids, int n, int split, unsigned flags, int i) {
+    char *full, *pre;
+    size_t fl, pl;
+    assert_int_equal(gpt2c_detokenize(tok, ids, n, flags, &full, &fl), GPT2C_OK);
+    assert_int_equal(gpt2c_detokenize(tok, ids, split, flags, &pre, &pl), GPT2C_OK);
+    /* Count code points of the prompt's text and skip as many in full. */
+    size_t cps = 0, at = 0;
+    for (size_t b = 0; b < pl; b++) cps += ((unsigned char)pre[b] & 0xc0) != 0x80;
+    while (at < fl && cps > 0) {
+        at++;
+        while (at < fl && ((unsigned char)full[at] & 0xc0) == 0x80) at++;
+        cps--;
+    }
+    gpt2c_stream *s;
+    assert_int_equal(gpt2c_stream_new(tok, ids, split, flags, &s), GPT2C_OK);
+    char *got = malloc(fl + 1);
+    size_t gl = 0;
+    for (int j = split; j <= n; j++) {
+        const char *piece;
+        size_t len;
+        if (j < n) assert_int_equal(gpt2c_stream_push(s, ids[j], &piece, &len), GPT2C_OK);
+        else assert_int_equal(gpt2c_stream_finish(s, &piece, &len), GPT2C_OK);
+        assert_true(gl + len <= fl);
+        memcpy(got + gl, piece, len);
+        gl += len;
+        /* Every released prefix is valid UTF-8 and a prefix of the result. */
+        assert_memory_equal(got, full + at, gl);
+    }
+    char msg[64];
+    snprintf(msg, sizeof msg, "case %d stream split %d", i, split);
+    assert_str_equal_n(got, gl, full + at, fl - at, msg);
+    free(got);
+    free(full);
+    free(pre);
+    gpt2c_stream_free(s);
+}
+
+static void test_stream_equals_decode(void **state) {
+    (void)state;
+    size_t k;
+    json_t *c;
+    json_array_foreach(cases, k, c) {
+        int n, i = (int)json_integer_value(json_object_get(c, "i"));
+        int32_t *ids = json_ids(json_object_get(c, "ids"), &n);
+        for (unsigned flags = 0; flags < 4; flags++) {
+            stream_matches(ids, n, 0, flags, i);
+            if (n > 1) stream_matches(ids, n, n / 2, flags, i);
+        }
+        free(ids);
+    }
+}
+
+static void test_stream_holds_partial_utf8(void **state) {
+    (void)state;
+    /* "🤖" is two tokens here; the first alone must release nothing. */
+    int32_t *ids;
+    int n;
+    assert_int_equal(gpt2c_tokenize(tok, "\xf0\x9f\xa4\x96", 4, &ids, &n), GPT2C_OK);
+    assert_true(n >= 2);
+    gpt2c_stream *s;
+    assert_int_equal(gpt2c_stream_new(tok, NULL, 0, 0, &s), GPT2C_OK);
+    const char *piece;
+    size_t len;
+    assert_int_equal(gpt2c_stream_push(s, ids[0], &piece, &len), GPT2C_OK);
+    assert_int_equal(len, 0);
+    for (int i = 1; i < n; i++) assert_int_equal(gpt2c_stream_push(s, ids[i], &piece, &len), GPT2C_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(piece, "\xf0\x9f\xa4\x96", 4);
+    gpt2c_stream_free(s);
+    gpt2c_free(ids);
+}
+
+/* A tokenizer.json written from the same vocab and merges encodes the same. */
+static void test_tokenizer_json(void **state) {
+    (void)state;
+    json_t *vocab = load_json_or_fail(TOKENIZER_DIR "/vocab.json");
+    FILE *f = fopen(TOKENIZER_DIR "/merges.txt", "rb");
+    assert_non_null(f);
+    json_t *merges = json_array();
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        if (line[n - 1] == '\n') line[--n] = '\0';
+        if (n == 0 || strncmp(line, "#version", 8) == 0) continue;
+        json_array_append_new(merges, json_string(line));
+    }
+    free(line);
+    fclose(f);
+    json_t *root = json_pack("{s:{s:s,s:o,s:o},s:[{s:i,s:s,s:b}]}", "model", "type", "BPE", "vocab", vocab,
+                             "merges", merges, "added_tokens", "id", 50256, "content", "<|endoftext|>", "special", 1);
+    char dir[] = "/tmp/gpt2c-tokjson-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    assert_int_equal(json_dump_file(root, path, 0), 0);
+    json_decref(root);
+    gpt2c_tokenizer *t2;
+    assert_int_equal(gpt2c_tokenizer_load(dir, &t2), GPT2C_OK);
+    size_t k;
+    json_t *c;
+    json_array_foreach(cases, k, c) {
+        json_t *hex = json_object_get(c, "hex");
+        if (!hex) continue;
+        size_t len;
+        char *text = hex_to_bytes(json_string_value(hex), &len);
+        int32_t *a, *b;
+        int na, nb;
+        assert_int_equal(gpt2c_tokenize(tok, text, len, &a, &na), GPT2C_OK);
+        assert_int_equal(gpt2c_tokenize(t2, text, len, &b, &nb), GPT2C_OK);
+        assert_ids_equal(b, nb, a, na, "tokenizer.json vs vocab+merges");
+        gpt2c_free(a);
+        gpt2c_free(b);
+        free(text);
+    }
+    gpt2c_tokenizer_free(t2);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_invalid_utf8_refused(void **state) {
+    (void)state;
+    int32_t *ids;
+    int n;
+    const char bad[] = "ok \xff here";
+    assert_int_equal(gpt2c_tokenize(tok, bad, sizeof bad - 1, &ids, &n), GPT2C_ERR_INVALID);
+    assert_non_null(strstr(gpt2c_tokenizer_errmsg(tok), "byte offset 3"));
+    const char surrogate[] = "\xed\xa0\x80"; /* UTF-16 surrogates are not UTF-8 */
+    assert_int_equal(gpt2c_tokenize(tok, surrogate, 3, &ids, &n), GPT2C_ERR_INVALID);
+    const char overlong[] = "\xc0\xaf";
+    assert_int_equal(gpt2c_tokenize(tok, overlong, 2, &ids, &n), GPT2C_ERR_INVALID);
+    /* The tokenizer still works after a refusal. */
+    assert_int_equal(gpt2c_tokenize(tok, "Hello", 5, &ids, &n), GPT2C_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], 15496);
+    gpt2c_free(ids);
+}
+
+static void test_bad_ids_refused(void **state) {
+    (void)state;
+    char *text;
+    size_t len;
+    int32_t bad[] = {15496, 50257};
+    assert_int_equal(gpt2c_detokenize(tok, bad, 2, 0, &text, &len), GPT2C_ERR_INVALID);
+    int32_t neg[] = {-1};
+    assert_int_equal(gpt2c_detokenize(tok, neg, 1, 0, &text, &len), GPT2C_ERR_INVALID);
+    assert_null(gpt2c_token_bytes(tok, 50257, &len));
+}
+
+/* One megabyte without a split point is one BPE piece: the heap-based merge
+ * keeps it near-linear where the textbook loop would be quadratic. */
+static void test_long_inputs(void **state) {
+    (void)state;
+    const size_t n = 1 << 20;
+    char *text = malloc(n);
+    const char fill[] = {'a', ' ', '1', '!', '\n'};
+    for (size_t f = 0; f < sizeof fill; f++) {
+        memset(text, fill[f], n);
+        int32_t *ids;
+        int m;
+        clock_t t0 = clock();
+        assert_int_equal(gpt2c_tokenize(tok, text, n, &ids, &m), GPT2C_OK);
+        double dt = (double)(clock() - t0) / CLOCKS_PER_SEC;
+        assert_true(m > 0 && m <= (int)n); /* a space is one token per byte */
+        /* Round trip: decoding gives the text back. */
+        char *back;
+        size_t bl;
+        assert_int_equal(gpt2c_detokenize(tok, ids, m, GPT2C_DECODE_NO_CLEANUP, &back, &bl), GPT2C_OK);
+        assert_int_equal(bl, n);
+        assert_memory_equal(back, text, n);
+        gpt2c_free(back);
+        gpt2c_free(ids);
+        /* Not a timing assertion in spirit: quadratic BPE would take hours. */
+        assert_true(dt < 120.0);
+    }
+    free(text);
+}
+
+/* The cache must not change results: the same text twice, and a piece seen
+ * before inside other text. */
+static void test_cache_consistent(void **state) {
+    (void)state;
+    const char *texts[] = {" supercalifragilistic", "x supercalifragilistic y", " supercalifragilistic"};
+    int32_t *first = NULL;
+    int nf = 0;
+    for (int r = 0; r < 3; r++) {
+        int32_t *ids;
+        int n;
+        assert_int_equal(gpt2c_tokenize(tok, texts[r], strlen(texts[r]), &ids, &n), GPT2C_OK);
+        if (r == 0) first = ids, nf = n;
+        else if (r == 2) assert_ids_equal(ids, n, first, nf, "cached");
+        if (r != 0) gpt2c_free(ids);
+    }
+    gpt2c_free(first);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_encode_decode), cmocka_unit_test(test_stream_equals_decode),
+        cmocka_unit_test(test_stream_holds_partial_utf8), cmocka_unit_test(test_tokenizer_json),
+        cmocka_unit_test(test_invalid_utf8_refused), cmocka_unit_test(test_bad_ids_refused),
+        cmocka_unit_test(test_long_inputs), cmocka_unit_test(test_cache_consistent),
+    };
+    return cmocka_run_group_tests_name("tokenizer", tests, setup, teardown);
+}
