@@ -1,6 +1,7 @@
 # gpt2c build. `make` builds the library (static and shared) and the CLI;
 # `make test` builds and runs the whole test suite; `make SAN=1 test` does the
-# same under AddressSanitizer + UndefinedBehaviorSanitizer in build-san/.
+# same under AddressSanitizer + UndefinedBehaviorSanitizer in build-san/;
+# `make check` runs both.
 CC ?= cc
 PYTHON ?= /usr/bin/python3
 ifeq ($(SAN),1)
@@ -46,7 +47,12 @@ tests: all $(TESTS)
 test: tests
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh
 
+# The whole suite twice: plain, then under ASan + UBSan. The README's test command.
+check:
+	$(MAKE) test
+	$(MAKE) SAN=1 test
+
 clean:
 	rm -rf build build-san
 
-.PHONY: all tests test clean
+.PHONY: all tests test check clean

@@ -257,8 +257,7 @@ static const char *finish_name(gpt2c_finish f) {
 static int run_generate(gen_opts *o) {
     int rc = EXIT_RUN;
     double t0 = now_s();
-    gpt2c_tokenizer *tok = open_tokenizer(o->model);
-    if (!tok) return EXIT_RUN;
+    gpt2c_tokenizer *tok = NULL;
     gpt2c_model *m = NULL;
     gpt2c_gen *g = NULL;
     gpt2c_stream *st = NULL;
@@ -270,6 +269,7 @@ static int run_generate(gen_opts *o) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         goto out;
     }
+    if (!(tok = open_tokenizer(o->model))) goto out;
     double t_load = now_s() - t0;
     if (o->ids) {
         if (parse_ids(o->ids, &ids, &n_ids)) {
@@ -518,9 +518,11 @@ static int cmd_tokenize(int argc, char **argv) {
                 json_array_append_new(ji, json_integer(ids[i]));
                 json_array_append_new(jt, token_text_json(t, ids[i]));
             }
-            char *s = json_dumps(json_pack("{s:o,s:o}", "ids", ji, "tokens", jt), JSON_ENSURE_ASCII);
+            json_t *root = json_pack("{s:o,s:o}", "ids", ji, "tokens", jt);
+            char *s = json_dumps(root, JSON_ENSURE_ASCII);
             printf("%s\n", s ? s : "null");
             free(s);
+            json_decref(root);
         } else {
             for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
             printf("\n");

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""make_reference.py OUTDIR -- random checkpoints plus the numpy reference's answers for them.
+
+Writes, for each variant below, a checkpoint folder (tools/make_checkpoint.py), the reference
+logits at every position of a fixed prompt, and the reference greedy continuation; then
+OUTDIR/manifest.txt, one line per variant: name, folder, ids, logits file, greedy ids.
+test_reference compares gpt2c against these. Reruns only when this file or the tools change.
+"""
+import hashlib
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLS = os.path.join(os.path.dirname(HERE), "tools")
+PY = sys.executable
+
+PROMPT = [15496, 11, 314, 1101, 257, 3303, 2746, 11, 290, 314, 588, 262]
+VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
+    ("tiny-f32", ["--preset", "tiny", "--seed", "1"], 50257, 8),
+    ("tiny-f16", ["--preset", "tiny", "--seed", "2", "--dtype", "F16"], 50257, 8),
+    ("tiny-bf16", ["--preset", "tiny", "--seed", "3", "--dtype", "BF16"], 50257, 8),
+    # Every optional path at once: "transformer." names, an untied head, misaligned data,
+    # erf GELU, inverse-layer scaling, n_inner, a short context and a small vocabulary.
+    ("tiny-variant", ["--n-layer", "3", "--n-embd", "48", "--n-head", "2", "--n-inner", "96",
+                      "--n-positions", "64", "--vocab", "1000", "--prefix", "transformer.", "--lm-head",
+                      "--unaligned", "--activation", "gelu", "--scale-by-inverse-layer", "--no-mask",
+                      "--seed", "4", "--std", "0.2"], 1000, 8),
+    ("gpt2-f32", ["--preset", "gpt2", "--seed", "5"], 50257, 4),
+    ("gpt2-f16", ["--preset", "gpt2", "--seed", "6", "--dtype", "F16"], 50257, 4),
+    ("gpt2-bf16", ["--preset", "gpt2", "--seed", "7", "--dtype", "BF16"], 50257, 4),
+]
+
+
+def fingerprint():
+    h = hashlib.sha256()
+    for p in (__file__, os.path.join(TOOLS, "make_checkpoint.py"), os.path.join(TOOLS, "ref_gpt2.py"),
+              os.path.join(TOOLS, "safetensors_np.py")):
+        with open(p, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def main():
+    out = os.path.abspath(sys.argv[1])
+    stamp = os.path.join(out, "fingerprint")
+    fp = fingerprint()
+    if os.path.exists(stamp) and open(stamp).read() == fp:
+        return
+    os.makedirs(out, exist_ok=True)
+    lines = []
+    for name, args, vocab, n_greedy in VARIANTS:
+        folder = os.path.join(out, name)
+        subprocess.run([PY, os.path.join(TOOLS, "make_checkpoint.py"), "--out", folder] + args, check=True)
+        ids = ",".join(str(t % vocab) for t in PROMPT)
+        logits = os.path.join(out, name + ".f32")
+        r = subprocess.run([PY, os.path.join(TOOLS, "ref_gpt2.py"), folder, "--ids", ids, "--out", logits,
+                            "--greedy", str(n_greedy)], check=True, capture_output=True, text=True)
+        lines.append(f"{name} {folder} {ids} {logits} {r.stdout.strip()}\n")
+        print(f"reference: {name} ready", flush=True)
+    with open(os.path.join(out, "manifest.txt"), "w") as f:
+        f.writelines(lines)
+    with open(stamp, "w") as f:
+        f.write(fp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/bin/sh
+# run.sh -- runs the whole test suite (called by `make test`): makes the numpy
+# reference fixtures, runs every cmocka program and the CLI script, and ends with
+# one summary line. Exits non-zero if anything failed.
+BUILD=${BUILD:-build}
+PYTHON=${PYTHON:-/usr/bin/python3}
+# The reference fixtures do not depend on the build flavour: one copy serves all.
+export GPT2C_REF_DIR="${GPT2C_REF_DIR:-build/ref}"
+pass=0
+fail=0
+if ! "$PYTHON" tests/make_reference.py "$GPT2C_REF_DIR"; then
+    echo "FAILED: tests/make_reference.py (needs python3-numpy)"
+    fail=$((fail + 1))
+fi
+for t in "$BUILD"/tests/test_*; do
+    echo "=== $t"
+    if "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: $t"; fi
+done
+echo "=== tests/test_cli.sh"
+if PYTHON="$PYTHON" sh tests/test_cli.sh "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_cli.sh"; fi
+echo "suites: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,16 @@
+#!/bin/sh
+# install-deps.sh -- installs what gpt2c needs to build and test, from Debian 12's
+# packages: a C compiler, PCRE2 (tokenizer regex), jansson (JSON), cmocka (unit
+# tests) and numpy (the reference implementation the tests compare against).
+set -e
+PKGS="build-essential pkg-config libpcre2-dev libjansson-dev libcmocka-dev python3-numpy"
+missing=""
+for p in $PKGS; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends $missing

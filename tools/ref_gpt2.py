@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""ref_gpt2.py -- an independent GPT-2 reference forward pass in numpy (float64).
+
+Reads a checkpoint folder (config.json + model.safetensors) with numpy alone and writes the
+next-token logits at every position of the given ids, as raw little-endian float32 (n, vocab):
+
+  tools/ref_gpt2.py DIR --ids 15496,11,314 --out logits.f32 [--greedy N]
+
+With --greedy N it also prints N greedily chosen continuation ids (full recomputation each
+step, no cache). It is the oracle for gpt2c's own kernels: written from the paper and
+transformers' GPT2 modelling semantics, sharing no code with the C library.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_np  # noqa: E402
+
+
+class GPT2:
+    def __init__(self, folder):
+        with open(os.path.join(folder, "config.json")) as f:
+            c = json.load(f)
+        self.L, self.C, self.H = c["n_layer"], c["n_embd"], c["n_head"]
+        self.eps = c.get("layer_norm_epsilon", 1e-5)
+        self.act = c.get("activation_function", "gelu_new")
+        self.scale = c.get("scale_attn_weights", True)
+        self.inv_layer = c.get("scale_attn_by_inverse_layer_idx", False)
+        w = safetensors_np.read(os.path.join(folder, "model.safetensors"))
+        self.w = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in w.items()}
+        self.head = self.w.get("lm_head.weight", self.w["wte.weight"])
+
+    def ln(self, x, name):
+        m = x.mean(-1, keepdims=True)
+        v = ((x - m) ** 2).mean(-1, keepdims=True)
+        return (x - m) / np.sqrt(v + self.eps) * self.w[name + ".weight"] + self.w[name + ".bias"]
+
+    def gelu(self, x):
+        if self.act in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+            return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+        if self.act == "gelu":
+            return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+        if self.act == "relu":
+            return np.maximum(x, 0)
+        raise ValueError(self.act)
+
+    def logits(self, ids):
+        n, C, H = len(ids), self.C, self.H
+        hd = C // H
+        x = self.w["wte.weight"][ids] + self.w["wpe.weight"][np.arange(n)]
+        causal = np.triu(np.full((n, n), -np.inf), 1)
+        for i in range(self.L):
+            p = f"h.{i}."
+            qkv = self.ln(x, p + "ln_1") @ self.w[p + "attn.c_attn.weight"] + self.w[p + "attn.c_attn.bias"]
+            q, k, v = (qkv[:, j * C:(j + 1) * C].reshape(n, H, hd).transpose(1, 0, 2) for j in range(3))
+            s = q @ k.transpose(0, 2, 1)
+            if self.scale:
+                s = s / math.sqrt(hd)
+            if self.inv_layer:
+                s = s / (i + 1)
+            s = s + causal
+            s = np.exp(s - s.max(-1, keepdims=True))
+            a = (s / s.sum(-1, keepdims=True)) @ v  # (H, n, hd)
+            a = a.transpose(1, 0, 2).reshape(n, C)
+            x = x + a @ self.w[p + "attn.c_proj.weight"] + self.w[p + "attn.c_proj.bias"]
+            h = self.gelu(self.ln(x, p + "ln_2") @ self.w[p + "mlp.c_fc.weight"] + self.w[p + "mlp.c_fc.bias"])
+            x = x + h @ self.w[p + "mlp.c_proj.weight"] + self.w[p + "mlp.c_proj.bias"]
+        return self.ln(x, "ln_f") @ self.head.T
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder")
+    p.add_argument("--ids", required=True, help="comma-separated token ids")
+    p.add_argument("--out", help="write the logits here (raw float32, n x vocab)")
+    p.add_argument("--greedy", type=int, default=0, help="print this many greedy continuation ids")
+    a = p.parse_args()
+    ids = [int(t) for t in a.ids.split(",")]
+    m = GPT2(a.folder)
+    lg = m.logits(ids)
+    if a.out:
+        lg.astype("<f4").tofile(a.out)
+    if a.greedy:
+        seq = list(ids)
+        for _ in range(a.greedy):
+            seq.append(int(np.argmax(m.logits(seq)[-1])))
+        print(",".join(str(t) for t in seq[len(ids):]))
+
+
+if __name__ == "__main__":
+    main()
