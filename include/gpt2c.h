@@ -86,6 +86,12 @@ gpt2c_status gpt2c_stream_new(const gpt2c_tokenizer *t, const int32_t *prompt, i
 /* Adds one token; *piece receives the newly settled text (may be empty), valid
  * until the next call on this stream. */
 gpt2c_status gpt2c_stream_push(gpt2c_stream *s, int32_t id, const char **piece, size_t *len);
+/* Stop strings: the stream ends at the first one that appears in the new
+ * text, which is then cut just before it; text that could still become a stop
+ * string is held back. Empty strings are refused. */
+gpt2c_status gpt2c_stream_set_stops(gpt2c_stream *s, const char *const *stops, int n_stops);
+/* 1 once a stop string has appeared: generation should end. */
+int gpt2c_stream_stopped(const gpt2c_stream *s);
 /* Ends the stream: *piece receives whatever was held back. */
 gpt2c_status gpt2c_stream_finish(gpt2c_stream *s, const char **piece, size_t *len);
 void gpt2c_stream_free(gpt2c_stream *s);
@@ -113,27 +119,62 @@ void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info);
 
 typedef enum gpt2c_finish {
     GPT2C_FINISH_NONE = 0,   /* still running */
-    GPT2C_FINISH_LENGTH = 1, /* reached max_length / max_new_tokens */
-    GPT2C_FINISH_EOS = 2     /* produced eos_token_id */
+    GPT2C_FINISH_LENGTH = 1, /* reached max_length / max_new_tokens, or the context's end */
+    GPT2C_FINISH_EOS = 2,    /* produced eos_token_id */
+    GPT2C_FINISH_STOP = 3    /* ended by the caller (a stop string, a cancelled request) */
 } gpt2c_finish;
 
+/* Generation parameters, named and defaulted as transformers' GenerationConfig
+ * (4.30). The lists are copied by gpt2c_gen_start. */
 typedef struct gpt2c_gen_params {
     int max_new_tokens;       /* new tokens to generate; < 0: use max_length */
-    int max_length;           /* prompt + new tokens (transformers' default 20) */
+    int max_length;           /* prompt + new tokens (default 20) */
+    int min_length;           /* EOS is banned while the sequence is shorter (0) */
+    int min_new_tokens;       /* EOS is banned before this many new tokens (0) */
+    int do_sample;            /* 0: greedy or beam search; 1: multinomial sampling */
+    float temperature;        /* sampling only; > 0 (1.0) */
+    int top_k;                /* sampling only; 0 = off (50) */
+    float top_p;              /* sampling only; (0, 1] (1.0 = off) */
+    float typical_p;          /* sampling only; (0, 1] (1.0 = off) */
     float repetition_penalty; /* 1.0 = off; applies to prompt and generated ids */
+    int no_repeat_ngram_size; /* 0 = off */
+    int num_beams;            /* 1 = no beam search */
+    float length_penalty;     /* beam search: score = logprob sum / length^penalty (1.0) */
+    int early_stopping;       /* beam search: stop once num_beams hypotheses are done (0) */
+    int num_return_sequences; /* sequences per prompt (1) */
+    int has_seed;             /* 1: use seed; 0: a fresh random seed per call */
+    uint64_t seed;
     int eos_token_id;         /* -2: the model's; -1: none */
     int use_cache;            /* 1: KV cache (default); 0: recompute every step */
     int n_logprobs;           /* keep the top-n log-probabilities of each step (0..20) */
+    const int32_t *suppress_tokens; /* ids that are never generated */
+    int n_suppress_tokens;
+    const int32_t *const *bad_words_ids; /* token sequences that are never completed */
+    const int *bad_words_lens;
+    int n_bad_words;
+    const int32_t *logit_bias_ids; /* OpenAI's logit_bias: added to these ids' scores */
+    const float *logit_bias;
+    int n_logit_bias;
 } gpt2c_gen_params;
 
-/* Fills p with transformers' generate() defaults: greedy, max_length 20. */
+/* Fills p with transformers' generate() defaults: greedy, max_length 20,
+ * top_k 50 (used only when sampling). */
 void gpt2c_gen_params_init(gpt2c_gen_params *p);
+
+typedef enum gpt2c_defaults {
+    GPT2C_DEFAULTS_GENERATE = 0, /* generate(): transformers' defaults + generation_config.json */
+    GPT2C_DEFAULTS_PIPELINE = 1  /* pipeline("text-generation"): also config.json's
+                                  * task_specific_params["text-generation"] (gpt2: sampling, max_length 50) */
+} gpt2c_defaults;
+/* The defaults a checkpoint gives transformers, in either mode. */
+void gpt2c_model_gen_defaults(const gpt2c_model *m, gpt2c_defaults mode, gpt2c_gen_params *p);
 
 typedef struct gpt2c_gen gpt2c_gen;
 
 /* Starts generating continuations of n_prompts prompts (token ids) together as
- * one batch. Prompts may differ in length. Nothing is computed until the
- * first step. */
+ * one batch. Prompts may differ in length. With num_return_sequences n, the
+ * sequences are [p0 x n, p1 x n, ...] and share their prompt's KV cache.
+ * Nothing is computed until the first step. */
 gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_prompts,
                              const int32_t *const *prompts, const int *n_prompt_ids,
                              gpt2c_gen **out);
@@ -141,10 +182,18 @@ const char *gpt2c_gen_errmsg(const gpt2c_gen *g);
 /* Generates one more token for every unfinished sequence. Returns GPT2C_OK
  * while work remains, GPT2C_DONE once every sequence has finished. */
 gpt2c_status gpt2c_gen_step(gpt2c_gen *g);
+/* The number of sequences: n_prompts x num_return_sequences. */
 int gpt2c_gen_n_seqs(const gpt2c_gen *g);
-/* The new tokens of sequence i so far (not the prompt). */
+/* The new tokens of sequence i so far (not the prompt). In beam search the
+ * sequences are the best hypotheses, final once gpt2c_gen_step returned
+ * GPT2C_DONE. */
 const int32_t *gpt2c_gen_tokens(const gpt2c_gen *g, int i, int *n);
 gpt2c_finish gpt2c_gen_finish_reason(const gpt2c_gen *g, int i);
+/* Ends sequence i now (reason GPT2C_FINISH_STOP): for stop strings and
+ * cancelled requests. Not available in beam search. */
+gpt2c_status gpt2c_gen_finish(gpt2c_gen *g, int i);
+/* Beam search: the final score of sequence i (transformers' sequences_scores). */
+double gpt2c_gen_score(const gpt2c_gen *g, int i);
 /* For step j of sequence i: the log-probability of the chosen token and the
  * top n_logprobs alternatives (ids and log-probabilities, best first), from
  * the model's distribution before any processing. Returns the number of

@@ -85,22 +85,105 @@ $PY - "$TMP/gen.json" "$TMP/out" <<'PYEOF' && ok || bad "generate --json fields,
 import json, sys
 a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
 assert a["prompt_ids"] == [15496, 11, 314, 1101], a["prompt_ids"]
-assert len(a["token_ids"]) == 6 and a["finish_reason"] == "length"
-assert a["token_ids"] == b["token_ids"], (a["token_ids"], b["token_ids"])
-assert len(a["logprobs"]) == 6
-for step, tid in zip(a["logprobs"], a["token_ids"]):
+sa, sb = a["sequences"][0], b["sequences"][0]
+assert len(sa["token_ids"]) == 6 and sa["finish_reason"] == "length"
+assert sa["token_ids"] == sb["token_ids"], (sa["token_ids"], sb["token_ids"])
+assert len(sa["logprobs"]) == 6
+for step, tid in zip(sa["logprobs"], sa["token_ids"]):
     assert step["id"] == tid and len(step["top"]) == 3
     assert step["logprob"] <= 0 and step["top"][0]["logprob"] >= step["top"][1]["logprob"] >= step["top"][2]["logprob"]
     assert step["top"][0]["id"] == tid and abs(step["top"][0]["logprob"] - step["logprob"]) < 1e-6  # greedy
 for k in ("load_s", "prefill_s", "decode_s"):
     assert a["timings"][k] >= 0
+assert a["params"]["defaults"] == "generate" and a["params"]["do_sample"] is False
 PYEOF
+
+# Sampling: a seed reproduces, no seed differs, sequences differ from each other.
+S="-m $CK -p Hello -n 12 --do-sample --top-k 0 --temperature 1.5 --num-return-sequences 3 --json"
+expect_exit 0 "sample seed 7" -- $BIN generate $S --seed 7
+cp "$TMP/out" "$TMP/s1.json"
+expect_exit 0 "sample seed 7 again" -- $BIN generate $S --seed 7 --no-cache
+cp "$TMP/out" "$TMP/s2.json"
+expect_exit 0 "sample no seed" -- $BIN generate $S
+cp "$TMP/out" "$TMP/s3.json"
+expect_exit 0 "sample no seed again" -- $BIN generate $S
+$PY - "$TMP/s1.json" "$TMP/s2.json" "$TMP/s3.json" "$TMP/out" <<'PYEOF' && ok || bad "seeded sampling reproduces; unseeded differs"
+import json, sys
+ids = [[s["token_ids"] for s in json.load(open(f))["sequences"]] for f in sys.argv[1:]]
+assert ids[0] == ids[1], "same seed, same tokens (with and without the cache)"
+assert len(ids[0]) == 3 and len({tuple(x) for x in ids[0]}) == 3, "three different sequences"
+assert ids[2] != ids[3], "no seed: runs differ"
+PYEOF
+
+# Stop strings: the streamed text equals the JSON text, which ends before the stop.
+expect_exit 0 "no stop" -- $BIN generate -m "$CK" -p Hello -n 24 --do-sample --seed 3 --json
+STOP=$($PY -c "import json; t=json.load(open('$TMP/out'))['sequences'][0]['text']; print(t[len(t)//2:len(t)//2+3])")
+cp "$TMP/out" "$TMP/nostop.json"
+expect_exit 0 "stop json" -- $BIN generate -m "$CK" -p Hello -n 24 --do-sample --seed 3 --json --stop "$STOP" --stop "never-there"
+cp "$TMP/out" "$TMP/stop.json"
+expect_exit 0 "stop streamed" -- $BIN generate -m "$CK" -p Hello -n 24 --do-sample --seed 3 --stop "$STOP" --stop "never-there" --new-only
+$PY - "$TMP/nostop.json" "$TMP/stop.json" "$TMP/out" "$STOP" <<'PYEOF' && ok || bad "stop strings: stream = result, cut before the stop"
+import json, sys
+full = json.load(open(sys.argv[1]))["sequences"][0]["text"]
+s = json.load(open(sys.argv[2]))["sequences"][0]
+streamed = open(sys.argv[3], encoding="utf-8").read()
+stop = sys.argv[4]
+assert s["finish_reason"] == "stop", s["finish_reason"]
+assert s["text"] == full[:full.find(stop)], (s["text"], full, stop)
+assert streamed == s["text"] + "\n", (streamed, s["text"])
+PYEOF
+
+# Beam search from the command line.
+expect_exit 0 "beam search" -- $BIN generate -m "$CK" -p Hello -n 6 --num-beams 3 --num-return-sequences 2 --json
+$PY -c "
+import json; d=json.load(open('$TMP/out')); s=d['sequences']
+assert len(s)==2 and s[0]['score']>=s[1]['score'] and all(len(x['token_ids'])==6 for x in s)" && ok || bad "beam search output"
+
+# Parameter errors: one line, exit 2.
+expect_exit 2 "temperature 0" -- $BIN generate -m "$CK" -p hi --do-sample --temperature 0
+expect_stderr "--temperature" "temperature message"
+expect_exit 2 "top-p 0" -- $BIN generate -m "$CK" -p hi --top-p 0
+expect_exit 2 "top-p above 1" -- $BIN generate -m "$CK" -p hi --top-p 1.5
+expect_exit 2 "top-k negative" -- $BIN generate -m "$CK" -p hi --top-k -1
+expect_exit 2 "greedy with n > 1" -- $BIN generate -m "$CK" -p hi --num-return-sequences 2
+expect_stderr "num_return_sequences > 1 needs sampling or beam search" "greedy n message"
+expect_exit 2 "beams < n" -- $BIN generate -m "$CK" -p hi --num-beams 2 --num-return-sequences 3
+expect_stderr "num_return_sequences (3) must be <= num_beams (2)" "beams message"
+expect_exit 2 "empty stop" -- $BIN generate -m "$CK" -p hi --stop ""
+expect_stderr "stop string is empty" "empty stop message"
+expect_exit 2 "bad logit bias" -- $BIN generate -m "$CK" -p hi --logit-bias 5
+expect_exit 2 "logit bias id" -- $BIN generate -m "$CK" -p hi --logit-bias 99999:1
+expect_stderr "logit_bias: token 99999" "logit bias id message"
+
+# Defaults: generate() vs pipeline(), from the checkpoint's own files.
+mkdir -p "$TMP/ck" && cp "$CK"/* "$TMP/ck/"
+$PY - "$TMP/ck/config.json" <<'PYEOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["task_specific_params"] = {"text-generation": {"do_sample": True, "max_length": 50}}
+json.dump(c, open(sys.argv[1], "w"))
+PYEOF
+echo '{"bos_token_id": 50256, "eos_token_id": 50256, "top_k": 7, "repetition_penalty": 1.2}' >"$TMP/ck/generation_config.json"
+expect_exit 0 "generate defaults" -- $BIN generate -m "$TMP/ck" -p Hello --json --eos-id -1
+$PY -c "
+import json; d=json.load(open('$TMP/out')); p=d['params']
+assert p['defaults']=='generate' and p['do_sample'] is False and p['max_length']==20 and p['top_k']==7
+assert abs(p['repetition_penalty']-1.2)<1e-6 and len(d['sequences'][0]['token_ids'])==19" && ok || bad "generate() defaults from generation_config.json"
+expect_exit 0 "pipeline defaults" -- $BIN generate -m "$TMP/ck" -p Hello --json --pipeline --eos-id -1 --seed 1
+$PY -c "
+import json; d=json.load(open('$TMP/out')); p=d['params']
+assert p['defaults']=='pipeline' and p['do_sample'] is True and p['max_length']==50 and p['top_k']==7
+assert len(d['sequences'][0]['token_ids'])==49" && ok || bad "pipeline() defaults from task_specific_params"
+expect_exit 0 "options override defaults" -- $BIN generate -m "$TMP/ck" -p Hello --json --pipeline --greedy -n 3
+$PY -c "
+import json; d=json.load(open('$TMP/out')); assert d['params']['do_sample'] is False and len(d['sequences'][0]['token_ids'])==3" && ok || bad "command line overrides defaults"
+
 # Prompts longer than the context: an error, or kept at their end with --truncate.
 $PY -c "print(' hello' * 1100, end='')" >"$TMP/long.txt"
 expect_exit 1 "prompt over context" -- $BIN generate -m "$CK" -f "$TMP/long.txt" -n 2
 expect_stderr "more than the model's context of 1024" "context message"
 expect_exit 0 "--truncate" -- $BIN generate -m "$CK" -f "$TMP/long.txt" -n 2 --json --truncate
-$PY -c "import json,sys; d=json.load(open('$TMP/out')); assert len(d['prompt_ids'])==1022 and len(d['token_ids'])==2" && ok || bad "--truncate keeps 1022 prompt tokens"
+$PY -c "import json,sys; d=json.load(open('$TMP/out')); assert len(d['prompt_ids'])==1022 and len(d['sequences'][0]['token_ids'])==2" && ok || bad "--truncate keeps 1022 prompt tokens"
 expect_exit 0 "info" -- $BIN info -m "$CK"
 grep -q '"n_layer": 2' "$TMP/out" && ok || bad "info shows n_layer"
 
@@ -110,7 +193,7 @@ if [ -d "$G/checkpoints/tiny" ]; then
     expect_exit 0 "golden generate" -- $BIN generate -m "$G/checkpoints/tiny" -p "Hello, I'm a language model," -n 40 --json
     $PY - "$TMP/out" tests/fixtures/golden/tiny.json <<'PYEOF' && ok || bad "CLI greedy equals transformers"
 import json, sys
-got = json.load(open(sys.argv[1])); want = json.load(open(sys.argv[2]))["prompts"]["seed"]["greedy"]
+got = json.load(open(sys.argv[1]))["sequences"][0]; want = json.load(open(sys.argv[2]))["prompts"]["seed"]["greedy"]
 assert got["token_ids"] == want["new_ids"], got["token_ids"]
 assert got["text"] == want["text"]
 PYEOF

@@ -1,5 +1,8 @@
 /* test_logits.c -- the per-step score processing against hand-computed
- * expectations, and the repetition penalty end to end in greedy mode. */
+ * expectations (the boundary rules included: ties at top-k, the token that
+ * crosses top-p, penalties on negative scores), a chi-square test of the
+ * sampler against analytically derived distributions, and processors end to
+ * end through generation. */
 #include <math.h>
 
 #include "generate/logits.h"
@@ -37,10 +40,268 @@ static void test_logsumexp_and_top_k(void **state) {
     assert_float_equal(logits_logsumexp(s, 4), log(5.0), 1e-6);
     int32_t idx[3];
     float t[6] = {0.5f, 2.0f, 1.0f, 2.0f, -1.0f, 1.5f};
-    logits_top_k(t, 6, 3, idx);
+    logits_top_indices(t, 6, 3, idx);
     assert_int_equal(idx[0], 1); /* ties keep the lower index first */
     assert_int_equal(idx[1], 3);
     assert_int_equal(idx[2], 5);
+}
+
+static void expect_kept(const float *s, int n, const int *kept) {
+    for (int i = 0; i < n; i++) {
+        if (kept[i] && !isfinite(s[i])) fail_msg("token %d was removed", i);
+        if (!kept[i] && s[i] != -INFINITY) fail_msg("token %d was kept (%g)", i, (double)s[i]);
+    }
+}
+
+static void test_top_k_ties(void **state) {
+    (void)state;
+    float scratch[6];
+    float a[6] = {1, 3, 2, 3, 0, 2};
+    logits_top_k(a, 6, 2, 1, scratch); /* the 2nd largest is 3: both 3s stay */
+    expect_kept(a, 6, (int[]){0, 1, 0, 1, 0, 0});
+    float b[6] = {1, 3, 2, 3, 0, 2};
+    logits_top_k(b, 6, 3, 1, scratch); /* the 3rd largest is 2: ties at it all stay */
+    expect_kept(b, 6, (int[]){0, 1, 1, 1, 0, 1});
+    assert_float_equal(b[2], 2.0f, 0.0f); /* survivors keep their scores */
+    float c[6] = {1, 3, 2, 3, 0, 2};
+    logits_top_k(c, 6, 0, 1, scratch); /* 0 = off */
+    expect_kept(c, 6, (int[]){1, 1, 1, 1, 1, 1});
+    float d[6] = {1, 3, 2, 3, 0, 2};
+    logits_top_k(d, 6, 1, 2, scratch); /* min_keep raises k */
+    expect_kept(d, 6, (int[]){0, 1, 0, 1, 0, 0});
+}
+
+/* Scores whose probabilities are exactly 0.5, 0.3, 0.15, 0.05. */
+static void probs_scores(float *s) {
+    const double p[4] = {0.5, 0.3, 0.15, 0.05};
+    for (int i = 0; i < 4; i++) s[i] = (float)log(p[i]);
+}
+
+static void test_top_p_crossing_token(void **state) {
+    (void)state;
+    logits_pair scratch[4];
+    float s[4];
+    probs_scores(s); /* 0.5 alone is short of 0.6: the token that crosses (0.3) is kept */
+    logits_top_p(s, 4, 0.6f, 1, scratch);
+    expect_kept(s, 4, (int[]){1, 1, 0, 0});
+    probs_scores(s); /* 0.5 reaches 0.4 alone */
+    logits_top_p(s, 4, 0.4f, 1, scratch);
+    expect_kept(s, 4, (int[]){1, 0, 0, 0});
+    probs_scores(s);
+    logits_top_p(s, 4, 0.9f, 1, scratch); /* 0.5 + 0.3 + 0.15 crosses 0.9 */
+    expect_kept(s, 4, (int[]){1, 1, 1, 0});
+    probs_scores(s);
+    logits_top_p(s, 4, 0.001f, 1, scratch); /* at least one is kept */
+    expect_kept(s, 4, (int[]){1, 0, 0, 0});
+    probs_scores(s);
+    logits_top_p(s, 4, 0.001f, 3, scratch); /* ... or min_keep */
+    expect_kept(s, 4, (int[]){1, 1, 1, 0});
+    probs_scores(s);
+    s[1] = -INFINITY; /* already removed tokens stay removed and carry no mass */
+    logits_top_p(s, 4, 0.75f, 1, scratch);
+    expect_kept(s, 4, (int[]){1, 0, 1, 0});
+}
+
+static void test_typical(void **state) {
+    (void)state;
+    /* H = 1.1421; |-log p - H| = 0.449, 0.062, 0.755, 1.854; in that order
+     * of closeness the tokens are 1, 0, 2, 3 with cumulative mass 0.3, 0.8,
+     * 0.95, 1. */
+    logits_pair scratch[4];
+    float s[4];
+    probs_scores(s);
+    logits_typical(s, 4, 0.2f, 1, scratch);
+    expect_kept(s, 4, (int[]){0, 1, 0, 0}); /* the most probable token goes */
+    probs_scores(s);
+    logits_typical(s, 4, 0.5f, 1, scratch);
+    expect_kept(s, 4, (int[]){1, 1, 0, 0});
+    probs_scores(s);
+    logits_typical(s, 4, 0.9f, 1, scratch);
+    expect_kept(s, 4, (int[]){1, 1, 1, 0});
+}
+
+static void test_temperature_and_lists(void **state) {
+    (void)state;
+    float t[2] = {2.0f, -4.0f};
+    logits_temperature(t, 2, 2.0f);
+    assert_float_equal(t[0], 1.0f, 0.0f);
+    assert_float_equal(t[1], -2.0f, 0.0f);
+    int32_t ids[] = {1, 2, 3, 1, 2};
+    float s[10];
+    for (int n = 1; n <= 4; n++) {
+        for (int i = 0; i < 10; i++) s[i] = 0.0f;
+        logits_no_repeat_ngram(s, 10, ids, 5, n);
+        /* n=1 bans every seen token; 2 and 3 ban what followed the tail
+         * before (3); n=4: the tail 3,1,2 never occurred before. */
+        int want[4][10] = {{1, 0, 0, 0, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 0, 1, 1, 1, 1, 1, 1},
+                           {1, 1, 1, 0, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1}};
+        expect_kept(s, 10, want[n - 1]);
+    }
+    for (int i = 0; i < 10; i++) s[i] = 0.0f;
+    logits_no_repeat_ngram(s, 10, ids, 2, 4); /* shorter than ngram - 1: nothing */
+    expect_kept(s, 10, (int[]){1, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+    const int32_t w0[] = {5}, w1[] = {2, 7}, w2[] = {1, 2, 9}, w3[] = {3, 8};
+    const int32_t *words[] = {w0, w1, w2, w3};
+    int lens[] = {1, 2, 3, 2};
+    for (int i = 0; i < 10; i++) s[i] = 0.0f;
+    logits_bad_words(s, 10, ids, 5, words, lens, 4);
+    expect_kept(s, 10, (int[]){1, 1, 1, 1, 1, 0, 1, 0, 1, 0});
+    int32_t sup[] = {0, 4, 99};
+    for (int i = 0; i < 10; i++) s[i] = 0.0f;
+    logits_suppress(s, 10, sup, 3);
+    expect_kept(s, 10, (int[]){0, 1, 1, 1, 0, 1, 1, 1, 1, 1});
+}
+
+/* 100k draws per setting against the distribution derived by hand: which
+ * tokens each warper keeps for these logits, and softmax(l / T) over them. */
+static void test_sampling_distribution(void **state) {
+    (void)state;
+    const float l[8] = {2.0f, 1.5f, 1.0f, 0.5f, 0.0f, -0.5f, -1.0f, -3.0f};
+    struct {
+        float temp, top_p, typical;
+        int top_k, kept;
+    } cases[] = {
+        {1.0f, 1.0f, 1.0f, 0, 8}, /* plain softmax */
+        {0.5f, 1.0f, 1.0f, 0, 8}, /* sharper */
+        {1.0f, 1.0f, 1.0f, 3, 3}, /* the 3 best */
+        {1.0f, 0.9f, 1.0f, 0, 5}, /* p = .405 .245 .149 .090 .055: the 5th crosses 0.9 */
+        {2.0f, 1.0f, 1.0f, 4, 4}, /* temperature, then top-k */
+    };
+    /* Chi-square critical values at p = 0.001 for 1..7 degrees of freedom. */
+    const double crit[8] = {0, 10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32};
+    float s[8], fs[8];
+    logits_pair pairs[8];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        rng r;
+        rng_seed(&r, 12345, c);
+        long count[8] = {0};
+        const int N = 100000;
+        for (int d = 0; d < N; d++) {
+            memcpy(s, l, sizeof s);
+            if (cases[c].temp != 1.0f) logits_temperature(s, 8, cases[c].temp);
+            logits_top_k(s, 8, cases[c].top_k, 1, fs);
+            logits_top_p(s, 8, cases[c].top_p, 1, pairs);
+            logits_typical(s, 8, cases[c].typical, 1, pairs);
+            count[logits_sample(s, 8, &r)]++;
+        }
+        double z = 0, chi = 0;
+        for (int i = 0; i < cases[c].kept; i++) z += exp(l[i] / cases[c].temp);
+        for (int i = 0; i < 8; i++) {
+            if (i >= cases[c].kept) {
+                if (count[i]) fail_msg("case %zu: removed token %d was drawn %ld times", c, i, count[i]);
+                continue;
+            }
+            double expect = N * exp(l[i] / cases[c].temp) / z;
+            chi += (count[i] - expect) * (count[i] - expect) / expect;
+        }
+        if (chi > crit[cases[c].kept - 1])
+            fail_msg("case %zu: chi-square %.2f > %.2f (df %d)", c, chi, crit[cases[c].kept - 1], cases[c].kept - 1);
+    }
+    /* The same seed and stream give the same draws. */
+    rng a, b;
+    rng_seed(&a, 99, 3);
+    rng_seed(&b, 99, 3);
+    for (int i = 0; i < 100; i++) assert_true(rng_uniform(&a) == rng_uniform(&b));
+    rng_seed(&b, 99, 4);
+    assert_true(rng_uniform(&a) != rng_uniform(&b));
+}
+
+static gpt2c_model *ref_model(void) {
+    const char *ref = getenv("GPT2C_REF_DIR");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/tiny-f32", ref ? ref : "build/ref");
+    gpt2c_model *m;
+    if (gpt2c_model_load(dir, &m) != GPT2C_OK) fail_msg("%s", gpt2c_model_errmsg(m));
+    return m;
+}
+
+static gpt2c_gen *run_gen(gpt2c_model *m, const gpt2c_gen_params *gp, int np, const int32_t *const *p, const int *lens) {
+    gpt2c_gen *g;
+    if (gpt2c_gen_start(m, gp, np, p, lens, &g) != GPT2C_OK) fail_msg("%s", gpt2c_gen_errmsg(g));
+    while (gpt2c_gen_step(g) == GPT2C_OK) {
+    }
+    return g;
+}
+
+/* min_new_tokens holds EOS back even when logit_bias makes it the best. */
+static void test_min_new_tokens_and_bias(void **state) {
+    (void)state;
+    gpt2c_model *m = ref_model();
+    int32_t prompt[] = {15496, 11};
+    int n = 2;
+    const int32_t *p[1] = {prompt};
+    int32_t eos = 50256;
+    float big = 100.0f;
+    gpt2c_gen_params gp;
+    gpt2c_gen_params_init(&gp);
+    gp.max_new_tokens = 20;
+    gp.logit_bias_ids = &eos;
+    gp.logit_bias = &big;
+    gp.n_logit_bias = 1;
+    gp.min_new_tokens = 5;
+    gpt2c_gen *g = run_gen(m, &gp, 1, p, &n);
+    int got;
+    const int32_t *t = gpt2c_gen_tokens(g, 0, &got);
+    assert_int_equal(got, 6);
+    for (int i = 0; i < 5; i++) assert_int_not_equal(t[i], eos);
+    assert_int_equal(t[5], eos);
+    assert_int_equal(gpt2c_gen_finish_reason(g, 0), GPT2C_FINISH_EOS);
+    gpt2c_gen_free(g);
+    gp.min_new_tokens = 0;
+    gp.min_length = 4; /* counts the prompt */
+    g = run_gen(m, &gp, 1, p, &n);
+    gpt2c_gen_tokens(g, 0, &got);
+    assert_int_equal(got, 3);
+    gpt2c_gen_free(g);
+    /* Suppressing the best token changes the choice; suppressing EOS under a
+     * big bias lets generation run its length. */
+    gp.min_length = 0;
+    gp.suppress_tokens = &eos;
+    gp.n_suppress_tokens = 1;
+    g = run_gen(m, &gp, 1, p, &n);
+    gpt2c_gen_tokens(g, 0, &got);
+    assert_int_equal(got, 20);
+    gpt2c_gen_free(g);
+    gpt2c_model_free(m);
+}
+
+/* Seeds: a prompt's sampled text does not depend on the other prompts in
+ * the batch, nor on the cache; every sequence of a prompt differs. */
+static void test_seed_batch_independent(void **state) {
+    (void)state;
+    gpt2c_model *m = ref_model();
+    int32_t a[] = {15496, 11, 314}, b[] = {464, 2068, 7586, 21831, 18045};
+    const int32_t *pa[1] = {a}, *pab[2] = {b, a};
+    int la = 3, lab[2] = {5, 3};
+    gpt2c_gen_params gp;
+    gpt2c_gen_params_init(&gp);
+    gp.do_sample = 1;
+    gp.top_k = 0;
+    gp.temperature = 1.5f;
+    gp.max_new_tokens = 10;
+    gp.num_return_sequences = 3;
+    gp.has_seed = 1;
+    gp.seed = 2024;
+    gp.eos_token_id = -1;
+    gpt2c_gen *alone = run_gen(m, &gp, 1, pa, &la), *batch = run_gen(m, &gp, 2, pab, lab);
+    gp.use_cache = 0;
+    gpt2c_gen *nocache = run_gen(m, &gp, 1, pa, &la);
+    for (int r = 0; r < 3; r++) {
+        int n1, n2, n3;
+        const int32_t *t1 = gpt2c_gen_tokens(alone, r, &n1), *t2 = gpt2c_gen_tokens(batch, 3 + r, &n2),
+                      *t3 = gpt2c_gen_tokens(nocache, r, &n3);
+        assert_ids_equal(t2, n2, t1, n1, "same seed, prompt in a batch");
+        assert_ids_equal(t3, n3, t1, n1, "same seed, without the cache");
+        if (r > 0) {
+            int n0;
+            const int32_t *t0 = gpt2c_gen_tokens(alone, 0, &n0);
+            assert_true(memcmp(t0, t1, sizeof *t0 * (size_t)n0) != 0);
+        }
+    }
+    gpt2c_gen_free(alone);
+    gpt2c_gen_free(batch);
+    gpt2c_gen_free(nocache);
+    gpt2c_model_free(m);
 }
 
 /* Greedy with a strong penalty never repeats a token on a random model that,
@@ -82,8 +343,12 @@ static void test_penalty_in_greedy(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_repetition_penalty), cmocka_unit_test(test_argmax_first_on_tie),
-        cmocka_unit_test(test_logsumexp_and_top_k), cmocka_unit_test(test_penalty_in_greedy),
+        cmocka_unit_test(test_repetition_penalty),     cmocka_unit_test(test_argmax_first_on_tie),
+        cmocka_unit_test(test_logsumexp_and_top_k),    cmocka_unit_test(test_top_k_ties),
+        cmocka_unit_test(test_top_p_crossing_token),   cmocka_unit_test(test_typical),
+        cmocka_unit_test(test_temperature_and_lists),  cmocka_unit_test(test_sampling_distribution),
+        cmocka_unit_test(test_min_new_tokens_and_bias), cmocka_unit_test(test_seed_batch_independent),
+        cmocka_unit_test(test_penalty_in_greedy),
     };
     return cmocka_run_group_tests_name("logits", tests, NULL, NULL);
 }

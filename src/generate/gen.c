@@ -1,10 +1,17 @@
-/* gen.c -- the generation loop with transformers' generate() semantics:
- * lengths (max_length counts the prompt, max_new_tokens wins), EOS, the
- * repetition penalty, greedy choice, and several prompts decoded together.
- * Each step runs every unfinished sequence's newest token as one batch. */
+/* gen.c -- the generation loop with transformers' generate() semantics
+ * (4.30): lengths (max_length counts the prompt, max_new_tokens wins), EOS,
+ * the logits processors and warpers in transformers' order, greedy choice,
+ * multinomial sampling, and beam search as BeamSearchScorer does it.
+ *
+ * Every step runs the newest token of every live sequence as one batch. The
+ * sequences of one prompt (num_return_sequences, or the beams) run the prompt
+ * once and copy its KV cache. */
+#include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../model/gpt2.h"
 #include "logits.h"
@@ -12,26 +19,55 @@
 #define GEN_MAX_LOGPROBS 20
 #define GEN_PREFILL_CHUNK 128 /* tokens per pass: bounds scratch memory */
 
+typedef enum { MODE_GREEDY, MODE_SAMPLE, MODE_BEAM } gen_mode;
+
 typedef struct gen_seq {
-    int32_t *ids;     /* (n_prompt + max_new,) prompt then new tokens */
-    int n_prompt, n, limit; /* limit: total length at which it stops */
+    int32_t *ids;           /* (limit,) prompt then new tokens */
+    int n_prompt, n, limit; /* limit: the total length at which it stops */
     gpt2c_finish finish;
-    float *lp;        /* (max_new, 1 + 2 * n_logprobs) chosen lp, then (id, lp) pairs */
+    float *lp;              /* (limit - n_prompt, 1 + 2k) chosen lp, then (id, lp) pairs */
+    rng rng;
+    double beam_score;      /* beam search: running sum of log-probabilities */
 } gen_seq;
+
+/* Beam search: the finished hypotheses of one prompt (BeamHypotheses). */
+typedef struct beam_hyp {
+    int32_t *ids; /* the whole sequence, prompt included */
+    int n;
+    double score;
+    int eos;      /* ended by EOS (which is appended to the output) */
+} beam_hyp;
+
+typedef struct beam_group {
+    beam_hyp *hyps; /* (num_beams + 1,) */
+    int n_hyps, done;
+    double worst;
+} beam_group;
 
 struct gpt2c_gen {
     gpt2_err err;
     gpt2c_model *m;
-    gpt2c_gen_params p;
+    gpt2c_gen_params p; /* lists below point to gen-owned copies */
+    gen_mode mode;
     int eos;
-    int n_seqs, started;
-    gen_seq *seqs;
+    int n_prompts, per_prompt; /* live sequences per prompt: num_return_sequences or num_beams */
+    int n_live, n_out, started;
+    gen_seq *seqs;             /* (n_live,) */
+    beam_group *groups;        /* (n_prompts,) beam search only */
+    beam_hyp *out;             /* (n_out,) beam search results, once done */
+    int done;
     gpt2_state st;
-    float *logits;        // (n_seqs, V) the model's output
-    float *scores;        // (V,) one row after processing
-    unsigned char *seen;  // (V,) scratch for the repetition penalty
-    int32_t *b_tok;       // batch arrays, sized for the largest pass
+    float *logits;             // (n_live, V) the model's output
+    float *scores;             // (V,) one row after processing
+    float *fscratch;           // (V,)
+    logits_pair *pairs;        // (V,)
+    float *cand;               // (2 * num_beams,) beam candidates' scores
+    int *cand_idx;             // (2 * num_beams,) beam * V + token
+    unsigned char *seen;       // (V,)
+    int32_t *b_tok;            // batch arrays, sized for the largest pass
     int *b_pos, *b_slot, *b_row;
+    int32_t *suppress, **bad, *bad_lens, *bias_ids;
+    float *bias;
     double t_prefill, t_decode;
 };
 
@@ -42,23 +78,102 @@ static double now_s(void) {
 }
 
 void gpt2c_gen_params_init(gpt2c_gen_params *p) {
-    *p = (gpt2c_gen_params){.max_new_tokens = -1, .max_length = 20, .repetition_penalty = 1.0f,
-                            .eos_token_id = -2, .use_cache = 1, .n_logprobs = 0};
+    *p = (gpt2c_gen_params){.max_new_tokens = -1, .max_length = 20, .temperature = 1.0f, .top_k = 50,
+                            .top_p = 1.0f, .typical_p = 1.0f, .repetition_penalty = 1.0f, .num_beams = 1,
+                            .length_penalty = 1.0f, .num_return_sequences = 1, .eos_token_id = -2,
+                            .use_cache = 1};
 }
 
 static gpt2c_status check_params(gpt2c_gen *g, const gpt2c_gen_params *p) {
-    const gpt2_config *c = &g->m->cfg;
+    const int V = g->m->cfg.n_vocab;
+    gpt2_err *e = &g->err;
     if (p->max_new_tokens < 0 && p->max_length < 1)
-        return err_set(&g->err, GPT2C_ERR_INVALID, "max_length must be at least 1 (got %d)", p->max_length);
-    if (!(p->repetition_penalty > 0.0f))
-        return err_set(&g->err, GPT2C_ERR_INVALID, "repetition_penalty must be > 0 (got %g)",
-                       (double)p->repetition_penalty);
-    if (p->eos_token_id < -2 || p->eos_token_id >= c->n_vocab)
-        return err_set(&g->err, GPT2C_ERR_INVALID, "eos_token_id %d is outside the vocabulary", p->eos_token_id);
+        return err_set(e, GPT2C_ERR_INVALID, "max_length must be at least 1 (got %d)", p->max_length);
+    if (p->min_length < 0 || p->min_new_tokens < 0)
+        return err_set(e, GPT2C_ERR_INVALID, "min_length and min_new_tokens must be >= 0");
+    if (p->do_sample && !(p->temperature > 0.0f && isfinite(p->temperature)))
+        return err_set(e, GPT2C_ERR_INVALID, "temperature must be > 0 when sampling (got %g)", (double)p->temperature);
+    if (p->top_k < 0) return err_set(e, GPT2C_ERR_INVALID, "top_k must be >= 0 (got %d)", p->top_k);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return err_set(e, GPT2C_ERR_INVALID, "top_p must be in (0, 1] (got %g)", (double)p->top_p);
+    if (!(p->typical_p > 0.0f && p->typical_p <= 1.0f))
+        return err_set(e, GPT2C_ERR_INVALID, "typical_p must be in (0, 1] (got %g)", (double)p->typical_p);
+    if (!(p->repetition_penalty > 0.0f && isfinite(p->repetition_penalty)))
+        return err_set(e, GPT2C_ERR_INVALID, "repetition_penalty must be > 0 (got %g)", (double)p->repetition_penalty);
+    if (p->no_repeat_ngram_size < 0)
+        return err_set(e, GPT2C_ERR_INVALID, "no_repeat_ngram_size must be >= 0 (got %d)", p->no_repeat_ngram_size);
+    if (p->num_beams < 1 || p->num_beams > 256)
+        return err_set(e, GPT2C_ERR_INVALID, "num_beams must be in 1..256 (got %d)", p->num_beams);
+    if (p->num_return_sequences < 1 || p->num_return_sequences > 256)
+        return err_set(e, GPT2C_ERR_INVALID, "num_return_sequences must be in 1..256 (got %d)", p->num_return_sequences);
+    if (p->num_beams == 1 && !p->do_sample && p->num_return_sequences > 1)
+        return err_set(e, GPT2C_ERR_INVALID,
+                       "num_return_sequences > 1 needs sampling or beam search: greedy decoding gives one sequence");
+    if (p->num_return_sequences > p->num_beams && p->num_beams > 1)
+        return err_set(e, GPT2C_ERR_INVALID, "num_return_sequences (%d) must be <= num_beams (%d)",
+                       p->num_return_sequences, p->num_beams);
+    if (p->num_beams > 1 && p->do_sample)
+        return err_set(e, GPT2C_ERR_UNSUPPORTED, "beam sampling (num_beams > 1 with do_sample) is not supported");
+    if (p->num_beams > 1 && p->n_logprobs > 0)
+        return err_set(e, GPT2C_ERR_UNSUPPORTED, "logprobs are not available with beam search");
+    if (!isfinite(p->length_penalty)) return err_set(e, GPT2C_ERR_INVALID, "length_penalty must be finite");
+    if (p->eos_token_id < -2 || p->eos_token_id >= V)
+        return err_set(e, GPT2C_ERR_INVALID, "eos_token_id %d is outside the vocabulary", p->eos_token_id);
     if (p->n_logprobs < 0 || p->n_logprobs > GEN_MAX_LOGPROBS)
-        return err_set(&g->err, GPT2C_ERR_INVALID, "logprobs must be in 0..%d (got %d)", GEN_MAX_LOGPROBS,
-                       p->n_logprobs);
+        return err_set(e, GPT2C_ERR_INVALID, "logprobs must be in 0..%d (got %d)", GEN_MAX_LOGPROBS, p->n_logprobs);
+    if (p->n_suppress_tokens < 0 || p->n_bad_words < 0 || p->n_logit_bias < 0)
+        return err_set(e, GPT2C_ERR_INVALID, "list lengths must be >= 0");
+    for (int i = 0; i < p->n_logit_bias; i++) {
+        if (p->logit_bias_ids[i] < 0 || p->logit_bias_ids[i] >= V)
+            return err_set(e, GPT2C_ERR_INVALID, "logit_bias: token %d is outside the vocabulary", p->logit_bias_ids[i]);
+        if (!isfinite(p->logit_bias[i]))
+            return err_set(e, GPT2C_ERR_INVALID, "logit_bias: the bias for token %d is not finite", p->logit_bias_ids[i]);
+    }
+    for (int i = 0; i < p->n_bad_words; i++)
+        if (p->bad_words_lens[i] < 1)
+            return err_set(e, GPT2C_ERR_INVALID, "bad_words_ids[%d] is empty", i);
     return GPT2C_OK;
+}
+
+/* Copies the caller's lists so that the parameters outlive their arrays. */
+static gpt2c_status copy_lists(gpt2c_gen *g) {
+    gpt2c_gen_params *p = &g->p;
+    size_t ns = (size_t)p->n_suppress_tokens, nb = (size_t)p->n_bad_words, nl = (size_t)p->n_logit_bias;
+    g->suppress = malloc((ns + 1) * sizeof(int32_t));
+    g->bad = calloc(nb + 1, sizeof(int32_t *));
+    g->bad_lens = malloc((nb + 1) * sizeof(int32_t));
+    g->bias_ids = malloc((nl + 1) * sizeof(int32_t));
+    g->bias = malloc((nl + 1) * sizeof(float));
+    if (!g->suppress || !g->bad || !g->bad_lens || !g->bias_ids || !g->bias)
+        return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+    if (ns) memcpy(g->suppress, p->suppress_tokens, ns * sizeof(int32_t));
+    if (nl) memcpy(g->bias_ids, p->logit_bias_ids, nl * sizeof(int32_t));
+    if (nl) memcpy(g->bias, p->logit_bias, nl * sizeof(float));
+    for (size_t i = 0; i < nb; i++) {
+        g->bad_lens[i] = p->bad_words_lens[i];
+        g->bad[i] = malloc((size_t)g->bad_lens[i] * sizeof(int32_t));
+        if (!g->bad[i]) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+        memcpy(g->bad[i], p->bad_words_ids[i], (size_t)g->bad_lens[i] * sizeof(int32_t));
+    }
+    p->suppress_tokens = g->suppress;
+    p->bad_words_ids = (const int32_t *const *)g->bad;
+    p->bad_words_lens = g->bad_lens;
+    p->logit_bias_ids = g->bias_ids;
+    p->logit_bias = g->bias;
+    return GPT2C_OK;
+}
+
+/* A seed from the system when the caller gives none: each run differs. */
+static uint64_t fresh_seed(void) {
+    uint64_t s = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &s, sizeof s) != (ssize_t)sizeof s) s = 0;
+        close(fd);
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return s ^ ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
 }
 
 gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_prompts,
@@ -67,21 +182,26 @@ gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_pr
     *out = g;
     if (!g) return GPT2C_ERR_NOMEM;
     g->m = m;
-    gpt2c_gen_params defaults;
-    gpt2c_gen_params_init(&defaults);
-    g->p = p ? *p : defaults;
+    if (p) g->p = *p;
+    else gpt2c_gen_params_init(&g->p);
     gpt2c_status s = check_params(g, &g->p);
-    if (s) return s;
+    if (s || (s = copy_lists(g))) return s;
     const gpt2_config *c = &m->cfg;
+    const int V = c->n_vocab;
     g->eos = g->p.eos_token_id == -2 ? c->eos_id : g->p.eos_token_id;
+    g->mode = g->p.num_beams > 1 ? MODE_BEAM : g->p.do_sample ? MODE_SAMPLE : MODE_GREEDY;
     if (n_prompts < 1 || n_prompts > 4096 || !prompts || !n_prompt_ids)
         return err_set(&g->err, GPT2C_ERR_INVALID, "need between 1 and 4096 prompts (got %d)", n_prompts);
-    g->n_seqs = n_prompts;
-    g->seqs = calloc((size_t)n_prompts, sizeof *g->seqs);
+    g->n_prompts = n_prompts;
+    g->per_prompt = g->mode == MODE_BEAM ? g->p.num_beams : g->p.num_return_sequences;
+    g->n_live = n_prompts * g->per_prompt;
+    g->n_out = n_prompts * g->p.num_return_sequences;
+    if (g->n_live > 65536) return err_set(&g->err, GPT2C_ERR_INVALID, "too many sequences (%d)", g->n_live);
+    g->seqs = calloc((size_t)g->n_live, sizeof *g->seqs);
     if (!g->seqs) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+    uint64_t seed = g->p.has_seed ? g->p.seed : fresh_seed();
     int max_total = 1, max_prompt = 1;
     for (int i = 0; i < n_prompts; i++) {
-        gen_seq *q = &g->seqs[i];
         int n = n_prompt_ids[i];
         if (n < 1)
             return err_set(&g->err, GPT2C_ERR_INVALID,
@@ -90,7 +210,7 @@ gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_pr
             return err_set(&g->err, GPT2C_ERR_CONTEXT, "prompt %d has %d tokens, more than the model's context of %d",
                            i, n, c->n_ctx);
         for (int j = 0; j < n; j++)
-            if (prompts[i][j] < 0 || prompts[i][j] >= c->n_vocab)
+            if (prompts[i][j] < 0 || prompts[i][j] >= V)
                 return err_set(&g->err, GPT2C_ERR_INVALID, "prompt %d: token %d = %d is outside the vocabulary", i,
                                j, prompts[i][j]);
         /* transformers always generates at least one token, even when the
@@ -99,29 +219,50 @@ gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_pr
         long limit = g->p.max_new_tokens >= 0 ? (long)n + g->p.max_new_tokens : g->p.max_length;
         if (limit < n + 1) limit = n + 1;
         if (limit > c->n_ctx) limit = c->n_ctx;
-        q->n_prompt = q->n = n;
-        q->limit = (int)limit;
-        q->ids = malloc((size_t)(limit > n ? limit : n) * sizeof *q->ids);
-        int max_new = (int)limit - n;
-        q->lp = malloc((size_t)(max_new > 0 ? max_new : 1) * (1 + 2 * (size_t)g->p.n_logprobs) * sizeof(float));
-        if (!q->ids || !q->lp) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
-        memcpy(q->ids, prompts[i], (size_t)n * sizeof *q->ids);
-        if (n >= c->n_ctx) q->finish = GPT2C_FINISH_LENGTH; /* no room for even one token */
-        if (q->limit > max_total) max_total = q->limit;
+        if (limit < n) limit = n;
+        for (int r = 0; r < g->per_prompt; r++) {
+            gen_seq *q = &g->seqs[i * g->per_prompt + r];
+            q->n_prompt = q->n = n;
+            q->limit = (int)limit;
+            q->ids = malloc((size_t)limit * sizeof *q->ids);
+            q->lp = malloc((size_t)(limit - n + 1) * (1 + 2 * (size_t)g->p.n_logprobs) * sizeof(float));
+            if (!q->ids || !q->lp) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+            memcpy(q->ids, prompts[i], (size_t)n * sizeof *q->ids);
+            if (n >= limit) q->finish = GPT2C_FINISH_LENGTH; /* no room for even one token */
+            /* One stream per return sequence of a prompt: a prompt's draws do
+             * not depend on the other prompts in the batch. */
+            rng_seed(&q->rng, seed, (uint64_t)r);
+            q->beam_score = r == 0 ? 0.0 : -1e9; /* only the first beam is live at the start */
+        }
+        if (limit > max_total) max_total = (int)limit;
         if (n > max_prompt) max_prompt = n;
     }
+    if (g->mode == MODE_BEAM) {
+        g->groups = calloc((size_t)n_prompts, sizeof *g->groups);
+        g->cand = malloc(2 * (size_t)g->p.num_beams * sizeof *g->cand);
+        g->cand_idx = malloc(2 * (size_t)g->p.num_beams * sizeof *g->cand_idx);
+        if (!g->groups || !g->cand || !g->cand_idx) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < n_prompts; i++) {
+            g->groups[i].hyps = calloc((size_t)g->p.num_beams + 1, sizeof(beam_hyp));
+            if (!g->groups[i].hyps) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+            g->groups[i].worst = 1e9;
+        }
+    }
     /* Without the cache every step reruns whole sequences. */
-    int batch_cap = n_prompts * (g->p.use_cache ? max_prompt : max_total);
-    s = gpt2_state_init(&g->st, m, n_prompts, max_total, GEN_PREFILL_CHUNK, &g->err);
+    int batch_cap = g->n_live * (g->p.use_cache ? max_prompt : max_total);
+    s = gpt2_state_init(&g->st, m, g->n_live, max_total, GEN_PREFILL_CHUNK, &g->err);
     if (s) return s;
-    g->logits = malloc((size_t)n_prompts * c->n_vocab * sizeof(float));
-    g->scores = malloc((size_t)c->n_vocab * sizeof(float));
-    g->seen = calloc((size_t)c->n_vocab, 1);
+    g->logits = malloc((size_t)g->n_live * V * sizeof(float));
+    g->scores = malloc((size_t)V * sizeof(float));
+    g->fscratch = malloc((size_t)V * sizeof(float));
+    g->pairs = malloc((size_t)V * sizeof *g->pairs);
+    g->seen = calloc((size_t)V, 1);
     g->b_tok = malloc((size_t)batch_cap * sizeof *g->b_tok);
     g->b_pos = malloc((size_t)batch_cap * sizeof *g->b_pos);
     g->b_slot = malloc((size_t)batch_cap * sizeof *g->b_slot);
     g->b_row = malloc((size_t)batch_cap * sizeof *g->b_row);
-    if (!g->logits || !g->scores || !g->seen || !g->b_tok || !g->b_pos || !g->b_slot || !g->b_row)
+    if (!g->logits || !g->scores || !g->fscratch || !g->pairs || !g->seen || !g->b_tok || !g->b_pos ||
+        !g->b_slot || !g->b_row)
         return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
     return GPT2C_OK;
 }
@@ -137,76 +278,303 @@ static void queue(gpt2c_gen *g, int *nb, int i, int from, int to) {
     }
 }
 
-/* Chooses the next token of sequence i from its row of logits. */
+/* The processors, in transformers' order, on sequence q's scores. */
+static void process(gpt2c_gen *g, const gen_seq *q, float *s) {
+    const int V = g->m->cfg.n_vocab;
+    const gpt2c_gen_params *p = &g->p;
+    logits_repetition_penalty(s, V, q->ids, q->n, p->repetition_penalty, g->seen);
+    logits_no_repeat_ngram(s, V, q->ids, q->n, p->no_repeat_ngram_size);
+    logits_bad_words(s, V, q->ids, q->n, p->bad_words_ids, p->bad_words_lens, p->n_bad_words);
+    if (g->eos >= 0 && (q->n < p->min_length || q->n - q->n_prompt < p->min_new_tokens)) s[g->eos] = -INFINITY;
+    logits_suppress(s, V, p->suppress_tokens, p->n_suppress_tokens);
+    for (int i = 0; i < p->n_logit_bias; i++) s[p->logit_bias_ids[i]] += p->logit_bias[i];
+}
+
+/* The warpers, sampling only. */
+static void warp(gpt2c_gen *g, float *s) {
+    const int V = g->m->cfg.n_vocab;
+    const gpt2c_gen_params *p = &g->p;
+    if (p->temperature != 1.0f) logits_temperature(s, V, p->temperature);
+    logits_top_k(s, V, p->top_k, 1, g->fscratch);
+    logits_top_p(s, V, p->top_p, 1, g->pairs);
+    logits_typical(s, V, p->typical_p, 1, g->pairs);
+}
+
+static void append(gpt2c_gen *g, gen_seq *q, int token) {
+    q->ids[q->n++] = token;
+    if (token == g->eos) q->finish = GPT2C_FINISH_EOS;
+    else if (q->n >= q->limit) q->finish = GPT2C_FINISH_LENGTH;
+}
+
+/* Greedy or sampled choice of sequence i's next token. */
 static void choose(gpt2c_gen *g, int i) {
     const int V = g->m->cfg.n_vocab, k = g->p.n_logprobs;
     gen_seq *q = &g->seqs[i];
     const float *row = g->logits + (size_t)i * V;
     float *lp = q->lp + (size_t)(q->n - q->n_prompt) * (1 + 2 * (size_t)k);
     memcpy(g->scores, row, (size_t)V * sizeof(float));
-    logits_repetition_penalty(g->scores, V, q->ids, q->n, g->p.repetition_penalty, g->seen);
-    int next = logits_argmax(g->scores, V);
+    process(g, q, g->scores);
+    int next;
+    if (g->mode == MODE_SAMPLE) {
+        warp(g, g->scores);
+        next = logits_sample(g->scores, V, &q->rng);
+    } else {
+        next = logits_argmax(g->scores, V);
+    }
     /* Log-probabilities come from the model's own distribution, before any
      * processing, so they mean the same whatever the knobs. */
     double lse = logits_logsumexp(row, V);
     lp[0] = (float)(row[next] - lse);
     if (k > 0) {
         int32_t top[GEN_MAX_LOGPROBS];
-        logits_top_k(row, V, k, top);
+        logits_top_indices(row, V, k, top);
         for (int j = 0; j < k; j++) {
             lp[1 + 2 * j] = (float)top[j];
             lp[2 + 2 * j] = (float)(row[top[j]] - lse);
         }
     }
-    q->ids[q->n++] = next;
-    if (next == g->eos) q->finish = GPT2C_FINISH_EOS;
-    else if (q->n >= q->limit) q->finish = GPT2C_FINISH_LENGTH;
+    append(g, q, next);
+}
+
+/* ------------------------------------------------------------ beam search */
+
+/* BeamHypotheses.add: keeps the num_beams best by score / length^penalty. */
+static gpt2c_status hyp_add(gpt2c_gen *g, beam_group *grp, const int32_t *ids, int n, double sum_logprobs, int eos) {
+    const int nb = g->p.num_beams;
+    double score = sum_logprobs / pow((double)n, (double)g->p.length_penalty);
+    if (grp->n_hyps >= nb && !(score > grp->worst)) return GPT2C_OK;
+    beam_hyp *h = &grp->hyps[grp->n_hyps];
+    /* An EOS-ended hypothesis is stored without its EOS (as transformers
+     * scores it); the output writes the EOS back, in the spare slot. */
+    h->ids = malloc((size_t)(n + 1) * sizeof *h->ids);
+    if (!h->ids) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+    memcpy(h->ids, ids, (size_t)n * sizeof *ids);
+    h->ids[n] = g->eos;
+    h->n = n;
+    h->score = score;
+    h->eos = eos;
+    grp->n_hyps++;
+    if (grp->n_hyps > nb) {
+        /* Drop the worst (the first of equal worsts, as a stable sort does)
+         * and take the next worst as the bar. */
+        int w = 0;
+        for (int i = 1; i < grp->n_hyps; i++)
+            if (grp->hyps[i].score < grp->hyps[w].score) w = i;
+        free(grp->hyps[w].ids);
+        memmove(&grp->hyps[w], &grp->hyps[w + 1], (size_t)(grp->n_hyps - w - 1) * sizeof(beam_hyp));
+        grp->n_hyps--;
+        grp->worst = grp->hyps[0].score;
+        for (int i = 1; i < grp->n_hyps; i++)
+            if (grp->hyps[i].score < grp->worst) grp->worst = grp->hyps[i].score;
+    } else if (score < grp->worst) {
+        grp->worst = score;
+    }
+    return GPT2C_OK;
+}
+
+/* BeamHypotheses.is_done. */
+static int hyp_done(const gpt2c_gen *g, const beam_group *grp, double best_sum, int cur_len) {
+    if (grp->n_hyps < g->p.num_beams) return 0;
+    if (g->p.early_stopping) return 1;
+    return grp->worst >= best_sum / pow((double)cur_len, (double)g->p.length_penalty);
+}
+
+/* One beam step for prompt group gi (BeamSearchScorer.process), then the
+ * beams are reordered: new beam j continues old beam src[j]. */
+static gpt2c_status beam_step(gpt2c_gen *g, int gi) {
+    const int V = g->m->cfg.n_vocab, nb = g->p.num_beams, nc = 2 * nb;
+    beam_group *grp = &g->groups[gi];
+    gen_seq *beams = &g->seqs[gi * nb];
+    const int cur_len = beams[0].n;
+    int have = 0;
+    /* The best 2 * num_beams of (beam score + processed log-softmax) over
+     * every beam and token; ties keep the lower flat index first. */
+    for (int b = 0; b < nb; b++) {
+        const float *row = g->logits + (size_t)(gi * nb + b) * V;
+        double lse = logits_logsumexp(row, V);
+        for (int t = 0; t < V; t++) g->scores[t] = (float)(row[t] - lse);
+        process(g, &beams[b], g->scores);
+        for (int t = 0; t < V; t++) {
+            float v = (float)(g->scores[t] + beams[b].beam_score);
+            if (have == nc && !(v > g->cand[nc - 1])) continue;
+            int j = have < nc ? have++ : nc - 1;
+            while (j > 0 && v > g->cand[j - 1]) {
+                g->cand[j] = g->cand[j - 1];
+                g->cand_idx[j] = g->cand_idx[j - 1];
+                j--;
+            }
+            g->cand[j] = v;
+            g->cand_idx[j] = b * V + t;
+        }
+    }
+    int src[256], tok[256], nn = 0;
+    double sc[256];
+    gpt2c_status s;
+    for (int r = 0; r < have && nn < nb; r++) {
+        int b = g->cand_idx[r] / V, t = g->cand_idx[r] % V;
+        if (t == g->eos) {
+            if (r >= nb) continue; /* an EOS outside the top num_beams is not a hypothesis */
+            if ((s = hyp_add(g, grp, beams[b].ids, beams[b].n, g->cand[r], 1))) return s;
+        } else {
+            src[nn] = b;
+            tok[nn] = t;
+            sc[nn] = g->cand[r];
+            nn++;
+        }
+    }
+    /* nn < nb only with a vocabulary smaller than 2 * num_beams: end there. */
+    grp->done = grp->done || hyp_done(g, grp, g->cand[0], cur_len) || nn < nb;
+    /* Reorder: ids and the KV cache follow their source beam. */
+    int32_t *tmp = malloc((size_t)nb * (size_t)cur_len * sizeof *tmp);
+    int slot_src[256], slot_dst[256];
+    if (!tmp) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+    for (int j = 0; j < nn; j++) memcpy(tmp + (size_t)j * cur_len, beams[src[j]].ids, (size_t)cur_len * sizeof *tmp);
+    for (int j = 0; j < nn; j++) {
+        memcpy(beams[j].ids, tmp + (size_t)j * cur_len, (size_t)cur_len * sizeof *tmp);
+        beams[j].beam_score = sc[j];
+        beams[j].ids[cur_len] = tok[j];
+        beams[j].n = cur_len + 1;
+        slot_src[j] = gi * nb + src[j];
+        slot_dst[j] = gi * nb + j;
+    }
+    free(tmp);
+    if (g->p.use_cache && (s = gpt2_state_copy_slots(&g->st, g->m, slot_src, slot_dst, nn, cur_len, &g->err)))
+        return s;
+    if (grp->done || cur_len + 1 >= beams[0].limit)
+        for (int b = 0; b < nb; b++) beams[b].finish = GPT2C_FINISH_LENGTH;
+    return GPT2C_OK;
+}
+
+/* BeamSearchScorer.finalize for every group: the open beams join the
+ * hypotheses (unless the group finished early), then the best come out. */
+static gpt2c_status beam_finalize(gpt2c_gen *g) {
+    const int nb = g->p.num_beams, nr = g->p.num_return_sequences;
+    g->out = calloc((size_t)g->n_out, sizeof *g->out);
+    if (!g->out) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+    for (int gi = 0; gi < g->n_prompts; gi++) {
+        beam_group *grp = &g->groups[gi];
+        gpt2c_status s;
+        if (!grp->done)
+            for (int b = 0; b < nb; b++) {
+                gen_seq *q = &g->seqs[gi * nb + b];
+                if ((s = hyp_add(g, grp, q->ids, q->n, q->beam_score, 0))) return s;
+            }
+        for (int r = 0; r < nr && grp->n_hyps > 0; r++) {
+            /* sorted(...).pop(): the highest score, the latest added on ties. */
+            int best = 0;
+            for (int i = 1; i < grp->n_hyps; i++)
+                if (grp->hyps[i].score >= grp->hyps[best].score) best = i;
+            g->out[gi * nr + r] = grp->hyps[best];
+            memmove(&grp->hyps[best], &grp->hyps[best + 1], (size_t)(grp->n_hyps - best - 1) * sizeof(beam_hyp));
+            grp->n_hyps--;
+        }
+    }
+    return GPT2C_OK;
 }
 
 gpt2c_status gpt2c_gen_step(gpt2c_gen *g) {
     if (g->err.status) return g->err.status;
+    if (g->done) return GPT2C_DONE;
     int nb = 0, active = 0;
-    for (int i = 0; i < g->n_seqs; i++) {
+    for (int i = 0; i < g->n_live; i++) {
         gen_seq *q = &g->seqs[i];
         if (q->finish) continue;
         active++;
+        int first = i % g->per_prompt == 0;
         if (!g->p.use_cache) queue(g, &nb, i, 0, q->n); /* recompute the whole sequence */
-        else queue(g, &nb, i, g->started ? q->n - 1 : 0, q->n);
+        else if (g->started) queue(g, &nb, i, q->n - 1, q->n);
+        else if (first) queue(g, &nb, i, 0, q->n); /* the prompt runs once per prompt */
     }
-    if (active == 0) return GPT2C_DONE;
+    if (active == 0) {
+        g->done = 1;
+        if (g->mode == MODE_BEAM && beam_finalize(g)) return g->err.status;
+        return GPT2C_DONE;
+    }
     double t0 = now_s();
+    const int V = g->m->cfg.n_vocab;
     gpt2_batch b = {nb, g->b_tok, g->b_pos, g->b_slot, g->b_row};
     gpt2c_status s = gpt2_forward(g->m, &g->st, &b, g->logits, &g->err);
     if (s) return s;
-    for (int i = 0; i < g->n_seqs; i++)
-        if (!g->seqs[i].finish) choose(g, i);
+    if (!g->started && g->p.use_cache && g->per_prompt > 1) {
+        /* Share each prompt's cache and logits with its sibling sequences. */
+        for (int pi = 0; pi < g->n_prompts; pi++) {
+            int first = pi * g->per_prompt;
+            int src[256], dst[256];
+            for (int r = 1; r < g->per_prompt; r++) {
+                src[r - 1] = first;
+                dst[r - 1] = first + r;
+                memcpy(g->logits + (size_t)(first + r) * V, g->logits + (size_t)first * V, (size_t)V * sizeof(float));
+            }
+            if ((s = gpt2_state_copy_slots(&g->st, g->m, src, dst, g->per_prompt - 1, g->seqs[first].n, &g->err)))
+                return s;
+        }
+    }
+    if (g->mode == MODE_BEAM) {
+        for (int gi = 0; gi < g->n_prompts; gi++)
+            if (!g->seqs[gi * g->per_prompt].finish && (s = beam_step(g, gi))) return s;
+    } else {
+        for (int i = 0; i < g->n_live; i++)
+            if (!g->seqs[i].finish) choose(g, i);
+    }
     double dt = now_s() - t0;
     if (g->started) g->t_decode += dt;
     else g->t_prefill += dt;
     g->started = 1;
-    for (int i = 0; i < g->n_seqs; i++)
+    for (int i = 0; i < g->n_live; i++)
         if (!g->seqs[i].finish) return GPT2C_OK;
+    g->done = 1;
+    if (g->mode == MODE_BEAM && beam_finalize(g)) return g->err.status;
     return GPT2C_DONE;
 }
 
 const char *gpt2c_gen_errmsg(const gpt2c_gen *g) { return err_msg_or_nomem(g ? &g->err : NULL); }
-int gpt2c_gen_n_seqs(const gpt2c_gen *g) { return g->n_seqs; }
+int gpt2c_gen_n_seqs(const gpt2c_gen *g) { return g->n_out; }
+
+/* In beam search, result i is group i / nr's rank i % nr. */
+static const beam_hyp *beam_out(const gpt2c_gen *g, int i) {
+    return g->mode == MODE_BEAM && g->out && g->out[i].ids ? &g->out[i] : NULL;
+}
+
+static const gen_seq *live_seq(const gpt2c_gen *g, int i) {
+    if (g->mode != MODE_BEAM) return &g->seqs[i];
+    const int nr = g->p.num_return_sequences;
+    return &g->seqs[(i / nr) * g->p.num_beams + i % nr];
+}
 
 const int32_t *gpt2c_gen_tokens(const gpt2c_gen *g, int i, int *n) {
-    if (i < 0 || i >= g->n_seqs) {
-        *n = 0;
-        return NULL;
+    *n = 0;
+    if (i < 0 || i >= g->n_out) return NULL;
+    const beam_hyp *h = beam_out(g, i);
+    const gen_seq *q = live_seq(g, i);
+    if (h) {
+        *n = h->n - q->n_prompt + (h->eos ? 1 : 0);
+        return h->ids + q->n_prompt;
     }
-    *n = g->seqs[i].n - g->seqs[i].n_prompt;
-    return g->seqs[i].ids + g->seqs[i].n_prompt;
+    *n = q->n - q->n_prompt;
+    return q->ids + q->n_prompt;
 }
 
 gpt2c_finish gpt2c_gen_finish_reason(const gpt2c_gen *g, int i) {
-    return i >= 0 && i < g->n_seqs ? g->seqs[i].finish : GPT2C_FINISH_NONE;
+    if (i < 0 || i >= g->n_out) return GPT2C_FINISH_NONE;
+    const beam_hyp *h = beam_out(g, i);
+    if (h) return h->eos ? GPT2C_FINISH_EOS : GPT2C_FINISH_LENGTH;
+    return g->mode == MODE_BEAM && !g->done ? GPT2C_FINISH_NONE : live_seq(g, i)->finish;
+}
+
+gpt2c_status gpt2c_gen_finish(gpt2c_gen *g, int i) {
+    if (g->mode == MODE_BEAM) return err_set(&g->err, GPT2C_ERR_UNSUPPORTED, "sequences cannot be ended one by one in beam search");
+    if (i < 0 || i >= g->n_out) return GPT2C_ERR_INVALID;
+    if (!g->seqs[i].finish) g->seqs[i].finish = GPT2C_FINISH_STOP;
+    return GPT2C_OK;
+}
+
+double gpt2c_gen_score(const gpt2c_gen *g, int i) {
+    const beam_hyp *h = i >= 0 && i < g->n_out ? beam_out(g, i) : NULL;
+    return h ? h->score : NAN;
 }
 
 int gpt2c_gen_logprobs(const gpt2c_gen *g, int i, int j, float *chosen, int32_t *top_ids, float *top_lps) {
-    if (i < 0 || i >= g->n_seqs || j < 0 || j >= g->seqs[i].n - g->seqs[i].n_prompt) return -1;
+    if (g->mode == MODE_BEAM || i < 0 || i >= g->n_out || j < 0 || j >= g->seqs[i].n - g->seqs[i].n_prompt) return -1;
     const int k = g->p.n_logprobs;
     const float *lp = g->seqs[i].lp + (size_t)j * (1 + 2 * (size_t)k);
     if (chosen) *chosen = lp[0];
@@ -224,18 +592,35 @@ void gpt2c_gen_timings(const gpt2c_gen *g, double *prefill_s, double *decode_s) 
 
 void gpt2c_gen_free(gpt2c_gen *g) {
     if (!g) return;
-    for (int i = 0; i < g->n_seqs && g->seqs; i++) {
+    for (int i = 0; i < g->n_live && g->seqs; i++) {
         free(g->seqs[i].ids);
         free(g->seqs[i].lp);
     }
     free(g->seqs);
+    for (int i = 0; g->groups && i < g->n_prompts; i++) {
+        for (int h = 0; h < g->groups[i].n_hyps; h++) free(g->groups[i].hyps[h].ids);
+        free(g->groups[i].hyps);
+    }
+    free(g->groups);
+    for (int i = 0; g->out && i < g->n_out; i++) free(g->out[i].ids);
+    free(g->out);
     gpt2_state_free(&g->st);
     free(g->logits);
     free(g->scores);
+    free(g->fscratch);
+    free(g->pairs);
+    free(g->cand);
+    free(g->cand_idx);
     free(g->seen);
     free(g->b_tok);
     free(g->b_pos);
     free(g->b_slot);
     free(g->b_row);
+    free(g->suppress);
+    for (int i = 0; g->bad && i < g->p.n_bad_words; i++) free(g->bad[i]);
+    free(g->bad);
+    free(g->bad_lens);
+    free(g->bias_ids);
+    free(g->bias);
     free(g);
 }

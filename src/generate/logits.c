@@ -1,7 +1,10 @@
-/* logits.c -- see logits.h. */
+/* logits.c -- see logits.h. Each function follows the transformers class of
+ * the same role; where transformers' wording matters (ties, the token that
+ * crosses top-p) the comment says which rule is kept. */
 #include "logits.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 void logits_repetition_penalty(float *scores, int n_vocab, const int32_t *ids, int n_ids, float penalty,
@@ -15,6 +18,130 @@ void logits_repetition_penalty(float *scores, int n_vocab, const int32_t *ids, i
     }
     for (int i = 0; i < n_ids; i++)
         if (ids[i] >= 0 && ids[i] < n_vocab) seen[ids[i]] = 0;
+}
+
+void logits_no_repeat_ngram(float *scores, int n_vocab, const int32_t *ids, int n_ids, int ngram) {
+    /* transformers bans nothing until cur_len + 1 >= ngram. */
+    if (ngram <= 0 || n_ids + 1 < ngram) return;
+    const int32_t *tail = ids + n_ids - (ngram - 1); /* the n-1 tokens the next one would extend */
+    for (int start = 0; start + ngram <= n_ids; start++) {
+        if (ngram > 1 && memcmp(ids + start, tail, (size_t)(ngram - 1) * sizeof *ids) != 0) continue;
+        int banned = ids[start + ngram - 1];
+        if (banned >= 0 && banned < n_vocab) scores[banned] = -INFINITY;
+    }
+}
+
+void logits_bad_words(float *scores, int n_vocab, const int32_t *ids, int n_ids, const int32_t *const *words,
+                      const int *word_lens, int n_words) {
+    for (int w = 0; w < n_words; w++) {
+        int len = word_lens[w];
+        if (len < 1) continue;
+        int prefix = len - 1;
+        if (prefix > n_ids) continue;
+        if (prefix > 0 && memcmp(ids + n_ids - prefix, words[w], (size_t)prefix * sizeof *ids) != 0) continue;
+        int banned = words[w][len - 1];
+        if (banned >= 0 && banned < n_vocab) scores[banned] = -INFINITY;
+    }
+}
+
+void logits_suppress(float *scores, int n_vocab, const int32_t *ids, int n_ids) {
+    for (int i = 0; i < n_ids; i++)
+        if (ids[i] >= 0 && ids[i] < n_vocab) scores[ids[i]] = -INFINITY;
+}
+
+void logits_temperature(float *scores, int n, float temperature) {
+    for (int i = 0; i < n; i++) scores[i] /= temperature;
+}
+
+/* The k-th largest of v[0..n) (1-based k), by quickselect; v is reordered. */
+static float kth_largest(float *v, int n, int k) {
+    int lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        float pivot = v[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] > pivot) i++;
+            while (v[j] < pivot) j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else return v[want];
+    }
+    return v[want];
+}
+
+void logits_top_k(float *scores, int n, int k, int min_keep, float *scratch) {
+    if (k <= 0) return; /* top_k = 0 disables the warper */
+    if (k < min_keep) k = min_keep;
+    if (k >= n) return;
+    memcpy(scratch, scores, (size_t)n * sizeof *scores);
+    float threshold = kth_largest(scratch, n, k);
+    for (int i = 0; i < n; i++)
+        if (scores[i] < threshold) scores[i] = -INFINITY;
+}
+
+static int cmp_pair(const void *a, const void *b) {
+    const logits_pair *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? -1 : 1;
+    return x->i - y->i; /* index order breaks ties, for reproducibility */
+}
+
+/* The finite scores as (value, index) pairs sorted ascending; returns their
+ * count. Removed (-inf) scores carry no probability and play no part. */
+static int finite_sorted(const float *v, int n, logits_pair *out) {
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) out[m++] = (logits_pair){v[i], i};
+    qsort(out, (size_t)m, sizeof *out, cmp_pair);
+    return m;
+}
+
+void logits_top_p(float *scores, int n, float top_p, int min_keep, logits_pair *sorted) {
+    if (top_p >= 1.0f) return;
+    int m = finite_sorted(scores, n, sorted);
+    if (m == 0) return;
+    double mx = sorted[m - 1].v, z = 0.0;
+    for (int i = 0; i < m; i++) z += exp((double)sorted[i].v - mx);
+    /* Ascending: remove while the cumulative mass stays <= 1 - top_p; so the
+     * token whose mass crosses the threshold is kept. The min_keep largest
+     * always stay. */
+    double cum = 0.0;
+    for (int i = 0; i < m - min_keep; i++) {
+        cum += exp((double)sorted[i].v - mx) / z;
+        if (cum > 1.0 - (double)top_p) break;
+        scores[sorted[i].i] = -INFINITY;
+    }
+}
+
+void logits_typical(float *scores, int n, float mass, int min_keep, logits_pair *sorted) {
+    if (mass >= 1.0f) return;
+    double lse = logits_logsumexp(scores, n), ent = 0.0;
+    if (!isfinite(lse)) return;
+    for (int i = 0; i < n; i++)
+        if (isfinite(scores[i])) ent -= (scores[i] - lse) * exp(scores[i] - lse);
+    /* Rank the finite tokens by |-log p - H| ascending, then keep up to and
+     * including the first at which the cumulative mass reaches `mass`. */
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(scores[i])) sorted[m++] = (logits_pair){(float)fabs(-(scores[i] - lse) - ent), i};
+    qsort(sorted, (size_t)m, sizeof *sorted, cmp_pair);
+    double cum = 0.0;
+    int last = 0;
+    while (last < m - 1) {
+        cum += exp(scores[sorted[last].i] - lse);
+        if (!(cum < mass)) break;
+        last++;
+    }
+    if (last < min_keep - 1) last = min_keep - 1 < m - 1 ? min_keep - 1 : m - 1;
+    for (int i = last + 1; i < m; i++)
+        if (sorted[i].v > sorted[last].v) scores[sorted[i].i] = -INFINITY;
 }
 
 int logits_argmax(const float *scores, int n) {
@@ -32,7 +159,7 @@ double logits_logsumexp(const float *scores, int n) {
     return mx + log(s);
 }
 
-void logits_top_k(const float *scores, int n, int k, int32_t *idx) {
+void logits_top_indices(const float *scores, int n, int k, int32_t *idx) {
     /* k is small (a handful of log-probabilities): insertion into a sorted
      * list of k is faster than sorting the vocabulary. */
     int have = 0;
@@ -45,4 +172,46 @@ void logits_top_k(const float *scores, int n, int k, int32_t *idx) {
         }
         idx[j] = i;
     }
+}
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void rng_seed(rng *r, uint64_t seed, uint64_t stream) {
+    uint64_t x = seed ^ (stream * 0xd1342543de82ef95ull + 0x2545f4914f6cdd1dull);
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+double rng_uniform(rng *r) {
+    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return (double)(out >> 11) * 0x1.0p-53;
+}
+
+int logits_sample(const float *scores, int n, rng *r) {
+    int best = logits_argmax(scores, n);
+    double mx = scores[best], z = 0.0;
+    if (!isfinite(mx)) return best;
+    for (int i = 0; i < n; i++) z += exp((double)scores[i] - mx);
+    double u = rng_uniform(r) * z, cum = 0.0;
+    int last = best;
+    for (int i = 0; i < n; i++) {
+        double p = exp((double)scores[i] - mx);
+        if (p == 0.0) continue;
+        cum += p;
+        last = i;
+        if (u < cum) return i;
+    }
+    return last; /* u fell in the rounding gap at the very end */
 }

@@ -50,6 +50,25 @@ void gpt2_state_free(gpt2_state *s) {
     memset(s, 0, sizeof *s);
 }
 
+gpt2c_status gpt2_state_copy_slots(gpt2_state *s, const gpt2c_model *m, const int *src, const int *dst, int n,
+                                   int n_pos, gpt2_err *e) {
+    const size_t C = (size_t)m->cfg.n_embd, slot = (size_t)s->n_pos * C, span = (size_t)n_pos * C;
+    const size_t layer = (size_t)s->n_slots * slot;
+    float *tmp = malloc((size_t)n * span * sizeof(float));
+    if (!tmp) return err_set(e, GPT2C_ERR_NOMEM, "out of memory copying the KV cache");
+    for (int pass = 0; pass < 2; pass++) {
+        float *cache = pass ? s->v_cache : s->k_cache;
+        for (int l = 0; l < m->cfg.n_layer; l++) {
+            float *base = cache + (size_t)l * layer; // (n_slots, n_pos, C)
+            for (int i = 0; i < n; i++) memcpy(tmp + i * span, base + (size_t)src[i] * slot, span * sizeof(float));
+            for (int i = 0; i < n; i++)
+                if (src[i] != dst[i]) memcpy(base + (size_t)dst[i] * slot, tmp + i * span, span * sizeof(float));
+        }
+    }
+    free(tmp);
+    return GPT2C_OK;
+}
+
 /* Runs tokens [i0, i0 + n) of the batch through every layer. */
 static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits) {
     const gpt2_config *c = &m->cfg;

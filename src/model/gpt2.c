@@ -120,28 +120,80 @@ static gpt2c_status parse_config(json_t *r, const char *path, gpt2_config *c, gp
     return GPT2C_OK;
 }
 
-gpt2c_status gpt2_config_load(const char *dir, gpt2_config *c, gpt2_err *e) {
+static gpt2c_status gen_number(json_t *o, const char *path, const char *key, double lo, double hi, float *out,
+                               gpt2_err *e) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return GPT2C_OK;
+    if (!json_is_number(v) || json_number_value(v) < lo || json_number_value(v) > hi)
+        return err_set(e, GPT2C_ERR_FORMAT, "%s: field '%s' must be a number in [%g, %g]", path, key, lo, hi);
+    *out = (float)json_number_value(v);
+    return GPT2C_OK;
+}
+
+/* The generation fields transformers reads from a config, by name. */
+static gpt2c_status parse_gen_fields(json_t *o, const char *path, int n_vocab, gpt2c_gen_params *p, gpt2_err *e) {
+    if (!json_is_object(o)) return GPT2C_OK;
+    gpt2c_status s;
+    int early = p->early_stopping;
+    json_t *es = json_object_get(o, "early_stopping");
+    if (json_is_string(es) && strcmp(json_string_value(es), "never") == 0) json_object_del(o, "early_stopping");
+    if ((s = cfg_int(o, path, "max_length", 1, GPT2_MAX_CTX, &p->max_length, e)) ||
+        (s = cfg_int(o, path, "max_new_tokens", 0, GPT2_MAX_CTX, &p->max_new_tokens, e)) ||
+        (s = cfg_int(o, path, "min_length", 0, GPT2_MAX_CTX, &p->min_length, e)) ||
+        (s = cfg_int(o, path, "min_new_tokens", 0, GPT2_MAX_CTX, &p->min_new_tokens, e)) ||
+        (s = cfg_bool(o, path, "do_sample", &p->do_sample, e)) ||
+        (s = gen_number(o, path, "temperature", 0, 1e6, &p->temperature, e)) ||
+        (s = cfg_int(o, path, "top_k", 0, n_vocab, &p->top_k, e)) ||
+        (s = gen_number(o, path, "top_p", 0, 1, &p->top_p, e)) ||
+        (s = gen_number(o, path, "typical_p", 0, 1, &p->typical_p, e)) ||
+        (s = gen_number(o, path, "repetition_penalty", 0, 1e6, &p->repetition_penalty, e)) ||
+        (s = cfg_int(o, path, "no_repeat_ngram_size", 0, GPT2_MAX_CTX, &p->no_repeat_ngram_size, e)) ||
+        (s = cfg_int(o, path, "num_beams", 1, 1024, &p->num_beams, e)) ||
+        (s = gen_number(o, path, "length_penalty", -1e6, 1e6, &p->length_penalty, e)) ||
+        (s = cfg_bool(o, path, "early_stopping", &early, e)) ||
+        (s = cfg_int(o, path, "num_return_sequences", 1, 1024, &p->num_return_sequences, e)))
+        return s;
+    p->early_stopping = early;
+    return GPT2C_OK;
+}
+
+gpt2c_status gpt2_config_load(const char *dir, gpt2_config *c, gpt2c_gen_params gen[2], gpt2_err *e) {
     char *path = path_join(dir, "config.json");
     if (!path) return err_set(e, GPT2C_ERR_NOMEM, "out of memory");
-    json_t *root;
+    json_t *root, *task = NULL;
+    gpt2c_gen_params_init(&gen[0]);
     gpt2c_status s = load_json(path, &root, e);
     if (s == GPT2C_OK) {
         s = parse_config(root, path, c, e);
+        /* Old checkpoints keep generation fields in config.json itself. */
+        if (s == GPT2C_OK) s = parse_gen_fields(root, path, c->n_vocab, &gen[0], e);
+        task = json_object_get(json_object_get(root, "task_specific_params"), "text-generation");
+        json_incref(task);
         json_decref(root);
     }
     free(path);
-    if (s) return s;
-    /* generation_config.json, when present, overrides the special ids. */
-    path = path_join(dir, "generation_config.json");
-    if (!path) return err_set(e, GPT2C_ERR_NOMEM, "out of memory");
-    if (file_exists(path) && (s = load_json(path, &root, e)) == GPT2C_OK) {
+    /* generation_config.json, when present, overrides the special ids and
+     * the generation defaults. */
+    path = s ? NULL : path_join(dir, "generation_config.json");
+    if (s == GPT2C_OK && !path) s = err_set(e, GPT2C_ERR_NOMEM, "out of memory");
+    if (s == GPT2C_OK && file_exists(path) && (s = load_json(path, &root, e)) == GPT2C_OK) {
         if (!(s = cfg_token(root, path, "bos_token_id", c->n_vocab, &c->bos_id, e)) &&
-            !(s = cfg_token(root, path, "eos_token_id", c->n_vocab, &c->eos_id, e)))
-            s = cfg_token(root, path, "pad_token_id", c->n_vocab, &c->pad_id, e);
+            !(s = cfg_token(root, path, "eos_token_id", c->n_vocab, &c->eos_id, e)) &&
+            !(s = cfg_token(root, path, "pad_token_id", c->n_vocab, &c->pad_id, e)))
+            s = parse_gen_fields(root, path, c->n_vocab, &gen[0], e);
         json_decref(root);
     }
     free(path);
+    /* The text-generation pipeline applies task_specific_params on top. */
+    gen[1] = gen[0];
+    if (s == GPT2C_OK && task) s = parse_gen_fields(task, "config.json: task_specific_params.text-generation",
+                                                    c->n_vocab, &gen[1], e);
+    json_decref(task);
     return s;
+}
+
+void gpt2c_model_gen_defaults(const gpt2c_model *m, gpt2c_defaults mode, gpt2c_gen_params *p) {
+    *p = m->gen_defaults[mode == GPT2C_DEFAULTS_PIPELINE ? 1 : 0];
 }
 
 /* Finds a tensor with or without the "transformer." prefix. */
@@ -247,7 +299,7 @@ gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out) {
     if (!m) return GPT2C_ERR_NOMEM;
     m->k = gpt2_kernels_select();
     if (!dir) return err_set(&m->err, GPT2C_ERR_INVALID, "model path is NULL");
-    gpt2c_status s = gpt2_config_load(dir, &m->cfg, &m->err);
+    gpt2c_status s = gpt2_config_load(dir, &m->cfg, m->gen_defaults, &m->err);
     if (s) return s;
     char *path = path_join(dir, "model.safetensors");
     if (!path) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");

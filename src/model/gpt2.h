@@ -51,10 +51,13 @@ struct gpt2c_model {
     float **owned;        /* converted copies of F16/BF16/unaligned tensors */
     int n_owned;
     const char *dtype;    /* dtype of the checkpoint's weights */
+    gpt2c_gen_params gen_defaults[2]; /* by gpt2c_defaults: generate(), pipeline */
     const gpt2_kernels *k;
 };
 
-gpt2c_status gpt2_config_load(const char *dir, gpt2_config *c, gpt2_err *e);
+/* Reads config.json (and generation_config.json) into c and the generation
+ * defaults into gen[2] (generate() and pipeline modes). */
+gpt2c_status gpt2_config_load(const char *dir, gpt2_config *c, gpt2c_gen_params gen[2], gpt2_err *e);
 
 /* Per-generation state: the KV cache of n_slots sequences of up to n_pos
  * positions, and scratch for up to max_tokens tokens per pass. */
@@ -68,6 +71,10 @@ typedef struct gpt2_state {
 gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, int n_pos, int max_tokens,
                              gpt2_err *e);
 void gpt2_state_free(gpt2_state *s);
+/* Copies the cache of slot src[i] to slot dst[i] for positions 0..n_pos-1,
+ * for all i at once (a permutation is fine: sources are read first). */
+gpt2c_status gpt2_state_copy_slots(gpt2_state *s, const gpt2c_model *m, const int *src, const int *dst, int n,
+                                   int n_pos, gpt2_err *e);
 
 /* A set of tokens to run together, each belonging to a cache slot at a
  * position. A token attends to its own slot's positions 0..pos, so tokens of

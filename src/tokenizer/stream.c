@@ -1,4 +1,4 @@
-/* stream.c -- text for streaming output. Each push re-decodes the whole
+/* stream.c -- text for streaming output, and stop strings. Each push re-decodes the whole
  * sequence (a few KiB at most, so this costs microseconds) and releases only
  * the part that no later token can change: no unfinished UTF-8 character and
  * no tail that clean-up might still rewrite (" " before "." for instance).
@@ -17,7 +17,59 @@ struct gpt2c_stream {
     size_t prompt_chars; /* code points of decode(prompt) */
     size_t emitted;      /* bytes of new text already released */
     char *piece;         /* the last released piece */
+    char **stops;        /* stop strings, copied */
+    int n_stops, stopped;
 };
+
+gpt2c_status gpt2c_stream_set_stops(gpt2c_stream *s, const char *const *stops, int n_stops) {
+    if (n_stops < 0 || (n_stops > 0 && !stops)) return GPT2C_ERR_INVALID;
+    for (int i = 0; i < n_stops; i++)
+        if (!stops[i] || !stops[i][0]) return GPT2C_ERR_INVALID; /* an empty stop would match at once */
+    char **copy = calloc((size_t)n_stops + 1, sizeof *copy);
+    if (!copy) return GPT2C_ERR_NOMEM;
+    for (int i = 0; i < n_stops; i++)
+        if (!(copy[i] = strdup(stops[i]))) {
+            for (int j = 0; j < i; j++) free(copy[j]);
+            free(copy);
+            return GPT2C_ERR_NOMEM;
+        }
+    for (int i = 0; i < s->n_stops; i++) free(s->stops[i]);
+    free(s->stops);
+    s->stops = copy;
+    s->n_stops = n_stops;
+    return GPT2C_OK;
+}
+
+int gpt2c_stream_stopped(const gpt2c_stream *s) { return s->stopped; }
+
+/* The earliest position in t[0..n) where any stop string starts, or -1. */
+static long find_stop(const gpt2c_stream *s, const char *t, size_t n) {
+    long best = -1;
+    for (int i = 0; i < s->n_stops; i++) {
+        size_t l = strlen(s->stops[i]);
+        for (size_t p = 0; l <= n && p <= n - l && (best < 0 || (long)p < best); p++)
+            if (memcmp(t + p, s->stops[i], l) == 0) {
+                best = (long)p;
+                break;
+            }
+    }
+    return best;
+}
+
+/* The longest tail of t[0..n) that is a proper prefix of a stop string:
+ * text that may yet turn out to be the start of one. */
+static size_t stop_holdback(const gpt2c_stream *s, const char *t, size_t n) {
+    size_t best = 0;
+    for (int i = 0; i < s->n_stops; i++) {
+        size_t l = strlen(s->stops[i]);
+        for (size_t k = l - 1; k > best; k--)
+            if (k <= n && memcmp(t + n - k, s->stops[i], k) == 0) {
+                best = k;
+                break;
+            }
+    }
+    return best;
+}
 
 gpt2c_status gpt2c_stream_new(const gpt2c_tokenizer *t, const int32_t *prompt, int n_prompt, unsigned flags,
                               gpt2c_stream **out) {
@@ -82,7 +134,19 @@ static gpt2c_status release(gpt2c_stream *s, int final, const char **piece, size
     size_t start = utf8_skip(text, tlen, s->prompt_chars);
     size_t end = tlen;
     if (!final && !(s->flags & GPT2C_DECODE_NO_CLEANUP)) end -= cleanup_holdback(text, tlen);
-    if (utf8_count(text, start) < s->prompt_chars || end <= start + s->emitted) {
+    if (s->stopped || utf8_count(text, start) < s->prompt_chars) end = 0;
+    if (end > start && s->n_stops > 0) {
+        /* Only settled text can hold a stop string: clean-up may still
+         * rewrite the tail. The text ends just before the stop. */
+        long at = find_stop(s, text + start, end - start);
+        if (at >= 0) {
+            end = start + (size_t)at;
+            s->stopped = 1;
+        } else if (!final) {
+            end -= stop_holdback(s, text + start, end - start);
+        }
+    }
+    if (end <= start + s->emitted) {
         free(text);
         return GPT2C_OK;
     }
@@ -116,6 +180,8 @@ gpt2c_status gpt2c_stream_finish(gpt2c_stream *s, const char **piece, size_t *le
 
 void gpt2c_stream_free(gpt2c_stream *s) {
     if (!s) return;
+    for (int i = 0; i < s->n_stops; i++) free(s->stops[i]);
+    free(s->stops);
     free(s->ids.v);
     free(s->piece);
     free(s);
