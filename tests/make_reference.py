@@ -3,7 +3,8 @@
 
 Writes, for each variant below, a checkpoint folder (tools/make_checkpoint.py), the reference
 logits at every position of a fixed prompt, and the reference greedy continuation; then
-OUTDIR/manifest.txt, one line per variant: name, folder, ids, logits file, greedy ids.
+OUTDIR/manifest.txt, one line per variant: name, folder, ids, logits file, greedy ids, and
+for the F32 variants beam search (3 beams, 2 returned) as "score:ids;score:ids" (else "-").
 test_reference compares gpt2c against these. Reruns only when this file or the tools change.
 """
 import hashlib
@@ -17,7 +18,7 @@ PY = sys.executable
 
 PROMPT = [15496, 11, 314, 1101, 257, 3303, 2746, 11, 290, 314, 588, 262]
 VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
-    ("tiny-f32", ["--preset", "tiny", "--seed", "1"], 50257, 8),
+    ("tiny-f32", ["--preset", "tiny", "--seed", "1", "--std", "0.2"], 50257, 8),
     ("tiny-f16", ["--preset", "tiny", "--seed", "2", "--dtype", "F16"], 50257, 8),
     ("tiny-bf16", ["--preset", "tiny", "--seed", "3", "--dtype", "BF16"], 50257, 8),
     # Every optional path at once: "transformer." names, an untied head, misaligned data,
@@ -26,7 +27,7 @@ VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
                       "--n-positions", "64", "--vocab", "1000", "--prefix", "transformer.", "--lm-head",
                       "--unaligned", "--activation", "gelu", "--scale-by-inverse-layer", "--no-mask",
                       "--seed", "4", "--std", "0.2"], 1000, 8),
-    ("gpt2-f32", ["--preset", "gpt2", "--seed", "5"], 50257, 4),
+    ("gpt2-f32", ["--preset", "gpt2", "--seed", "5", "--std", "0.05"], 50257, 4),
     ("gpt2-f16", ["--preset", "gpt2", "--seed", "6", "--dtype", "F16"], 50257, 4),
     ("gpt2-bf16", ["--preset", "gpt2", "--seed", "7", "--dtype", "BF16"], 50257, 4),
 ]
@@ -54,9 +55,12 @@ def main():
         subprocess.run([PY, os.path.join(TOOLS, "make_checkpoint.py"), "--out", folder] + args, check=True)
         ids = ",".join(str(t % vocab) for t in PROMPT)
         logits = os.path.join(out, name + ".f32")
+        beam = ["--beams", "3", "--beam-return", "2", "--beam-new", str(n_greedy)] if name.endswith("f32") else []
         r = subprocess.run([PY, os.path.join(TOOLS, "ref_gpt2.py"), folder, "--ids", ids, "--out", logits,
-                            "--greedy", str(n_greedy)], check=True, capture_output=True, text=True)
-        lines.append(f"{name} {folder} {ids} {logits} {r.stdout.strip()}\n")
+                            "--greedy", str(n_greedy)] + beam, check=True, capture_output=True, text=True)
+        res = r.stdout.split("\n")
+        beams = ";".join(line.replace(" ", ":") for line in res[1:] if line) or "-"
+        lines.append(f"{name} {folder} {ids} {logits} {res[0]} {beams}\n")
         print(f"reference: {name} ready", flush=True)
     with open(os.path.join(out, "manifest.txt"), "w") as f:
         f.writelines(lines)

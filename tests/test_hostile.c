@@ -358,6 +358,27 @@ static void test_generation_errors(void **state) {
     assert_int_equal(gpt2c_gen_start(m, &gp, 1, p, &n, &g), GPT2C_ERR_INVALID);
     assert_non_null(strstr(gpt2c_gen_errmsg(g), "max_length"));
     gpt2c_gen_free(g);
+    /* Sampling and beam parameters: each refused with its name. */
+    for (int c = 0; c < 8; c++) {
+        gpt2c_gen_params_init(&gp);
+        const char *needle = NULL;
+        gpt2c_status want = GPT2C_ERR_INVALID;
+        int32_t far = V + 5;
+        float bias = 1.0f;
+        switch (c) {
+        case 0: gp.do_sample = 1, gp.temperature = 0.0f, needle = "temperature must be > 0"; break;
+        case 1: gp.top_p = 0.0f, needle = "top_p must be in (0, 1]"; break;
+        case 2: gp.top_p = 1.5f, needle = "top_p"; break;
+        case 3: gp.top_k = -1, needle = "top_k must be >= 0"; break;
+        case 4: gp.num_return_sequences = 2, needle = "needs sampling or beam search"; break;
+        case 5: gp.num_beams = 2, gp.num_return_sequences = 3, needle = "must be <= num_beams"; break;
+        case 6: gp.num_beams = 2, gp.do_sample = 1, want = GPT2C_ERR_UNSUPPORTED, needle = "beam sampling"; break;
+        case 7: gp.logit_bias_ids = &far, gp.logit_bias = &bias, gp.n_logit_bias = 1, needle = "logit_bias: token 21"; break;
+        }
+        assert_int_equal(gpt2c_gen_start(m, &gp, 1, p, &n, &g), want);
+        if (!strstr(gpt2c_gen_errmsg(g), needle)) fail_msg("case %d: message lacks '%s': %s", c, needle, gpt2c_gen_errmsg(g));
+        gpt2c_gen_free(g);
+    }
     /* max_length below the prompt still yields one token, as transformers. */
     gpt2c_gen_params_init(&gp);
     gp.max_length = 1;

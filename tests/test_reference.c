@@ -2,7 +2,8 @@
  * (tools/ref_gpt2.py) on random checkpoints of tiny and gpt2 shapes in F32,
  * F16 and BF16, plus a variant that takes every optional path. Checks the
  * logits at every position (|diff| <= 1e-4), greedy tokens, and that the KV
- * cache, full recomputation and batching all give the same tokens. The
+ * cache, full recomputation and batching all give the same tokens, and
+ * that beam search matches the reference's (F32 variants). The
  * fixtures come from tests/make_reference.py (tests/run.sh makes them). */
 #include <math.h>
 
@@ -12,7 +13,7 @@
 #define TOL 1e-4
 
 typedef struct ref_case {
-    char name[64], dir[512], ids[512], logits[512], greedy[512];
+    char name[64], dir[512], ids[512], logits[512], greedy[512], beam[2048];
 } ref_case;
 
 static ref_case cases[16];
@@ -30,7 +31,9 @@ static int setup(void **state) {
     }
     while (n_cases < 16) {
         ref_case *c = &cases[n_cases];
-        if (fscanf(f, "%63s %511s %511s %511s %511s", c->name, c->dir, c->ids, c->logits, c->greedy) != 5) break;
+        if (fscanf(f, "%63s %511s %511s %511s %511s %2047s", c->name, c->dir, c->ids, c->logits, c->greedy,
+                   c->beam) != 6)
+            break;
         n_cases++;
     }
     fclose(f);
@@ -109,20 +112,20 @@ static void test_greedy_cache_batch(void **state) {
         gpt2c_gen *cached = run(m, 1, p1, &n, nw, 1), *full = run(m, 1, p1, &n, nw, 0);
         int a, b;
         const int32_t *ta = gpt2c_gen_tokens(cached, 0, &a), *tb = gpt2c_gen_tokens(full, 0, &b);
-        char msg[40000];
-        snprintf(msg, sizeof msg, "%s greedy vs reference", c->name);
+        char msg[256];
+        snprintf(msg, sizeof msg, "%.63s greedy vs reference", c->name);
         assert_ids_equal(ta, a, want, nw, msg);
-        snprintf(msg, sizeof msg, "%s KV cache vs recomputation", c->name);
+        snprintf(msg, sizeof msg, "%.63s KV cache vs recomputation", c->name);
         assert_ids_equal(tb, b, ta, a, msg);
         /* In a batch with a shorter prompt, each row is its own run. */
         int lens[2] = {n, 5};
         const int32_t *p2[2] = {ids, ids};
         gpt2c_gen *batch = run(m, 2, p2, lens, nw, 1), *alone = run(m, 1, p1 + 0, &lens[1], nw, 1);
         const int32_t *r0 = gpt2c_gen_tokens(batch, 0, &a);
-        snprintf(msg, sizeof msg, "%s batch row 0", c->name);
+        snprintf(msg, sizeof msg, "%.63s batch row 0", c->name);
         assert_ids_equal(r0, a, ta, nw, msg);
         const int32_t *r1 = gpt2c_gen_tokens(batch, 1, &a), *s1 = gpt2c_gen_tokens(alone, 0, &b);
-        snprintf(msg, sizeof msg, "%s batch row 1", c->name);
+        snprintf(msg, sizeof msg, "%.63s batch row 1", c->name);
         assert_ids_equal(r1, a, s1, b, msg);
         gpt2c_gen_free(cached);
         gpt2c_gen_free(full);
@@ -134,10 +137,65 @@ static void test_greedy_cache_batch(void **state) {
     }
 }
 
+/* Beam search (3 beams, 2 returned) against the reference's
+ * "score:ids;score:ids", with and without the cache. */
+static void test_beam_matches_reference(void **state) {
+    (void)state;
+    int checked = 0;
+    for (int k = 0; k < n_cases; k++) {
+        const ref_case *c = &cases[k];
+        if (strcmp(c->beam, "-") == 0) continue;
+        gpt2c_model *m = load(c);
+        int n, ng;
+        int32_t *ids = parse_list(c->ids, &n), *greedy = parse_list(c->greedy, &ng);
+        const int32_t *p1[1] = {ids};
+        for (int cache = 1; cache >= 0; cache--) {
+            gpt2c_gen_params gp;
+            gpt2c_gen_params_init(&gp);
+            gp.num_beams = 3;
+            gp.num_return_sequences = 2;
+            gp.max_new_tokens = ng;
+            gp.eos_token_id = -1;
+            gp.use_cache = cache;
+            gpt2c_gen *g;
+            if (gpt2c_gen_start(m, &gp, 1, p1, &n, &g) != GPT2C_OK) fail_msg("%s", gpt2c_gen_errmsg(g));
+            while (gpt2c_gen_step(g) == GPT2C_OK) {
+            }
+            const char *r = c->beam;
+            for (int i = 0; i < 2; i++) {
+                char *end;
+                double want_score = strtod(r, &end);
+                assert_true(*end == ':');
+                int nw;
+                int32_t *want = parse_list(end + 1, &nw);
+                nw = nw > ng ? ng : nw; /* parse_list reads on past ';' */
+                int got_n;
+                const int32_t *got = gpt2c_gen_tokens(g, i, &got_n);
+                char msg[128];
+                snprintf(msg, sizeof msg, "%.63s beam %d (%s cache)", c->name, i, cache ? "with" : "without");
+                assert_ids_equal(got, got_n, want, nw, msg);
+                if (fabs(gpt2c_gen_score(g, i) - want_score) > 1e-4)
+                    fail_msg("%s: score %.7f, reference %.7f", msg, gpt2c_gen_score(g, i), want_score);
+                free(want);
+                r = strchr(r, ';');
+                if (r) r++;
+                else break;
+            }
+            gpt2c_gen_free(g);
+        }
+        checked++;
+        free(ids);
+        free(greedy);
+        gpt2c_model_free(m);
+    }
+    assert_true(checked >= 2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_match_reference),
         cmocka_unit_test(test_greedy_cache_batch),
+        cmocka_unit_test(test_beam_matches_reference),
     };
     return cmocka_run_group_tests_name("reference", tests, setup, NULL);
 }

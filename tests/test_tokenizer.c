@@ -185,6 +185,86 @@ static void test_stream_holds_partial_utf8(void **state) {
     gpt2c_free(ids);
 }
 
+/* Stop strings: for each golden text, a stop taken from its middle ends the
+ * stream; the released pieces are exactly the text up to the stop, decoded
+ * from the tokens so far. */
+static void test_stream_stop_strings(void **state) {
+    (void)state;
+    size_t k;
+    json_t *c;
+    int tested = 0;
+    json_array_foreach(cases, k, c) {
+        json_t *dec = json_object_get(c, "decode");
+        const char *full = json_string_value(dec);
+        size_t fl = json_string_length(dec);
+        if (fl < 9) continue;
+        /* A 3-byte ASCII-only stop from the middle, so it is whole characters. */
+        size_t at = fl / 2;
+        if ((full[at] | full[at + 1] | full[at + 2]) & 0x80) continue;
+        char stop[4] = {full[at], full[at + 1], full[at + 2], 0};
+        int n;
+        int32_t *ids = json_ids(json_object_get(c, "ids"), &n);
+        gpt2c_stream *st;
+        assert_int_equal(gpt2c_stream_new(tok, NULL, 0, 0, &st), GPT2C_OK);
+        const char *stops[2] = {"\x01never", stop};
+        assert_int_equal(gpt2c_stream_set_stops(st, stops, 2), GPT2C_OK);
+        char *got = malloc(fl + 1);
+        size_t gl = 0, len;
+        const char *piece;
+        int j = 0;
+        for (; j < n && !gpt2c_stream_stopped(st); j++) {
+            assert_int_equal(gpt2c_stream_push(st, ids[j], &piece, &len), GPT2C_OK);
+            memcpy(got + gl, piece, len);
+            gl += len;
+        }
+        assert_true(gpt2c_stream_stopped(st));
+        assert_int_equal(gpt2c_stream_finish(st, &piece, &len), GPT2C_OK);
+        assert_int_equal(len, 0); /* nothing after the stop */
+        char *text;
+        size_t tl;
+        assert_int_equal(gpt2c_detokenize(tok, ids, j, 0, &text, &tl), GPT2C_OK);
+        const char *hit = strstr(text, stop);
+        assert_non_null(hit);
+        char msg[64];
+        snprintf(msg, sizeof msg, "case %d stop", (int)json_integer_value(json_object_get(c, "i")));
+        assert_str_equal_n(got, gl, text, (size_t)(hit - text), msg);
+        gpt2c_free(text);
+        free(got);
+        free(ids);
+        gpt2c_stream_free(st);
+        tested++;
+    }
+    assert_true(tested > 50);
+}
+
+/* Text that might begin a stop string is held back, and released at the
+ * end when it turns out not to be one: nothing is lost. */
+static void test_stream_stop_holdback(void **state) {
+    (void)state;
+    int32_t *ids;
+    int n;
+    assert_int_equal(gpt2c_tokenize(tok, "Hello world", 11, &ids, &n), GPT2C_OK);
+    assert_int_equal(n, 2);
+    gpt2c_stream *st;
+    assert_int_equal(gpt2c_stream_new(tok, NULL, 0, 0, &st), GPT2C_OK);
+    const char *stops[] = {" worlds"};
+    assert_int_equal(gpt2c_stream_set_stops(st, stops, 1), GPT2C_OK);
+    const char *piece;
+    size_t len;
+    assert_int_equal(gpt2c_stream_push(st, ids[0], &piece, &len), GPT2C_OK);
+    assert_int_equal(len, 5);
+    assert_int_equal(gpt2c_stream_push(st, ids[1], &piece, &len), GPT2C_OK);
+    assert_int_equal(len, 0); /* " world" may be the start of " worlds" */
+    assert_int_equal(gpt2c_stream_finish(st, &piece, &len), GPT2C_OK);
+    assert_int_equal(len, 6);
+    assert_memory_equal(piece, " world", 6);
+    assert_false(gpt2c_stream_stopped(st));
+    const char *empty[] = {""};
+    assert_int_equal(gpt2c_stream_set_stops(st, empty, 1), GPT2C_ERR_INVALID);
+    gpt2c_stream_free(st);
+    gpt2c_free(ids);
+}
+
 /* A tokenizer.json written from the same vocab and merges encodes the same. */
 static void test_tokenizer_json(void **state) {
     (void)state;
@@ -312,7 +392,8 @@ static void test_cache_consistent(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_encode_decode), cmocka_unit_test(test_stream_equals_decode),
-        cmocka_unit_test(test_stream_holds_partial_utf8), cmocka_unit_test(test_tokenizer_json),
+        cmocka_unit_test(test_stream_holds_partial_utf8), cmocka_unit_test(test_stream_stop_strings),
+        cmocka_unit_test(test_stream_stop_holdback),      cmocka_unit_test(test_tokenizer_json),
         cmocka_unit_test(test_invalid_utf8_refused), cmocka_unit_test(test_bad_ids_refused),
         cmocka_unit_test(test_long_inputs), cmocka_unit_test(test_cache_consistent),
     };

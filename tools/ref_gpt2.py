@@ -7,7 +7,9 @@ next-token logits at every position of the given ids, as raw little-endian float
   tools/ref_gpt2.py DIR --ids 15496,11,314 --out logits.f32 [--greedy N]
 
 With --greedy N it also prints N greedily chosen continuation ids (full recomputation each
-step, no cache). It is the oracle for gpt2c's own kernels: written from the paper and
+step, no cache). With --beams B --beam-new N it prints, one line each, the best
+--beam-return R beam-search continuations as "score id,id,...", following transformers'
+BeamSearchScorer (no EOS: random weights). It is the oracle for gpt2c's own kernels: written from the paper and
 transformers' GPT2 modelling semantics, sharing no code with the C library.
 """
 import argparse
@@ -73,12 +75,54 @@ class GPT2:
         return self.ln(x, "ln_f") @ self.head.T
 
 
+def logsumexp(x):
+    m = x.max()
+    return m + np.log(np.exp(x - m).sum())
+
+
+def beam_search(m, ids, n_beams, n_return, n_new, length_penalty=1.0, early_stopping=False):
+    """transformers 4.30 beam search (BeamSearchScorer + BeamHypotheses) without EOS."""
+    hyps, worst = [], 1e9
+
+    def add(seq, sum_logprobs):
+        nonlocal worst
+        score = sum_logprobs / len(seq) ** length_penalty
+        if len(hyps) < n_beams or score > worst:
+            hyps.append((score, seq))
+            if len(hyps) > n_beams:
+                ranked = sorted((s, i) for i, (s, _) in enumerate(hyps))
+                del hyps[ranked[0][1]]
+                worst = ranked[1][0]
+            else:
+                worst = min(score, worst)
+
+    beams = [list(ids) for _ in range(n_beams)]
+    scores = np.array([0.0] + [-1e9] * (n_beams - 1))
+    max_len = len(ids) + n_new
+    while True:
+        flat = np.concatenate([(lg := m.logits(b)[-1]) - logsumexp(lg) + s for b, s in zip(beams, scores)])
+        vocab = len(flat) // n_beams
+        top = np.argsort(-flat, kind="stable")[:2 * n_beams]
+        chosen = [(flat[i], i % vocab, i // vocab) for i in top][:n_beams]  # no EOS: the first n_beams
+        beams = [beams[b] + [int(t)] for _, t, b in chosen]
+        scores = np.array([s for s, _, _ in chosen])
+        if len(beams[0]) >= max_len:
+            break
+    for b, s in zip(beams, scores):
+        add(b, s)
+    ranked = sorted(hyps, key=lambda h: h[0])
+    return [ranked.pop() for _ in range(n_return)]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder")
     p.add_argument("--ids", required=True, help="comma-separated token ids")
     p.add_argument("--out", help="write the logits here (raw float32, n x vocab)")
     p.add_argument("--greedy", type=int, default=0, help="print this many greedy continuation ids")
+    p.add_argument("--beams", type=int, default=0, help="beam search with this many beams")
+    p.add_argument("--beam-return", type=int, default=1, help="beam continuations to print")
+    p.add_argument("--beam-new", type=int, default=0, help="new tokens for beam search")
     a = p.parse_args()
     ids = [int(t) for t in a.ids.split(",")]
     m = GPT2(a.folder)
@@ -90,6 +134,9 @@ def main():
         for _ in range(a.greedy):
             seq.append(int(np.argmax(m.logits(seq)[-1])))
         print(",".join(str(t) for t in seq[len(ids):]))
+    if a.beams:
+        for score, seq in beam_search(m, ids, a.beams, a.beam_return, a.beam_new):
+            print(f"{score:.9f} " + ",".join(str(t) for t in seq[len(ids):]))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,9 @@ gpt2c_status gpt2_state_copy_slots(gpt2_state *s, const gpt2c_model *m, const in
         float *cache = pass ? s->v_cache : s->k_cache;
         for (int l = 0; l < m->cfg.n_layer; l++) {
             float *base = cache + (size_t)l * layer; // (n_slots, n_pos, C)
-            for (int i = 0; i < n; i++) memcpy(tmp + i * span, base + (size_t)src[i] * slot, span * sizeof(float));
+            /* A slot that keeps its own content is neither read nor written. */
+            for (int i = 0; i < n; i++)
+                if (src[i] != dst[i]) memcpy(tmp + i * span, base + (size_t)src[i] * slot, span * sizeof(float));
             for (int i = 0; i < n; i++)
                 if (src[i] != dst[i]) memcpy(base + (size_t)dst[i] * slot, tmp + i * span, span * sizeof(float));
         }
