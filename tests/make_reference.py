@@ -27,6 +27,7 @@ VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
                       "--n-positions", "64", "--vocab", "1000", "--prefix", "transformer.", "--lm-head",
                       "--unaligned", "--activation", "gelu", "--scale-by-inverse-layer", "--no-mask",
                       "--seed", "4", "--std", "0.2"], 1000, 8),
+    ("tiny-sharded", ["--preset", "tiny", "--seed", "8", "--dtype", "BF16", "--shards", "3"], 50257, 8),
     ("gpt2-f32", ["--preset", "gpt2", "--seed", "5", "--std", "0.05"], 50257, 4),
     ("gpt2-f16", ["--preset", "gpt2", "--seed", "6", "--dtype", "F16"], 50257, 4),
     ("gpt2-bf16", ["--preset", "gpt2", "--seed", "7", "--dtype", "BF16"], 50257, 4),

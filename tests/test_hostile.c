@@ -258,6 +258,20 @@ static void test_safetensors_errors(void **state) {
     write_header_json(dir, h, ds + 4 * C);
     expect_load(dir, GPT2C_ERR_FORMAT, "has a layer 1", "n_layer = 1");
 
+    /* Sharded checkpoints: the index must name files in the folder, which
+     * must exist. */
+    unlink(path);
+    write_str(dir, "model.safetensors.index.json", "{\"weight_map\": {\"wte.weight\": \"../../etc/passwd\"}}");
+    expect_load(dir, GPT2C_ERR_FORMAT, "model.safetensors.index.json", "not a file name in the folder");
+    write_str(dir, "model.safetensors.index.json", "{\"weight_map\": {\"wte.weight\": \"part-1.safetensors\"}}");
+    expect_load(dir, GPT2C_ERR_IO, "part-1.safetensors", "No such file");
+    write_str(dir, "model.safetensors.index.json", "{\"weight_map\": []}");
+    expect_load(dir, GPT2C_ERR_FORMAT, "model.safetensors.index.json", "weight_map");
+    write_str(dir, "model.safetensors.index.json", "{\"weight_map\": {");
+    expect_load(dir, GPT2C_ERR_FORMAT, "model.safetensors.index.json", "invalid JSON");
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    unlink(path);
+
     /* A file cut short: the offsets now run past its end. */
     h = valid_header(&ds);
     write_header_json(dir, h, ds - 100);

@@ -86,6 +86,8 @@ def main():
     p.add_argument("--no-mask", action="store_true", help="omit the h.N.attn.bias buffers")
     p.add_argument("--unaligned", action="store_true", help="misalign tensor data (tests the copy path)")
     p.add_argument("--std", type=float, default=0.02, help="weight standard deviation")
+    p.add_argument("--shards", type=int, default=1,
+                   help="split into model-0000i-of-0000N.safetensors with model.safetensors.index.json")
     a = p.parse_args()
     nl, ne, nh = PRESETS[a.preset]
     a.n_layer, a.n_embd, a.n_head = a.n_layer or nl, a.n_embd or ne, a.n_head or nh
@@ -130,8 +132,21 @@ def main():
         out["lm_head.weight"] = {"F32": ("F32", head), "F16": ("F16", head.astype(np.float16)),
                                  "BF16": ("BF16", safetensors_np.f32_to_bf16_bits(head))}[a.dtype]
     os.makedirs(a.out, exist_ok=True)
-    safetensors_np.write(os.path.join(a.out, "model.safetensors"), out, align=not a.unaligned,
-                         metadata={"format": "pt"})
+    if a.shards <= 1:
+        safetensors_np.write(os.path.join(a.out, "model.safetensors"), out, align=not a.unaligned,
+                             metadata={"format": "pt"})
+    else:  # consecutive tensors per shard, as save_pretrained's max_shard_size splits them
+        names, weight_map, total = list(out), {}, 0
+        for k in range(a.shards):
+            part = names[k * len(names) // a.shards:(k + 1) * len(names) // a.shards]
+            fname = f"model-{k + 1:05d}-of-{a.shards:05d}.safetensors"
+            safetensors_np.write(os.path.join(a.out, fname), {n: out[n] for n in part}, align=not a.unaligned,
+                                 metadata={"format": "pt"})
+            for n in part:
+                weight_map[n] = fname
+                total += out[n][1].nbytes
+        with open(os.path.join(a.out, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
     with open(os.path.join(a.out, "config.json"), "w") as f:
         json.dump(config_json(a), f, indent=2, sort_keys=True)
         f.write("\n")

@@ -33,7 +33,13 @@ class GPT2:
         self.act = c.get("activation_function", "gelu_new")
         self.scale = c.get("scale_attn_weights", True)
         self.inv_layer = c.get("scale_attn_by_inverse_layer_idx", False)
-        w = safetensors_np.read(os.path.join(folder, "model.safetensors"))
+        index = os.path.join(folder, "model.safetensors.index.json")
+        if os.path.exists(os.path.join(folder, "model.safetensors")) or not os.path.exists(index):
+            w = safetensors_np.read(os.path.join(folder, "model.safetensors"))
+        else:  # a sharded checkpoint
+            w = {}
+            for shard in sorted(set(json.load(open(index))["weight_map"].values())):
+                w.update(safetensors_np.read(os.path.join(folder, shard)))
         self.w = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in w.items()}
         self.head = self.w.get("lm_head.weight", self.w["wte.weight"])
 

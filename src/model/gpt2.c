@@ -196,20 +196,28 @@ void gpt2c_model_gen_defaults(const gpt2c_model *m, gpt2c_defaults mode, gpt2c_g
     *p = m->gen_defaults[mode == GPT2C_DEFAULTS_PIPELINE ? 1 : 0];
 }
 
-/* Finds a tensor with or without the "transformer." prefix. */
-static const st_tensor *find_tensor(const gpt2c_model *m, const char *name) {
-    const st_tensor *t = st_find(&m->st, name);
-    if (t) return t;
+/* Finds a tensor with or without the "transformer." prefix, in any shard;
+ * *file names the file that holds it. */
+static const st_tensor *find_tensor(const gpt2c_model *m, const char *name, const char **file) {
     char buf[256];
     snprintf(buf, sizeof buf, "transformer.%s", name);
-    return st_find(&m->st, buf);
+    for (int i = 0; i < m->n_st; i++) {
+        const st_tensor *t = st_find(&m->st[i], name);
+        if (!t) t = st_find(&m->st[i], buf);
+        if (t) {
+            if (file) *file = m->st[i].path;
+            return t;
+        }
+    }
+    return NULL;
 }
 
 /* Fetches a weight as f32 after checking its shape: a pointer into the map
  * for aligned F32, a converted copy otherwise. */
 static gpt2c_status get_weight(gpt2c_model *m, const char *name, int d0, int d1, const float **out) {
-    const st_tensor *t = find_tensor(m, name);
-    if (!t) return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' is missing", m->st.path, name);
+    const char *path = m->weights_path;
+    const st_tensor *t = find_tensor(m, name, &path);
+    if (!t) return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
     int want_dims = d1 > 0 ? 2 : 1;
     if (t->ndim != want_dims || t->shape[0] != d0 || (d1 > 0 && t->shape[1] != d1)) {
         char got[128] = "";
@@ -218,13 +226,13 @@ static gpt2c_status get_weight(gpt2c_model *m, const char *name, int d0, int d1,
             o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
         if (d1 > 0)
             return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%d, %d]",
-                           m->st.path, name, got, d0, d1);
+                           path, name, got, d0, d1);
         return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%d]",
-                       m->st.path, name, got, d0);
+                       path, name, got, d0);
     }
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
         return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16)",
-                       m->st.path, name, st_dtype_name(t->dtype));
+                       path, name, st_dtype_name(t->dtype));
     if (t->dtype == ST_F32 && ((uintptr_t)t->data & 3u) == 0) {
         *out = (const float *)(const void *)t->data;
         return GPT2C_OK;
@@ -234,7 +242,7 @@ static gpt2c_status get_weight(gpt2c_model *m, const char *name, int d0, int d1,
     if (!f || !owned) {
         free(f);
         if (owned) m->owned = owned;
-        return err_set(&m->err, GPT2C_ERR_NOMEM, "%s: out of memory converting '%s'", m->st.path, name);
+        return err_set(&m->err, GPT2C_ERR_NOMEM, "%s: out of memory converting '%s'", path, name);
     }
     m->owned = owned;
     m->owned[m->n_owned++] = f;
@@ -260,9 +268,9 @@ static gpt2c_status load_weights(gpt2c_model *m) {
         (s = get_weight(m, "ln_f.weight", C, 0, &m->lnf_g)) || (s = get_weight(m, "ln_f.bias", C, 0, &m->lnf_b)))
         return s;
     m->lm_head = m->wte;
-    if (st_find(&m->st, "lm_head.weight") && (s = get_weight(m, "lm_head.weight", c->n_vocab, C, &m->lm_head)))
+    if (find_tensor(m, "lm_head.weight", NULL) && (s = get_weight(m, "lm_head.weight", c->n_vocab, C, &m->lm_head)))
         return s;
-    m->dtype = st_dtype_name(find_tensor(m, "wte.weight")->dtype);
+    m->dtype = st_dtype_name(find_tensor(m, "wte.weight", NULL)->dtype);
     for (int l = 0; l < c->n_layer; l++) {
         gpt2_layer *L = &m->layers[l];
         char n[64];
@@ -287,10 +295,65 @@ static gpt2c_status load_weights(gpt2c_model *m) {
      * something to silently truncate. */
     char n[64];
     snprintf(n, sizeof n, "h.%d.ln_1.weight", c->n_layer);
-    if (find_tensor(m, n))
+    if (find_tensor(m, n, NULL))
         return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: has a layer %d but config.json says n_layer = %d",
-                       m->st.path, c->n_layer, c->n_layer);
+                       m->weights_path, c->n_layer, c->n_layer);
     return GPT2C_OK;
+}
+
+/* Opens model.safetensors, or else the shards that
+ * model.safetensors.index.json lists in its weight_map. */
+static gpt2c_status open_weights(gpt2c_model *m, const char *dir) {
+    char *single = path_join(dir, "model.safetensors"), *index = path_join(dir, "model.safetensors.index.json");
+    gpt2c_status s = GPT2C_OK;
+    json_t *root = NULL;
+    if (!single || !index) s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
+    else if (file_exists(single) || !file_exists(index)) {
+        m->weights_path = single;
+        single = NULL;
+        m->st = calloc(1, sizeof *m->st);
+        if (!m->st) s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
+        else m->n_st = 1, s = st_open(m->weights_path, &m->st[0], &m->err);
+    } else if ((s = load_json(index, &root, &m->err)) == GPT2C_OK) {
+        m->weights_path = index;
+        index = NULL;
+        json_t *map = json_object_get(root, "weight_map");
+        if (!json_is_object(map) || json_object_size(map) == 0)
+            s = err_set(&m->err, GPT2C_ERR_FORMAT, "%s: field 'weight_map' must be a non-empty object", m->weights_path);
+        /* The distinct shard files, each opened once; at most one per tensor. */
+        const char **shards = calloc(json_object_size(map) + 1, sizeof *shards);
+        if (!s && !shards) s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
+        int n = 0;
+        const char *key;
+        json_t *v;
+        json_object_foreach(map, key, v) {
+            if (s) break;
+            const char *f = json_string_value(v);
+            if (!f || !*f || strchr(f, '/') || strcmp(f, "..") == 0) {
+                s = err_set(&m->err, GPT2C_ERR_FORMAT, "%s: weight_map['%.60s'] is not a file name in the folder",
+                            m->weights_path, key);
+                break;
+            }
+            int seen = 0;
+            for (int i = 0; i < n && !seen; i++) seen = strcmp(shards[i], f) == 0;
+            if (!seen) shards[n++] = f;
+        }
+        if (!s) {
+            m->st = calloc((size_t)n, sizeof *m->st);
+            if (!m->st) s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
+        }
+        for (int i = 0; !s && i < n; i++) {
+            char *p = path_join(dir, shards[i]);
+            if (!p) s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
+            else s = st_open(p, &m->st[m->n_st++], &m->err);
+            free(p);
+        }
+        free(shards);
+        json_decref(root);
+    }
+    free(single);
+    free(index);
+    return s;
 }
 
 gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out) {
@@ -301,10 +364,7 @@ gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out) {
     if (!dir) return err_set(&m->err, GPT2C_ERR_INVALID, "model path is NULL");
     gpt2c_status s = gpt2_config_load(dir, &m->cfg, m->gen_defaults, &m->err);
     if (s) return s;
-    char *path = path_join(dir, "model.safetensors");
-    if (!path) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
-    s = st_open(path, &m->st, &m->err);
-    free(path);
+    s = open_weights(m, dir);
     if (s) return s;
     m->layers = calloc((size_t)m->cfg.n_layer, sizeof *m->layers);
     if (!m->layers) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
@@ -318,7 +378,9 @@ void gpt2c_model_free(gpt2c_model *m) {
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
-    st_close(&m->st);
+    for (int i = 0; i < m->n_st; i++) st_close(&m->st[i]);
+    free(m->st);
+    free((char *)m->weights_path);
     free(m);
 }
 

@@ -42,7 +42,9 @@ typedef struct gpt2_layer {
 struct gpt2c_model {
     gpt2_err err;
     gpt2_config cfg;
-    st_file st;
+    st_file *st;          /* (n_st,) model.safetensors, or the shards of an index */
+    int n_st;
+    const char *weights_path; /* for messages: the file, or the index */
     const float *wte;     // (V, C)
     const float *wpe;     // (P, C)
     const float *lnf_g, *lnf_b; // (C,)
