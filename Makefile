@@ -14,10 +14,10 @@ OPT ?= -O2
 LDSAN =
 endif
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Iinclude -Wall -Wextra -Werror -g -fPIC $(OPT)
-LDLIBS = -lpcre2-8 -ljansson -lm -lpthread
+LDLIBS = -lcurl -lcrypto -lpcre2-8 -ljansson -lm -lpthread
 
 LIB_SRC = $(wildcard src/core/*.c src/kernels/*.c src/kernels/generic/*.c src/model/*.c \
-                     src/tokenizer/*.c src/generate/*.c)
+                     src/tokenizer/*.c src/generate/*.c src/hub/*.c)
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ = $(BUILD)/src/cli/main.o
 TESTS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))

@@ -34,7 +34,10 @@ typedef enum gpt2c_status {
     GPT2C_ERR_INVALID = 4,     /* an invalid argument or parameter value */
     GPT2C_ERR_NOMEM = 5,       /* out of memory */
     GPT2C_ERR_CONTEXT = 6,     /* the sequence would not fit the model's context */
-    GPT2C_DONE = 7             /* not an error: generation has finished */
+    GPT2C_DONE = 7,            /* not an error: generation has finished */
+    GPT2C_ERR_NOT_FOUND = 8,   /* a hub repository, revision or file does not exist */
+    GPT2C_ERR_PERMISSION = 9,  /* the hub refused: private or gated (set HF_TOKEN) */
+    GPT2C_ERR_NETWORK = 10     /* the hub could not be reached, or the transfer failed */
 } gpt2c_status;
 
 /* A short English name for a status ("format error", ...). Never NULL. */
@@ -203,6 +206,44 @@ int gpt2c_gen_logprobs(const gpt2c_gen *g, int i, int j, float *chosen,
 /* Seconds spent in the prompt pass and in the token steps so far. */
 void gpt2c_gen_timings(const gpt2c_gen *g, double *prefill_s, double *decode_s);
 void gpt2c_gen_free(gpt2c_gen *g);
+
+/* ---------------------------------------------------------------------- hub */
+
+/* Models by name, from the Hugging Face hub, through the cache that
+ * huggingface_hub uses (so Python and gpt2c share downloads). The settings
+ * come from the environment, as in huggingface_hub: HF_ENDPOINT, HF_HUB_CACHE /
+ * HF_HOME / XDG_CACHE_HOME, HF_TOKEN (or $HF_HOME/token), HF_HUB_OFFLINE and
+ * TRANSFORMERS_OFFLINE. */
+typedef struct gpt2c_hub gpt2c_hub;
+
+gpt2c_status gpt2c_hub_new(gpt2c_hub **out);
+const char *gpt2c_hub_errmsg(const gpt2c_hub *h);
+void gpt2c_hub_free(gpt2c_hub *h);
+const char *gpt2c_hub_cache_dir(const gpt2c_hub *h);
+
+/* Called as a file downloads: bytes so far and in all (0 when unknown). */
+typedef void (*gpt2c_progress_fn)(void *user, const char *file, uint64_t done, uint64_t total);
+void gpt2c_hub_set_progress(gpt2c_hub *h, gpt2c_progress_fn fn, void *user);
+
+#define GPT2C_HUB_TOKENIZER 1u /* vocab.json + merges.txt, or tokenizer.json */
+#define GPT2C_HUB_MODEL 2u     /* config files and weights */
+
+/* spec is a folder (returned as is) or a repo id ("gpt2", "org/name",
+ * optionally "@revision"). A repo id is served from the cache when the
+ * snapshot there is complete, without any network request; otherwise the
+ * files that `what` needs are downloaded, verified and linked in. *dir
+ * (malloc'd, release with gpt2c_free) is the folder to load from. */
+gpt2c_status gpt2c_hub_resolve(gpt2c_hub *h, const char *spec, unsigned what, char **dir);
+
+/* The cached repositories: calls fn for each with its id, total bytes, the
+ * revisions it holds (comma-separated) and its folder. */
+typedef void (*gpt2c_cache_fn)(void *user, const char *repo_id, uint64_t bytes, const char *revisions,
+                               const char *path);
+gpt2c_status gpt2c_hub_list(gpt2c_hub *h, gpt2c_cache_fn fn, void *user);
+/* Deletes a repository from the cache. */
+gpt2c_status gpt2c_hub_remove(gpt2c_hub *h, const char *repo_id);
+/* Network requests made by this handle so far (for tests and diagnostics). */
+long gpt2c_hub_requests(const gpt2c_hub *h);
 
 #ifdef __cplusplus
 }

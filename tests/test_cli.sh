@@ -75,7 +75,10 @@ expect_stderr "not valid UTF-8 (byte offset 4" "invalid UTF-8 message"
 
 # Generate.
 expect_exit 1 "missing checkpoint" -- $BIN generate -m "$TMP/none" -p hi
-expect_stderr "config.json" "missing checkpoint message"
+expect_stderr "$TMP/none: no such folder" "missing checkpoint message"
+mkdir -p "$TMP/empty"
+expect_exit 1 "folder without a checkpoint" -- $BIN generate -m "$TMP/empty" -p hi
+expect_stderr "$TMP/empty/config.json" "empty folder message"
 expect_exit 0 "generate text" -- $BIN generate -m "$CK" -p "Hello, I'm" -n 5
 case "$(cat "$TMP/out")" in "Hello, I'm"*) ok ;; *) bad "text output starts with the prompt" ;; esac
 expect_exit 0 "generate json" -- $BIN generate -m "$CK" -p "Hello, I'm" -n 6 --json --logprobs 3

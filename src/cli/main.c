@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gpt2c.h"
 
@@ -22,10 +23,18 @@ static const char MAIN_HELP[] =
     "Run GPT-2 models from Hugging Face checkpoint folders, with the same tokens as transformers.\n"
     "\n"
     "commands:\n"
-    "  generate     continue a prompt (greedy, transformers' generate() semantics)\n"
+    "  generate     continue a prompt (transformers' generate() semantics)\n"
     "  tokenize     print the token ids of a text\n"
     "  detokenize   print the text of token ids\n"
     "  info         print a checkpoint's configuration\n"
+    "  pull NAME    download a model from the Hugging Face hub into the cache\n"
+    "  ls           list the models in the cache, with their sizes\n"
+    "  rm NAME      delete a model from the cache\n"
+    "\n"
+    "-m takes a checkpoint folder or a hub name (gpt2, openai-community/gpt2-medium,\n"
+    "distilbert/distilgpt2, org/name@revision). Names are looked up in the Hugging Face cache\n"
+    "that Python's huggingface_hub uses, and downloaded when missing. Environment: HF_ENDPOINT,\n"
+    "HF_HUB_CACHE / HF_HOME / XDG_CACHE_HOME, HF_TOKEN (or $HF_HOME/token), HF_HUB_OFFLINE=1.\n"
     "\n"
     "  gpt2c <command> --help   shows a command's options\n"
     "  gpt2c --version          prints the version\n"
@@ -206,6 +215,53 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A progress bar on a terminal: bytes, rate, time left. */
+typedef struct progress {
+    double start, last;
+    char file[128];
+    int finished; /* the 100% line of this file is out */
+} progress;
+
+static void on_progress(void *user, const char *file, uint64_t done, uint64_t total) {
+    progress *p = user;
+    double now = now_s();
+    if (strcmp(p->file, file) != 0) {
+        snprintf(p->file, sizeof p->file, "%s", file);
+        p->start = now;
+        p->last = 0;
+        p->finished = 0;
+    }
+    int end = total > 0 && done >= total;
+    if (p->finished || (!end && now - p->last < 0.1)) return;
+    p->finished = end;
+    p->last = now;
+    double mb = (double)done / 1e6, rate = now > p->start ? mb / (now - p->start) : 0;
+    if (total > 0)
+        fprintf(stderr, "\r%-30.30s %3d%% %8.1f / %.1f MB %7.1f MB/s  ETA %4.0f s ", file, (int)(100.0 * (double)done / (double)total),
+                mb, (double)total / 1e6, rate, rate > 0 ? ((double)total / 1e6 - mb) / rate : 0.0);
+    else
+        fprintf(stderr, "\r%-30.30s %8.1f MB %7.1f MB/s ", file, mb, rate);
+    if (end) fputc('\n', stderr);
+}
+
+/* A folder as given, or a hub name resolved (and downloaded) to one. NULL
+ * after printing why; *rc is then the exit code (a malformed name is a usage
+ * error). */
+static char *resolve_model(const char *spec, unsigned what, int *rc) {
+    gpt2c_hub *h;
+    char *dir = NULL;
+    progress pr = {0};
+    gpt2c_status s = gpt2c_hub_new(&h);
+    if (s == GPT2C_OK) {
+        if (isatty(2)) gpt2c_hub_set_progress(h, on_progress, &pr);
+        s = gpt2c_hub_resolve(h, spec, what, &dir);
+    }
+    if (s != GPT2C_OK) fprintf(stderr, "%s: %s\n", prog, gpt2c_hub_errmsg(h));
+    *rc = s == GPT2C_ERR_INVALID ? EXIT_USAGE : EXIT_RUN;
+    gpt2c_hub_free(h);
+    return s == GPT2C_OK ? dir : NULL;
 }
 
 static gpt2c_tokenizer *open_tokenizer(const char *dir) {
@@ -543,11 +599,13 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     char *text = NULL, *prompt_text = NULL;
     size_t text_len = 0;
     int n_ids = 0, n_seqs = 0;
-    if (gpt2c_model_load(o->model, &m) != GPT2C_OK) {
+    char *dir = resolve_model(o->model, GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc);
+    if (!dir) goto out;
+    if (gpt2c_model_load(dir, &m) != GPT2C_OK) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         goto out;
     }
-    if (!(tok = open_tokenizer(o->model))) goto out;
+    if (!(tok = open_tokenizer(dir))) goto out;
     double t_load = now_s() - t0;
     /* The checkpoint's defaults, then the command line's options on top. */
     gpt2c_model_gen_defaults(m, o->defaults, &o->p);
@@ -682,6 +740,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     rc = 0;
 out:
     fflush(stdout);
+    gpt2c_free(dir);
     for (int i = 0; outs && i < n_seqs; i++) {
         gpt2c_stream_free(outs[i].st);
         free(outs[i].text);
@@ -751,8 +810,11 @@ static int cmd_tokenize(int argc, char **argv) {
         return EXIT_RUN;
     }
     if (prompt) len = strlen(prompt);
-    gpt2c_tokenizer *t = open_tokenizer(model);
     int rc = EXIT_RUN;
+    char *dir = resolve_model(model, GPT2C_HUB_TOKENIZER, &rc);
+    gpt2c_tokenizer *t = dir ? open_tokenizer(dir) : NULL;
+    if (dir) rc = EXIT_RUN;
+    gpt2c_free(dir);
     int32_t *ids = NULL;
     int n = 0;
     if (t && gpt2c_tokenize(t, text, len, &ids, &n) != GPT2C_OK) {
@@ -822,8 +884,11 @@ static int cmd_detokenize(int argc, char **argv) {
         free(ids);
         return usage_error("%s", "detokenize: ids must be non-negative integers");
     }
-    gpt2c_tokenizer *t = open_tokenizer(model);
     int rc = EXIT_RUN;
+    char *dir = resolve_model(model, GPT2C_HUB_TOKENIZER, &rc);
+    gpt2c_tokenizer *t = dir ? open_tokenizer(dir) : NULL;
+    if (dir) rc = EXIT_RUN;
+    gpt2c_free(dir);
     if (t) {
         int vs = gpt2c_tokenizer_vocab_size(t);
         for (int i = 0; i < n; i++)
@@ -861,9 +926,14 @@ static int cmd_info(int argc, char **argv) {
         }
     }
     if (!model) return usage_error("%s", "info: -m DIR is required");
+    int rc;
+    char *dir = resolve_model(model, GPT2C_HUB_MODEL, &rc);
+    if (!dir) return rc;
     double t0 = now_s();
     gpt2c_model *m;
-    if (gpt2c_model_load(model, &m) != GPT2C_OK) {
+    gpt2c_status st = gpt2c_model_load(dir, &m);
+    gpt2c_free(dir);
+    if (st != GPT2C_OK) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         gpt2c_model_free(m);
         return EXIT_RUN;
@@ -878,6 +948,57 @@ static int cmd_info(int argc, char **argv) {
            i.pad_token_id, i.weight_dtype, i.kernels, dt);
     gpt2c_model_free(m);
     return 0;
+}
+
+static const char PULL_HELP[] =
+    "usage: gpt2c pull NAME[@REVISION]\n"
+    "\n"
+    "Downloads a model's config, weights and tokenizer from the Hugging Face hub into the cache\n"
+    "(as huggingface_hub lays it out), resuming interrupted downloads and verifying each file's\n"
+    "SHA-256. Prints the snapshot folder. HF_ENDPOINT, HF_TOKEN and HF_HUB_CACHE apply.\n";
+static const char LS_HELP[] = "usage: gpt2c ls\n\nLists the models in the Hugging Face cache: name, size, revisions, folder.\n";
+static const char RM_HELP[] = "usage: gpt2c rm NAME\n\nDeletes a model (every revision) from the Hugging Face cache.\n";
+
+/* Commands that take exactly one name (pull, rm) or none (ls). */
+static int one_arg(int argc, char **argv, const char *help, int want, const char **arg) {
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        fputs(help, stdout);
+        return 0;
+    }
+    if (argc - 1 != want) return usage_error(want ? "%s: give one model name" : "%s: takes no arguments", argv[0]);
+    if (want && argv[1][0] == '-') return usage_error("unknown option '%s'", argv[1]);
+    *arg = want ? argv[1] : NULL;
+    return -1;
+}
+
+static int cmd_pull(int argc, char **argv) {
+    const char *name;
+    int rc = one_arg(argc, argv, PULL_HELP, 1, &name);
+    if (rc >= 0) return rc;
+    char *dir = resolve_model(name, GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc);
+    if (!dir) return rc;
+    printf("%s\n", dir);
+    gpt2c_free(dir);
+    return 0;
+}
+
+static void print_cached(void *user, const char *id, uint64_t bytes, const char *revs, const char *path) {
+    (*(int *)user)++;
+    printf("%-40s %9.1f MB  %-20s %s\n", id, (double)bytes / 1e6, revs[0] ? revs : "-", path);
+}
+
+static int hub_command(int argc, char **argv, int remove) {
+    const char *name = NULL;
+    int rc = one_arg(argc, argv, remove ? RM_HELP : LS_HELP, remove, &name);
+    if (rc >= 0) return rc;
+    gpt2c_hub *h;
+    gpt2c_status s = gpt2c_hub_new(&h);
+    int count = 0;
+    if (s == GPT2C_OK) s = remove ? gpt2c_hub_remove(h, name) : gpt2c_hub_list(h, print_cached, &count);
+    if (s != GPT2C_OK) fprintf(stderr, "%s: %s\n", prog, gpt2c_hub_errmsg(h));
+    else if (!remove && count == 0) fprintf(stderr, "%s: no models in %s\n", prog, gpt2c_hub_cache_dir(h));
+    gpt2c_hub_free(h);
+    return s == GPT2C_OK ? 0 : s == GPT2C_ERR_INVALID ? EXIT_USAGE : EXIT_RUN;
 }
 
 int main(int argc, char **argv) {
@@ -900,5 +1021,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ls")) return hub_command(argc - 1, argv + 1, 0);
+    if (!strcmp(cmd, "rm")) return hub_command(argc - 1, argv + 1, 1);
     return usage_error("unknown command '%s'", cmd);
 }

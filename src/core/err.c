@@ -35,6 +35,9 @@ const char *gpt2c_status_string(gpt2c_status s) {
     case GPT2C_ERR_NOMEM: return "out of memory";
     case GPT2C_ERR_CONTEXT: return "context length exceeded";
     case GPT2C_DONE: return "done";
+    case GPT2C_ERR_NOT_FOUND: return "not found";
+    case GPT2C_ERR_PERMISSION: return "permission denied";
+    case GPT2C_ERR_NETWORK: return "network error";
     }
     return "unknown status";
 }
