@@ -18,6 +18,11 @@ LDLIBS = -lcurl -lcrypto -lpcre2-8 -ljansson -lm -lpthread
 
 LIB_SRC = $(wildcard src/core/*.c src/kernels/*.c src/kernels/generic/*.c src/model/*.c \
                      src/tokenizer/*.c src/generate/*.c src/hub/*.c)
+# ISA-specific kernels: only these files are built for those instruction sets,
+# and the dispatcher runs them only where CPUID says they exist.
+ifeq ($(shell uname -m),x86_64)
+LIB_SRC += src/kernels/x86/avx2.c src/kernels/x86/avx512.c
+endif
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ = $(BUILD)/src/cli/main.o
 TESTS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
@@ -27,6 +32,9 @@ all: $(BUILD)/libgpt2c.a $(BUILD)/libgpt2c.so $(BUILD)/gpt2c
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h src/*/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/src/kernels/x86/avx2.o: CFLAGS += -mavx2 -mfma -mf16c
+$(BUILD)/src/kernels/x86/avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 
 $(BUILD)/libgpt2c.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^

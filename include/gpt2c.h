@@ -115,8 +115,15 @@ typedef struct gpt2c_model_info {
     int bos_token_id, eos_token_id, pad_token_id; /* -1 when unset */
     const char *weight_dtype;                     /* "F32", "F16", "BF16" */
     const char *kernels;                          /* the kernel set chosen at load */
+    uint64_t weight_bytes;                        /* matrix bytes read per decoded token */
 } gpt2c_model_info;
 void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info);
+
+/* Measures the limits a benchmark compares against, on n_threads threads (0:
+ * one per core) with the model's kernels: the read bandwidth over the model's
+ * own mapped weights (bytes/s, best of a few passes) and the f32 FMA rate
+ * (flop/s). */
+gpt2c_status gpt2c_model_measure_limits(gpt2c_model *m, int n_threads, double *bytes_per_s, double *flops_per_s);
 
 /* --------------------------------------------------------------- generation */
 
@@ -149,6 +156,7 @@ typedef struct gpt2c_gen_params {
     uint64_t seed;
     int eos_token_id;         /* -2: the model's; -1: none */
     int use_cache;            /* 1: KV cache (default); 0: recompute every step */
+    int n_threads;            /* 0: one per physical core (default) */
     int n_logprobs;           /* keep the top-n log-probabilities of each step (0..20) */
     const int32_t *suppress_tokens; /* ids that are never generated */
     int n_suppress_tokens;
@@ -197,8 +205,8 @@ gpt2c_finish gpt2c_gen_finish_reason(const gpt2c_gen *g, int i);
 gpt2c_status gpt2c_gen_finish(gpt2c_gen *g, int i);
 /* Beam search: the final score of sequence i (transformers' sequences_scores). */
 double gpt2c_gen_score(const gpt2c_gen *g, int i);
-/* For step j of sequence i: the log-probability of the chosen token and the
- * top n_logprobs alternatives (ids and log-probabilities, best first), from
+/* For step j of sequence i (when n_logprobs > 0): the log-probability of the
+ * chosen token and the top n_logprobs alternatives (ids and log-probabilities, best first), from
  * the model's distribution before any processing. Returns the number of
  * alternatives written, or -1 if out of range. */
 int gpt2c_gen_logprobs(const gpt2c_gen *g, int i, int j, float *chosen,

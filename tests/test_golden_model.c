@@ -56,7 +56,7 @@ static int teardown(void **state) {
 static float *all_logits(const gpt2c_model *m, const int32_t *ids, int n) {
     gpt2_state st;
     gpt2_err e = {0};
-    assert_int_equal(gpt2_state_init(&st, m, 1, n, 64, &e), GPT2C_OK);
+    assert_int_equal(gpt2_state_init(&st, m, 1, n, 64, 0, &e), GPT2C_OK);
     int *pos = malloc(sizeof(int) * (size_t)n), *slot = calloc((size_t)n, sizeof(int)), *row = malloc(sizeof(int) * (size_t)n);
     for (int i = 0; i < n; i++) pos[i] = row[i] = i;
     float *logits = malloc(sizeof(float) * (size_t)n * (size_t)m->cfg.n_vocab);

@@ -71,7 +71,7 @@ static void test_logits_match_reference(void **state) {
         fclose(f);
         gpt2_state st;
         gpt2_err e = {0};
-        assert_int_equal(gpt2_state_init(&st, m, 1, n, 5, &e), GPT2C_OK); /* chunks of 5: crosses chunk edges */
+        assert_int_equal(gpt2_state_init(&st, m, 1, n, 5, 0, &e), GPT2C_OK); /* chunks of 5: crosses chunk edges */
         int pos[64], slot[64] = {0};
         for (int i = 0; i < n; i++) pos[i] = i;
         gpt2_batch b = {n, ids, pos, slot, pos};

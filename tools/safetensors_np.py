@@ -46,8 +46,8 @@ def write(path, tensors, align=True, metadata=None):
             f.write(b)
 
 
-def read(path):
-    """Returns name -> float64 numpy array (F32, F16 and BF16 converted exactly)."""
+def read(path, as_dtype=np.float64):
+    """Returns name -> numpy array of as_dtype (F32, F16 and BF16 widen exactly to float32/64)."""
     with open(path, "rb") as f:
         raw = f.read()
     (n,) = struct.unpack("<Q", raw[:8])
@@ -63,5 +63,5 @@ def read(path):
             arr = bf16_bits_to_f32(np.frombuffer(buf, dtype="<u2"))
         else:
             arr = np.frombuffer(buf, dtype=np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<"))
-        out[name] = arr.reshape(info["shape"]).astype(np.float64)
+        out[name] = arr.reshape(info["shape"]).astype(as_dtype, copy=False)
     return out

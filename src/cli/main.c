@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@ static const char MAIN_HELP[] =
     "  pull NAME    download a model from the Hugging Face hub into the cache\n"
     "  ls           list the models in the cache, with their sizes\n"
     "  rm NAME      delete a model from the cache\n"
+    "  bench        measure load time, prefill and decode speed against the hardware's limits\n"
     "\n"
     "-m takes a checkpoint folder or a hub name (gpt2, openai-community/gpt2-medium,\n"
     "distilbert/distilgpt2, org/name@revision). Names are looked up in the Hugging Face cache\n"
@@ -92,6 +94,7 @@ static const char GENERATE_HELP[] =
     "                             (without it, every run differs)\n"
     "      --eos-id N             end-of-sequence token (default: the model's; -1: none)\n"
     "      --no-cache             recompute the whole sequence each step (same tokens, slower)\n"
+    "      --threads N            threads (default: one per physical core; same tokens for any N)\n"
     "      --pipeline             pipeline(\"text-generation\") defaults instead of generate()'s\n"
     "  -h, --help                 this help\n"
     "\n"
@@ -308,7 +311,7 @@ typedef struct gen_opts {
 enum {
     O_MAXLEN = 256, O_MINLEN, O_MINNEW, O_GREEDY, O_SAMPLE, O_TEMP, O_TOPK, O_TOPP, O_TYPICAL, O_REP, O_NGRAM,
     O_SUPPRESS, O_BADWORDS, O_BIAS, O_BEAMS, O_LENPEN, O_EARLY, O_NRET, O_SEED, O_EOS, O_NOCACHE, O_PIPELINE,
-    O_TRUNC, O_LOGPROBS, O_NEWONLY, O_NOCLEAN, O_JSON, O_IDS, O_STOP, O_STREAM, O_NOSTREAM
+    O_TRUNC, O_LOGPROBS, O_NEWONLY, O_NOCLEAN, O_JSON, O_IDS, O_STOP, O_STREAM, O_NOSTREAM, O_THREADS
 };
 
 static const struct option GEN_OPTIONS[] = {
@@ -330,6 +333,7 @@ static const struct option GEN_OPTIONS[] = {
     {"no-cleanup", no_argument, 0, O_NOCLEAN},     {"json", no_argument, 0, O_JSON},
     {"stop", required_argument, 0, O_STOP},        {"stream", no_argument, 0, O_STREAM},
     {"no-stream", no_argument, 0, O_NOSTREAM},     {"verbose", no_argument, 0, 'v'},
+    {"threads", required_argument, 0, O_THREADS},
     {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
 
 /* "1,2,3" into at most MAX_LIST ids; -1 if malformed. */
@@ -455,6 +459,9 @@ static int apply_option(gen_opts *o, int c, const char *arg, char **argv) {
         if (parse_int(arg, -1, INT32_MAX, &p->eos_token_id)) return usage_error("--eos-id: '%s' is not a token id or -1", arg);
         break;
     case O_NOCACHE: p->use_cache = 0; break;
+    case O_THREADS:
+        if (parse_int(arg, 0, 1024, &p->n_threads)) return usage_error("--threads: '%s' is not an integer in 0..1024", arg);
+        break;
     case O_PIPELINE: o->defaults = GPT2C_DEFAULTS_PIPELINE; break;
     case O_TRUNC: o->truncate = 1; break;
     case O_LOGPROBS:
@@ -950,6 +957,150 @@ static int cmd_info(int argc, char **argv) {
     return 0;
 }
 
+static const char BENCH_HELP[] =
+    "usage: gpt2c bench -m MODEL [--threads N] [--prompt-tokens N] [--gen-tokens N] [--batch B] [--json]\n"
+    "\n"
+    "Measures, in one run: load time (process start to model ready, and to the first token),\n"
+    "prefill and decode speed, peak RSS, and the achieved bandwidth against a roofline measured\n"
+    "in the same process (reading the model's own weights on the same threads) and the f32 FMA\n"
+    "peak. The prompt is fixed pseudo-random token ids; decoding is greedy with EOS off.\n"
+    "\n"
+    "  -m, --model MODEL      folder or hub name\n"
+    "      --threads N        threads (default: one per physical core)\n"
+    "      --prompt-tokens N  prompt length (default 512)\n"
+    "      --gen-tokens N     tokens to decode (default 128)\n"
+    "      --batch B          decode B sequences together (default 1)\n"
+    "      --json             one JSON object\n";
+
+static double process_start_s; /* CLOCK_MONOTONIC at the start of main */
+
+static int cmd_bench(int argc, char **argv) {
+    const char *model = NULL;
+    int threads = 0, prompt = 512, gen = 128, batch = 1, json = 0, c;
+    static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
+                                       {"prompt-tokens", required_argument, 0, 'p'}, {"gen-tokens", required_argument, 0, 'g'},
+                                       {"batch", required_argument, 0, 'b'}, {"json", no_argument, 0, 'j'},
+                                       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 't': if (parse_int(optarg, 0, 1024, &threads)) return usage_error("--threads: '%s' is not an integer in 0..1024", optarg); break;
+        case 'p': if (parse_int(optarg, 1, 1 << 20, &prompt)) return usage_error("--prompt-tokens: '%s' is not a positive integer", optarg); break;
+        case 'g': if (parse_int(optarg, 1, 1 << 20, &gen)) return usage_error("--gen-tokens: '%s' is not a positive integer", optarg); break;
+        case 'b': if (parse_int(optarg, 1, 4096, &batch)) return usage_error("--batch: '%s' is not an integer in 1..4096", optarg); break;
+        case 'j': json = 1; break;
+        case 'h': fputs(BENCH_HELP, stdout); return 0;
+        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!model) return usage_error("%s", "bench: -m MODEL is required");
+    int rc;
+    char *dir = resolve_model(model, GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc);
+    if (!dir) return rc;
+    double t0 = now_s();
+    gpt2c_model *m;
+    gpt2c_tokenizer *tok = NULL;
+    gpt2c_status st = gpt2c_model_load(dir, &m);
+    double t_model = now_s() - t0;
+    if (st == GPT2C_OK) tok = open_tokenizer(dir);
+    double t_ready = now_s() - process_start_s, t_tok = now_s() - t0 - t_model;
+    gpt2c_free(dir);
+    if (st != GPT2C_OK || !tok) {
+        if (st != GPT2C_OK) fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
+        gpt2c_model_free(m);
+        gpt2c_tokenizer_free(tok);
+        return EXIT_RUN;
+    }
+    gpt2c_model_info info;
+    gpt2c_model_get_info(m, &info);
+    if (prompt + gen > info.n_ctx) {
+        gpt2c_model_free(m);
+        gpt2c_tokenizer_free(tok);
+        return usage_error("%s", "bench: --prompt-tokens + --gen-tokens exceed the model's context");
+    }
+    /* A fixed pseudo-random prompt, the same in every run and for every B. */
+    int32_t *ids = malloc(sizeof *ids * (size_t)prompt);
+    const int32_t **prompts = malloc(sizeof *prompts * (size_t)batch);
+    int *lens = malloc(sizeof *lens * (size_t)batch);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < prompt; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ids[i] = (int32_t)(x % (uint64_t)(info.n_vocab - 1));
+    }
+    for (int b = 0; b < batch; b++) prompts[b] = ids, lens[b] = prompt;
+    gpt2c_gen_params p;
+    gpt2c_gen_params_init(&p);
+    p.max_new_tokens = gen;
+    p.eos_token_id = -1;
+    p.n_threads = threads;
+    gpt2c_gen *g = NULL;
+    double t_first = 0, pre = 0, dec = 0;
+    rc = EXIT_RUN;
+    if (gpt2c_gen_start(m, &p, batch, prompts, lens, &g) != GPT2C_OK) {
+        fprintf(stderr, "%s: %s\n", prog, gpt2c_gen_errmsg(g));
+        goto out;
+    }
+    for (int step = 0;; step++) {
+        gpt2c_status s = gpt2c_gen_step(g);
+        if (step == 0) t_first = now_s() - process_start_s;
+        if (s == GPT2C_DONE) break;
+        if (s != GPT2C_OK) {
+            fprintf(stderr, "%s: %s\n", prog, gpt2c_gen_errmsg(g));
+            goto out;
+        }
+    }
+    gpt2c_gen_timings(g, &pre, &dec);
+    double bw = 0, flops = 0;
+    if (gpt2c_model_measure_limits(m, threads, &bw, &flops) != GPT2C_OK) {
+        fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
+        goto out;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    /* The first token comes out of the prefill pass; the rest from decode steps. */
+    double steps = gen - 1, step_s = steps > 0 ? dec / steps : 0;
+    double prefill_tps = (double)prompt * batch / pre, decode_tps = step_s > 0 ? batch / step_s : 0;
+    double achieved = step_s > 0 ? (double)info.weight_bytes / step_s : 0;
+    double roof_tps = bw / (double)info.weight_bytes;
+    /* 2 flops per weight per token, plus attention (small at these lengths). */
+    double prefill_flops = 2.0 * (double)info.weight_bytes / (info.weight_dtype[0] == 'F' && info.weight_dtype[1] == '3' ? 4 : 2) * prefill_tps;
+    if (json) {
+        printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, "
+               "\"prompt_tokens\": %d, \"gen_tokens\": %d, \"load_model_s\": %.4f, \"load_tokenizer_s\": %.4f, "
+               "\"ready_s\": %.4f, \"first_token_s\": %.4f, \"prefill_tokens_per_s\": %.2f, "
+               "\"decode_tokens_per_s\": %.2f, \"decode_ms_per_step\": %.3f, \"peak_rss_mb\": %.1f, "
+               "\"weight_bytes_per_token\": %llu, \"achieved_gb_per_s\": %.2f, \"roofline_gb_per_s\": %.2f, "
+               "\"roofline_decode_tokens_per_s\": %.2f, \"roofline_fraction\": %.3f, \"fma_peak_gflops\": %.1f, "
+               "\"prefill_gflops\": %.1f, \"prefill_peak_fraction\": %.3f}\n",
+               model, info.weight_dtype, info.kernels, threads, batch, prompt, gen, t_model, t_tok, t_ready, t_first,
+               prefill_tps, decode_tps, step_s * 1e3, ru.ru_maxrss / 1024.0, (unsigned long long)info.weight_bytes,
+               achieved / 1e9, bw / 1e9, roof_tps, achieved / bw, flops / 1e9, prefill_flops / 1e9, prefill_flops / flops);
+    } else {
+        printf("model %s (%s weights, %s kernels), %d threads, batch %d\n", model, info.weight_dtype, info.kernels,
+               threads, batch);
+        printf("load: model %.1f ms, tokenizer %.1f ms; ready %.1f ms and first token %.1f ms after process start\n",
+               t_model * 1e3, t_tok * 1e3, t_ready * 1e3, t_first * 1e3);
+        printf("prefill: %d tokens x %d in %.3f s = %.1f tokens/s (%.1f GFLOP/s, %.0f%% of the %.1f GFLOP/s FMA peak)\n",
+               prompt, batch, pre, prefill_tps, prefill_flops / 1e9, 100 * prefill_flops / flops, flops / 1e9);
+        printf("decode: %.2f ms per step = %.1f tokens/s; %.1f GB/s of weights, %.0f%% of the %.1f GB/s measured "
+               "(roofline %.1f tokens/s)\n",
+               step_s * 1e3, decode_tps, achieved / 1e9, 100 * achieved / bw, bw / 1e9, roof_tps);
+        printf("peak RSS: %.1f MB\n", ru.ru_maxrss / 1024.0);
+    }
+    rc = 0;
+out:
+    free(ids);
+    free(prompts);
+    free(lens);
+    gpt2c_gen_free(g);
+    gpt2c_model_free(m);
+    gpt2c_tokenizer_free(tok);
+    return rc;
+}
+
 static const char PULL_HELP[] =
     "usage: gpt2c pull NAME[@REVISION]\n"
     "\n"
@@ -1002,6 +1153,7 @@ static int hub_command(int argc, char **argv, int remove) {
 }
 
 int main(int argc, char **argv) {
+    process_start_s = now_s();
     if (argc < 2) {
         fputs(MAIN_HELP, stderr);
         return EXIT_USAGE;
@@ -1022,6 +1174,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "ls")) return hub_command(argc - 1, argv + 1, 0);
     if (!strcmp(cmd, "rm")) return hub_command(argc - 1, argv + 1, 1);
     return usage_error("unknown command '%s'", cmd);

@@ -119,6 +119,8 @@ static gpt2c_status check_params(gpt2c_gen *g, const gpt2c_gen_params *p) {
     if (!isfinite(p->length_penalty)) return err_set(e, GPT2C_ERR_INVALID, "length_penalty must be finite");
     if (p->eos_token_id < -2 || p->eos_token_id >= V)
         return err_set(e, GPT2C_ERR_INVALID, "eos_token_id %d is outside the vocabulary", p->eos_token_id);
+    if (p->n_threads < 0 || p->n_threads > 1024)
+        return err_set(e, GPT2C_ERR_INVALID, "n_threads must be in 0..1024 (got %d)", p->n_threads);
     if (p->n_logprobs < 0 || p->n_logprobs > GEN_MAX_LOGPROBS)
         return err_set(e, GPT2C_ERR_INVALID, "logprobs must be in 0..%d (got %d)", GEN_MAX_LOGPROBS, p->n_logprobs);
     if (p->n_suppress_tokens < 0 || p->n_bad_words < 0 || p->n_logit_bias < 0)
@@ -250,7 +252,7 @@ gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_pr
     }
     /* Without the cache every step reruns whole sequences. */
     int batch_cap = g->n_live * (g->p.use_cache ? max_prompt : max_total);
-    s = gpt2_state_init(&g->st, m, g->n_live, max_total, GEN_PREFILL_CHUNK, &g->err);
+    s = gpt2_state_init(&g->st, m, g->n_live, max_total, GEN_PREFILL_CHUNK, g->p.n_threads, &g->err);
     if (s) return s;
     g->logits = malloc((size_t)g->n_live * V * sizeof(float));
     g->scores = malloc((size_t)V * sizeof(float));
@@ -322,10 +324,11 @@ static void choose(gpt2c_gen *g, int i) {
         next = logits_argmax(g->scores, V);
     }
     /* Log-probabilities come from the model's own distribution, before any
-     * processing, so they mean the same whatever the knobs. */
-    double lse = logits_logsumexp(row, V);
-    lp[0] = (float)(row[next] - lse);
+     * processing, so they mean the same whatever the knobs. They cost a pass
+     * over the vocabulary, so only when asked for. */
     if (k > 0) {
+        double lse = logits_logsumexp(row, V);
+        lp[0] = (float)(row[next] - lse);
         int32_t top[GEN_MAX_LOGPROBS];
         logits_top_indices(row, V, k, top);
         for (int j = 0; j < k; j++) {
@@ -574,7 +577,9 @@ double gpt2c_gen_score(const gpt2c_gen *g, int i) {
 }
 
 int gpt2c_gen_logprobs(const gpt2c_gen *g, int i, int j, float *chosen, int32_t *top_ids, float *top_lps) {
-    if (g->mode == MODE_BEAM || i < 0 || i >= g->n_out || j < 0 || j >= g->seqs[i].n - g->seqs[i].n_prompt) return -1;
+    if (g->mode == MODE_BEAM || g->p.n_logprobs == 0 || i < 0 || i >= g->n_out || j < 0 ||
+        j >= g->seqs[i].n - g->seqs[i].n_prompt)
+        return -1;
     const int k = g->p.n_logprobs;
     const float *lp = g->seqs[i].lp + (size_t)j * (1 + 2 * (size_t)k);
     if (chosen) *chosen = lp[0];

@@ -3,37 +3,67 @@
  * faster kernels slot in without touching the forward pass. The generic
  * table is plain C and is the oracle every other table is tested against.
  *
- * Contract every implementation keeps: each output row depends only on its
- * own input row, never on how many rows are computed together, so a token's
- * result is the same with and without the KV cache and in any batch. */
+ * Contracts every implementation keeps:
+ *  - Each output row depends only on its own input row, computed the same
+ *    way whatever n is, and each output element the same way whatever the
+ *    range [j0, j1) around it: a token's result is bit for bit the same with
+ *    and without the KV cache, in any batch and with any thread count.
+ *  - Matrices keep the checkpoint's storage (F32, F16 or BF16) and are
+ *    widened to f32 as they are read; all arithmetic is f32. */
 #ifndef GPT2C_KERNELS_H
 #define GPT2C_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum gpt2_act { ACT_GELU_TANH, ACT_GELU_ERF, ACT_RELU } gpt2_act;
 
+typedef enum gpt2_wtype { WT_F32, WT_F16, WT_BF16 } gpt2_wtype;
+
+/* A matrix in its stored element type; rows are contiguous. */
+typedef struct gpt2_weight {
+    const void *data;
+    gpt2_wtype type;
+} gpt2_weight;
+
+/* Widens n elements starting at element `at` of w into out. */
+void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out);
+size_t weight_type_size(gpt2_wtype t);
+
 typedef struct gpt2_kernels {
     const char *name;
-    /* out (n, dout) = in (n, din) @ w (din, dout) + bias (dout); bias may be
-     * NULL. GPT-2's Conv1D stores weights [in, out], as here. */
-    void (*matmul)(float *out, const float *in, const float *w, const float *bias, int n, int din, int dout);
-    /* out (n, dout) = in (n, din) @ w (dout, din)^T: the tied LM head. */
-    void (*matmul_t)(float *out, const float *in, const float *w, int n, int din, int dout);
+    /* out[i, j] = bias[j] + sum_k in[i, k] * w[k, j] for i < n and j in
+     * [j0, j1): in (n, din), w (din, dout) -- GPT-2's Conv1D layout -- and
+     * out (n, dout). bias may be NULL. */
+    void (*matmul)(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout, int j0,
+                   int j1);
+    /* out[i, v] = sum_k in[i, k] * w[v, k] for v in [v0, v1): w (dout, din),
+     * the tied LM head. */
+    void (*matmul_t)(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1);
     /* out (n, d) = (in - mean) / sqrt(var + eps) * g + b, per row. */
     void (*layernorm)(float *out, const float *in, const float *g, const float *b, int n, int d, float eps);
     void (*activation)(float *x, size_t n, gpt2_act act);
-    /* One head of one query token: out (hd) = softmax(q . k_t * scale) @ v
-     * over t < T, where k_t = k + t * stride and likewise v. scores holds T
-     * floats of scratch. */
+    /* One head of one query token: out (hd) = softmax(q . k_t / scale_div)
+     * @ v over t < T, where k_t = k + t * stride and likewise v. scores
+     * holds T floats of scratch. */
     void (*attention)(float *out, const float *q, const float *k, const float *v, int T, int hd,
                       size_t stride, float scale_div, float *scores);
+    /* Probes of the hardware limits the benchmark reports against: reads n
+     * bytes at p as fast as this ISA can (the result depends on every byte),
+     * and runs iters rounds of independent f32 FMAs, returning the flops. */
+    float (*read_probe)(const void *p, size_t n);
+    double (*fma_probe)(long iters);
 } gpt2_kernels;
 
 extern const gpt2_kernels gpt2_kernels_generic;
+extern const gpt2_kernels gpt2_kernels_avx2;   /* AVX2 + FMA + F16C */
+extern const gpt2_kernels gpt2_kernels_avx512; /* AVX-512 F/BW/VL */
 
-/* The best table this CPU supports. GPT2C_KERNELS=generic forces the plain
- * C one. A pure function of the CPU and the environment: no state kept. */
+/* The best table this CPU supports (CPUID and XGETBV, read each call; no
+ * state is kept). GPT2C_KERNELS=generic|avx2|avx512 forces a level, never
+ * above what the CPU has. */
 const gpt2_kernels *gpt2_kernels_select(void);
+/* Every table this CPU can run, best last, for tests; returns the count. */
+int gpt2_kernels_available(const gpt2_kernels **out, int max);
 
 #endif

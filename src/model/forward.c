@@ -9,19 +9,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/pool.h"
 #include "gpt2.h"
 
 gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, int n_pos, int max_tokens,
-                             gpt2_err *e) {
+                             int n_threads, gpt2_err *e) {
     memset(s, 0, sizeof *s);
     const gpt2_config *c = &m->cfg;
-    if (n_slots < 1 || n_pos < 1 || n_pos > c->n_ctx || max_tokens < 1)
-        return err_set(e, GPT2C_ERR_INVALID, "state: bad size (%d slots, %d positions)", n_slots, n_pos);
+    if (n_slots < 1 || n_pos < 1 || n_pos > c->n_ctx || max_tokens < 1 || n_threads < 0 || n_threads > 1024)
+        return err_set(e, GPT2C_ERR_INVALID, "state: bad size (%d slots, %d positions, %d threads)", n_slots, n_pos,
+                       n_threads);
+    if (n_threads == 0) n_threads = pool_default_threads();
     s->n_slots = n_slots;
     s->n_pos = n_pos;
     s->max_tokens = max_tokens;
     const size_t C = (size_t)c->n_embd, T = (size_t)max_tokens;
     const size_t cache = (size_t)c->n_layer * (size_t)n_slots * (size_t)n_pos * C;
+    s->pool = pool_new(n_threads);
     s->k_cache = malloc(cache * sizeof(float));
     s->v_cache = malloc(cache * sizeof(float));
     s->x = malloc(T * C * sizeof(float));
@@ -29,8 +33,10 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     s->qkv = malloc(T * 3 * C * sizeof(float));
     s->att = malloc(T * C * sizeof(float));
     s->fc = malloc(T * (size_t)c->n_inner * sizeof(float));
-    s->scores = malloc((size_t)n_pos * sizeof(float));
-    if (!s->k_cache || !s->v_cache || !s->x || !s->h || !s->qkv || !s->att || !s->fc || !s->scores) {
+    s->scores = malloc((size_t)n_threads * (size_t)n_pos * sizeof(float));
+    s->tmp = malloc(C * sizeof(float));
+    if (!s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->qkv || !s->att || !s->fc || !s->scores ||
+        !s->tmp) {
         gpt2_state_free(s);
         return err_set(e, GPT2C_ERR_NOMEM, "out of memory for a KV cache of %d x %d positions (%.1f MiB)", n_slots,
                        n_pos, 2.0 * (double)cache * 4 / 1048576.0);
@@ -39,6 +45,7 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
 }
 
 void gpt2_state_free(gpt2_state *s) {
+    pool_free(s->pool);
     free(s->k_cache);
     free(s->v_cache);
     free(s->x);
@@ -47,6 +54,7 @@ void gpt2_state_free(gpt2_state *s) {
     free(s->att);
     free(s->fc);
     free(s->scores);
+    free(s->tmp);
     memset(s, 0, sizeof *s);
 }
 
@@ -71,13 +79,90 @@ gpt2c_status gpt2_state_copy_slots(gpt2_state *s, const gpt2c_model *m, const in
     return GPT2C_OK;
 }
 
+/* ------------------------------------------------------- parallel operations
+ * Each operation is split over the pool's threads by output columns (matrix
+ * products), rows or (token, head) pairs; no two threads write one value, so
+ * the result does not depend on the thread count. */
+
+typedef struct par_op {
+    const gpt2c_model *m;
+    gpt2_state *s;
+    const gpt2_batch *b;
+    int op, i0, n, layer;
+    float *out;
+    const float *in, *bias, *g, *beta;
+    gpt2_weight w;
+    int din, dout;
+    float scale;
+    const int *rows; /* OP_HEAD: which tokens, and where their logits go */
+} par_op;
+
+enum { OP_MATMUL, OP_HEAD, OP_ATTN, OP_ACT, OP_LN };
+
+/* [lo, hi) of 0..total for thread ith of nth, in multiples of `align`. */
+static void split(int total, int align, int ith, int nth, int *lo, int *hi) {
+    int chunk = (total + nth - 1) / nth;
+    chunk = (chunk + align - 1) / align * align;
+    *lo = ith * chunk < total ? ith * chunk : total;
+    *hi = *lo + chunk < total ? *lo + chunk : total;
+}
+
+static void par_run(void *ctx, int ith, int nth) {
+    par_op *p = ctx;
+    const gpt2_kernels *k = p->m->k;
+    const gpt2_config *c = &p->m->cfg;
+    int lo, hi;
+    switch (p->op) {
+    case OP_MATMUL:
+        split(p->dout, 16, ith, nth, &lo, &hi);
+        if (lo < hi) k->matmul(p->out, p->in, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
+        break;
+    case OP_HEAD: /* the LM head: rows are the selected tokens' normalised states */
+        split(p->dout, 16, ith, nth, &lo, &hi);
+        if (lo < hi) k->matmul_t(p->out, p->in, p->w, p->n, p->din, p->dout, lo, hi);
+        break;
+    case OP_ACT:
+        split(p->dout, 16, ith, nth, &lo, &hi);
+        if (lo < hi) k->activation(p->out + lo, (size_t)(hi - lo), c->act);
+        break;
+    case OP_LN:
+        split(p->n, 1, ith, nth, &lo, &hi);
+        if (lo < hi) k->layernorm(p->out + (size_t)lo * p->din, p->in + (size_t)lo * p->din, p->g, p->beta, hi - lo, p->din, c->eps);
+        break;
+    case OP_ATTN: {
+        const int C = c->n_embd, H = c->n_head, hd = C / H;
+        const size_t slot_stride = (size_t)p->s->n_pos * C, layer_stride = (size_t)p->s->n_slots * slot_stride;
+        const float *kc = p->s->k_cache + (size_t)p->layer * layer_stride, *vc = p->s->v_cache + (size_t)p->layer * layer_stride;
+        float *scores = p->s->scores + (size_t)ith * p->s->n_pos;
+        split(p->n * H, 1, ith, nth, &lo, &hi);
+        for (int u = lo; u < hi; u++) {
+            int i = u / H, hh = u % H, tok = p->i0 + i;
+            const size_t base = (size_t)p->b->slot[tok] * slot_stride;
+            k->attention(p->s->att + (size_t)i * C + hh * hd, p->s->qkv + (size_t)i * 3 * C + hh * hd, kc + base + hh * hd,
+                         vc + base + hh * hd, p->b->pos[tok] + 1, hd, (size_t)C, p->scale, scores);
+        }
+        break;
+    }
+    }
+}
+
+static void run_matmul(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, gpt2_weight w,
+                       const float *bias, int n, int din, int dout) {
+    par_op p = {.m = m, .s = s, .op = OP_MATMUL, .out = out, .in = in, .w = w, .bias = bias, .n = n, .din = din, .dout = dout};
+    pool_run(s->pool, par_run, &p);
+}
+
+static void run_ln(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, const float *g, const float *b, int n) {
+    par_op p = {.m = m, .s = s, .op = OP_LN, .out = out, .in = in, .g = g, .beta = b, .n = n, .din = m->cfg.n_embd};
+    pool_run(s->pool, par_run, &p);
+}
+
 /* Runs tokens [i0, i0 + n) of the batch through every layer. */
 static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits) {
     const gpt2_config *c = &m->cfg;
-    const gpt2_kernels *k = m->k;
     const int C = c->n_embd, F = c->n_inner, H = c->n_head, hd = C / H;
-    const size_t slot_stride = (size_t)s->n_pos * C;                 // one slot in one layer
-    const size_t layer_stride = (size_t)s->n_slots * slot_stride;    // one layer of the cache
+    const size_t slot_stride = (size_t)s->n_pos * C;              // one slot in one layer
+    const size_t layer_stride = (size_t)s->n_slots * slot_stride; // one layer of the cache
     float *x = s->x;     // (n, C) the residual stream
     float *h = s->h;     // (n, C) normalised input / sublayer output
     float *qkv = s->qkv; // (n, 3C)
@@ -85,8 +170,10 @@ static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
     float *fc = s->fc;   // (n, F)
 
     for (int i = 0; i < n; i++) {
-        const float *te = m->wte + (size_t)b->token[i0 + i] * C, *pe = m->wpe + (size_t)b->pos[i0 + i] * C;
-        for (int j = 0; j < C; j++) x[(size_t)i * C + j] = te[j] + pe[j];
+        float *xi = x + (size_t)i * C;
+        weight_to_f32(m->wte, (size_t)b->token[i0 + i] * C, (size_t)C, xi);
+        weight_to_f32(m->wpe, (size_t)b->pos[i0 + i] * C, (size_t)C, s->tmp);
+        for (int j = 0; j < C; j++) xi[j] += s->tmp[j];
     }
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_layer *L = &m->layers[l];
@@ -95,8 +182,8 @@ static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
 
         /* Attention: project, store this chunk's keys and values in the
          * cache, then let each token attend to its slot's positions 0..pos. */
-        k->layernorm(h, x, L->ln1_g, L->ln1_b, n, C, c->eps);
-        k->matmul(qkv, h, L->attn_w, L->attn_b, n, C, 3 * C);
+        run_ln(m, s, h, x, L->ln1_g, L->ln1_b, n);
+        run_matmul(m, s, qkv, h, L->attn_w, L->attn_b, n, C, 3 * C);
         for (int i = 0; i < n; i++) {
             size_t at = (size_t)b->slot[i0 + i] * slot_stride + (size_t)b->pos[i0 + i] * C;
             memcpy(kc + at, qkv + (size_t)i * 3 * C + C, (size_t)C * sizeof(float));
@@ -105,29 +192,38 @@ static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
         float scale = 1.0f;
         if (c->scale_attn_weights) scale = sqrtf((float)hd);
         if (c->scale_by_inverse_layer) scale *= (float)(l + 1);
-        for (int i = 0; i < n; i++) {
-            const size_t base = (size_t)b->slot[i0 + i] * slot_stride;
-            for (int hh = 0; hh < H; hh++)
-                k->attention(att + (size_t)i * C + hh * hd, qkv + (size_t)i * 3 * C + hh * hd,
-                             kc + base + hh * hd, vc + base + hh * hd, b->pos[i0 + i] + 1, hd, (size_t)C, scale,
-                             s->scores);
-        }
-        k->matmul(h, att, L->attn_proj_w, L->attn_proj_b, n, C, C);
+        par_op pa = {.m = m, .s = s, .b = b, .op = OP_ATTN, .i0 = i0, .n = n, .layer = l, .scale = scale};
+        pool_run(s->pool, par_run, &pa);
+        run_matmul(m, s, h, att, L->attn_proj_w, L->attn_proj_b, n, C, C);
         for (size_t j = 0; j < (size_t)n * C; j++) x[j] += h[j];
 
         /* MLP. */
-        k->layernorm(h, x, L->ln2_g, L->ln2_b, n, C, c->eps);
-        k->matmul(fc, h, L->fc_w, L->fc_b, n, C, F);
-        k->activation(fc, (size_t)n * F, c->act);
-        k->matmul(h, fc, L->fc_proj_w, L->fc_proj_b, n, F, C);
+        run_ln(m, s, h, x, L->ln2_g, L->ln2_b, n);
+        run_matmul(m, s, fc, h, L->fc_w, L->fc_b, n, C, F);
+        par_op pg = {.m = m, .s = s, .op = OP_ACT, .out = fc, .dout = n * F};
+        pool_run(s->pool, par_run, &pg);
+        run_matmul(m, s, h, fc, L->fc_proj_w, L->fc_proj_b, n, F, C);
         for (size_t j = 0; j < (size_t)n * C; j++) x[j] += h[j];
     }
-    /* The LM head, only for the tokens whose logits were asked for. */
+    /* The LM head, only for the tokens whose logits were asked for: their
+     * normalised states are gathered into h, and their rows written in
+     * place. */
+    int r = 0;
     for (int i = 0; i < n; i++) {
         int row = b->out_row ? b->out_row[i0 + i] : -1;
         if (row < 0) continue;
-        k->layernorm(h, x + (size_t)i * C, m->lnf_g, m->lnf_b, 1, C, c->eps);
-        k->matmul_t(logits + (size_t)row * c->n_vocab, h, m->lm_head, 1, C, c->n_vocab);
+        m->k->layernorm(h + (size_t)r * C, x + (size_t)i * C, m->lnf_g, m->lnf_b, 1, C, c->eps);
+        r++;
+    }
+    for (int i = 0, done = 0; done < r; i++) {
+        int row = b->out_row ? b->out_row[i0 + i] : -1;
+        if (row < 0) continue;
+        /* One token at a time into its own row; the pass reads the head
+         * once per token, which prefill (one selected token) never repeats. */
+        par_op ph = {.m = m, .s = s, .op = OP_HEAD, .out = logits + (size_t)row * c->n_vocab, .in = h + (size_t)done * C,
+                     .w = m->lm_head, .n = 1, .din = C, .dout = c->n_vocab};
+        pool_run(s->pool, par_run, &ph);
+        done++;
     }
 }
 

@@ -212,12 +212,21 @@ static const st_tensor *find_tensor(const gpt2c_model *m, const char *name, cons
     return NULL;
 }
 
-/* Fetches a weight as f32 after checking its shape: a pointer into the map
- * for aligned F32, a converted copy otherwise. */
-static gpt2c_status get_weight(gpt2c_model *m, const char *name, int d0, int d1, const float **out) {
-    const char *path = m->weights_path;
-    const st_tensor *t = find_tensor(m, name, &path);
-    if (!t) return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
+static void *own(gpt2c_model *m, size_t bytes) {
+    void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
+    if (!owned) return NULL;
+    m->owned = owned;
+    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (p) m->owned[m->n_owned++] = p;
+    return p;
+}
+
+/* Finds a tensor and checks its shape and dtype against config.json. */
+static gpt2c_status find_checked(gpt2c_model *m, const char *name, int d0, int d1, const st_tensor **out,
+                                 const char **path) {
+    *path = m->weights_path;
+    const st_tensor *t = find_tensor(m, name, path);
+    if (!t) return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' is missing", *path, name);
     int want_dims = d1 > 0 ? 2 : 1;
     if (t->ndim != want_dims || t->shape[0] != d0 || (d1 > 0 && t->shape[1] != d1)) {
         char got[128] = "";
@@ -226,35 +235,50 @@ static gpt2c_status get_weight(gpt2c_model *m, const char *name, int d0, int d1,
             o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
         if (d1 > 0)
             return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%d, %d]",
-                           path, name, got, d0, d1);
+                           *path, name, got, d0, d1);
         return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%d]",
-                       path, name, got, d0);
+                       *path, name, got, d0);
     }
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
         return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16)",
-                       path, name, st_dtype_name(t->dtype));
-    if (t->dtype == ST_F32 && ((uintptr_t)t->data & 3u) == 0) {
-        *out = (const float *)(const void *)t->data;
+                       *path, name, st_dtype_name(t->dtype));
+    *out = t;
+    return GPT2C_OK;
+}
+
+static gpt2_wtype wtype_of(st_dtype d) { return d == ST_F32 ? WT_F32 : d == ST_F16 ? WT_F16 : WT_BF16; }
+
+/* A matrix stays in its stored dtype, read straight from the map (a copy
+ * only when the file misaligns it). */
+static gpt2c_status get_matrix(gpt2c_model *m, const char *name, int d0, int d1, gpt2_weight *out) {
+    const st_tensor *t = NULL;
+    const char *path = NULL;
+    gpt2c_status s = find_checked(m, name, d0, d1, &t, &path);
+    if (s) return s;
+    out->type = wtype_of(t->dtype);
+    out->data = t->data;
+    if (((uintptr_t)t->data % weight_type_size(out->type)) != 0) {
+        void *copy = own(m, t->nbytes);
+        if (!copy) return err_set(&m->err, GPT2C_ERR_NOMEM, "%s: out of memory copying '%s'", path, name);
+        memcpy(copy, t->data, t->nbytes);
+        out->data = copy;
+    }
+    return GPT2C_OK;
+}
+
+/* A vector (biases, LayerNorm) as f32: the map itself for aligned F32, a
+ * widened copy otherwise. They are small. */
+static gpt2c_status get_vector(gpt2c_model *m, const char *name, int d0, const float **out) {
+    gpt2_weight w;
+    gpt2c_status s = get_matrix(m, name, d0, 0, &w);
+    if (s) return s;
+    if (w.type == WT_F32) {
+        *out = w.data;
         return GPT2C_OK;
     }
-    float *f = malloc((size_t)t->numel * sizeof *f);
-    float **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
-    if (!f || !owned) {
-        free(f);
-        if (owned) m->owned = owned;
-        return err_set(&m->err, GPT2C_ERR_NOMEM, "%s: out of memory converting '%s'", path, name);
-    }
-    m->owned = owned;
-    m->owned[m->n_owned++] = f;
-    const unsigned char *p = t->data;
-    for (int64_t i = 0; i < t->numel; i++) {
-        uint16_t h;
-        switch (t->dtype) {
-        case ST_F32: memcpy(&f[i], p + 4 * i, 4); break;
-        case ST_F16: memcpy(&h, p + 2 * i, 2); f[i] = f16_to_f32(h); break;
-        default: memcpy(&h, p + 2 * i, 2); f[i] = bf16_to_f32(h); break;
-        }
-    }
+    float *f = own(m, (size_t)d0 * sizeof *f);
+    if (!f) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory converting '%s'", name);
+    weight_to_f32(w, 0, (size_t)d0, f);
     *out = f;
     return GPT2C_OK;
 }
@@ -263,34 +287,43 @@ static gpt2c_status load_weights(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
     const int C = c->n_embd, F = c->n_inner;
     gpt2c_status s;
-    if ((s = get_weight(m, "wte.weight", c->n_vocab, C, &m->wte)) ||
-        (s = get_weight(m, "wpe.weight", c->n_ctx, C, &m->wpe)) ||
-        (s = get_weight(m, "ln_f.weight", C, 0, &m->lnf_g)) || (s = get_weight(m, "ln_f.bias", C, 0, &m->lnf_b)))
+    if ((s = get_matrix(m, "wte.weight", c->n_vocab, C, &m->wte)) ||
+        (s = get_matrix(m, "wpe.weight", c->n_ctx, C, &m->wpe)) || (s = get_vector(m, "ln_f.weight", C, &m->lnf_g)) ||
+        (s = get_vector(m, "ln_f.bias", C, &m->lnf_b)))
         return s;
     m->lm_head = m->wte;
-    if (find_tensor(m, "lm_head.weight", NULL) && (s = get_weight(m, "lm_head.weight", c->n_vocab, C, &m->lm_head)))
+    if (find_tensor(m, "lm_head.weight", NULL) && (s = get_matrix(m, "lm_head.weight", c->n_vocab, C, &m->lm_head)))
         return s;
     m->dtype = st_dtype_name(find_tensor(m, "wte.weight", NULL)->dtype);
     for (int l = 0; l < c->n_layer; l++) {
         gpt2_layer *L = &m->layers[l];
         char n[64];
-#define W(field, suffix, d0, d1)                                   \
+#define V(field, suffix, d0)                                       \
     snprintf(n, sizeof n, "h.%d.%s", l, suffix);                   \
-    if ((s = get_weight(m, n, d0, d1, &L->field))) return s;
-        W(ln1_g, "ln_1.weight", C, 0)
-        W(ln1_b, "ln_1.bias", C, 0)
-        W(attn_w, "attn.c_attn.weight", C, 3 * C)
-        W(attn_b, "attn.c_attn.bias", 3 * C, 0)
-        W(attn_proj_w, "attn.c_proj.weight", C, C)
-        W(attn_proj_b, "attn.c_proj.bias", C, 0)
-        W(ln2_g, "ln_2.weight", C, 0)
-        W(ln2_b, "ln_2.bias", C, 0)
-        W(fc_w, "mlp.c_fc.weight", C, F)
-        W(fc_b, "mlp.c_fc.bias", F, 0)
-        W(fc_proj_w, "mlp.c_proj.weight", F, C)
-        W(fc_proj_b, "mlp.c_proj.bias", C, 0)
-#undef W
+    if ((s = get_vector(m, n, d0, &L->field))) return s;
+#define M(field, suffix, d0, d1)                                   \
+    snprintf(n, sizeof n, "h.%d.%s", l, suffix);                   \
+    if ((s = get_matrix(m, n, d0, d1, &L->field))) return s;
+        V(ln1_g, "ln_1.weight", C)
+        V(ln1_b, "ln_1.bias", C)
+        M(attn_w, "attn.c_attn.weight", C, 3 * C)
+        V(attn_b, "attn.c_attn.bias", 3 * C)
+        M(attn_proj_w, "attn.c_proj.weight", C, C)
+        V(attn_proj_b, "attn.c_proj.bias", C)
+        V(ln2_g, "ln_2.weight", C)
+        V(ln2_b, "ln_2.bias", C)
+        M(fc_w, "mlp.c_fc.weight", C, F)
+        V(fc_b, "mlp.c_fc.bias", F)
+        M(fc_proj_w, "mlp.c_proj.weight", F, C)
+        V(fc_proj_b, "mlp.c_proj.bias", C)
+#undef V
+#undef M
+        m->weight_bytes += ((size_t)C * 3 * C * weight_type_size(L->attn_w.type)) +
+                           ((size_t)C * C * weight_type_size(L->attn_proj_w.type)) +
+                           ((size_t)C * F * weight_type_size(L->fc_w.type)) +
+                           ((size_t)F * C * weight_type_size(L->fc_proj_w.type));
     }
+    m->weight_bytes += (size_t)c->n_vocab * C * weight_type_size(m->lm_head.type);
     /* A checkpoint with more layers than config.json says is a mismatch, not
      * something to silently truncate. */
     char n[64];
@@ -387,5 +420,6 @@ void gpt2c_model_free(gpt2c_model *m) {
 void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info) {
     const gpt2_config *c = &m->cfg;
     *info = (gpt2c_model_info){c->n_vocab, c->n_ctx, c->n_embd, c->n_head, c->n_layer, c->n_inner,
-                               c->bos_id, c->eos_id, c->pad_id, m->dtype ? m->dtype : "?", m->k->name};
+                               c->bos_id, c->eos_id, c->pad_id, m->dtype ? m->dtype : "?", m->k->name,
+                               (uint64_t)m->weight_bytes};
 }

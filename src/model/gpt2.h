@@ -28,14 +28,14 @@ typedef struct gpt2_config {
 
 typedef struct gpt2_layer {
     const float *ln1_g, *ln1_b;   // (C,)
-    const float *attn_w;          // (C, 3C) q | k | v
+    gpt2_weight attn_w;           // (C, 3C) q | k | v
     const float *attn_b;          // (3C,)
-    const float *attn_proj_w;     // (C, C)
+    gpt2_weight attn_proj_w;      // (C, C)
     const float *attn_proj_b;     // (C,)
     const float *ln2_g, *ln2_b;   // (C,)
-    const float *fc_w;            // (C, F)
+    gpt2_weight fc_w;             // (C, F)
     const float *fc_b;            // (F,)
-    const float *fc_proj_w;       // (F, C)
+    gpt2_weight fc_proj_w;        // (F, C)
     const float *fc_proj_b;       // (C,)
 } gpt2_layer;
 
@@ -45,33 +45,37 @@ struct gpt2c_model {
     st_file *st;          /* (n_st,) model.safetensors, or the shards of an index */
     int n_st;
     const char *weights_path; /* for messages: the file, or the index */
-    const float *wte;     // (V, C)
-    const float *wpe;     // (P, C)
+    gpt2_weight wte;      // (V, C)
+    gpt2_weight wpe;      // (P, C)
     const float *lnf_g, *lnf_b; // (C,)
-    const float *lm_head; // (V, C): wte unless the checkpoint has lm_head.weight
+    gpt2_weight lm_head;  // (V, C): wte unless the checkpoint has lm_head.weight
     gpt2_layer *layers;   // (L,)
-    float **owned;        /* converted copies of F16/BF16/unaligned tensors */
+    void **owned;         /* copies: vectors widened to f32, misaligned matrices */
     int n_owned;
     const char *dtype;    /* dtype of the checkpoint's weights */
+    size_t weight_bytes;  /* bytes of the matrices read for one token */
     gpt2c_gen_params gen_defaults[2]; /* by gpt2c_defaults: generate(), pipeline */
     const gpt2_kernels *k;
 };
 
-/* Reads config.json (and generation_config.json) into c and the generation
- * defaults into gen[2] (generate() and pipeline modes). */
 gpt2c_status gpt2_config_load(const char *dir, gpt2_config *c, gpt2c_gen_params gen[2], gpt2_err *e);
 
 /* Per-generation state: the KV cache of n_slots sequences of up to n_pos
  * positions, and scratch for up to max_tokens tokens per pass. */
+typedef struct gpt2_pool gpt2_pool;
+
 typedef struct gpt2_state {
     int n_slots, n_pos, max_tokens;
+    gpt2_pool *pool;          /* the threads this state's passes run on */
     float *k_cache, *v_cache; // (L, n_slots, n_pos, C)
     float *x, *h, *qkv, *att, *fc; // (max_tokens, C), (.., C), (.., 3C), (.., C), (.., F)
-    float *scores;            // (n_pos,)
+    float *scores;            // (n_threads, n_pos) attention scratch per thread
+    float *tmp;               // (C,) embedding rows
 } gpt2_state;
 
+/* n_threads 0: one per physical core. */
 gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, int n_pos, int max_tokens,
-                             gpt2_err *e);
+                             int n_threads, gpt2_err *e);
 void gpt2_state_free(gpt2_state *s);
 /* Copies the cache of slot src[i] to slot dst[i] for positions 0..n_pos-1,
  * for all i at once (a permutation is fine: sources are read first). */

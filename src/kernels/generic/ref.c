@@ -1,31 +1,52 @@
 /* ref.c -- the plain C reference kernels: simple loops in the order the
  * math is written, float storage, double where a long reduction would
  * otherwise lose precision (LayerNorm statistics). These are the oracle for
- * every optimised kernel. */
+ * every optimised kernel. Weights are widened element by element. */
 #include <math.h>
 
+#include <string.h>
+
+#include "../../core/half.h"
 #include "../kernels.h"
 
-static void matmul_ref(float *out, const float *in, const float *w, const float *bias, int n, int din, int dout) {
-    for (int i = 0; i < n; i++) {
-        float *o = out + (size_t)i * dout;     // (dout,)
-        const float *x = in + (size_t)i * din; // (din,)
-        for (int j = 0; j < dout; j++) o[j] = bias ? bias[j] : 0.0f;
-        for (int k = 0; k < din; k++) {
-            const float a = x[k], *wr = w + (size_t)k * dout; // row k of (din, dout)
-            for (int j = 0; j < dout; j++) o[j] += a * wr[j];
+size_t weight_type_size(gpt2_wtype t) { return t == WT_F32 ? 4 : 2; }
+
+void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out) {
+    const unsigned char *p = (const unsigned char *)w.data + at * weight_type_size(w.type);
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        switch (w.type) {
+        case WT_F32: memcpy(&out[i], p + 4 * i, 4); break;
+        case WT_F16: memcpy(&h, p + 2 * i, 2); out[i] = f16_to_f32(h); break;
+        case WT_BF16: memcpy(&h, p + 2 * i, 2); out[i] = bf16_to_f32(h); break;
         }
     }
 }
 
-static void matmul_t_ref(float *out, const float *in, const float *w, int n, int din, int dout) {
+static float weight_at(gpt2_weight w, size_t i) {
+    float f;
+    weight_to_f32(w, i, 1, &f);
+    return f;
+}
+
+static void matmul_ref(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout,
+                       int j0, int j1) {
+    for (int i = 0; i < n; i++) {
+        float *o = out + (size_t)i * dout;     // (dout,)
+        const float *x = in + (size_t)i * din; // (din,)
+        for (int j = j0; j < j1; j++) o[j] = bias ? bias[j] : 0.0f;
+        for (int k = 0; k < din; k++)
+            for (int j = j0; j < j1; j++) o[j] += x[k] * weight_at(w, (size_t)k * dout + j); // w[k, j]
+    }
+}
+
+static void matmul_t_ref(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1) {
     for (int i = 0; i < n; i++) {
         const float *x = in + (size_t)i * din;
-        for (int j = 0; j < dout; j++) {
-            const float *wr = w + (size_t)j * din; // row j of (dout, din)
+        for (int v = v0; v < v1; v++) {
             float s = 0.0f;
-            for (int k = 0; k < din; k++) s += x[k] * wr[k];
-            out[(size_t)i * dout + j] = s;
+            for (int k = 0; k < din; k++) s += x[k] * weight_at(w, (size_t)v * din + k); // w[v, k]
+            out[(size_t)i * dout + v] = s;
         }
     }
 }
@@ -78,6 +99,22 @@ static void attention_ref(float *out, const float *q, const float *k, const floa
     }
 }
 
+static float read_probe_ref(const void *p, size_t n) {
+    const uint64_t *u = p;
+    uint64_t acc = 0;
+    for (size_t i = 0; i < n / 8; i++) acc ^= u[i];
+    return (float)(acc & 0xffff);
+}
+
+static double fma_probe_ref(long iters) {
+    float a[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    for (long i = 0; i < iters; i++)
+        for (int j = 0; j < 8; j++) a[j] = a[j] * 0.999999f + 1e-6f;
+    volatile float sink = a[0] + a[7];
+    (void)sink;
+    return 16.0 * (double)iters;
+}
+
 const gpt2_kernels gpt2_kernels_generic = {
     .name = "generic",
     .matmul = matmul_ref,
@@ -85,4 +122,6 @@ const gpt2_kernels gpt2_kernels_generic = {
     .layernorm = layernorm_ref,
     .activation = activation_ref,
     .attention = attention_ref,
+    .read_probe = read_probe_ref,
+    .fma_probe = fma_probe_ref,
 };

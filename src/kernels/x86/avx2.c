@@ -1,0 +1,48 @@
+/* avx2.c -- the x86 kernels on 8-float vectors (AVX2 + FMA + F16C): every
+ * x86-64-v3 CPU, and the level valgrind can run. */
+#include <immintrin.h>
+
+typedef __m256 VEC;
+#define VW 8
+#define NV 2 /* a tile is 4 rows x 2 vectors: 8 accumulators of 16 registers */
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VSTORE(p, v) _mm256_storeu_ps(p, v)
+#define VSET1(x) _mm256_set1_ps(x)
+#define VZERO() _mm256_setzero_ps()
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VMUL(a, b) _mm256_mul_ps(a, b)
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VSUB(a, b) _mm256_sub_ps(a, b)
+#define VDIV(a, b) _mm256_div_ps(a, b)
+#define VMIN(a, b) _mm256_min_ps(a, b)
+#define VMAX(a, b) _mm256_max_ps(a, b)
+#define VABS(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a)
+#define VCOPYSIGN(mag, sgn) _mm256_or_ps(mag, _mm256_and_ps(sgn, _mm256_set1_ps(-0.0f)))
+#define VROUND(a) _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+/* p * 2^n for integral n in [-126, 127] (vexp clamps its input to that). */
+#define VSCALE2(p, n) \
+    _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
+#define VLOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define VLOAD_BF16(p) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+
+static inline float VREDUCE(__m256 v) {
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+    return _mm_cvtss_f32(q);
+}
+
+#define FN(name) name##_avx2
+#include "simd_impl.h"
+
+const gpt2_kernels gpt2_kernels_avx2 = {
+    .name = "avx2",
+    .matmul = matmul_avx2,
+    .matmul_t = matmul_t_avx2,
+    .layernorm = layernorm_avx2,
+    .activation = activation_avx2,
+    .attention = attention_avx2,
+    .read_probe = read_probe_avx2,
+    .fma_probe = fma_probe_avx2,
+};

@@ -1,0 +1,352 @@
+/* simd_impl.h -- the x86 kernels, written once over a few vector macros and
+ * compiled twice: by avx2.c (8 floats a vector) and avx512.c (16). The file
+ * that includes this defines VW, the vector type and operations, and FN().
+ *
+ * Bit-exactness across batch shapes (see kernels.h): every output element is
+ * a chain of fused multiply-adds in k order from its bias (or from zero and
+ * then one fixed reduction for dot products), and a column that falls outside
+ * the vectors is computed with fmaf(), which rounds exactly as the vector FMA
+ * does. Decode (one row) and prefill (tiles of rows) thus agree to the bit. */
+#include <math.h>
+#include <string.h>
+
+#include "../../core/half.h"
+#include "../kernels.h"
+
+#define KB 256 /* k rows per block: a tile's weights stay in L2 */
+/* The small fixed loops over tile rows and vectors must unroll so that the
+ * accumulators live in registers; GCC's -O2 would keep them on the stack. */
+#define UNROLL _Pragma("GCC unroll 16")
+
+/* Widens VW weights at element i of w to a vector. */
+static inline __attribute__((always_inline)) VEC vloadw(const void *w, size_t i, gpt2_wtype t) {
+    if (t == WT_F32) return VLOAD((const float *)w + i);
+    if (t == WT_F16) return VLOAD_F16((const uint16_t *)w + i);
+    return VLOAD_BF16((const uint16_t *)w + i);
+}
+
+static inline __attribute__((always_inline)) float loadw1(const void *w, size_t i, gpt2_wtype t) {
+    if (t == WT_F32) return ((const float *)w)[i];
+    uint16_t h;
+    memcpy(&h, (const uint16_t *)w + i, 2);
+    return t == WT_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+}
+
+/* ------------------------------------------------------------------ matmul */
+
+/* One row: stream each weight row's [j0, j1) once, accumulating into out,
+ * which stays in L1. Memory bound: this is decode. Four weight rows go into
+ * each load and store of out; the additions stay in k order. */
+static inline __attribute__((always_inline)) void mm_row(float *o, const float *x, const void *w, gpt2_wtype t,
+                                                         int din, int dout, int j0, int jv, int j1) {
+    int k = 0;
+    for (; k + 4 <= din; k += 4) {
+        const VEC x0 = VSET1(x[k]), x1 = VSET1(x[k + 1]), x2 = VSET1(x[k + 2]), x3 = VSET1(x[k + 3]);
+        const size_t r0 = (size_t)k * dout, r1 = r0 + dout, r2 = r1 + dout, r3 = r2 + dout;
+        for (int j = j0; j < jv; j += VW) {
+            VEC a = VLOAD(o + j);
+            a = VFMA(x0, vloadw(w, r0 + j, t), a);
+            a = VFMA(x1, vloadw(w, r1 + j, t), a);
+            a = VFMA(x2, vloadw(w, r2 + j, t), a);
+            a = VFMA(x3, vloadw(w, r3 + j, t), a);
+            VSTORE(o + j, a);
+        }
+        for (int j = jv; j < j1; j++) {
+            float a = o[j];
+            a = fmaf(x[k], loadw1(w, r0 + j, t), a);
+            a = fmaf(x[k + 1], loadw1(w, r1 + j, t), a);
+            a = fmaf(x[k + 2], loadw1(w, r2 + j, t), a);
+            o[j] = fmaf(x[k + 3], loadw1(w, r3 + j, t), a);
+        }
+    }
+    for (; k < din; k++) {
+        const VEC xk = VSET1(x[k]);
+        const size_t row = (size_t)k * dout;
+        for (int j = j0; j < jv; j += VW) VSTORE(o + j, VFMA(xk, vloadw(w, row + j, t), VLOAD(o + j)));
+        for (int j = jv; j < j1; j++) o[j] = fmaf(x[k], loadw1(w, row + j, t), o[j]);
+    }
+}
+
+/* A tile of R rows (a compile-time count) x NV vectors of columns over k in
+ * [k0, k1): the weights are read once for R rows. Accumulators start from
+ * out (bias or earlier k). */
+#define MR 4
+static inline __attribute__((always_inline)) void mm_tile_r(float *out, const float *in, const void *w, gpt2_wtype t,
+                                                            const int R, int din, int dout, int j, int k0, int k1) {
+    VEC acc[MR][NV];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int c = 0; c < NV; c++) acc[r][c] = VLOAD(out + (size_t)r * dout + j + c * VW);
+    for (int k = k0; k < k1; k++) {
+        VEC wv[NV];
+        UNROLL
+        for (int c = 0; c < NV; c++) wv[c] = vloadw(w, (size_t)k * dout + j + c * VW, t);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const VEC xr = VSET1(in[(size_t)r * din + k]);
+            UNROLL
+            for (int c = 0; c < NV; c++) acc[r][c] = VFMA(xr, wv[c], acc[r][c]);
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int c = 0; c < NV; c++) VSTORE(out + (size_t)r * dout + j + c * VW, acc[r][c]);
+}
+
+static inline __attribute__((always_inline)) void mm_tile(float *out, const float *in, const void *w, gpt2_wtype t,
+                                                          int rows, int din, int dout, int j, int k0, int k1) {
+    switch (rows) {
+    case 1: mm_tile_r(out, in, w, t, 1, din, dout, j, k0, k1); break;
+    case 2: mm_tile_r(out, in, w, t, 2, din, dout, j, k0, k1); break;
+    case 3: mm_tile_r(out, in, w, t, 3, din, dout, j, k0, k1); break;
+    default: mm_tile_r(out, in, w, t, 4, din, dout, j, k0, k1); break;
+    }
+}
+
+static inline __attribute__((always_inline)) void mm_typed(float *out, const float *in, const void *w, gpt2_wtype t,
+                                                           const float *bias, int n, int din, int dout, int j0,
+                                                           int j1) {
+    const int jv = j0 + (j1 - j0) / VW * VW; /* [j0, jv) in whole vectors */
+    for (int i = 0; i < n; i++)
+        for (int j = j0; j < j1; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
+    if (n == 1) {
+        mm_row(out, in, w, t, din, dout, j0, jv, j1);
+        return;
+    }
+    const int jt = j0 + (jv - j0) / (NV * VW) * (NV * VW); /* [j0, jt) in whole tiles */
+    for (int k0 = 0; k0 < din; k0 += KB) {
+        int k1 = k0 + KB < din ? k0 + KB : din;
+        for (int i = 0; i < n; i += MR) {
+            int rows = n - i < MR ? n - i : MR;
+            float *o = out + (size_t)i * dout;
+            const float *x = in + (size_t)i * din;
+            for (int j = j0; j < jt; j += NV * VW) mm_tile(o, x, w, t, rows, din, dout, j, k0, k1);
+            /* Leftover whole vectors, then single columns. */
+            UNROLL
+            for (int r = 0; r < rows; r++)
+                for (int k = k0; k < k1; k++) {
+                    const VEC xk = VSET1(x[(size_t)r * din + k]);
+                    float *orow = o + (size_t)r * dout;
+                    for (int j = jt; j < jv; j += VW)
+                        VSTORE(orow + j, VFMA(xk, vloadw(w, (size_t)k * dout + j, t), VLOAD(orow + j)));
+                    for (int j = jv; j < j1; j++)
+                        orow[j] = fmaf(x[(size_t)r * din + k], loadw1(w, (size_t)k * dout + j, t), orow[j]);
+                }
+        }
+    }
+}
+
+static void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout,
+                       int j0, int j1) {
+    switch (w.type) {
+    case WT_F32: mm_typed(out, in, w.data, WT_F32, bias, n, din, dout, j0, j1); break;
+    case WT_F16: mm_typed(out, in, w.data, WT_F16, bias, n, din, dout, j0, j1); break;
+    case WT_BF16: mm_typed(out, in, w.data, WT_BF16, bias, n, din, dout, j0, j1); break;
+    }
+}
+
+/* ---------------------------------------------------------------- matmul_t */
+
+/* Dot products of R input rows (a compile-time count, so the accumulators
+ * live in registers) with 4 weight rows; each pair's sum is a vector
+ * accumulator over k, one fixed reduction, then the scalar tail. */
+#define MT 4
+static inline __attribute__((always_inline)) void mt_rows(float *out, const float *in, const void *w, gpt2_wtype t,
+                                                          const int R, int din, int dout, int v0, int v1) {
+    const int kv = din / VW * VW;
+    int v = v0;
+    for (; v + 4 <= v1; v += 4) {
+        VEC acc[MT][4];
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int c = 0; c < 4; c++) acc[r][c] = VZERO();
+        for (int k = 0; k < kv; k += VW) {
+            VEC wv[4];
+            UNROLL
+            for (int c = 0; c < 4; c++) wv[c] = vloadw(w, (size_t)(v + c) * din + k, t);
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                const VEC xv = VLOAD(in + (size_t)r * din + k);
+                UNROLL
+                for (int c = 0; c < 4; c++) acc[r][c] = VFMA(xv, wv[c], acc[r][c]);
+            }
+        }
+        UNROLL
+        for (int r = 0; r < R; r++)
+            UNROLL
+            for (int c = 0; c < 4; c++) {
+                float s = VREDUCE(acc[r][c]);
+                for (int k = kv; k < din; k++) s = fmaf(in[(size_t)r * din + k], loadw1(w, (size_t)(v + c) * din + k, t), s);
+                out[(size_t)r * dout + v + c] = s;
+            }
+    }
+    for (; v < v1; v++) /* the same arithmetic, one weight row at a time */
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            VEC acc = VZERO();
+            for (int k = 0; k < kv; k += VW) acc = VFMA(VLOAD(in + (size_t)r * din + k), vloadw(w, (size_t)v * din + k, t), acc);
+            float s = VREDUCE(acc);
+            for (int k = kv; k < din; k++) s = fmaf(in[(size_t)r * din + k], loadw1(w, (size_t)v * din + k, t), s);
+            out[(size_t)r * dout + v] = s;
+        }
+}
+
+static inline __attribute__((always_inline)) void mt_typed(float *out, const float *in, const void *w, gpt2_wtype t,
+                                                           int n, int din, int dout, int v0, int v1) {
+    for (int i = 0; i < n; i += MT) {
+        float *o = out + (size_t)i * dout;
+        const float *x = in + (size_t)i * din;
+        switch (n - i < MT ? n - i : MT) {
+        case 1: mt_rows(o, x, w, t, 1, din, dout, v0, v1); break;
+        case 2: mt_rows(o, x, w, t, 2, din, dout, v0, v1); break;
+        case 3: mt_rows(o, x, w, t, 3, din, dout, v0, v1); break;
+        default: mt_rows(o, x, w, t, 4, din, dout, v0, v1); break;
+        }
+    }
+}
+
+static void FN(matmul_t)(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1) {
+    switch (w.type) {
+    case WT_F32: mt_typed(out, in, w.data, WT_F32, n, din, dout, v0, v1); break;
+    case WT_F16: mt_typed(out, in, w.data, WT_F16, n, din, dout, v0, v1); break;
+    case WT_BF16: mt_typed(out, in, w.data, WT_BF16, n, din, dout, v0, v1); break;
+    }
+}
+
+/* --------------------------------------------------------------- elementwise */
+
+/* exp(x) for a vector: x = n ln2 + r, |r| <= ln2 / 2, exp(r) by its Taylor
+ * polynomial to degree 7 (relative error below 2e-7), times 2^n. */
+static inline VEC vexp(VEC x) {
+    x = VMIN(VMAX(x, VSET1(-87.3f)), VSET1(88.3f));
+    VEC n = VROUND(VMUL(x, VSET1(1.44269504088896341f)));
+    VEC r = VFMA(n, VSET1(-0.693145751953125f), x); /* ln2 in two parts keeps r exact */
+    r = VFMA(n, VSET1(-1.428606765330187e-06f), r);
+    VEC p = VSET1(1.0f / 5040);
+    p = VFMA(p, r, VSET1(1.0f / 720));
+    p = VFMA(p, r, VSET1(1.0f / 120));
+    p = VFMA(p, r, VSET1(1.0f / 24));
+    p = VFMA(p, r, VSET1(1.0f / 6));
+    p = VFMA(p, r, VSET1(0.5f));
+    p = VFMA(p, r, VSET1(1.0f));
+    p = VFMA(p, r, VSET1(1.0f));
+    return VSCALE2(p, n);
+}
+
+static void FN(activation)(float *x, size_t n, gpt2_act act) {
+    if (act != ACT_GELU_TANH) { /* the rare ones: the reference is fast enough */
+        gpt2_kernels_generic.activation(x, n, act);
+        return;
+    }
+    const VEC c = VSET1(0.7978845608028654f), a = VSET1(0.044715f), half = VSET1(0.5f), one = VSET1(1.0f),
+              m2 = VSET1(-2.0f);
+    size_t i = 0;
+    for (; i + VW <= n; i += VW) {
+        VEC v = VLOAD(x + i);
+        VEC y = VMUL(c, VFMA(VMUL(a, VMUL(v, v)), v, v)); /* c (v + a v^3) */
+        /* tanh(y) = sign(y) (1 - e) / (1 + e), e = exp(-2 |y|): no overflow. */
+        VEC e = vexp(VMUL(m2, VABS(y)));
+        VEC th = VDIV(VSUB(one, e), VADD(one, e));
+        th = VCOPYSIGN(th, y);
+        VSTORE(x + i, VMUL(VMUL(half, v), VADD(one, th)));
+    }
+    if (i < n) gpt2_kernels_generic.activation(x + i, n - i, act);
+}
+
+static void FN(layernorm)(float *out, const float *in, const float *g, const float *b, int n, int d, float eps) {
+    const int dv = d / VW * VW;
+    for (int i = 0; i < n; i++) {
+        const float *x = in + (size_t)i * d;
+        float *o = out + (size_t)i * d;
+        VEC s = VZERO();
+        for (int k = 0; k < dv; k += VW) s = VADD(s, VLOAD(x + k));
+        float sum = VREDUCE(s);
+        for (int k = dv; k < d; k++) sum += x[k];
+        const float mean = sum / d;
+        const VEC m = VSET1(mean);
+        VEC q = VZERO();
+        for (int k = 0; k < dv; k += VW) {
+            VEC t = VSUB(VLOAD(x + k), m);
+            q = VFMA(t, t, q);
+        }
+        float var = VREDUCE(q);
+        for (int k = dv; k < d; k++) var += (x[k] - mean) * (x[k] - mean);
+        const float rstd = 1.0f / sqrtf(var / d + eps);
+        const VEC rs = VSET1(rstd);
+        for (int k = 0; k < dv; k += VW)
+            VSTORE(o + k, VFMA(VMUL(VSUB(VLOAD(x + k), m), rs), VLOAD(g + k), VLOAD(b + k)));
+        for (int k = dv; k < d; k++) o[k] = (x[k] - mean) * rstd * g[k] + b[k];
+    }
+}
+
+static void FN(attention)(float *out, const float *q, const float *k, const float *v, int T, int hd, size_t stride,
+                          float scale_div, float *scores) {
+    const int dv = hd / VW * VW;
+    float mx = -INFINITY;
+    for (int t = 0; t < T; t++) {
+        const float *kt = k + (size_t)t * stride;
+        VEC acc = VZERO();
+        for (int d = 0; d < dv; d += VW) acc = VFMA(VLOAD(q + d), VLOAD(kt + d), acc);
+        float s = VREDUCE(acc);
+        for (int d = dv; d < hd; d++) s = fmaf(q[d], kt[d], s);
+        scores[t] = s / scale_div;
+        mx = scores[t] > mx ? scores[t] : mx;
+    }
+    const VEC vmx = VSET1(mx);
+    VEC vs = VZERO();
+    int t = 0;
+    for (; t + VW <= T; t += VW) {
+        VEC e = vexp(VSUB(VLOAD(scores + t), vmx));
+        VSTORE(scores + t, e);
+        vs = VADD(vs, e);
+    }
+    float sum = VREDUCE(vs);
+    for (; t < T; t++) {
+        scores[t] = expf(scores[t] - mx);
+        sum += scores[t];
+    }
+    const float inv = 1.0f / sum;
+    for (int d = 0; d < hd; d++) out[d] = 0.0f;
+    for (t = 0; t < T; t++) {
+        const float p = scores[t] * inv, *vt = v + (size_t)t * stride;
+        const VEC vp = VSET1(p);
+        for (int d = 0; d < dv; d += VW) VSTORE(out + d, VFMA(vp, VLOAD(vt + d), VLOAD(out + d)));
+        for (int d = dv; d < hd; d++) out[d] = fmaf(p, vt[d], out[d]);
+    }
+}
+
+/* ------------------------------------------------------------------- probes */
+
+static float FN(read_probe)(const void *p, size_t n) {
+    const float *f = p;
+    size_t m = n / sizeof(float) / (4 * VW) * (4 * VW);
+    VEC a = VZERO(), b = VZERO(), c = VZERO(), d = VZERO();
+    for (size_t i = 0; i < m; i += 4 * VW) {
+        a = VADD(a, VLOAD(f + i));
+        b = VADD(b, VLOAD(f + i + VW));
+        c = VADD(c, VLOAD(f + i + 2 * VW));
+        d = VADD(d, VLOAD(f + i + 3 * VW));
+    }
+    return VREDUCE(VADD(VADD(a, b), VADD(c, d)));
+}
+
+/* Ten independent FMA chains: enough to cover the latency of two FMA pipes. */
+static double FN(fma_probe)(long iters) {
+    VEC acc[10];
+    const VEC m = VSET1(0.999999f), e = VSET1(1e-6f);
+    UNROLL
+    for (int i = 0; i < 10; i++) acc[i] = VSET1((float)i);
+    for (long it = 0; it < iters; it++) {
+        UNROLL
+        for (int i = 0; i < 10; i++) acc[i] = VFMA(acc[i], m, e);
+    }
+    VEC s = acc[0];
+    UNROLL
+    for (int i = 1; i < 10; i++) s = VADD(s, acc[i]);
+    volatile float sink = VREDUCE(s);
+    (void)sink;
+    return 2.0 * 10 * VW * (double)iters;
+}

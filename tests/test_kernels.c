@@ -1,0 +1,197 @@
+/* test_kernels.c -- every kernel table this CPU can run against the generic
+ * reference kernels, on random shapes (odd sizes included, to reach every
+ * tail path) and every weight dtype, with stated tolerances; and the
+ * contracts of kernels.h: a row's result does not depend on how many rows
+ * run with it, nor on the column range it is computed in. */
+#include <math.h>
+
+#include "core/half.h"
+#include "kernels/kernels.h"
+#include "testutil.h"
+
+static uint64_t rs = 88172645463325252ull;
+static float frand(void) { /* xorshift: uniform in [-1, 1) */
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return (float)((rs >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+static int irand(int lo, int hi) { return lo + (int)((frand() * 0.5f + 0.5f) * (float)(hi - lo + 1)) % (hi - lo + 1); }
+
+/* Random weights stored as t; the values are exactly representable in t. */
+static void *make_weights(gpt2_wtype t, size_t n) {
+    if (t == WT_F32) {
+        float *w = malloc(n * sizeof *w);
+        for (size_t i = 0; i < n; i++) w[i] = frand();
+        return w;
+    }
+    uint16_t *w = malloc(n * sizeof *w);
+    for (size_t i = 0; i < n; i++) {
+        float f = frand();
+        uint32_t u = f32_bits(f);
+        /* bf16: truncate; f16: a value in range, rounded by construction. */
+        w[i] = t == WT_BF16 ? (uint16_t)(u >> 16) : (uint16_t)(0x3c00u ^ (uint16_t)(rs & 0x83ffu));
+    }
+    return w;
+}
+
+static double max_rel(const float *a, const float *b, size_t n) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / (1.0 + fabs((double)b[i]));
+        if (!(d <= worst)) worst = d; /* NaN counts as worst */
+    }
+    return worst;
+}
+
+static const gpt2_kernels *tables[8];
+static int n_tables;
+
+static int setup(void **state) {
+    (void)state;
+    n_tables = gpt2_kernels_available(tables, 8);
+    for (int i = 0; i < n_tables; i++) fprintf(stderr, "  kernels available: %s\n", tables[i]->name);
+    return n_tables > 0 ? 0 : -1;
+}
+
+/* |error| <= 1e-5 * (1 + |value|) * sqrt(din): f32 sums in another order. */
+static void test_matmul(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 60; trial++) {
+        int n = irand(1, 9), din = irand(1, 300), dout = irand(1, 200);
+        if (trial < 3) n = 1, din = 768, dout = 2304; /* a real decode shape */
+        gpt2_wtype t = (gpt2_wtype)(trial % 3);
+        void *wd = make_weights(t, (size_t)din * dout);
+        gpt2_weight w = {wd, t};
+        float *in = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
+        float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
+        for (int i = 0; i < n * din; i++) in[i] = frand();
+        for (int j = 0; j < dout; j++) bias[j] = frand();
+        gpt2_kernels_generic.matmul(want, in, w, trial % 2 ? bias : NULL, n, din, dout, 0, dout);
+        for (int k = 1; k < n_tables; k++) {
+            memset(got, 0xff, sizeof(float) * (size_t)n * dout);
+            /* Split the columns into two ranges, as two threads would. */
+            int mid = irand(0, dout);
+            tables[k]->matmul(got, in, w, trial % 2 ? bias : NULL, n, din, dout, 0, mid);
+            tables[k]->matmul(got, in, w, trial % 2 ? bias : NULL, n, din, dout, mid, dout);
+            double err = max_rel(got, want, (size_t)n * dout), tol = 1e-5 * sqrt((double)din);
+            if (!(err <= tol))
+                fail_msg("%s matmul n=%d din=%d dout=%d type=%d: error %.2e > %.2e", tables[k]->name, n, din, dout, t, err, tol);
+            /* Each row alone gives the same bits as in the batch. */
+            for (int i = 0; i < n; i++) {
+                float *row = malloc(sizeof(float) * (size_t)dout);
+                tables[k]->matmul(row, in + (size_t)i * din, w, trial % 2 ? bias : NULL, 1, din, dout, 0, dout);
+                if (memcmp(row, got + (size_t)i * dout, sizeof(float) * (size_t)dout) != 0)
+                    fail_msg("%s matmul: row %d alone differs from the batch (n=%d din=%d dout=%d)", tables[k]->name, i, n, din, dout);
+                free(row);
+            }
+        }
+        free(wd);
+        free(in);
+        free(bias);
+        free(want);
+        free(got);
+    }
+}
+
+static void test_matmul_t(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 60; trial++) {
+        int n = irand(1, 6), din = irand(1, 300), dout = irand(1, 150);
+        gpt2_wtype t = (gpt2_wtype)(trial % 3);
+        void *wd = make_weights(t, (size_t)din * dout);
+        gpt2_weight w = {wd, t};
+        float *in = malloc(sizeof(float) * (size_t)n * din);
+        float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
+        for (int i = 0; i < n * din; i++) in[i] = frand();
+        gpt2_kernels_generic.matmul_t(want, in, w, n, din, dout, 0, dout);
+        for (int k = 1; k < n_tables; k++) {
+            int mid = irand(0, dout);
+            tables[k]->matmul_t(got, in, w, n, din, dout, 0, mid);
+            tables[k]->matmul_t(got, in, w, n, din, dout, mid, dout);
+            double err = max_rel(got, want, (size_t)n * dout), tol = 1e-5 * sqrt((double)din);
+            if (!(err <= tol))
+                fail_msg("%s matmul_t n=%d din=%d dout=%d type=%d: error %.2e > %.2e", tables[k]->name, n, din, dout, t, err, tol);
+            for (int i = 0; i < n; i++) {
+                float *row = malloc(sizeof(float) * (size_t)dout);
+                tables[k]->matmul_t(row, in + (size_t)i * din, w, 1, din, dout, 0, dout);
+                if (memcmp(row, got + (size_t)i * dout, sizeof(float) * (size_t)dout) != 0)
+                    fail_msg("%s matmul_t: row %d alone differs from the batch", tables[k]->name, i);
+                free(row);
+            }
+        }
+        free(wd);
+        free(in);
+        free(want);
+        free(got);
+    }
+}
+
+static void test_elementwise(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 40; trial++) {
+        int n = irand(1, 5), d = irand(1, 200);
+        float *x = malloc(sizeof(float) * (size_t)n * d), *g = malloc(sizeof(float) * (size_t)d), *b = malloc(sizeof(float) * (size_t)d);
+        float *want = malloc(sizeof(float) * (size_t)n * d), *got = malloc(sizeof(float) * (size_t)n * d);
+        for (int i = 0; i < n * d; i++) x[i] = 3 * frand() + frand();
+        for (int i = 0; i < d; i++) g[i] = 1 + 0.2f * frand(), b[i] = 0.2f * frand();
+        gpt2_kernels_generic.layernorm(want, x, g, b, n, d, 1e-5f);
+        for (int k = 1; k < n_tables; k++) {
+            tables[k]->layernorm(got, x, g, b, n, d, 1e-5f);
+            if (!(max_rel(got, want, (size_t)n * d) <= 1e-5)) fail_msg("%s layernorm d=%d", tables[k]->name, d);
+        }
+        /* GELU over a wide range of inputs, including large magnitudes. */
+        for (int i = 0; i < n * d; i++) x[i] = 12 * frand() * frand();
+        memcpy(want, x, sizeof(float) * (size_t)n * d);
+        gpt2_kernels_generic.activation(want, (size_t)n * d, ACT_GELU_TANH);
+        for (int k = 1; k < n_tables; k++) {
+            memcpy(got, x, sizeof(float) * (size_t)n * d);
+            tables[k]->activation(got, (size_t)n * d, ACT_GELU_TANH);
+            if (!(max_rel(got, want, (size_t)n * d) <= 2e-6)) fail_msg("%s gelu: %.2e", tables[k]->name, max_rel(got, want, (size_t)n * d));
+        }
+        free(x);
+        free(g);
+        free(b);
+        free(want);
+        free(got);
+    }
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 40; trial++) {
+        int T = irand(1, 70), hd = irand(1, 80), stride = hd + irand(0, 9);
+        float *q = malloc(sizeof(float) * (size_t)hd), *kv = malloc(sizeof(float) * (size_t)T * stride * 2);
+        float *want = malloc(sizeof(float) * (size_t)hd), *got = malloc(sizeof(float) * (size_t)hd), *sc = malloc(sizeof(float) * (size_t)T);
+        for (int i = 0; i < hd; i++) q[i] = 2 * frand();
+        for (int i = 0; i < T * stride * 2; i++) kv[i] = 2 * frand();
+        gpt2_kernels_generic.attention(want, q, kv, kv + (size_t)T * stride, T, hd, (size_t)stride, 8.0f, sc);
+        for (int k = 1; k < n_tables; k++) {
+            tables[k]->attention(got, q, kv, kv + (size_t)T * stride, T, hd, (size_t)stride, 8.0f, sc);
+            if (!(max_rel(got, want, (size_t)hd) <= 1e-5)) fail_msg("%s attention T=%d hd=%d: %.2e", tables[k]->name, T, hd, max_rel(got, want, (size_t)hd));
+        }
+        free(q);
+        free(kv);
+        free(want);
+        free(got);
+        free(sc);
+    }
+}
+
+/* The level a user can force, and that valgrind's hidden AVX-512 needs. */
+static void test_forced_level(void **state) {
+    (void)state;
+    setenv("GPT2C_KERNELS", "generic", 1);
+    assert_string_equal(gpt2_kernels_select()->name, "generic");
+    setenv("GPT2C_KERNELS", "no-such-level", 1);
+    assert_string_equal(gpt2_kernels_select()->name, tables[n_tables - 1]->name);
+    unsetenv("GPT2C_KERNELS");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_t),     cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_attention),   cmocka_unit_test(test_forced_level),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, setup, NULL);
+}
