@@ -8,6 +8,10 @@
  *    way whatever n is, and each output element the same way whatever the
  *    range [j0, j1) around it: a token's result is bit for bit the same with
  *    and without the KV cache, in any batch and with any thread count.
+ *  - A matrix product sums over k in fixed blocks of GPT2_KBLOCK rows: each
+ *    block's partial sum starts from zero, and the partials are added to the
+ *    bias in block order. Decode splits the blocks over threads (each thread
+ *    streams contiguous rows), prefill tiles rows; both give the same bits.
  *  - Matrices keep the checkpoint's storage (F32, F16 or BF16) and are
  *    widened to f32 as they are read; all arithmetic is f32. */
 #ifndef GPT2C_KERNELS_H
@@ -30,6 +34,8 @@ typedef struct gpt2_weight {
 void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out);
 size_t weight_type_size(gpt2_wtype t);
 
+#define GPT2_KBLOCK 64
+
 typedef struct gpt2_kernels {
     const char *name;
     /* out[i, j] = bias[j] + sum_k in[i, k] * w[k, j] for i < n and j in
@@ -37,6 +43,10 @@ typedef struct gpt2_kernels {
      * out (n, dout). bias may be NULL. */
     void (*matmul)(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout, int j0,
                    int j1);
+    /* The partial sums of one input row over k blocks [b0, b1):
+     * part[b, j] = sum over k in block b of x[k] * w[k, j], for all j;
+     * part is (din / GPT2_KBLOCK rounded up, dout). */
+    void (*matmul_part)(float *part, const float *x, gpt2_weight w, int din, int dout, int b0, int b1);
     /* out[i, v] = sum_k in[i, k] * w[v, k] for v in [v0, v1): w (dout, din),
      * the tied LM head. */
     void (*matmul_t)(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1);

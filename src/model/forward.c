@@ -35,7 +35,11 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     s->fc = malloc(T * (size_t)c->n_inner * sizeof(float));
     s->scores = malloc((size_t)n_threads * (size_t)n_pos * sizeof(float));
     s->tmp = malloc(C * sizeof(float));
-    if (!s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->qkv || !s->att || !s->fc || !s->scores ||
+    /* The largest product: din F with dout C, or din C with dout 3C or F. */
+    const size_t F = (size_t)c->n_inner, blocks = (F > C ? F : C) / GPT2_KBLOCK + 1;
+    const size_t widest = F > 3 * C ? F : 3 * C;
+    s->part = malloc(blocks * widest * sizeof(float));
+    if (!s->part || !s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->qkv || !s->att || !s->fc || !s->scores ||
         !s->tmp) {
         gpt2_state_free(s);
         return err_set(e, GPT2C_ERR_NOMEM, "out of memory for a KV cache of %d x %d positions (%.1f MiB)", n_slots,
@@ -55,6 +59,7 @@ void gpt2_state_free(gpt2_state *s) {
     free(s->fc);
     free(s->scores);
     free(s->tmp);
+    free(s->part);
     memset(s, 0, sizeof *s);
 }
 
@@ -97,7 +102,7 @@ typedef struct par_op {
     const int *rows; /* OP_HEAD: which tokens, and where their logits go */
 } par_op;
 
-enum { OP_MATMUL, OP_HEAD, OP_ATTN, OP_ACT, OP_LN };
+enum { OP_MATMUL, OP_PART, OP_REDUCE, OP_HEAD, OP_ATTN, OP_ACT, OP_LN };
 
 /* [lo, hi) of 0..total for thread ith of nth, in multiples of `align`. */
 static void split(int total, int align, int ith, int nth, int *lo, int *hi) {
@@ -117,6 +122,22 @@ static void par_run(void *ctx, int ith, int nth) {
         split(p->dout, 16, ith, nth, &lo, &hi);
         if (lo < hi) k->matmul(p->out, p->in, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
         break;
+    case OP_PART: { /* decode: whole k blocks per thread, contiguous rows */
+        int blocks = (p->din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
+        split(blocks, 1, ith, nth, &lo, &hi);
+        if (lo < hi) k->matmul_part(p->s->part, p->in, p->w, p->din, p->dout, lo, hi);
+        break;
+    }
+    case OP_REDUCE: { /* out = bias + the block partials, in block order */
+        int blocks = (p->din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
+        split(p->dout, 16, ith, nth, &lo, &hi);
+        for (int j = lo; j < hi; j++) p->out[j] = p->bias ? p->bias[j] : 0.0f;
+        for (int b = 0; b < blocks; b++) {
+            const float *pb = p->s->part + (size_t)b * p->dout;
+            for (int j = lo; j < hi; j++) p->out[j] += pb[j];
+        }
+        break;
+    }
     case OP_HEAD: /* the LM head: rows are the selected tokens' normalised states */
         split(p->dout, 16, ith, nth, &lo, &hi);
         if (lo < hi) k->matmul_t(p->out, p->in, p->w, p->n, p->din, p->dout, lo, hi);
@@ -146,10 +167,18 @@ static void par_run(void *ctx, int ith, int nth) {
     }
 }
 
+/* Decode (one row) splits the weight rows, so that each thread streams
+ * contiguous memory; more rows split the columns and tile. The arithmetic is
+ * the same either way (kernels.h). */
 static void run_matmul(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, gpt2_weight w,
                        const float *bias, int n, int din, int dout) {
-    par_op p = {.m = m, .s = s, .op = OP_MATMUL, .out = out, .in = in, .w = w, .bias = bias, .n = n, .din = din, .dout = dout};
+    par_op p = {.m = m, .s = s, .op = n == 1 ? OP_PART : OP_MATMUL, .out = out, .in = in, .w = w, .bias = bias, .n = n,
+                .din = din, .dout = dout};
     pool_run(s->pool, par_run, &p);
+    if (n == 1) {
+        p.op = OP_REDUCE;
+        pool_run(s->pool, par_run, &p);
+    }
 }
 
 static void run_ln(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, const float *g, const float *b, int n) {

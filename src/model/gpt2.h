@@ -71,6 +71,7 @@ typedef struct gpt2_state {
     float *x, *h, *qkv, *att, *fc; // (max_tokens, C), (.., C), (.., 3C), (.., C), (.., F)
     float *scores;            // (n_threads, n_pos) attention scratch per thread
     float *tmp;               // (C,) embedding rows
+    float *part;              // (max din / GPT2_KBLOCK, max dout) decode partial sums
 } gpt2_state;
 
 /* n_threads 0: one per physical core. */

@@ -39,6 +39,7 @@ static inline float VREDUCE(__m256 v) {
 const gpt2_kernels gpt2_kernels_avx2 = {
     .name = "avx2",
     .matmul = matmul_avx2,
+    .matmul_part = matmul_part_avx2,
     .matmul_t = matmul_t_avx2,
     .layernorm = layernorm_avx2,
     .activation = activation_avx2,

@@ -42,6 +42,7 @@ static inline float VREDUCE(__m512 v) {
 const gpt2_kernels gpt2_kernels_avx512 = {
     .name = "avx512",
     .matmul = matmul_avx512,
+    .matmul_part = matmul_part_avx512,
     .matmul_t = matmul_t_avx512,
     .layernorm = layernorm_avx512,
     .activation = activation_avx512,

@@ -13,7 +13,6 @@
 #include "../../core/half.h"
 #include "../kernels.h"
 
-#define KB 256 /* k rows per block: a tile's weights stay in L2 */
 /* The small fixed loops over tile rows and vectors must unroll so that the
  * accumulators live in registers; GCC's -O2 would keep them on the stack. */
 #define UNROLL _Pragma("GCC unroll 16")
@@ -34,42 +33,56 @@ static inline __attribute__((always_inline)) float loadw1(const void *w, size_t 
 
 /* ------------------------------------------------------------------ matmul */
 
-/* One row: stream each weight row's [j0, j1) once, accumulating into out,
- * which stays in L1. Memory bound: this is decode. Four weight rows go into
- * each load and store of out; the additions stay in k order. */
-static inline __attribute__((always_inline)) void mm_row(float *o, const float *x, const void *w, gpt2_wtype t,
-                                                         int din, int dout, int j0, int jv, int j1) {
-    int k = 0;
-    for (; k + 4 <= din; k += 4) {
-        const VEC x0 = VSET1(x[k]), x1 = VSET1(x[k + 1]), x2 = VSET1(x[k + 2]), x3 = VSET1(x[k + 3]);
-        const size_t r0 = (size_t)k * dout, r1 = r0 + dout, r2 = r1 + dout, r3 = r2 + dout;
-        for (int j = j0; j < jv; j += VW) {
-            VEC a = VLOAD(o + j);
-            a = VFMA(x0, vloadw(w, r0 + j, t), a);
-            a = VFMA(x1, vloadw(w, r1 + j, t), a);
-            a = VFMA(x2, vloadw(w, r2 + j, t), a);
-            a = VFMA(x3, vloadw(w, r3 + j, t), a);
-            VSTORE(o + j, a);
+/* Block partials of one row (decode): part[b] = the fma chain over the
+ * block's k, from zero, for every column; four weight rows per pass over the
+ * partial, the additions in k order. The rows of a block are contiguous, so
+ * this streams memory. */
+static inline __attribute__((always_inline)) void mm_part(float *part, const float *x, const void *w, gpt2_wtype t,
+                                                          int din, int dout, int b0, int b1) {
+    const int jv = dout / VW * VW;
+    for (int b = b0; b < b1; b++) {
+        float *o = part + (size_t)b * dout;
+        memset(o, 0, sizeof(float) * (size_t)dout);
+        int k = b * GPT2_KBLOCK, k1 = k + GPT2_KBLOCK < din ? k + GPT2_KBLOCK : din;
+        for (; k + 4 <= k1; k += 4) {
+            const VEC x0 = VSET1(x[k]), x1 = VSET1(x[k + 1]), x2 = VSET1(x[k + 2]), x3 = VSET1(x[k + 3]);
+            const size_t r0 = (size_t)k * dout, r1 = r0 + dout, r2 = r1 + dout, r3 = r2 + dout;
+            for (int j = 0; j < jv; j += VW) {
+                VEC a = VLOAD(o + j);
+                a = VFMA(x0, vloadw(w, r0 + j, t), a);
+                a = VFMA(x1, vloadw(w, r1 + j, t), a);
+                a = VFMA(x2, vloadw(w, r2 + j, t), a);
+                a = VFMA(x3, vloadw(w, r3 + j, t), a);
+                VSTORE(o + j, a);
+            }
+            for (int j = jv; j < dout; j++) {
+                float a = o[j];
+                a = fmaf(x[k], loadw1(w, r0 + j, t), a);
+                a = fmaf(x[k + 1], loadw1(w, r1 + j, t), a);
+                a = fmaf(x[k + 2], loadw1(w, r2 + j, t), a);
+                o[j] = fmaf(x[k + 3], loadw1(w, r3 + j, t), a);
+            }
         }
-        for (int j = jv; j < j1; j++) {
-            float a = o[j];
-            a = fmaf(x[k], loadw1(w, r0 + j, t), a);
-            a = fmaf(x[k + 1], loadw1(w, r1 + j, t), a);
-            a = fmaf(x[k + 2], loadw1(w, r2 + j, t), a);
-            o[j] = fmaf(x[k + 3], loadw1(w, r3 + j, t), a);
+        for (; k < k1; k++) {
+            const VEC xk = VSET1(x[k]);
+            const size_t row = (size_t)k * dout;
+            for (int j = 0; j < jv; j += VW) VSTORE(o + j, VFMA(xk, vloadw(w, row + j, t), VLOAD(o + j)));
+            for (int j = jv; j < dout; j++) o[j] = fmaf(x[k], loadw1(w, row + j, t), o[j]);
         }
-    }
-    for (; k < din; k++) {
-        const VEC xk = VSET1(x[k]);
-        const size_t row = (size_t)k * dout;
-        for (int j = j0; j < jv; j += VW) VSTORE(o + j, VFMA(xk, vloadw(w, row + j, t), VLOAD(o + j)));
-        for (int j = jv; j < j1; j++) o[j] = fmaf(x[k], loadw1(w, row + j, t), o[j]);
     }
 }
 
-/* A tile of R rows (a compile-time count) x NV vectors of columns over k in
- * [k0, k1): the weights are read once for R rows. Accumulators start from
- * out (bias or earlier k). */
+static void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int din, int dout, int b0, int b1) {
+    switch (w.type) {
+    case WT_F32: mm_part(part, x, w.data, WT_F32, din, dout, b0, b1); break;
+    case WT_F16: mm_part(part, x, w.data, WT_F16, din, dout, b0, b1); break;
+    case WT_BF16: mm_part(part, x, w.data, WT_BF16, din, dout, b0, b1); break;
+    }
+}
+
+/* A tile of R rows (a compile-time count) x NV vectors of columns over one k
+ * block [k0, k1): the weights are read once for R rows. The block's partial
+ * starts from zero and is then added to out (bias and earlier blocks). */
 #define MR 4
 static inline __attribute__((always_inline)) void mm_tile_r(float *out, const float *in, const void *w, gpt2_wtype t,
                                                             const int R, int din, int dout, int j, int k0, int k1) {
@@ -77,7 +90,7 @@ static inline __attribute__((always_inline)) void mm_tile_r(float *out, const fl
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int c = 0; c < NV; c++) acc[r][c] = VLOAD(out + (size_t)r * dout + j + c * VW);
+        for (int c = 0; c < NV; c++) acc[r][c] = VZERO();
     for (int k = k0; k < k1; k++) {
         VEC wv[NV];
         UNROLL
@@ -92,7 +105,10 @@ static inline __attribute__((always_inline)) void mm_tile_r(float *out, const fl
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int c = 0; c < NV; c++) VSTORE(out + (size_t)r * dout + j + c * VW, acc[r][c]);
+        for (int c = 0; c < NV; c++) {
+            float *o = out + (size_t)r * dout + j + c * VW;
+            VSTORE(o, VADD(VLOAD(o), acc[r][c]));
+        }
 }
 
 static inline __attribute__((always_inline)) void mm_tile(float *out, const float *in, const void *w, gpt2_wtype t,
@@ -108,32 +124,33 @@ static inline __attribute__((always_inline)) void mm_tile(float *out, const floa
 static inline __attribute__((always_inline)) void mm_typed(float *out, const float *in, const void *w, gpt2_wtype t,
                                                            const float *bias, int n, int din, int dout, int j0,
                                                            int j1) {
-    const int jv = j0 + (j1 - j0) / VW * VW; /* [j0, jv) in whole vectors */
+    const int jv = j0 + (j1 - j0) / VW * VW;                /* [j0, jv) in whole vectors */
+    const int jt = j0 + (jv - j0) / (NV * VW) * (NV * VW); /* [j0, jt) in whole tiles */
     for (int i = 0; i < n; i++)
         for (int j = j0; j < j1; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
-    if (n == 1) {
-        mm_row(out, in, w, t, din, dout, j0, jv, j1);
-        return;
-    }
-    const int jt = j0 + (jv - j0) / (NV * VW) * (NV * VW); /* [j0, jt) in whole tiles */
-    for (int k0 = 0; k0 < din; k0 += KB) {
-        int k1 = k0 + KB < din ? k0 + KB : din;
+    for (int k0 = 0; k0 < din; k0 += GPT2_KBLOCK) {
+        int k1 = k0 + GPT2_KBLOCK < din ? k0 + GPT2_KBLOCK : din;
         for (int i = 0; i < n; i += MR) {
             int rows = n - i < MR ? n - i : MR;
             float *o = out + (size_t)i * dout;
             const float *x = in + (size_t)i * din;
             for (int j = j0; j < jt; j += NV * VW) mm_tile(o, x, w, t, rows, din, dout, j, k0, k1);
-            /* Leftover whole vectors, then single columns. */
-            UNROLL
-            for (int r = 0; r < rows; r++)
-                for (int k = k0; k < k1; k++) {
-                    const VEC xk = VSET1(x[(size_t)r * din + k]);
-                    float *orow = o + (size_t)r * dout;
-                    for (int j = jt; j < jv; j += VW)
-                        VSTORE(orow + j, VFMA(xk, vloadw(w, (size_t)k * dout + j, t), VLOAD(orow + j)));
-                    for (int j = jv; j < j1; j++)
-                        orow[j] = fmaf(x[(size_t)r * din + k], loadw1(w, (size_t)k * dout + j, t), orow[j]);
+            /* Leftover whole vectors, then single columns: the same block
+             * partial from zero, then added. */
+            for (int r = 0; r < rows; r++) {
+                float *orow = o + (size_t)r * dout;
+                const float *xr = x + (size_t)r * din;
+                for (int j = jt; j < jv; j += VW) {
+                    VEC a = VZERO();
+                    for (int k = k0; k < k1; k++) a = VFMA(VSET1(xr[k]), vloadw(w, (size_t)k * dout + j, t), a);
+                    VSTORE(orow + j, VADD(VLOAD(orow + j), a));
                 }
+                for (int j = jv; j < j1; j++) {
+                    float a = 0.0f;
+                    for (int k = k0; k < k1; k++) a = fmaf(xr[k], loadw1(w, (size_t)k * dout + j, t), a);
+                    orow[j] += a;
+                }
+            }
         }
     }
 }
