@@ -313,6 +313,52 @@ static void test_tokenizer_json(void **state) {
     rmdir(dir);
 }
 
+/* vocab.json with every non-ASCII character escaped (\\uXXXX, surrogate
+ * pairs included), as json.dump(ensure_ascii=True) writes it, reads the same
+ * as the plain file: the fast vocab scanner against the escapes. */
+static void test_escaped_vocab(void **state) {
+    (void)state;
+    json_t *vocab = load_json_or_fail(TOKENIZER_DIR "/vocab.json");
+    json_object_set_new(vocab, "\xf0\x9f\xa4\x96", json_integer(50257)); /* needs a surrogate pair */
+    char dir[] = "/tmp/gpt2c-escvocab-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], cmd[512];
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    assert_int_equal(json_dump_file(vocab, path, JSON_ENSURE_ASCII), 0);
+    json_decref(vocab);
+    snprintf(cmd, sizeof cmd, "cp " TOKENIZER_DIR "/merges.txt %s/", dir);
+    assert_int_equal(system(cmd), 0);
+    gpt2c_tokenizer *t2;
+    gpt2c_status st = gpt2c_tokenizer_load(dir, &t2);
+    /* The added emoji token is outside the byte alphabet: refused, named. */
+    assert_int_equal(st, GPT2C_ERR_FORMAT);
+    assert_non_null(strstr(gpt2c_tokenizer_errmsg(t2), "byte alphabet"));
+    gpt2c_tokenizer_free(t2);
+    vocab = load_json_or_fail(TOKENIZER_DIR "/vocab.json");
+    assert_int_equal(json_dump_file(vocab, path, JSON_ENSURE_ASCII | JSON_INDENT(1)), 0);
+    json_decref(vocab);
+    assert_int_equal(gpt2c_tokenizer_load(dir, &t2), GPT2C_OK);
+    size_t k;
+    json_t *c;
+    json_array_foreach(cases, k, c) {
+        json_t *hex = json_object_get(c, "hex");
+        if (!hex) continue;
+        size_t len;
+        char *text = hex_to_bytes(json_string_value(hex), &len);
+        int32_t *a, *b;
+        int na, nb;
+        assert_int_equal(gpt2c_tokenize(tok, text, len, &a, &na), GPT2C_OK);
+        assert_int_equal(gpt2c_tokenize(t2, text, len, &b, &nb), GPT2C_OK);
+        assert_ids_equal(b, nb, a, na, "escaped vocab.json vs plain");
+        gpt2c_free(a);
+        gpt2c_free(b);
+        free(text);
+    }
+    gpt2c_tokenizer_free(t2);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_invalid_utf8_refused(void **state) {
     (void)state;
     int32_t *ids;
@@ -394,6 +440,7 @@ int main(void) {
         cmocka_unit_test(test_golden_encode_decode), cmocka_unit_test(test_stream_equals_decode),
         cmocka_unit_test(test_stream_holds_partial_utf8), cmocka_unit_test(test_stream_stop_strings),
         cmocka_unit_test(test_stream_stop_holdback),      cmocka_unit_test(test_tokenizer_json),
+        cmocka_unit_test(test_escaped_vocab),
         cmocka_unit_test(test_invalid_utf8_refused), cmocka_unit_test(test_bad_ids_refused),
         cmocka_unit_test(test_long_inputs), cmocka_unit_test(test_cache_consistent),
     };
