@@ -60,7 +60,16 @@ check:
 	$(MAKE) test
 	$(MAKE) SAN=1 test
 
-clean:
-	rm -rf build build-san
+# libFuzzer targets (clang): make fuzz, then e.g.
+#   build-fuzz/fuzz_text -max_total_time=600 tests/fuzz/corpus_text
+FUZZ_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -Iinclude -Isrc -g -O1 -fsanitize=fuzzer,address,undefined
+fuzz: $(wildcard tests/fuzz/*.c) $(LIB_SRC)
+	@mkdir -p build-fuzz
+	for t in $(basename $(notdir $(wildcard tests/fuzz/*.c))); do \
+	  clang $(FUZZ_CFLAGS) -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
+	    -o build-fuzz/$$t tests/fuzz/$$t.c $(LIB_SRC) $(LDLIBS) || exit 1; done
 
-.PHONY: all tests test check clean
+clean:
+	rm -rf build build-san build-fuzz
+
+.PHONY: all tests test check fuzz clean

@@ -52,8 +52,9 @@ shutil.copy(os.path.join(src, "config.json"), noweights)
 
 server = subprocess.Popen([PY, os.path.join(HERE, "fake_hub.py"), state, f"testorg/tiny={src}",
                            f"testorg/private={src}", f"testorg/gated={src}", f"testorg/sharded={sharded}",
-                           f"testorg/noweights={noweights}", "--private", "testorg/private",
-                           "--gated", "testorg/gated", "--alias", "tiny=testorg/tiny", "--token", "tok123"])
+                           f"testorg/noweights={noweights}", f"openai-community/gpt2={src}", "--private",
+                           "testorg/private", "--gated", "testorg/gated", "--alias", "tiny=testorg/tiny",
+                           "--alias", "gpt2=openai-community/gpt2", "--token", "tok123"])
 try:
     for _ in range(100):
         if os.path.exists(os.path.join(state, "ports")):
@@ -221,7 +222,30 @@ try:
     r = run(["pull", "bad name!"], cache)
     check(r.returncode == 2, "a malformed name is a usage error")
 
-    # 9. ls and rm.
+    # 9. The issue's own words: `gpt2c generate -m gpt2` against HF_ENDPOINT, then no request.
+    cache8 = os.path.join(tmp, "cache8")
+    r = run(["generate", "-m", "gpt2", "-p", "hi", "-n", "3"], cache8)
+    check(r.returncode == 0 and r.stdout.startswith("hi"), f"generate -m gpt2 downloads and generates: {r.stderr}")
+    n = len(requests())
+    r = run(["generate", "-m", "gpt2", "-p", "hi", "-n", "3"], cache8)
+    check(r.returncode == 0 and len(requests()) == n, "the second run makes no request")
+
+    # 10. A full disk: a clear error, the partial file kept for later, nothing linked.
+    full = os.path.join(tmp, "fullfs")
+    os.makedirs(full)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", full], capture_output=True).returncode == 0:
+        try:
+            r = run(["pull", "testorg/tiny"], full)
+            check(r.returncode == 1 and "No space left on device" in r.stderr and "resume" in r.stderr,
+                  f"disk full: {r.stderr}")
+            snapf = os.path.join(full, "models--testorg--tiny", "snapshots", commit, "model.safetensors")
+            check(not os.path.exists(snapf), "disk full: nothing half-written under snapshots/")
+        finally:
+            subprocess.run(["umount", full])
+    else:
+        print("skipped: disk-full case (cannot mount a small tmpfs here)")
+
+    # 11. ls and rm.
     r = run(["ls"], cache)
     check(r.returncode == 0 and "testorg/tiny" in r.stdout and "main" in r.stdout, f"ls: {r.stdout}")
     size_mb = float([line for line in r.stdout.splitlines() if line.startswith("testorg/tiny ")][0].split()[1])

@@ -266,7 +266,8 @@ static void test_min_new_tokens_and_bias(void **state) {
 }
 
 /* Seeds: a prompt's sampled text does not depend on the other prompts in
- * the batch, nor on the cache; every sequence of a prompt differs. */
+ * the batch, nor on the cache, nor on the thread count; every sequence of a
+ * prompt differs. */
 static void test_seed_batch_independent(void **state) {
     (void)state;
     gpt2c_model *m = ref_model();
@@ -284,6 +285,9 @@ static void test_seed_batch_independent(void **state) {
     gp.seed = 2024;
     gp.eos_token_id = -1;
     gpt2c_gen *alone = run_gen(m, &gp, 1, pa, &la), *batch = run_gen(m, &gp, 2, pab, lab);
+    gp.n_threads = 1; /* and with one thread instead of the default */
+    gpt2c_gen *one_thread = run_gen(m, &gp, 1, pa, &la);
+    gp.n_threads = 0;
     gp.use_cache = 0;
     gpt2c_gen *nocache = run_gen(m, &gp, 1, pa, &la);
     for (int r = 0; r < 3; r++) {
@@ -292,6 +296,9 @@ static void test_seed_batch_independent(void **state) {
                       *t3 = gpt2c_gen_tokens(nocache, r, &n3);
         assert_ids_equal(t2, n2, t1, n1, "same seed, prompt in a batch");
         assert_ids_equal(t3, n3, t1, n1, "same seed, without the cache");
+        int n4;
+        const int32_t *t4 = gpt2c_gen_tokens(one_thread, r, &n4);
+        assert_ids_equal(t4, n4, t1, n1, "same seed, one thread");
         if (r > 0) {
             int n0;
             const int32_t *t0 = gpt2c_gen_tokens(alone, 0, &n0);
@@ -301,6 +308,7 @@ static void test_seed_batch_independent(void **state) {
     gpt2c_gen_free(alone);
     gpt2c_gen_free(batch);
     gpt2c_gen_free(nocache);
+    gpt2c_gen_free(one_thread);
     gpt2c_model_free(m);
 }
 
