@@ -322,6 +322,8 @@ static void test_tokenizer_file_errors(void **state) {
     expect_tok(dir, GPT2C_ERR_FORMAT, "vocab.json", "token 'a'");
     write_str(dir, "vocab.json", "{\"\xe4\xb8\xad\": 0}"); /* outside the byte alphabet */
     expect_tok(dir, GPT2C_ERR_FORMAT, "vocab.json", "byte alphabet");
+    write_str(dir, "vocab.json", "{\"\": 1}"); /* an empty token: once a crash in the vocab scanner */
+    expect_tok(dir, GPT2C_ERR_FORMAT, "vocab.json", "no token for byte");
     write_str(dir, "vocab.json", "{}");
     expect_tok(dir, GPT2C_ERR_FORMAT, "vocab.json", "empty");
     /* tokenizer.json */

@@ -153,9 +153,10 @@ static int hex4(const char *p) {
 }
 
 static int scan_vocab(loader *L, const char *p, const char *end, const char *where, gpt2c_status *status) {
-    char *key = NULL;
-    size_t cap = 0;
+    size_t cap = 256;
+    char *key = malloc(cap); /* an empty key still needs its terminator (found by fuzz_files) */
     int max_id = -1, rc = 1;
+    if (!key) goto out;
 #define WS() while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++
     WS();
     if (p >= end || *p++ != '{') goto out;
@@ -167,7 +168,7 @@ static int scan_vocab(loader *L, const char *p, const char *end, const char *whe
         size_t k = 0;
         while (p < end && *p != '"') {
             if (k + 8 > cap) {
-                char *nk = realloc(key, cap = cap ? cap * 2 : 256);
+                char *nk = realloc(key, cap *= 2);
                 if (!nk) goto out;
                 key = nk;
             }
