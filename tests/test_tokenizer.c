@@ -185,6 +185,26 @@ static void test_stream_holds_partial_utf8(void **state) {
     gpt2c_free(ids);
 }
 
+/* Every golden text encodes the same with t2 as with the fixture tokenizer. */
+static void assert_same_encoding(gpt2c_tokenizer *t2, const char *what) {
+    size_t k;
+    json_t *c;
+    json_array_foreach(cases, k, c) {
+        json_t *hex = json_object_get(c, "hex");
+        if (!hex) continue;
+        size_t len;
+        char *text = hex_to_bytes(json_string_value(hex), &len);
+        int32_t *a, *b;
+        int na, nb;
+        assert_int_equal(gpt2c_tokenize(tok, text, len, &a, &na), GPT2C_OK);
+        assert_int_equal(gpt2c_tokenize(t2, text, len, &b, &nb), GPT2C_OK);
+        assert_ids_equal(b, nb, a, na, what);
+        gpt2c_free(a);
+        gpt2c_free(b);
+        free(text);
+    }
+}
+
 /* Stop strings: for each golden text, a stop taken from its middle ends the
  * stream; the released pieces are exactly the text up to the stop, decoded
  * from the tokens so far. */
@@ -292,22 +312,7 @@ static void test_tokenizer_json(void **state) {
     json_decref(root);
     gpt2c_tokenizer *t2;
     assert_int_equal(gpt2c_tokenizer_load(dir, &t2), GPT2C_OK);
-    size_t k;
-    json_t *c;
-    json_array_foreach(cases, k, c) {
-        json_t *hex = json_object_get(c, "hex");
-        if (!hex) continue;
-        size_t len;
-        char *text = hex_to_bytes(json_string_value(hex), &len);
-        int32_t *a, *b;
-        int na, nb;
-        assert_int_equal(gpt2c_tokenize(tok, text, len, &a, &na), GPT2C_OK);
-        assert_int_equal(gpt2c_tokenize(t2, text, len, &b, &nb), GPT2C_OK);
-        assert_ids_equal(b, nb, a, na, "tokenizer.json vs vocab+merges");
-        gpt2c_free(a);
-        gpt2c_free(b);
-        free(text);
-    }
+    assert_same_encoding(t2, "tokenizer.json vs vocab+merges");
     gpt2c_tokenizer_free(t2);
     unlink(path);
     rmdir(dir);
@@ -338,22 +343,7 @@ static void test_escaped_vocab(void **state) {
     assert_int_equal(json_dump_file(vocab, path, JSON_ENSURE_ASCII | JSON_INDENT(1)), 0);
     json_decref(vocab);
     assert_int_equal(gpt2c_tokenizer_load(dir, &t2), GPT2C_OK);
-    size_t k;
-    json_t *c;
-    json_array_foreach(cases, k, c) {
-        json_t *hex = json_object_get(c, "hex");
-        if (!hex) continue;
-        size_t len;
-        char *text = hex_to_bytes(json_string_value(hex), &len);
-        int32_t *a, *b;
-        int na, nb;
-        assert_int_equal(gpt2c_tokenize(tok, text, len, &a, &na), GPT2C_OK);
-        assert_int_equal(gpt2c_tokenize(t2, text, len, &b, &nb), GPT2C_OK);
-        assert_ids_equal(b, nb, a, na, "escaped vocab.json vs plain");
-        gpt2c_free(a);
-        gpt2c_free(b);
-        free(text);
-    }
+    assert_same_encoding(t2, "escaped vocab.json vs plain");
     gpt2c_tokenizer_free(t2);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);

@@ -276,15 +276,22 @@ static gpt2c_status add_merge(loader *L, const char *a, size_t alen, const char 
     return GPT2C_OK;
 }
 
+/* A tokenizer text file, read whole and checked to be UTF-8. */
+static gpt2c_status read_utf8_file(gpt2c_tokenizer *t, const char *path, char **data, size_t *n) {
+    gpt2c_status s = file_read(path, TOK_MAX_FILE, data, n, &t->err);
+    if (s == GPT2C_OK && utf8_validate(*data, *n) != *n) {
+        free(*data);
+        *data = NULL;
+        return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: not valid UTF-8", path);
+    }
+    return s;
+}
+
 static gpt2c_status load_merges_txt(loader *L, const char *path) {
     char *data;
     size_t n;
-    gpt2c_status s = file_read(path, TOK_MAX_FILE, &data, &n, &L->t->err);
+    gpt2c_status s = read_utf8_file(L->t, path, &data, &n);
     if (s) return s;
-    if (utf8_validate(data, n) != n) {
-        free(data);
-        return err_set(&L->t->err, GPT2C_ERR_FORMAT, "%s: not valid UTF-8", path);
-    }
     long line = 0;
     char *p = data, *end = data + n;
     while (p < end && s == GPT2C_OK) {
@@ -383,12 +390,8 @@ static gpt2c_status load_tokenizer_json(loader *L, const char *path) {
 static gpt2c_status load_vocab_merges(loader *L, const char *vocab_path, const char *merges_path) {
     char *data;
     size_t n;
-    gpt2c_status s = file_read(vocab_path, TOK_MAX_FILE, &data, &n, &L->t->err);
+    gpt2c_status s = read_utf8_file(L->t, vocab_path, &data, &n);
     if (s) return s;
-    if (utf8_validate(data, n) != n) {
-        free(data);
-        return err_set(&L->t->err, GPT2C_ERR_FORMAT, "%s: not valid UTF-8", vocab_path);
-    }
     if (scan_vocab(L, data, data + n, vocab_path, &s) == 1) {
         json_error_t je;
         json_t *root = json_loadb(data, n, JSON_REJECT_DUPLICATES, &je);
