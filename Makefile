@@ -55,10 +55,26 @@ tests: all $(TESTS)
 test: tests
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh
 
-# The whole suite twice: plain, then under ASan + UBSan. The README's test command.
+# The README's test command: the whole suite plainly, under ASan + UBSan,
+# built by clang, then each fuzz target for a short bounded run over its
+# committed corpus and the inputs that once crashed (tests/fuzz/regress).
+FUZZ_SECONDS ?= 30
 check:
 	$(MAKE) test
 	$(MAKE) SAN=1 test
+	$(MAKE) CC=clang BUILD=build-clang test
+	$(MAKE) fuzz-smoke
+	@echo "check: 4 passed, 0 failed (plain, sanitizers, clang, fuzz; each stage stops the run on failure)"
+
+fuzz-smoke: fuzz
+	for f in tests/fuzz/regress/*; do n=$${f##*/}; build-fuzz/fuzz_$${n%%-*} $$f || exit 1; done
+	for t in $(basename $(notdir $(wildcard tests/fuzz/*.c))); do \
+	  rm -rf build-fuzz/corpus_$$t && cp -r tests/fuzz/corpus_$${t#fuzz_} build-fuzz/corpus_$$t && \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
+	    -artifact_prefix=build-fuzz/ build-fuzz/corpus_$$t > build-fuzz/$$t.log 2>&1 \
+	    || { tail -n 40 build-fuzz/$$t.log; echo "FAILED: $$t (input saved under build-fuzz/)"; exit 1; }; \
+	  echo "$$t: $$(grep -o 'number_of_executed_units: [0-9]*' build-fuzz/$$t.log) in $(FUZZ_SECONDS) s, no crash"; \
+	done
 
 # libFuzzer targets (clang): make fuzz, then e.g.
 #   build-fuzz/fuzz_text -max_total_time=600 tests/fuzz/corpus_text
@@ -72,4 +88,4 @@ fuzz: $(wildcard tests/fuzz/*.c) $(LIB_SRC)
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all tests test check fuzz clean
+.PHONY: all tests test check fuzz fuzz-smoke clean
