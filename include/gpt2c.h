@@ -110,10 +110,19 @@ gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out);
 const char *gpt2c_model_errmsg(const gpt2c_model *m);
 void gpt2c_model_free(gpt2c_model *m);
 
+typedef struct gpt2c_model_params {
+    /* NULL: the matrices as stored (read in place). "f32", "f16", "bf16" or
+     * "q8" (int8 in blocks of 32 with an f16 absmax scale): converted in
+     * memory at load, for less memory traffic per token at a small cost in
+     * exactness. */
+    const char *dtype;
+} gpt2c_model_params;
+gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, gpt2c_model **out);
+
 typedef struct gpt2c_model_info {
     int n_vocab, n_ctx, n_embd, n_head, n_layer, n_inner;
     int bos_token_id, eos_token_id, pad_token_id; /* -1 when unset */
-    const char *weight_dtype;                     /* "F32", "F16", "BF16" */
+    const char *weight_dtype;                     /* "F32", "F16", "BF16", "Q8" */
     const char *kernels;                          /* the kernel set chosen at load */
     uint64_t weight_bytes;                        /* matrix bytes read per decoded token */
 } gpt2c_model_info;

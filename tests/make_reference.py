@@ -31,6 +31,9 @@ VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
     ("gpt2-f32", ["--preset", "gpt2", "--seed", "5", "--std", "0.05"], 50257, 4),
     ("gpt2-f16", ["--preset", "gpt2", "--seed", "6", "--dtype", "F16"], 50257, 4),
     ("gpt2-bf16", ["--preset", "gpt2", "--seed", "7", "--dtype", "BF16"], 50257, 4),
+    # The F32 checkpoints again, loaded with --dtype q8 against the same quantisation in numpy.
+    ("tiny-q8", ["@tiny-f32"], 50257, 8),
+    ("gpt2-q8", ["@gpt2-f32"], 50257, 4),
 ]
 
 
@@ -52,13 +55,17 @@ def main():
     os.makedirs(out, exist_ok=True)
     lines = []
     for name, args, vocab, n_greedy in VARIANTS:
-        folder = os.path.join(out, name)
-        subprocess.run([PY, os.path.join(TOOLS, "make_checkpoint.py"), "--out", folder] + args, check=True)
+        if args[0].startswith("@"):  # another variant's checkpoint, loaded differently
+            folder = os.path.join(out, args[0][1:])
+        else:
+            folder = os.path.join(out, name)
+            subprocess.run([PY, os.path.join(TOOLS, "make_checkpoint.py"), "--out", folder] + args, check=True)
+        quant = ["--dtype", "q8"] if name.endswith("-q8") else []
         ids = ",".join(str(t % vocab) for t in PROMPT)
         logits = os.path.join(out, name + ".f32")
-        beam = ["--beams", "3", "--beam-return", "2", "--beam-new", str(n_greedy)] if name.endswith("f32") else []
+        beam = ["--beams", "3", "--beam-return", "2", "--beam-new", str(n_greedy)] if name.endswith(("f32", "q8")) else []
         r = subprocess.run([PY, os.path.join(TOOLS, "ref_gpt2.py"), folder, "--ids", ids, "--out", logits,
-                            "--greedy", str(n_greedy)] + beam, check=True, capture_output=True, text=True)
+                            "--greedy", str(n_greedy)] + beam + quant, check=True, capture_output=True, text=True)
         res = r.stdout.split("\n")
         beams = ";".join(line.replace(" ", ":") for line in res[1:] if line) or "-"
         lines.append(f"{name} {folder} {ids} {logits} {res[0]} {beams}\n")

@@ -18,8 +18,18 @@ static float frand(void) { /* xorshift: uniform in [-1, 1) */
 }
 static int irand(int lo, int hi) { return lo + (int)((frand() * 0.5f + 0.5f) * (float)(hi - lo + 1)) % (hi - lo + 1); }
 
+static uint16_t *q8_scales; /* the scales of the last Q8 weights made */
+
 /* Random weights stored as t; the values are exactly representable in t. */
 static void *make_weights(gpt2_wtype t, size_t n) {
+    if (t == WT_Q8) {
+        int8_t *q = malloc(n);
+        free(q8_scales);
+        q8_scales = malloc((n / GPT2_Q8_BLOCK + 1) * sizeof *q8_scales);
+        for (size_t i = 0; i < n; i++) q[i] = (int8_t)(frand() * 127.0f);
+        for (size_t b = 0; b <= n / GPT2_Q8_BLOCK; b++) q8_scales[b] = f32_to_f16(0.01f + 0.02f * (frand() + 1.0f));
+        return q;
+    }
     if (t == WT_F32) {
         float *w = malloc(n * sizeof *w);
         for (size_t i = 0; i < n; i++) w[i] = frand();
@@ -59,10 +69,11 @@ static void test_matmul(void **state) {
     (void)state;
     for (int trial = 0; trial < 60; trial++) {
         int n = irand(1, 9), din = irand(1, 300), dout = irand(1, 200);
-        if (trial < 3) n = 1, din = 768, dout = 2304; /* a real decode shape */
-        gpt2_wtype t = (gpt2_wtype)(trial % 3);
+        if (trial < 4) n = 1, din = 768, dout = 2304; /* a real decode shape */
+        gpt2_wtype t = (gpt2_wtype)(trial % 4);
+        if (t == WT_Q8) dout = (dout + 31) / 32 * 32; /* Q8 rows are whole blocks */
         void *wd = make_weights(t, (size_t)din * dout);
-        gpt2_weight w = {wd, t};
+        gpt2_weight w = {wd, t, t == WT_Q8 ? q8_scales : NULL};
         float *in = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
         float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
         for (int i = 0; i < n * din; i++) in[i] = frand();
@@ -98,9 +109,10 @@ static void test_matmul_t(void **state) {
     (void)state;
     for (int trial = 0; trial < 60; trial++) {
         int n = irand(1, 6), din = irand(1, 300), dout = irand(1, 150);
-        gpt2_wtype t = (gpt2_wtype)(trial % 3);
+        gpt2_wtype t = (gpt2_wtype)(trial % 4);
+        if (t == WT_Q8) din = (din + 31) / 32 * 32;
         void *wd = make_weights(t, (size_t)din * dout);
-        gpt2_weight w = {wd, t};
+        gpt2_weight w = {wd, t, t == WT_Q8 ? q8_scales : NULL};
         float *in = malloc(sizeof(float) * (size_t)n * din);
         float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
         for (int i = 0; i < n * din; i++) in[i] = frand();
@@ -178,6 +190,43 @@ static void test_attention(void **state) {
     }
 }
 
+/* Decode's block partials, summed in block order onto the bias, give the
+ * same bits as the row-tiled product (the contract prefill relies on). */
+static void test_matmul_part(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 24; trial++) {
+        int din = irand(1, 400), dout = irand(1, 100);
+        gpt2_wtype t = (gpt2_wtype)(trial % 4);
+        if (t == WT_Q8) dout = (dout + 31) / 32 * 32;
+        void *wd = make_weights(t, (size_t)din * dout);
+        gpt2_weight w = {wd, t, t == WT_Q8 ? q8_scales : NULL};
+        int blocks = (din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
+        float *x = malloc(sizeof(float) * (size_t)din), *bias = malloc(sizeof(float) * (size_t)dout);
+        float *part = malloc(sizeof(float) * (size_t)blocks * dout), *a = malloc(sizeof(float) * (size_t)dout),
+              *b = malloc(sizeof(float) * (size_t)dout);
+        for (int i = 0; i < din; i++) x[i] = frand();
+        for (int j = 0; j < dout; j++) bias[j] = frand();
+        for (int k = 1; k < n_tables; k++) {
+            tables[k]->matmul(a, x, w, bias, 1, din, dout, 0, dout);
+            int mid = irand(0, blocks);
+            tables[k]->matmul_part(part, x, w, din, dout, 0, mid);
+            tables[k]->matmul_part(part, x, w, din, dout, mid, blocks);
+            for (int j = 0; j < dout; j++) {
+                b[j] = bias[j];
+                for (int bl = 0; bl < blocks; bl++) b[j] += part[(size_t)bl * dout + j];
+            }
+            if (memcmp(a, b, sizeof(float) * (size_t)dout) != 0)
+                fail_msg("%s: block partials differ from the tiled product (din=%d dout=%d type=%d)", tables[k]->name, din, dout, t);
+        }
+        free(wd);
+        free(x);
+        free(bias);
+        free(part);
+        free(a);
+        free(b);
+    }
+}
+
 /* The level a user can force, and that valgrind's hidden AVX-512 needs. */
 static void test_forced_level(void **state) {
     (void)state;
@@ -191,7 +240,7 @@ static void test_forced_level(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_t),     cmocka_unit_test(test_elementwise),
-        cmocka_unit_test(test_attention),   cmocka_unit_test(test_forced_level),
+        cmocka_unit_test(test_attention),   cmocka_unit_test(test_forced_level), cmocka_unit_test(test_matmul_part),
     };
     return cmocka_run_group_tests_name("kernels", tests, setup, NULL);
 }

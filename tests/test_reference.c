@@ -16,7 +16,7 @@ typedef struct ref_case {
     char name[64], dir[512], ids[512], logits[512], greedy[512], beam[2048];
 } ref_case;
 
-static ref_case cases[16];
+static ref_case cases[24];
 static int n_cases;
 
 static int setup(void **state) {
@@ -29,7 +29,7 @@ static int setup(void **state) {
         fprintf(stderr, "%s: missing; run tests/make_reference.py first (tests/run.sh does)\n", path);
         return -1;
     }
-    while (n_cases < 16) {
+    while (n_cases < 24) {
         ref_case *c = &cases[n_cases];
         if (fscanf(f, "%63s %511s %511s %511s %511s %2047s", c->name, c->dir, c->ids, c->logits, c->greedy,
                    c->beam) != 6)
@@ -50,9 +50,12 @@ static int32_t *parse_list(const char *s, int *n) {
     return v;
 }
 
+/* Variants named *-q8 load their F32 checkpoint with --dtype q8. */
 static gpt2c_model *load(const ref_case *c) {
     gpt2c_model *m;
-    if (gpt2c_model_load(c->dir, &m) != GPT2C_OK) fail_msg("%s: %s", c->name, gpt2c_model_errmsg(m));
+    size_t n = strlen(c->name);
+    gpt2c_model_params p = {.dtype = n > 3 && strcmp(c->name + n - 3, "-q8") == 0 ? "q8" : NULL};
+    if (gpt2c_model_load_ex(c->dir, &p, &m) != GPT2C_OK) fail_msg("%s: %s", c->name, gpt2c_model_errmsg(m));
     return m;
 }
 

@@ -24,8 +24,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_np  # noqa: E402
 
 
+def q8(w):
+    """The common 8-bit scheme, as gpt2c's --dtype q8 applies it: blocks of 32 along each row,
+    scale = absmax / 127 (kept as float16), q = round-half-even(x / scale); returns q * scale."""
+    a = w.astype(np.float32).reshape(-1, 32)
+    d = np.abs(a).max(axis=1, keepdims=True) / np.float32(127)
+    inv = np.where(d > 0, np.float32(1) / np.where(d > 0, d, np.float32(1)), np.float32(0)).astype(np.float32)
+    q = np.rint(a * inv)
+    return (q * d.astype(np.float16).astype(np.float32)).astype(np.float32).reshape(w.shape).astype(np.float64)
+
+
 class GPT2:
-    def __init__(self, folder):
+    def __init__(self, folder, dtype=None):
         with open(os.path.join(folder, "config.json")) as f:
             c = json.load(f)
         self.L, self.C, self.H = c["n_layer"], c["n_embd"], c["n_head"]
@@ -41,6 +51,10 @@ class GPT2:
             for shard in sorted(set(json.load(open(index))["weight_map"].values())):
                 w.update(safetensors_np.read(os.path.join(folder, shard)))
         self.w = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in w.items()}
+        if dtype == "q8":  # the matrices gpt2c converts: the projections, wte and an untied head
+            for k in list(self.w):
+                if k in ("wte.weight", "lm_head.weight") or k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
+                    self.w[k] = q8(self.w[k])
         self.head = self.w.get("lm_head.weight", self.w["wte.weight"])
 
     def ln(self, x, name):
@@ -129,9 +143,10 @@ def main():
     p.add_argument("--beams", type=int, default=0, help="beam search with this many beams")
     p.add_argument("--beam-return", type=int, default=1, help="beam continuations to print")
     p.add_argument("--beam-new", type=int, default=0, help="new tokens for beam search")
+    p.add_argument("--dtype", choices=["q8"], help="quantise the matrices as gpt2c --dtype q8 does")
     a = p.parse_args()
     ids = [int(t) for t in a.ids.split(",")]
-    m = GPT2(a.folder)
+    m = GPT2(a.folder, a.dtype)
     lg = m.logits(ids)
     if a.out:
         lg.astype("<f4").tofile(a.out)

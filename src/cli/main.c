@@ -95,6 +95,8 @@ static const char GENERATE_HELP[] =
     "      --eos-id N             end-of-sequence token (default: the model's; -1: none)\n"
     "      --no-cache             recompute the whole sequence each step (same tokens, slower)\n"
     "      --threads N            threads (default: one per physical core; same tokens for any N)\n"
+    "      --dtype T              convert the weights at load: f32, f16, bf16, or q8 (8-bit, blocks\n"
+    "                             of 32 with an f16 scale); default: as stored in the checkpoint\n"
     "      --pipeline             pipeline(\"text-generation\") defaults instead of generate()'s\n"
     "  -h, --help                 this help\n"
     "\n"
@@ -294,7 +296,7 @@ static json_t *token_text_json(const gpt2c_tokenizer *t, int32_t id) {
 #define MAX_LIST 1024
 
 typedef struct gen_opts {
-    const char *model, *prompt, *prompt_file, *ids;
+    const char *model, *prompt, *prompt_file, *ids, *dtype;
     gpt2c_gen_params p;
     gpt2c_defaults defaults;
     int json, verbose, new_only, truncate, stream;
@@ -311,7 +313,7 @@ typedef struct gen_opts {
 enum {
     O_MAXLEN = 256, O_MINLEN, O_MINNEW, O_GREEDY, O_SAMPLE, O_TEMP, O_TOPK, O_TOPP, O_TYPICAL, O_REP, O_NGRAM,
     O_SUPPRESS, O_BADWORDS, O_BIAS, O_BEAMS, O_LENPEN, O_EARLY, O_NRET, O_SEED, O_EOS, O_NOCACHE, O_PIPELINE,
-    O_TRUNC, O_LOGPROBS, O_NEWONLY, O_NOCLEAN, O_JSON, O_IDS, O_STOP, O_STREAM, O_NOSTREAM, O_THREADS
+    O_TRUNC, O_LOGPROBS, O_NEWONLY, O_NOCLEAN, O_JSON, O_IDS, O_STOP, O_STREAM, O_NOSTREAM, O_THREADS, O_DTYPE
 };
 
 static const struct option GEN_OPTIONS[] = {
@@ -333,7 +335,7 @@ static const struct option GEN_OPTIONS[] = {
     {"no-cleanup", no_argument, 0, O_NOCLEAN},     {"json", no_argument, 0, O_JSON},
     {"stop", required_argument, 0, O_STOP},        {"stream", no_argument, 0, O_STREAM},
     {"no-stream", no_argument, 0, O_NOSTREAM},     {"verbose", no_argument, 0, 'v'},
-    {"threads", required_argument, 0, O_THREADS},
+    {"threads", required_argument, 0, O_THREADS},  {"dtype", required_argument, 0, O_DTYPE},
     {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
 
 /* "1,2,3" into at most MAX_LIST ids; -1 if malformed. */
@@ -461,6 +463,11 @@ static int apply_option(gen_opts *o, int c, const char *arg, char **argv) {
     case O_NOCACHE: p->use_cache = 0; break;
     case O_THREADS:
         if (parse_int(arg, 0, 1024, &p->n_threads)) return usage_error("--threads: '%s' is not an integer in 0..1024", arg);
+        break;
+    case O_DTYPE:
+        if (strcmp(arg, "f32") && strcmp(arg, "f16") && strcmp(arg, "bf16") && strcmp(arg, "q8"))
+            return usage_error("--dtype: '%s' is not one of f32, f16, bf16, q8", arg);
+        o->dtype = arg;
         break;
     case O_PIPELINE: o->defaults = GPT2C_DEFAULTS_PIPELINE; break;
     case O_TRUNC: o->truncate = 1; break;
@@ -608,7 +615,8 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     int n_ids = 0, n_seqs = 0;
     char *dir = resolve_model(o->model, GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc);
     if (!dir) goto out;
-    if (gpt2c_model_load(dir, &m) != GPT2C_OK) {
+    gpt2c_model_params mp = {.dtype = o->dtype};
+    if (gpt2c_model_load_ex(dir, &mp, &m) != GPT2C_OK) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         goto out;
     }
@@ -970,16 +978,18 @@ static const char BENCH_HELP[] =
     "      --prompt-tokens N  prompt length (default 512)\n"
     "      --gen-tokens N     tokens to decode (default 128)\n"
     "      --batch B          decode B sequences together (default 1)\n"
+    "      --dtype T          convert the weights at load: f32, f16, bf16, q8\n"
     "      --json             one JSON object\n";
 
 static double process_start_s; /* CLOCK_MONOTONIC at the start of main */
 
 static int cmd_bench(int argc, char **argv) {
-    const char *model = NULL;
+    const char *model = NULL, *dtype = NULL;
     int threads = 0, prompt = 512, gen = 128, batch = 1, json = 0, c;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
                                        {"prompt-tokens", required_argument, 0, 'p'}, {"gen-tokens", required_argument, 0, 'g'},
                                        {"batch", required_argument, 0, 'b'}, {"json", no_argument, 0, 'j'},
+                                       {"dtype", required_argument, 0, 'd'},
                                        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":m:h", lo, NULL)) != -1) {
@@ -990,6 +1000,7 @@ static int cmd_bench(int argc, char **argv) {
         case 'g': if (parse_int(optarg, 1, 1 << 20, &gen)) return usage_error("--gen-tokens: '%s' is not a positive integer", optarg); break;
         case 'b': if (parse_int(optarg, 1, 4096, &batch)) return usage_error("--batch: '%s' is not an integer in 1..4096", optarg); break;
         case 'j': json = 1; break;
+        case 'd': dtype = optarg; break;
         case 'h': fputs(BENCH_HELP, stdout); return 0;
         case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return usage_error("unknown option '%s'", argv[optind - 1]);
@@ -1003,7 +1014,8 @@ static int cmd_bench(int argc, char **argv) {
     double t0 = now_s();
     gpt2c_model *m;
     gpt2c_tokenizer *tok = NULL;
-    gpt2c_status st = gpt2c_model_load(dir, &m);
+    gpt2c_model_params mp = {.dtype = dtype};
+    gpt2c_status st = gpt2c_model_load_ex(dir, &mp, &m);
     double t_model = now_s() - t0;
     if (st == GPT2C_OK) tok = open_tokenizer(dir);
     double t_ready = now_s() - process_start_s, t_tok = now_s() - t0 - t_model;
@@ -1066,7 +1078,8 @@ static int cmd_bench(int argc, char **argv) {
     double achieved = step_s > 0 ? (double)info.weight_bytes / step_s : 0;
     double roof_tps = bw / (double)info.weight_bytes;
     /* 2 flops per weight per token, plus attention (small at these lengths). */
-    double prefill_flops = 2.0 * (double)info.weight_bytes / (info.weight_dtype[0] == 'F' && info.weight_dtype[1] == '3' ? 4 : 2) * prefill_tps;
+    double C = info.n_embd, weights = (double)info.n_vocab * C + info.n_layer * (4.0 * C * C + 2.0 * C * info.n_inner);
+    double prefill_flops = 2.0 * weights * prefill_tps;
     if (json) {
         printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, "
                "\"prompt_tokens\": %d, \"gen_tokens\": %d, \"load_model_s\": %.4f, \"load_tokenizer_s\": %.4f, "

@@ -33,4 +33,28 @@ static inline float f16_to_f32(uint16_t h) {
     return f32_from_bits(sign | ((exp + 112u) << 23) | (man << 13));
 }
 
+/* f32 to binary16, rounding to nearest even; overflow gives infinity. */
+static inline uint16_t f32_to_f16(float f) {
+    uint32_t u = f32_bits(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    if (a >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0)); /* inf, nan */
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);                                   /* overflow */
+    if (a < 0x38800000u) { /* subnormal or zero: round a / 2^-24 to an integer */
+        float m = f32_from_bits(a) * 16777216.0f; /* exact */
+        uint32_t q = (uint32_t)m;
+        float r = m - (float)q;
+        if (r > 0.5f || (r == 0.5f && (q & 1))) q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t e = ((a >> 23) - 112) << 10, man = (a >> 13) & 0x3ffu, rest = a & 0x1fffu;
+    uint32_t h = e | man;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1))) h++; /* may carry into the exponent: correct */
+    return (uint16_t)(sign | h);
+}
+
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u = f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet nan */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
 #endif

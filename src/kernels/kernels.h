@@ -22,12 +22,18 @@
 
 typedef enum gpt2_act { ACT_GELU_TANH, ACT_GELU_ERF, ACT_RELU } gpt2_act;
 
-typedef enum gpt2_wtype { WT_F32, WT_F16, WT_BF16 } gpt2_wtype;
+typedef enum gpt2_wtype { WT_F32, WT_F16, WT_BF16, WT_Q8 } gpt2_wtype;
+
+/* Q8: int8 values in blocks of GPT2_Q8_BLOCK consecutive elements, each
+ * block with an f16 scale (its absmax / 127): value = q * scale. Rows are a
+ * whole number of blocks. */
+#define GPT2_Q8_BLOCK 32
 
 /* A matrix in its stored element type; rows are contiguous. */
 typedef struct gpt2_weight {
     const void *data;
     gpt2_wtype type;
+    const uint16_t *scales; /* Q8 only: one f16 per block */
 } gpt2_weight;
 
 /* Widens n elements starting at element `at` of w into out. */

@@ -5,6 +5,8 @@
 #include "gpt2.h"
 
 #include <jansson.h>
+#include <math.h>
+#include <strings.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,12 +320,7 @@ static gpt2c_status load_weights(gpt2c_model *m) {
         V(fc_proj_b, "mlp.c_proj.bias", C)
 #undef V
 #undef M
-        m->weight_bytes += ((size_t)C * 3 * C * weight_type_size(L->attn_w.type)) +
-                           ((size_t)C * C * weight_type_size(L->attn_proj_w.type)) +
-                           ((size_t)C * F * weight_type_size(L->fc_w.type)) +
-                           ((size_t)F * C * weight_type_size(L->fc_proj_w.type));
     }
-    m->weight_bytes += (size_t)c->n_vocab * C * weight_type_size(m->lm_head.type);
     /* A checkpoint with more layers than config.json says is a mismatch, not
      * something to silently truncate. */
     char n[64];
@@ -389,7 +386,97 @@ static gpt2c_status open_weights(gpt2c_model *m, const char *dir) {
     return s;
 }
 
-gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out) {
+/* Bytes of one matrix as held: values, plus Q8's scales. */
+static size_t matrix_bytes(gpt2_weight w, size_t n) {
+    return n * weight_type_size(w.type) + (w.type == WT_Q8 ? n / GPT2_Q8_BLOCK * 2 : 0);
+}
+
+/* The bytes of matrices one decoded token reads. */
+static size_t bytes_per_token(const gpt2c_model *m) {
+    const size_t C = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
+    size_t b = matrix_bytes(m->lm_head, (size_t)m->cfg.n_vocab * C);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const gpt2_layer *L = &m->layers[l];
+        b += matrix_bytes(L->attn_w, C * 3 * C) + matrix_bytes(L->attn_proj_w, C * C) + matrix_bytes(L->fc_w, C * F) +
+             matrix_bytes(L->fc_proj_w, F * C);
+    }
+    return b;
+}
+
+/* Re-encodes a (rows, cols) matrix as `to`, row by row, into memory the
+ * model owns. Q8: blocks of 32 along the row, scale = absmax / 127 stored as
+ * f16, q = round-to-nearest-even(x / scale) -- the common 8-bit scheme. */
+static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t rows, size_t cols, gpt2_wtype to,
+                                   const char *what) {
+    if (w->type == to) return GPT2C_OK;
+    if (to == WT_Q8 && cols % GPT2_Q8_BLOCK != 0)
+        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "q8 needs rows of a multiple of %d values; %s has %zu",
+                       GPT2_Q8_BLOCK, what, cols);
+    const size_t n = rows * cols;
+    gpt2_weight out = {.type = to};
+    void *data = own(m, n * weight_type_size(to));
+    uint16_t *scales = to == WT_Q8 ? own(m, n / GPT2_Q8_BLOCK * 2 + 2) : NULL;
+    float *row = malloc(cols * sizeof *row);
+    if (!data || (to == WT_Q8 && !scales) || !row) {
+        free(row);
+        return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory converting %s", what);
+    }
+    for (size_t r = 0; r < rows; r++) {
+        weight_to_f32(*w, r * cols, cols, row);
+        for (size_t j = 0; j < cols; j++) {
+            size_t i = r * cols + j;
+            switch (to) {
+            case WT_F32: ((float *)data)[i] = row[j]; break;
+            case WT_F16: ((uint16_t *)data)[i] = f32_to_f16(row[j]); break;
+            case WT_BF16: ((uint16_t *)data)[i] = f32_to_bf16(row[j]); break;
+            case WT_Q8:
+                if (j % GPT2_Q8_BLOCK == 0) {
+                    float amax = 0.0f;
+                    for (int k = 0; k < GPT2_Q8_BLOCK; k++) amax = fmaxf(amax, fabsf(row[j + k]));
+                    float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+                    scales[i / GPT2_Q8_BLOCK] = f32_to_f16(d);
+                    for (int k = 0; k < GPT2_Q8_BLOCK; k++) ((int8_t *)data)[i + k] = (int8_t)lrintf(row[j + k] * id);
+                }
+                break;
+            }
+        }
+    }
+    free(row);
+    out.data = data;
+    out.scales = scales;
+    *w = out;
+    return GPT2C_OK;
+}
+
+static gpt2c_status convert_weights(gpt2c_model *m, const char *dtype) {
+    gpt2_wtype to;
+    if (!strcasecmp(dtype, "f32")) to = WT_F32;
+    else if (!strcasecmp(dtype, "f16")) to = WT_F16;
+    else if (!strcasecmp(dtype, "bf16")) to = WT_BF16;
+    else if (!strcasecmp(dtype, "q8")) to = WT_Q8;
+    else return err_set(&m->err, GPT2C_ERR_INVALID, "dtype '%s' is not one of f32, f16, bf16, q8", dtype);
+    const size_t C = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
+    int tied = m->lm_head.data == m->wte.data;
+    gpt2c_status s;
+    if ((s = convert_matrix(m, &m->wte, (size_t)m->cfg.n_vocab, C, to, "wte.weight"))) return s;
+    if (tied) m->lm_head = m->wte;
+    else if ((s = convert_matrix(m, &m->lm_head, (size_t)m->cfg.n_vocab, C, to, "lm_head.weight"))) return s;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        gpt2_layer *L = &m->layers[l];
+        if ((s = convert_matrix(m, &L->attn_w, C, 3 * C, to, "attn.c_attn.weight")) ||
+            (s = convert_matrix(m, &L->attn_proj_w, C, C, to, "attn.c_proj.weight")) ||
+            (s = convert_matrix(m, &L->fc_w, C, F, to, "mlp.c_fc.weight")) ||
+            (s = convert_matrix(m, &L->fc_proj_w, F, C, to, "mlp.c_proj.weight")))
+            return s;
+    }
+    static const char *const names[] = {"F32", "F16", "BF16", "Q8"};
+    m->dtype = names[to];
+    return GPT2C_OK;
+}
+
+gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out) { return gpt2c_model_load_ex(dir, NULL, out); }
+
+gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, gpt2c_model **out) {
     gpt2c_model *m = calloc(1, sizeof *m);
     *out = m;
     if (!m) return GPT2C_ERR_NOMEM;
@@ -401,7 +488,10 @@ gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out) {
     if (s) return s;
     m->layers = calloc((size_t)m->cfg.n_layer, sizeof *m->layers);
     if (!m->layers) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
-    return load_weights(m);
+    if ((s = load_weights(m))) return s;
+    if (p && p->dtype && (s = convert_weights(m, p->dtype))) return s;
+    m->weight_bytes = bytes_per_token(m);
+    return GPT2C_OK;
 }
 
 const char *gpt2c_model_errmsg(const gpt2c_model *m) { return err_msg_or_nomem(m ? &m->err : NULL); }

@@ -9,7 +9,7 @@
 #include "../../core/half.h"
 #include "../kernels.h"
 
-size_t weight_type_size(gpt2_wtype t) { return t == WT_F32 ? 4 : 2; }
+size_t weight_type_size(gpt2_wtype t) { return t == WT_F32 ? 4 : t == WT_Q8 ? 1 : 2; }
 
 void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out) {
     const unsigned char *p = (const unsigned char *)w.data + at * weight_type_size(w.type);
@@ -19,6 +19,7 @@ void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out) {
         case WT_F32: memcpy(&out[i], p + 4 * i, 4); break;
         case WT_F16: memcpy(&h, p + 2 * i, 2); out[i] = f16_to_f32(h); break;
         case WT_BF16: memcpy(&h, p + 2 * i, 2); out[i] = bf16_to_f32(h); break;
+        case WT_Q8: out[i] = (float)(int8_t)p[i] * f16_to_f32(w.scales[(at + i) / GPT2_Q8_BLOCK]); break;
         }
     }
 }

@@ -17,17 +17,25 @@
  * accumulators live in registers; GCC's -O2 would keep them on the stack. */
 #define UNROLL _Pragma("GCC unroll 16")
 
-/* Widens VW weights at element i of w to a vector. */
-static inline __attribute__((always_inline)) VEC vloadw(const void *w, size_t i, gpt2_wtype t) {
-    if (t == WT_F32) return VLOAD((const float *)w + i);
-    if (t == WT_F16) return VLOAD_F16((const uint16_t *)w + i);
-    return VLOAD_BF16((const uint16_t *)w + i);
+/* Widens VW weights at element i of w to a vector. For Q8 each lane is
+ * q * its block's scale: the same IEEE product the scalar path computes. */
+static inline __attribute__((always_inline)) VEC vloadw(gpt2_weight w, size_t i, gpt2_wtype t) {
+    if (t == WT_F32) return VLOAD((const float *)w.data + i);
+    if (t == WT_F16) return VLOAD_F16((const uint16_t *)w.data + i);
+    if (t == WT_BF16) return VLOAD_BF16((const uint16_t *)w.data + i);
+    const VEC q = VLOAD_I8((const int8_t *)w.data + i);
+    if (i % GPT2_Q8_BLOCK + VW <= GPT2_Q8_BLOCK) return VMUL(q, VSET1(f16_to_f32(w.scales[i / GPT2_Q8_BLOCK])));
+    /* A column range that starts off the vector grid straddles two blocks. */
+    float sc[VW];
+    for (int l = 0; l < VW; l++) sc[l] = f16_to_f32(w.scales[(i + (size_t)l) / GPT2_Q8_BLOCK]);
+    return VMUL(q, VLOAD(sc));
 }
 
-static inline __attribute__((always_inline)) float loadw1(const void *w, size_t i, gpt2_wtype t) {
-    if (t == WT_F32) return ((const float *)w)[i];
+static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t i, gpt2_wtype t) {
+    if (t == WT_F32) return ((const float *)w.data)[i];
+    if (t == WT_Q8) return (float)((const int8_t *)w.data)[i] * f16_to_f32(w.scales[i / GPT2_Q8_BLOCK]);
     uint16_t h;
-    memcpy(&h, (const uint16_t *)w + i, 2);
+    memcpy(&h, (const uint16_t *)w.data + i, 2);
     return t == WT_F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }
 
@@ -37,7 +45,7 @@ static inline __attribute__((always_inline)) float loadw1(const void *w, size_t 
  * block's k, from zero, for every column; four weight rows per pass over the
  * partial, the additions in k order. The rows of a block are contiguous, so
  * this streams memory. */
-static inline __attribute__((always_inline)) void mm_part(float *part, const float *x, const void *w, gpt2_wtype t,
+static inline __attribute__((always_inline)) void mm_part(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
                                                           int din, int dout, int b0, int b1) {
     const int jv = dout / VW * VW;
     for (int b = b0; b < b1; b++) {
@@ -74,9 +82,10 @@ static inline __attribute__((always_inline)) void mm_part(float *part, const flo
 
 static void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int din, int dout, int b0, int b1) {
     switch (w.type) {
-    case WT_F32: mm_part(part, x, w.data, WT_F32, din, dout, b0, b1); break;
-    case WT_F16: mm_part(part, x, w.data, WT_F16, din, dout, b0, b1); break;
-    case WT_BF16: mm_part(part, x, w.data, WT_BF16, din, dout, b0, b1); break;
+    case WT_F32: mm_part(part, x, w, WT_F32, din, dout, b0, b1); break;
+    case WT_F16: mm_part(part, x, w, WT_F16, din, dout, b0, b1); break;
+    case WT_BF16: mm_part(part, x, w, WT_BF16, din, dout, b0, b1); break;
+    case WT_Q8: mm_part(part, x, w, WT_Q8, din, dout, b0, b1); break;
     }
 }
 
@@ -84,7 +93,7 @@ static void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int din,
  * block [k0, k1): the weights are read once for R rows. The block's partial
  * starts from zero and is then added to out (bias and earlier blocks). */
 #define MR 4
-static inline __attribute__((always_inline)) void mm_tile_r(float *out, const float *in, const void *w, gpt2_wtype t,
+static inline __attribute__((always_inline)) void mm_tile_r(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                             const int R, int din, int dout, int j, int k0, int k1) {
     VEC acc[MR][NV];
     UNROLL
@@ -111,7 +120,7 @@ static inline __attribute__((always_inline)) void mm_tile_r(float *out, const fl
         }
 }
 
-static inline __attribute__((always_inline)) void mm_tile(float *out, const float *in, const void *w, gpt2_wtype t,
+static inline __attribute__((always_inline)) void mm_tile(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                           int rows, int din, int dout, int j, int k0, int k1) {
     switch (rows) {
     case 1: mm_tile_r(out, in, w, t, 1, din, dout, j, k0, k1); break;
@@ -121,7 +130,7 @@ static inline __attribute__((always_inline)) void mm_tile(float *out, const floa
     }
 }
 
-static inline __attribute__((always_inline)) void mm_typed(float *out, const float *in, const void *w, gpt2_wtype t,
+static inline __attribute__((always_inline)) void mm_typed(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                            const float *bias, int n, int din, int dout, int j0,
                                                            int j1) {
     const int jv = j0 + (j1 - j0) / VW * VW;                /* [j0, jv) in whole vectors */
@@ -158,9 +167,10 @@ static inline __attribute__((always_inline)) void mm_typed(float *out, const flo
 static void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout,
                        int j0, int j1) {
     switch (w.type) {
-    case WT_F32: mm_typed(out, in, w.data, WT_F32, bias, n, din, dout, j0, j1); break;
-    case WT_F16: mm_typed(out, in, w.data, WT_F16, bias, n, din, dout, j0, j1); break;
-    case WT_BF16: mm_typed(out, in, w.data, WT_BF16, bias, n, din, dout, j0, j1); break;
+    case WT_F32: mm_typed(out, in, w, WT_F32, bias, n, din, dout, j0, j1); break;
+    case WT_F16: mm_typed(out, in, w, WT_F16, bias, n, din, dout, j0, j1); break;
+    case WT_BF16: mm_typed(out, in, w, WT_BF16, bias, n, din, dout, j0, j1); break;
+    case WT_Q8: mm_typed(out, in, w, WT_Q8, bias, n, din, dout, j0, j1); break;
     }
 }
 
@@ -170,7 +180,7 @@ static void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *
  * live in registers) with 4 weight rows; each pair's sum is a vector
  * accumulator over k, one fixed reduction, then the scalar tail. */
 #define MT 4
-static inline __attribute__((always_inline)) void mt_rows(float *out, const float *in, const void *w, gpt2_wtype t,
+static inline __attribute__((always_inline)) void mt_rows(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                           const int R, int din, int dout, int v0, int v1) {
     const int kv = din / VW * VW;
     int v = v0;
@@ -211,7 +221,7 @@ static inline __attribute__((always_inline)) void mt_rows(float *out, const floa
         }
 }
 
-static inline __attribute__((always_inline)) void mt_typed(float *out, const float *in, const void *w, gpt2_wtype t,
+static inline __attribute__((always_inline)) void mt_typed(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                            int n, int din, int dout, int v0, int v1) {
     for (int i = 0; i < n; i += MT) {
         float *o = out + (size_t)i * dout;
@@ -227,9 +237,10 @@ static inline __attribute__((always_inline)) void mt_typed(float *out, const flo
 
 static void FN(matmul_t)(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1) {
     switch (w.type) {
-    case WT_F32: mt_typed(out, in, w.data, WT_F32, n, din, dout, v0, v1); break;
-    case WT_F16: mt_typed(out, in, w.data, WT_F16, n, din, dout, v0, v1); break;
-    case WT_BF16: mt_typed(out, in, w.data, WT_BF16, n, din, dout, v0, v1); break;
+    case WT_F32: mt_typed(out, in, w, WT_F32, n, din, dout, v0, v1); break;
+    case WT_F16: mt_typed(out, in, w, WT_F16, n, din, dout, v0, v1); break;
+    case WT_BF16: mt_typed(out, in, w, WT_BF16, n, din, dout, v0, v1); break;
+    case WT_Q8: mt_typed(out, in, w, WT_Q8, n, din, dout, v0, v1); break;
     }
 }
 
