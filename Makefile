@@ -24,7 +24,7 @@ ifeq ($(shell uname -m),x86_64)
 LIB_SRC += src/kernels/x86/avx2.c src/kernels/x86/avx512.c
 endif
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_OBJ = $(BUILD)/src/cli/main.o
+CLI_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/cli/*.c))
 TESTS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
 all: $(BUILD)/libgpt2c.a $(BUILD)/libgpt2c.so $(BUILD)/gpt2c

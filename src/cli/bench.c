@@ -1,0 +1,159 @@
+/* bench.c -- `gpt2c bench`: load, prefill and decode speed against the
+ * limits measured in the same run. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "cli.h"
+
+static const char BENCH_HELP[] =
+    "usage: gpt2c bench -m MODEL [--threads N] [--prompt-tokens N] [--gen-tokens N] [--batch B] [--json]\n"
+    "\n"
+    "Measures, in one run: load time (process start to model ready, and to the first token),\n"
+    "prefill and decode speed, peak RSS, and the achieved bandwidth against a roofline measured\n"
+    "in the same process (reading the model's own weights on the same threads) and the f32 FMA\n"
+    "peak. The prompt is fixed pseudo-random token ids; decoding is greedy with EOS off.\n"
+    "\n"
+    "  -m, --model MODEL      folder or hub name\n"
+    "      --threads N        threads (default: one per physical core)\n"
+    "      --prompt-tokens N  prompt length (default 512)\n"
+    "      --gen-tokens N     tokens to decode (default 128)\n"
+    "      --batch B          decode B sequences together (default 1)\n"
+    "      --dtype T          convert the weights at load: f32, f16, bf16, q8\n"
+    "      --json             one JSON object\n";
+
+int cmd_bench(int argc, char **argv, double process_start_s) {
+    const char *model = NULL, *dtype = NULL;
+    int threads = 0, prompt = 512, gen = 128, batch = 1, json = 0, c;
+    static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
+                                       {"prompt-tokens", required_argument, 0, 'p'}, {"gen-tokens", required_argument, 0, 'g'},
+                                       {"batch", required_argument, 0, 'b'}, {"json", no_argument, 0, 'j'},
+                                       {"dtype", required_argument, 0, 'd'},
+                                       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 't': if (parse_int(optarg, 0, 1024, &threads)) return usage_error("--threads: '%s' is not an integer in 0..1024", optarg); break;
+        case 'p': if (parse_int(optarg, 1, 1 << 20, &prompt)) return usage_error("--prompt-tokens: '%s' is not a positive integer", optarg); break;
+        case 'g': if (parse_int(optarg, 1, 1 << 20, &gen)) return usage_error("--gen-tokens: '%s' is not a positive integer", optarg); break;
+        case 'b': if (parse_int(optarg, 1, 4096, &batch)) return usage_error("--batch: '%s' is not an integer in 1..4096", optarg); break;
+        case 'j': json = 1; break;
+        case 'd': dtype = optarg; break;
+        case 'h': fputs(BENCH_HELP, stdout); return 0;
+        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!model) return usage_error("%s", "bench: -m MODEL is required");
+    int rc;
+    char *dir = resolve_model(model, GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc);
+    if (!dir) return rc;
+    double t0 = now_s();
+    gpt2c_model *m;
+    gpt2c_tokenizer *tok = NULL;
+    gpt2c_model_params mp = {.dtype = dtype};
+    gpt2c_status st = gpt2c_model_load_ex(dir, &mp, &m);
+    double t_model = now_s() - t0;
+    if (st == GPT2C_OK) tok = open_tokenizer(dir);
+    double t_ready = now_s() - process_start_s, t_tok = now_s() - t0 - t_model;
+    gpt2c_free(dir);
+    if (st != GPT2C_OK || !tok) {
+        if (st != GPT2C_OK) fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
+        gpt2c_model_free(m);
+        gpt2c_tokenizer_free(tok);
+        return EXIT_RUN;
+    }
+    gpt2c_model_info info;
+    gpt2c_model_get_info(m, &info);
+    if (prompt + gen > info.n_ctx) {
+        gpt2c_model_free(m);
+        gpt2c_tokenizer_free(tok);
+        return usage_error("%s", "bench: --prompt-tokens + --gen-tokens exceed the model's context");
+    }
+    /* A fixed pseudo-random prompt, the same in every run and for every B. */
+    int32_t *ids = malloc(sizeof *ids * (size_t)prompt);
+    const int32_t **prompts = malloc(sizeof *prompts * (size_t)batch);
+    int *lens = malloc(sizeof *lens * (size_t)batch);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < prompt; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ids[i] = (int32_t)(x % (uint64_t)(info.n_vocab - 1));
+    }
+    for (int b = 0; b < batch; b++) prompts[b] = ids, lens[b] = prompt;
+    gpt2c_gen_params p;
+    gpt2c_gen_params_init(&p);
+    p.max_new_tokens = gen;
+    p.eos_token_id = -1;
+    p.n_threads = threads;
+    gpt2c_gen *g = NULL;
+    double t_first = 0, pre = 0, dec = 0;
+    rc = EXIT_RUN;
+    if (gpt2c_gen_start(m, &p, batch, prompts, lens, &g) != GPT2C_OK) {
+        fprintf(stderr, "%s: %s\n", prog, gpt2c_gen_errmsg(g));
+        goto out;
+    }
+    for (int step = 0;; step++) {
+        gpt2c_status s = gpt2c_gen_step(g);
+        if (step == 0) t_first = now_s() - process_start_s;
+        if (s == GPT2C_DONE) break;
+        if (s != GPT2C_OK) {
+            fprintf(stderr, "%s: %s\n", prog, gpt2c_gen_errmsg(g));
+            goto out;
+        }
+    }
+    gpt2c_gen_timings(g, &pre, &dec);
+    double bw = 0, flops = 0;
+    if (gpt2c_model_measure_limits(m, threads, &bw, &flops) != GPT2C_OK) {
+        fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
+        goto out;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    /* The first token comes out of the prefill pass; the rest from decode steps. */
+    double steps = gen - 1, step_s = steps > 0 ? dec / steps : 0;
+    double prefill_tps = (double)prompt * batch / pre, decode_tps = step_s > 0 ? batch / step_s : 0;
+    double achieved = step_s > 0 ? (double)info.weight_bytes / step_s : 0;
+    double roof_tps = bw / (double)info.weight_bytes;
+    /* 2 flops per weight per token, plus attention (small at these lengths). */
+    double C = info.n_embd, weights = (double)info.n_vocab * C + info.n_layer * (4.0 * C * C + 2.0 * C * info.n_inner);
+    double prefill_flops = 2.0 * weights * prefill_tps;
+    if (json) {
+        printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, "
+               "\"prompt_tokens\": %d, \"gen_tokens\": %d, \"load_model_s\": %.4f, \"load_tokenizer_s\": %.4f, "
+               "\"ready_s\": %.4f, \"first_token_s\": %.4f, \"prefill_tokens_per_s\": %.2f, "
+               "\"decode_tokens_per_s\": %.2f, \"decode_ms_per_step\": %.3f, \"peak_rss_mb\": %.1f, "
+               "\"weight_bytes_per_token\": %llu, \"achieved_gb_per_s\": %.2f, \"roofline_gb_per_s\": %.2f, "
+               "\"roofline_decode_tokens_per_s\": %.2f, \"roofline_fraction\": %.3f, \"fma_peak_gflops\": %.1f, "
+               "\"prefill_gflops\": %.1f, \"prefill_peak_fraction\": %.3f}\n",
+               model, info.weight_dtype, info.kernels, threads, batch, prompt, gen, t_model, t_tok, t_ready, t_first,
+               prefill_tps, decode_tps, step_s * 1e3, ru.ru_maxrss / 1024.0, (unsigned long long)info.weight_bytes,
+               achieved / 1e9, bw / 1e9, roof_tps, achieved / bw, flops / 1e9, prefill_flops / 1e9, prefill_flops / flops);
+    } else {
+        printf("model %s (%s weights, %s kernels), %d threads, batch %d\n", model, info.weight_dtype, info.kernels,
+               threads, batch);
+        printf("load: model %.1f ms, tokenizer %.1f ms; ready %.1f ms and first token %.1f ms after process start\n",
+               t_model * 1e3, t_tok * 1e3, t_ready * 1e3, t_first * 1e3);
+        printf("prefill: %d tokens x %d in %.3f s = %.1f tokens/s (%.1f GFLOP/s, %.0f%% of the %.1f GFLOP/s FMA peak)\n",
+               prompt, batch, pre, prefill_tps, prefill_flops / 1e9, 100 * prefill_flops / flops, flops / 1e9);
+        printf("decode: %.2f ms per step = %.1f tokens/s; %.1f GB/s of weights, %.0f%% of the %.1f GB/s measured "
+               "(roofline %.1f tokens/s)\n",
+               step_s * 1e3, decode_tps, achieved / 1e9, 100 * achieved / bw, bw / 1e9, roof_tps);
+        printf("peak RSS: %.1f MB\n", ru.ru_maxrss / 1024.0);
+    }
+    rc = 0;
+out:
+    free(ids);
+    free(prompts);
+    free(lens);
+    gpt2c_gen_free(g);
+    gpt2c_model_free(m);
+    gpt2c_tokenizer_free(tok);
+    return rc;
+}
+
