@@ -171,6 +171,22 @@ static struct curl_slist *auth_headers(const gpt2c_hub *h) {
     return l;
 }
 
+/* A handle for one request to url with the settings every request shares
+ * (the hub's headers, errors into errbuf, a connect timeout, no signals);
+ * counts the request. *hd is for curl_slist_free_all after the request. */
+static CURL *curl_start(gpt2c_hub *h, const char *url, char *errbuf, struct curl_slist **hd) {
+    CURL *c = curl_easy_init();
+    if (!c) return NULL;
+    *hd = auth_headers(h);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hd);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    h->requests++;
+    return c;
+}
+
 static gpt2c_status curl_failure(gpt2c_hub *h, CURLcode rc, const char *url, const char *detail) {
     return err_set(&h->err, GPT2C_ERR_NETWORK, "%s: %s%s%s (set HF_HUB_OFFLINE=1 to use only the cache)", url,
                    curl_easy_strerror(rc), detail[0] ? ": " : "", detail);
@@ -199,20 +215,14 @@ static gpt2c_status http_head(gpt2c_hub *h, char *url, size_t url_cap, http_meta
     for (int hop = 0; hop < 5; hop++) {
         memset(m, 0, sizeof *m);
         m->size = -1;
-        CURL *c = curl_easy_init();
-        if (!c) return err_set(&h->err, GPT2C_ERR_NOMEM, "out of memory");
-        struct curl_slist *hd = auth_headers(h);
         char errbuf[CURL_ERROR_SIZE] = "";
-        curl_easy_setopt(c, CURLOPT_URL, url);
+        struct curl_slist *hd;
+        CURL *c = curl_start(h, url, errbuf, &hd);
+        if (!c) return err_set(&h->err, GPT2C_ERR_NOMEM, "out of memory");
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, m);
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
         curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        h->requests++;
         CURLcode rc = curl_easy_perform(c);
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &m->status);
         curl_slist_free_all(hd);
@@ -265,12 +275,10 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_of
 
 /* GET url (following redirects) onto fd from offset; 0 or the curl code. */
 static CURLcode http_get(gpt2c_hub *h, const char *url, get_ctx *g, long *status, char *errbuf) {
-    CURL *c = curl_easy_init();
+    struct curl_slist *hd;
+    CURL *c = curl_start(h, url, errbuf, &hd);
     if (!c) return CURLE_OUT_OF_MEMORY;
-    struct curl_slist *hd = auth_headers(h);
     char range[64];
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -278,17 +286,13 @@ static CURLcode http_get(gpt2c_hub *h, const char *url, get_ctx *g, long *status
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, g);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a stalled transfer fails after 60 s */
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
     if (g->offset > 0) {
         snprintf(range, sizeof range, "%lld-", g->offset);
         curl_easy_setopt(c, CURLOPT_RANGE, range);
     }
-    h->requests++;
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     curl_slist_free_all(hd);
