@@ -37,7 +37,8 @@ typedef enum gpt2c_status {
     GPT2C_DONE = 7,            /* not an error: generation has finished */
     GPT2C_ERR_NOT_FOUND = 8,   /* a hub repository, revision or file does not exist */
     GPT2C_ERR_PERMISSION = 9,  /* the hub refused: private or gated (set HF_TOKEN) */
-    GPT2C_ERR_NETWORK = 10     /* the hub could not be reached, or the transfer failed */
+    GPT2C_ERR_NETWORK = 10,    /* the hub could not be reached, or the transfer failed */
+    GPT2C_ERR_BUSY = 11        /* an engine has no free slots for now: retry once some are freed */
 } gpt2c_status;
 
 /* A short English name for a status ("format error", ...). Never NULL. */
@@ -175,6 +176,10 @@ typedef struct gpt2c_gen_params {
     const int32_t *logit_bias_ids; /* OpenAI's logit_bias: added to these ids' scores */
     const float *logit_bias;
     int n_logit_bias;
+    /* OpenAI's penalties (0 = off), over the new tokens only: a token's score
+     * loses frequency_penalty per time it was generated, and presence_penalty
+     * once if it was generated at all. */
+    float presence_penalty, frequency_penalty;
 } gpt2c_gen_params;
 
 /* Fills p with transformers' generate() defaults: greedy, max_length 20,
@@ -200,8 +205,12 @@ gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_pr
                              gpt2c_gen **out);
 const char *gpt2c_gen_errmsg(const gpt2c_gen *g);
 /* Generates one more token for every unfinished sequence. Returns GPT2C_OK
- * while work remains, GPT2C_DONE once every sequence has finished. */
+ * while work remains, GPT2C_DONE once every sequence has finished. Only for
+ * generations made by gpt2c_gen_start; on one of a shared engine it returns
+ * GPT2C_ERR_INVALID and changes nothing (those advance with gpt2c_engine_step). */
 gpt2c_status gpt2c_gen_step(gpt2c_gen *g);
+/* GPT2C_OK while running, GPT2C_DONE when finished, or the error that ended it. */
+gpt2c_status gpt2c_gen_status(const gpt2c_gen *g);
 /* The number of sequences: n_prompts x num_return_sequences. */
 int gpt2c_gen_n_seqs(const gpt2c_gen *g);
 /* The new tokens of sequence i so far (not the prompt). In beam search the
@@ -222,7 +231,43 @@ int gpt2c_gen_logprobs(const gpt2c_gen *g, int i, int j, float *chosen,
                        int32_t *top_ids, float *top_lps);
 /* Seconds spent in the prompt pass and in the token steps so far. */
 void gpt2c_gen_timings(const gpt2c_gen *g, double *prefill_s, double *decode_s);
+/* Frees the generation; on a shared engine its slots become free. */
 void gpt2c_gen_free(gpt2c_gen *g);
+
+/* ------------------------------------------------------ continuous batching */
+
+/* An engine runs many generations together, as a server needs: it owns a KV
+ * cache of n_slots sequences of the full context, generations join it and
+ * leave it at any time, and each gpt2c_engine_step runs one forward pass
+ * over the newest token of every live sequence of every generation (and the
+ * prompts of those that just joined), reading the weights once for all.
+ * Each generation's tokens are exactly those gpt2c_gen_start would give it
+ * alone with the same parameters and seed. One thread drives an engine and
+ * its generations. */
+typedef struct gpt2c_engine gpt2c_engine;
+
+/* n_threads 0: one per physical core. The cache takes
+ * 2 x n_layer x n_slots x n_ctx x n_embd floats. */
+gpt2c_status gpt2c_engine_new(gpt2c_model *m, int n_slots, int n_threads, gpt2c_engine **out);
+const char *gpt2c_engine_errmsg(const gpt2c_engine *e);
+/* Every generation on the engine must have been freed first. */
+void gpt2c_engine_free(gpt2c_engine *e);
+int gpt2c_engine_n_slots(const gpt2c_engine *e);
+int gpt2c_engine_free_slots(const gpt2c_engine *e);
+/* As gpt2c_gen_start, on the engine: the generation holds one slot per
+ * sequence (n_prompts x num_return_sequences, or x num_beams) until freed;
+ * GPT2C_ERR_BUSY when fewer slots are free. n_threads in p is ignored. */
+gpt2c_status gpt2c_engine_add(gpt2c_engine *e, const gpt2c_gen_params *p, int n_prompts,
+                              const int32_t *const *prompts, const int *n_prompt_ids, gpt2c_gen **out);
+/* One step of every unfinished generation on the engine. GPT2C_DONE when
+ * none had work; see gpt2c_gen_status for each generation's state. */
+gpt2c_status gpt2c_engine_step(gpt2c_engine *e);
+/* Scores a token sequence (OpenAI's echo with logprobs): chosen[j] is the
+ * log-probability of ids[j] after ids[0..j-1] (NaN for j = 0), and
+ * top_ids / top_lps (n x k) the k most likely tokens at each position. Needs
+ * one free slot for the duration of the call. */
+gpt2c_status gpt2c_engine_score(gpt2c_engine *e, const int32_t *ids, int n, int k, float *chosen, int32_t *top_ids,
+                                float *top_lps);
 
 /* ---------------------------------------------------------------------- hub */
 

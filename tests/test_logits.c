@@ -349,6 +349,131 @@ static void test_penalty_in_greedy(void **state) {
     gpt2c_model_free(m);
 }
 
+/* OpenAI's penalties: count * frequency + presence, per distinct id. */
+static void test_openai_penalties(void **state) {
+    (void)state;
+    float sc[5] = {1, 1, 1, 1, 1};
+    int counts[5] = {0};
+    int32_t ids[] = {2, 4, 2, 2};
+    logits_openai_penalties(sc, 5, ids, 4, 0.5f, 0.25f, counts);
+    const float want[5] = {1, 1, 1 - 3 * 0.25f - 0.5f, 1, 1 - 0.25f - 0.5f};
+    for (int i = 0; i < 5; i++) {
+        assert_true(sc[i] == want[i]);
+        assert_int_equal(counts[i], 0);
+    }
+}
+
+static void assert_same_gen(gpt2c_gen *g, gpt2c_gen *alone, const gpt2c_gen_params *p) {
+    assert_int_equal(gpt2c_gen_status(g), GPT2C_DONE);
+    for (int q = 0; q < gpt2c_gen_n_seqs(alone); q++) {
+        int n1, n2;
+        const int32_t *t1 = gpt2c_gen_tokens(g, q, &n1), *t2 = gpt2c_gen_tokens(alone, q, &n2);
+        assert_ids_equal(t1, n1, t2, n2, "engine vs alone");
+        assert_int_equal(gpt2c_gen_finish_reason(g, q), gpt2c_gen_finish_reason(alone, q));
+        for (int j = 0; j < n1 && p->n_logprobs; j++) {
+            float c1, c2, l1[3], l2[3];
+            int32_t i1[3], i2[3];
+            gpt2c_gen_logprobs(g, q, j, &c1, i1, l1);
+            gpt2c_gen_logprobs(alone, q, j, &c2, i2, l2);
+            assert_true(c1 == c2);
+            assert_ids_equal(i1, 3, i2, 3, "top ids");
+        }
+        if (p->num_beams > 1) assert_true(gpt2c_gen_score(g, q) == gpt2c_gen_score(alone, q));
+    }
+}
+
+typedef struct engine_case {
+    int join_step; /* the engine step before which it joins */
+    gpt2c_gen_params p;
+    int n_prompts;
+    gpt2c_gen *g, *alone;
+} engine_case;
+
+/* Continuous batching: generations that join a shared engine at different
+ * steps, leave early, and reuse freed slots produce exactly the tokens and
+ * log-probabilities they produce alone. */
+static void test_engine_equals_alone(void **state) {
+    (void)state;
+    gpt2c_model *m = ref_model();
+    int32_t a[] = {15496, 11, 314}, b[] = {464, 2068, 7586, 21831, 18045}, c[] = {50256};
+    const int32_t *pab[2] = {a, b}, *pc[1] = {c};
+    int lab[2] = {3, 5}, lc = 1;
+    engine_case cases[4];
+    for (int i = 0; i < 4; i++) {
+        gpt2c_gen_params_init(&cases[i].p);
+        cases[i].p.max_new_tokens = 8 + 3 * i;
+        cases[i].p.eos_token_id = -1;
+        cases[i].p.n_logprobs = i == 2 ? 0 : 3;
+        cases[i].n_prompts = i % 2 ? 1 : 2;
+        cases[i].g = NULL;
+    }
+    cases[0].join_step = 0;                                                             /* greedy, 2 prompts */
+    cases[1].join_step = 2;
+    cases[1].p.do_sample = 1, cases[1].p.num_return_sequences = 2, cases[1].p.has_seed = 1, cases[1].p.seed = 7;
+    cases[1].p.presence_penalty = 1.0f, cases[1].p.frequency_penalty = 0.5f, cases[1].p.top_k = 0;
+    cases[2].join_step = 3, cases[2].p.num_beams = 2;                                   /* beams, 2 prompts */
+    cases[3].join_step = -1, cases[3].p.do_sample = 1, cases[3].p.has_seed = 1, cases[3].p.seed = 9; /* freed slots */
+    gpt2c_engine *e;
+    if (gpt2c_engine_new(m, 8, 0, &e) != GPT2C_OK) fail_msg("%s", gpt2c_engine_errmsg(e));
+    assert_int_equal(gpt2c_engine_n_slots(e), 8);
+    /* A ninth sequence does not fit: busy, nothing taken. */
+    gpt2c_gen_params big;
+    gpt2c_gen_params_init(&big);
+    big.do_sample = 1, big.num_return_sequences = 9;
+    gpt2c_gen *none;
+    assert_int_equal(gpt2c_engine_add(e, &big, 1, pc, &lc, &none), GPT2C_ERR_BUSY);
+    gpt2c_gen_free(none);
+    assert_int_equal(gpt2c_engine_free_slots(e), 8);
+    for (int step = 0, live = 1; live || step < 6; step++) {
+        for (int i = 0; i < 4; i++) {
+            engine_case *k = &cases[i];
+            if (k->join_step != step) continue;
+            const int32_t *const *pp = k->n_prompts == 2 ? pab : pc;
+            const int *ll = k->n_prompts == 2 ? lab : &lc;
+            if (i == 3) assert_null(cases[0].g); /* joins in case 0's freed slots */
+            if (gpt2c_engine_add(e, &k->p, k->n_prompts, pp, ll, &k->g) != GPT2C_OK) fail_msg("%s", gpt2c_gen_errmsg(k->g));
+            k->alone = run_gen(m, &k->p, k->n_prompts, pp, ll);
+        }
+        if (step == 0) assert_int_equal(gpt2c_gen_step(cases[0].g), GPT2C_ERR_INVALID);
+        live = gpt2c_engine_step(e) == GPT2C_OK;
+        assert_int_equal(gpt2c_engine_free_slots(e), 8 - (cases[0].g ? 2 : 0) - (cases[1].g ? 2 : 0) -
+                                                         (cases[2].g ? 4 : 0) - (cases[3].g ? 1 : 0));
+        /* Case 0 leaves as soon as it is done, handing back its slots. */
+        if (cases[0].g && gpt2c_gen_status(cases[0].g) == GPT2C_DONE) {
+            assert_same_gen(cases[0].g, cases[0].alone, &cases[0].p);
+            gpt2c_gen_free(cases[0].g);
+            cases[0].g = NULL;
+            cases[3].join_step = step + 1;
+            live = 1;
+        }
+    }
+    for (int i = 1; i < 4; i++) assert_same_gen(cases[i].g, cases[i].alone, &cases[i].p);
+    /* Scoring prompt + completion gives the completion's log-probabilities. */
+    int n0;
+    const int32_t *t0 = gpt2c_gen_tokens(cases[0].alone, 1, &n0);
+    int32_t seq[64];
+    memcpy(seq, b, sizeof b);
+    memcpy(seq + 5, t0, (size_t)n0 * sizeof *t0);
+    float chosen[64], top_lps[64 * 3];
+    int32_t top_ids[64 * 3];
+    for (int i = 0; i < 4; i++) gpt2c_gen_free(cases[i].g);
+    assert_int_equal(gpt2c_engine_score(e, seq, 5 + n0, 3, chosen, top_ids, top_lps), GPT2C_OK);
+    assert_true(isnan(chosen[0]));
+    for (int j = 0; j < n0; j++) {
+        float c;
+        int32_t ids[3];
+        float lps[3];
+        gpt2c_gen_logprobs(cases[0].alone, 1, j, &c, ids, lps);
+        assert_true(chosen[5 + j] == c);
+        assert_ids_equal(top_ids + (5 + j) * 3, 3, ids, 3, "scored top ids");
+        assert_true(top_lps[(5 + j) * 3] == lps[0]);
+    }
+    for (int i = 0; i < 4; i++) gpt2c_gen_free(cases[i].alone);
+    assert_int_equal(gpt2c_engine_free_slots(e), 8);
+    gpt2c_engine_free(e);
+    gpt2c_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_repetition_penalty),     cmocka_unit_test(test_argmax_first_on_tie),
@@ -356,7 +481,8 @@ int main(void) {
         cmocka_unit_test(test_top_p_crossing_token),   cmocka_unit_test(test_typical),
         cmocka_unit_test(test_temperature_and_lists),  cmocka_unit_test(test_sampling_distribution),
         cmocka_unit_test(test_min_new_tokens_and_bias), cmocka_unit_test(test_seed_batch_independent),
-        cmocka_unit_test(test_penalty_in_greedy),
+        cmocka_unit_test(test_penalty_in_greedy),      cmocka_unit_test(test_openai_penalties),
+        cmocka_unit_test(test_engine_equals_alone),
     };
     return cmocka_run_group_tests_name("logits", tests, NULL, NULL);
 }

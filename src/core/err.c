@@ -38,6 +38,7 @@ const char *gpt2c_status_string(gpt2c_status s) {
     case GPT2C_ERR_NOT_FOUND: return "not found";
     case GPT2C_ERR_PERMISSION: return "permission denied";
     case GPT2C_ERR_NETWORK: return "network error";
+    case GPT2C_ERR_BUSY: return "busy";
     }
     return "unknown status";
 }

@@ -3,9 +3,10 @@
  * the logits processors and warpers in transformers' order, greedy choice,
  * multinomial sampling, and beam search as BeamSearchScorer does it.
  *
- * Every step runs the newest token of every live sequence as one batch. The
- * sequences of one prompt (num_return_sequences, or the beams) run the prompt
- * once and copy its KV cache. */
+ * Every step runs the newest token of every live sequence as one batch, on
+ * an engine (engine.c) that may be running other generations in the same
+ * pass. The sequences of one prompt (num_return_sequences, or the beams) run
+ * the prompt once and copy its KV cache. */
 #include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
@@ -13,11 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../model/gpt2.h"
+#include "engine.h"
 #include "logits.h"
 
 #define GEN_MAX_LOGPROBS 20
-#define GEN_PREFILL_CHUNK 128 /* tokens per pass: bounds scratch memory */
 
 typedef enum { MODE_GREEDY, MODE_SAMPLE, MODE_BEAM } gen_mode;
 
@@ -56,26 +56,20 @@ struct gpt2c_gen {
     beam_group *groups;        /* (n_prompts,) beam search only */
     beam_hyp *out;             /* (n_out,) beam search results, once done */
     int done;
-    gpt2_state st;
-    float *logits;             // (n_live, V) the model's output
+    gpt2c_engine *e;           /* the engine this generation runs on */
+    gpt2c_engine *own;         /* that engine, when private to this generation */
+    int *slot;                 // (n_live,) the engine's KV slot of each sequence
     float *scores;             // (V,) one row after processing
     float *fscratch;           // (V,)
     logits_pair *pairs;        // (V,)
     float *cand;               // (2 * num_beams,) beam candidates' scores
     int *cand_idx;             // (2 * num_beams,) beam * V + token
     unsigned char *seen;       // (V,)
-    int32_t *b_tok;            // batch arrays, sized for the largest pass
-    int *b_pos, *b_slot, *b_row;
+    int *counts;               // (V,) zeroed scratch for the OpenAI penalties
     int32_t *suppress, **bad, *bad_lens, *bias_ids;
     float *bias;
     double t_prefill, t_decode;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void gpt2c_gen_params_init(gpt2c_gen_params *p) {
     *p = (gpt2c_gen_params){.max_new_tokens = -1, .max_length = 20, .temperature = 1.0f, .top_k = 50,
@@ -116,6 +110,8 @@ static gpt2c_status check_params(gpt2c_gen *g, const gpt2c_gen_params *p) {
         return err_set(e, GPT2C_ERR_UNSUPPORTED, "beam sampling (num_beams > 1 with do_sample) is not supported");
     if (p->num_beams > 1 && p->n_logprobs > 0)
         return err_set(e, GPT2C_ERR_UNSUPPORTED, "logprobs are not available with beam search");
+    if (!(fabsf(p->presence_penalty) <= 2.0f) || !(fabsf(p->frequency_penalty) <= 2.0f))
+        return err_set(e, GPT2C_ERR_INVALID, "presence_penalty and frequency_penalty must be in [-2, 2]");
     if (!isfinite(p->length_penalty)) return err_set(e, GPT2C_ERR_INVALID, "length_penalty must be finite");
     if (p->eos_token_id < -2 || p->eos_token_id >= V)
         return err_set(e, GPT2C_ERR_INVALID, "eos_token_id %d is outside the vocabulary", p->eos_token_id);
@@ -178,8 +174,11 @@ static uint64_t fresh_seed(void) {
     return s ^ ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
 }
 
-gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_prompts,
-                             const int32_t *const *prompts, const int *n_prompt_ids, gpt2c_gen **out) {
+/* Checks the parameters and prompts and sets up the sequences; *max_total
+ * receives the longest total length a sequence may reach. */
+static gpt2c_status gen_create(gpt2c_model *m, const gpt2c_gen_params *p, int n_prompts,
+                               const int32_t *const *prompts, const int *n_prompt_ids, gpt2c_gen **out,
+                               int *max_total_out) {
     gpt2c_gen *g = calloc(1, sizeof *g);
     *out = g;
     if (!g) return GPT2C_ERR_NOMEM;
@@ -200,9 +199,10 @@ gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_pr
     g->n_out = n_prompts * g->p.num_return_sequences;
     if (g->n_live > 65536) return err_set(&g->err, GPT2C_ERR_INVALID, "too many sequences (%d)", g->n_live);
     g->seqs = calloc((size_t)g->n_live, sizeof *g->seqs);
-    if (!g->seqs) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+    g->slot = malloc((size_t)g->n_live * sizeof *g->slot);
+    if (!g->seqs || !g->slot) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
     uint64_t seed = g->p.has_seed ? g->p.seed : fresh_seed();
-    int max_total = 1, max_prompt = 1;
+    int max_total = 1;
     for (int i = 0; i < n_prompts; i++) {
         int n = n_prompt_ids[i];
         if (n < 1)
@@ -237,7 +237,6 @@ gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_pr
             q->beam_score = r == 0 ? 0.0 : -1e9; /* only the first beam is live at the start */
         }
         if (limit > max_total) max_total = (int)limit;
-        if (n > max_prompt) max_prompt = n;
     }
     if (g->mode == MODE_BEAM) {
         g->groups = calloc((size_t)n_prompts, sizeof *g->groups);
@@ -250,35 +249,73 @@ gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_pr
             g->groups[i].worst = 1e9;
         }
     }
-    /* Without the cache every step reruns whole sequences. */
-    int batch_cap = g->n_live * (g->p.use_cache ? max_prompt : max_total);
-    s = gpt2_state_init(&g->st, m, g->n_live, max_total, GEN_PREFILL_CHUNK, g->p.n_threads, &g->err);
-    if (s) return s;
-    g->logits = malloc((size_t)g->n_live * V * sizeof(float));
+    *max_total_out = max_total;
     g->scores = malloc((size_t)V * sizeof(float));
     g->fscratch = malloc((size_t)V * sizeof(float));
     g->pairs = malloc((size_t)V * sizeof *g->pairs);
     g->seen = calloc((size_t)V, 1);
-    g->b_tok = malloc((size_t)batch_cap * sizeof *g->b_tok);
-    g->b_pos = malloc((size_t)batch_cap * sizeof *g->b_pos);
-    g->b_slot = malloc((size_t)batch_cap * sizeof *g->b_slot);
-    g->b_row = malloc((size_t)batch_cap * sizeof *g->b_row);
-    if (!g->logits || !g->scores || !g->fscratch || !g->pairs || !g->seen || !g->b_tok || !g->b_pos ||
-        !g->b_slot || !g->b_row)
-        return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+    g->counts = calloc((size_t)V, sizeof *g->counts);
+    if (!g->counts || !g->scores || !g->fscratch || !g->pairs || !g->seen) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
     return GPT2C_OK;
 }
 
-/* Queues tokens [from, to) of sequence i, asking for logits after the last. */
-static void queue(gpt2c_gen *g, int *nb, int i, int from, int to) {
-    for (int j = from; j < to; j++) {
-        g->b_tok[*nb] = g->seqs[i].ids[j];
-        g->b_pos[*nb] = j;
-        g->b_slot[*nb] = i;
-        g->b_row[*nb] = j == to - 1 ? i : -1;
-        (*nb)++;
+/* Takes free slots of e for every sequence and joins e's generations. */
+static gpt2c_status attach(gpt2c_gen *g, gpt2c_engine *e) {
+    if (gpt2c_engine_free_slots(e) < g->n_live)
+        return err_set(&g->err, GPT2C_ERR_BUSY, "the engine has %d free slots; this generation needs %d",
+                       gpt2c_engine_free_slots(e), g->n_live);
+    for (int i = 0, j = 0; i < g->n_live; i++) {
+        while (e->used[j]) j++;
+        e->used[j] = 1;
+        g->slot[i] = j;
     }
+    e->gens[e->n_gens++] = g;
+    g->e = e;
+    return GPT2C_OK;
 }
+
+static void detach(gpt2c_gen *g) {
+    gpt2c_engine *e = g->e;
+    if (!e) return;
+    for (int i = 0; i < g->n_live; i++) e->used[g->slot[i]] = 0;
+    int at = 0;
+    while (at < e->n_gens && e->gens[at] != g) at++;
+    if (at < e->n_gens) {
+        memmove(&e->gens[at], &e->gens[at + 1], (size_t)(e->n_gens - at - 1) * sizeof *e->gens);
+        e->n_gens--;
+    }
+    g->e = NULL;
+}
+
+gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_prompts,
+                             const int32_t *const *prompts, const int *n_prompt_ids, gpt2c_gen **out) {
+    int max_total = 0;
+    gpt2c_status s = gen_create(m, p, n_prompts, prompts, n_prompt_ids, out, &max_total);
+    if (s) return s;
+    gpt2c_gen *g = *out;
+    /* A private engine sized for exactly these sequences and lengths. */
+    if ((s = engine_create(m, g->n_live, max_total, g->p.n_threads, &g->own))) {
+        err_set(&g->err, s, "%s", gpt2c_engine_errmsg(g->own));
+        gpt2c_engine_free(g->own);
+        g->own = NULL;
+        return s;
+    }
+    return attach(g, g->own);
+}
+
+gpt2c_status gpt2c_engine_add(gpt2c_engine *e, const gpt2c_gen_params *p, int n_prompts,
+                              const int32_t *const *prompts, const int *n_prompt_ids, gpt2c_gen **out) {
+    int max_total = 0;
+    gpt2c_status s = gen_create(e->m, p, n_prompts, prompts, n_prompt_ids, out, &max_total);
+    if (s) return s;
+    if (max_total > e->n_pos)
+        return err_set(&(*out)->err, GPT2C_ERR_CONTEXT, "sequences of %d tokens do not fit the engine's %d positions",
+                       max_total, e->n_pos);
+    return attach(*out, e);
+}
+
+/* Queues tokens [from, to) of sequence i, asking for logits after the last. */
+static void queue(gpt2c_gen *g, int i, int from, int to) { engine_queue(g->e, g->slot[i], g->seqs[i].ids, from, to); }
 
 /* The processors, in transformers' order, on sequence q's scores. */
 static void process(gpt2c_gen *g, const gen_seq *q, float *s) {
@@ -290,6 +327,8 @@ static void process(gpt2c_gen *g, const gen_seq *q, float *s) {
     if (g->eos >= 0 && (q->n < p->min_length || q->n - q->n_prompt < p->min_new_tokens)) s[g->eos] = -INFINITY;
     logits_suppress(s, V, p->suppress_tokens, p->n_suppress_tokens);
     for (int i = 0; i < p->n_logit_bias; i++) s[p->logit_bias_ids[i]] += p->logit_bias[i];
+    logits_openai_penalties(s, V, q->ids + q->n_prompt, q->n - q->n_prompt, p->presence_penalty, p->frequency_penalty,
+                            g->counts);
 }
 
 /* The warpers, sampling only. */
@@ -312,7 +351,7 @@ static void append(gpt2c_gen *g, gen_seq *q, int token) {
 static void choose(gpt2c_gen *g, int i) {
     const int V = g->m->cfg.n_vocab, k = g->p.n_logprobs;
     gen_seq *q = &g->seqs[i];
-    const float *row = g->logits + (size_t)i * V;
+    const float *row = g->e->logits + (size_t)g->slot[i] * V;
     float *lp = q->lp + (size_t)(q->n - q->n_prompt) * (1 + 2 * (size_t)k);
     memcpy(g->scores, row, (size_t)V * sizeof(float));
     process(g, q, g->scores);
@@ -393,7 +432,7 @@ static gpt2c_status beam_step(gpt2c_gen *g, int gi) {
     /* The best 2 * num_beams of (beam score + processed log-softmax) over
      * every beam and token; ties keep the lower flat index first. */
     for (int b = 0; b < nb; b++) {
-        const float *row = g->logits + (size_t)(gi * nb + b) * V;
+        const float *row = g->e->logits + (size_t)g->slot[gi * nb + b] * V;
         double lse = logits_logsumexp(row, V);
         for (int t = 0; t < V; t++) g->scores[t] = (float)(row[t] - lse);
         process(g, &beams[b], g->scores);
@@ -437,11 +476,11 @@ static gpt2c_status beam_step(gpt2c_gen *g, int gi) {
         beams[j].beam_score = sc[j];
         beams[j].ids[cur_len] = tok[j];
         beams[j].n = cur_len + 1;
-        slot_src[j] = gi * nb + src[j];
-        slot_dst[j] = gi * nb + j;
+        slot_src[j] = g->slot[gi * nb + src[j]];
+        slot_dst[j] = g->slot[gi * nb + j];
     }
     free(tmp);
-    if (g->p.use_cache && (s = gpt2_state_copy_slots(&g->st, g->m, slot_src, slot_dst, nn, cur_len, &g->err)))
+    if (g->p.use_cache && (s = gpt2_state_copy_slots(&g->e->st, g->m, slot_src, slot_dst, nn, cur_len, &g->err)))
         return s;
     if (grp->done || cur_len + 1 >= beams[0].limit)
         for (int b = 0; b < nb; b++) beams[b].finish = GPT2C_FINISH_LENGTH;
@@ -475,59 +514,78 @@ static gpt2c_status beam_finalize(gpt2c_gen *g) {
     return GPT2C_OK;
 }
 
-gpt2c_status gpt2c_gen_step(gpt2c_gen *g) {
-    if (g->err.status) return g->err.status;
-    if (g->done) return GPT2C_DONE;
-    int nb = 0, active = 0;
+/* Marks the generation over; beam search then picks its results. */
+static void gen_end(gpt2c_gen *g) {
+    g->done = 1;
+    if (g->mode == MODE_BEAM) beam_finalize(g);
+}
+
+int gen_plan(gpt2c_gen *g) {
+    if (g->err.status || g->done) return 0;
+    int active = 0;
     for (int i = 0; i < g->n_live; i++) {
         gen_seq *q = &g->seqs[i];
         if (q->finish) continue;
         active++;
         int first = i % g->per_prompt == 0;
-        if (!g->p.use_cache) queue(g, &nb, i, 0, q->n); /* recompute the whole sequence */
-        else if (g->started) queue(g, &nb, i, q->n - 1, q->n);
-        else if (first) queue(g, &nb, i, 0, q->n); /* the prompt runs once per prompt */
+        if (!g->p.use_cache) queue(g, i, 0, q->n); /* recompute the whole sequence */
+        else if (g->started) queue(g, i, q->n - 1, q->n);
+        else if (first) queue(g, i, 0, q->n); /* the prompt runs once per prompt */
     }
-    if (active == 0) {
-        g->done = 1;
-        if (g->mode == MODE_BEAM && beam_finalize(g)) return g->err.status;
-        return GPT2C_DONE;
-    }
-    double t0 = now_s();
+    if (active == 0) gen_end(g);
+    return active;
+}
+
+void gen_after(gpt2c_gen *g, double seconds) {
     const int V = g->m->cfg.n_vocab;
-    gpt2_batch b = {nb, g->b_tok, g->b_pos, g->b_slot, g->b_row};
-    gpt2c_status s = gpt2_forward(g->m, &g->st, &b, g->logits, &g->err);
-    if (s) return s;
+    gpt2c_status s;
     if (!g->started && g->p.use_cache && g->per_prompt > 1) {
         /* Share each prompt's cache and logits with its sibling sequences. */
         for (int pi = 0; pi < g->n_prompts; pi++) {
             int first = pi * g->per_prompt;
             int src[256], dst[256];
+            const float *row = g->e->logits + (size_t)g->slot[first] * V;
             for (int r = 1; r < g->per_prompt; r++) {
-                src[r - 1] = first;
-                dst[r - 1] = first + r;
-                memcpy(g->logits + (size_t)(first + r) * V, g->logits + (size_t)first * V, (size_t)V * sizeof(float));
+                src[r - 1] = g->slot[first];
+                dst[r - 1] = g->slot[first + r];
+                memcpy(g->e->logits + (size_t)dst[r - 1] * V, row, (size_t)V * sizeof(float));
             }
-            if ((s = gpt2_state_copy_slots(&g->st, g->m, src, dst, g->per_prompt - 1, g->seqs[first].n, &g->err)))
-                return s;
+            if ((s = gpt2_state_copy_slots(&g->e->st, g->m, src, dst, g->per_prompt - 1, g->seqs[first].n, &g->err)))
+                return;
         }
     }
     if (g->mode == MODE_BEAM) {
         for (int gi = 0; gi < g->n_prompts; gi++)
-            if (!g->seqs[gi * g->per_prompt].finish && (s = beam_step(g, gi))) return s;
+            if (!g->seqs[gi * g->per_prompt].finish && (s = beam_step(g, gi))) return;
     } else {
         for (int i = 0; i < g->n_live; i++)
             if (!g->seqs[i].finish) choose(g, i);
     }
-    double dt = now_s() - t0;
-    if (g->started) g->t_decode += dt;
-    else g->t_prefill += dt;
+    if (g->started) g->t_decode += seconds;
+    else g->t_prefill += seconds;
     g->started = 1;
     for (int i = 0; i < g->n_live; i++)
-        if (!g->seqs[i].finish) return GPT2C_OK;
+        if (!g->seqs[i].finish) return;
+    gen_end(g);
+}
+
+void gen_fail(gpt2c_gen *g, const gpt2_err *err) {
+    err_set(&g->err, err->status, "%s", err->msg);
     g->done = 1;
-    if (g->mode == MODE_BEAM && beam_finalize(g)) return g->err.status;
-    return GPT2C_DONE;
+}
+
+gpt2c_status gpt2c_gen_status(const gpt2c_gen *g) {
+    if (g->err.status) return g->err.status;
+    return g->done ? GPT2C_DONE : GPT2C_OK;
+}
+
+gpt2c_status gpt2c_gen_step(gpt2c_gen *g) {
+    if (g->err.status || g->done) return gpt2c_gen_status(g);
+    /* A misuse, refused without ending the generation (so without a
+     * message: the message belongs to the error that ends it). */
+    if (g->e != g->own) return GPT2C_ERR_INVALID;
+    gpt2c_engine_step(g->own);
+    return gpt2c_gen_status(g);
 }
 
 const char *gpt2c_gen_errmsg(const gpt2c_gen *g) { return err_msg_or_nomem(g ? &g->err : NULL); }
@@ -609,18 +667,16 @@ void gpt2c_gen_free(gpt2c_gen *g) {
     free(g->groups);
     for (int i = 0; g->out && i < g->n_out; i++) free(g->out[i].ids);
     free(g->out);
-    gpt2_state_free(&g->st);
-    free(g->logits);
+    detach(g);
+    gpt2c_engine_free(g->own);
+    free(g->slot);
     free(g->scores);
     free(g->fscratch);
     free(g->pairs);
     free(g->cand);
     free(g->cand_idx);
     free(g->seen);
-    free(g->b_tok);
-    free(g->b_pos);
-    free(g->b_slot);
-    free(g->b_row);
+    free(g->counts);
     free(g->suppress);
     for (int i = 0; g->bad && i < g->p.n_bad_words; i++) free(g->bad[i]);
     free(g->bad);

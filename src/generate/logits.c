@@ -20,6 +20,19 @@ void logits_repetition_penalty(float *scores, int n_vocab, const int32_t *ids, i
         if (ids[i] >= 0 && ids[i] < n_vocab) seen[ids[i]] = 0;
 }
 
+void logits_openai_penalties(float *scores, int n_vocab, const int32_t *ids, int n_ids, float presence,
+                             float frequency, int *counts) {
+    if (presence == 0.0f && frequency == 0.0f) return;
+    for (int i = 0; i < n_ids; i++)
+        if (ids[i] >= 0 && ids[i] < n_vocab) counts[ids[i]]++;
+    for (int i = 0; i < n_ids; i++) {
+        int id = ids[i];
+        if (id < 0 || id >= n_vocab || counts[id] == 0) continue;
+        scores[id] -= (float)counts[id] * frequency + presence;
+        counts[id] = 0; /* once per distinct id; this also leaves counts zeroed */
+    }
+}
+
 void logits_no_repeat_ngram(float *scores, int n_vocab, const int32_t *ids, int n_ids, int ngram) {
     /* transformers bans nothing until cur_len + 1 >= ngram. */
     if (ngram <= 0 || n_ids + 1 < ngram) return;

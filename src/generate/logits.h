@@ -2,7 +2,8 @@
  * one of transformers' (4.30) logits processors or warpers, applied by the
  * generation loop in transformers' order:
  *   processors: repetition penalty, no-repeat n-gram, bad words, min length,
- *               min new tokens, suppress tokens, then OpenAI's logit_bias;
+ *               min new tokens, suppress tokens, then OpenAI's logit_bias
+ *               and presence / frequency penalties;
  *   warpers (sampling only): temperature, top-k, top-p, typical-p;
  * then softmax and a draw. Removed tokens get -inf. */
 #ifndef GPT2C_LOGITS_H
@@ -19,6 +20,11 @@ void logits_no_repeat_ngram(float *scores, int n_vocab, const int32_t *ids, int 
 /* Bans the last token of each word whose other tokens end ids. */
 void logits_bad_words(float *scores, int n_vocab, const int32_t *ids, int n_ids, const int32_t *const *words,
                       const int *word_lens, int n_words);
+/* OpenAI's presence and frequency penalties over ids (the new tokens):
+ * score -= count * frequency + (count > 0) * presence. counts (n_vocab ints,
+ * zeroed) is scratch, left zeroed. */
+void logits_openai_penalties(float *scores, int n_vocab, const int32_t *ids, int n_ids, float presence,
+                             float frequency, int *counts);
 /* Sets the listed ids to -inf (ids outside the vocabulary are ignored). */
 void logits_suppress(float *scores, int n_vocab, const int32_t *ids, int n_ids);
 

@@ -35,11 +35,14 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     s->fc = malloc(T * (size_t)c->n_inner * sizeof(float));
     s->scores = malloc((size_t)n_threads * (size_t)n_pos * sizeof(float));
     s->tmp = malloc(C * sizeof(float));
+    s->head_rows = n_slots < max_tokens ? n_slots : max_tokens;
+    if (s->head_rows > 16) s->head_rows = 16; /* enough to read the head once for a whole decode step */
+    s->head = malloc((size_t)s->head_rows * (size_t)c->n_vocab * sizeof(float));
     /* The largest product: din F with dout C, or din C with dout 3C or F. */
     const size_t F = (size_t)c->n_inner, blocks = (F > C ? F : C) / GPT2_KBLOCK + 1;
     const size_t widest = F > 3 * C ? F : 3 * C;
     s->part = malloc(blocks * widest * sizeof(float));
-    if (!s->part || !s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->qkv || !s->att || !s->fc || !s->scores ||
+    if (!s->head || !s->part || !s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->qkv || !s->att || !s->fc || !s->scores ||
         !s->tmp) {
         gpt2_state_free(s);
         return err_set(e, GPT2C_ERR_NOMEM, "out of memory for a KV cache of %d x %d positions (%.1f MiB)", n_slots,
@@ -60,6 +63,7 @@ void gpt2_state_free(gpt2_state *s) {
     free(s->scores);
     free(s->tmp);
     free(s->part);
+    free(s->head);
     memset(s, 0, sizeof *s);
 }
 
@@ -99,7 +103,6 @@ typedef struct par_op {
     gpt2_weight w;
     int din, dout;
     float scale;
-    const int *rows; /* OP_HEAD: which tokens, and where their logits go */
 } par_op;
 
 enum { OP_MATMUL, OP_PART, OP_REDUCE, OP_HEAD, OP_ATTN, OP_ACT, OP_LN };
@@ -244,15 +247,21 @@ static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
         m->k->layernorm(h + (size_t)r * C, x + (size_t)i * C, m->lnf_g, m->lnf_b, 1, C, c->eps);
         r++;
     }
-    for (int i = 0, done = 0; done < r; i++) {
-        int row = b->out_row ? b->out_row[i0 + i] : -1;
-        if (row < 0) continue;
-        /* One token at a time into its own row; the pass reads the head
-         * once per token, which prefill (one selected token) never repeats. */
-        par_op ph = {.m = m, .s = s, .op = OP_HEAD, .out = logits + (size_t)row * c->n_vocab, .in = h + (size_t)done * C,
-                     .w = m->lm_head, .n = 1, .din = C, .dout = c->n_vocab};
+    /* The head is read once per group of up to head_rows tokens (batched
+     * decode selects one token per sequence); each group lands in s->head
+     * and its rows are copied to where they were asked for. */
+    const size_t V = (size_t)c->n_vocab;
+    for (int g0 = 0, i = 0; g0 < r; g0 += s->head_rows) {
+        int ng = r - g0 < s->head_rows ? r - g0 : s->head_rows;
+        par_op ph = {.m = m, .s = s, .op = OP_HEAD, .out = s->head, .in = h + (size_t)g0 * C, .w = m->lm_head, .n = ng,
+                     .din = C, .dout = c->n_vocab};
         pool_run(s->pool, par_run, &ph);
-        done++;
+        for (int done = 0; done < ng; i++) {
+            int row = b->out_row ? b->out_row[i0 + i] : -1;
+            if (row < 0) continue;
+            memcpy(logits + (size_t)row * V, s->head + (size_t)done * V, V * sizeof(float));
+            done++;
+        }
     }
 }
 

@@ -72,6 +72,8 @@ typedef struct gpt2_state {
     float *scores;            // (n_threads, n_pos) attention scratch per thread
     float *tmp;               // (C,) embedding rows
     float *part;              // (max din / GPT2_KBLOCK, max dout) decode partial sums
+    float *head;              // (head_rows, V) LM-head output of a group of tokens
+    int head_rows;
 } gpt2_state;
 
 /* n_threads 0: one per physical core. */

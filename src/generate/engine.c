@@ -1,0 +1,160 @@
+/* engine.c -- continuous batching: one KV cache of n_slots sequences shared
+ * by any number of generations that come and go. Each step queues the
+ * newest token of every live sequence of every attached generation (and the
+ * whole prompt of a generation that just joined) and runs them as one
+ * forward pass, so the weights are read once per step for everybody. A
+ * generation started alone (gpt2c_gen_start) runs on a private engine sized
+ * for it, so there is one generation loop, not two. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "logits.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+#define ENGINE_CHUNK 128 /* tokens per forward chunk: bounds the scratch memory */
+
+gpt2c_status engine_create(gpt2c_model *m, int n_slots, int n_pos, int n_threads, gpt2c_engine **out) {
+    gpt2c_engine *e = calloc(1, sizeof *e);
+    *out = e;
+    if (!e) return GPT2C_ERR_NOMEM;
+    e->m = m;
+    if (n_slots < 1 || n_slots > 65536)
+        return err_set(&e->err, GPT2C_ERR_INVALID, "n_slots must be in 1..65536 (got %d)", n_slots);
+    if (n_pos < 1 || n_pos > m->cfg.n_ctx) n_pos = m->cfg.n_ctx;
+    gpt2c_status s = gpt2_state_init(&e->st, m, n_slots, n_pos, ENGINE_CHUNK, n_threads, &e->err);
+    if (s) return s;
+    e->n_slots = n_slots;
+    e->n_pos = n_pos;
+    /* Without the KV cache a step reruns every sequence whole. */
+    e->cap = n_slots * n_pos;
+    const size_t V = (size_t)m->cfg.n_vocab;
+    e->used = calloc((size_t)n_slots, 1);
+    e->planned = calloc((size_t)n_slots, 1);
+    e->logits = malloc((size_t)n_slots * V * sizeof(float));
+    e->gens = calloc((size_t)n_slots, sizeof *e->gens);
+    e->b_tok = malloc((size_t)e->cap * sizeof *e->b_tok);
+    e->b_pos = malloc((size_t)e->cap * sizeof *e->b_pos);
+    e->b_slot = malloc((size_t)e->cap * sizeof *e->b_slot);
+    e->b_row = malloc((size_t)e->cap * sizeof *e->b_row);
+    if (!e->used || !e->planned || !e->logits || !e->gens || !e->b_tok || !e->b_pos || !e->b_slot || !e->b_row)
+        return err_set(&e->err, GPT2C_ERR_NOMEM, "out of memory for an engine of %d slots", n_slots);
+    return GPT2C_OK;
+}
+
+gpt2c_status gpt2c_engine_new(gpt2c_model *m, int n_slots, int n_threads, gpt2c_engine **out) {
+    if (n_threads < 0 || n_threads > 1024) {
+        gpt2c_status s = engine_create(m, 1, 1, 0, out);
+        if (s) return s;
+        return err_set(&(*out)->err, GPT2C_ERR_INVALID, "n_threads must be in 0..1024 (got %d)", n_threads);
+    }
+    return engine_create(m, n_slots, m->cfg.n_ctx, n_threads, out);
+}
+
+const char *gpt2c_engine_errmsg(const gpt2c_engine *e) { return err_msg_or_nomem(e ? &e->err : NULL); }
+
+void gpt2c_engine_free(gpt2c_engine *e) {
+    if (!e) return;
+    gpt2_state_free(&e->st);
+    free(e->used);
+    free(e->planned);
+    free(e->logits);
+    free(e->gens);
+    free(e->b_tok);
+    free(e->b_pos);
+    free(e->b_slot);
+    free(e->b_row);
+    free(e);
+}
+
+int gpt2c_engine_free_slots(const gpt2c_engine *e) {
+    int n = 0;
+    for (int i = 0; i < e->n_slots; i++) n += !e->used[i];
+    return n;
+}
+
+int gpt2c_engine_n_slots(const gpt2c_engine *e) { return e->n_slots; }
+
+void engine_queue(gpt2c_engine *e, int slot, const int32_t *ids, int from, int to) {
+    for (int j = from; j < to; j++) {
+        e->b_tok[e->nb] = ids[j];
+        e->b_pos[e->nb] = j;
+        e->b_slot[e->nb] = slot;
+        e->b_row[e->nb] = j == to - 1 ? slot : -1;
+        e->nb++;
+    }
+}
+
+gpt2c_status gpt2c_engine_step(gpt2c_engine *e) {
+    if (e->err.status) return e->err.status;
+    e->nb = 0;
+    int any = 0;
+    for (int i = 0; i < e->n_gens; i++) {
+        e->planned[i] = gen_plan(e->gens[i]) > 0;
+        any |= e->planned[i];
+    }
+    if (!any) return GPT2C_DONE;
+    double t0 = now_s();
+    gpt2_batch b = {e->nb, e->b_tok, e->b_pos, e->b_slot, e->b_row};
+    gpt2_err err = {0};
+    gpt2c_status s = gpt2_forward(e->m, &e->st, &b, e->logits, &err);
+    double dt = now_s() - t0;
+    for (int i = 0; i < e->n_gens; i++) {
+        if (!e->planned[i]) continue;
+        /* A failed pass (which checked inputs make unreachable) ends the
+         * generations that were in it; the engine itself stays usable. */
+        if (s) gen_fail(e->gens[i], &err);
+        else gen_after(e->gens[i], dt);
+    }
+    return s ? s : GPT2C_OK;
+}
+
+gpt2c_status gpt2c_engine_score(gpt2c_engine *e, const int32_t *ids, int n, int k, float *chosen, int32_t *top_ids,
+                                float *top_lps) {
+    const int V = e->m->cfg.n_vocab;
+    err_clear(&e->err);
+    if (n < 1 || n > e->n_pos)
+        return err_set(&e->err, GPT2C_ERR_CONTEXT, "%d tokens do not fit the context of %d", n, e->n_pos);
+    if (k < 0 || k > 20) return err_set(&e->err, GPT2C_ERR_INVALID, "k must be in 0..20 (got %d)", k);
+    for (int j = 0; j < n; j++)
+        if (ids[j] < 0 || ids[j] >= V)
+            return err_set(&e->err, GPT2C_ERR_INVALID, "token %d = %d is outside the vocabulary", j, ids[j]);
+    int slot = 0;
+    while (slot < e->n_slots && e->used[slot]) slot++;
+    if (slot == e->n_slots) return err_set(&e->err, GPT2C_ERR_BUSY, "every slot of the engine is taken");
+    /* Runs the tokens in chunks of up to n_slots, each token writing its own
+     * row of the logits: the row of token j predicts token j + 1. */
+    chosen[0] = NAN;
+    for (int t = 0; t < k; t++) {
+        top_ids[t] = -1;
+        top_lps[t] = NAN;
+    }
+    for (int j0 = 0; j0 < n - 1; j0 += e->n_slots) {
+        int j1 = j0 + e->n_slots < n - 1 ? j0 + e->n_slots : n - 1;
+        for (int j = 0; j < j1 - j0; j++) {
+            e->b_tok[j] = ids[j0 + j];
+            e->b_pos[j] = j0 + j;
+            e->b_slot[j] = slot;
+            e->b_row[j] = j;
+        }
+        gpt2_batch b = {j1 - j0, e->b_tok, e->b_pos, e->b_slot, e->b_row};
+        gpt2c_status s = gpt2_forward(e->m, &e->st, &b, e->logits, &e->err);
+        if (s) return s;
+        for (int j = j0; j < j1; j++) {
+            const float *row = e->logits + (size_t)(j - j0) * V;
+            double lse = logits_logsumexp(row, V);
+            chosen[j + 1] = (float)(row[ids[j + 1]] - lse);
+            if (k == 0) continue;
+            logits_top_indices(row, V, k, top_ids + (size_t)(j + 1) * k);
+            for (int t = 0; t < k; t++) top_lps[(size_t)(j + 1) * k + t] = (float)(row[top_ids[(size_t)(j + 1) * k + t]] - lse);
+        }
+    }
+    return GPT2C_OK;
+}

@@ -1,0 +1,41 @@
+/* engine.h -- what the generation loop (gen.c) and the engine (engine.c)
+ * share: the engine owns the KV cache, the logits and the batch being built;
+ * each generation holds some of its slots and queues its tokens into the
+ * batch, and one forward pass serves every generation attached. */
+#ifndef GPT2C_ENGINE_H
+#define GPT2C_ENGINE_H
+
+#include "../model/gpt2.h"
+
+struct gpt2c_engine {
+    gpt2_err err;
+    gpt2c_model *m;
+    gpt2_state st;               /* the KV cache: n_slots sequences of n_pos positions */
+    int n_slots, n_pos;
+    unsigned char *used;         // (n_slots,) 1 while a generation holds the slot
+    float *logits;               // (n_slots, V) one row per slot
+    int nb, cap;                 /* tokens in the batch being built, and room */
+    int32_t *b_tok;              // (cap,)
+    int *b_pos, *b_slot, *b_row; // (cap,)
+    gpt2c_gen **gens;            // (n_slots,) the attached generations, in arrival order
+    unsigned char *planned;      // (n_slots,) by gens index: 1 if in this step's batch
+    int n_gens;
+};
+
+/* Makes an engine of n_slots sequences of up to n_pos positions. */
+gpt2c_status engine_create(gpt2c_model *m, int n_slots, int n_pos, int n_threads, gpt2c_engine **out);
+/* Queues tokens [from, to) of ids, at those positions in `slot`, asking
+ * for that slot's logits after the last one. */
+void engine_queue(gpt2c_engine *e, int slot, const int32_t *ids, int from, int to);
+
+/* The generation's side of a step (gen.c). gen_plan queues the tokens this
+ * step runs and returns how many sequences take part (0: nothing to do, the
+ * generation is over); gen_after consumes the logits. */
+int gen_plan(gpt2c_gen *g);
+void gen_after(gpt2c_gen *g, double seconds);
+/* Ends the generation with the engine's error. */
+void gen_fail(gpt2c_gen *g, const gpt2_err *err);
+/* Slots held by the generation, for releasing them. */
+const int *gen_slots(const gpt2c_gen *g, int *n);
+
+#endif
