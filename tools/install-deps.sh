@@ -1,11 +1,11 @@
 #!/bin/sh
 # install-deps.sh -- installs what gpt2c needs to build and test, from Debian 12's
 # packages: a C compiler, PCRE2 (tokenizer regex), jansson (JSON), libcurl and
-# OpenSSL (hub downloads, SHA-256), cmocka (unit tests) and numpy (the reference
+# OpenSSL (hub downloads, SHA-256), libmicrohttpd (the HTTP server), cmocka (unit tests) and numpy (the reference
 # implementation the tests compare against); clang and its libFuzzer runtime
 # for the second compiler and the fuzz runs.
 set -e
-PKGS="build-essential pkg-config libpcre2-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev python3-numpy clang libclang-rt-14-dev"
+PKGS="build-essential pkg-config libpcre2-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev python3-numpy clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -1,6 +1,6 @@
 /* main.c -- the gpt2c command line: the command dispatch, and the small
- * commands (tokenize, detokenize, info, pull, ls, rm). generate.c and
- * bench.c hold the large ones, common.c what they share. Uses only the
+ * commands (tokenize, detokenize, info, pull, ls, rm). generate.c,
+ * bench.c and serve.c hold the large ones, common.c what they share. Uses only the
  * public header. Exit codes: 0 success, 1 a failure while running (files,
  * model, generation), 2 a usage error (bad arguments). */
 #include <errno.h>
@@ -26,6 +26,7 @@ static const char MAIN_HELP[] =
     "  ls           list the models in the cache, with their sizes\n"
     "  rm NAME      delete a model from the cache\n"
     "  bench        measure load time, prefill and decode speed against the hardware's limits\n"
+    "  serve        serve the model over HTTP with OpenAI's Completions API\n"
     "\n"
     "-m takes a checkpoint folder or a hub name (gpt2, openai-community/gpt2-medium,\n"
     "distilbert/distilgpt2, org/name@revision). Names are looked up in the Hugging Face cache\n"
@@ -310,6 +311,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1, process_start_s);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "ls")) return hub_command(argc - 1, argv + 1, 0);
     if (!strcmp(cmd, "rm")) return hub_command(argc - 1, argv + 1, 1);
     return usage_error("unknown command '%s'", cmd);

@@ -1,0 +1,122 @@
+/* internal.h -- what the server's modules share: the request ("job") that
+ * passes from an HTTP connection (http.c) to the scheduler (sched.c), the
+ * OpenAI request parser and response builders (api.c), and the metrics
+ * (metrics.c). */
+#ifndef GPT2C_SERVER_INTERNAL_H
+#define GPT2C_SERVER_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "server.h"
+
+/* A growable byte buffer. */
+typedef struct strbuf {
+    char *p;
+    size_t n, cap;
+} strbuf;
+int sb_add(strbuf *b, const char *s, size_t n); /* 0, or -1 out of memory */
+int sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_free(strbuf *b);
+
+/* An OpenAI-style error: HTTP status, type, message, param, code. */
+typedef struct api_error {
+    int status;
+    const char *type; /* "invalid_request_error", ... */
+    char message[512];
+    const char *param; /* NULL or the field at fault */
+    const char *code;  /* NULL or a machine-readable code */
+} api_error;
+json_t *api_error_json(const api_error *e);
+
+/* One completion request, parsed and tokenized. */
+typedef struct completion_req {
+    int n_prompts;
+    int32_t **prompts;  // (n_prompts,) token ids
+    int *prompt_lens;   // (n_prompts,)
+    char **prompt_text; // (n_prompts,) the prompt as text (for echo)
+    int n;              /* choices per prompt */
+    int max_tokens;     /* new tokens per choice; may be 0 */
+    int stream, include_usage, echo;
+    int logprobs;       /* -1: none; else 0..5 alternatives */
+    char *stops[4];
+    int n_stops;
+    gpt2c_gen_params p; /* sampling parameters; lists point into the arrays below */
+    int32_t *bias_ids;
+    float *bias;
+} completion_req;
+
+/* Parses and checks a /v1/completions body; on failure fills err and
+ * returns -1. */
+int api_parse_completion(const char *body, size_t len, const gpt2c_tokenizer *t, const gpt2c_model_info *info,
+                         const server_opts *o, int n_slots, completion_req *r, api_error *err);
+void api_req_free(completion_req *r);
+
+/* A request's life: made by http.c, run by sched.c, shared by both (and
+ * freed by whichever lets go last). The output and the flags below `lock`
+ * are guarded by it. */
+struct MHD_Connection;
+typedef struct job {
+    pthread_mutex_t lock;
+    int refs;
+    completion_req req;
+    char id[40];
+    long created;
+    double t_submit;
+    int fd; /* the client's socket, watched for hang-ups while suspended */
+    /* guarded by lock */
+    strbuf out;         /* SSE bytes, or the whole body once done */
+    size_t sent;        /* bytes of out handed to the connection */
+    int done;           /* no more output will come */
+    int status;         /* HTTP status of a non-streamed answer */
+    int suspended;      /* the connection is suspended waiting for output */
+    int gone;           /* the client went away: stop generating */
+    struct MHD_Connection *conn;
+    int prompt_tokens, completion_tokens; /* for the access log */
+} job;
+
+void job_release(job *j);
+
+/* The scheduler: one thread that owns the engine and runs every job. */
+typedef struct sched sched;
+typedef struct metrics metrics;
+sched *sched_new(gpt2c_model *m, gpt2c_tokenizer *t, const server_opts *o, metrics *mx, char *err, size_t errlen);
+int sched_n_slots(const sched *s);
+/* Queues a job (taking a reference); -1 when the queue is full, -2 while
+ * shutting down. */
+int sched_submit(sched *s, job *j);
+/* Stops taking jobs, lets running ones finish for up to grace seconds,
+ * cancels the rest, and returns once every job is done. */
+void sched_shutdown(sched *s, double grace_s);
+void sched_free(sched *s);
+int sched_queue_depth(sched *s);
+int sched_active(sched *s);
+/* Wakes the scheduler: a connection may have gone or a content reader
+ * suspended. */
+void sched_wake(sched *s);
+
+/* Prometheus metrics, updated from every thread under lock. */
+#define METRICS_BUCKETS 12
+struct metrics {
+    pthread_mutex_t lock;
+    unsigned long req_by_code[600];
+    unsigned long prompt_tokens, completion_tokens, steps, step_seqs;
+    double ttft_sum, tpot_sum;
+    unsigned long ttft_n, tpot_n;
+    unsigned long ttft_b[METRICS_BUCKETS], tpot_b[METRICS_BUCKETS]; /* counts per bucket, summed when rendered */
+};
+void metrics_init(metrics *m);
+void metrics_request(metrics *m, int status);
+void metrics_ttft(metrics *m, double s);
+void metrics_tpot(metrics *m, double s);
+void metrics_tokens(metrics *m, int prompt, int completion);
+void metrics_step(metrics *m, int seqs);
+/* The text exposition, with the gauges given. */
+int metrics_render(metrics *m, strbuf *out, int queue_depth, int active, int slots);
+
+/* The browser page (page.html, embedded at build time). */
+extern const unsigned char server_page[];
+extern const size_t server_page_len;
+
+#endif
