@@ -20,5 +20,7 @@ echo "=== tests/test_cli.sh"
 if PYTHON="$PYTHON" sh tests/test_cli.sh "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_cli.sh"; fi
 echo "=== tests/test_hub.py"
 if "$PYTHON" tests/test_hub.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_hub.py"; fi
+echo "=== tests/test_server.py"
+if "$PYTHON" tests/test_server.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_server.py"; fi
 echo "suites: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,0 +1,392 @@
+#!/usr/bin/env python3
+"""test_server.py BUILD_DIR REF_DIR -- `gpt2c serve` end to end over loopback.
+
+Completions equal the CLI's output for the same parameters and seed (greedy and sampled,
+n > 1, token-id prompts), streamed equals non-streamed, echo + logprobs (and the lm-eval
+scoring form, max_tokens 0), stop strings; then every class of bad input: malformed JSON,
+wrong types, invalid UTF-8, prompts over the context, n and max_tokens over the limits,
+oversize and truncated bodies, slowloris headers, a thousand idle connections, clients
+vanishing mid-stream and mid-wait, a full queue (429), authentication, unknown routes, and
+SIGTERM draining in-flight work. The server must answer correctly and keep serving.
+Prints "server: N passed, N failed".
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BUILD, REF = sys.argv[1], sys.argv[2]
+BIN = os.path.abspath(os.path.join(BUILD, "gpt2c"))
+TINY = os.path.join(REF, "tiny-f32")
+BIG = os.path.join(REF, "gpt2-f32")  # gpt2-shaped: slow enough to interrupt
+KEY = "sk-test-123"
+results = {"pass": 0, "fail": 0}
+tmp = tempfile.mkdtemp(prefix="gpt2c-serve-")
+
+
+def check(cond, what):
+    if cond:
+        results["pass"] += 1
+    else:
+        results["fail"] += 1
+        print(f"FAIL: {what}", flush=True)
+
+
+class Server:
+    def __init__(self, model, *args):
+        self.port_file = os.path.join(tmp, f"port{time.monotonic_ns()}")
+        self.log = open(os.path.join(tmp, "serve.log"), "ab")
+        self.p = subprocess.Popen([BIN, "serve", "-m", model, "--port", "0", "--port-file", self.port_file, *args],
+                                  stdout=self.log, stderr=self.log)
+        for _ in range(600):
+            if os.path.exists(self.port_file) and open(self.port_file).read().strip():
+                self.port = int(open(self.port_file).read())
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("server did not start")
+        for _ in range(600):
+            if request(self.port, "GET", "/health")[0] == 200:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("server never became ready")
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        return self.p.wait(timeout=30)
+
+
+def request(port, method, path, body=None, key=KEY, headers=None, timeout=60):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = dict(headers or {})
+    if key:
+        h["Authorization"] = "Bearer " + key
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+        h["Content-Type"] = "application/json"
+    try:
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, dict(r.getheaders()), data
+    except (ConnectionError, OSError) as e:
+        return 0, {}, str(e).encode()
+    finally:
+        c.close()
+
+
+def post(port, obj, path="/v1/completions", **kw):
+    status, headers, data = request(port, "POST", path, obj, **kw)
+    try:
+        return status, json.loads(data), headers
+    except ValueError:
+        return status, data, headers
+
+
+def stream(port, obj, key=KEY):
+    """The events of a streamed completion: parsed chunks, then "[DONE]"."""
+    st, _, data = request(port, "POST", "/v1/completions", dict(obj, stream=True), key=key)
+    events = []
+    for block in data.decode().split("\n\n"):
+        if block.startswith("data: "):
+            payload = block[6:]
+            events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return st, events
+
+
+def streamed_texts(events, n):
+    texts, finish = [""] * n, [None] * n
+    for e in events:
+        if isinstance(e, dict):
+            for c in e.get("choices", []):
+                texts[c["index"]] += c["text"]
+                if c["finish_reason"]:
+                    finish[c["index"]] = c["finish_reason"]
+    return texts, finish
+
+
+def cli(*args):
+    out = subprocess.run([BIN, "generate", "-m", TINY, "--json", "--no-stream", *args], capture_output=True, check=True)
+    return json.loads(out.stdout)
+
+
+def metric(port, name):
+    st, _, data = request(port, "GET", "/metrics")
+    m = re.search(rf"^{name} (\S+)$", data.decode(), re.M)
+    return float(m.group(1)) if m else None
+
+
+PROMPT = "Hello, my name is"
+srv = Server(TINY, "--api-key", KEY, "--slots", "8", "--max-tokens-limit", "512", "--body-limit", "65536",
+             "--timeout", "2", "--queue", "16")
+P = srv.port
+try:
+    # ------------------------------------------------------------- basics
+    check(request(P, "GET", "/health", key=None)[0] == 200, "health needs no key")
+    st, _, body = request(P, "GET", "/v1/models", key=None)
+    check(st == 401 and json.loads(body)["error"]["code"] == "invalid_api_key", "no key: 401")
+    check(request(P, "GET", "/v1/models", key="wrong")[0] == 401, "wrong key: 401")
+    st, _, body = request(P, "GET", "/v1/models")
+    check(st == 200 and json.loads(body)["data"][0]["id"] == TINY, "models lists the served model")
+    check(request(P, "GET", "/v1/models/" + "other")[0] == 404, "unknown model: 404")
+    st, h, body = request(P, "GET", "/", key=None)
+    check(st == 200 and b"<textarea" in body and "text/html" in h.get("Content-Type", ""), "the page at /")
+    st, tok, _ = post(P, {"content": PROMPT}, path="/tokenize")
+    cli_ids = subprocess.run([BIN, "tokenize", "-m", TINY, "-p", PROMPT], capture_output=True, text=True).stdout.split()
+    check(st == 200 and tok["tokens"] == [int(x) for x in cli_ids], "/tokenize equals gpt2c tokenize")
+    st, detok, _ = post(P, {"tokens": tok["tokens"]}, path="/detokenize")
+    check(st == 200 and detok["content"] == PROMPT, "/detokenize round trip")
+
+    # -------------------------------------------------- equal to the CLI
+    st, r, _ = post(P, {"model": TINY, "prompt": PROMPT, "max_tokens": 12, "temperature": 0})
+    ref = cli("-p", PROMPT, "-n", "12", "--greedy")
+    greedy = r["choices"][0]["text"] if st == 200 else None
+    check(st == 200 and greedy == ref["sequences"][0]["text"], f"greedy equals the CLI: {r}")
+    check(st == 200 and r["object"] == "text_completion" and r["id"].startswith("cmpl-") and r["model"] == TINY,
+          "response fields")
+    n_new = len(ref["sequences"][0]["token_ids"])
+    check(st == 200 and r["usage"] == {"prompt_tokens": len(cli_ids), "completion_tokens": n_new,
+                                        "total_tokens": len(cli_ids) + n_new}, f"usage: {r.get('usage')}")
+    check(st == 200 and r["choices"][0]["finish_reason"] == ("length" if n_new == 12 else "stop"), "finish_reason")
+    st, r2, _ = post(P, {"prompt": tok["tokens"], "max_tokens": 12, "temperature": 0})
+    check(st == 200 and r2["choices"][0]["text"] == greedy, "a token-id prompt gives the same text")
+
+    sample = {"prompt": PROMPT, "max_tokens": 16, "temperature": 0.8, "top_p": 0.9, "seed": 42, "n": 3}
+    st, r, _ = post(P, sample)
+    ref = cli("-p", PROMPT, "-n", "16", "--do-sample", "--temperature", "0.8", "--top-p", "0.9", "--top-k", "0",
+              "--seed", "42", "--num-return-sequences", "3")
+    texts = [c["text"] for c in r["choices"]] if st == 200 else []
+    check(texts == [s["text"] for s in ref["sequences"]], f"sampled n=3 with a seed equals the CLI: {texts}")
+    check(len(set(texts)) == 3, "the three sampled choices differ")
+    st, events = stream(P, dict(sample, stream_options={"include_usage": True}))
+    stexts, sfinish = streamed_texts(events, 3)
+    check(st == 200 and stexts == texts, "streamed text equals the non-streamed text")
+    check(sfinish == [c["finish_reason"] for c in r["choices"]], "streamed finish reasons")
+    check(events and events[-1] == "[DONE]" and events[-2]["choices"] == [] and
+          events[-2]["usage"] == r["usage"], "include_usage: a last chunk with the usage, then [DONE]")
+    st, r3, _ = post(P, {"prompt": PROMPT, "max_tokens": 5, "temperature": 0, "n": 3})
+    check(st == 200 and len({c["text"] for c in r3["choices"]}) == 1 and len(r3["choices"]) == 3,
+          "n=3 greedy: three identical choices")
+    st, r4, _ = post(P, {"prompt": ["One", "Two"], "max_tokens": 4, "temperature": 0, "n": 2})
+    one = cli("-p", "One", "-n", "4", "--greedy")["sequences"][0]["text"]
+    two = cli("-p", "Two", "-n", "4", "--greedy")["sequences"][0]["text"]
+    check(st == 200 and [c["text"] for c in r4["choices"]] == [one, one, two, two] and
+          [c["index"] for c in r4["choices"]] == [0, 1, 2, 3], "two prompts x n=2, in order")
+
+    # ------------------------------------------------ echo and logprobs
+    st, r, _ = post(P, {"prompt": PROMPT, "max_tokens": 5, "temperature": 0, "echo": True, "logprobs": 3})
+    ref = cli("-p", PROMPT, "-n", "5", "--greedy", "--logprobs", "3")
+    lp = r["choices"][0]["logprobs"] if st == 200 else {}
+    np_ = len(cli_ids)
+    check(st == 200 and r["choices"][0]["text"] == PROMPT + ref["sequences"][0]["text"], "echo prepends the prompt")
+    check(len(lp.get("tokens", [])) == np_ + 5 and lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None,
+          "echo logprobs cover prompt and completion, the first is null")
+    want = [e["logprob"] for e in ref["sequences"][0]["logprobs"]]
+    got = lp.get("token_logprobs", [None] * (np_ + 5))[np_:]
+    check(all(g is not None and abs(g - w) < 1e-5 for g, w in zip(got, want)), f"completion logprobs equal the CLI's")
+    check(all(len(t) <= 3 for t in lp.get("top_logprobs", [])[1:]), "top_logprobs: at most 3")
+    check(lp.get("text_offset", [None])[:2] == [0, len(lp["tokens"][0])], "text_offset counts characters")
+    st, s, _ = post(P, {"prompt": PROMPT, "max_tokens": 0, "echo": True, "logprobs": 0})
+    slp = s["choices"][0]["logprobs"] if st == 200 else {}
+    check(st == 200 and s["choices"][0]["text"] == PROMPT and slp["token_logprobs"][1:] == lp["token_logprobs"][1:np_],
+          "scoring (echo, max_tokens 0) gives the prompt's log-probabilities")
+    # The prompt's log-probabilities, checked one position at a time against generation.
+    st, s1, _ = post(P, {"prompt": tok["tokens"][:2], "max_tokens": 1, "temperature": 0, "logprobs": 1})
+    top1 = s1["choices"][0]["logprobs"]["top_logprobs"][0] if st == 200 else {}
+    check(abs(list(top1.values())[0] - max(lp["top_logprobs"][2].values())) < 1e-5, "prompt top logprob = next-token top")
+
+    # ---------------------------------------------------------- stop strings
+    cut = greedy[3:7] if len(greedy) >= 7 else greedy[-2:]
+    want = greedy[:greedy.index(cut)]
+    st, r, _ = post(P, {"prompt": PROMPT, "max_tokens": 12, "temperature": 0, "stop": [cut, "zzzz"]})
+    check(st == 200 and r["choices"][0]["text"] == want and r["choices"][0]["finish_reason"] == "stop",
+          f"stop string cut: {r} vs {want!r}")
+    st, events = stream(P, {"prompt": PROMPT, "max_tokens": 12, "temperature": 0, "stop": cut})
+    check(streamed_texts(events, 1) == ([want], ["stop"]), "streamed stop string: same text, nothing lost")
+
+    # ----------------------------------------------------------- bad input
+    def err(obj, status, param=None, code=None, what=""):
+        st, r, _ = post(P, obj) if not isinstance(obj, bytes) else (lambda t: (t[0], json.loads(t[2]), t[1]))(
+            request(P, "POST", "/v1/completions", obj, headers={"Content-Type": "application/json"}))
+        e = r.get("error", {}) if isinstance(r, dict) else {}
+        ok = st == status and isinstance(e.get("message"), str) and e.get("type")
+        ok = ok and (param is None or e.get("param") == param) and (code is None or e.get("code") == code)
+        check(ok, f"{what}: expected {status} {param} {code}, got {st} {r}")
+
+    err(b'{"prompt": "x", ', 400, code="invalid_json", what="truncated JSON")
+    err(b'[1, 2]', 400, what="a JSON array body")
+    err(b'{"prompt": "\xff\xfe"}', 400, code="invalid_json", what="invalid UTF-8")
+    err({"prompt": "x", "max_tokens": "12"}, 400, "max_tokens", "invalid_type", "a string max_tokens")
+    err({"prompt": "x", "temperature": 3}, 400, "temperature", what="temperature over 2")
+    err({"prompt": "x", "logprobs": 6}, 400, "logprobs", what="logprobs over 5")
+    err({"prompt": "x", "n": 9}, 400, "n", what="n over the slots")
+    err({"prompt": "x", "max_tokens": 600}, 400, "max_tokens", what="max_tokens over the limit")
+    err({"prompt": [50256] * 1100}, 400, "prompt", "context_length_exceeded", "a prompt over the context")
+    err({"prompt": [50256] * 1000, "max_tokens": 100}, 400, "max_tokens", "context_length_exceeded", "prompt + max_tokens")
+    err({"prompt": [50256, 70000]}, 400, "prompt", what="a token id outside the vocabulary")
+    err({"prompt": []}, 400, "prompt", what="an empty prompt list")
+    err({"prompt": ["a", [1]]}, 400, "prompt", what="mixed prompt list")
+    err({"prompt": {"a": 1}}, 400, "prompt", what="an object prompt")
+    err({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", what="five stop strings")
+    err({"prompt": "x", "logit_bias": {"abc": 1}}, 400, "logit_bias", what="a bad logit_bias key")
+    err({"prompt": "x", "seed": "7"}, 400, "seed", what="a string seed")
+    err({"prompt": "x", "suffix": "y"}, 400, "suffix", what="suffix")
+    err({"prompt": "x", "best_of": 2}, 400, "best_of", what="best_of")
+    err({"prompt": "x", "model": "gpt-4"}, 404, "model", "model_not_found", "another model")
+    err({"prompt": "x", "stream": "yes"}, 400, "stream", what="a string stream")
+    st, r, _ = post(P, {"prompt": "x", "max_tokens": 2, "foo": {"bar": [1]}})
+    check(st == 200, "unknown fields are ignored")
+    st, _, body = request(P, "POST", "/v1/completions", b'{"prompt": "' + b"a" * 70000 + b'"}')
+    check(st == 413 and b"error" in body, "a body over the limit: 413")
+    st, _, body = request(P, "GET", "/v1/completions")
+    check(st == 405, "GET on /v1/completions: 405")
+    check(request(P, "POST", "/v1/chat/completions", {})[0] == 404, "chat completions: 404 with a reason")
+    check(request(P, "GET", "/nowhere")[0] == 404, "unknown path: 404")
+
+    def raw(data, read=True, timeout=5):
+        s = socket.create_connection(("127.0.0.1", P), timeout=timeout)
+        s.sendall(data)
+        out = b""
+        try:
+            while read:
+                b = s.recv(65536)
+                if not b:
+                    break
+                out += b
+        except socket.timeout:
+            out += b"<timeout>"
+        s.close()
+        return out
+
+    auth = f"Authorization: Bearer {KEY}\r\n".encode()
+    out = raw(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: 10000000\r\n\r\n{", timeout=5)
+    check(out.startswith(b"HTTP/1.1 413"), f"a declared 10 MB body: 413 before reading it ({out[:40]!r})")
+    t0 = time.monotonic()
+    out = raw(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: 100\r\n\r\n{\"prompt\"", timeout=10)
+    check(b"<timeout>" not in out and time.monotonic() - t0 < 8, "a truncated body: the idle timeout closes it")
+    out = raw(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n", timeout=10)
+    check(out.startswith(b"HTTP/1.1 431") or out.startswith(b"HTTP/1.1 413") or out == b"",
+          f"huge headers: refused ({out[:30]!r})")
+    out = raw(b"BLAH\r\n\r\n")
+    check(out.startswith(b"HTTP/1.1 400") or out == b"", "garbage request line: 400 or closed")
+
+    # Slow clients: headers a byte at a time and a crowd of idle sockets do not
+    # hold the server; stalled ones are closed by the idle timeout.
+    slow = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", P))
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHo")
+        slow.append(s)
+    idle = []
+    try:
+        for _ in range(1000):
+            idle.append(socket.create_connection(("127.0.0.1", P)))
+    except OSError as e:
+        print(f"note: stopped opening idle sockets at {len(idle)}: {e}")
+    t0 = time.monotonic()
+    for i in range(3):
+        for s in slow:
+            s.send(b"s")
+        time.sleep(0.3)
+    st, r, _ = post(P, {"prompt": PROMPT, "max_tokens": 4, "temperature": 0}, timeout=10)
+    check(st == 200 and time.monotonic() - t0 < 5, "served while 20 slowloris and 1000 idle connections are open")
+    time.sleep(3.5)
+    closed = 0
+    for s in idle[:50] + slow:
+        s.settimeout(2)
+        try:
+            closed += s.recv(10) == b""
+        except (ConnectionResetError, socket.timeout):
+            closed += 0 if isinstance(sys.exc_info()[1], socket.timeout) else 1
+    check(closed == 70, f"stalled connections closed after the idle timeout ({closed}/70)")
+    for s in idle + slow:
+        s.close()
+    check(request(P, "GET", "/health")[0] == 200, "healthy after the crowd")
+
+    st, _, data = request(P, "GET", "/metrics")
+    text = data.decode()
+    check(st == 200 and re.search(r"^gpt2c_time_to_first_token_seconds_count [1-9]", text, re.M) and
+          re.search(r'^gpt2c_requests_total\{code="400"\} [1-9]', text, re.M) and "gpt2c_queue_depth 0" in text,
+          "metrics: counters, gauges, histograms")
+finally:
+    rc = srv.stop()
+check(rc == 0, f"SIGTERM: exit 0 (got {rc})")
+
+# --------------------------------------------- a slow model: cancel, queue, drain
+big = Server(BIG, "--slots", "2", "--queue", "1", "--timeout", "5", "--shutdown-grace", "20")
+B = big.port
+try:
+    long = {"prompt": PROMPT, "max_tokens": 400, "ignore_eos": True, "temperature": 0}
+    # A client that vanishes mid-stream: its sequence leaves at the next step.
+    s = socket.create_connection(("127.0.0.1", B))
+    body = json.dumps(dict(long, stream=True)).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+              str(len(body)).encode() + b"\r\n\r\n" + body)
+    got = b""
+    while got.count(b"data: ") < 2:
+        got += s.recv(4096)
+    steps0 = metric(B, "gpt2c_steps_total")
+    s.close()
+    t0 = time.monotonic()
+    while metric(B, "gpt2c_active_requests") != 0 and time.monotonic() - t0 < 5:
+        time.sleep(0.05)
+    steps1 = metric(B, "gpt2c_steps_total")
+    check(metric(B, "gpt2c_active_requests") == 0 and steps1 - steps0 < 100,
+          f"a vanished streaming client stops its generation ({steps1 - steps0} more steps)")
+    # One that vanishes while waiting for a non-streamed answer.
+    s = socket.create_connection(("127.0.0.1", B))
+    body = json.dumps(long).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+              str(len(body)).encode() + b"\r\n\r\n" + body)
+    time.sleep(0.5)
+    steps0 = metric(B, "gpt2c_steps_total")
+    s.close()
+    t0 = time.monotonic()
+    while metric(B, "gpt2c_active_requests") != 0 and time.monotonic() - t0 < 5:
+        time.sleep(0.05)
+    check(metric(B, "gpt2c_steps_total") - steps0 < 100, "a vanished waiting client stops its generation")
+    # A full queue: two slots busy, one waiting, the rest get 429 with Retry-After.
+    answers = []
+
+    def one():
+        st, r, h = post(B, dict(long, max_tokens=60), key=None)
+        answers.append((st, h.get("Retry-After")))
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    codes = sorted(a[0] for a in answers)
+    check(codes.count(200) >= 3 and codes.count(429) >= 1 and set(codes) <= {200, 429} and
+          all(a[1] == "1" for a in answers if a[0] == 429), f"full queue: 429 with Retry-After ({codes})")
+    # SIGTERM while a stream runs: it finishes, then the process exits 0.
+    result = {}
+
+    def streamer():
+        result["r"] = stream(B, dict(long, max_tokens=40), key=None)
+
+    t = threading.Thread(target=streamer)
+    t.start()
+    time.sleep(0.5)
+    big.p.send_signal(signal.SIGTERM)
+    t.join(timeout=60)
+    st, events = result.get("r", (0, []))
+    texts, finish = streamed_texts(events, 1)
+    check(st == 200 and events and events[-1] == "[DONE]" and finish == ["length"],
+          f"SIGTERM: the in-flight stream completes ({finish})")
+    check(big.p.wait(timeout=30) == 0, "SIGTERM: exit 0 after draining")
+finally:
+    if big.p.poll() is None:
+        big.p.kill()
+
+print(f"server: {results['pass']} passed, {results['fail']} failed")
+sys.exit(1 if results["fail"] else 0)
