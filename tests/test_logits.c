@@ -349,6 +349,54 @@ static void test_penalty_in_greedy(void **state) {
     gpt2c_model_free(m);
 }
 
+static int cmp_pair_asc(const void *a, const void *b) {
+    const logits_pair *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? -1 : 1;
+    return x->i - y->i;
+}
+
+/* top-p on a full vocabulary (which takes the partial-selection path) keeps
+ * exactly what the plain full sort keeps, as transformers' warper does it. */
+static void test_top_p_large_vocab(void **state) {
+    (void)state;
+    const int n = 50257;
+    float *s = malloc(n * sizeof *s), *want = malloc(n * sizeof *want);
+    logits_pair *scratch = malloc(n * sizeof *scratch), *sorted = malloc(n * sizeof *sorted);
+    rng r;
+    rng_seed(&r, 5, 0);
+    const float ps[] = {0.05f, 0.5f, 0.9f, 0.99f, 0.999f};
+    for (int trial = 0; trial < 20; trial++) {
+        double spread = 1.0 + trial % 5 * 2.0; /* flat to peaked distributions */
+        for (int i = 0; i < n; i++) {
+            double u = rng_uniform(&r), v = rng_uniform(&r);
+            s[i] = (float)(spread * sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v));
+            if (trial % 3 == 0) s[i] = roundf(s[i] * 4) / 4; /* many ties */
+        }
+        float p = ps[trial % 5];
+        memcpy(want, s, n * sizeof *s);
+        for (int i = 0; i < n; i++) sorted[i] = (logits_pair){want[i], i};
+        qsort(sorted, n, sizeof *sorted, cmp_pair_asc);
+        double mx = sorted[n - 1].v, z = 0, cum = 0;
+        for (int i = 0; i < n; i++) z += exp((double)sorted[i].v - mx);
+        for (int i = 0; i < n - 1; i++) {
+            cum += exp((double)sorted[i].v - mx) / z;
+            if (cum > 1.0 - p) break;
+            want[sorted[i].i] = -INFINITY;
+        }
+        logits_top_p(s, n, p, 1, scratch);
+        int kept = 0;
+        for (int i = 0; i < n; i++) {
+            if (isinf(want[i]) != isinf(s[i])) fail_msg("trial %d (top_p %g): token %d differs", trial, p, i);
+            kept += !isinf(s[i]);
+        }
+        assert_true(kept >= 1);
+    }
+    free(s);
+    free(want);
+    free(scratch);
+    free(sorted);
+}
+
 /* OpenAI's penalties: count * frequency + presence, per distinct id. */
 static void test_openai_penalties(void **state) {
     (void)state;
@@ -482,7 +530,7 @@ int main(void) {
         cmocka_unit_test(test_temperature_and_lists),  cmocka_unit_test(test_sampling_distribution),
         cmocka_unit_test(test_min_new_tokens_and_bias), cmocka_unit_test(test_seed_batch_independent),
         cmocka_unit_test(test_penalty_in_greedy),      cmocka_unit_test(test_openai_penalties),
-        cmocka_unit_test(test_engine_equals_alone),
+        cmocka_unit_test(test_engine_equals_alone),     cmocka_unit_test(test_top_p_large_vocab),
     };
     return cmocka_run_group_tests_name("logits", tests, NULL, NULL);
 }

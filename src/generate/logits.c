@@ -116,21 +116,57 @@ static int finite_sorted(const float *v, int n, logits_pair *out) {
     return m;
 }
 
-void logits_top_p(float *scores, int n, float top_p, int min_keep, logits_pair *sorted) {
-    if (top_p >= 1.0f) return;
-    int m = finite_sorted(scores, n, sorted);
-    if (m == 0) return;
-    double mx = sorted[m - 1].v, z = 0.0;
-    for (int i = 0; i < m; i++) z += exp((double)sorted[i].v - mx);
-    /* Ascending: remove while the cumulative mass stays <= 1 - top_p; so the
-     * token whose mass crosses the threshold is kept. The min_keep largest
-     * always stay. */
-    double cum = 0.0;
+/* Removes, in ascending order, the tokens whose cumulative mass (from the
+ * least probable, starting at `cum`) stays <= 1 - top_p; sorted holds the
+ * m candidates ascending. */
+static void top_p_remove(float *scores, const logits_pair *sorted, int m, double cum, double mx, double z, float top_p,
+                         int min_keep) {
     for (int i = 0; i < m - min_keep; i++) {
         cum += exp((double)sorted[i].v - mx) / z;
         if (cum > 1.0 - (double)top_p) break;
         scores[sorted[i].i] = -INFINITY;
     }
+}
+
+void logits_top_p(float *scores, int n, float top_p, int min_keep, logits_pair *sorted) {
+    if (top_p >= 1.0f) return;
+    double mx = -INFINITY, z = 0.0;
+    int finite = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(scores[i])) {
+            finite++;
+            if (scores[i] > mx) mx = scores[i];
+        }
+    if (finite == 0) return;
+    for (int i = 0; i < n; i++)
+        if (isfinite(scores[i])) z += exp((double)scores[i] - mx);
+    /* Sorting the whole vocabulary for every token costs more than the rest
+     * of sampling together, and the kept set is nearly always small. So:
+     * take the candidates scoring at least the k-th largest (all ties
+     * included, so no tie straddles the cut), and if the mass below them is
+     * within 1 - top_p, all of it is removed and only the candidates need
+     * sorting. Otherwise widen k, up to the whole vocabulary. The result is
+     * the full sort's, up to the order of summing the tail's mass. */
+    for (int k = 256; k < finite; k *= 4) {
+        float *tmp = (float *)sorted; /* scratch: n pairs hold 2n floats */
+        memcpy(tmp, scores, (size_t)n * sizeof *tmp);
+        float t = kth_largest(tmp, n, k);
+        double tail = 0.0;
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            if (!isfinite(scores[i])) continue;
+            if (scores[i] >= t) sorted[m++] = (logits_pair){scores[i], i};
+            else tail += exp((double)scores[i] - mx);
+        }
+        if (tail / z > 1.0 - (double)top_p || m < min_keep) continue;
+        for (int i = 0; i < n; i++)
+            if (scores[i] < t) scores[i] = -INFINITY;
+        qsort(sorted, (size_t)m, sizeof *sorted, cmp_pair);
+        top_p_remove(scores, sorted, m, tail / z, mx, z, top_p, min_keep);
+        return;
+    }
+    int m = finite_sorted(scores, n, sorted);
+    top_p_remove(scores, sorted, m, 0.0, mx, z, top_p, min_keep);
 }
 
 void logits_typical(float *scores, int n, float mass, int min_keep, logits_pair *sorted) {
