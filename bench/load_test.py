@@ -31,6 +31,8 @@ ap.add_argument("--clients", type=int, default=32)
 ap.add_argument("--seconds", type=float, default=60)
 ap.add_argument("--solo-seconds", type=float, default=10)
 ap.add_argument("--max-tokens", type=int, default=64)
+ap.add_argument("--temperature", type=float, default=0.9)
+ap.add_argument("--top-p", type=float, default=1.0)
 ap.add_argument("--seeds", type=int, default=16, help="distinct seeds (expected texts computed up front)")
 ap.add_argument("--key", default=os.environ.get("GPT2C_API_KEY"))
 ap.add_argument("--json", action="store_true")
@@ -55,7 +57,7 @@ PROMPTS = ["The history of the city begins", "In a shocking finding, scientists 
 
 
 def body(seed, stream):
-    return {"prompt": PROMPTS[seed % len(PROMPTS)], "max_tokens": args.max_tokens, "temperature": 0.9, "top_p": 0.95,
+    return {"prompt": PROMPTS[seed % len(PROMPTS)], "max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p,
             "seed": seed, "stream": stream, "stream_options": {"include_usage": True} if stream else None}
 
 

@@ -145,9 +145,10 @@ void logits_top_p(float *scores, int n, float top_p, int min_keep, logits_pair *
      * take the candidates scoring at least the k-th largest (all ties
      * included, so no tie straddles the cut), and if the mass below them is
      * within 1 - top_p, all of it is removed and only the candidates need
-     * sorting. Otherwise widen k, up to the whole vocabulary. The result is
+     * sorting. Otherwise widen k once, then sort everything (flat
+     * distributions, as random weights give, keep most tokens). The result is
      * the full sort's, up to the order of summing the tail's mass. */
-    for (int k = 256; k < finite; k *= 4) {
+    for (int k = 256; k < finite && k <= 4096; k *= 16) {
         float *tmp = (float *)sorted; /* scratch: n pairs hold 2n floats */
         memcpy(tmp, scores, (size_t)n * sizeof *tmp);
         float t = kth_largest(tmp, n, k);
