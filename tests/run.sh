@@ -22,5 +22,13 @@ echo "=== tests/test_hub.py"
 if "$PYTHON" tests/test_hub.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_hub.py"; fi
 echo "=== tests/test_server.py"
 if "$PYTHON" tests/test_server.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_server.py"; fi
+echo "=== tests/node: the official OpenAI Node SDK and the page in headless Chromium"
+if { [ -d tests/node/node_modules ] || npm ci --prefix tests/node --no-audit --no-fund --silent; } &&
+    node tests/node/sdk_test.mjs "$BUILD" "$GPT2C_REF_DIR/tiny-f32" &&
+    node tests/node/page_test.mjs "$BUILD" "$GPT2C_REF_DIR/tiny-f32"; then
+    pass=$((pass + 1))
+else
+    fail=$((fail + 1)); echo "FAILED: tests/node (needs node, npm and chromium: tools/install-deps.sh)"
+fi
 echo "suites: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -388,5 +388,18 @@ finally:
     if big.p.poll() is None:
         big.p.kill()
 
+# A short load: concurrent streams, each checked against its non-streamed text (the
+# full 32-client, 60 s run is bench/load_test.py's default; its figure is in the README).
+load = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "load_test.py"),
+                       "--serve", f"{BIN} serve -m {TINY} --slots 16", "--clients", "12", "--seconds", "4",
+                       "--solo-seconds", "1", "--max-tokens", "24", "--seeds", "6", "--json"],
+                      capture_output=True, text=True, timeout=300)
+try:
+    rep = json.loads(load.stdout.strip().splitlines()[-1])
+except (ValueError, IndexError):
+    rep = {}
+check(load.returncode == 0 and rep.get("errors") == 0 and rep.get("streams", 0) > 12 and rep.get("server_exit") == 0,
+      f"12 concurrent streaming clients: no lost or garbled stream ({rep}, {load.stderr[-500:]})")
+
 print(f"server: {results['pass']} passed, {results['fail']} failed")
 sys.exit(1 if results["fail"] else 0)

@@ -3,9 +3,11 @@
 # packages: a C compiler, PCRE2 (tokenizer regex), jansson (JSON), libcurl and
 # OpenSSL (hub downloads, SHA-256), libmicrohttpd (the HTTP server), cmocka (unit tests) and numpy (the reference
 # implementation the tests compare against); clang and its libFuzzer runtime
-# for the second compiler and the fuzz runs.
+# for the second compiler and the fuzz runs; Chromium, and Node.js unless the
+# machine has it, for the server's browser page and OpenAI SDK tests.
 set -e
-PKGS="build-essential pkg-config libpcre2-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev python3-numpy clang libclang-rt-14-dev"
+PKGS="build-essential pkg-config libpcre2-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev python3-numpy clang libclang-rt-14-dev chromium"
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
