@@ -82,7 +82,8 @@ fuzz-smoke: fuzz
 	for f in tests/fuzz/regress/*; do n=$${f##*/}; build-fuzz/fuzz_$${n%%-*} $$f || exit 1; done
 	for t in $(basename $(notdir $(wildcard tests/fuzz/*.c))); do \
 	  rm -rf build-fuzz/corpus_$$t && cp -r tests/fuzz/corpus_$${t#fuzz_} build-fuzz/corpus_$$t && \
-	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
+	  dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+	  build-fuzz/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
 	    -artifact_prefix=build-fuzz/ build-fuzz/corpus_$$t > build-fuzz/$$t.log 2>&1 \
 	    || { tail -n 40 build-fuzz/$$t.log; echo "FAILED: $$t (input saved under build-fuzz/)"; exit 1; }; \
 	  echo "$$t: $$(grep -o 'number_of_executed_units: [0-9]*' build-fuzz/$$t.log) in $(FUZZ_SECONDS) s, no crash"; \
@@ -91,11 +92,13 @@ fuzz-smoke: fuzz
 # libFuzzer targets (clang): make fuzz, then e.g.
 #   build-fuzz/fuzz_text -max_total_time=600 tests/fuzz/corpus_text
 FUZZ_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -Iinclude -Isrc -g -O1 -fsanitize=fuzzer,address,undefined
-fuzz: $(wildcard tests/fuzz/*.c) $(LIB_SRC)
+# The server's request parser is fuzzed too; it needs only the library.
+FUZZ_SRC = $(LIB_SRC) src/server/api.c
+fuzz: $(wildcard tests/fuzz/*.c) $(FUZZ_SRC)
 	@mkdir -p build-fuzz
 	for t in $(basename $(notdir $(wildcard tests/fuzz/*.c))); do \
 	  clang $(FUZZ_CFLAGS) -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
-	    -o build-fuzz/$$t tests/fuzz/$$t.c $(LIB_SRC) $(LDLIBS) || exit 1; done
+	    -o build-fuzz/$$t tests/fuzz/$$t.c $(FUZZ_SRC) $(LDLIBS) || exit 1; done
 
 clean:
 	rm -rf build build-san build-fuzz

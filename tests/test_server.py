@@ -240,6 +240,9 @@ try:
     err({"prompt": "x", "suffix": "y"}, 400, "suffix", what="suffix")
     err({"prompt": "x", "best_of": 2}, 400, "best_of", what="best_of")
     err({"prompt": "x", "model": "gpt-4"}, 404, "model", "model_not_found", "another model")
+    err({"prompt": "x", "model": "a" + "\u00e9" * 150}, 404, "model", "model_not_found",
+        "a long model name cut mid-character (the message stays valid UTF-8)")
+    err(b'{"prompt": "x", "model": "\\ud800"}', 400, code="invalid_json", what="a lone surrogate escape")
     err({"prompt": "x", "stream": "yes"}, 400, "stream", what="a string stream")
     st, r, _ = post(P, {"prompt": "x", "max_tokens": 2, "foo": {"bar": [1]}})
     check(st == 200, "unknown fields are ignored")
@@ -286,7 +289,7 @@ try:
         slow.append(s)
     idle = []
     try:
-        for _ in range(1000):
+        for _ in range(2000):
             idle.append(socket.create_connection(("127.0.0.1", P)))
     except OSError as e:
         print(f"note: stopped opening idle sockets at {len(idle)}: {e}")
@@ -296,7 +299,7 @@ try:
             s.send(b"s")
         time.sleep(0.3)
     st, r, _ = post(P, {"prompt": PROMPT, "max_tokens": 4, "temperature": 0}, timeout=10)
-    check(st == 200 and time.monotonic() - t0 < 5, "served while 20 slowloris and 1000 idle connections are open")
+    check(st == 200 and time.monotonic() - t0 < 5, "served while 20 slowloris and 2000 idle connections are open")
     time.sleep(3.5)
     closed = 0
     for s in idle[:50] + slow:

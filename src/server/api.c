@@ -50,9 +50,36 @@ void sb_free(strbuf *b) {
     memset(b, 0, sizeof *b);
 }
 
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
+static int utf8_seq(const unsigned char *s) {
+    int n = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+          : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if (n == 3 && ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0))) return 0; /* overlong, surrogate */
+    if (n == 4 && ((s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90))) return 0;
+    return n;
+}
+
 json_t *api_error_json(const api_error *e) {
-    return json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", e->message, "type", e->type, "param", e->param,
-                     "code", e->code);
+    /* Messages quote the request (a parser's complaint, a model name cut to
+     * a length) and so may hold invalid UTF-8, which JSON cannot carry:
+     * such bytes become '?'. */
+    char msg[sizeof e->message];
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)e->message; *p && n + 1 < sizeof msg;) {
+        int k = utf8_seq(p);
+        if (k == 0) {
+            msg[n++] = '?';
+            p++;
+            continue;
+        }
+        if (n + (size_t)k >= sizeof msg) break; /* no room for the whole character */
+        for (int i = 0; i < k; i++) msg[n++] = (char)*p++;
+    }
+    msg[n] = 0;
+    return json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type", e->type, "param", e->param, "code",
+                     e->code);
 }
 
 static int fail(api_error *e, int status, const char *param, const char *code, const char *fmt, ...)
