@@ -235,6 +235,7 @@ try:
     err({"prompt": ["a", [1]]}, 400, "prompt", what="mixed prompt list")
     err({"prompt": {"a": 1}}, 400, "prompt", what="an object prompt")
     err({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", what="five stop strings")
+    err({"prompt": "x", "stop": "\u0000."}, 400, "stop", what="a stop string with U+0000")
     err({"prompt": "x", "logit_bias": {"abc": 1}}, 400, "logit_bias", what="a bad logit_bias key")
     err({"prompt": "x", "seed": "7"}, 400, "seed", what="a string seed")
     err({"prompt": "x", "suffix": "y"}, 400, "suffix", what="suffix")

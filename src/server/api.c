@@ -227,6 +227,8 @@ static int parse_stops(completion_req *r, json_t *v, api_error *e) {
         if (!json_is_string(s)) return type_error(e, "stop", "a string or an array of strings", s);
         if (json_string_length(s) == 0) continue; /* an empty stop string would stop everything: ignored */
         if (json_string_length(s) > 1024) return fail(e, 400, "stop", "invalid_value", "a stop string is over 1024 bytes");
+        if (strlen(json_string_value(s)) != json_string_length(s))
+            return fail(e, 400, "stop", "invalid_value", "a stop string contains U+0000, which gpt2c does not match");
         r->stops[r->n_stops] = strdup(json_string_value(s));
         if (!r->stops[r->n_stops++]) return fail(e, 500, NULL, NULL, "out of memory");
     }
