@@ -56,6 +56,9 @@ const char *gpt2c_tokenizer_errmsg(const gpt2c_tokenizer *t);
 void gpt2c_tokenizer_free(gpt2c_tokenizer *t);
 
 int gpt2c_tokenizer_vocab_size(const gpt2c_tokenizer *t);
+/* The most bytes one token stands for: a text of n bytes is at least
+ * n / this many tokens, which refuses an oversized prompt before tokenizing it. */
+size_t gpt2c_tokenizer_max_token_bytes(const gpt2c_tokenizer *t);
 /* The id of "<|endoftext|>", or -1 if the vocabulary has none. */
 int gpt2c_tokenizer_eos_id(const gpt2c_tokenizer *t);
 

@@ -204,5 +204,14 @@ else
     echo "skipped: golden CLI check ($G/checkpoints not found)"
 fi
 
+# Resource limits: a 10 MB prompt is refused before it is tokenized (fast, little
+# memory); --truncate still takes it, keeping the end.
+head -c 7500000 /dev/zero | tr '\0' 'a' | fold -w 75 > "$TMP/big.txt"
+start=$(date +%s)
+expect_exit 1 "a 7.5 MB prompt" -- $BIN generate -m "$CK" -f "$TMP/big.txt" -n 1
+expect_stderr "more than the model's context" "a 7.5 MB prompt is refused early"
+[ $(( $(date +%s) - start )) -le 5 ] && ok || bad "the 7.5 MB prompt took over 5 s to refuse"
+expect_exit 0 "a 7.5 MB prompt with --truncate" -- $BIN generate -m "$CK" -f "$TMP/big.txt" -n 1 --truncate --json --no-stream
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -336,6 +336,40 @@ static void test_tokenizer_file_errors(void **state) {
     expect_tok(tj, GPT2C_ERR_FORMAT, "tokenizer.json", "model.merges");
 }
 
+/* Resource limits: inputs that would make gpt2c allocate blindly are refused
+ * with a message, not followed. */
+static void test_resource_limits(void **state) {
+    (void)state;
+    char dir[160];
+    snprintf(dir, sizeof dir, "%s/limits", root);
+    mkdir(dir, 0755);
+    write_str(dir, "merges.txt", "#version: 0.2\n");
+    /* A vocabulary of 3 million entries (about 30 MB): past the 2^21 ids a
+     * vocabulary may have (ids are unique, so the count is bounded too), refused
+     * while it is read. */
+    char path[256];
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputc('{', f);
+    for (int i = 0; i < 3000000; i++) fprintf(f, "%s\"t%d\": %d", i ? "," : "", i, i);
+    fputs("}", f);
+    fclose(f);
+    expect_tok(dir, GPT2C_ERR_FORMAT, "vocab.json", "not an integer in [0, 2097152)");
+    /* A 10-million-entry vocabulary's size (300 MB, sparse here) is refused
+     * before a byte of it is read. */
+    assert_int_equal(truncate(path, 300l << 20), 0);
+    expect_tok(dir, GPT2C_ERR_FORMAT, "vocab.json", "limit");
+    unlink(path);
+    /* The real vocabulary's longest token bounds how few tokens a text can
+     * be, which lets callers refuse megabyte prompts before tokenizing. */
+    gpt2c_tokenizer *t;
+    assert_int_equal(gpt2c_tokenizer_load(TOKENIZER_DIR, &t), GPT2C_OK);
+    size_t most = gpt2c_tokenizer_max_token_bytes(t);
+    assert_true(most >= 13 && most <= 256); /* "<|endoftext|>" is 13 bytes */
+    gpt2c_tokenizer_free(t);
+}
+
 static void test_generation_errors(void **state) {
     (void)state;
     const char *dir = fresh("gen");
@@ -416,7 +450,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_control),        cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_safetensors_errors),   cmocka_unit_test(test_tokenizer_file_errors),
-        cmocka_unit_test(test_generation_errors),
+        cmocka_unit_test(test_resource_limits), cmocka_unit_test(test_generation_errors),
     };
     return cmocka_run_group_tests_name("hostile inputs", tests, setup, teardown);
 }

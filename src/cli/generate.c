@@ -424,6 +424,14 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
             text = strdup(o->prompt);
             text_len = strlen(o->prompt);
         }
+        gpt2c_model_info mi;
+        gpt2c_model_get_info(m, &mi);
+        size_t least = text_len / gpt2c_tokenizer_max_token_bytes(tok);
+        if (!o->truncate && least > (size_t)mi.n_ctx) { /* refused before tokenizing megabytes */
+            fprintf(stderr, "%s: prompt: %zu bytes is at least %zu tokens, more than the model's context of %d (--truncate keeps the end)\n",
+                    prog, text_len, least, mi.n_ctx);
+            goto out;
+        }
         if (gpt2c_tokenize(tok, text, text_len, &ids, &n_ids) != GPT2C_OK) {
             fprintf(stderr, "%s: prompt: %s\n", prog, gpt2c_tokenizer_errmsg(tok));
             goto out;

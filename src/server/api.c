@@ -152,6 +152,11 @@ static int add_prompt(completion_req *r, json_t *v, const gpt2c_tokenizer *t, co
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
         size_t len = json_string_length(v);
+        size_t least = len / gpt2c_tokenizer_max_token_bytes(t);
+        if (least > (size_t)info->n_ctx) /* certainly too long: not worth tokenizing */
+            return fail(e, 400, "prompt", "context_length_exceeded",
+                        "This model's maximum context length is %d tokens; prompt %d is %zu bytes, at least %zu tokens",
+                        info->n_ctx, i, len, least);
         gpt2c_status st = gpt2c_tokenize((gpt2c_tokenizer *)t, s, len, &ids, &n);
         if (st) return fail(e, st == GPT2C_ERR_NOMEM ? 500 : 400, "prompt", NULL, "prompt %d: %s", i, gpt2c_status_string(st));
         r->prompt_text[i] = malloc(len + 1);

@@ -486,6 +486,13 @@ void gpt2c_tokenizer_free(gpt2c_tokenizer *t) {
 int gpt2c_tokenizer_vocab_size(const gpt2c_tokenizer *t) { return t->n_vocab; }
 int gpt2c_tokenizer_eos_id(const gpt2c_tokenizer *t) { return t->eos_id; }
 
+size_t gpt2c_tokenizer_max_token_bytes(const gpt2c_tokenizer *t) {
+    size_t most = 1;
+    for (int i = 0; i < t->n_vocab; i++)
+        if (t->off[i + 1] - t->off[i] > most) most = t->off[i + 1] - t->off[i];
+    return most;
+}
+
 const char *gpt2c_token_bytes(const gpt2c_tokenizer *t, int32_t id, size_t *len) {
     if (id < 0 || id >= t->n_vocab || !t->present[id]) return NULL;
     *len = t->off[id + 1] - t->off[id];
