@@ -83,11 +83,13 @@ static void job_emit(job *j, const char *s, size_t n, int done) {
     pthread_mutex_lock(&j->lock);
     if (n && sb_add(&j->out, s, n)) j->gone = 1; /* out of memory: give up on this client */
     if (done) j->done = 1;
-    if (j->suspended) {
-        j->suspended = 0;
-        MHD_resume_connection(j->conn);
-    }
+    int resume = j->suspended;
+    j->suspended = 0;
     pthread_mutex_unlock(&j->lock);
+    /* Whoever clears the flag resumes, once per suspension, and outside the
+     * job's lock: a suspended connection is not touched by libmicrohttpd
+     * until then, and no lock of ours is held while taking its own. */
+    if (resume) MHD_resume_connection(j->conn);
 }
 
 static void job_emit_json(job *j, json_t *v, int sse, int done) {
