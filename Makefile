@@ -61,7 +61,13 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libgpt2c.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libgpt2c.a $(LDLIBS) -lcmocka $(LDSAN)
 
-tests: all $(TESTS)
+# The fault-injection shim is preloaded into gpt2c by the hub tests; it is
+# built without sanitizers (ASan must stay first in the library list).
+$(BUILD)/tests/libfault.so: tests/fault_inject.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -shared -fPIC -o $@ $< -ldl
+
+tests: all $(TESTS) $(BUILD)/tests/libfault.so
 
 # Runs every test program and script; prints one summary line.
 test: tests

@@ -245,6 +245,24 @@ try:
     else:
         print("skipped: disk-full case (cannot mount a small tmpfs here)")
 
+    # 10b. Injected I/O errors (tests/fault_inject.c preloaded): a write that fails half way
+    # and an fsync that fails each leave the cache as it was, with the partial file kept for
+    # the next run, which then completes it.
+    shim = os.path.join(os.path.abspath(BUILD), "tests", "libfault.so")
+    asan = {"ASAN_OPTIONS": "verify_asan_link_order=0:" + os.environ.get("ASAN_OPTIONS", "")}
+    for fault_spec, what in (("write:3000", "a failing write"), ("fsync", "a failing fsync")):
+        cf = os.path.join(tmp, "cache-fault-" + fault_spec.split(":")[0])
+        blob = os.path.join(cf, "models--testorg--tiny", "blobs", st_sha)
+        snapf = os.path.join(cf, "models--testorg--tiny", "snapshots", commit, "model.safetensors")
+        r = run(["pull", "testorg/tiny"], cf, LD_PRELOAD=shim, GPT2C_FAULT=fault_spec, **asan)
+        check(r.returncode == 1 and "Input/output error" in r.stderr, f"{what}: a clear error ({r.stderr.strip()})")
+        check(not os.path.exists(blob) and not os.path.exists(snapf), f"{what}: no blob, nothing linked")
+        blobs = os.path.join(cf, "models--testorg--tiny", "blobs")
+        check(any(b.endswith(".incomplete") for b in os.listdir(blobs)), f"{what}: the partial download is kept for later")
+        r = run(["pull", "testorg/tiny"], cf)
+        check(r.returncode == 0 and sha256(snapf) == st_sha and not any(b.endswith(".incomplete") for b in os.listdir(blobs)),
+              f"{what}: the next run completes and verifies it ({r.stderr.strip()})")
+
     # 11. ls and rm.
     r = run(["ls"], cache)
     check(r.returncode == 0 and "testorg/tiny" in r.stdout and "main" in r.stdout, f"ls: {r.stdout}")

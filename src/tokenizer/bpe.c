@@ -133,6 +133,7 @@ static int bpe_piece(const gpt2c_tokenizer *t, const unsigned char *s, int n, id
 
 /* BPE with the per-tokenizer cache of short pieces. */
 static int encode_piece(gpt2c_tokenizer *t, const char *s, int n, idvec *out) {
+    if (t->no_cache) return bpe_piece(t, (const unsigned char *)s, n, out) ? -1 : 0;
     if (n <= CACHE_MAX_PIECE) {
         pthread_mutex_lock(&t->cache_lock);
         int *at = strmap_get(&t->cache, s, (size_t)n);

@@ -42,6 +42,7 @@ struct gpt2c_tokenizer {
     strmap cache;          /* pre-token bytes -> index into cache_ids */
     int *cache_ids;        /* [n, id0, id1, ...] records */
     size_t cache_len, cache_cap;
+    int no_cache;          /* 1: never use the cache (the differential fuzzer's reference) */
 };
 
 /* The GPT-2 byte <-> printable code point table (bytes_to_unicode). */

@@ -1,0 +1,112 @@
+/* fuzz_diff.c -- differential libFuzzer target: where gpt2c has two ways to
+ * compute one thing, arbitrary inputs must give the same answer.
+ *  - BPE with the merge cache (warm, shared across inputs) against BPE
+ *    without it: identical ids.
+ *  - Every optimised kernel table this CPU runs against the plain C
+ *    reference kernels, on shapes and values taken from the input: matmul
+ *    (all weight types) and the LM-head product within 1e-5 x (1 + |v|) x
+ *    sqrt(din) (f32 sums in another order), layernorm within 1e-5; and the
+ *    bit-exactness contract: a row computed alone equals the same row in a
+ *    batch.
+ * (KV-cache decoding against recomputation is checked on random models by
+ * test_reference and test_logits, where a model exists to run.) */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/half.h"
+#include "kernels/kernels.h"
+#include "tokenizer/tokenizer.h"
+
+static gpt2c_tokenizer *cached, *plain;
+
+static void check_bpe(const uint8_t *data, size_t size) {
+    if (!cached) {
+        if (gpt2c_tokenizer_load("tests/fixtures/gpt2-tokenizer", &cached) ||
+            gpt2c_tokenizer_load("tests/fixtures/gpt2-tokenizer", &plain))
+            abort();
+        plain->no_cache = 1;
+    }
+    int32_t *a = NULL, *b = NULL;
+    int na = 0, nb = 0;
+    gpt2c_status sa = gpt2c_tokenize(cached, (const char *)data, size, &a, &na);
+    gpt2c_status sb = gpt2c_tokenize(plain, (const char *)data, size, &b, &nb);
+    if (sa != sb || na != nb || (sa == GPT2C_OK && memcmp(a, b, (size_t)na * sizeof *a) != 0)) abort();
+    gpt2c_free(a);
+    gpt2c_free(b);
+}
+
+/* Values from the input bytes: small multiples of 1/64, never NaN. */
+typedef struct src {
+    const uint8_t *p;
+    size_t n, i;
+} src;
+static int next_byte(src *s) { return s->n ? s->p[s->i++ % s->n] : 0; }
+static float next_val(src *s) { return (float)((int8_t)next_byte(s)) / 64.0f; }
+
+static void check_close(const float *got, const float *want, size_t n, double tol) {
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs((double)got[i] - want[i]) <= tol * (1.0 + fabs((double)want[i])))) abort();
+}
+
+static void check_kernels(const uint8_t *data, size_t size) {
+    static const gpt2_kernels *tables[8];
+    static int n_tables;
+    if (!n_tables) n_tables = gpt2_kernels_available(tables, 8);
+    src s = {data, size, 4};
+    if (size < 4) return;
+    int n = 1 + data[0] % 7, din = 1 + data[1] % 160, dout = 1 + data[2] % 130;
+    gpt2_wtype t = (gpt2_wtype)(data[3] % 4);
+    if (t == WT_Q8) dout = (dout + GPT2_Q8_BLOCK - 1) / GPT2_Q8_BLOCK * GPT2_Q8_BLOCK;
+    const size_t nw = (size_t)din * dout;
+    void *wd = malloc(nw * 4 + 4);
+    uint16_t *scales = malloc((nw / GPT2_Q8_BLOCK + 1) * sizeof *scales);
+    for (size_t i = 0; i < nw; i++) {
+        float v = next_val(&s);
+        if (t == WT_F32) ((float *)wd)[i] = v;
+        else if (t == WT_F16) ((uint16_t *)wd)[i] = f32_to_f16(v);
+        else if (t == WT_BF16) ((uint16_t *)wd)[i] = (uint16_t)(f32_bits(v) >> 16);
+        else ((int8_t *)wd)[i] = (int8_t)next_byte(&s);
+    }
+    for (size_t b = 0; b <= nw / GPT2_Q8_BLOCK; b++) scales[b] = f32_to_f16(0.001f + (float)next_byte(&s) / 4096.0f);
+    gpt2_weight w = {wd, t, scales};
+    float *in = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
+    float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
+    float *one = malloc(sizeof(float) * (size_t)dout);
+    for (int i = 0; i < n * din; i++) in[i] = next_val(&s);
+    for (int j = 0; j < dout; j++) bias[j] = next_val(&s);
+    const double tol = 1e-5 * sqrt((double)din);
+    gpt2_kernels_generic.matmul(want, in, w, bias, n, din, dout, 0, dout);
+    for (int k = 0; k < n_tables; k++) {
+        tables[k]->matmul(got, in, w, bias, n, din, dout, 0, dout);
+        check_close(got, want, (size_t)n * dout, tol);
+        /* The last row alone gives the same bits as in the batch. */
+        tables[k]->matmul(one, in + (size_t)(n - 1) * din, w, bias, 1, din, dout, 0, dout);
+        if (memcmp(one, got + (size_t)(n - 1) * dout, sizeof(float) * (size_t)dout) != 0) abort();
+    }
+    /* The LM-head product: w read as (dout, din). */
+    gpt2_kernels_generic.matmul_t(want, in, w, n, din, dout, 0, dout);
+    for (int k = 0; k < n_tables; k++) {
+        tables[k]->matmul_t(got, in, w, n, din, dout, 0, dout);
+        check_close(got, want, (size_t)n * dout, tol);
+        tables[k]->matmul_t(one, in, w, 1, din, dout, 0, dout);
+        if (memcmp(one, got, sizeof(float) * (size_t)dout) != 0) abort();
+    }
+    /* LayerNorm over rows of din, with gains and biases from the input. */
+    float *g = malloc(sizeof(float) * (size_t)din), *be = malloc(sizeof(float) * (size_t)din);
+    float *lw = malloc(sizeof(float) * (size_t)n * din), *lg = malloc(sizeof(float) * (size_t)n * din);
+    for (int i = 0; i < din; i++) g[i] = next_val(&s), be[i] = next_val(&s);
+    gpt2_kernels_generic.layernorm(lw, in, g, be, n, din, 1e-5f);
+    for (int k = 0; k < n_tables; k++) {
+        tables[k]->layernorm(lg, in, g, be, n, din, 1e-5f);
+        check_close(lg, lw, (size_t)n * din, 1e-4);
+    }
+    free(g), free(be), free(lw), free(lg);
+    free(wd), free(scales), free(in), free(bias), free(want), free(got), free(one);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    check_bpe(data, size);
+    check_kernels(data, size);
+    return 0;
+}
