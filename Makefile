@@ -73,16 +73,17 @@ tests: all $(TESTS) $(BUILD)/tests/libfault.so
 test: tests
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh
 
-# The README's test command: the whole suite plainly, under ASan + UBSan,
-# built by clang, then each fuzz target for a short bounded run over its
-# committed corpus and the inputs that once crashed (tests/fuzz/regress).
-FUZZ_SECONDS ?= 30
+# The README's test command: the whole suite built by gcc, then under ASan +
+# UBSan built by gcc and again by clang (both with -Wall -Wextra -Werror),
+# then each fuzz target for a short bounded run over its committed corpus
+# and the inputs that once crashed (tests/fuzz/regress).
+FUZZ_SECONDS ?= 60
 check:
 	$(MAKE) test
 	$(MAKE) SAN=1 test
-	$(MAKE) CC=clang BUILD=build-clang test
+	$(MAKE) CC=clang BUILD=build-clang SAN=1 test
 	$(MAKE) fuzz-smoke
-	@echo "check: 4 passed, 0 failed (plain, sanitizers, clang, fuzz; each stage stops the run on failure)"
+	@echo "check: 4 passed, 0 failed (gcc, gcc+sanitizers, clang+sanitizers, fuzz; each stage stops the run on failure)"
 
 fuzz-smoke: fuzz
 	for f in tests/fuzz/regress/*; do n=$${f##*/}; build-fuzz/fuzz_$${n%%-*} $$f || exit 1; done
