@@ -58,18 +58,25 @@ void server_opts_init(server_opts *o) {
 
 /* ------------------------------------------------------------- responses */
 
+/* Queues r (and lets go of it) with the header every answer carries: the
+ * API may be called from pages of other origins, as OpenAI's is. */
+static enum MHD_Result queue(struct MHD_Connection *c, conn_ctx *x, int status, struct MHD_Response *r) {
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    x->status = status;
+    enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
 static enum MHD_Result respond(struct MHD_Connection *c, conn_ctx *x, int status, const char *type, const void *body,
                                size_t len) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
-    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
     if (status == 429 || status == 503) MHD_add_response_header(r, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
-    x->status = status;
-    enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ok;
+    return queue(c, x, status, r);
 }
 
 static enum MHD_Result respond_json(struct MHD_Connection *c, conn_ctx *x, int status, json_t *v) {
@@ -220,11 +227,7 @@ static enum MHD_Result post_completions(server *sv, struct MHD_Connection *c, co
         MHD_add_response_header(r, "Content-Type", "text/event-stream");
         MHD_add_response_header(r, "Cache-Control", "no-cache");
         MHD_add_response_header(r, "X-Accel-Buffering", "no");
-        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
-        x->status = 200;
-        enum MHD_Result ok = MHD_queue_response(c, 200, r);
-        MHD_destroy_response(r);
-        return ok;
+        return queue(c, x, 200, r);
     }
     pthread_mutex_lock(&j->lock);
     if (!j->done) {
@@ -331,13 +334,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * declared size over the limit. */
         if (!strcmp(method, "OPTIONS")) {
             struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-            MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+            if (!r) return MHD_NO;
             MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
             MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
-            x->status = 204;
-            enum MHD_Result ok = MHD_queue_response(c, 204, r);
-            MHD_destroy_response(r);
-            return ok;
+            return queue(c, x, 204, r);
         }
         int public = !strcmp(url, "/health") || !strcmp(url, "/") || !strcmp(url, "/index.html");
         if (sv->o->api_key && !public) {
