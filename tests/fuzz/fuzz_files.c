@@ -1,7 +1,8 @@
 /* fuzz_files.c -- libFuzzer target for everything gpt2c reads from a
  * checkpoint folder: the input is split into config.json, vocab.json,
- * merges.txt and model.safetensors (by a 0xff 0x00 separator), written to a
- * private folder, and loaded. Any crash, leak or out-of-bounds read (the
+ * merges.txt, model.safetensors, generation_config.json and tokenizer.json
+ * (by a 0xff 0x00 separator; the last two are written only when present),
+ * written to a private folder, and loaded. Any crash, leak or out-of-bounds read (the
  * build uses ASan and UBSan) is a bug; errors are fine. Run with
  *   make fuzz && build-fuzz/fuzz_files -max_total_time=600 tests/fuzz/corpus_files */
 #include <stdio.h>
@@ -28,13 +29,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         snprintf(dir, sizeof dir, "/tmp/gpt2c-fuzz-%d", (int)getpid());
         mkdir(dir, 0700);
     }
-    static const char *names[] = {"config.json", "vocab.json", "merges.txt", "model.safetensors"};
+    static const char *names[] = {"config.json", "vocab.json", "merges.txt", "model.safetensors",
+                                  "generation_config.json", "tokenizer.json"};
     const uint8_t *p = data, *end = data + size;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         const uint8_t *q = p;
         while (q + 1 < end && !(q[0] == 0xff && q[1] == 0x00)) q++;
         if (q + 1 >= end) q = end;
-        put(names[i], p, (size_t)(q - p));
+        char path[128];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (i < 4 || q > p) put(names[i], p, (size_t)(q - p));
+        else unlink(path); /* optional files: absent unless given */
         p = q < end ? q + 2 : end;
     }
     gpt2c_model *m;
@@ -55,6 +60,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gpt2c_model_free(m);
     gpt2c_tokenizer *t;
     if (gpt2c_tokenizer_load(dir, &t) == GPT2C_OK) {
+        int32_t *ids;
+        int n;
+        if (gpt2c_tokenize(t, (const char *)data, size < 256 ? size : 256, &ids, &n) == GPT2C_OK) gpt2c_free(ids);
+    }
+    gpt2c_tokenizer_free(t);
+    t = NULL;
+    /* tokenizer.json on its own (a path to the file). */
+    char tj[128];
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+    if (access(tj, F_OK) == 0 && gpt2c_tokenizer_load(tj, &t) == GPT2C_OK) {
         int32_t *ids;
         int n;
         if (gpt2c_tokenize(t, (const char *)data, size < 256 ? size : 256, &ids, &n) == GPT2C_OK) gpt2c_free(ids);
