@@ -10,8 +10,8 @@
  *    amplifies the mean's rounding; and the
  *    bit-exactness contract: a row computed alone equals the same row in a
  *    batch.
- * (KV-cache decoding against recomputation is checked on random models by
- * test_reference and test_logits, where a model exists to run.) */
+ * (KV-cache decoding against recomputation is fuzzed by fuzz_files, on the
+ * models its inputs make.) */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
