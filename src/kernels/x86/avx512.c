@@ -5,7 +5,8 @@
 
 typedef __m512 VEC;
 #define VW 16
-#define NV 4 /* a tile is 4 rows x 4 vectors: 16 accumulators of 32 registers */
+#define NV 3 /* a tile is 8 rows x 3 vectors: 24 accumulators of 32 registers */
+#define MR 8
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VSET1(x) _mm512_set1_ps(x)

@@ -92,7 +92,9 @@ static void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int din,
 /* A tile of R rows (a compile-time count) x NV vectors of columns over one k
  * block [k0, k1): the weights are read once for R rows. The block's partial
  * starts from zero and is then added to out (bias and earlier blocks). */
+#ifndef MR
 #define MR 4
+#endif
 static inline __attribute__((always_inline)) void mm_tile_r(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                             const int R, int din, int dout, int j, int k0, int k1) {
     VEC acc[MR][NV];
@@ -126,7 +128,13 @@ static inline __attribute__((always_inline)) void mm_tile(float *out, const floa
     case 1: mm_tile_r(out, in, w, t, 1, din, dout, j, k0, k1); break;
     case 2: mm_tile_r(out, in, w, t, 2, din, dout, j, k0, k1); break;
     case 3: mm_tile_r(out, in, w, t, 3, din, dout, j, k0, k1); break;
-    default: mm_tile_r(out, in, w, t, 4, din, dout, j, k0, k1); break;
+#if MR > 4
+    case 4: mm_tile_r(out, in, w, t, 4, din, dout, j, k0, k1); break;
+    case 5: mm_tile_r(out, in, w, t, 5, din, dout, j, k0, k1); break;
+    case 6: mm_tile_r(out, in, w, t, 6, din, dout, j, k0, k1); break;
+    case 7: mm_tile_r(out, in, w, t, 7, din, dout, j, k0, k1); break;
+#endif
+    default: mm_tile_r(out, in, w, t, MR, din, dout, j, k0, k1); break;
     }
 }
 
