@@ -28,6 +28,8 @@ gpt2c_status engine_create(gpt2c_model *m, int n_slots, int n_pos, int n_threads
     e->m = m;
     if (n_slots < 1 || n_slots > 65536)
         return err_set(&e->err, GPT2C_ERR_INVALID, "n_slots must be in 1..65536 (got %d)", n_slots);
+    if (n_threads < 0 || n_threads > 1024)
+        return err_set(&e->err, GPT2C_ERR_INVALID, "n_threads must be in 0..1024 (got %d)", n_threads);
     if (n_pos < 1 || n_pos > m->cfg.n_ctx) n_pos = m->cfg.n_ctx;
     gpt2c_status s = gpt2_state_init(&e->st, m, n_slots, n_pos, ENGINE_CHUNK, n_threads, &e->err);
     if (s) return s;
@@ -50,11 +52,6 @@ gpt2c_status engine_create(gpt2c_model *m, int n_slots, int n_pos, int n_threads
 }
 
 gpt2c_status gpt2c_engine_new(gpt2c_model *m, int n_slots, int n_threads, gpt2c_engine **out) {
-    if (n_threads < 0 || n_threads > 1024) {
-        gpt2c_status s = engine_create(m, 1, 1, 0, out);
-        if (s) return s;
-        return err_set(&(*out)->err, GPT2C_ERR_INVALID, "n_threads must be in 0..1024 (got %d)", n_threads);
-    }
     return engine_create(m, n_slots, m->cfg.n_ctx, n_threads, out);
 }
 
@@ -147,14 +144,9 @@ gpt2c_status gpt2c_engine_score(gpt2c_engine *e, const int32_t *ids, int n, int 
         gpt2_batch b = {j1 - j0, e->b_tok, e->b_pos, e->b_slot, e->b_row};
         gpt2c_status s = gpt2_forward(e->m, &e->st, &b, e->logits, &e->err);
         if (s) return s;
-        for (int j = j0; j < j1; j++) {
-            const float *row = e->logits + (size_t)(j - j0) * V;
-            double lse = logits_logsumexp(row, V);
-            chosen[j + 1] = (float)(row[ids[j + 1]] - lse);
-            if (k == 0) continue;
-            logits_top_indices(row, V, k, top_ids + (size_t)(j + 1) * k);
-            for (int t = 0; t < k; t++) top_lps[(size_t)(j + 1) * k + t] = (float)(row[top_ids[(size_t)(j + 1) * k + t]] - lse);
-        }
+        for (int j = j0; j < j1; j++)
+            logits_logprobs(e->logits + (size_t)(j - j0) * V, V, ids[j + 1], k, &chosen[j + 1],
+                            top_ids + (size_t)(j + 1) * k, top_lps + (size_t)(j + 1) * k);
     }
     return GPT2C_OK;
 }

@@ -35,7 +35,5 @@ int gen_plan(gpt2c_gen *g);
 void gen_after(gpt2c_gen *g, double seconds);
 /* Ends the generation with the engine's error. */
 void gen_fail(gpt2c_gen *g, const gpt2_err *err);
-/* Slots held by the generation, for releasing them. */
-const int *gen_slots(const gpt2c_gen *g, int *n);
 
 #endif

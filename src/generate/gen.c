@@ -366,13 +366,12 @@ static void choose(gpt2c_gen *g, int i) {
      * processing, so they mean the same whatever the knobs. They cost a pass
      * over the vocabulary, so only when asked for. */
     if (k > 0) {
-        double lse = logits_logsumexp(row, V);
-        lp[0] = (float)(row[next] - lse);
         int32_t top[GEN_MAX_LOGPROBS];
-        logits_top_indices(row, V, k, top);
+        float top_lp[GEN_MAX_LOGPROBS];
+        logits_logprobs(row, V, next, k, &lp[0], top, top_lp);
         for (int j = 0; j < k; j++) {
             lp[1 + 2 * j] = (float)top[j];
-            lp[2 + 2 * j] = (float)(row[top[j]] - lse);
+            lp[2 + 2 * j] = top_lp[j];
         }
     }
     append(g, q, next);

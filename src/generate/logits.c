@@ -194,6 +194,14 @@ void logits_typical(float *scores, int n, float mass, int min_keep, logits_pair 
         if (sorted[i].v > sorted[last].v) scores[sorted[i].i] = -INFINITY;
 }
 
+void logits_logprobs(const float *row, int n, int token, int k, float *chosen, int32_t *top_ids, float *top_lps) {
+    double lse = logits_logsumexp(row, n);
+    *chosen = (float)(row[token] - lse);
+    if (k == 0) return;
+    logits_top_indices(row, n, k, top_ids);
+    for (int j = 0; j < k; j++) top_lps[j] = (float)(row[top_ids[j]] - lse);
+}
+
 int logits_argmax(const float *scores, int n) {
     int best = 0;
     for (int i = 1; i < n; i++)

@@ -49,6 +49,9 @@ void logits_typical(float *scores, int n, float mass, int min_keep, logits_pair 
 int logits_argmax(const float *scores, int n);
 /* log(sum(exp(scores))), computed stably. */
 double logits_logsumexp(const float *scores, int n);
+/* The log-probability of `token` under softmax(row) into *chosen, and the k
+ * most likely tokens with theirs, best first (k may be 0). */
+void logits_logprobs(const float *row, int n, int token, int k, float *chosen, int32_t *top_ids, float *top_lps);
 /* The k largest scores' indices, best first (ties: lower index first). */
 void logits_top_indices(const float *scores, int n, int k, int32_t *idx);
 
