@@ -61,6 +61,16 @@ static int utf8_seq(const unsigned char *s) {
     return n;
 }
 
+/* OpenAI's error type for a status. */
+static const char *error_type(int status) {
+    switch (status) {
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 429: return "rate_limit_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
 json_t *api_error_json(const api_error *e) {
     /* Messages quote the request (a parser's complaint, a model name cut to
      * a length) and so may hold invalid UTF-8, which JSON cannot carry:
@@ -78,7 +88,7 @@ json_t *api_error_json(const api_error *e) {
         for (int i = 0; i < k; i++) msg[n++] = (char)*p++;
     }
     msg[n] = 0;
-    return json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type", e->type, "param", e->param, "code",
+    return json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type", error_type(e->status), "param", e->param, "code",
                      e->code);
 }
 
@@ -90,7 +100,6 @@ static int fail(api_error *e, int status, const char *param, const char *code, c
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
     e->status = status;
-    e->type = status == 404 ? "not_found_error" : status >= 500 ? "server_error" : "invalid_request_error";
     e->param = param;
     e->code = code;
     return -1;

@@ -44,12 +44,6 @@ typedef struct conn_ctx {
     job *j;
 } conn_ctx;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 void server_opts_init(server_opts *o) {
     *o = (server_opts){.model_id = "gpt2", .host = "127.0.0.1", .port = 8080, .slots = 16, .queue_max = 64,
                        .max_tokens_limit = 1 << 20, .body_limit = 1 << 20, .timeout_s = 30, .max_connections = 4096,
@@ -93,8 +87,6 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, conn_ctx *x, int 
 static enum MHD_Result respond_error(struct MHD_Connection *c, conn_ctx *x, int status, const char *code,
                                      const char *param, const char *fmt, ...) {
     api_error e = {.status = status, .code = code, .param = param};
-    e.type = status == 401 ? "authentication_error" : status == 404 ? "not_found_error" : status == 429 ? "rate_limit_error"
-           : status >= 500 ? "server_error" : "invalid_request_error";
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e.message, sizeof e.message, fmt, ap);
@@ -207,7 +199,7 @@ static enum MHD_Result post_completions(server *sv, struct MHD_Connection *c, co
     pthread_mutex_init(&j->lock, NULL);
     j->refs = 1;
     j->created = (long)time(NULL);
-    j->t_submit = now_s();
+    j->t_submit = server_now();
     j->conn = c;
     j->status = 200;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -322,7 +314,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!x) {
         if (!(x = calloc(1, sizeof *x))) return MHD_NO;
         *con_cls = x;
-        x->t0 = now_s();
+        x->t0 = server_now();
         snprintf(x->method, sizeof x->method, "%s", method);
         snprintf(x->path, sizeof x->path, "%s", url);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -403,7 +395,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
         json_t *line = json_pack("{s:s,s:s,s:s,s:s,s:i,s:f,s:i,s:i,s:s}", "time", ts, "remote", x->remote, "method", x->method,
                                  "path", x->path, "status", x->status ? x->status : 499, "ms",
-                                 (now_s() - x->t0) * 1000.0, "prompt_tokens", pt, "completion_tokens", ct, "end",
+                                 (server_now() - x->t0) * 1000.0, "prompt_tokens", pt, "completion_tokens", ct, "end",
                                  termination(toe));
         char *s = line ? json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(4)) : NULL;
         if (s) fprintf(stderr, "%s\n", s);

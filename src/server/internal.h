@@ -19,11 +19,13 @@ typedef struct strbuf {
 int sb_add(strbuf *b, const char *s, size_t n); /* 0, or -1 out of memory */
 int sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sb_free(strbuf *b);
+/* Seconds on the monotonic clock (latencies, timeouts, the access log). */
+double server_now(void);
 
-/* An OpenAI-style error: HTTP status, type, message, param, code. */
+/* An OpenAI-style error: HTTP status, message, param, code; its "type"
+ * follows from the status. */
 typedef struct api_error {
     int status;
-    const char *type; /* "invalid_request_error", ... */
     char message[512];
     const char *param; /* NULL or the field at fault */
     const char *code;  /* NULL or a machine-readable code */

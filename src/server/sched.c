@@ -19,7 +19,7 @@
 
 #define KEEPALIVE_S 5.0 /* a comment line this often keeps idle streams open through proxies */
 
-static double now_s(void) {
+double server_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -47,12 +47,10 @@ typedef struct run {
 } run;
 
 struct sched {
-    gpt2c_model *m;
     gpt2c_tokenizer *t;
     const server_opts *o;
     metrics *mx;
     gpt2c_engine *e;
-    gpt2c_model_info info;
     pthread_t th;
     pthread_mutex_t lock; /* guards the queue, the flags and n_active */
     pthread_cond_t cond;
@@ -60,7 +58,7 @@ struct sched {
     int q_head, q_n;
     int stopping;         /* no new jobs; finish the running ones */
     double deadline;      /* then cancel what is left */
-    int exited, n_active;
+    int n_active;
     run **runs;           /* scheduler thread only */
     int n_runs;
 };
@@ -112,8 +110,8 @@ static void job_emit_json(job *j, json_t *v, int sse, int done) {
 }
 
 /* Ends a job with an error: a status and body, or an error event. */
-static void job_fail(job *j, int status, const char *type, const char *msg) {
-    api_error e = {.status = status, .type = type};
+static void job_fail(job *j, int status, const char *msg) {
+    api_error e = {.status = status};
     snprintf(e.message, sizeof e.message, "%s", msg);
     pthread_mutex_lock(&j->lock);
     j->status = status;
@@ -229,7 +227,7 @@ static void emit_chunk(sched *s, run *r, int index, const char *text, size_t len
                            "index", index, "logprobs", lp ? lp : json_null(), "finish_reason",
                            finish ? json_string(finish) : json_null());
     job_emit_json(j, ch, 1, 0);
-    r->t_out = now_s();
+    r->t_out = server_now();
 }
 
 static int prompt_of(const run *r, int i) { return i / r->j->req.n; }
@@ -364,14 +362,14 @@ static void start_job(sched *s, job *j) {
     completion_req *q = &j->req;
     run *r = calloc(1, sizeof *r);
     if (!r) {
-        job_fail(j, 500, "server_error", "out of memory");
+        job_fail(j, 500, "out of memory");
         job_release(j);
         return;
     }
     r->j = j;
     r->n_choices = q->n_prompts * q->n;
     r->c = calloc((size_t)r->n_choices, sizeof *r->c);
-    r->t_out = now_s();
+    r->t_out = server_now();
     if (!r->c) goto oom;
     if (q->echo && q->logprobs >= 0) {
         /* The prompts' own log-probabilities, as OpenAI's echo returns them. */
@@ -386,7 +384,7 @@ static void start_job(sched *s, job *j) {
             size_t b = (size_t)p * maxlen;
             if (gpt2c_engine_score(s->e, q->prompts[p], q->prompt_lens[p], q->logprobs, r->plp + b, r->ptop + b * k,
                                    r->ptop_lp + b * k) != GPT2C_OK) {
-                job_fail(j, 500, "server_error", gpt2c_engine_errmsg(s->e));
+                job_fail(j, 500, gpt2c_engine_errmsg(s->e));
                 run_free(r);
                 return;
             }
@@ -410,8 +408,7 @@ static void start_job(sched *s, job *j) {
         free(pp);
         free(pl);
         if (st) {
-            job_fail(j, st == GPT2C_ERR_NOMEM ? 500 : 400, st == GPT2C_ERR_NOMEM ? "server_error" : "invalid_request_error",
-                     gpt2c_gen_errmsg(r->g));
+            job_fail(j, st == GPT2C_ERR_NOMEM ? 500 : 400, gpt2c_gen_errmsg(r->g));
             run_free(r);
             return;
         }
@@ -453,7 +450,7 @@ static void start_job(sched *s, job *j) {
     s->runs[s->n_runs++] = r;
     return;
 oom:
-    job_fail(j, 500, "server_error", "out of memory");
+    job_fail(j, 500, "out of memory");
     run_free(r);
 }
 
@@ -496,11 +493,11 @@ static void *sched_main(void *arg) {
         for (int i = 0; i < n_admit; i++) start_job(s, admit[i]);
 
         /* Hang-ups, keep-alives and the shutdown deadline. */
-        double now = now_s();
+        double now = server_now();
         for (int i = 0; i < s->n_runs; i++) {
             run *r = s->runs[i];
             if (client_gone(r->j) || (stopping && now > deadline)) {
-                if (!client_gone(r->j)) job_fail(r->j, 503, "server_error", "the server is shutting down");
+                if (!client_gone(r->j)) job_fail(r->j, 503, "the server is shutting down");
                 else job_emit(r->j, "", 0, 1);
                 run_free(r);
                 s->runs[i--] = s->runs[--s->n_runs];
@@ -520,13 +517,13 @@ static void *sched_main(void *arg) {
         for (int i = 0; i < s->n_runs; i++)
             for (int c = 0; c < s->runs[i]->n_choices; c++) seqs += !s->runs[i]->c[c].finish;
         gpt2c_engine_step(s->e);
-        double t1 = now_s();
+        double t1 = server_now();
         metrics_step(s->mx, seqs);
         for (int i = 0; i < s->n_runs; i++) {
             run *r = s->runs[i];
             gpt2c_status st = gpt2c_gen_status(r->g);
             if (st != GPT2C_OK && st != GPT2C_DONE) {
-                job_fail(r->j, 500, "server_error", gpt2c_gen_errmsg(r->g));
+                job_fail(r->j, 500, gpt2c_gen_errmsg(r->g));
                 run_free(r);
                 s->runs[i--] = s->runs[--s->n_runs];
                 continue;
@@ -551,7 +548,6 @@ static void *sched_main(void *arg) {
         pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_lock(&s->lock);
-    s->exited = 1;
     s->n_active = 0;
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -563,11 +559,9 @@ sched *sched_new(gpt2c_model *m, gpt2c_tokenizer *t, const server_opts *o, metri
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    s->m = m;
     s->t = t;
     s->o = o;
     s->mx = mx;
-    gpt2c_model_get_info(m, &s->info);
     gpt2c_status st = gpt2c_engine_new(m, o->slots, o->threads, &s->e);
     if (st) {
         snprintf(err, errlen, "%s", gpt2c_engine_errmsg(s->e));
@@ -593,14 +587,14 @@ sched *sched_new(gpt2c_model *m, gpt2c_tokenizer *t, const server_opts *o, metri
 void sched_shutdown(sched *s, double grace_s) {
     pthread_mutex_lock(&s->lock);
     s->stopping = 1;
-    s->deadline = now_s() + grace_s;
+    s->deadline = server_now() + grace_s;
     /* Requests still waiting for slots will not run. */
     while (s->q_n > 0) {
         job *j = s->queue[s->q_head];
         s->q_head = (s->q_head + 1) % s->o->queue_max;
         s->q_n--;
         pthread_mutex_unlock(&s->lock);
-        job_fail(j, 503, "server_error", "the server is shutting down");
+        job_fail(j, 503, "the server is shutting down");
         job_release(j);
         pthread_mutex_lock(&s->lock);
     }

@@ -31,10 +31,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int i = 0; i < r.n_stops; i++)
             if (!r.stops[i] || !r.stops[i][0]) abort();
     } else {
-        if (e.status < 400 || e.status > 599 || !e.type || !e.message[0]) abort();
+        if (e.status < 400 || e.status > 599 || !e.message[0]) abort();
         json_t *j = api_error_json(&e);
+        const char *type = json_string_value(json_object_get(json_object_get(j, "error"), "type"));
         char *s = j ? json_dumps(j, 0) : NULL;
-        if (!s) abort();
+        if (!s || !type || !type[0]) abort();
         free(s);
         json_decref(j);
     }
