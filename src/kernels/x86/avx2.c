@@ -35,16 +35,5 @@ static inline float VREDUCE(__m256 v) {
 }
 
 #define FN(name) name##_avx2
+#define KERNELS_NAME "avx2" /* simd_impl.h ends with the table, gpt2_kernels_avx2 */
 #include "simd_impl.h"
-
-const gpt2_kernels gpt2_kernels_avx2 = {
-    .name = "avx2",
-    .matmul = matmul_avx2,
-    .matmul_part = matmul_part_avx2,
-    .matmul_t = matmul_t_avx2,
-    .layernorm = layernorm_avx2,
-    .activation = activation_avx2,
-    .attention = attention_avx2,
-    .read_probe = read_probe_avx2,
-    .fma_probe = fma_probe_avx2,
-};

@@ -39,16 +39,5 @@ static inline float VREDUCE(__m512 v) {
 }
 
 #define FN(name) name##_avx512
+#define KERNELS_NAME "avx512" /* simd_impl.h ends with the table, gpt2_kernels_avx512 */
 #include "simd_impl.h"
-
-const gpt2_kernels gpt2_kernels_avx512 = {
-    .name = "avx512",
-    .matmul = matmul_avx512,
-    .matmul_part = matmul_part_avx512,
-    .matmul_t = matmul_t_avx512,
-    .layernorm = layernorm_avx512,
-    .activation = activation_avx512,
-    .attention = attention_avx512,
-    .read_probe = read_probe_avx512,
-    .fma_probe = fma_probe_avx512,
-};

@@ -1,6 +1,7 @@
 /* simd_impl.h -- the x86 kernels, written once over a few vector macros and
  * compiled twice: by avx2.c (8 floats a vector) and avx512.c (16). The file
- * that includes this defines VW, the vector type and operations, and FN().
+ * that includes this defines VW, the vector type and operations, FN() and
+ * KERNELS_NAME; the file ends with the kernel table, FN(gpt2_kernels).
  *
  * Bit-exactness across batch shapes (see kernels.h): every output element is
  * a chain of fused multiply-adds in k order from its bias (or from zero and
@@ -399,3 +400,15 @@ static double FN(fma_probe)(long iters) {
     (void)sink;
     return 2.0 * 10 * VW * (double)iters;
 }
+
+const gpt2_kernels FN(gpt2_kernels) = {
+    .name = KERNELS_NAME,
+    .matmul = FN(matmul),
+    .matmul_part = FN(matmul_part),
+    .matmul_t = FN(matmul_t),
+    .layernorm = FN(layernorm),
+    .activation = FN(activation),
+    .attention = FN(attention),
+    .read_probe = FN(read_probe),
+    .fma_probe = FN(fma_probe),
+};
