@@ -39,9 +39,10 @@ typedef struct run {
     gpt2c_gen *g;
     int n_choices;
     choice *c;
-    float *plp;            // (n_prompts, len) echo: the prompts' own log-probabilities
-    int32_t *ptop;         // (n_prompts, len, k)
-    float *ptop_lp;
+    int plen_max;          /* the longest prompt: the row length of the three below */
+    float *plp;            // (n_prompts, plen_max) echo: the prompts' own log-probabilities
+    int32_t *ptop;         // (n_prompts, plen_max, logprobs)
+    float *ptop_lp;        // (n_prompts, plen_max, logprobs)
     double t_first, t_last; /* when the first and the latest step ended */
     double t_out;           /* when the client last got bytes (keep-alives) */
 } run;
@@ -235,15 +236,13 @@ static int prompt_of(const run *r, int i) { return i / r->j->req.n; }
 /* Echo: the prompt's text, and with logprobs its tokens' entries. */
 static void echo_prompt(sched *s, run *r, int i, strbuf *text, json_t *lp, long *offset) {
     const completion_req *q = &r->j->req;
-    int p = prompt_of(r, i), len = q->prompt_lens[p], k = q->logprobs;
+    int p = prompt_of(r, i), k = q->logprobs;
     sb_add(text, q->prompt_text[p], strlen(q->prompt_text[p]));
     if (!lp) return;
-    int maxlen = 0;
-    for (int x = 0; x < q->n_prompts; x++) maxlen = q->prompt_lens[x] > maxlen ? q->prompt_lens[x] : maxlen;
-    const size_t base = (size_t)p * maxlen;
-    for (int t = 0; t < len; t++)
-        lp_add(lp, s->t, q->prompts[p][t], r->plp[base + t], r->ptop + (base + t) * (k ? k : 1),
-               r->ptop_lp + (base + t) * (k ? k : 1), k, offset);
+    const size_t base = (size_t)p * r->plen_max;
+    for (int t = 0; t < q->prompt_lens[p]; t++)
+        lp_add(lp, s->t, q->prompts[p][t], r->plp[base + t], r->ptop + (base + t) * k, r->ptop_lp + (base + t) * k, k,
+               offset);
 }
 
 /* The final answer of a non-streamed request, or the stream's last events. */
@@ -373,15 +372,16 @@ static void start_job(sched *s, job *j) {
     if (!r->c) goto oom;
     if (q->echo && q->logprobs >= 0) {
         /* The prompts' own log-probabilities, as OpenAI's echo returns them. */
-        int maxlen = 0, k = q->logprobs ? q->logprobs : 1;
-        for (int p = 0; p < q->n_prompts; p++) maxlen = q->prompt_lens[p] > maxlen ? q->prompt_lens[p] : maxlen;
-        size_t cells = (size_t)q->n_prompts * maxlen;
+        const int k = q->logprobs;
+        for (int p = 0; p < q->n_prompts; p++)
+            if (q->prompt_lens[p] > r->plen_max) r->plen_max = q->prompt_lens[p];
+        size_t cells = (size_t)q->n_prompts * r->plen_max;
         r->plp = malloc(cells * sizeof *r->plp);
-        r->ptop = malloc(cells * k * sizeof *r->ptop);
-        r->ptop_lp = malloc(cells * k * sizeof *r->ptop_lp);
+        r->ptop = malloc((cells * k + 1) * sizeof *r->ptop); /* + 1: logprobs 0 needs no alternatives */
+        r->ptop_lp = malloc((cells * k + 1) * sizeof *r->ptop_lp);
         if (!r->plp || !r->ptop || !r->ptop_lp) goto oom;
         for (int p = 0; p < q->n_prompts; p++) {
-            size_t b = (size_t)p * maxlen;
+            size_t b = (size_t)p * r->plen_max;
             if (gpt2c_engine_score(s->e, q->prompts[p], q->prompt_lens[p], q->logprobs, r->plp + b, r->ptop + b * k,
                                    r->ptop_lp + b * k) != GPT2C_OK) {
                 job_fail(j, 500, gpt2c_engine_errmsg(s->e));
