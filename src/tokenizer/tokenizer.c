@@ -101,9 +101,11 @@ static gpt2c_status finish_vocab(loader *L, int max_id, const char *where) {
         src[id] = strmap_key(&t->vocab, i, &len[id]);
     }
     size_t total = 0;
+    t->max_token_bytes = 1;
     for (int i = 0; i < t->n_vocab; i++) {
         t->off[i] = total;
         total += len[i];
+        if (len[i] > t->max_token_bytes) t->max_token_bytes = len[i];
     }
     t->off[t->n_vocab] = total;
     t->bytes = malloc(total ? total : 1);
@@ -486,12 +488,7 @@ void gpt2c_tokenizer_free(gpt2c_tokenizer *t) {
 int gpt2c_tokenizer_vocab_size(const gpt2c_tokenizer *t) { return t->n_vocab; }
 int gpt2c_tokenizer_eos_id(const gpt2c_tokenizer *t) { return t->eos_id; }
 
-size_t gpt2c_tokenizer_max_token_bytes(const gpt2c_tokenizer *t) {
-    size_t most = 1;
-    for (int i = 0; i < t->n_vocab; i++)
-        if (t->off[i + 1] - t->off[i] > most) most = t->off[i + 1] - t->off[i];
-    return most;
-}
+size_t gpt2c_tokenizer_max_token_bytes(const gpt2c_tokenizer *t) { return t->max_token_bytes; }
 
 const char *gpt2c_token_bytes(const gpt2c_tokenizer *t, int32_t id, size_t *len) {
     if (id < 0 || id >= t->n_vocab || !t->present[id]) return NULL;

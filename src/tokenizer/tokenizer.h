@@ -26,6 +26,7 @@ struct gpt2c_tokenizer {
     int n_vocab;           /* 1 + the largest id */
     char *bytes;           /* pool of every token's raw bytes */
     size_t *off;           /* (n_vocab + 1,) token i is bytes[off[i] .. off[i+1]) */
+    size_t max_token_bytes; /* the longest token: refuses oversized prompts early */
     unsigned char *special; /* (n_vocab,) 1 for special tokens (skipped on request) */
     unsigned char *present; /* (n_vocab,) 1 where the id exists */
     strmap vocab;          /* raw bytes -> id */
