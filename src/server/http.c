@@ -296,8 +296,10 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, conn_ctx *x) 
         sb_free(&b);
         return ok;
     }
-    if (!strcmp(p, "/v1/models")) return get ? get_models(sv, c, x, NULL) : respond_error(c, x, 405, NULL, NULL, "use GET");
-    if (!strncmp(p, "/v1/models/", 11)) return get ? get_models(sv, c, x, p + 11) : respond_error(c, x, 405, NULL, NULL, "use GET");
+    if (!strncmp(p, "/v1/models", 10)) {
+        if (!get) goto method;
+        return get_models(sv, c, x, p[10] == '/' ? p + 11 : NULL);
+    }
     if (!post) goto method;
     if (!strcmp(p, "/tokenize")) return post_tokenize(sv, c, x, 0);
     if (!strcmp(p, "/detokenize")) return post_tokenize(sv, c, x, 1);
