@@ -337,31 +337,34 @@ try:
     while metric(B, "gpt2c_active_requests") != 0 and time.monotonic() - t0 < 5:
         time.sleep(0.05)
     check(metric(B, "gpt2c_steps_total") - steps0 < 100, "a vanished waiting client stops its generation")
-    # A full queue: two slots busy, one waiting, the rest get 429 with Retry-After.
-    answers = []
-
-    def one():
-        st, r, h = post(B, dict(long, max_tokens=60), key=None)
-        answers.append((st, h.get("Retry-After")))
-
+    # A full queue: two streams hold both slots, a third request waits in the queue's one
+    # place, and every further one gets 429 with Retry-After. The holders are long streams
+    # closed by the test, so no slot frees itself while the refusals are being checked.
     def until(name, value):
         t0 = time.monotonic()
         while metric(B, name) != value and time.monotonic() - t0 < 20:
             time.sleep(0.02)
 
-    # Two fill the slots, the third waits in the queue (its one place), the rest are refused.
-    threads = [threading.Thread(target=one) for _ in range(6)]
-    for i, t in enumerate(threads):
-        t.start()
-        if i == 1:
-            until("gpt2c_active_requests", 2)
-        if i == 2:
-            until("gpt2c_queue_depth", 1)
-    for t in threads:
-        t.join()
-    codes = sorted(a[0] for a in answers)
-    check(codes == [200, 200, 200, 429, 429, 429] and all(a[1] == "1" for a in answers if a[0] == 429),
-          f"full queue: 429 with Retry-After ({codes})")
+    holders = []
+    for _ in range(2):
+        s = socket.create_connection(("127.0.0.1", B))
+        body = json.dumps(dict(long, stream=True)).encode()
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                  str(len(body)).encode() + b"\r\n\r\n" + body)
+        holders.append(s)
+    until("gpt2c_active_requests", 2)
+    waiting = {}
+    waiter = threading.Thread(target=lambda: waiting.update(r=post(B, dict(long, max_tokens=5), key=None)))
+    waiter.start()
+    until("gpt2c_queue_depth", 1)
+    refused = [post(B, dict(long, max_tokens=5), key=None) for _ in range(3)]
+    for s in holders:
+        s.close()
+    waiter.join(timeout=60)
+    codes = [r[0] for r in refused] + [waiting.get("r", (0,))[0]]
+    check(codes == [429, 429, 429, 200] and all(r[2].get("Retry-After") == "1" for r in refused),
+          f"full queue: 429 with Retry-After, the queued request served ({codes})")
+    until("gpt2c_active_requests", 0)
     # SIGTERM while a stream runs: it finishes, then the process exits 0.
     result = {}
 
