@@ -25,6 +25,8 @@ typedef __m512 VEC;
 #define VROUND(a) _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define VSCALE2(p, n) _mm512_scalef_ps(p, n)
 #define VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+/* One f16 (a Q8 block scale) in every lane, converted by F16C: exact. */
+#define VSET1_F16(h) _mm512_cvtph_ps(_mm256_set1_epi16((short)(h)))
 #define VLOAD_I8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
 #define VLOAD_BF16(p) \
     _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))

@@ -25,7 +25,7 @@ static inline __attribute__((always_inline)) VEC vloadw(gpt2_weight w, size_t i,
     if (t == WT_F16) return VLOAD_F16((const uint16_t *)w.data + i);
     if (t == WT_BF16) return VLOAD_BF16((const uint16_t *)w.data + i);
     const VEC q = VLOAD_I8((const int8_t *)w.data + i);
-    if (i % GPT2_Q8_BLOCK + VW <= GPT2_Q8_BLOCK) return VMUL(q, VSET1(f16_to_f32(w.scales[i / GPT2_Q8_BLOCK])));
+    if (i % GPT2_Q8_BLOCK + VW <= GPT2_Q8_BLOCK) return VMUL(q, VSET1_F16(w.scales[i / GPT2_Q8_BLOCK]));
     /* A column range that starts off the vector grid straddles two blocks. */
     float sc[VW];
     for (int l = 0; l < VW; l++) sc[l] = f16_to_f32(w.scales[(i + (size_t)l) / GPT2_Q8_BLOCK]);
@@ -42,6 +42,43 @@ static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t 
 
 /* ------------------------------------------------------------------ matmul */
 
+/* mm_part's Q8 rows [k, k1): Q8 rows are whole blocks, so each block of 32
+ * columns has one scale per row, converted once for the block's vectors;
+ * the products and the order of the sums are vloadw's and mm_part's. */
+static inline __attribute__((always_inline)) void mm_part_q8(float *o, const float *x, gpt2_weight w, int dout, int k,
+                                                             int k1) {
+    const int8_t *q = (const int8_t *)w.data;
+    const int nb = dout / GPT2_Q8_BLOCK;
+    for (; k + 4 <= k1; k += 4) {
+        const VEC x0 = VSET1(x[k]), x1 = VSET1(x[k + 1]), x2 = VSET1(x[k + 2]), x3 = VSET1(x[k + 3]);
+        const int8_t *q0 = q + (size_t)k * dout, *q1 = q0 + dout, *q2 = q1 + dout, *q3 = q2 + dout;
+        const uint16_t *s0 = w.scales + (size_t)k * nb, *s1 = s0 + nb, *s2 = s1 + nb, *s3 = s2 + nb;
+        for (int bj = 0; bj < nb; bj++) {
+            const VEC d0 = VSET1_F16(s0[bj]), d1 = VSET1_F16(s1[bj]), d2 = VSET1_F16(s2[bj]), d3 = VSET1_F16(s3[bj]);
+            UNROLL
+            for (int j = bj * GPT2_Q8_BLOCK; j < (bj + 1) * GPT2_Q8_BLOCK; j += VW) {
+                VEC a = VLOAD(o + j);
+                a = VFMA(x0, VMUL(VLOAD_I8(q0 + j), d0), a);
+                a = VFMA(x1, VMUL(VLOAD_I8(q1 + j), d1), a);
+                a = VFMA(x2, VMUL(VLOAD_I8(q2 + j), d2), a);
+                a = VFMA(x3, VMUL(VLOAD_I8(q3 + j), d3), a);
+                VSTORE(o + j, a);
+            }
+        }
+    }
+    for (; k < k1; k++) {
+        const VEC xk = VSET1(x[k]);
+        const int8_t *qk = q + (size_t)k * dout;
+        const uint16_t *sk = w.scales + (size_t)k * nb;
+        for (int bj = 0; bj < nb; bj++) {
+            const VEC d = VSET1_F16(sk[bj]);
+            UNROLL
+            for (int j = bj * GPT2_Q8_BLOCK; j < (bj + 1) * GPT2_Q8_BLOCK; j += VW)
+                VSTORE(o + j, VFMA(xk, VMUL(VLOAD_I8(qk + j), d), VLOAD(o + j)));
+        }
+    }
+}
+
 /* Block partials of one row (decode): part[b] = the fma chain over the
  * block's k, from zero, for every column; four weight rows per pass over the
  * partial, the additions in k order. The rows of a block are contiguous, so
@@ -53,6 +90,10 @@ static inline __attribute__((always_inline)) void mm_part(float *part, const flo
         float *o = part + (size_t)b * dout;
         memset(o, 0, sizeof(float) * (size_t)dout);
         int k = b * GPT2_KBLOCK, k1 = k + GPT2_KBLOCK < din ? k + GPT2_KBLOCK : din;
+        if (t == WT_Q8) {
+            mm_part_q8(o, x, w, dout, k, k1);
+            continue;
+        }
         for (; k + 4 <= k1; k += 4) {
             const VEC x0 = VSET1(x[k]), x1 = VSET1(x[k + 1]), x2 = VSET1(x[k + 2]), x3 = VSET1(x[k + 3]);
             const size_t r0 = (size_t)k * dout, r1 = r0 + dout, r2 = r1 + dout, r3 = r2 + dout;
@@ -195,6 +236,17 @@ static void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *
  * live in registers) with 4 weight rows; each pair's sum is a vector
  * accumulator over k, one fixed reduction, then the scalar tail. */
 #define MT 4
+/* acc[r][c] += in[r, k .. k+VW) * wv[c], for R rows and 4 weight rows. */
+static inline __attribute__((always_inline)) void mt_fma(VEC acc[MT][4], const float *in, const VEC wv[4], const int R,
+                                                         int din, int k) {
+    UNROLL
+    for (int r = 0; r < R; r++) {
+        const VEC xv = VLOAD(in + (size_t)r * din + k);
+        UNROLL
+        for (int c = 0; c < 4; c++) acc[r][c] = VFMA(xv, wv[c], acc[r][c]);
+    }
+}
+
 static inline __attribute__((always_inline)) void mt_rows(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                           const int R, int din, int dout, int v0, int v1) {
     const int kv = din / VW * VW;
@@ -205,17 +257,29 @@ static inline __attribute__((always_inline)) void mt_rows(float *out, const floa
         for (int r = 0; r < R; r++)
             UNROLL
             for (int c = 0; c < 4; c++) acc[r][c] = VZERO();
-        for (int k = 0; k < kv; k += VW) {
-            VEC wv[4];
-            UNROLL
-            for (int c = 0; c < 4; c++) wv[c] = vloadw(w, (size_t)(v + c) * din + k, t);
-            UNROLL
-            for (int r = 0; r < R; r++) {
-                const VEC xv = VLOAD(in + (size_t)r * din + k);
+        if (t == WT_Q8) {
+            /* Rows (along k) are whole blocks: four scales per block of 32,
+             * converted once; the products are vloadw's. */
+            const int8_t *q = (const int8_t *)w.data + (size_t)v * din;
+            for (int kb = 0; kb < din; kb += GPT2_Q8_BLOCK) {
+                VEC d[4];
                 UNROLL
-                for (int c = 0; c < 4; c++) acc[r][c] = VFMA(xv, wv[c], acc[r][c]);
+                for (int c = 0; c < 4; c++) d[c] = VSET1_F16(w.scales[((size_t)(v + c) * din + kb) / GPT2_Q8_BLOCK]);
+                UNROLL
+                for (int k = kb; k < kb + GPT2_Q8_BLOCK; k += VW) {
+                    VEC wv[4];
+                    UNROLL
+                    for (int c = 0; c < 4; c++) wv[c] = VMUL(VLOAD_I8(q + (size_t)c * din + k), d[c]);
+                    mt_fma(acc, in, wv, R, din, k);
+                }
             }
-        }
+        } else
+            for (int k = 0; k < kv; k += VW) {
+                VEC wv[4];
+                UNROLL
+                for (int c = 0; c < 4; c++) wv[c] = vloadw(w, (size_t)(v + c) * din + k, t);
+                mt_fma(acc, in, wv, R, din, k);
+            }
         UNROLL
         for (int r = 0; r < R; r++)
             UNROLL
