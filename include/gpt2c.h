@@ -123,6 +123,15 @@ typedef struct gpt2c_model_params {
 } gpt2c_model_params;
 gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, gpt2c_model **out);
 
+/* Writes the model as a new checkpoint folder dir, its matrices in the dtype
+ * they have now (as stored, or as converted by gpt2c_model_params.dtype), so
+ * that gpt2c_model_load maps it with no conversion: model.safetensors (F32,
+ * F16 and BF16 as such; Q8 as an I8 tensor plus an F16 NAME_scale tensor of
+ * block scales), and the config, generation and tokenizer files of the
+ * folder it was loaded from. dir must not exist; it appears complete or not
+ * at all (written under a temporary name, flushed, renamed). */
+gpt2c_status gpt2c_model_save(gpt2c_model *m, const char *dir);
+
 typedef struct gpt2c_model_info {
     int n_vocab, n_ctx, n_embd, n_head, n_layer, n_inner;
     int bos_token_id, eos_token_id, pad_token_id; /* -1 when unset */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -25,6 +26,7 @@ static const char MAIN_HELP[] =
     "  pull NAME    download a model from the Hugging Face hub into the cache\n"
     "  ls           list the models in the cache, with their sizes\n"
     "  rm NAME      delete a model from the cache\n"
+    "  convert      write a checkpoint with f16, bf16 or 8-bit weights that loads with no conversion\n"
     "  bench        measure load time, prefill and decode speed against the hardware's limits\n"
     "  serve        serve the model over HTTP with OpenAI's Completions API\n"
     "\n"
@@ -237,6 +239,67 @@ static int cmd_info(int argc, char **argv) {
     return 0;
 }
 
+static const char CONVERT_HELP[] =
+    "usage: gpt2c convert -m MODEL --dtype f16|bf16|q8|f32 -o DIR\n"
+    "\n"
+    "Writes MODEL with its weight matrices in another dtype as a new checkpoint folder DIR that\n"
+    "loads by mmap with no conversion at start-up: model.safetensors plus MODEL's config and\n"
+    "tokenizer files. f16 and bf16 folders are ordinary Hugging Face checkpoints; q8 (int8 in\n"
+    "blocks of 32 with an f16 absmax scale) stores each matrix as I8 plus an F16 NAME_scale\n"
+    "tensor, which gpt2c reads. DIR must not exist; it appears complete or not at all.\n"
+    "\n"
+    "  -m, --model MODEL   checkpoint folder or hub name\n"
+    "      --dtype T       f16, bf16, q8 or f32\n"
+    "  -o, --output DIR    the folder to create\n"
+    "  -h, --help          this help\n";
+
+static int cmd_convert(int argc, char **argv) {
+    const char *model = NULL, *dtype = NULL, *outdir = NULL;
+    int c;
+    static const struct option lo[] = {{"model", required_argument, 0, 'm'},
+                                       {"dtype", required_argument, 0, 'd'},
+                                       {"output", required_argument, 0, 'o'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:o:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'd': dtype = optarg; break;
+        case 'o': outdir = optarg; break;
+        case 'h': fputs(CONVERT_HELP, stdout); return 0;
+        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage_error("convert: unexpected argument '%s'", argv[optind]);
+    if (!model || !dtype || !outdir) return usage_error("%s", "convert: -m MODEL, --dtype T and -o DIR are required");
+    if (strcmp(dtype, "f32") && strcmp(dtype, "f16") && strcmp(dtype, "bf16") && strcmp(dtype, "q8"))
+        return usage_error("--dtype: '%s' is not one of f32, f16, bf16, q8", dtype);
+    struct stat sb; /* fail before loading; gpt2c_model_save checks again */
+    if (lstat(outdir, &sb) == 0) return usage_error("convert: %s exists; give a new folder", outdir);
+    int rc;
+    char *dir = resolve_model(model, GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc);
+    if (!dir) return rc;
+    double t0 = now_s();
+    gpt2c_model *m;
+    gpt2c_model_params mp = {.dtype = dtype};
+    gpt2c_status st = gpt2c_model_load_ex(dir, &mp, &m);
+    gpt2c_free(dir);
+    if (st == GPT2C_OK) st = gpt2c_model_save(m, outdir);
+    if (st != GPT2C_OK) {
+        fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
+        gpt2c_model_free(m);
+        return st == GPT2C_ERR_INVALID ? EXIT_USAGE : EXIT_RUN;
+    }
+    gpt2c_model_info i;
+    gpt2c_model_get_info(m, &i);
+    fprintf(stderr, "%s: wrote %s (%s weights, %.1f MB of matrices per token) in %.2f s\n", prog, outdir,
+            i.weight_dtype, (double)i.weight_bytes / 1e6, now_s() - t0);
+    gpt2c_model_free(m);
+    return 0;
+}
+
 static const char PULL_HELP[] =
     "usage: gpt2c pull NAME[@REVISION]\n"
     "\n"
@@ -310,6 +373,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1, process_start_s);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "ls")) return hub_command(argc - 1, argv + 1, 0);

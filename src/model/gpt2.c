@@ -241,31 +241,61 @@ static gpt2c_status find_checked(gpt2c_model *m, const char *name, int d0, int d
         return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%d]",
                        *path, name, got, d0);
     }
-    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
-        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16)",
-                       *path, name, st_dtype_name(t->dtype));
+    /* I8 is Q8, for matrices: the values of gpt2c convert's 8-bit checkpoints. */
+    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16 && !(t->dtype == ST_I8 && d1 > 0))
+        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16%s)",
+                       *path, name, st_dtype_name(t->dtype), d1 > 0 ? ", and I8 with a scale tensor" : "");
     *out = t;
     return GPT2C_OK;
 }
 
-static gpt2_wtype wtype_of(st_dtype d) { return d == ST_F32 ? WT_F32 : d == ST_F16 ? WT_F16 : WT_BF16; }
+static gpt2_wtype wtype_of(st_dtype d) {
+    return d == ST_F32 ? WT_F32 : d == ST_F16 ? WT_F16 : d == ST_BF16 ? WT_BF16 : WT_Q8;
+}
 
-/* A matrix stays in its stored dtype, read straight from the map (a copy
- * only when the file misaligns it). */
+const char *wtype_name(gpt2_wtype t) {
+    static const char *const names[] = {"F32", "F16", "BF16", "Q8"};
+    return names[t];
+}
+
+/* The tensor's bytes in place, or a copy when the file misaligns them for
+ * elements of `align` bytes. */
+static gpt2c_status map_aligned(gpt2c_model *m, const st_tensor *t, size_t align, const char *path, const void **out) {
+    *out = t->data;
+    if ((uintptr_t)t->data % align == 0) return GPT2C_OK;
+    void *copy = own(m, t->nbytes);
+    if (!copy) return err_set(&m->err, GPT2C_ERR_NOMEM, "%s: out of memory copying '%s'", path, t->name);
+    memcpy(copy, t->data, t->nbytes);
+    *out = copy;
+    return GPT2C_OK;
+}
+
+/* A matrix stays in its stored dtype, read straight from the map. An I8
+ * matrix (d0, d1) is Q8: its block scales are the F16 tensor NAME_scale of
+ * shape (d0, d1 / GPT2_Q8_BLOCK), as gpt2c_model_save writes them. */
 static gpt2c_status get_matrix(gpt2c_model *m, const char *name, int d0, int d1, gpt2_weight *out) {
     const st_tensor *t = NULL;
     const char *path = NULL;
     gpt2c_status s = find_checked(m, name, d0, d1, &t, &path);
     if (s) return s;
     out->type = wtype_of(t->dtype);
-    out->data = t->data;
-    if (((uintptr_t)t->data % weight_type_size(out->type)) != 0) {
-        void *copy = own(m, t->nbytes);
-        if (!copy) return err_set(&m->err, GPT2C_ERR_NOMEM, "%s: out of memory copying '%s'", path, name);
-        memcpy(copy, t->data, t->nbytes);
-        out->data = copy;
+    out->scales = NULL;
+    if (out->type == WT_Q8) {
+        char sname[96];
+        snprintf(sname, sizeof sname, "%s_scale", name);
+        const st_tensor *sc = find_tensor(m, sname, NULL);
+        if (d1 % GPT2_Q8_BLOCK != 0)
+            return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: I8 tensor '%s' needs rows of a multiple of %d values",
+                           path, name, GPT2_Q8_BLOCK);
+        if (!sc || sc->dtype != ST_F16 || sc->ndim != 2 || sc->shape[0] != d0 || sc->shape[1] != d1 / GPT2_Q8_BLOCK)
+            return err_set(&m->err, GPT2C_ERR_FORMAT,
+                           "%s: I8 tensor '%s' needs its block scales, an F16 tensor '%s' of shape [%d, %d]%s", path,
+                           name, sname, d0, d1 / GPT2_Q8_BLOCK, sc ? "" : " (missing)");
+        const void *p;
+        if ((s = map_aligned(m, sc, 2, path, &p))) return s;
+        out->scales = p;
     }
-    return GPT2C_OK;
+    return map_aligned(m, t, weight_type_size(out->type), path, &out->data);
 }
 
 /* A vector (biases, LayerNorm) as f32: the map itself for aligned F32, a
@@ -296,7 +326,7 @@ static gpt2c_status load_weights(gpt2c_model *m) {
     m->lm_head = m->wte;
     if (find_tensor(m, "lm_head.weight", NULL) && (s = get_matrix(m, "lm_head.weight", c->n_vocab, C, &m->lm_head)))
         return s;
-    m->dtype = st_dtype_name(find_tensor(m, "wte.weight", NULL)->dtype);
+    m->dtype = wtype_name(m->wte.type);
     for (int l = 0; l < c->n_layer; l++) {
         gpt2_layer *L = &m->layers[l];
         char n[64];
@@ -469,8 +499,7 @@ static gpt2c_status convert_weights(gpt2c_model *m, const char *dtype) {
             (s = convert_matrix(m, &L->fc_proj_w, F, C, to, "mlp.c_proj.weight")))
             return s;
     }
-    static const char *const names[] = {"F32", "F16", "BF16", "Q8"};
-    m->dtype = names[to];
+    m->dtype = wtype_name(to);
     return GPT2C_OK;
 }
 
@@ -482,6 +511,7 @@ gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, g
     if (!m) return GPT2C_ERR_NOMEM;
     m->k = gpt2_kernels_select();
     if (!dir) return err_set(&m->err, GPT2C_ERR_INVALID, "model path is NULL");
+    if (!(m->dir = strdup(dir))) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
     gpt2c_status s = gpt2_config_load(dir, &m->cfg, m->gen_defaults, &m->err);
     if (s) return s;
     s = open_weights(m, dir);
@@ -504,6 +534,7 @@ void gpt2c_model_free(gpt2c_model *m) {
     for (int i = 0; i < m->n_st; i++) st_close(&m->st[i]);
     free(m->st);
     free((char *)m->weights_path);
+    free(m->dir);
     free(m);
 }
 

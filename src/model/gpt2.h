@@ -45,6 +45,7 @@ struct gpt2c_model {
     st_file *st;          /* (n_st,) model.safetensors, or the shards of an index */
     int n_st;
     const char *weights_path; /* for messages: the file, or the index */
+    char *dir;            /* the checkpoint folder it was loaded from */
     gpt2_weight wte;      // (V, C)
     gpt2_weight wpe;      // (P, C)
     const float *lnf_g, *lnf_b; // (C,)
@@ -57,6 +58,9 @@ struct gpt2c_model {
     gpt2c_gen_params gen_defaults[2]; /* by gpt2c_defaults: generate(), pipeline */
     const gpt2_kernels *k;
 };
+
+/* "F32", "F16", "BF16", "Q8". */
+const char *wtype_name(gpt2_wtype t);
 
 gpt2c_status gpt2_config_load(const char *dir, gpt2_config *c, gpt2c_gen_params gen[2], gpt2_err *e);
 

@@ -1,0 +1,241 @@
+/* save.c -- writing a loaded model back as a checkpoint folder (gpt2c
+ * convert): model.safetensors with the matrices in the dtype they have in
+ * memory, plus the source folder's config and tokenizer files, so that the
+ * result loads by mmap with no conversion at start-up.
+ *
+ * The folder appears whole or not at all: everything is written into
+ * DIR.incomplete-PID beside it, flushed to disk, and renamed to DIR; on a
+ * failure before the rename the temporary folder is removed and DIR does not
+ * exist. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/file.h"
+#include "gpt2.h"
+
+/* The files besides the weights that a checkpoint folder may hold; copied
+ * when the source has them (config.json always does). */
+static const char *const SIDECARS[] = {"config.json",       "generation_config.json", "vocab.json",
+                                       "merges.txt",        "tokenizer.json",         "tokenizer_config.json",
+                                       "special_tokens_map.json", "added_tokens.json"};
+#define N_SIDECARS (sizeof SIDECARS / sizeof *SIDECARS)
+
+/* One tensor to write: a name, its safetensors dtype and shape, and the bytes. */
+typedef struct out_tensor {
+    char name[96];
+    const char *dtype;
+    int64_t shape[2];
+    int ndim;
+    const void *data;
+    size_t nbytes, elem;
+} out_tensor;
+
+typedef struct writer {
+    out_tensor *t;
+    int n, cap;
+} writer;
+
+static int add(writer *w, const char *name, const char *dtype, size_t elem, int64_t d0, int64_t d1,
+               const void *data) {
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 64;
+        out_tensor *t = realloc(w->t, (size_t)cap * sizeof *t);
+        if (!t) return -1;
+        w->t = t, w->cap = cap;
+    }
+    out_tensor *o = &w->t[w->n++];
+    snprintf(o->name, sizeof o->name, "%s", name);
+    o->dtype = dtype, o->elem = elem, o->data = data;
+    o->shape[0] = d0, o->shape[1] = d1, o->ndim = d1 > 0 ? 2 : 1;
+    o->nbytes = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1) * elem;
+    return 0;
+}
+
+static int add_vector(writer *w, const char *name, const float *v, int d0) {
+    return add(w, name, "F32", 4, d0, 0, v);
+}
+
+/* A matrix in its present type; Q8 as I8 values plus an F16 NAME_scale. */
+static int add_matrix(writer *w, const char *name, gpt2_weight m, int d0, int d1) {
+    static const char *const st[] = {"F32", "F16", "BF16", "I8"};
+    if (add(w, name, st[m.type], weight_type_size(m.type), d0, d1, m.data)) return -1;
+    if (m.type != WT_Q8) return 0;
+    char s[96];
+    snprintf(s, sizeof s, "%s_scale", name);
+    return add(w, s, "F16", 2, d0, d1 / GPT2_Q8_BLOCK, m.scales);
+}
+
+static int collect(writer *w, const gpt2c_model *m) {
+    const gpt2_config *c = &m->cfg;
+    const int C = c->n_embd, F = c->n_inner;
+    if (add_matrix(w, "wte.weight", m->wte, c->n_vocab, C) || add_matrix(w, "wpe.weight", m->wpe, c->n_ctx, C) ||
+        add_vector(w, "ln_f.weight", m->lnf_g, C) || add_vector(w, "ln_f.bias", m->lnf_b, C))
+        return -1;
+    if (m->lm_head.data != m->wte.data && add_matrix(w, "lm_head.weight", m->lm_head, c->n_vocab, C)) return -1;
+    for (int l = 0; l < c->n_layer; l++) {
+        const gpt2_layer *L = &m->layers[l];
+        char n[64];
+#define V(field, suffix, d0) (snprintf(n, sizeof n, "h.%d.%s", l, suffix), add_vector(w, n, L->field, d0))
+#define M(field, suffix, d0, d1) (snprintf(n, sizeof n, "h.%d.%s", l, suffix), add_matrix(w, n, L->field, d0, d1))
+        if (V(ln1_g, "ln_1.weight", C) || V(ln1_b, "ln_1.bias", C) || M(attn_w, "attn.c_attn.weight", C, 3 * C) ||
+            V(attn_b, "attn.c_attn.bias", 3 * C) || M(attn_proj_w, "attn.c_proj.weight", C, C) ||
+            V(attn_proj_b, "attn.c_proj.bias", C) || V(ln2_g, "ln_2.weight", C) || V(ln2_b, "ln_2.bias", C) ||
+            M(fc_w, "mlp.c_fc.weight", C, F) || V(fc_b, "mlp.c_fc.bias", F) ||
+            M(fc_proj_w, "mlp.c_proj.weight", F, C) || V(fc_proj_b, "mlp.c_proj.bias", C))
+            return -1;
+#undef V
+#undef M
+    }
+    return 0;
+}
+
+/* Wider elements first, so that every tensor starts aligned to its element
+ * size when the header is padded to 8 bytes (safetensors allows no gaps
+ * between tensors); then by name, for a reproducible file. */
+static int by_elem_then_name(const void *a, const void *b) {
+    const out_tensor *x = a, *y = b;
+    if (x->elem != y->elem) return x->elem > y->elem ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static int write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        p += k, n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Writes buf to path and flushes it to disk; names the file on failure. */
+static gpt2c_status write_file(gpt2c_model *m, const char *path, const void *head, size_t head_n, const writer *w) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return err_set(&m->err, GPT2C_ERR_IO, "%s: %s", path, strerror(errno));
+    int bad = write_all(fd, head, head_n);
+    for (int i = 0; w && !bad && i < w->n; i++) bad = write_all(fd, w->t[i].data, w->t[i].nbytes);
+    if (!bad) bad = fsync(fd);
+    int e = errno;
+    if (close(fd) != 0 && !bad) bad = 1, e = errno;
+    return bad ? err_set(&m->err, GPT2C_ERR_IO, "%s: %s", path, strerror(e)) : GPT2C_OK;
+}
+
+/* The safetensors header: "__metadata__" and one entry per tensor with its
+ * offsets, padded with spaces to a multiple of 8 bytes. */
+static char *header(const writer *w, const char *dtype, size_t *len) {
+    json_t *root = json_object(), *meta = json_object();
+    if (!root || !meta) {
+        json_decref(root), json_decref(meta);
+        return NULL;
+    }
+    json_object_set_new(meta, "format", json_string("pt"));
+    json_object_set_new(meta, "gpt2c_dtype", json_string(dtype));
+    if (!strcmp(dtype, "Q8"))
+        json_object_set_new(meta, "gpt2c_q8", json_string("int8 values in blocks of 32 along a row, each block's "
+                                                          "f16 scale (absmax / 127) in NAME_scale"));
+    json_object_set_new(root, "__metadata__", meta);
+    size_t off = 0;
+    for (int i = 0; i < w->n; i++) {
+        const out_tensor *t = &w->t[i];
+        json_t *shape = json_array();
+        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+        json_object_set_new(root, t->name,
+                            json_pack("{s:s, s:o, s:[I, I]}", "dtype", t->dtype, "shape", shape, "data_offsets",
+                                      (json_int_t)off, (json_int_t)(off + t->nbytes)));
+        off += t->nbytes;
+    }
+    char *json = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (!json) return NULL;
+    size_t n = strlen(json), padded = (n + 7) / 8 * 8;
+    char *buf = malloc(8 + padded);
+    if (buf) {
+        for (int i = 0; i < 8; i++) buf[i] = (char)(((uint64_t)padded >> (8 * i)) & 0xff);
+        memcpy(buf + 8, json, n);
+        memset(buf + 8 + n, ' ', padded - n);
+        *len = 8 + padded;
+    }
+    free(json);
+    return buf;
+}
+
+/* Copies the sidecar files the source folder has into tmp. */
+static gpt2c_status copy_sidecars(gpt2c_model *m, const char *tmp) {
+    for (size_t i = 0; i < N_SIDECARS; i++) {
+        char *src = path_join(m->dir, SIDECARS[i]), *dst = path_join(tmp, SIDECARS[i]);
+        gpt2c_status s = src && dst ? GPT2C_OK : err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
+        if (!s && file_exists(src)) {
+            char *data = NULL;
+            size_t n = 0;
+            s = file_read(src, (size_t)256 << 20, &data, &n, &m->err);
+            if (!s) s = write_file(m, dst, data, n, NULL);
+            free(data);
+        }
+        free(src);
+        free(dst);
+        if (s) return s;
+    }
+    return GPT2C_OK;
+}
+
+static void remove_tmp(const char *tmp) {
+    char *p = path_join(tmp, "model.safetensors");
+    if (p) unlink(p);
+    free(p);
+    for (size_t i = 0; i < N_SIDECARS; i++) {
+        p = path_join(tmp, SIDECARS[i]);
+        if (p) unlink(p);
+        free(p);
+    }
+    rmdir(tmp);
+}
+
+static int fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
+}
+
+gpt2c_status gpt2c_model_save(gpt2c_model *m, const char *dir) {
+    if (!m) return GPT2C_ERR_INVALID;
+    if (!dir || !*dir) return err_set(&m->err, GPT2C_ERR_INVALID, "output folder is empty");
+    struct stat st;
+    if (lstat(dir, &st) == 0)
+        return err_set(&m->err, GPT2C_ERR_INVALID, "%s exists; give a new folder (nothing was written)", dir);
+    char tmp[4200], parent[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.incomplete-%ld", dir, (long)getpid()) >= (int)sizeof tmp)
+        return err_set(&m->err, GPT2C_ERR_INVALID, "output folder name is too long");
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash == parent) slash[1] = '\0';
+    else if (slash) *slash = '\0';
+    else strcpy(parent, ".");
+    if (mkdir(tmp, 0755) != 0) return err_set(&m->err, GPT2C_ERR_IO, "%s: %s", tmp, strerror(errno));
+
+    writer w = {0};
+    gpt2c_status s = GPT2C_OK;
+    size_t head_n = 0;
+    char *head = NULL, *file = path_join(tmp, "model.safetensors");
+    if (!file || collect(&w, m) != 0 ||
+        (qsort(w.t, (size_t)w.n, sizeof *w.t, by_elem_then_name), !(head = header(&w, m->dtype, &head_n))))
+        s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
+    if (!s) s = write_file(m, file, head, head_n, &w);
+    if (!s) s = copy_sidecars(m, tmp);
+    if (!s && fsync_dir(tmp) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", tmp, strerror(errno));
+    if (!s && rename(tmp, dir) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", dir, strerror(errno));
+    if (!s && fsync_dir(parent) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", parent, strerror(errno));
+    if (s) remove_tmp(tmp);
+    free(file);
+    free(head);
+    free(w.t);
+    return s;
+}

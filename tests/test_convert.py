@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""test_convert.py BUILD_DIR REF_DIR -- `gpt2c convert` end to end.
+
+A converted folder generates exactly what `--dtype T` at load generates from the source; its
+model.safetensors holds what the reference tools compute independently (numpy's f16 and bf16
+rounding, ref_gpt2.q8's common 8-bit scheme); the folder appears complete or not at all:
+an existing target, a missing parent, and injected write() and fsync() failures
+(tests/fault_inject.c) leave no folder and no temporary files. Prints "convert: N passed,
+N failed".
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import ref_gpt2  # noqa: E402
+import safetensors_np  # noqa: E402
+
+BUILD, REF = sys.argv[1], sys.argv[2]
+BIN = os.path.join(BUILD, "gpt2c")
+SRC = os.path.join(REF, "tiny-f32")
+results = {"pass": 0, "fail": 0}
+
+
+def check(cond, what):
+    results["pass" if cond else "fail"] += 1
+    if not cond:
+        print("FAIL:", what)
+
+
+def run(*args, env=None):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def generated(model, *extra):
+    """The sequences of a greedy and a sampled generation with logprobs (timing fields dropped)."""
+    out = []
+    for mode in (["--greedy"], ["--do-sample", "--seed", "5", "--top-k", "20"]):
+        r = run("generate", "-m", model, "-p", "Converted weights, same tokens", "--max-new-tokens", "12",
+                "--logprobs", "2", "--json", *mode, *extra)
+        out.append(json.loads(r.stdout)["sequences"] if r.returncode == 0 else r.stderr)
+    return out
+
+
+def matrices(tensors):
+    return [k for k in tensors if k in ("wte.weight", "lm_head.weight") or
+            k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight"))]
+
+
+tmp = tempfile.mkdtemp()
+src = safetensors_np.read(os.path.join(SRC, "model.safetensors"), as_dtype=np.float32)
+src = {k.removeprefix("transformer."): v for k, v in src.items()}
+
+for dtype, name in (("f16", "F16"), ("bf16", "BF16"), ("q8", "Q8")):
+    out = os.path.join(tmp, dtype)
+    r = run("convert", "-m", SRC, "--dtype", dtype, "-o", out)
+    check(r.returncode == 0 and f"wrote {out}" in r.stderr, f"convert --dtype {dtype}: exit {r.returncode} {r.stderr}")
+    files = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    check({"config.json", "model.safetensors", "vocab.json", "merges.txt"} <= set(files) and
+          not any(".incomplete" in f for f in os.listdir(tmp)), f"{dtype}: the folder's files ({files})")
+    info = run("info", "-m", out)
+    check(info.returncode == 0 and json.loads(info.stdout)["weight_dtype"] == name, f"{dtype}: info says {info.stdout}")
+    # Same tokens, text and log-probabilities as converting at load.
+    check(generated(out) == generated(SRC, "--dtype", dtype), f"{dtype}: generation equals --dtype {dtype} at load")
+    # The stored values are the reference tools' own rounding of the f32 weights.
+    got = safetensors_np.read(os.path.join(out, "model.safetensors"), as_dtype=np.float32)
+    mats = matrices(src)
+    ok = True
+    for k in mats:
+        w = src[k]
+        if dtype == "f16":
+            ok &= np.array_equal(got[k], w.astype(np.float16).astype(np.float32))
+        elif dtype == "bf16":
+            ok &= np.array_equal(got[k], safetensors_np.bf16_bits_to_f32(safetensors_np.f32_to_bf16_bits(w)).reshape(w.shape))
+        else:
+            scale = got[k + "_scale"]
+            deq = (got[k].reshape(-1, 32) * scale.reshape(-1, 1)).reshape(w.shape)
+            ok &= scale.shape == (w.shape[0], w.shape[1] // 32) and np.array_equal(deq, ref_gpt2.q8(w).astype(np.float32))
+    vectors = [k for k in src if k not in mats and not k.endswith("attn.bias") or k.endswith("c_attn.bias")]
+    ok &= all(np.array_equal(got[k], src[k]) for k in vectors)
+    check(ok, f"{dtype}: stored matrices equal the reference rounding, the rest unchanged")
+
+# Back to f32 from q8: the dequantized values, and the same tokens as q8.
+r = run("convert", "-m", os.path.join(tmp, "q8"), "--dtype", "f32", "-o", os.path.join(tmp, "q8-f32"))
+check(r.returncode == 0 and generated(os.path.join(tmp, "q8-f32")) == generated(os.path.join(tmp, "q8")),
+      "q8 -> f32 generates as q8")
+
+# Refusals: the folder exists (nothing touched), a bad dtype, a missing parent.
+before = sorted(os.listdir(os.path.join(tmp, "f16")))
+r = run("convert", "-m", SRC, "--dtype", "q8", "-o", os.path.join(tmp, "f16"))
+check(r.returncode == 2 and "exists" in r.stderr and sorted(os.listdir(os.path.join(tmp, "f16"))) == before,
+      f"an existing folder is refused: {r.returncode} {r.stderr}")
+r = run("convert", "-m", SRC, "--dtype", "q4", "-o", os.path.join(tmp, "x"))
+check(r.returncode == 2 and "'q4'" in r.stderr, f"a bad dtype: {r.returncode} {r.stderr}")
+r = run("convert", "-m", SRC, "--dtype", "f16", "-o", os.path.join(tmp, "no", "such"))
+check(r.returncode == 1 and os.path.join(tmp, "no", "such") in r.stderr and not os.path.exists(os.path.join(tmp, "no")),
+      f"a missing parent folder: {r.returncode} {r.stderr}")
+r = run("convert", "-m", os.path.join(tmp, "nothing"), "--dtype", "f16", "-o", os.path.join(tmp, "y"))
+check(r.returncode == 1 and not os.path.exists(os.path.join(tmp, "y")), f"a missing source: {r.returncode} {r.stderr}")
+
+# A q8 folder with its scales missing or malformed is refused, naming the tensor.
+def edited_copy(name, edit):
+    d = os.path.join(tmp, name)
+    shutil.copytree(os.path.join(tmp, "q8"), d)
+    path = os.path.join(d, "model.safetensors")
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    h = json.dumps(header).encode()
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + raw[8 + n:])
+    return d
+
+
+scale = "h.0.mlp.c_fc.weight_scale"
+for name, edit in (("no-scale", lambda h: h.pop(scale)),
+                   ("scale-bf16", lambda h: h[scale].update(dtype="BF16")),
+                   ("scale-shape", lambda h: h[scale].update(shape=[h[scale]["shape"][1], h[scale]["shape"][0]]))):
+    r = run("info", "-m", edited_copy(name, edit))
+    check(r.returncode == 1 and "h.0.mlp.c_fc.weight_scale' of shape [64, 8]" in r.stderr,
+          f"q8 {name}: {r.returncode} {r.stderr.strip()}")
+
+# Injected I/O errors: a write() failing half way through model.safetensors, and a failing
+# fsync(): a clear error, no folder, no temporary folder left.
+shim = os.path.join(os.path.abspath(BUILD), "tests", "libfault.so")
+if os.path.exists(shim):
+    for spec in ("write:200000", "fsync"):
+        env = dict(os.environ, LD_PRELOAD=shim, GPT2C_FAULT=spec, ASAN_OPTIONS="verify_asan_link_order=0")
+        out = os.path.join(tmp, "faulty")
+        r = run("convert", "-m", SRC, "--dtype", "q8", "-o", out, env=env)
+        left = [f for f in os.listdir(tmp) if f.startswith("faulty")]
+        check(r.returncode == 1 and "Input/output error" in r.stderr and "model.safetensors" in r.stderr and not left,
+              f"{spec}: exit {r.returncode}, {r.stderr.strip()}, left {left}")
+    r = run("convert", "-m", SRC, "--dtype", "q8", "-o", os.path.join(tmp, "faulty"))
+    check(r.returncode == 0 and generated(os.path.join(tmp, "faulty")) == generated(os.path.join(tmp, "q8")),
+          "the same conversion without the fault completes")
+else:
+    check(False, f"{shim} not built")
+
+subprocess.run(["rm", "-rf", tmp])
+print(f"convert: {results['pass']} passed, {results['fail']} failed")
+sys.exit(1 if results["fail"] else 0)
