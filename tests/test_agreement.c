@@ -1,0 +1,187 @@
+/* test_agreement.c -- what the smaller weight formats cost in exactness: for
+ * f16, bf16 and q8 weights against the same checkpoint in f32, the
+ * teacher-forced top-1 agreement and the mean KL divergence KL(p_f32 || p)
+ * of the next-token distributions, over every position of the golden
+ * prompts (tests/fixtures/golden/tiny.json, those of up to 64 tokens), on
+ * the random tiny- and gpt2-shaped checkpoints of tests/make_reference.py.
+ * Prints the table; checks f16 against the issue's 99%, the order of the
+ * costs, and q8 against the common 8-bit scheme as the numpy reference tool
+ * computes it (tools/ref_gpt2.py --dtype q8) on the manifest's prompt: no
+ * more KL and no less agreement than the reference's own q8 logits have. */
+#include <math.h>
+
+#include "model/gpt2.h"
+#include "testutil.h"
+
+typedef struct agreement {
+    long positions, agree;
+    double kl_sum, entropy_sum; /* entropy of the f32 distributions: how sharp they are */
+} agreement;
+
+/* The log-softmax of n rows of V logits, in double, in place into out. */
+static void log_softmax(const float *logits, int n, int V, double *out) {
+    for (int i = 0; i < n; i++) {
+        const float *l = logits + (size_t)i * V;
+        double mx = -INFINITY, s = 0;
+        for (int v = 0; v < V; v++) mx = fmax(mx, l[v]);
+        for (int v = 0; v < V; v++) s += exp(l[v] - mx);
+        double lse = mx + log(s);
+        for (int v = 0; v < V; v++) out[(size_t)i * V + v] = l[v] - lse;
+    }
+}
+
+static int argmax(const float *l, int V) {
+    int b = 0;
+    for (int v = 1; v < V; v++)
+        if (l[v] > l[b]) b = v;
+    return b;
+}
+
+/* Adds n positions of `got` against `want` (both raw logits) to a. */
+static void compare(agreement *a, const float *want, const float *got, int n, int V) {
+    double *lp = malloc(sizeof(double) * (size_t)n * V), *lq = malloc(sizeof(double) * (size_t)n * V);
+    assert_non_null(lp);
+    assert_non_null(lq);
+    log_softmax(want, n, V, lp);
+    log_softmax(got, n, V, lq);
+    for (int i = 0; i < n; i++) {
+        double kl = 0, h = 0;
+        for (int v = 0; v < V; v++) {
+            size_t k = (size_t)i * V + v;
+            kl += exp(lp[k]) * (lp[k] - lq[k]);
+            h -= exp(lp[k]) * lp[k];
+        }
+        a->kl_sum += kl;
+        a->entropy_sum += h;
+        a->agree += argmax(want + (size_t)i * V, V) == argmax(got + (size_t)i * V, V);
+        a->positions++;
+    }
+    free(lp);
+    free(lq);
+}
+
+/* The logits at every position of ids, teacher-forced: row i predicts ids[i + 1]. */
+static float *logits_of(const gpt2c_model *m, const int32_t *ids, int n) {
+    const int V = m->cfg.n_vocab;
+    float *out = malloc(sizeof(float) * (size_t)n * V);
+    assert_non_null(out);
+    gpt2_state st;
+    gpt2_err e = {0};
+    assert_int_equal(gpt2_state_init(&st, m, 1, n, 64, 0, &e), GPT2C_OK);
+    int *pos = malloc(sizeof(int) * (size_t)n), *slot = calloc((size_t)n, sizeof(int));
+    for (int i = 0; i < n; i++) pos[i] = i;
+    gpt2_batch b = {n, ids, pos, slot, pos};
+    if (gpt2_forward(m, &st, &b, out, &e) != GPT2C_OK) fail_msg("forward: %s", e.msg);
+    gpt2_state_free(&st);
+    free(pos);
+    free(slot);
+    return out;
+}
+
+static gpt2c_model *load(const char *dir, const char *dtype) {
+    gpt2c_model *m;
+    gpt2c_model_params p = {.dtype = dtype};
+    if (gpt2c_model_load_ex(dir, &p, &m) != GPT2C_OK) fail_msg("%s (%s): %s", dir, dtype, gpt2c_model_errmsg(m));
+    return m;
+}
+
+static const char *const DTYPES[] = {"f16", "bf16", "q8"};
+
+static void test_formats_agree(void **state) {
+    (void)state;
+    const char *ref = getenv("GPT2C_REF_DIR") ? getenv("GPT2C_REF_DIR") : "build/ref";
+    json_t *golden = load_json_or_fail(GOLDEN_JSON_DIR "/tiny.json");
+    json_t *prompts = json_object_get(golden, "prompts");
+    fprintf(stderr, "  %-10s %-5s %9s %9s %10s %12s\n", "checkpoint", "dtype", "positions", "entropy", "top-1", "mean KL");
+    for (const char *const *ck = (const char *const[]){"tiny-f32", "gpt2-f32", NULL}; *ck; ck++) {
+        char dir[600];
+        snprintf(dir, sizeof dir, "%s/%s", ref, *ck);
+        gpt2c_model *base = load(dir, NULL), *m[3];
+        for (int d = 0; d < 3; d++) m[d] = load(dir, DTYPES[d]);
+        agreement a[3] = {{0}};
+        const char *key;
+        json_t *p;
+        json_object_foreach(prompts, key, p) {
+            int n;
+            int32_t *ids = json_ids(json_object_get(p, "input_ids"), &n);
+            if (n > 64) { /* the 304- and 1016-token prompts: the rest suffice */
+                free(ids);
+                continue;
+            }
+            float *want = logits_of(base, ids, n);
+            for (int d = 0; d < 3; d++) {
+                float *got = logits_of(m[d], ids, n);
+                compare(&a[d], want, got, n, base->cfg.n_vocab);
+                free(got);
+            }
+            free(want);
+            free(ids);
+        }
+        for (int d = 0; d < 3; d++) {
+            double agree = (double)a[d].agree / (double)a[d].positions, kl = a[d].kl_sum / (double)a[d].positions;
+            fprintf(stderr, "  %-10s %-5s %9ld %9.2f %9.2f%% %12.3e\n", *ck, DTYPES[d], a[d].positions,
+                    a[d].entropy_sum / (double)a[d].positions, 100 * agree, kl);
+        }
+        /* f16 keeps 11 significant bits, bf16 8, q8 about 7 per block: the
+         * cost must follow that order. f16 must reach the 99% the issue asks
+         * even here; bf16 cannot be held to it on random weights, whose
+         * near-uniform distributions (the entropy column, of at most 10.8
+         * nats) leave the top two logits a near tie at many positions. */
+        if (a[0].agree < 0.99 * (double)a[0].positions) fail_msg("%s f16: top-1 agreement below 99%%", *ck);
+        if (!(a[0].kl_sum < a[1].kl_sum && a[1].kl_sum < a[2].kl_sum))
+            fail_msg("%s: KL not ordered f16 < bf16 < q8 (%.3e, %.3e, %.3e)", *ck, a[0].kl_sum, a[1].kl_sum, a[2].kl_sum);
+        for (int d = 0; d < 3; d++) gpt2c_model_free(m[d]);
+        gpt2c_model_free(base);
+    }
+    json_decref(golden);
+}
+
+/* Reads n x V float32 logits written by tests/make_reference.py. */
+static float *read_logits(const char *path, size_t count) {
+    float *v = malloc(sizeof(float) * count);
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("%s: missing (tests/make_reference.py makes it)", path);
+    assert_int_equal(fread(v, sizeof(float), count, f), count);
+    fclose(f);
+    return v;
+}
+
+static void test_q8_as_good_as_reference_scheme(void **state) {
+    (void)state;
+    const char *ref = getenv("GPT2C_REF_DIR") ? getenv("GPT2C_REF_DIR") : "build/ref";
+    static const int32_t ids[] = {15496, 11, 314, 1101, 257, 3303, 2746, 11, 290, 314, 588, 262}; /* the manifest's */
+    const int n = (int)(sizeof ids / sizeof *ids);
+    for (const char *const *ck = (const char *const[]){"tiny", "gpt2", NULL}; *ck; ck++) {
+        char dir[600], f32_path[600], q8_path[600];
+        snprintf(dir, sizeof dir, "%s/%s-f32", ref, *ck);
+        snprintf(f32_path, sizeof f32_path, "%s/%s-f32.f32", ref, *ck);
+        snprintf(q8_path, sizeof q8_path, "%s/%s-q8.f32", ref, *ck);
+        gpt2c_model *base = load(dir, NULL), *q8 = load(dir, "q8");
+        const int V = base->cfg.n_vocab;
+        float *ref32 = read_logits(f32_path, (size_t)n * V), *ref8 = read_logits(q8_path, (size_t)n * V);
+        float *ours32 = logits_of(base, ids, n), *ours8 = logits_of(q8, ids, n);
+        agreement r = {0}, o = {0};
+        compare(&r, ref32, ref8, n, V);
+        compare(&o, ours32, ours8, n, V);
+        fprintf(stderr, "  %s q8 on %d positions: reference scheme top-1 %ld/%ld, KL %.3e; gpt2c top-1 %ld/%ld, KL %.3e\n",
+                *ck, n, r.agree, r.positions, r.kl_sum / n, o.agree, o.positions, o.kl_sum / n);
+        /* The same scheme, so the same cost up to the f32 rounding of two
+         * implementations: 1% of the KL. */
+        assert_true(o.agree >= r.agree);
+        assert_true(o.kl_sum <= r.kl_sum * 1.01 + 1e-12);
+        free(ref32);
+        free(ref8);
+        free(ours32);
+        free(ours8);
+        gpt2c_model_free(base);
+        gpt2c_model_free(q8);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_formats_agree),
+        cmocka_unit_test(test_q8_as_good_as_reference_scheme),
+    };
+    return cmocka_run_group_tests_name("agreement", tests, NULL, NULL);
+}
