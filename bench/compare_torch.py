@@ -9,7 +9,10 @@ N new tokens, greedy, KV cache), through
 Runs alternate (torch, gpt2c, torch, gpt2c, ...) and the best of each is kept; the table
 reports both and their ratio. Only relative figures from one run mean anything here.
 
-  bench/compare_torch.py [--threads 2] [--prompt-tokens 16] [--gen-tokens 64] [--runs 2] DIR...
+  bench/compare_torch.py [--threads 2] [--prompt-tokens 16] [--gen-tokens 64] [--runs 2] [--dtype T] DIR...
+
+--dtype f16|bf16|q8 runs gpt2c on a copy made by `gpt2c convert` (before any timing) against
+PyTorch in f32 on the original: what a user gains by converting once.
 
 Make gpt2-shaped checkpoints with tools/make_checkpoint.py --preset gpt2 (or use real ones).
 """
@@ -17,8 +20,10 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -92,16 +97,31 @@ def main():
     p.add_argument("--prompt-tokens", type=int, default=16)
     p.add_argument("--gen-tokens", type=int, default=64)
     p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--dtype", choices=["f16", "bf16", "q8"], help="gpt2c runs a converted copy")
     a = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="gpt2c-compare-")
+    try:
+        table(a, tmp)
+    finally:
+        shutil.rmtree(tmp)
+
+
+def table(a, tmp):
     print(f"{'checkpoint':28} {'torch load':>10} {'gpt2c load':>10} {'ratio':>7} | {'torch reply':>11} "
           f"{'gpt2c reply':>11} {'ratio':>7} | gpt2c decode")
     for folder in a.folders:
         best_t, best_g = None, None
+        mine = folder
+        if a.dtype:
+            mine = os.path.join(tmp, f"{len(os.listdir(tmp))}-{a.dtype}")
+            subprocess.run([os.path.join(REPO, "build", "gpt2c"), "convert", "-m", folder, "--dtype", a.dtype, "-o", mine],
+                           check=True, capture_output=True)
         for _ in range(a.runs):  # alternating, best of each
-            t, g = run_torch(folder, a), run_gpt2c(folder, a)
+            t, g = run_torch(folder, a), run_gpt2c(mine, a)
             best_t = t if best_t is None or t["reply_s"] < best_t["reply_s"] else best_t
             best_g = g if best_g is None or g["reply_s"] < best_g["reply_s"] else best_g
-        print(f"{os.path.basename(os.path.normpath(folder)):28} {best_t['ready_s']:9.3f}s {best_g['ready_s']:9.3f}s "
+        name = os.path.basename(os.path.normpath(folder)) + (f" ({a.dtype})" if a.dtype else "")
+        print(f"{name:28} {best_t['ready_s']:9.3f}s {best_g['ready_s']:9.3f}s "
               f"{best_t['ready_s'] / best_g['ready_s']:6.1f}x | {best_t['reply_s']:10.3f}s {best_g['reply_s']:10.3f}s "
               f"{best_t['reply_s'] / best_g['reply_s']:6.1f}x | {best_g['decode_tps']:.1f} tok/s, "
               f"{100 * best_g['roofline_fraction']:.0f}% of roofline", flush=True)
