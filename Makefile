@@ -21,8 +21,13 @@ LIB_SRC = $(wildcard src/core/*.c src/kernels/*.c src/kernels/generic/*.c src/mo
                      src/tokenizer/*.c src/generate/*.c src/hub/*.c)
 # ISA-specific kernels: only these files are built for those instruction sets,
 # and the dispatcher runs them only where CPUID says they exist.
-ifeq ($(shell uname -m),x86_64)
+# The target is the compiler's (so CC=aarch64-linux-gnu-gcc cross-builds).
+TARGET_ARCH := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
+ifeq ($(TARGET_ARCH),x86_64)
 LIB_SRC += src/kernels/x86/avx2.c src/kernels/x86/avx512.c
+endif
+ifeq ($(TARGET_ARCH),aarch64)
+LIB_SRC += src/kernels/arm/neon.c
 endif
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 # The command line and the HTTP server (which only the gpt2c binary needs),
@@ -82,8 +87,20 @@ check:
 	$(MAKE) test
 	$(MAKE) SAN=1 test
 	$(MAKE) CC=clang BUILD=build-clang SAN=1 test
+	$(MAKE) arm-test
 	$(MAKE) fuzz-smoke
-	@echo "check: 4 passed, 0 failed (gcc, gcc+sanitizers, clang+sanitizers, fuzz; each stage stops the run on failure)"
+	@echo "check: 5 passed, 0 failed (gcc, gcc+sanitizers, clang+sanitizers, aarch64 under qemu, fuzz; each stage stops the run on failure)"
+
+# The NEON kernels: the library cross-built for AArch64 and these suites run
+# under qemu-user -- the kernel tests (every table against the reference
+# kernels), the tokenizer, logits processing and hostile inputs. They do not
+# use the hub, so they link without the arm64 libcurl and OpenSSL.
+ARM_TESTS = test_kernels test_tokenizer test_logits test_hostile
+arm-test:
+	$(MAKE) CC=aarch64-linux-gnu-gcc BUILD=build-arm64 LDLIBS="-lpcre2-8 -ljansson -lm -lpthread" \
+	    $(ARM_TESTS:%=build-arm64/tests/%)
+	for t in $(ARM_TESTS); do echo "=== qemu-aarch64 $$t"; qemu-aarch64 build-arm64/tests/$$t || exit 1; done
+	@echo "arm-test: $(words $(ARM_TESTS)) passed under qemu-aarch64"
 
 fuzz-smoke: fuzz
 	for f in tests/fuzz/regress/*; do n=$${f##*/}; build-fuzz/fuzz_$${n%%-*} $$f || exit 1; done
@@ -108,6 +125,6 @@ fuzz: $(wildcard tests/fuzz/*.c) $(FUZZ_SRC)
 	    -o build-fuzz/$$t tests/fuzz/$$t.c $(FUZZ_SRC) $(LDLIBS) || exit 1; done
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-clang build-arm64 build-fuzz
 
-.PHONY: all tests test check fuzz fuzz-smoke clean
+.PHONY: all tests test check arm-test fuzz fuzz-smoke clean

@@ -1,6 +1,7 @@
 /* dispatch.c -- chooses the kernel table from what the CPU and the OS
- * support: CPUID for the instruction sets, XGETBV for the OS saving the
- * vector registers (valgrind, for one, hides AVX-512 this way). */
+ * support: on x86, CPUID for the instruction sets and XGETBV for the OS
+ * saving the vector registers (valgrind, for one, hides AVX-512 this way);
+ * on AArch64, NEON always. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,15 @@ int gpt2_kernels_available(const gpt2_kernels **out, int max) {
     int n = cpu_level() + 1;
     for (int i = 0; i < n && i < max; i++) out[i] = all[i];
     return n < max ? n : max;
+}
+#elif defined(__aarch64__)
+/* Advanced SIMD, half-precision conversions included, is part of every
+ * AArch64 CPU: nothing to ask. */
+int gpt2_kernels_available(const gpt2_kernels **out, int max) {
+    const gpt2_kernels *all[2] = {&gpt2_kernels_generic, &gpt2_kernels_neon};
+    int n = max < 2 ? max : 2;
+    for (int i = 0; i < n; i++) out[i] = all[i];
+    return n;
 }
 #else
 int gpt2_kernels_available(const gpt2_kernels **out, int max) {

@@ -38,4 +38,4 @@ static inline float VREDUCE(__m256 v) {
 
 #define FN(name) name##_avx2
 #define KERNELS_NAME "avx2" /* simd_impl.h ends with the table, gpt2_kernels_avx2 */
-#include "simd_impl.h"
+#include "../simd_impl.h"

@@ -42,4 +42,4 @@ static inline float VREDUCE(__m512 v) {
 
 #define FN(name) name##_avx512
 #define KERNELS_NAME "avx512" /* simd_impl.h ends with the table, gpt2_kernels_avx512 */
-#include "simd_impl.h"
+#include "../simd_impl.h"

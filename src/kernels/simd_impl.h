@@ -1,7 +1,8 @@
-/* simd_impl.h -- the x86 kernels, written once over a few vector macros and
- * compiled twice: by avx2.c (8 floats a vector) and avx512.c (16). The file
- * that includes this defines VW, the vector type and operations, FN() and
- * KERNELS_NAME; the file ends with the kernel table, FN(gpt2_kernels).
+/* simd_impl.h -- the SIMD kernels, written once over a few vector macros and
+ * compiled once per instruction set: x86/avx2.c (8 floats a vector),
+ * x86/avx512.c (16) and arm/neon.c (4). The file that includes this defines
+ * VW, the vector type and operations, FN() and KERNELS_NAME; the file ends
+ * with the kernel table, FN(gpt2_kernels).
  *
  * Bit-exactness across batch shapes (see kernels.h): every output element is
  * a chain of fused multiply-adds in k order from its bias (or from zero and
@@ -11,8 +12,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "../../core/half.h"
-#include "../kernels.h"
+#include "../core/half.h"
+#include "kernels.h"
 
 /* The small fixed loops over tile rows and vectors must unroll so that the
  * accumulators live in registers; GCC's -O2 would keep them on the stack. */
