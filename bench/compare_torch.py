@@ -74,9 +74,23 @@ print(json.dumps({"ready_s": ready, "prefill_s": t2 - t1, "decode_s": t3 - t2, "
 '''
 
 
+# Debian's torch calls BLAS through libblas.so.3, which by default is the slow reference
+# implementation; the OpenMP build of OpenBLAS (apt-get install libopenblas0-openmp) is the
+# fair baseline, and the pthread build would fight torch's own OpenMP threads.
+OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+
+
+def torch_env():
+    env = dict(os.environ)
+    if os.path.isdir(OPENBLAS):
+        env["LD_LIBRARY_PATH"] = OPENBLAS + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    return env
+
+
 def run_torch(folder, a):
     r = subprocess.run(["/usr/bin/python3", "-c", TORCH_CHILD, os.path.join(REPO, "tools"), folder, str(a.threads),
-                        str(a.prompt_tokens), str(a.gen_tokens)], capture_output=True, text=True, check=True)
+                        str(a.prompt_tokens), str(a.gen_tokens)], capture_output=True, text=True, check=True,
+                       env=torch_env())
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -99,6 +113,9 @@ def main():
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--dtype", choices=["f16", "bf16", "q8"], help="gpt2c runs a converted copy")
     a = p.parse_args()
+    if not os.path.isdir(OPENBLAS):
+        print(f"note: {OPENBLAS} is missing, so torch runs on the system BLAS (apt-get install libopenblas0-openmp)",
+              file=sys.stderr)
     tmp = tempfile.mkdtemp(prefix="gpt2c-compare-")
     try:
         table(a, tmp)
