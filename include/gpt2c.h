@@ -120,6 +120,10 @@ typedef struct gpt2c_model_params {
      * memory at load, for less memory traffic per token at a small cost in
      * exactness. */
     const char *dtype;
+    /* NULL or "f32": the KV cache in f32. "f16": in IEEE half precision,
+     * half the memory per cached position (each key and value rounded to
+     * nearest even as it is stored). */
+    const char *kv_cache;
 } gpt2c_model_params;
 gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, gpt2c_model **out);
 
@@ -138,6 +142,7 @@ typedef struct gpt2c_model_info {
     const char *weight_dtype;                     /* "F32", "F16", "BF16", "Q8" */
     const char *kernels;                          /* the kernel set chosen at load */
     uint64_t weight_bytes;                        /* matrix bytes read per decoded token */
+    const char *kv_cache_dtype;                   /* "F32" or "F16" */
 } gpt2c_model_info;
 void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info);
 

@@ -1,13 +1,15 @@
-/* test_agreement.c -- what the smaller weight formats cost in exactness: for
- * f16, bf16 and q8 weights against the same checkpoint in f32, the
- * teacher-forced top-1 agreement and the mean KL divergence KL(p_f32 || p)
- * of the next-token distributions, over every position of the golden
- * prompts (tests/fixtures/golden/tiny.json, those of up to 64 tokens), on
- * the random tiny- and gpt2-shaped checkpoints of tests/make_reference.py.
- * Prints the table; checks f16 against the issue's 99%, the order of the
- * costs, and q8 against the common 8-bit scheme as the numpy reference tool
- * computes it (tools/ref_gpt2.py --dtype q8) on the manifest's prompt: no
- * more KL and no less agreement than the reference's own q8 logits have. */
+/* test_agreement.c -- what the smaller formats cost in exactness: for f16,
+ * bf16 and q8 weights and for an f16 KV cache ("kv-f16"), against the same
+ * checkpoint in f32, the teacher-forced top-1 agreement and the mean KL
+ * divergence KL(p_f32 || p) of the next-token distributions, over every
+ * position of the golden prompts (tests/fixtures/golden/tiny.json, those of
+ * up to 64 tokens), on the random tiny- and gpt2-shaped checkpoints of
+ * tests/make_reference.py. Prints the table; checks f16 weights and the f16
+ * KV cache against the issue's 99%, the order of the weight formats' costs,
+ * q8 against the common 8-bit scheme as the numpy reference tool computes it
+ * (tools/ref_gpt2.py --dtype q8) on the manifest's prompt (no more KL and no
+ * less agreement than the reference's own q8 logits have), and that an f16
+ * KV cache gives the same tokens cached, recomputed and batched. */
 #include <math.h>
 
 #include "model/gpt2.h"
@@ -78,27 +80,30 @@ static float *logits_of(const gpt2c_model *m, const int32_t *ids, int n) {
     return out;
 }
 
+/* dtype "kv-f16": f32 weights with an f16 KV cache. */
 static gpt2c_model *load(const char *dir, const char *dtype) {
     gpt2c_model *m;
-    gpt2c_model_params p = {.dtype = dtype};
+    int kv = dtype && !strcmp(dtype, "kv-f16");
+    gpt2c_model_params p = {.dtype = kv ? NULL : dtype, .kv_cache = kv ? "f16" : NULL};
     if (gpt2c_model_load_ex(dir, &p, &m) != GPT2C_OK) fail_msg("%s (%s): %s", dir, dtype, gpt2c_model_errmsg(m));
     return m;
 }
 
-static const char *const DTYPES[] = {"f16", "bf16", "q8"};
+static const char *const DTYPES[] = {"f16", "bf16", "q8", "kv-f16"};
+#define N_FORMATS 4
 
 static void test_formats_agree(void **state) {
     (void)state;
     const char *ref = getenv("GPT2C_REF_DIR") ? getenv("GPT2C_REF_DIR") : "build/ref";
     json_t *golden = load_json_or_fail(GOLDEN_JSON_DIR "/tiny.json");
     json_t *prompts = json_object_get(golden, "prompts");
-    fprintf(stderr, "  %-10s %-5s %9s %9s %10s %12s\n", "checkpoint", "dtype", "positions", "entropy", "top-1", "mean KL");
+    fprintf(stderr, "  %-10s %-6s %9s %9s %10s %12s\n", "checkpoint", "format", "positions", "entropy", "top-1", "mean KL");
     for (const char *const *ck = (const char *const[]){"tiny-f32", "gpt2-f32", NULL}; *ck; ck++) {
         char dir[600];
         snprintf(dir, sizeof dir, "%s/%s", ref, *ck);
-        gpt2c_model *base = load(dir, NULL), *m[3];
-        for (int d = 0; d < 3; d++) m[d] = load(dir, DTYPES[d]);
-        agreement a[3] = {{0}};
+        gpt2c_model *base = load(dir, NULL), *m[N_FORMATS];
+        for (int d = 0; d < N_FORMATS; d++) m[d] = load(dir, DTYPES[d]);
+        agreement a[N_FORMATS] = {{0}};
         const char *key;
         json_t *p;
         json_object_foreach(prompts, key, p) {
@@ -109,7 +114,7 @@ static void test_formats_agree(void **state) {
                 continue;
             }
             float *want = logits_of(base, ids, n);
-            for (int d = 0; d < 3; d++) {
+            for (int d = 0; d < N_FORMATS; d++) {
                 float *got = logits_of(m[d], ids, n);
                 compare(&a[d], want, got, n, base->cfg.n_vocab);
                 free(got);
@@ -117,9 +122,9 @@ static void test_formats_agree(void **state) {
             free(want);
             free(ids);
         }
-        for (int d = 0; d < 3; d++) {
+        for (int d = 0; d < N_FORMATS; d++) {
             double agree = (double)a[d].agree / (double)a[d].positions, kl = a[d].kl_sum / (double)a[d].positions;
-            fprintf(stderr, "  %-10s %-5s %9ld %9.2f %9.2f%% %12.3e\n", *ck, DTYPES[d], a[d].positions,
+            fprintf(stderr, "  %-10s %-6s %9ld %9.2f %9.2f%% %12.3e\n", *ck, DTYPES[d], a[d].positions,
                     a[d].entropy_sum / (double)a[d].positions, 100 * agree, kl);
         }
         /* f16 keeps 11 significant bits, bf16 8, q8 about 7 per block: the
@@ -128,9 +133,10 @@ static void test_formats_agree(void **state) {
          * near-uniform distributions (the entropy column, of at most 10.8
          * nats) leave the top two logits a near tie at many positions. */
         if (a[0].agree < 0.99 * (double)a[0].positions) fail_msg("%s f16: top-1 agreement below 99%%", *ck);
+        if (a[3].agree < 0.99 * (double)a[3].positions) fail_msg("%s f16 KV cache: top-1 agreement below 99%%", *ck);
         if (!(a[0].kl_sum < a[1].kl_sum && a[1].kl_sum < a[2].kl_sum))
             fail_msg("%s: KL not ordered f16 < bf16 < q8 (%.3e, %.3e, %.3e)", *ck, a[0].kl_sum, a[1].kl_sum, a[2].kl_sum);
-        for (int d = 0; d < 3; d++) gpt2c_model_free(m[d]);
+        for (int d = 0; d < N_FORMATS; d++) gpt2c_model_free(m[d]);
         gpt2c_model_free(base);
     }
     json_decref(golden);
@@ -178,10 +184,44 @@ static void test_q8_as_good_as_reference_scheme(void **state) {
     }
 }
 
+/* An f16 KV cache rounds each key and value once, when stored, and every
+ * path reads them back from the cache: generation with the cache, without it
+ * (recomputing) and in a batch still give the same tokens. */
+static void test_f16_kv_cache_consistent(void **state) {
+    (void)state;
+    const char *ref = getenv("GPT2C_REF_DIR") ? getenv("GPT2C_REF_DIR") : "build/ref";
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/tiny-f32", ref);
+    gpt2c_model *m = load(dir, "kv-f16");
+    static const int32_t p0[] = {15496, 11, 314, 1101, 257, 3303, 2746, 11}, p1[] = {464, 2068, 7586};
+    const int32_t *prompts[2] = {p0, p1};
+    int lens[2] = {8, 3};
+    const int32_t *got[3];
+    int n[3];
+    gpt2c_gen *g[3];
+    for (int run = 0; run < 3; run++) { /* cached, recomputed, in a batch of two */
+        gpt2c_gen_params gp;
+        gpt2c_gen_params_init(&gp);
+        gp.max_new_tokens = 24;
+        gp.eos_token_id = -1;
+        gp.use_cache = run != 1;
+        if (gpt2c_gen_start(m, &gp, run == 2 ? 2 : 1, prompts, lens, &g[run]) != GPT2C_OK)
+            fail_msg("%s", gpt2c_gen_errmsg(g[run]));
+        while (gpt2c_gen_step(g[run]) == GPT2C_OK) {
+        }
+        got[run] = gpt2c_gen_tokens(g[run], 0, &n[run]);
+    }
+    assert_ids_equal(got[1], n[1], got[0], n[0], "f16 KV cache: recomputed vs cached");
+    assert_ids_equal(got[2], n[2], got[0], n[0], "f16 KV cache: in a batch vs alone");
+    for (int run = 0; run < 3; run++) gpt2c_gen_free(g[run]);
+    gpt2c_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_formats_agree),
         cmocka_unit_test(test_q8_as_good_as_reference_scheme),
+        cmocka_unit_test(test_f16_kv_cache_consistent),
     };
     return cmocka_run_group_tests_name("agreement", tests, NULL, NULL);
 }

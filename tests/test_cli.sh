@@ -54,6 +54,9 @@ expect_stderr "-m DIR is required" "missing model message"
 expect_exit 2 "two prompts" -- $BIN generate -m "$CK" -p hi --ids 1,2
 expect_exit 2 "bad penalty" -- $BIN generate -m "$CK" -p hi --repetition-penalty -1
 expect_exit 2 "bad logprobs" -- $BIN generate -m "$CK" -p hi --logprobs 50
+expect_exit 2 "bad KV cache type" -- $BIN generate -m "$CK" -p hi --kv-cache f8
+expect_stderr "--kv-cache: 'f8'" "bad KV cache type message"
+expect_exit 0 "an f16 KV cache" -- $BIN generate -m "$CK" -p hi -n 4 --kv-cache f16
 expect_exit 2 "bad ids" -- $BIN detokenize -m "$TOK" 1 x
 expect_exit 2 "id out of vocabulary" -- $BIN detokenize -m "$TOK" 50257
 expect_stderr "id 50257 is not in the vocabulary" "out of vocabulary message"

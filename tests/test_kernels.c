@@ -169,18 +169,23 @@ static void test_elementwise(void **state) {
     }
 }
 
+/* Attention over an F32 or an F16 KV cache, against the reference. */
 static void test_attention(void **state) {
     (void)state;
     for (int trial = 0; trial < 40; trial++) {
         int T = irand(1, 70), hd = irand(1, 80), stride = hd + irand(0, 9);
-        float *q = malloc(sizeof(float) * (size_t)hd), *kv = malloc(sizeof(float) * (size_t)T * stride * 2);
+        gpt2_wtype t = trial % 2 ? WT_F16 : WT_F32;
+        float *q = malloc(sizeof(float) * (size_t)hd);
+        unsigned char *kv = make_weights(t, (size_t)T * stride * 2);
         float *want = malloc(sizeof(float) * (size_t)hd), *got = malloc(sizeof(float) * (size_t)hd), *sc = malloc(sizeof(float) * (size_t)T);
         for (int i = 0; i < hd; i++) q[i] = 2 * frand();
-        for (int i = 0; i < T * stride * 2; i++) kv[i] = 2 * frand();
-        gpt2_kernels_generic.attention(want, q, kv, kv + (size_t)T * stride, T, hd, (size_t)stride, 8.0f, sc);
-        for (int k = 1; k < n_tables; k++) {
-            tables[k]->attention(got, q, kv, kv + (size_t)T * stride, T, hd, (size_t)stride, 8.0f, sc);
-            if (!(max_rel(got, want, (size_t)hd) <= 1e-5)) fail_msg("%s attention T=%d hd=%d: %.2e", tables[k]->name, T, hd, max_rel(got, want, (size_t)hd));
+        gpt2_weight k = {kv, t, NULL}, v = {kv + (size_t)T * stride * weight_type_size(t), t, NULL};
+        gpt2_kernels_generic.attention(want, q, k, v, T, hd, (size_t)stride, 8.0f, sc);
+        for (int j = 1; j < n_tables; j++) {
+            tables[j]->attention(got, q, k, v, T, hd, (size_t)stride, 8.0f, sc);
+            if (!(max_rel(got, want, (size_t)hd) <= 1e-5))
+                fail_msg("%s attention T=%d hd=%d kv=%s: %.2e", tables[j]->name, T, hd, t == WT_F16 ? "f16" : "f32",
+                         max_rel(got, want, (size_t)hd));
         }
         free(q);
         free(kv);

@@ -24,15 +24,16 @@ static const char BENCH_HELP[] =
     "      --gen-tokens N     tokens to decode (default 128)\n"
     "      --batch B          decode B sequences together (default 1)\n"
     "      --dtype T          convert the weights at load: f32, f16, bf16, q8\n"
+    "      --kv-cache T       the KV cache in f32 (default) or f16\n"
     "      --json             one JSON object\n";
 
 int cmd_bench(int argc, char **argv, double process_start_s) {
-    const char *model = NULL, *dtype = NULL;
+    const char *model = NULL, *dtype = NULL, *kv_cache = NULL;
     int threads = 0, prompt = 512, gen = 128, batch = 1, json = 0, c;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
                                        {"prompt-tokens", required_argument, 0, 'p'}, {"gen-tokens", required_argument, 0, 'g'},
                                        {"batch", required_argument, 0, 'b'}, {"json", no_argument, 0, 'j'},
-                                       {"dtype", required_argument, 0, 'd'},
+                                       {"dtype", required_argument, 0, 'd'}, {"kv-cache", required_argument, 0, 'k'},
                                        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":m:h", lo, NULL)) != -1) {
@@ -44,6 +45,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
         case 'b': if (parse_int(optarg, 1, 4096, &batch)) return usage_error("--batch: '%s' is not an integer in 1..4096", optarg); break;
         case 'j': json = 1; break;
         case 'd': dtype = optarg; break;
+        case 'k': kv_cache = optarg; break;
         case 'h': fputs(BENCH_HELP, stdout); return 0;
         case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return usage_error("unknown option '%s'", argv[optind - 1]);
@@ -57,7 +59,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     double t0 = now_s();
     gpt2c_model *m;
     gpt2c_tokenizer *tok = NULL;
-    gpt2c_model_params mp = {.dtype = dtype};
+    gpt2c_model_params mp = {.dtype = dtype, .kv_cache = kv_cache};
     gpt2c_status st = gpt2c_model_load_ex(dir, &mp, &m);
     double t_model = now_s() - t0;
     if (st == GPT2C_OK) tok = open_tokenizer(dir);
@@ -124,19 +126,19 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     double C = info.n_embd, weights = (double)info.n_vocab * C + info.n_layer * (4.0 * C * C + 2.0 * C * info.n_inner);
     double prefill_flops = 2.0 * weights * prefill_tps;
     if (json) {
-        printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, "
+        printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"kv_cache\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, "
                "\"prompt_tokens\": %d, \"gen_tokens\": %d, \"load_model_s\": %.4f, \"load_tokenizer_s\": %.4f, "
                "\"ready_s\": %.4f, \"first_token_s\": %.4f, \"prefill_tokens_per_s\": %.2f, "
                "\"decode_tokens_per_s\": %.2f, \"decode_ms_per_step\": %.3f, \"peak_rss_mb\": %.1f, "
                "\"weight_bytes_per_token\": %llu, \"achieved_gb_per_s\": %.2f, \"roofline_gb_per_s\": %.2f, "
                "\"roofline_decode_tokens_per_s\": %.2f, \"roofline_fraction\": %.3f, \"fma_peak_gflops\": %.1f, "
                "\"prefill_gflops\": %.1f, \"prefill_peak_fraction\": %.3f}\n",
-               model, info.weight_dtype, info.kernels, threads, batch, prompt, gen, t_model, t_tok, t_ready, t_first,
+               model, info.weight_dtype, info.kv_cache_dtype, info.kernels, threads, batch, prompt, gen, t_model, t_tok, t_ready, t_first,
                prefill_tps, decode_tps, step_s * 1e3, ru.ru_maxrss / 1024.0, (unsigned long long)info.weight_bytes,
                achieved / 1e9, bw / 1e9, roof_tps, achieved / bw, flops / 1e9, prefill_flops / 1e9, prefill_flops / flops);
     } else {
-        printf("model %s (%s weights, %s kernels), %d threads, batch %d\n", model, info.weight_dtype, info.kernels,
-               threads, batch);
+        printf("model %s (%s weights, %s KV cache, %s kernels), %d threads, batch %d\n", model, info.weight_dtype,
+               info.kv_cache_dtype, info.kernels, threads, batch);
         printf("load: model %.1f ms, tokenizer %.1f ms; ready %.1f ms and first token %.1f ms after process start\n",
                t_model * 1e3, t_tok * 1e3, t_ready * 1e3, t_first * 1e3);
         printf("prefill: %d tokens x %d in %.3f s = %.1f tokens/s (%.1f GFLOP/s, %.0f%% of the %.1f GFLOP/s FMA peak)\n",

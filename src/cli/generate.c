@@ -64,6 +64,7 @@ static const char GENERATE_HELP[] =
     "      --threads N            threads (default: one per physical core; same tokens for any N)\n"
     "      --dtype T              convert the weights at load: f32, f16, bf16, or q8 (8-bit, blocks\n"
     "                             of 32 with an f16 scale); default: as stored in the checkpoint\n"
+    "      --kv-cache T           the KV cache in f32 (default) or f16 (half the memory)\n"
     "      --pipeline             pipeline(\"text-generation\") defaults instead of generate()'s\n"
     "  -h, --help                 this help\n"
     "\n"
@@ -77,7 +78,7 @@ static const char GENERATE_HELP[] =
 #define MAX_LIST 1024
 
 typedef struct gen_opts {
-    const char *model, *prompt, *prompt_file, *ids, *dtype;
+    const char *model, *prompt, *prompt_file, *ids, *dtype, *kv_cache;
     gpt2c_gen_params p;
     gpt2c_defaults defaults;
     int json, verbose, new_only, truncate, stream;
@@ -94,7 +95,7 @@ typedef struct gen_opts {
 enum {
     O_MAXLEN = 256, O_MINLEN, O_MINNEW, O_GREEDY, O_SAMPLE, O_TEMP, O_TOPK, O_TOPP, O_TYPICAL, O_REP, O_NGRAM,
     O_SUPPRESS, O_BADWORDS, O_BIAS, O_BEAMS, O_LENPEN, O_EARLY, O_NRET, O_SEED, O_EOS, O_NOCACHE, O_PIPELINE,
-    O_TRUNC, O_LOGPROBS, O_NEWONLY, O_NOCLEAN, O_JSON, O_IDS, O_STOP, O_STREAM, O_NOSTREAM, O_THREADS, O_DTYPE
+    O_TRUNC, O_LOGPROBS, O_NEWONLY, O_NOCLEAN, O_JSON, O_IDS, O_STOP, O_STREAM, O_NOSTREAM, O_THREADS, O_DTYPE, O_KV
 };
 
 static const struct option GEN_OPTIONS[] = {
@@ -117,6 +118,7 @@ static const struct option GEN_OPTIONS[] = {
     {"stop", required_argument, 0, O_STOP},        {"stream", no_argument, 0, O_STREAM},
     {"no-stream", no_argument, 0, O_NOSTREAM},     {"verbose", no_argument, 0, 'v'},
     {"threads", required_argument, 0, O_THREADS},  {"dtype", required_argument, 0, O_DTYPE},
+    {"kv-cache", required_argument, 0, O_KV},
     {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
 
 /* "1,2,3" into at most MAX_LIST ids; -1 if malformed. */
@@ -249,6 +251,10 @@ static int apply_option(gen_opts *o, int c, const char *arg, char **argv) {
         if (strcmp(arg, "f32") && strcmp(arg, "f16") && strcmp(arg, "bf16") && strcmp(arg, "q8"))
             return usage_error("--dtype: '%s' is not one of f32, f16, bf16, q8", arg);
         o->dtype = arg;
+        break;
+    case O_KV:
+        if (strcmp(arg, "f32") && strcmp(arg, "f16")) return usage_error("--kv-cache: '%s' is not one of f32, f16", arg);
+        o->kv_cache = arg;
         break;
     case O_PIPELINE: o->defaults = GPT2C_DEFAULTS_PIPELINE; break;
     case O_TRUNC: o->truncate = 1; break;
@@ -396,7 +402,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     int n_ids = 0, n_seqs = 0;
     char *dir = resolve_model(o->model, GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc);
     if (!dir) goto out;
-    gpt2c_model_params mp = {.dtype = o->dtype};
+    gpt2c_model_params mp = {.dtype = o->dtype, .kv_cache = o->kv_cache};
     if (gpt2c_model_load_ex(dir, &mp, &m) != GPT2C_OK) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         goto out;

@@ -19,6 +19,7 @@ static const char SERVE_HELP[] =
     "  -m, --model MODEL        checkpoint folder or hub name (required)\n"
     "      --model-id NAME      the name clients give as \"model\" (default: MODEL)\n"
     "      --dtype T            convert the weights at load: f32, f16, bf16, q8\n"
+    "      --kv-cache T         the KV cache in f32 (default) or f16 (half the memory per slot)\n"
     "      --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
     "      --port N             port (default 8080; 0 picks a free one)\n"
     "      --api-key KEY        require 'Authorization: Bearer KEY' on all but /health and /\n"
@@ -36,7 +37,7 @@ static const char SERVE_HELP[] =
     "  -h, --help               this help\n";
 
 typedef struct loader {
-    const char *model, *dtype;
+    const char *model, *dtype, *kv_cache;
 } loader;
 
 static int load(void *user, gpt2c_model **m, gpt2c_tokenizer **t) {
@@ -44,7 +45,7 @@ static int load(void *user, gpt2c_model **m, gpt2c_tokenizer **t) {
     int rc;
     char *dir = resolve_model(l->model, GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc);
     if (!dir) return -1;
-    gpt2c_model_params mp = {.dtype = l->dtype};
+    gpt2c_model_params mp = {.dtype = l->dtype, .kv_cache = l->kv_cache};
     if (gpt2c_model_load_ex(dir, &mp, m) != GPT2C_OK) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(*m));
         gpt2c_model_free(*m);
@@ -64,11 +65,11 @@ int cmd_serve(int argc, char **argv) {
     if (o.api_key && !*o.api_key) o.api_key = NULL;
     loader l = {0};
     const char *model_id = NULL;
-    enum { O_ID = 256, O_DTYPE, O_HOST, O_PORT, O_KEY, O_SLOTS, O_THREADS, O_QUEUE, O_MAXTOK, O_BODY, O_TIMEOUT, O_CONNS,
+    enum { O_ID = 256, O_DTYPE, O_KV, O_HOST, O_PORT, O_KEY, O_SLOTS, O_THREADS, O_QUEUE, O_MAXTOK, O_BODY, O_TIMEOUT, O_CONNS,
            O_GRACE, O_PORTFILE, O_QUIET };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"model-id", required_argument, 0, O_ID},
-        {"dtype", required_argument, 0, O_DTYPE}, {"host", required_argument, 0, O_HOST},
+        {"dtype", required_argument, 0, O_DTYPE}, {"kv-cache", required_argument, 0, O_KV}, {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT}, {"api-key", required_argument, 0, O_KEY},
         {"slots", required_argument, 0, O_SLOTS}, {"threads", required_argument, 0, O_THREADS},
         {"queue", required_argument, 0, O_QUEUE}, {"max-tokens-limit", required_argument, 0, O_MAXTOK},
@@ -84,6 +85,7 @@ int cmd_serve(int argc, char **argv) {
         case 'm': l.model = optarg; break;
         case O_ID: model_id = optarg; break;
         case O_DTYPE: l.dtype = optarg; break;
+        case O_KV: l.kv_cache = optarg; break;
         case O_HOST: o.host = optarg; break;
         case O_PORT: if (parse_int(optarg, 0, 65535, &o.port)) return usage_error("--port: '%s' is not a port number", optarg); break;
         case O_KEY: o.api_key = *optarg ? optarg : NULL; break;

@@ -60,10 +60,11 @@ typedef struct gpt2_kernels {
     void (*layernorm)(float *out, const float *in, const float *g, const float *b, int n, int d, float eps);
     void (*activation)(float *x, size_t n, gpt2_act act);
     /* One head of one query token: out (hd) = softmax(q . k_t / scale_div)
-     * @ v over t < T, where k_t = k + t * stride and likewise v. scores
-     * holds T floats of scratch. */
-    void (*attention)(float *out, const float *q, const float *k, const float *v, int T, int hd,
-                      size_t stride, float scale_div, float *scores);
+     * @ v over t < T, where k_t starts at element t * stride of k, and
+     * likewise v. k and v are the KV cache, F32 or F16. scores holds T
+     * floats of scratch. */
+    void (*attention)(float *out, const float *q, gpt2_weight k, gpt2_weight v, int T, int hd, size_t stride,
+                      float scale_div, float *scores);
     /* Probes of the hardware limits the benchmark reports against: reads n
      * bytes at p as fast as this ISA can (the result depends on every byte),
      * and runs iters rounds of independent f32 FMAs, returning the flops. */

@@ -407,40 +407,49 @@ static void FN(layernorm)(float *out, const float *in, const float *g, const flo
     }
 }
 
-static void FN(attention)(float *out, const float *q, const float *k, const float *v, int T, int hd, size_t stride,
-                          float scale_div, float *scores) {
+static inline __attribute__((always_inline)) void attn_typed(float *out, const float *q, gpt2_weight k, gpt2_weight v,
+                                                             gpt2_wtype t, int T, int hd, size_t stride,
+                                                             float scale_div, float *scores) {
     const int dv = hd / VW * VW;
     float mx = -INFINITY;
-    for (int t = 0; t < T; t++) {
-        const float *kt = k + (size_t)t * stride;
+    for (int u = 0; u < T; u++) {
+        const size_t kt = (size_t)u * stride;
         VEC acc = VZERO();
-        for (int d = 0; d < dv; d += VW) acc = VFMA(VLOAD(q + d), VLOAD(kt + d), acc);
+        for (int d = 0; d < dv; d += VW) acc = VFMA(VLOAD(q + d), vloadw(k, kt + d, t), acc);
         float s = VREDUCE(acc);
-        for (int d = dv; d < hd; d++) s = fmaf(q[d], kt[d], s);
-        scores[t] = s / scale_div;
-        mx = scores[t] > mx ? scores[t] : mx;
+        for (int d = dv; d < hd; d++) s = fmaf(q[d], loadw1(k, kt + d, t), s);
+        scores[u] = s / scale_div;
+        mx = scores[u] > mx ? scores[u] : mx;
     }
     const VEC vmx = VSET1(mx);
     VEC vs = VZERO();
-    int t = 0;
-    for (; t + VW <= T; t += VW) {
-        VEC e = vexp(VSUB(VLOAD(scores + t), vmx));
-        VSTORE(scores + t, e);
+    int u = 0;
+    for (; u + VW <= T; u += VW) {
+        VEC e = vexp(VSUB(VLOAD(scores + u), vmx));
+        VSTORE(scores + u, e);
         vs = VADD(vs, e);
     }
     float sum = VREDUCE(vs);
-    for (; t < T; t++) {
-        scores[t] = expf(scores[t] - mx);
-        sum += scores[t];
+    for (; u < T; u++) {
+        scores[u] = expf(scores[u] - mx);
+        sum += scores[u];
     }
     const float inv = 1.0f / sum;
     for (int d = 0; d < hd; d++) out[d] = 0.0f;
-    for (t = 0; t < T; t++) {
-        const float p = scores[t] * inv, *vt = v + (size_t)t * stride;
+    for (u = 0; u < T; u++) {
+        const float p = scores[u] * inv;
+        const size_t vt = (size_t)u * stride;
         const VEC vp = VSET1(p);
-        for (int d = 0; d < dv; d += VW) VSTORE(out + d, VFMA(vp, VLOAD(vt + d), VLOAD(out + d)));
-        for (int d = dv; d < hd; d++) out[d] = fmaf(p, vt[d], out[d]);
+        for (int d = 0; d < dv; d += VW) VSTORE(out + d, VFMA(vp, vloadw(v, vt + d, t), VLOAD(out + d)));
+        for (int d = dv; d < hd; d++) out[d] = fmaf(p, loadw1(v, vt + d, t), out[d]);
     }
+}
+
+/* The KV cache is F32 or F16 (k and v alike). */
+static void FN(attention)(float *out, const float *q, gpt2_weight k, gpt2_weight v, int T, int hd, size_t stride,
+                          float scale_div, float *scores) {
+    if (k.type == WT_F16) attn_typed(out, q, k, v, WT_F16, T, hd, stride, scale_div, scores);
+    else attn_typed(out, q, k, v, WT_F32, T, hd, stride, scale_div, scores);
 }
 
 /* ------------------------------------------------------------------- probes */

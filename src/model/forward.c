@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/half.h"
 #include "../core/pool.h"
 #include "gpt2.h"
 
@@ -26,8 +27,10 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     const size_t C = (size_t)c->n_embd, T = (size_t)max_tokens;
     const size_t cache = (size_t)c->n_layer * (size_t)n_slots * (size_t)n_pos * C;
     s->pool = pool_new(n_threads);
-    s->k_cache = malloc(cache * sizeof(float));
-    s->v_cache = malloc(cache * sizeof(float));
+    s->kv_type = m->kv_type;
+    const size_t esz = weight_type_size(s->kv_type);
+    s->k_cache = malloc(cache * esz);
+    s->v_cache = malloc(cache * esz);
     s->x = malloc(T * C * sizeof(float));
     s->h = malloc(T * C * sizeof(float));
     s->qkv = malloc(T * 3 * C * sizeof(float));
@@ -46,7 +49,7 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
         !s->tmp) {
         gpt2_state_free(s);
         return err_set(e, GPT2C_ERR_NOMEM, "out of memory for a KV cache of %d x %d positions (%.1f MiB)", n_slots,
-                       n_pos, 2.0 * (double)cache * 4 / 1048576.0);
+                       n_pos, 2.0 * (double)cache * (double)esz / 1048576.0);
     }
     return GPT2C_OK;
 }
@@ -69,19 +72,20 @@ void gpt2_state_free(gpt2_state *s) {
 
 gpt2c_status gpt2_state_copy_slots(gpt2_state *s, const gpt2c_model *m, const int *src, const int *dst, int n,
                                    int n_pos, gpt2_err *e) {
-    const size_t C = (size_t)m->cfg.n_embd, slot = (size_t)s->n_pos * C, span = (size_t)n_pos * C;
-    const size_t layer = (size_t)s->n_slots * slot;
-    float *tmp = malloc((size_t)n * span * sizeof(float));
+    /* Byte sizes: the cache holds F32 or F16 elements. */
+    const size_t esz = weight_type_size(s->kv_type), C = (size_t)m->cfg.n_embd;
+    const size_t slot = (size_t)s->n_pos * C * esz, span = (size_t)n_pos * C * esz, layer = (size_t)s->n_slots * slot;
+    unsigned char *tmp = malloc((size_t)n * span);
     if (!tmp) return err_set(e, GPT2C_ERR_NOMEM, "out of memory copying the KV cache");
     for (int pass = 0; pass < 2; pass++) {
-        float *cache = pass ? s->v_cache : s->k_cache;
+        unsigned char *cache = pass ? s->v_cache : s->k_cache;
         for (int l = 0; l < m->cfg.n_layer; l++) {
-            float *base = cache + (size_t)l * layer; // (n_slots, n_pos, C)
+            unsigned char *base = cache + (size_t)l * layer; // (n_slots, n_pos, C)
             /* A slot that keeps its own content is neither read nor written. */
             for (int i = 0; i < n; i++)
-                if (src[i] != dst[i]) memcpy(tmp + i * span, base + (size_t)src[i] * slot, span * sizeof(float));
+                if (src[i] != dst[i]) memcpy(tmp + i * span, base + (size_t)src[i] * slot, span);
             for (int i = 0; i < n; i++)
-                if (src[i] != dst[i]) memcpy(base + (size_t)dst[i] * slot, tmp + i * span, span * sizeof(float));
+                if (src[i] != dst[i]) memcpy(base + (size_t)dst[i] * slot, tmp + i * span, span);
         }
     }
     free(tmp);
@@ -156,14 +160,17 @@ static void par_run(void *ctx, int ith, int nth) {
     case OP_ATTN: {
         const int C = c->n_embd, H = c->n_head, hd = C / H;
         const size_t slot_stride = (size_t)p->s->n_pos * C, layer_stride = (size_t)p->s->n_slots * slot_stride;
-        const float *kc = p->s->k_cache + (size_t)p->layer * layer_stride, *vc = p->s->v_cache + (size_t)p->layer * layer_stride;
+        const size_t esz = weight_type_size(p->s->kv_type);
+        const unsigned char *kc = p->s->k_cache, *vc = p->s->v_cache;
         float *scores = p->s->scores + (size_t)ith * p->s->n_pos;
         split(p->n * H, 1, ith, nth, &lo, &hi);
         for (int u = lo; u < hi; u++) {
             int i = u / H, hh = u % H, tok = p->i0 + i;
-            const size_t base = (size_t)p->b->slot[tok] * slot_stride;
-            k->attention(p->s->att + (size_t)i * C + hh * hd, p->s->qkv + (size_t)i * 3 * C + hh * hd, kc + base + hh * hd,
-                         vc + base + hh * hd, p->b->pos[tok] + 1, hd, (size_t)C, p->scale, scores);
+            /* This head's keys and values in the token's slot of this layer. */
+            const size_t at = ((size_t)p->layer * layer_stride + (size_t)p->b->slot[tok] * slot_stride + (size_t)hh * hd) * esz;
+            const gpt2_weight kw = {kc + at, p->s->kv_type, NULL}, vw = {vc + at, p->s->kv_type, NULL};
+            k->attention(p->s->att + (size_t)i * C + hh * hd, p->s->qkv + (size_t)i * 3 * C + hh * hd, kw, vw,
+                         p->b->pos[tok] + 1, hd, (size_t)C, p->scale, scores);
         }
         break;
     }
@@ -209,17 +216,21 @@ static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
     }
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_layer *L = &m->layers[l];
-        float *kc = s->k_cache + (size_t)l * layer_stride; // (n_slots, n_pos, C)
-        float *vc = s->v_cache + (size_t)l * layer_stride;
 
         /* Attention: project, store this chunk's keys and values in the
          * cache, then let each token attend to its slot's positions 0..pos. */
         run_ln(m, s, h, x, L->ln1_g, L->ln1_b, n);
         run_matmul(m, s, qkv, h, L->attn_w, L->attn_b, n, C, 3 * C);
         for (int i = 0; i < n; i++) {
-            size_t at = (size_t)b->slot[i0 + i] * slot_stride + (size_t)b->pos[i0 + i] * C;
-            memcpy(kc + at, qkv + (size_t)i * 3 * C + C, (size_t)C * sizeof(float));
-            memcpy(vc + at, qkv + (size_t)i * 3 * C + 2 * C, (size_t)C * sizeof(float));
+            size_t at = (size_t)l * layer_stride + (size_t)b->slot[i0 + i] * slot_stride + (size_t)b->pos[i0 + i] * C;
+            const float *ki = qkv + (size_t)i * 3 * C + C, *vi = ki + C; // (C,) each
+            if (s->kv_type == WT_F16) { /* rounded to nearest even, as the attention will read them */
+                uint16_t *kh = (uint16_t *)s->k_cache + at, *vh = (uint16_t *)s->v_cache + at;
+                for (int j = 0; j < C; j++) kh[j] = f32_to_f16(ki[j]), vh[j] = f32_to_f16(vi[j]);
+            } else {
+                memcpy((float *)s->k_cache + at, ki, (size_t)C * sizeof(float));
+                memcpy((float *)s->v_cache + at, vi, (size_t)C * sizeof(float));
+            }
         }
         float scale = 1.0f;
         if (c->scale_attn_weights) scale = sqrtf((float)hd);

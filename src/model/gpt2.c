@@ -520,6 +520,11 @@ gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, g
     if (!m->layers) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
     if ((s = load_weights(m))) return s;
     if (p && p->dtype && (s = convert_weights(m, p->dtype))) return s;
+    if (p && p->kv_cache && strcasecmp(p->kv_cache, "f32") != 0) {
+        if (strcasecmp(p->kv_cache, "f16") != 0)
+            return err_set(&m->err, GPT2C_ERR_INVALID, "kv_cache '%s' is not one of f32, f16", p->kv_cache);
+        m->kv_type = WT_F16;
+    }
     m->weight_bytes = bytes_per_token(m);
     return GPT2C_OK;
 }
@@ -542,5 +547,5 @@ void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info) {
     const gpt2_config *c = &m->cfg;
     *info = (gpt2c_model_info){c->n_vocab, c->n_ctx, c->n_embd, c->n_head, c->n_layer, c->n_inner,
                                c->bos_id, c->eos_id, c->pad_id, m->dtype ? m->dtype : "?", m->k->name,
-                               (uint64_t)m->weight_bytes};
+                               (uint64_t)m->weight_bytes, wtype_name(m->kv_type)};
 }

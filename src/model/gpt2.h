@@ -54,6 +54,7 @@ struct gpt2c_model {
     void **owned;         /* copies: vectors widened to f32, misaligned matrices */
     int n_owned;
     const char *dtype;    /* dtype of the checkpoint's weights */
+    gpt2_wtype kv_type;   /* the KV cache's element type (gpt2c_model_params.kv_cache) */
     size_t weight_bytes;  /* bytes of the matrices read for one token */
     gpt2c_gen_params gen_defaults[2]; /* by gpt2c_defaults: generate(), pipeline */
     const gpt2_kernels *k;
@@ -71,7 +72,8 @@ typedef struct gpt2_pool gpt2_pool;
 typedef struct gpt2_state {
     int n_slots, n_pos, max_tokens;
     gpt2_pool *pool;          /* the threads this state's passes run on */
-    float *k_cache, *v_cache; // (L, n_slots, n_pos, C)
+    void *k_cache, *v_cache;  // (L, n_slots, n_pos, C) of kv_type
+    gpt2_wtype kv_type;       /* WT_F32 or WT_F16: the model's kv_type */
     float *x, *h, *qkv, *att, *fc; // (max_tokens, C), (.., C), (.., 3C), (.., C), (.., F)
     float *scores;            // (n_threads, n_pos) attention scratch per thread
     float *tmp;               // (C,) embedding rows

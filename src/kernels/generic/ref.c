@@ -88,13 +88,12 @@ static void activation_ref(float *x, size_t n, gpt2_act act) {
     }
 }
 
-static void attention_ref(float *out, const float *q, const float *k, const float *v, int T, int hd,
-                          size_t stride, float scale_div, float *scores) {
+static void attention_ref(float *out, const float *q, gpt2_weight k, gpt2_weight v, int T, int hd, size_t stride,
+                          float scale_div, float *scores) {
     float mx = -INFINITY;
     for (int t = 0; t < T; t++) {
-        const float *kt = k + (size_t)t * stride;
         float s = 0.0f;
-        for (int d = 0; d < hd; d++) s += q[d] * kt[d];
+        for (int d = 0; d < hd; d++) s += q[d] * weight_at(k, (size_t)t * stride + d); // k[t, d]
         scores[t] = s / scale_div;
         if (scores[t] > mx) mx = scores[t];
     }
@@ -105,8 +104,8 @@ static void attention_ref(float *out, const float *q, const float *k, const floa
     }
     for (int d = 0; d < hd; d++) out[d] = 0.0f;
     for (int t = 0; t < T; t++) {
-        const float p = scores[t] / sum, *vt = v + (size_t)t * stride;
-        for (int d = 0; d < hd; d++) out[d] += p * vt[d];
+        const float p = scores[t] / sum;
+        for (int d = 0; d < hd; d++) out[d] += p * weight_at(v, (size_t)t * stride + d); // v[t, d]
     }
 }
 
