@@ -91,7 +91,7 @@ static inline __attribute__((always_inline)) void mm_part(float *part, const flo
         float *o = part + (size_t)b * dout;
         memset(o, 0, sizeof(float) * (size_t)dout);
         int k = b * GPT2_KBLOCK, k1 = k + GPT2_KBLOCK < din ? k + GPT2_KBLOCK : din;
-        if (t == WT_Q8) {
+        if (t == WT_Q8 && dout % GPT2_Q8_BLOCK == 0) { /* as the model's Q8 matrices always are */
             mm_part_q8(o, x, w, dout, k, k1);
             continue;
         }
@@ -268,9 +268,10 @@ static inline __attribute__((always_inline)) void mt_rows(float *out, const floa
         for (int r = 0; r < R; r++)
             UNROLL
             for (int c = 0; c < 4; c++) acc[r][c] = VZERO();
-        if (t == WT_Q8) {
-            /* Rows (along k) are whole blocks: four scales per block of 32,
-             * converted once; the products are vloadw's. */
+        if (t == WT_Q8 && din % GPT2_Q8_BLOCK == 0) {
+            /* Rows (along k) are whole blocks, as the model's Q8 matrices
+             * always are: four scales per block of 32, converted once; the
+             * products are vloadw's. Other shapes take the general path. */
             const int8_t *q = (const int8_t *)w.data + (size_t)v * din;
             for (int kb = 0; kb < din; kb += GPT2_Q8_BLOCK) {
                 VEC d[4];
