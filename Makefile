@@ -97,10 +97,14 @@ check:
 # use the hub, so they link without the arm64 libcurl and OpenSSL.
 ARM_TESTS = test_kernels test_tokenizer test_logits test_hostile
 arm-test:
+	@if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null || \
+	    ! [ -e /usr/lib/aarch64-linux-gnu/libjansson.so ] || ! [ -e /usr/lib/aarch64-linux-gnu/libcmocka.so ]; then \
+	  echo "arm-test: SKIPPED (no aarch64-linux-gnu-gcc, qemu-aarch64 or arm64 libraries: tools/install-deps.sh)"; \
+	  exit 0; fi; \
 	$(MAKE) CC=aarch64-linux-gnu-gcc BUILD=build-arm64 LDLIBS="-lpcre2-8 -ljansson -lm -lpthread" \
-	    $(ARM_TESTS:%=build-arm64/tests/%)
-	for t in $(ARM_TESTS); do echo "=== qemu-aarch64 $$t"; qemu-aarch64 build-arm64/tests/$$t || exit 1; done
-	@echo "arm-test: $(words $(ARM_TESTS)) passed under qemu-aarch64"
+	    $(ARM_TESTS:%=build-arm64/tests/%) || exit 1; \
+	for t in $(ARM_TESTS); do echo "=== qemu-aarch64 $$t"; qemu-aarch64 build-arm64/tests/$$t || exit 1; done; \
+	echo "arm-test: $(words $(ARM_TESTS)) passed under qemu-aarch64"
 
 fuzz-smoke: fuzz
 	for f in tests/fuzz/regress/*; do n=$${f##*/}; build-fuzz/fuzz_$${n%%-*} $$f || exit 1; done
