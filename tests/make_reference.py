@@ -31,10 +31,14 @@ VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
     ("gpt2-f32", ["--preset", "gpt2", "--seed", "5", "--std", "0.05"], 50257, 4),
     ("gpt2-f16", ["--preset", "gpt2", "--seed", "6", "--dtype", "F16"], 50257, 4),
     ("gpt2-bf16", ["--preset", "gpt2", "--seed", "7", "--dtype", "BF16"], 50257, 4),
-    # The F32 checkpoints again, loaded with --dtype q8 against the same quantisation in numpy.
+    # The F32 checkpoints again, loaded with --dtype q8 against the same quantisation in numpy;
+    # and the common 8-bit scheme (weights only) for test_agreement to measure q8 against.
     ("tiny-q8", ["@tiny-f32"], 50257, 8),
     ("gpt2-q8", ["@gpt2-f32"], 50257, 4),
 ]
+# Logits only (OUTDIR/NAME.f32, not in the manifest): the common 8-bit scheme, weights alone,
+# which test_agreement holds gpt2c's q8 against.
+COMMON_Q8 = [("tiny-q8w", "tiny-f32"), ("gpt2-q8w", "gpt2-f32")]
 
 
 def fingerprint():
@@ -69,6 +73,11 @@ def main():
         res = r.stdout.split("\n")
         beams = ";".join(line.replace(" ", ":") for line in res[1:] if line) or "-"
         lines.append(f"{name} {folder} {ids} {logits} {res[0]} {beams}\n")
+        print(f"reference: {name} ready", flush=True)
+    for name, source in COMMON_Q8:
+        ids = ",".join(str(t) for t in PROMPT)
+        subprocess.run([PY, os.path.join(TOOLS, "ref_gpt2.py"), os.path.join(out, source), "--ids", ids, "--out",
+                        os.path.join(out, name + ".f32"), "--dtype", "q8w"], check=True)
         print(f"reference: {name} ready", flush=True)
     with open(os.path.join(out, "manifest.txt"), "w") as f:
         f.writelines(lines)

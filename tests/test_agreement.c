@@ -161,7 +161,7 @@ static void test_q8_as_good_as_reference_scheme(void **state) {
         char dir[600], f32_path[600], q8_path[600];
         snprintf(dir, sizeof dir, "%s/%s-f32", ref, *ck);
         snprintf(f32_path, sizeof f32_path, "%s/%s-f32.f32", ref, *ck);
-        snprintf(q8_path, sizeof q8_path, "%s/%s-q8.f32", ref, *ck);
+        snprintf(q8_path, sizeof q8_path, "%s/%s-q8w.f32", ref, *ck);
         gpt2c_model *base = load(dir, NULL), *q8 = load(dir, "q8");
         const int V = base->cfg.n_vocab;
         float *ref32 = read_logits(f32_path, (size_t)n * V), *ref8 = read_logits(q8_path, (size_t)n * V);

@@ -18,18 +18,9 @@ static float frand(void) { /* xorshift: uniform in [-1, 1) */
 }
 static int irand(int lo, int hi) { return lo + (int)((frand() * 0.5f + 0.5f) * (float)(hi - lo + 1)) % (hi - lo + 1); }
 
-static uint16_t *q8_scales; /* the scales of the last Q8 weights made */
-
-/* Random weights stored as t; the values are exactly representable in t. */
+/* Random weights stored as t (F32, F16, BF16); the values are exactly
+ * representable in t. */
 static void *make_weights(gpt2_wtype t, size_t n) {
-    if (t == WT_Q8) {
-        int8_t *q = malloc(n);
-        free(q8_scales);
-        q8_scales = malloc((n / GPT2_Q8_BLOCK + 1) * sizeof *q8_scales);
-        for (size_t i = 0; i < n; i++) q[i] = (int8_t)(frand() * 127.0f);
-        for (size_t b = 0; b <= n / GPT2_Q8_BLOCK; b++) q8_scales[b] = f32_to_f16(0.01f + 0.02f * (frand() + 1.0f));
-        return q;
-    }
     if (t == WT_F32) {
         float *w = malloc(n * sizeof *w);
         for (size_t i = 0; i < n; i++) w[i] = frand();
@@ -70,10 +61,9 @@ static void test_matmul(void **state) {
     for (int trial = 0; trial < 60; trial++) {
         int n = irand(1, 9), din = irand(1, 300), dout = irand(1, 200);
         if (trial < 4) n = 1, din = 768, dout = 2304; /* a real decode shape */
-        gpt2_wtype t = (gpt2_wtype)(trial % 4);
-        if (t == WT_Q8) dout = (dout + 31) / 32 * 32; /* Q8 rows are whole blocks */
+        gpt2_wtype t = (gpt2_wtype)(trial % 3); /* Q8 has its own product: test_matmul_q8 */
         void *wd = make_weights(t, (size_t)din * dout);
-        gpt2_weight w = {wd, t, t == WT_Q8 ? q8_scales : NULL};
+        gpt2_weight w = {wd, t, NULL, 0};
         float *in = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
         float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
         for (int i = 0; i < n * din; i++) in[i] = frand();
@@ -109,10 +99,9 @@ static void test_matmul_t(void **state) {
     (void)state;
     for (int trial = 0; trial < 60; trial++) {
         int n = irand(1, 6), din = irand(1, 300), dout = irand(1, 150);
-        gpt2_wtype t = (gpt2_wtype)(trial % 4);
-        if (t == WT_Q8) din = (din + 31) / 32 * 32;
+        gpt2_wtype t = (gpt2_wtype)(trial % 3); /* Q8 has its own product: test_matmul_q8 */
         void *wd = make_weights(t, (size_t)din * dout);
-        gpt2_weight w = {wd, t, t == WT_Q8 ? q8_scales : NULL};
+        gpt2_weight w = {wd, t, NULL, 0};
         float *in = malloc(sizeof(float) * (size_t)n * din);
         float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
         for (int i = 0; i < n * din; i++) in[i] = frand();
@@ -179,7 +168,7 @@ static void test_attention(void **state) {
         unsigned char *kv = make_weights(t, (size_t)T * stride * 2);
         float *want = malloc(sizeof(float) * (size_t)hd), *got = malloc(sizeof(float) * (size_t)hd), *sc = malloc(sizeof(float) * (size_t)T);
         for (int i = 0; i < hd; i++) q[i] = 2 * frand();
-        gpt2_weight k = {kv, t, NULL}, v = {kv + (size_t)T * stride * weight_type_size(t), t, NULL};
+        gpt2_weight k = {kv, t, NULL, 0}, v = {kv + (size_t)T * stride * weight_type_size(t), t, NULL, 0};
         gpt2_kernels_generic.attention(want, q, k, v, T, hd, (size_t)stride, 8.0f, sc);
         for (int j = 1; j < n_tables; j++) {
             tables[j]->attention(got, q, k, v, T, hd, (size_t)stride, 8.0f, sc);
@@ -201,10 +190,9 @@ static void test_matmul_part(void **state) {
     (void)state;
     for (int trial = 0; trial < 24; trial++) {
         int din = irand(1, 400), dout = irand(1, 100);
-        gpt2_wtype t = (gpt2_wtype)(trial % 4);
-        if (t == WT_Q8) dout = (dout + 31) / 32 * 32;
+        gpt2_wtype t = (gpt2_wtype)(trial % 3); /* Q8 has its own product: test_matmul_q8 */
         void *wd = make_weights(t, (size_t)din * dout);
-        gpt2_weight w = {wd, t, t == WT_Q8 ? q8_scales : NULL};
+        gpt2_weight w = {wd, t, NULL, 0};
         int blocks = (din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
         float *x = malloc(sizeof(float) * (size_t)din), *bias = malloc(sizeof(float) * (size_t)dout);
         float *part = malloc(sizeof(float) * (size_t)blocks * dout), *a = malloc(sizeof(float) * (size_t)dout),
@@ -232,6 +220,133 @@ static void test_matmul_part(void **state) {
     }
 }
 
+/* Random Q8 weights, packed as kernels.h says (padding columns zero), and
+ * their scales. */
+static gpt2_weight make_q8(int din, int dout) {
+    const size_t dpad = q8_padded((size_t)dout);
+    int8_t *q = calloc((size_t)din * dpad, 1);
+    uint16_t *sc = calloc((size_t)din / GPT2_Q8_BLOCK * dpad, sizeof *sc);
+    for (int k = 0; k < din; k++)
+        for (int j = 0; j < dout; j++) q[q8_index((size_t)k, (size_t)j, (size_t)dout)] = (int8_t)(frand() * 127.0f);
+    for (int b = 0; b < din / GPT2_Q8_BLOCK; b++)
+        for (int j = 0; j < dout; j++) sc[(size_t)b * dpad + j] = f32_to_f16(0.001f + 0.02f * (frand() + 1.0f));
+    return (gpt2_weight){q, WT_Q8, sc, dout};
+}
+
+/* Inputs whose blocks span magnitudes from 1e-3 to 1e3, with some blocks of
+ * zeros, as activations do. */
+static void make_inputs(float *x, int n, int din) {
+    for (int i = 0; i < n * din; i += GPT2_Q8_BLOCK) {
+        int kind = irand(0, 9);
+        float scale = kind == 0 ? 0.0f : powf(10.0f, (float)irand(-3, 3));
+        for (int k = 0; k < GPT2_Q8_BLOCK && i + k < n * din; k++) x[i + k] = scale * frand();
+    }
+}
+
+/* q8_quantize: within (about) half a step of the block's scale; zeros, tiny blocks
+ * and non-finite values as kernels.h says. */
+static void test_q8_quantize(void **state) {
+    (void)state;
+    enum { D = 8 * GPT2_Q8_BLOCK };
+    float x[D], xd[D / GPT2_Q8_BLOCK];
+    int16_t xq[D];
+    for (int trial = 0; trial < 200; trial++) {
+        make_inputs(x, 1, D);
+        q8_quantize(xq, xd, x, 1, D);
+        for (int k = 0; k < D; k++) {
+            float d = xd[k / GPT2_Q8_BLOCK], amax = 0;
+            for (int u = k / GPT2_Q8_BLOCK * GPT2_Q8_BLOCK; u < (k / GPT2_Q8_BLOCK + 1) * GPT2_Q8_BLOCK; u++)
+                amax = fmaxf(amax, fabsf(x[u]));
+            assert_true(fabsf(d - amax / 32767.0f) <= 1e-6f * d);
+            assert_true(abs(xq[k]) <= 32767);
+            /* Half a step, and x * (32767 / absmax) is itself rounded: 0.51. */
+            if (!(fabs((double)xq[k] * d - x[k]) <= 0.51 * d + 1e-30))
+                fail_msg("quantize: %g -> %d * %g", x[k], xq[k], d);
+        }
+    }
+    for (int k = 0; k < D; k++) x[k] = 1.0f;
+    x[3] = NAN, x[40] = INFINITY;
+    for (int k = 2 * GPT2_Q8_BLOCK; k < 3 * GPT2_Q8_BLOCK; k++) x[k] = 1e-35f;
+    q8_quantize(xq, xd, x, 1, D);
+    assert_true(isnan(xd[0]) && isnan(xd[1]));
+    assert_true(xd[2] == 0.0f && xq[2 * GPT2_Q8_BLOCK] == 0);
+    assert_true(xd[3] == 1.0f / 32767.0f && xq[3 * GPT2_Q8_BLOCK] == 32767);
+}
+
+/* The Q8 product: every table gives the reference's bits (exact integer
+ * sums, then the same float steps), whatever the column split and the rows
+ * run together; and the reference is within the input quantisation's bound
+ * of the exact product, computed in double precision. */
+static void test_matmul_q8(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 60; trial++) {
+        int n = irand(1, 11), din = GPT2_Q8_BLOCK * irand(1, 10), dout = irand(1, 90);
+        if (trial < 2) n = 1, din = 768, dout = 2304;    /* a real decode shape */
+        if (trial == 2) n = 3, din = 64, dout = 50257; /* the head's odd width */
+        const int nb = din / GPT2_Q8_BLOCK;
+        gpt2_weight w = make_q8(din, dout);
+        float *in = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
+        float *xd = malloc(sizeof(float) * (size_t)n * nb), *wk = malloc(sizeof(float) * (size_t)din);
+        int16_t *xq = malloc(sizeof(int16_t) * (size_t)n * din);
+        float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
+        make_inputs(in, n, din);
+        for (int j = 0; j < dout; j++) bias[j] = frand();
+        const float *b = trial % 2 ? bias : NULL;
+        q8_quantize(xq, xd, in, n, din);
+        gpt2_kernels_generic.matmul_q8(want, xq, xd, w, b, n, din, dout, 0, dout);
+        for (int k = 1; k < n_tables; k++) {
+            memset(got, 0xff, sizeof(float) * (size_t)n * dout);
+            int mid = GPT2_Q8_GROUP * irand(0, dout / GPT2_Q8_GROUP); /* two threads' column ranges */
+            tables[k]->matmul_q8(got, xq, xd, w, b, n, din, dout, 0, mid);
+            tables[k]->matmul_q8(got, xq, xd, w, b, n, din, dout, mid, dout);
+            if (memcmp(got, want, sizeof(float) * (size_t)n * dout) != 0)
+                fail_msg("%s matmul_q8 n=%d din=%d dout=%d differs from the reference", tables[k]->name, n, din, dout);
+            for (int i = 0; i < n; i++) {
+                float *row = malloc(sizeof(float) * (size_t)dout);
+                tables[k]->matmul_q8(row, xq + (size_t)i * din, xd + (size_t)i * nb, w, b, 1, din, dout, 0, dout);
+                if (memcmp(row, got + (size_t)i * dout, sizeof(float) * (size_t)dout) != 0)
+                    fail_msg("%s matmul_q8: row %d alone differs from the batch", tables[k]->name, i);
+                free(row);
+            }
+        }
+        /* Against the exact product of the unquantised inputs: each input is
+         * off by at most about half its block's step (test_q8_quantize), and
+         * f32 adds 1e-6 relative. */
+        for (int j = 0; j < dout; j += 1 + dout / 64) {
+            for (int k = 0; k < din; k++) weight_to_f32(w, (size_t)k * dout + j, 1, wk + k);
+            for (int i = 0; i < n; i++) {
+                double exact = b ? b[j] : 0.0, bound = 0.0, mag = fabs(exact);
+                for (int k = 0; k < din; k++) {
+                    exact += (double)in[(size_t)i * din + k] * wk[k];
+                    bound += 0.51 * xd[(size_t)i * nb + k / GPT2_Q8_BLOCK] * fabs(wk[k]);
+                    mag += fabs((double)in[(size_t)i * din + k] * wk[k]);
+                }
+                double err = fabs(want[(size_t)i * dout + j] - exact);
+                if (!(err <= bound * 1.001 + 1e-6 * mag + 1e-30))
+                    fail_msg("matmul_q8 n=%d din=%d dout=%d [%d, %d]: %g vs exact %g (bound %g)", n, din, dout, i, j,
+                             want[(size_t)i * dout + j], exact, bound);
+            }
+        }
+        /* A NaN input reaches every output of its row. */
+        in[0] = NAN;
+        q8_quantize(xq, xd, in, 1, din);
+        for (int k = 0; k < n_tables; k++) {
+            tables[k]->matmul_q8(got, xq, xd, w, b, 1, din, dout, 0, dout);
+            for (int j = 0; j < dout; j++)
+                if (!isnan(got[j])) fail_msg("%s matmul_q8: NaN input gave %g at %d", tables[k]->name, got[j], j);
+        }
+        free((void *)w.data);
+        free((void *)w.scales);
+        free(in);
+        free(bias);
+        free(xd);
+        free(wk);
+        free(xq);
+        free(want);
+        free(got);
+    }
+}
+
 /* The level a user can force, and that valgrind's hidden AVX-512 needs. */
 static void test_forced_level(void **state) {
     (void)state;
@@ -246,6 +361,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_t),     cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_forced_level), cmocka_unit_test(test_matmul_part),
+        cmocka_unit_test(test_q8_quantize), cmocka_unit_test(test_matmul_q8),
     };
     return cmocka_run_group_tests_name("kernels", tests, setup, NULL);
 }

@@ -1,7 +1,7 @@
 /* test_reference.c -- the engine against the independent numpy reference
  * (tools/ref_gpt2.py) on random checkpoints of tiny and gpt2 shapes in F32,
  * F16 and BF16, plus a variant that takes every optional path. Checks the
- * logits at every position (|diff| <= 1e-4), greedy tokens, and that the KV
+ * logits at every position (|diff| <= 1e-4; 3e-3 for q8, see TOL_Q8), greedy tokens, and that the KV
  * cache, full recomputation and batching all give the same tokens, and
  * that beam search matches the reference's (F32 variants). The
  * fixtures come from tests/make_reference.py (tests/run.sh makes them). */
@@ -11,6 +11,14 @@
 #include "testutil.h"
 
 #define TOL 1e-4
+/* q8 rounds every product's inputs to 16 bits (1/32767 of a block's largest
+ * value, kernels.h), and the reference does the same in float64; whether a
+ * value rounds up or down then turns on the last bits of activations that
+ * the two compute in different precisions, and after the first layer on the
+ * other's earlier roundings. Measured: the whole 16-bit rounding moves the
+ * reference's logits by 5e-4 .. 8e-4 (|logits| up to 9), gpt2c is within
+ * 5e-4 of it; a wrong weight, scale or layout costs O(1). */
+#define TOL_Q8 3e-3
 
 typedef struct ref_case {
     char name[64], dir[512], ids[512], logits[512], greedy[512], beam[2048];
@@ -82,7 +90,9 @@ static void test_logits_match_reference(void **state) {
         double worst = 0;
         for (size_t i = 0; i < (size_t)n * V; i++) worst = fmax(worst, fabs((double)got[i] - want[i]));
         fprintf(stderr, "  %-13s max |logit - reference| = %.2e over %d x %d\n", c->name, worst, n, V);
-        if (!(worst <= TOL)) fail_msg("%s: logits differ from the reference by %.2e > %.0e", c->name, worst, TOL);
+        const size_t len = strlen(c->name);
+        const double tol = len > 3 && strcmp(c->name + len - 3, "-q8") == 0 ? TOL_Q8 : TOL;
+        if (!(worst <= tol)) fail_msg("%s: logits differ from the reference by %.2e > %.0e", c->name, worst, tol);
         gpt2_state_free(&st);
         free(want);
         free(got);

@@ -24,14 +24,31 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_np  # noqa: E402
 
 
-def q8(w):
-    """The common 8-bit scheme, as gpt2c's --dtype q8 applies it: blocks of 32 along each row,
-    scale = absmax / 127 (kept as float16), q = round-half-even(x / scale); returns q * scale."""
-    a = w.astype(np.float32).reshape(-1, 32)
+def q8(w, axis):
+    """The common 8-bit scheme, as gpt2c's --dtype q8 applies it to the weights: blocks of 32
+    along the input dimension `axis` (0 for Conv1D weights (in, out), 1 for the (vocab, embd)
+    head), scale = absmax / 127 (kept as float16), q = round-half-even(x / scale); returns
+    q * scale. --dtype q8w stops here: the common scheme, weights only."""
+    a = np.moveaxis(w.astype(np.float32), axis, -1)
+    shape = a.shape
+    a = a.reshape(-1, 32)
     d = np.abs(a).max(axis=1, keepdims=True) / np.float32(127)
     inv = np.where(d > 0, np.float32(1) / np.where(d > 0, d, np.float32(1)), np.float32(0)).astype(np.float32)
     q = np.rint(a * inv)
-    return (q * d.astype(np.float16).astype(np.float32)).astype(np.float32).reshape(w.shape).astype(np.float64)
+    deq = (q * d.astype(np.float16).astype(np.float32)).astype(np.float32).reshape(shape)
+    return np.moveaxis(deq, -1, axis).astype(np.float64)
+
+
+def q16(x):
+    """gpt2c's q8 products also round their inputs to 16 bits per block of 32 along the row:
+    d = absmax / 32767, q = round-half-even(x * (32767 / absmax)) in float32, q * d; a block
+    whose largest value is below 1e-30 becomes zeros (--dtype q8)."""
+    a = x.astype(np.float32).reshape(-1, 32)
+    amax = np.abs(a).max(axis=1, keepdims=True)
+    ok = amax >= np.float32(1e-30)
+    inv = np.where(ok, np.float32(32767) / np.where(ok, amax, np.float32(1)), np.float32(0)).astype(np.float32)
+    d = np.where(ok, amax / np.float32(32767), np.float32(0)).astype(np.float32)
+    return (np.rint(a * inv).astype(np.float64) * d).reshape(x.shape)
 
 
 class GPT2:
@@ -51,10 +68,13 @@ class GPT2:
             for shard in sorted(set(json.load(open(index))["weight_map"].values())):
                 w.update(safetensors_np.read(os.path.join(folder, shard)))
         self.w = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in w.items()}
-        if dtype == "q8":  # the matrices gpt2c converts: the projections, wte and an untied head
+        self.q16 = q16 if dtype == "q8" else (lambda x: x)  # the products' inputs
+        if dtype in ("q8", "q8w"):  # the matrices gpt2c converts: the projections, wte and an untied head
             for k in list(self.w):
-                if k in ("wte.weight", "lm_head.weight") or k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
-                    self.w[k] = q8(self.w[k])
+                if k in ("wte.weight", "lm_head.weight"):
+                    self.w[k] = q8(self.w[k], 1)
+                elif k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
+                    self.w[k] = q8(self.w[k], 0)
         self.head = self.w.get("lm_head.weight", self.w["wte.weight"])
 
     def ln(self, x, name):
@@ -78,7 +98,8 @@ class GPT2:
         causal = np.triu(np.full((n, n), -np.inf), 1)
         for i in range(self.L):
             p = f"h.{i}."
-            qkv = self.ln(x, p + "ln_1") @ self.w[p + "attn.c_attn.weight"] + self.w[p + "attn.c_attn.bias"]
+            r = self.q16
+            qkv = r(self.ln(x, p + "ln_1")) @ self.w[p + "attn.c_attn.weight"] + self.w[p + "attn.c_attn.bias"]
             q, k, v = (qkv[:, j * C:(j + 1) * C].reshape(n, H, hd).transpose(1, 0, 2) for j in range(3))
             s = q @ k.transpose(0, 2, 1)
             if self.scale:
@@ -89,10 +110,10 @@ class GPT2:
             s = np.exp(s - s.max(-1, keepdims=True))
             a = (s / s.sum(-1, keepdims=True)) @ v  # (H, n, hd)
             a = a.transpose(1, 0, 2).reshape(n, C)
-            x = x + a @ self.w[p + "attn.c_proj.weight"] + self.w[p + "attn.c_proj.bias"]
-            h = self.gelu(self.ln(x, p + "ln_2") @ self.w[p + "mlp.c_fc.weight"] + self.w[p + "mlp.c_fc.bias"])
-            x = x + h @ self.w[p + "mlp.c_proj.weight"] + self.w[p + "mlp.c_proj.bias"]
-        return self.ln(x, "ln_f") @ self.head.T
+            x = x + r(a) @ self.w[p + "attn.c_proj.weight"] + self.w[p + "attn.c_proj.bias"]
+            h = self.gelu(r(self.ln(x, p + "ln_2")) @ self.w[p + "mlp.c_fc.weight"] + self.w[p + "mlp.c_fc.bias"])
+            x = x + r(h) @ self.w[p + "mlp.c_proj.weight"] + self.w[p + "mlp.c_proj.bias"]
+        return self.q16(self.ln(x, "ln_f")) @ self.head.T
 
 
 def logsumexp(x):
@@ -143,7 +164,8 @@ def main():
     p.add_argument("--beams", type=int, default=0, help="beam search with this many beams")
     p.add_argument("--beam-return", type=int, default=1, help="beam continuations to print")
     p.add_argument("--beam-new", type=int, default=0, help="new tokens for beam search")
-    p.add_argument("--dtype", choices=["q8"], help="quantise the matrices as gpt2c --dtype q8 does")
+    p.add_argument("--dtype", choices=["q8", "q8w"],
+                   help="q8: compute as gpt2c --dtype q8 does; q8w: its weights only (the common scheme)")
     a = p.parse_args()
     ids = [int(t) for t in a.ids.split(",")]
     m = GPT2(a.folder, a.dtype)

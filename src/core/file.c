@@ -1,6 +1,7 @@
 /* file.c -- mmap and whole-file reads. Weights are mapped, never copied, so a
  * model loads in milliseconds and its pages are shared with the page cache. */
 #include "file.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,7 @@ gpt2c_status file_map(const char *path, gpt2_map *m, gpt2_err *e) {
     void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED) return err_set(e, GPT2C_ERR_IO, "%s: mmap: %s", path, strerror(errno));
+    mem_advise_huge(p, m->size); /* honoured where the file system allows huge pages in the page cache */
     m->data = p;
     return GPT2C_OK;
 }

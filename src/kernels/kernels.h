@@ -13,32 +13,84 @@
  *    bias in block order. Decode splits the blocks over threads (each thread
  *    streams contiguous rows), prefill tiles rows; both give the same bits.
  *  - Matrices keep the checkpoint's storage (F32, F16 or BF16) and are
- *    widened to f32 as they are read; all arithmetic is f32. */
+ *    widened to f32 as they are read; all arithmetic is f32.
+ *  - Q8 matrices go through matmul_q8 alone, whose integer sums are exact,
+ *    so every table gives the same bits (q8_dot_column). */
 #ifndef GPT2C_KERNELS_H
 #define GPT2C_KERNELS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "../core/half.h"
 
 typedef enum gpt2_act { ACT_GELU_TANH, ACT_GELU_ERF, ACT_RELU } gpt2_act;
 
 typedef enum gpt2_wtype { WT_F32, WT_F16, WT_BF16, WT_Q8 } gpt2_wtype;
 
-/* Q8: int8 values in blocks of GPT2_Q8_BLOCK consecutive elements, each
- * block with an f16 scale (its absmax / 127): value = q * scale. Rows are a
- * whole number of blocks. */
+/* Q8, the 8-bit format, is built for integer dot products. It holds the
+ * product matrix W (din, dout) -- k the input index, j the output -- as
+ * int8 q with one f16 scale per block of GPT2_Q8_BLOCK consecutive k of a
+ * column (its absmax / 127): W[k, j] = q[k, j] * scale[k / 32, j], the common
+ * 8-bit scheme with blocks along the input, as llama.cpp's Q8_0. For a
+ * Conv1D weight W is the stored matrix; for the LM head (and wte, tied to
+ * it) W is the transpose of the (V, C) embedding. din is a whole number of
+ * blocks, and columns are padded with zeros to a multiple of GPT2_Q8_GROUP.
+ * Values are packed so that one block of one group of 16 columns is a
+ * contiguous 512-byte chunk, chunks in (block, group) order, and inside a
+ * chunk k pairs, then columns, then the two k of a pair: the layout a
+ * 16-bit pairwise multiply-add (pmaddwd, vmull) reads directly. Scales are
+ * (din / 32, padded dout). A layer reads all of it in one sequential pass. */
 #define GPT2_Q8_BLOCK 32
+#define GPT2_Q8_GROUP 16
 
-/* A matrix in its stored element type; rows are contiguous. */
+static inline size_t q8_padded(size_t dout) { return (dout + GPT2_Q8_GROUP - 1) / GPT2_Q8_GROUP * GPT2_Q8_GROUP; }
+
+/* The byte of q[k, j] in a Q8 matrix of dout columns. */
+static inline size_t q8_index(size_t k, size_t j, size_t dout) {
+    size_t chunk = k / GPT2_Q8_BLOCK * (q8_padded(dout) / GPT2_Q8_GROUP) + j / GPT2_Q8_GROUP;
+    return chunk * (GPT2_Q8_BLOCK * GPT2_Q8_GROUP) + k % GPT2_Q8_BLOCK / 2 * (2 * GPT2_Q8_GROUP) +
+           j % GPT2_Q8_GROUP * 2 + k % 2;
+}
+
+/* A matrix in its stored element type; rows are contiguous (Q8: above). */
 typedef struct gpt2_weight {
     const void *data;
     gpt2_wtype type;
-    const uint16_t *scales; /* Q8 only: one f16 per block */
+    const uint16_t *scales; /* Q8 only: (din / 32, padded dout) f16 */
+    int cols;               /* Q8 only: dout, the columns of W */
 } gpt2_weight;
 
-/* Widens n elements starting at element `at` of w into out. */
+/* Widens n elements starting at element `at` of w into out; for Q8, `at`
+ * counts in W's row-major order (k * dout + j). */
 void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out);
 size_t weight_type_size(gpt2_wtype t);
+
+/* The input rows of a Q8 product, quantised in blocks of GPT2_Q8_BLOCK:
+ * d = absmax / 32767 and xq = round-half-even(x * (32767 / absmax)), so that
+ * x ~ xq * d within half a unit in 32767ths of the block's largest value (a
+ * block with a NaN or an infinity gets d = NaN, which the product passes
+ * on; one whose largest value is below 1e-30 is zeros). xq (n, din), xd (n, din / 32). The same scalar code serves every
+ * instruction set, so every table sees the same integers. */
+void q8_quantize(int16_t *xq, float *xd, const float *x, int n, int din);
+
+/* One output of the Q8 product: from `init`, for each block b in order,
+ * out = fmaf(isum_b, scale[b, j] * xd[b], out), isum_b the exact integer dot
+ * product of the block's xq and q. Every table computes exactly this. */
+static inline float q8_dot_column(const int16_t *xq, const float *xd, gpt2_weight w, int din, int dout, int j,
+                                  float init) {
+    const int8_t *q = (const int8_t *)w.data;
+    const size_t dpad = q8_padded((size_t)dout);
+    float acc = init;
+    for (int b = 0; b < din / GPT2_Q8_BLOCK; b++) {
+        int32_t isum = 0;
+        for (int k = b * GPT2_Q8_BLOCK; k < (b + 1) * GPT2_Q8_BLOCK; k++)
+            isum += (int32_t)xq[k] * q[q8_index((size_t)k, (size_t)j, (size_t)dout)];
+        acc = fmaf((float)isum, f16_to_f32(w.scales[(size_t)b * dpad + (size_t)j]) * xd[b], acc);
+    }
+    return acc;
+}
 
 #define GPT2_KBLOCK 64
 
@@ -56,6 +108,12 @@ typedef struct gpt2_kernels {
     /* out[i, v] = sum_k in[i, k] * w[v, k] for v in [v0, v1): w (dout, din),
      * the tied LM head. */
     void (*matmul_t)(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1);
+    /* The Q8 product of q8_quantize's rows: out[i, j] = q8_dot_column(row i,
+     * j, bias[j] or 0) for i < n and j in [j0, j1), j0 a multiple of
+     * GPT2_Q8_GROUP and j1 too or dout. matmul, matmul_part and matmul_t
+     * take the other types. */
+    void (*matmul_q8)(float *out, const int16_t *xq, const float *xd, gpt2_weight w, const float *bias, int n,
+                      int din, int dout, int j0, int j1);
     /* out (n, d) = (in - mean) / sqrt(var + eps) * g + b, per row. */
     void (*layernorm)(float *out, const float *in, const float *g, const float *b, int n, int d, float eps);
     void (*activation)(float *x, size_t n, gpt2_act act);

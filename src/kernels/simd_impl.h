@@ -19,66 +19,21 @@
  * accumulators live in registers; GCC's -O2 would keep them on the stack. */
 #define UNROLL _Pragma("GCC unroll 16")
 
-/* Widens VW weights at element i of w to a vector. For Q8 each lane is
- * q * its block's scale: the same IEEE product the scalar path computes. */
+/* Widens VW weights at element i of w to a vector (F32, F16, BF16). */
 static inline __attribute__((always_inline)) VEC vloadw(gpt2_weight w, size_t i, gpt2_wtype t) {
     if (t == WT_F32) return VLOAD((const float *)w.data + i);
     if (t == WT_F16) return VLOAD_F16((const uint16_t *)w.data + i);
-    if (t == WT_BF16) return VLOAD_BF16((const uint16_t *)w.data + i);
-    const VEC q = VLOAD_I8((const int8_t *)w.data + i);
-    if (i % GPT2_Q8_BLOCK + VW <= GPT2_Q8_BLOCK) return VMUL(q, VSET1_F16(w.scales[i / GPT2_Q8_BLOCK]));
-    /* A column range that starts off the vector grid straddles two blocks. */
-    float sc[VW];
-    for (int l = 0; l < VW; l++) sc[l] = f16_to_f32(w.scales[(i + (size_t)l) / GPT2_Q8_BLOCK]);
-    return VMUL(q, VLOAD(sc));
+    return VLOAD_BF16((const uint16_t *)w.data + i);
 }
 
 static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t i, gpt2_wtype t) {
     if (t == WT_F32) return ((const float *)w.data)[i];
-    if (t == WT_Q8) return (float)((const int8_t *)w.data)[i] * f16_to_f32(w.scales[i / GPT2_Q8_BLOCK]);
     uint16_t h;
     memcpy(&h, (const uint16_t *)w.data + i, 2);
     return t == WT_F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }
 
 /* ------------------------------------------------------------------ matmul */
-
-/* mm_part's Q8 rows [k, k1): Q8 rows are whole blocks, so each block of 32
- * columns has one scale per row, converted once for the block's vectors;
- * the products and the order of the sums are vloadw's and mm_part's. */
-static inline __attribute__((always_inline)) void mm_part_q8(float *o, const float *x, gpt2_weight w, int dout, int k,
-                                                             int k1) {
-    const int8_t *q = (const int8_t *)w.data;
-    const int nb = dout / GPT2_Q8_BLOCK;
-    for (; k + 4 <= k1; k += 4) {
-        const VEC x0 = VSET1(x[k]), x1 = VSET1(x[k + 1]), x2 = VSET1(x[k + 2]), x3 = VSET1(x[k + 3]);
-        const int8_t *q0 = q + (size_t)k * dout, *q1 = q0 + dout, *q2 = q1 + dout, *q3 = q2 + dout;
-        const uint16_t *s0 = w.scales + (size_t)k * nb, *s1 = s0 + nb, *s2 = s1 + nb, *s3 = s2 + nb;
-        for (int bj = 0; bj < nb; bj++) {
-            const VEC d0 = VSET1_F16(s0[bj]), d1 = VSET1_F16(s1[bj]), d2 = VSET1_F16(s2[bj]), d3 = VSET1_F16(s3[bj]);
-            UNROLL
-            for (int j = bj * GPT2_Q8_BLOCK; j < (bj + 1) * GPT2_Q8_BLOCK; j += VW) {
-                VEC a = VLOAD(o + j);
-                a = VFMA(x0, VMUL(VLOAD_I8(q0 + j), d0), a);
-                a = VFMA(x1, VMUL(VLOAD_I8(q1 + j), d1), a);
-                a = VFMA(x2, VMUL(VLOAD_I8(q2 + j), d2), a);
-                a = VFMA(x3, VMUL(VLOAD_I8(q3 + j), d3), a);
-                VSTORE(o + j, a);
-            }
-        }
-    }
-    for (; k < k1; k++) {
-        const VEC xk = VSET1(x[k]);
-        const int8_t *qk = q + (size_t)k * dout;
-        const uint16_t *sk = w.scales + (size_t)k * nb;
-        for (int bj = 0; bj < nb; bj++) {
-            const VEC d = VSET1_F16(sk[bj]);
-            UNROLL
-            for (int j = bj * GPT2_Q8_BLOCK; j < (bj + 1) * GPT2_Q8_BLOCK; j += VW)
-                VSTORE(o + j, VFMA(xk, VMUL(VLOAD_I8(qk + j), d), VLOAD(o + j)));
-        }
-    }
-}
 
 /* Block partials of one row (decode): part[b] = the fma chain over the
  * block's k, from zero, for every column; four weight rows per pass over the
@@ -91,10 +46,6 @@ static inline __attribute__((always_inline)) void mm_part(float *part, const flo
         float *o = part + (size_t)b * dout;
         memset(o, 0, sizeof(float) * (size_t)dout);
         int k = b * GPT2_KBLOCK, k1 = k + GPT2_KBLOCK < din ? k + GPT2_KBLOCK : din;
-        if (t == WT_Q8 && dout % GPT2_Q8_BLOCK == 0) { /* as the model's Q8 matrices always are */
-            mm_part_q8(o, x, w, dout, k, k1);
-            continue;
-        }
         for (; k + 4 <= k1; k += 4) {
             const VEC x0 = VSET1(x[k]), x1 = VSET1(x[k + 1]), x2 = VSET1(x[k + 2]), x3 = VSET1(x[k + 3]);
             const size_t r0 = (size_t)k * dout, r1 = r0 + dout, r2 = r1 + dout, r3 = r2 + dout;
@@ -128,7 +79,7 @@ static void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int din,
     case WT_F32: mm_part(part, x, w, WT_F32, din, dout, b0, b1); break;
     case WT_F16: mm_part(part, x, w, WT_F16, din, dout, b0, b1); break;
     case WT_BF16: mm_part(part, x, w, WT_BF16, din, dout, b0, b1); break;
-    case WT_Q8: mm_part(part, x, w, WT_Q8, din, dout, b0, b1); break;
+    case WT_Q8: gpt2_kernels_generic.matmul_part(part, x, w, din, dout, b0, b1); break; /* the model uses matmul_q8 */
     }
 }
 
@@ -237,7 +188,7 @@ static void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *
     case WT_F32: mm_typed(out, in, w, WT_F32, bias, n, din, dout, j0, j1); break;
     case WT_F16: mm_typed(out, in, w, WT_F16, bias, n, din, dout, j0, j1); break;
     case WT_BF16: mm_typed(out, in, w, WT_BF16, bias, n, din, dout, j0, j1); break;
-    case WT_Q8: mm_typed(out, in, w, WT_Q8, bias, n, din, dout, j0, j1); break;
+    case WT_Q8: gpt2_kernels_generic.matmul(out, in, w, bias, n, din, dout, j0, j1); break; /* the model uses matmul_q8 */
     }
 }
 
@@ -268,30 +219,12 @@ static inline __attribute__((always_inline)) void mt_rows(float *out, const floa
         for (int r = 0; r < R; r++)
             UNROLL
             for (int c = 0; c < 4; c++) acc[r][c] = VZERO();
-        if (t == WT_Q8 && din % GPT2_Q8_BLOCK == 0) {
-            /* Rows (along k) are whole blocks, as the model's Q8 matrices
-             * always are: four scales per block of 32, converted once; the
-             * products are vloadw's. Other shapes take the general path. */
-            const int8_t *q = (const int8_t *)w.data + (size_t)v * din;
-            for (int kb = 0; kb < din; kb += GPT2_Q8_BLOCK) {
-                VEC d[4];
-                UNROLL
-                for (int c = 0; c < 4; c++) d[c] = VSET1_F16(w.scales[((size_t)(v + c) * din + kb) / GPT2_Q8_BLOCK]);
-                UNROLL
-                for (int k = kb; k < kb + GPT2_Q8_BLOCK; k += VW) {
-                    VEC wv[4];
-                    UNROLL
-                    for (int c = 0; c < 4; c++) wv[c] = VMUL(VLOAD_I8(q + (size_t)c * din + k), d[c]);
-                    mt_fma(acc, in, wv, R, din, k);
-                }
-            }
-        } else
-            for (int k = 0; k < kv; k += VW) {
-                VEC wv[4];
-                UNROLL
-                for (int c = 0; c < 4; c++) wv[c] = vloadw(w, (size_t)(v + c) * din + k, t);
-                mt_fma(acc, in, wv, R, din, k);
-            }
+        for (int k = 0; k < kv; k += VW) {
+            VEC wv[4];
+            UNROLL
+            for (int c = 0; c < 4; c++) wv[c] = vloadw(w, (size_t)(v + c) * din + k, t);
+            mt_fma(acc, in, wv, R, din, k);
+        }
         UNROLL
         for (int r = 0; r < R; r++)
             UNROLL
@@ -338,8 +271,137 @@ static void FN(matmul_t)(float *out, const float *in, gpt2_weight w, int n, int 
     case WT_F32: mt_typed(out, in, w, WT_F32, n, din, dout, v0, v1); break;
     case WT_F16: mt_typed(out, in, w, WT_F16, n, din, dout, v0, v1); break;
     case WT_BF16: mt_typed(out, in, w, WT_BF16, n, din, dout, v0, v1); break;
-    case WT_Q8: mt_typed(out, in, w, WT_Q8, n, din, dout, v0, v1); break;
+    case WT_Q8: gpt2_kernels_generic.matmul_t(out, in, w, n, din, dout, v0, v1); break; /* the model uses matmul_q8 */
     }
+}
+
+/* --------------------------------------------------------------- matmul_q8 */
+
+/* Input rows per tile of the Q8 product: a chunk of weights is widened to
+ * 16 bits once for the tile's rows. */
+#ifndef MRQ
+#define MRQ 4
+#endif
+#define QV (GPT2_Q8_GROUP / VW) /* vectors in a group of columns */
+#ifndef Q8_PREFETCH
+#define Q8_PREFETCH 4096 /* bytes ahead in the decode stream */
+#endif
+
+/* Block b of R rows (a compile-time count) x one group of columns at j:
+ * exact integer sums over the block's 16 k pairs, then one fma per output
+ * with the block's scales, as q8_dot_column. xb[r] is row r's block. */
+static inline __attribute__((always_inline)) void q8_tile(float *out, const int16_t *const *xb, const float *xd,
+                                                          const int8_t *chunk, const uint16_t *sc, const int R,
+                                                          int dout, int nb, int j) {
+    IVEC acc[MRQ][QV];
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int c = 0; c < QV; c++) acc[r][c] = IZERO();
+    UNROLL
+    for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++) {
+        WVEC wv[QV];
+        UNROLL
+        for (int c = 0; c < QV; c++) wv[c] = ILOAD_I8X2(chunk + p * 2 * GPT2_Q8_GROUP + c * 2 * VW);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            int32_t pair; /* xq[2p] in the low half, as the weights' k order */
+            memcpy(&pair, xb[r] + 2 * p, sizeof pair);
+            const WVEC xp = ISET1(pair);
+            UNROLL
+            for (int c = 0; c < QV; c++) acc[r][c] = IDOT(acc[r][c], wv[c], xp);
+        }
+    }
+    UNROLL
+    for (int c = 0; c < QV; c++) {
+        const VEC s = VLOAD_F16(sc + c * VW);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            float *o = out + (size_t)r * dout + j + c * VW;
+            VSTORE(o, VFMA(ICVT(acc[r][c]), VMUL(s, VSET1(xd[(size_t)r * nb])), VLOAD(o)));
+        }
+    }
+}
+
+/* One input row (decode), groups [j0, jg): the block's 16 pairs of inputs
+ * are broadcast once and serve every group of columns. */
+static void q8_row(float *out, const int16_t *xq, const float *xd, gpt2_weight w, int din, int dout, int j0, int jg) {
+    const size_t dpad = q8_padded((size_t)dout), groups = dpad / GPT2_Q8_GROUP;
+    for (int b = 0; b < din / GPT2_Q8_BLOCK; b++) {
+        WVEC xp[GPT2_Q8_BLOCK / 2];
+        UNROLL
+        for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++) {
+            int32_t pair;
+            memcpy(&pair, xq + b * GPT2_Q8_BLOCK + 2 * p, sizeof pair);
+            xp[p] = ISET1(pair);
+        }
+        const VEC d = VSET1(xd[b]);
+        const int8_t *chunk = (const int8_t *)w.data + ((size_t)b * groups + (size_t)j0 / GPT2_Q8_GROUP) *
+                                                           (GPT2_Q8_BLOCK * GPT2_Q8_GROUP);
+        const uint16_t *sc = w.scales + (size_t)b * dpad;
+        for (int j = j0; j < jg; j += GPT2_Q8_GROUP, chunk += GPT2_Q8_BLOCK * GPT2_Q8_GROUP) {
+            /* Well ahead of the stream: the sums leave the loads too few in
+             * flight for the hardware prefetcher alone (measured 1.1x). */
+            UNROLL
+            for (int l = 0; l < GPT2_Q8_BLOCK * GPT2_Q8_GROUP; l += 64) __builtin_prefetch(chunk + Q8_PREFETCH + l);
+            IVEC acc[QV];
+            UNROLL
+            for (int c = 0; c < QV; c++) acc[c] = IZERO();
+            UNROLL
+            for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++)
+                UNROLL
+                for (int c = 0; c < QV; c++)
+                    acc[c] = IDOT(acc[c], ILOAD_I8X2(chunk + p * 2 * GPT2_Q8_GROUP + c * 2 * VW), xp[p]);
+            UNROLL
+            for (int c = 0; c < QV; c++) {
+                float *o = out + j + c * VW;
+                VSTORE(o, VFMA(ICVT(acc[c]), VMUL(VLOAD_F16(sc + j + c * VW), d), VLOAD(o)));
+            }
+        }
+    }
+}
+
+/* Blocks outside, then groups of columns, then tiles of rows: the weights
+ * stream in storage order and each chunk is read from memory once. */
+static void FN(matmul_q8)(float *out, const int16_t *xq, const float *xd, gpt2_weight w, const float *bias, int n,
+                          int din, int dout, int j0, int j1) {
+    const int jg = j0 + (j1 - j0) / GPT2_Q8_GROUP * GPT2_Q8_GROUP; /* [j0, jg) in whole groups */
+    const int nb = din / GPT2_Q8_BLOCK;
+    const size_t dpad = q8_padded((size_t)dout), groups = dpad / GPT2_Q8_GROUP;
+    for (int i = 0; i < n; i++)
+        for (int j = j0; j < jg; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
+    if (n == 1) q8_row(out, xq, xd, w, din, dout, j0, jg);
+    else
+        for (int b = 0; b < nb; b++)
+            for (int j = j0; j < jg; j += GPT2_Q8_GROUP) {
+                const int8_t *chunk = (const int8_t *)w.data + ((size_t)b * groups + (size_t)j / GPT2_Q8_GROUP) *
+                                                                   (GPT2_Q8_BLOCK * GPT2_Q8_GROUP);
+                const uint16_t *sc = w.scales + (size_t)b * dpad + (size_t)j;
+                for (int i = 0; i < n; i += MRQ) {
+                    const int R = n - i < MRQ ? n - i : MRQ;
+                    const int16_t *xb[MRQ];
+                    for (int r = 0; r < R; r++) xb[r] = xq + (size_t)(i + r) * din + b * GPT2_Q8_BLOCK;
+                    float *o = out + (size_t)i * dout;
+                    const float *d = xd + (size_t)i * nb + b;
+                    switch (R) {
+                    case 1: q8_tile(o, xb, d, chunk, sc, 1, dout, nb, j); break;
+                    case 2: q8_tile(o, xb, d, chunk, sc, 2, dout, nb, j); break;
+                    case 3: q8_tile(o, xb, d, chunk, sc, 3, dout, nb, j); break;
+#if MRQ > 4
+                    case 4: q8_tile(o, xb, d, chunk, sc, 4, dout, nb, j); break;
+                    case 5: q8_tile(o, xb, d, chunk, sc, 5, dout, nb, j); break;
+                    case 6: q8_tile(o, xb, d, chunk, sc, 6, dout, nb, j); break;
+                    case 7: q8_tile(o, xb, d, chunk, sc, 7, dout, nb, j); break;
+#endif
+                    default: q8_tile(o, xb, d, chunk, sc, MRQ, dout, nb, j); break;
+                    }
+                }
+            }
+    /* A last group cut short by dout: the scalar form of the same sums. */
+    for (int i = 0; i < n; i++)
+        for (int j = jg; j < j1; j++)
+            out[(size_t)i * dout + j] = q8_dot_column(xq + (size_t)i * din, xd + (size_t)i * nb, w, din, dout, j,
+                                                      bias ? bias[j] : 0.0f);
 }
 
 /* --------------------------------------------------------------- elementwise */
@@ -491,6 +553,7 @@ const gpt2_kernels FN(gpt2_kernels) = {
     .matmul = FN(matmul),
     .matmul_part = FN(matmul_part),
     .matmul_t = FN(matmul_t),
+    .matmul_q8 = FN(matmul_q8),
     .layernorm = FN(layernorm),
     .activation = FN(activation),
     .attention = FN(attention),

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../core/half.h"
+#include "../core/mem.h"
 #include "../core/pool.h"
 #include "gpt2.h"
 
@@ -29,8 +30,8 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     s->pool = pool_new(n_threads);
     s->kv_type = m->kv_type;
     const size_t esz = weight_type_size(s->kv_type);
-    s->k_cache = malloc(cache * esz);
-    s->v_cache = malloc(cache * esz);
+    s->k_cache = mem_alloc(cache * esz);
+    s->v_cache = mem_alloc(cache * esz);
     s->x = malloc(T * C * sizeof(float));
     s->h = malloc(T * C * sizeof(float));
     s->qkv = malloc(T * 3 * C * sizeof(float));
@@ -38,6 +39,10 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     s->fc = malloc(T * (size_t)c->n_inner * sizeof(float));
     s->scores = malloc((size_t)n_threads * (size_t)n_pos * sizeof(float));
     s->tmp = malloc(C * sizeof(float));
+    /* Q8 products take their input rows quantised (the widest input is F). */
+    const size_t widest_in = (size_t)c->n_inner > C ? (size_t)c->n_inner : C;
+    s->xq = malloc(T * widest_in * sizeof *s->xq);
+    s->xd = malloc(T * (widest_in / GPT2_Q8_BLOCK + 1) * sizeof *s->xd);
     s->head_rows = n_slots < max_tokens ? n_slots : max_tokens;
     if (s->head_rows > 16) s->head_rows = 16; /* enough to read the head once for a whole decode step */
     s->head = malloc((size_t)s->head_rows * (size_t)c->n_vocab * sizeof(float));
@@ -45,7 +50,7 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     const size_t F = (size_t)c->n_inner, blocks = (F > C ? F : C) / GPT2_KBLOCK + 1;
     const size_t widest = F > 3 * C ? F : 3 * C;
     s->part = malloc(blocks * widest * sizeof(float));
-    if (!s->head || !s->part || !s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->qkv || !s->att || !s->fc || !s->scores ||
+    if (!s->head || !s->part || !s->xq || !s->xd || !s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->qkv || !s->att || !s->fc || !s->scores ||
         !s->tmp) {
         gpt2_state_free(s);
         return err_set(e, GPT2C_ERR_NOMEM, "out of memory for a KV cache of %d x %d positions (%.1f MiB)", n_slots,
@@ -65,6 +70,8 @@ void gpt2_state_free(gpt2_state *s) {
     free(s->fc);
     free(s->scores);
     free(s->tmp);
+    free(s->xq);
+    free(s->xd);
     free(s->part);
     free(s->head);
     memset(s, 0, sizeof *s);
@@ -109,7 +116,7 @@ typedef struct par_op {
     float scale;
 } par_op;
 
-enum { OP_MATMUL, OP_PART, OP_REDUCE, OP_HEAD, OP_ATTN, OP_ACT, OP_LN };
+enum { OP_MATMUL, OP_PART, OP_REDUCE, OP_HEAD, OP_QUANT, OP_Q8, OP_ATTN, OP_ACT, OP_LN };
 
 /* [lo, hi) of 0..total for thread ith of nth, in multiples of `align`. */
 static void split(int total, int align, int ith, int nth, int *lo, int *hi) {
@@ -149,6 +156,16 @@ static void par_run(void *ctx, int ith, int nth) {
         split(p->dout, 16, ith, nth, &lo, &hi);
         if (lo < hi) k->matmul_t(p->out, p->in, p->w, p->n, p->din, p->dout, lo, hi);
         break;
+    case OP_QUANT: /* a Q8 product's input rows */
+        split(p->n, 1, ith, nth, &lo, &hi);
+        if (lo < hi)
+            q8_quantize(p->s->xq + (size_t)lo * p->din, p->s->xd + (size_t)lo * (p->din / GPT2_Q8_BLOCK),
+                        p->in + (size_t)lo * p->din, hi - lo, p->din);
+        break;
+    case OP_Q8:
+        split(p->dout, GPT2_Q8_GROUP, ith, nth, &lo, &hi);
+        if (lo < hi) k->matmul_q8(p->out, p->s->xq, p->s->xd, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
+        break;
     case OP_ACT:
         split(p->dout, 16, ith, nth, &lo, &hi);
         if (lo < hi) k->activation(p->out + lo, (size_t)(hi - lo), c->act);
@@ -168,7 +185,7 @@ static void par_run(void *ctx, int ith, int nth) {
             int i = u / H, hh = u % H, tok = p->i0 + i;
             /* This head's keys and values in the token's slot of this layer. */
             const size_t at = ((size_t)p->layer * layer_stride + (size_t)p->b->slot[tok] * slot_stride + (size_t)hh * hd) * esz;
-            const gpt2_weight kw = {kc + at, p->s->kv_type, NULL}, vw = {vc + at, p->s->kv_type, NULL};
+            const gpt2_weight kw = {kc + at, p->s->kv_type, NULL, 0}, vw = {vc + at, p->s->kv_type, NULL, 0};
             k->attention(p->s->att + (size_t)i * C + hh * hd, p->s->qkv + (size_t)i * 3 * C + hh * hd, kw, vw,
                          p->b->pos[tok] + 1, hd, (size_t)C, p->scale, scores);
         }
@@ -179,11 +196,19 @@ static void par_run(void *ctx, int ith, int nth) {
 
 /* Decode (one row) splits the weight rows, so that each thread streams
  * contiguous memory; more rows split the columns and tile. The arithmetic is
- * the same either way (kernels.h). */
+ * the same either way (kernels.h). Q8 quantises the input rows, then splits
+ * the columns, whose storage streams in either case. */
 static void run_matmul(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, gpt2_weight w,
                        const float *bias, int n, int din, int dout) {
     par_op p = {.m = m, .s = s, .op = n == 1 ? OP_PART : OP_MATMUL, .out = out, .in = in, .w = w, .bias = bias, .n = n,
                 .din = din, .dout = dout};
+    if (w.type == WT_Q8) {
+        if (n == 1) q8_quantize(s->xq, s->xd, in, 1, din); /* too little to share out */
+        else p.op = OP_QUANT, pool_run(s->pool, par_run, &p);
+        p.op = OP_Q8;
+        pool_run(s->pool, par_run, &p);
+        return;
+    }
     pool_run(s->pool, par_run, &p);
     if (n == 1) {
         p.op = OP_REDUCE;
@@ -210,7 +235,10 @@ static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
 
     for (int i = 0; i < n; i++) {
         float *xi = x + (size_t)i * C;
-        weight_to_f32(m->wte, (size_t)b->token[i0 + i] * C, (size_t)C, xi);
+        const size_t tok = (size_t)b->token[i0 + i];
+        if (m->wte.type == WT_Q8) /* held as the head's (C, V) product matrix: the token's column */
+            for (int j = 0; j < C; j++) weight_to_f32(m->wte, (size_t)j * (size_t)c->n_vocab + tok, 1, xi + j);
+        else weight_to_f32(m->wte, tok * C, (size_t)C, xi);
         weight_to_f32(m->wpe, (size_t)b->pos[i0 + i] * C, (size_t)C, s->tmp);
         for (int j = 0; j < C; j++) xi[j] += s->tmp[j];
     }
@@ -264,9 +292,13 @@ static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
     const size_t V = (size_t)c->n_vocab;
     for (int g0 = 0, i = 0; g0 < r; g0 += s->head_rows) {
         int ng = r - g0 < s->head_rows ? r - g0 : s->head_rows;
-        par_op ph = {.m = m, .s = s, .op = OP_HEAD, .out = s->head, .in = h + (size_t)g0 * C, .w = m->lm_head, .n = ng,
-                     .din = C, .dout = c->n_vocab};
-        pool_run(s->pool, par_run, &ph);
+        if (m->lm_head.type == WT_Q8) { /* a product like the others, without a bias */
+            run_matmul(m, s, s->head, h + (size_t)g0 * C, m->lm_head, NULL, ng, C, c->n_vocab);
+        } else {
+            par_op ph = {.m = m, .s = s, .op = OP_HEAD, .out = s->head, .in = h + (size_t)g0 * C, .w = m->lm_head,
+                         .n = ng, .din = C, .dout = c->n_vocab};
+            pool_run(s->pool, par_run, &ph);
+        }
         for (int done = 0; done < ng; i++) {
             int row = b->out_row ? b->out_row[i0 + i] : -1;
             if (row < 0) continue;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../core/file.h"
+#include "../core/mem.h"
 #include "../core/half.h"
 
 /* Reads an optional integer field; absent and null keep *out. */
@@ -218,7 +219,7 @@ static void *own(gpt2c_model *m, size_t bytes) {
     void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
     if (!owned) return NULL;
     m->owned = owned;
-    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    void *p = mem_alloc(bytes);
     if (p) m->owned[m->n_owned++] = p;
     return p;
 }
@@ -241,8 +242,7 @@ static gpt2c_status find_checked(gpt2c_model *m, const char *name, int d0, int d
         return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%d]",
                        *path, name, got, d0);
     }
-    /* I8 is Q8, for matrices: the values of gpt2c convert's 8-bit checkpoints. */
-    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16 && !(t->dtype == ST_I8 && d1 > 0))
+    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
         return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16%s)",
                        *path, name, st_dtype_name(t->dtype), d1 > 0 ? ", and I8 with a scale tensor" : "");
     *out = t;
@@ -270,31 +270,46 @@ static gpt2c_status map_aligned(gpt2c_model *m, const st_tensor *t, size_t align
     return GPT2C_OK;
 }
 
-/* A matrix stays in its stored dtype, read straight from the map. An I8
- * matrix (d0, d1) is Q8: its block scales are the F16 tensor NAME_scale of
- * shape (d0, d1 / GPT2_Q8_BLOCK), as gpt2c_model_save writes them. */
-static gpt2c_status get_matrix(gpt2c_model *m, const char *name, int d0, int d1, gpt2_weight *out) {
-    const st_tensor *t = NULL;
-    const char *path = NULL;
+/* How a checkpoint matrix (d0, d1) is used: read as is (wpe), as a Conv1D
+ * weight (din d0, dout d1), or as the LM head (din d1, dout d0) -- which
+ * says what its Q8 form holds (kernels.h). */
+typedef enum { MAT_PLAIN, MAT_CONV1D, MAT_HEAD } mat_use;
+
+/* The Q8 form of a matrix: an I8 tensor of the packed values, shape
+ * (din / 32, padded dout * 32), and an F16 tensor NAME_scale of shape
+ * (din / 32, padded dout), as gpt2c_model_save writes them. */
+static gpt2c_status get_q8(gpt2c_model *m, const char *name, const st_tensor *t, const char *path, int din, int dout,
+                           gpt2_weight *out) {
+    const int64_t nb = din / GPT2_Q8_BLOCK, pad = (int64_t)q8_padded((size_t)dout);
+    char sname[96];
+    snprintf(sname, sizeof sname, "%s_scale", name);
+    const st_tensor *sc = find_tensor(m, sname, NULL);
+    if (din % GPT2_Q8_BLOCK != 0 || t->ndim != 2 || t->shape[0] != nb || t->shape[1] != pad * GPT2_Q8_BLOCK)
+        return err_set(&m->err, GPT2C_ERR_FORMAT,
+                       "%s: I8 tensor '%s' must hold a %d x %d matrix packed as gpt2c convert writes it, shape "
+                       "[%lld, %lld]", path, name, din, dout, (long long)nb, (long long)(pad * GPT2_Q8_BLOCK));
+    if (!sc || sc->dtype != ST_F16 || sc->ndim != 2 || sc->shape[0] != nb || sc->shape[1] != pad)
+        return err_set(&m->err, GPT2C_ERR_FORMAT,
+                       "%s: I8 tensor '%s' needs its block scales, an F16 tensor '%s' of shape [%lld, %lld]%s", path,
+                       name, sname, (long long)nb, (long long)pad, sc ? "" : " (missing)");
+    out->type = WT_Q8;
+    out->cols = dout;
+    const void *p;
+    gpt2c_status s = map_aligned(m, sc, 2, path, &p);
+    out->scales = p;
+    return s ? s : map_aligned(m, t, 1, path, &out->data);
+}
+
+/* A matrix stays in its stored dtype, read straight from the map. */
+static gpt2c_status get_matrix(gpt2c_model *m, const char *name, int d0, int d1, mat_use use, gpt2_weight *out) {
+    const char *path = m->weights_path;
+    const st_tensor *t = find_tensor(m, name, &path);
+    *out = (gpt2_weight){0};
+    if (t && t->dtype == ST_I8 && use != MAT_PLAIN)
+        return use == MAT_HEAD ? get_q8(m, name, t, path, d1, d0, out) : get_q8(m, name, t, path, d0, d1, out);
     gpt2c_status s = find_checked(m, name, d0, d1, &t, &path);
     if (s) return s;
     out->type = wtype_of(t->dtype);
-    out->scales = NULL;
-    if (out->type == WT_Q8) {
-        char sname[96];
-        snprintf(sname, sizeof sname, "%s_scale", name);
-        const st_tensor *sc = find_tensor(m, sname, NULL);
-        if (d1 % GPT2_Q8_BLOCK != 0)
-            return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: I8 tensor '%s' needs rows of a multiple of %d values",
-                           path, name, GPT2_Q8_BLOCK);
-        if (!sc || sc->dtype != ST_F16 || sc->ndim != 2 || sc->shape[0] != d0 || sc->shape[1] != d1 / GPT2_Q8_BLOCK)
-            return err_set(&m->err, GPT2C_ERR_FORMAT,
-                           "%s: I8 tensor '%s' needs its block scales, an F16 tensor '%s' of shape [%d, %d]%s", path,
-                           name, sname, d0, d1 / GPT2_Q8_BLOCK, sc ? "" : " (missing)");
-        const void *p;
-        if ((s = map_aligned(m, sc, 2, path, &p))) return s;
-        out->scales = p;
-    }
     return map_aligned(m, t, weight_type_size(out->type), path, &out->data);
 }
 
@@ -302,7 +317,7 @@ static gpt2c_status get_matrix(gpt2c_model *m, const char *name, int d0, int d1,
  * widened copy otherwise. They are small. */
 static gpt2c_status get_vector(gpt2c_model *m, const char *name, int d0, const float **out) {
     gpt2_weight w;
-    gpt2c_status s = get_matrix(m, name, d0, 0, &w);
+    gpt2c_status s = get_matrix(m, name, d0, 0, MAT_PLAIN, &w);
     if (s) return s;
     if (w.type == WT_F32) {
         *out = w.data;
@@ -319,12 +334,12 @@ static gpt2c_status load_weights(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
     const int C = c->n_embd, F = c->n_inner;
     gpt2c_status s;
-    if ((s = get_matrix(m, "wte.weight", c->n_vocab, C, &m->wte)) ||
-        (s = get_matrix(m, "wpe.weight", c->n_ctx, C, &m->wpe)) || (s = get_vector(m, "ln_f.weight", C, &m->lnf_g)) ||
+    if ((s = get_matrix(m, "wte.weight", c->n_vocab, C, MAT_HEAD, &m->wte)) ||
+        (s = get_matrix(m, "wpe.weight", c->n_ctx, C, MAT_PLAIN, &m->wpe)) || (s = get_vector(m, "ln_f.weight", C, &m->lnf_g)) ||
         (s = get_vector(m, "ln_f.bias", C, &m->lnf_b)))
         return s;
     m->lm_head = m->wte;
-    if (find_tensor(m, "lm_head.weight", NULL) && (s = get_matrix(m, "lm_head.weight", c->n_vocab, C, &m->lm_head)))
+    if (find_tensor(m, "lm_head.weight", NULL) && (s = get_matrix(m, "lm_head.weight", c->n_vocab, C, MAT_HEAD, &m->lm_head)))
         return s;
     m->dtype = wtype_name(m->wte.type);
     for (int l = 0; l < c->n_layer; l++) {
@@ -335,7 +350,7 @@ static gpt2c_status load_weights(gpt2c_model *m) {
     if ((s = get_vector(m, n, d0, &L->field))) return s;
 #define M(field, suffix, d0, d1)                                   \
     snprintf(n, sizeof n, "h.%d.%s", l, suffix);                   \
-    if ((s = get_matrix(m, n, d0, d1, &L->field))) return s;
+    if ((s = get_matrix(m, n, d0, d1, MAT_CONV1D, &L->field))) return s;
         V(ln1_g, "ln_1.weight", C)
         V(ln1_b, "ln_1.bias", C)
         M(attn_w, "attn.c_attn.weight", C, 3 * C)
@@ -416,62 +431,90 @@ static gpt2c_status open_weights(gpt2c_model *m, const char *dir) {
     return s;
 }
 
-/* Bytes of one matrix as held: values, plus Q8's scales. */
-static size_t matrix_bytes(gpt2_weight w, size_t n) {
-    return n * weight_type_size(w.type) + (w.type == WT_Q8 ? n / GPT2_Q8_BLOCK * 2 : 0);
+/* Bytes of one (din, dout) matrix as held: values, plus Q8's padding and
+ * scales. */
+static size_t matrix_bytes(gpt2_weight w, size_t din, size_t dout) {
+    if (w.type == WT_Q8) return din * q8_padded(dout) + din / GPT2_Q8_BLOCK * q8_padded(dout) * 2;
+    return din * dout * weight_type_size(w.type);
 }
 
 /* The bytes of matrices one decoded token reads. */
 static size_t bytes_per_token(const gpt2c_model *m) {
     const size_t C = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
-    size_t b = matrix_bytes(m->lm_head, (size_t)m->cfg.n_vocab * C);
+    size_t b = matrix_bytes(m->lm_head, C, (size_t)m->cfg.n_vocab);
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const gpt2_layer *L = &m->layers[l];
-        b += matrix_bytes(L->attn_w, C * 3 * C) + matrix_bytes(L->attn_proj_w, C * C) + matrix_bytes(L->fc_w, C * F) +
-             matrix_bytes(L->fc_proj_w, F * C);
+        b += matrix_bytes(L->attn_w, C, 3 * C) + matrix_bytes(L->attn_proj_w, C, C) + matrix_bytes(L->fc_w, C, F) +
+             matrix_bytes(L->fc_proj_w, F, C);
     }
     return b;
 }
 
-/* Re-encodes a (rows, cols) matrix as `to`, row by row, into memory the
- * model owns. Q8: blocks of 32 along the row, scale = absmax / 127 stored as
- * f16, q = round-to-nearest-even(x / scale) -- the common 8-bit scheme. */
-static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t rows, size_t cols, gpt2_wtype to,
+/* Rows [k0, k0 + nk) of the product matrix W of a stored (d0, d1) matrix
+ * used as `use`, widened into out (nk, dout); tmp holds nk floats. */
+static void product_rows(gpt2_weight w, mat_use use, size_t d0, size_t d1, size_t k0, size_t nk, float *out,
+                         float *tmp) {
+    if (use != MAT_HEAD || w.type == WT_Q8) { /* W is the stored matrix, or Q8 already holds W */
+        const size_t dout = use == MAT_HEAD ? d0 : d1;
+        weight_to_f32(w, k0 * dout, nk * dout, out);
+        return;
+    }
+    for (size_t j = 0; j < d0; j++) { /* the head's W is the stored (V, C) matrix transposed */
+        weight_to_f32(w, j * d1 + k0, nk, tmp);
+        for (size_t k = 0; k < nk; k++) out[k * d0 + j] = tmp[k];
+    }
+}
+
+/* Re-encodes a stored (d0, d1) matrix as `to` into memory the model owns,
+ * going over its product matrix W (din, dout) 32 rows at a time. Q8: per
+ * block of 32 k of a column, scale = absmax / 127 kept as f16, q =
+ * round-half-even(x / scale) -- the common 8-bit scheme -- packed as
+ * kernels.h describes; other types keep the stored orientation. */
+static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, size_t d1, mat_use use, gpt2_wtype to,
                                    const char *what) {
     if (w->type == to) return GPT2C_OK;
-    if (to == WT_Q8 && cols % GPT2_Q8_BLOCK != 0)
-        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "q8 needs rows of a multiple of %d values; %s has %zu",
-                       GPT2_Q8_BLOCK, what, cols);
-    const size_t n = rows * cols;
-    gpt2_weight out = {.type = to};
-    void *data = own(m, n * weight_type_size(to));
-    uint16_t *scales = to == WT_Q8 ? own(m, n / GPT2_Q8_BLOCK * 2 + 2) : NULL;
-    float *row = malloc(cols * sizeof *row);
-    if (!data || (to == WT_Q8 && !scales) || !row) {
-        free(row);
+    const size_t din = use == MAT_HEAD ? d1 : d0, dout = use == MAT_HEAD ? d0 : d1, dpad = q8_padded(dout);
+    if (to == WT_Q8 && din % GPT2_Q8_BLOCK != 0)
+        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "q8 needs a multiple of %d inputs; %s has %zu",
+                       GPT2_Q8_BLOCK, what, din);
+    gpt2_weight out = {.type = to, .cols = (int)dout};
+    void *data = own(m, to == WT_Q8 ? din * dpad : din * dout * weight_type_size(to));
+    uint16_t *scales = to == WT_Q8 ? own(m, din / GPT2_Q8_BLOCK * dpad * 2) : NULL;
+    float *strip = malloc(GPT2_Q8_BLOCK * dout * sizeof *strip), tmp[GPT2_Q8_BLOCK];
+    if (!data || (to == WT_Q8 && !scales) || !strip) {
+        free(strip);
         return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory converting %s", what);
     }
-    for (size_t r = 0; r < rows; r++) {
-        weight_to_f32(*w, r * cols, cols, row);
-        for (size_t j = 0; j < cols; j++) {
-            size_t i = r * cols + j;
-            switch (to) {
-            case WT_F32: ((float *)data)[i] = row[j]; break;
-            case WT_F16: ((uint16_t *)data)[i] = f32_to_f16(row[j]); break;
-            case WT_BF16: ((uint16_t *)data)[i] = f32_to_bf16(row[j]); break;
-            case WT_Q8:
-                if (j % GPT2_Q8_BLOCK == 0) {
-                    float amax = 0.0f;
-                    for (int k = 0; k < GPT2_Q8_BLOCK; k++) amax = fmaxf(amax, fabsf(row[j + k]));
-                    float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-                    scales[i / GPT2_Q8_BLOCK] = f32_to_f16(d);
-                    for (int k = 0; k < GPT2_Q8_BLOCK; k++) ((int8_t *)data)[i + k] = (int8_t)lrintf(row[j + k] * id);
+    if (to == WT_Q8) { /* the padding columns: zeros */
+        memset(data, 0, din * dpad);
+        memset(scales, 0, din / GPT2_Q8_BLOCK * dpad * 2);
+    }
+    for (size_t k0 = 0; k0 < din; k0 += GPT2_Q8_BLOCK) {
+        const size_t nk = din - k0 < GPT2_Q8_BLOCK ? din - k0 : GPT2_Q8_BLOCK;
+        product_rows(*w, use, d0, d1, k0, nk, strip, tmp); // (nk, dout)
+        for (size_t j = 0; j < dout; j++) {
+            if (to == WT_Q8) {
+                float amax = 0.0f;
+                for (size_t k = 0; k < nk; k++) amax = fmaxf(amax, fabsf(strip[k * dout + j]));
+                float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+                scales[k0 / GPT2_Q8_BLOCK * dpad + j] = f32_to_f16(d);
+                for (size_t k = 0; k < nk; k++)
+                    ((int8_t *)data)[q8_index(k0 + k, j, dout)] = (int8_t)lrintf(strip[k * dout + j] * id);
+                continue;
+            }
+            for (size_t k = 0; k < nk; k++) {
+                const size_t i = use == MAT_HEAD ? j * din + k0 + k : (k0 + k) * dout + j; /* as stored */
+                const float x = strip[k * dout + j];
+                switch (to) {
+                case WT_F32: ((float *)data)[i] = x; break;
+                case WT_F16: ((uint16_t *)data)[i] = f32_to_f16(x); break;
+                case WT_BF16: ((uint16_t *)data)[i] = f32_to_bf16(x); break;
+                case WT_Q8: break; /* above */
                 }
-                break;
             }
         }
     }
-    free(row);
+    free(strip);
     out.data = data;
     out.scales = scales;
     *w = out;
@@ -488,15 +531,16 @@ static gpt2c_status convert_weights(gpt2c_model *m, const char *dtype) {
     const size_t C = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
     int tied = m->lm_head.data == m->wte.data;
     gpt2c_status s;
-    if ((s = convert_matrix(m, &m->wte, (size_t)m->cfg.n_vocab, C, to, "wte.weight"))) return s;
+    const size_t V = (size_t)m->cfg.n_vocab;
+    if ((s = convert_matrix(m, &m->wte, V, C, MAT_HEAD, to, "wte.weight"))) return s;
     if (tied) m->lm_head = m->wte;
-    else if ((s = convert_matrix(m, &m->lm_head, (size_t)m->cfg.n_vocab, C, to, "lm_head.weight"))) return s;
+    else if ((s = convert_matrix(m, &m->lm_head, V, C, MAT_HEAD, to, "lm_head.weight"))) return s;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         gpt2_layer *L = &m->layers[l];
-        if ((s = convert_matrix(m, &L->attn_w, C, 3 * C, to, "attn.c_attn.weight")) ||
-            (s = convert_matrix(m, &L->attn_proj_w, C, C, to, "attn.c_proj.weight")) ||
-            (s = convert_matrix(m, &L->fc_w, C, F, to, "mlp.c_fc.weight")) ||
-            (s = convert_matrix(m, &L->fc_proj_w, F, C, to, "mlp.c_proj.weight")))
+        if ((s = convert_matrix(m, &L->attn_w, C, 3 * C, MAT_CONV1D, to, "attn.c_attn.weight")) ||
+            (s = convert_matrix(m, &L->attn_proj_w, C, C, MAT_CONV1D, to, "attn.c_proj.weight")) ||
+            (s = convert_matrix(m, &L->fc_w, C, F, MAT_CONV1D, to, "mlp.c_fc.weight")) ||
+            (s = convert_matrix(m, &L->fc_proj_w, F, C, MAT_CONV1D, to, "mlp.c_proj.weight")))
             return s;
     }
     m->dtype = wtype_name(to);

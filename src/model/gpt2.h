@@ -46,10 +46,10 @@ struct gpt2c_model {
     int n_st;
     const char *weights_path; /* for messages: the file, or the index */
     char *dir;            /* the checkpoint folder it was loaded from */
-    gpt2_weight wte;      // (V, C)
+    gpt2_weight wte;      // (V, C); as Q8, the head's product matrix (C, V)
     gpt2_weight wpe;      // (P, C)
     const float *lnf_g, *lnf_b; // (C,)
-    gpt2_weight lm_head;  // (V, C): wte unless the checkpoint has lm_head.weight
+    gpt2_weight lm_head;  // (V, C) likewise: wte unless the checkpoint has lm_head.weight
     gpt2_layer *layers;   // (L,)
     void **owned;         /* copies: vectors widened to f32, misaligned matrices */
     int n_owned;
@@ -77,6 +77,8 @@ typedef struct gpt2_state {
     float *x, *h, *qkv, *att, *fc; // (max_tokens, C), (.., C), (.., 3C), (.., C), (.., F)
     float *scores;            // (n_threads, n_pos) attention scratch per thread
     float *tmp;               // (C,) embedding rows
+    int16_t *xq;              // (max_tokens, max din) a Q8 product's input rows, quantised
+    float *xd;                // (max_tokens, max din / 32) and their block scales
     float *part;              // (max din / GPT2_KBLOCK, max dout) decode partial sums
     float *head;              // (head_rows, V) LM-head output of a group of tokens
     int head_rows;

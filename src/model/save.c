@@ -61,14 +61,16 @@ static int add_vector(writer *w, const char *name, const float *v, int d0) {
     return add(w, name, "F32", 4, d0, 0, v);
 }
 
-/* A matrix in its present type; Q8 as I8 values plus an F16 NAME_scale. */
+/* A (d0, d1) matrix in its present type; Q8 as its packed I8 values,
+ * (din / 32, padded dout * 32), plus an F16 NAME_scale (din / 32, padded
+ * dout), the layout kernels.h describes and the loader maps. */
 static int add_matrix(writer *w, const char *name, gpt2_weight m, int d0, int d1) {
     static const char *const st[] = {"F32", "F16", "BF16", "I8"};
-    if (add(w, name, st[m.type], weight_type_size(m.type), d0, d1, m.data)) return -1;
-    if (m.type != WT_Q8) return 0;
+    if (m.type != WT_Q8) return add(w, name, st[m.type], weight_type_size(m.type), d0, d1, m.data);
+    const int64_t pad = (int64_t)q8_padded((size_t)m.cols), blocks = (int64_t)d0 * d1 / m.cols / GPT2_Q8_BLOCK;
     char s[96];
     snprintf(s, sizeof s, "%s_scale", name);
-    return add(w, s, "F16", 2, d0, d1 / GPT2_Q8_BLOCK, m.scales);
+    return add(w, name, "I8", 1, blocks, pad * GPT2_Q8_BLOCK, m.data) || add(w, s, "F16", 2, blocks, pad, m.scales);
 }
 
 static int collect(writer *w, const gpt2c_model *m) {
@@ -135,21 +137,31 @@ static char *header(const writer *w, const char *dtype, size_t *len) {
         json_decref(root), json_decref(meta);
         return NULL;
     }
-    json_object_set_new(meta, "format", json_string("pt"));
-    json_object_set_new(meta, "gpt2c_dtype", json_string(dtype));
+    /* Every insertion is checked: a header missing an entry would be a
+     * broken checkpoint, so out of memory fails the whole save. */
+    int bad = json_object_set_new(meta, "format", json_string("pt"));
+    bad |= json_object_set_new(meta, "gpt2c_dtype", json_string(dtype));
     if (!strcmp(dtype, "Q8"))
-        json_object_set_new(meta, "gpt2c_q8", json_string("int8 values in blocks of 32 along a row, each block's "
-                                                          "f16 scale (absmax / 127) in NAME_scale"));
-    json_object_set_new(root, "__metadata__", meta);
+        bad |= json_object_set_new(meta, "gpt2c_q8",
+                                   json_string("a matrix's product form W (din, dout) -- Conv1D weights as stored, "
+                                               "the head transposed -- in int8 blocks of 32 inputs with an f16 scale "
+                                               "(absmax / 127) each in NAME_scale (din / 32, dout padded to 16); "
+                                               "values packed in 512-byte chunks per block and group of 16 columns: "
+                                               "k pairs, columns, the pair's two k"));
+    bad |= json_object_set_new(root, "__metadata__", meta);
     size_t off = 0;
-    for (int i = 0; i < w->n; i++) {
+    for (int i = 0; i < w->n && !bad; i++) {
         const out_tensor *t = &w->t[i];
         json_t *shape = json_array();
-        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
-        json_object_set_new(root, t->name,
-                            json_pack("{s:s, s:o, s:[I, I]}", "dtype", t->dtype, "shape", shape, "data_offsets",
-                                      (json_int_t)off, (json_int_t)(off + t->nbytes)));
+        for (int d = 0; d < t->ndim; d++) bad |= json_array_append_new(shape, json_integer(t->shape[d]));
+        json_t *entry = json_pack("{s:s, s:o, s:[I, I]}", "dtype", t->dtype, "shape", shape, "data_offsets",
+                                  (json_int_t)off, (json_int_t)(off + t->nbytes));
+        bad |= !entry || json_object_set_new(root, t->name, entry);
         off += t->nbytes;
+    }
+    if (bad) {
+        json_decref(root);
+        return NULL;
     }
     char *json = json_dumps(root, JSON_COMPACT);
     json_decref(root);

@@ -3,8 +3,10 @@
  *  - BPE with the merge cache (warm, shared across inputs) against BPE
  *    without it: identical ids.
  *  - Every optimised kernel table this CPU runs against the plain C
- *    reference kernels, on shapes and values taken from the input: matmul
- *    (all weight types) and the LM-head product within the classic bound
+ *    reference kernels, on shapes and values taken from the input: the Q8
+ *    product bit for bit (and the reference within its input rounding of
+ *    the exact product), matmul (the other weight types) and the LM-head
+ *    product within the classic bound
  *    for f32 sums in another order (2 x din x 2^-23 x the sum of |terms|),
  *    layernorm within 1e-5 x sqrt(din) scaled by 1 / sqrt(var + eps), which
  *    amplifies the mean's rounding; and the
@@ -76,19 +78,21 @@ static void check_kernels(const uint8_t *data, size_t size) {
     if (size < 4) return;
     int n = 1 + data[0] % 7, din = 1 + data[1] % 160, dout = 1 + data[2] % 130;
     gpt2_wtype t = (gpt2_wtype)(data[3] % 4);
-    if (t == WT_Q8) dout = (dout + GPT2_Q8_BLOCK - 1) / GPT2_Q8_BLOCK * GPT2_Q8_BLOCK;
-    const size_t nw = (size_t)din * dout;
-    void *wd = malloc(nw * 4 + 4);
-    uint16_t *scales = malloc((nw / GPT2_Q8_BLOCK + 1) * sizeof *scales);
+    if (t == WT_Q8) din = (din + GPT2_Q8_BLOCK - 1) / GPT2_Q8_BLOCK * GPT2_Q8_BLOCK;
+    const size_t nw = (size_t)din * dout, dpad = q8_padded((size_t)dout);
+    void *wd = calloc((size_t)din * dpad * 4 + 4, 1);
+    uint16_t *scales = calloc((size_t)din / GPT2_Q8_BLOCK * dpad + 1, sizeof *scales);
     for (size_t i = 0; i < nw; i++) {
         float v = next_val(&s);
         if (t == WT_F32) ((float *)wd)[i] = v;
         else if (t == WT_F16) ((uint16_t *)wd)[i] = f32_to_f16(v);
         else if (t == WT_BF16) ((uint16_t *)wd)[i] = (uint16_t)(f32_bits(v) >> 16);
-        else ((int8_t *)wd)[i] = (int8_t)next_byte(&s);
+        else ((int8_t *)wd)[q8_index(i / (size_t)dout, i % (size_t)dout, (size_t)dout)] = (int8_t)next_byte(&s);
     }
-    for (size_t b = 0; b <= nw / GPT2_Q8_BLOCK; b++) scales[b] = f32_to_f16(0.001f + (float)next_byte(&s) / 4096.0f);
-    gpt2_weight w = {wd, t, scales};
+    if (t == WT_Q8)
+        for (size_t b = 0; b < (size_t)din / GPT2_Q8_BLOCK; b++)
+            for (int j = 0; j < dout; j++) scales[b * dpad + (size_t)j] = f32_to_f16(0.001f + (float)next_byte(&s) / 4096.0f);
+    gpt2_weight w = {wd, t, scales, dout};
     float *in = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
     float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
     float *one = malloc(sizeof(float) * (size_t)dout);
@@ -96,21 +100,52 @@ static void check_kernels(const uint8_t *data, size_t size) {
     for (int j = 0; j < dout; j++) bias[j] = next_val(&s);
     float *wf = malloc(sizeof(float) * nw);
     weight_to_f32(w, 0, nw, wf);
-    gpt2_kernels_generic.matmul(want, in, w, bias, n, din, dout, 0, dout);
-    for (int k = 0; k < n_tables; k++) {
-        tables[k]->matmul(got, in, w, bias, n, din, dout, 0, dout);
-        check_products(got, want, in, wf, bias, n, din, dout, 0);
-        /* The last row alone gives the same bits as in the batch. */
-        tables[k]->matmul(one, in + (size_t)(n - 1) * din, w, bias, 1, din, dout, 0, dout);
-        if (memcmp(one, got + (size_t)(n - 1) * dout, sizeof(float) * (size_t)dout) != 0) abort();
-    }
-    /* The LM-head product: w read as (dout, din). */
-    gpt2_kernels_generic.matmul_t(want, in, w, n, din, dout, 0, dout);
-    for (int k = 0; k < n_tables; k++) {
-        tables[k]->matmul_t(got, in, w, n, din, dout, 0, dout);
-        check_products(got, want, in, wf, NULL, n, din, dout, 1);
-        tables[k]->matmul_t(one, in, w, 1, din, dout, 0, dout);
-        if (memcmp(one, got, sizeof(float) * (size_t)dout) != 0) abort();
+    if (t == WT_Q8) {
+        /* The Q8 product: exact integer sums, so every table gives the
+         * reference's bits, in any column split; and the reference is
+         * within the 16-bit input rounding of the exact product. */
+        const int nb = din / GPT2_Q8_BLOCK, mid = GPT2_Q8_GROUP * (next_byte(&s) % (dout / GPT2_Q8_GROUP + 1));
+        int16_t *xq = malloc(sizeof(int16_t) * (size_t)n * din);
+        float *xd = malloc(sizeof(float) * (size_t)n * nb);
+        q8_quantize(xq, xd, in, n, din);
+        gpt2_kernels_generic.matmul_q8(want, xq, xd, w, bias, n, din, dout, 0, dout);
+        for (int k = 0; k < n_tables; k++) {
+            tables[k]->matmul_q8(got, xq, xd, w, bias, n, din, dout, 0, mid);
+            tables[k]->matmul_q8(got, xq, xd, w, bias, n, din, dout, mid, dout);
+            if (memcmp(got, want, sizeof(float) * (size_t)n * dout) != 0) abort();
+            tables[k]->matmul_q8(one, xq + (size_t)(n - 1) * din, xd + (size_t)(n - 1) * nb, w, bias, 1, din, dout, 0, dout);
+            if (memcmp(one, got + (size_t)(n - 1) * dout, sizeof(float) * (size_t)dout) != 0) abort();
+        }
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < dout; j++) {
+                double exact = bias[j], bound = 0, terms = fabs((double)bias[j]);
+                for (int k = 0; k < din; k++) {
+                    double x = in[(size_t)i * din + k], v = wf[(size_t)k * dout + j];
+                    exact += x * v;
+                    bound += 0.51 * xd[(size_t)i * nb + k / GPT2_Q8_BLOCK] * fabs(v);
+                    terms += fabs(x * v);
+                }
+                if (!(fabs(want[(size_t)i * dout + j] - exact) <= bound + 2.0 * (nb + 1) * 0x1p-23 * terms)) abort();
+            }
+        free(xq);
+        free(xd);
+    } else {
+        gpt2_kernels_generic.matmul(want, in, w, bias, n, din, dout, 0, dout);
+        for (int k = 0; k < n_tables; k++) {
+            tables[k]->matmul(got, in, w, bias, n, din, dout, 0, dout);
+            check_products(got, want, in, wf, bias, n, din, dout, 0);
+            /* The last row alone gives the same bits as in the batch. */
+            tables[k]->matmul(one, in + (size_t)(n - 1) * din, w, bias, 1, din, dout, 0, dout);
+            if (memcmp(one, got + (size_t)(n - 1) * dout, sizeof(float) * (size_t)dout) != 0) abort();
+        }
+        /* The LM-head product: w read as (dout, din). */
+        gpt2_kernels_generic.matmul_t(want, in, w, n, din, dout, 0, dout);
+        for (int k = 0; k < n_tables; k++) {
+            tables[k]->matmul_t(got, in, w, n, din, dout, 0, dout);
+            check_products(got, want, in, wf, NULL, n, din, dout, 1);
+            tables[k]->matmul_t(one, in, w, 1, din, dout, 0, dout);
+            if (memcmp(one, got, sizeof(float) * (size_t)dout) != 0) abort();
+        }
     }
     /* LayerNorm over rows of din, with gains and biases from the input. */
     float *g = malloc(sizeof(float) * (size_t)din), *be = malloc(sizeof(float) * (size_t)din);

@@ -2,7 +2,6 @@
  * which every AArch64 CPU has, half-precision conversions included). The
  * same source as the x86 kernels (../simd_impl.h) over NEON intrinsics. */
 #include <arm_neon.h>
-#include <string.h>
 
 typedef float32x4_t VEC;
 #define VW 4
@@ -27,16 +26,17 @@ typedef float32x4_t VEC;
 #define VSCALE2(p, n) \
     vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23)))
 #define VLOAD_F16(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(p))))
-#define VSET1_F16(h) vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16((uint16_t)(h))))
 #define VLOAD_BF16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)(p)), 16))
 
-/* Four int8 values widened to floats; reads exactly four bytes. */
-static inline VEC VLOAD_I8(const int8_t *p) {
-    int32_t w;
-    memcpy(&w, p, 4);
-    int16x8_t h = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(w)));
-    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
-}
+/* Q8: 8 int8 weights (4 columns x a k pair) widened to int16; the pairwise
+ * multiply-add is two widening multiplies and a pairwise add, exact. */
+typedef int32x4_t IVEC;
+typedef int16x8_t WVEC;
+#define IZERO() vdupq_n_s32(0)
+#define ILOAD_I8X2(p) vmovl_s8(vld1_s8(p))
+#define ISET1(v) vreinterpretq_s16_s32(vdupq_n_s32(v))
+#define IDOT(acc, w, x) vaddq_s32(acc, vpaddq_s32(vmull_s16(vget_low_s16(w), vget_low_s16(x)), vmull_high_s16(w, x)))
+#define ICVT(a) vcvtq_f32_s32(a)
 
 /* A fixed reduction order: halves folded down to one lane. */
 static inline float VREDUCE(VEC v) {

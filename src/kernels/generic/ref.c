@@ -19,9 +19,40 @@ void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out) {
         case WT_F32: memcpy(&out[i], p + 4 * i, 4); break;
         case WT_F16: memcpy(&h, p + 2 * i, 2); out[i] = f16_to_f32(h); break;
         case WT_BF16: memcpy(&h, p + 2 * i, 2); out[i] = bf16_to_f32(h); break;
-        case WT_Q8: out[i] = (float)(int8_t)p[i] * f16_to_f32(w.scales[(at + i) / GPT2_Q8_BLOCK]); break;
+        case WT_Q8: {
+            size_t k = (at + i) / (size_t)w.cols, j = (at + i) % (size_t)w.cols;
+            int8_t q = ((const int8_t *)w.data)[q8_index(k, j, (size_t)w.cols)];
+            out[i] = (float)q * f16_to_f32(w.scales[k / GPT2_Q8_BLOCK * q8_padded((size_t)w.cols) + j]);
+            break;
+        }
         }
     }
+}
+
+void q8_quantize(int16_t *xq, float *xd, const float *x, int n, int din) {
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < din / GPT2_Q8_BLOCK; b++) {
+            const float *xb = x + (size_t)i * din + b * GPT2_Q8_BLOCK;
+            int16_t *qb = xq + (size_t)i * din + b * GPT2_Q8_BLOCK;
+            float amax = 0.0f;
+            int finite = 1;
+            for (int k = 0; k < GPT2_Q8_BLOCK; k++) {
+                finite &= isfinite(xb[k]) != 0;
+                amax = fmaxf(amax, fabsf(xb[k]));
+            }
+            float *d = xd + (size_t)i * (din / GPT2_Q8_BLOCK) + b;
+            /* NaN for a NaN or an infinity, passed on by the product; a block
+             * whose largest value is below 1e-30 counts as zeros (32767 /
+             * absmax would overflow below about 1e-34). */
+            if (!finite || amax < 1e-30f) {
+                *d = finite ? 0.0f : NAN;
+                for (int k = 0; k < GPT2_Q8_BLOCK; k++) qb[k] = 0;
+                continue;
+            }
+            const float id = 32767.0f / amax;
+            *d = amax / 32767.0f;
+            for (int k = 0; k < GPT2_Q8_BLOCK; k++) qb[k] = (int16_t)lrintf(xb[k] * id); /* |x id| <= 32767 */
+        }
 }
 
 static float weight_at(gpt2_weight w, size_t i) {
@@ -60,6 +91,14 @@ static void matmul_t_ref(float *out, const float *in, gpt2_weight w, int n, int 
             out[(size_t)i * dout + v] = s;
         }
     }
+}
+
+static void matmul_q8_ref(float *out, const int16_t *xq, const float *xd, gpt2_weight w, const float *bias, int n,
+                          int din, int dout, int j0, int j1) {
+    for (int i = 0; i < n; i++)
+        for (int j = j0; j < j1; j++)
+            out[(size_t)i * dout + j] = q8_dot_column(xq + (size_t)i * din, xd + (size_t)i * (din / GPT2_Q8_BLOCK), w,
+                                                      din, dout, j, bias ? bias[j] : 0.0f);
 }
 
 static void layernorm_ref(float *out, const float *in, const float *g, const float *b, int n, int d, float eps) {
@@ -130,6 +169,7 @@ const gpt2_kernels gpt2_kernels_generic = {
     .matmul = matmul_ref,
     .matmul_part = matmul_part_ref,
     .matmul_t = matmul_t_ref,
+    .matmul_q8 = matmul_q8_ref,
     .layernorm = layernorm_ref,
     .activation = activation_ref,
     .attention = attention_ref,

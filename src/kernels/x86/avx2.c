@@ -23,11 +23,18 @@ typedef __m256 VEC;
 #define VSCALE2(p, n) \
     _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
 #define VLOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-/* One f16 (a Q8 block scale) in every lane, converted by F16C: exact. */
-#define VSET1_F16(h) _mm256_cvtph_ps(_mm_set1_epi16((short)(h)))
-#define VLOAD_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 #define VLOAD_BF16(p) \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+
+/* Q8: 16 int8 weights (8 columns x a k pair) widened to int16, and the
+ * pairwise multiply-add into 8 int32 lanes, exact. */
+typedef __m256i IVEC;
+typedef __m256i WVEC;
+#define IZERO() _mm256_setzero_si256()
+#define ILOAD_I8X2(p) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p)))
+#define ISET1(v) _mm256_set1_epi32(v)
+#define IDOT(acc, w, x) _mm256_add_epi32(acc, _mm256_madd_epi16(w, x))
+#define ICVT(a) _mm256_cvtepi32_ps(a)
 
 static inline float VREDUCE(__m256 v) {
     __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -7,6 +7,7 @@ typedef __m512 VEC;
 #define VW 16
 #define NV 3 /* a tile is 8 rows x 3 vectors: 24 accumulators of 32 registers */
 #define MR 8
+#define MRQ 8
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VSET1(x) _mm512_set1_ps(x)
@@ -25,11 +26,18 @@ typedef __m512 VEC;
 #define VROUND(a) _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define VSCALE2(p, n) _mm512_scalef_ps(p, n)
 #define VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-/* One f16 (a Q8 block scale) in every lane, converted by F16C: exact. */
-#define VSET1_F16(h) _mm512_cvtph_ps(_mm256_set1_epi16((short)(h)))
-#define VLOAD_I8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
 #define VLOAD_BF16(p) \
     _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+
+/* Q8: 32 int8 weights (16 columns x a k pair) widened to int16, and the
+ * pairwise multiply-add into 16 int32 lanes, exact. */
+typedef __m512i IVEC;
+typedef __m512i WVEC;
+#define IZERO() _mm512_setzero_si512()
+#define ILOAD_I8X2(p) _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(p)))
+#define ISET1(v) _mm512_set1_epi32(v)
+#define IDOT(acc, w, x) _mm512_add_epi32(acc, _mm512_madd_epi16(w, x))
+#define ICVT(a) _mm512_cvtepi32_ps(a)
 
 /* A fixed reduction order: halves folded down to one lane. */
 static inline float VREDUCE(__m512 v) {
