@@ -289,36 +289,36 @@ static void FN(matmul_t)(float *out, const float *in, gpt2_weight w, int n, int 
 
 /* Block b of R rows (a compile-time count) x one group of columns at j:
  * exact integer sums over the block's 16 k pairs, then one fma per output
- * with the block's scales, as q8_dot_column. xb[r] is row r's block. */
-static inline __attribute__((always_inline)) void q8_tile(float *out, const int16_t *const *xb, const float *xd,
+ * with the block's scales, as q8_dot_column. xb is row 0's block; rows are
+ * din apart. */
+static inline __attribute__((always_inline)) void q8_tile(float *out, const int16_t *xb, const float *xd,
                                                           const int8_t *chunk, const uint16_t *sc, const int R,
-                                                          int dout, int nb, int j) {
-    IVEC acc[MRQ][QV];
+                                                          int din, int dout, int nb, int j) {
+    /* The chunk widened once (16 vectors of AVX-512 registers), then each
+     * row's sums over it. */
+    WVEC wv[GPT2_Q8_BLOCK / 2][QV];
     UNROLL
-    for (int r = 0; r < R; r++)
+    for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++)
         UNROLL
-        for (int c = 0; c < QV; c++) acc[r][c] = IZERO();
+        for (int c = 0; c < QV; c++) wv[p][c] = ILOAD_I8X2(chunk + p * 2 * GPT2_Q8_GROUP + c * 2 * VW);
     UNROLL
-    for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++) {
-        WVEC wv[QV];
+    for (int r = 0; r < R; r++) {
+        IVEC acc[QV];
         UNROLL
-        for (int c = 0; c < QV; c++) wv[c] = ILOAD_I8X2(chunk + p * 2 * GPT2_Q8_GROUP + c * 2 * VW);
+        for (int c = 0; c < QV; c++) acc[c] = IZERO();
         UNROLL
-        for (int r = 0; r < R; r++) {
+        for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++) {
             int32_t pair; /* xq[2p] in the low half, as the weights' k order */
-            memcpy(&pair, xb[r] + 2 * p, sizeof pair);
+            memcpy(&pair, xb + (size_t)r * din + 2 * p, sizeof pair);
             const WVEC xp = ISET1(pair);
             UNROLL
-            for (int c = 0; c < QV; c++) acc[r][c] = IDOT(acc[r][c], wv[c], xp);
+            for (int c = 0; c < QV; c++) acc[c] = IDOT(acc[c], wv[p][c], xp);
         }
-    }
-    UNROLL
-    for (int c = 0; c < QV; c++) {
-        const VEC s = VLOAD_F16(sc + c * VW);
+        const VEC dr = VSET1(xd[(size_t)r * nb]);
         UNROLL
-        for (int r = 0; r < R; r++) {
+        for (int c = 0; c < QV; c++) {
             float *o = out + (size_t)r * dout + j + c * VW;
-            VSTORE(o, VFMA(ICVT(acc[r][c]), VMUL(s, VSET1(xd[(size_t)r * nb])), VLOAD(o)));
+            VSTORE(o, VFMA(ICVT(acc[c]), VMUL(VLOAD_F16(sc + c * VW), dr), VLOAD(o)));
         }
     }
 }
@@ -373,27 +373,26 @@ static void FN(matmul_q8)(float *out, const int16_t *xq, const float *xd, gpt2_w
     if (n == 1) q8_row(out, xq, xd, w, din, dout, j0, jg);
     else
         for (int b = 0; b < nb; b++)
-            for (int j = j0; j < jg; j += GPT2_Q8_GROUP) {
-                const int8_t *chunk = (const int8_t *)w.data + ((size_t)b * groups + (size_t)j / GPT2_Q8_GROUP) *
+            for (int i = 0; i < n; i += MRQ) {
+                const int R = n - i < MRQ ? n - i : MRQ;
+                const int16_t *xb = xq + (size_t)i * din + b * GPT2_Q8_BLOCK;
+                float *o = out + (size_t)i * dout;
+                const float *d = xd + (size_t)i * nb + b;
+                const int8_t *chunk = (const int8_t *)w.data + ((size_t)b * groups + (size_t)j0 / GPT2_Q8_GROUP) *
                                                                    (GPT2_Q8_BLOCK * GPT2_Q8_GROUP);
-                const uint16_t *sc = w.scales + (size_t)b * dpad + (size_t)j;
-                for (int i = 0; i < n; i += MRQ) {
-                    const int R = n - i < MRQ ? n - i : MRQ;
-                    const int16_t *xb[MRQ];
-                    for (int r = 0; r < R; r++) xb[r] = xq + (size_t)(i + r) * din + b * GPT2_Q8_BLOCK;
-                    float *o = out + (size_t)i * dout;
-                    const float *d = xd + (size_t)i * nb + b;
+                for (int j = j0; j < jg; j += GPT2_Q8_GROUP, chunk += GPT2_Q8_BLOCK * GPT2_Q8_GROUP) {
+                    const uint16_t *sc = w.scales + (size_t)b * dpad + (size_t)j;
                     switch (R) {
-                    case 1: q8_tile(o, xb, d, chunk, sc, 1, dout, nb, j); break;
-                    case 2: q8_tile(o, xb, d, chunk, sc, 2, dout, nb, j); break;
-                    case 3: q8_tile(o, xb, d, chunk, sc, 3, dout, nb, j); break;
+                    case 1: q8_tile(o, xb, d, chunk, sc, 1, din, dout, nb, j); break;
+                    case 2: q8_tile(o, xb, d, chunk, sc, 2, din, dout, nb, j); break;
+                    case 3: q8_tile(o, xb, d, chunk, sc, 3, din, dout, nb, j); break;
 #if MRQ > 4
-                    case 4: q8_tile(o, xb, d, chunk, sc, 4, dout, nb, j); break;
-                    case 5: q8_tile(o, xb, d, chunk, sc, 5, dout, nb, j); break;
-                    case 6: q8_tile(o, xb, d, chunk, sc, 6, dout, nb, j); break;
-                    case 7: q8_tile(o, xb, d, chunk, sc, 7, dout, nb, j); break;
+                    case 4: q8_tile(o, xb, d, chunk, sc, 4, din, dout, nb, j); break;
+                    case 5: q8_tile(o, xb, d, chunk, sc, 5, din, dout, nb, j); break;
+                    case 6: q8_tile(o, xb, d, chunk, sc, 6, din, dout, nb, j); break;
+                    case 7: q8_tile(o, xb, d, chunk, sc, 7, din, dout, nb, j); break;
 #endif
-                    default: q8_tile(o, xb, d, chunk, sc, MRQ, dout, nb, j); break;
+                    default: q8_tile(o, xb, d, chunk, sc, MRQ, din, dout, nb, j); break;
                     }
                 }
             }
