@@ -62,14 +62,16 @@ def head(k):
 
 def unpack_q8(packed, scale, k, shape):
     """The values a q8 tensor holds, in the stored orientation `shape`: W (din, dout) -- the
-    matrix, or the head's transpose -- packed in 512-byte chunks per block of 32 inputs and group
-    of 16 outputs (k pairs, outputs, the pair's two k), scales (din / 32, dout padded to 16)."""
+    matrix, or the head's transpose -- in 512-byte chunks per block of 32 inputs and group of 16
+    outputs (k pairs, outputs, the pair's two k), one tensor row per group (dout padded to 16)
+    with its blocks in order; scales (group; block, output)."""
     din, dout = (shape[1], shape[0]) if head(k) else shape
-    nb, dpad = din // 32, (dout + 15) // 16 * 16
-    assert packed.shape == (nb, dpad * 32) and scale.shape == (nb, dpad), (k, packed.shape, scale.shape)
-    q = packed.reshape(nb, dpad // 16, 16, 16, 2).transpose(0, 2, 4, 1, 3).reshape(din, dpad)
-    assert not q[:, dout:].any() and not scale[:, dout:].any(), k  # the padding is zeros
-    w = (q * np.repeat(scale, 32, axis=0))[:, :dout]
+    nb, groups = din // 32, (dout + 15) // 16
+    assert packed.shape == (groups, din * 16) and scale.shape == (groups, nb * 16), (k, packed.shape, scale.shape)
+    q = packed.reshape(groups, nb, 16, 16, 2).transpose(1, 2, 4, 0, 3).reshape(din, groups * 16)
+    s = scale.reshape(groups, nb, 16).transpose(1, 0, 2).reshape(nb, groups * 16)
+    assert not q[:, dout:].any() and not s[:, dout:].any(), k  # the padding is zeros
+    w = (q * np.repeat(s, 32, axis=0))[:, :dout]
     return w.T if head(k) else w
 
 
@@ -144,7 +146,7 @@ for name, edit in (("no-scale", lambda h: h.pop(scale)),
                    ("scale-bf16", lambda h: h[scale].update(dtype="BF16")),
                    ("scale-shape", lambda h: h[scale].update(shape=[h[scale]["shape"][1], h[scale]["shape"][0]]))):
     r = run("info", "-m", edited_copy(name, edit))
-    check(r.returncode == 1 and "h.0.mlp.c_fc.weight_scale' of shape [2, 256]" in r.stderr,
+    check(r.returncode == 1 and "h.0.mlp.c_fc.weight_scale' of shape [16, 32]" in r.stderr,
           f"q8 {name}: {r.returncode} {r.stderr.strip()}")
 
 # Injected I/O errors: a write() failing half way through model.safetensors, and a failing

@@ -63,7 +63,7 @@ static void test_matmul(void **state) {
         if (trial < 4) n = 1, din = 768, dout = 2304; /* a real decode shape */
         gpt2_wtype t = (gpt2_wtype)(trial % 3); /* Q8 has its own product: test_matmul_q8 */
         void *wd = make_weights(t, (size_t)din * dout);
-        gpt2_weight w = {wd, t, NULL, 0};
+        gpt2_weight w = {wd, t, NULL, 0, 0};
         float *in = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
         float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
         for (int i = 0; i < n * din; i++) in[i] = frand();
@@ -101,7 +101,7 @@ static void test_matmul_t(void **state) {
         int n = irand(1, 6), din = irand(1, 300), dout = irand(1, 150);
         gpt2_wtype t = (gpt2_wtype)(trial % 3); /* Q8 has its own product: test_matmul_q8 */
         void *wd = make_weights(t, (size_t)din * dout);
-        gpt2_weight w = {wd, t, NULL, 0};
+        gpt2_weight w = {wd, t, NULL, 0, 0};
         float *in = malloc(sizeof(float) * (size_t)n * din);
         float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
         for (int i = 0; i < n * din; i++) in[i] = frand();
@@ -168,7 +168,7 @@ static void test_attention(void **state) {
         unsigned char *kv = make_weights(t, (size_t)T * stride * 2);
         float *want = malloc(sizeof(float) * (size_t)hd), *got = malloc(sizeof(float) * (size_t)hd), *sc = malloc(sizeof(float) * (size_t)T);
         for (int i = 0; i < hd; i++) q[i] = 2 * frand();
-        gpt2_weight k = {kv, t, NULL, 0}, v = {kv + (size_t)T * stride * weight_type_size(t), t, NULL, 0};
+        gpt2_weight k = {kv, t, NULL, 0, 0}, v = {kv + (size_t)T * stride * weight_type_size(t), t, NULL, 0, 0};
         gpt2_kernels_generic.attention(want, q, k, v, T, hd, (size_t)stride, 8.0f, sc);
         for (int j = 1; j < n_tables; j++) {
             tables[j]->attention(got, q, k, v, T, hd, (size_t)stride, 8.0f, sc);
@@ -192,7 +192,7 @@ static void test_matmul_part(void **state) {
         int din = irand(1, 400), dout = irand(1, 100);
         gpt2_wtype t = (gpt2_wtype)(trial % 3); /* Q8 has its own product: test_matmul_q8 */
         void *wd = make_weights(t, (size_t)din * dout);
-        gpt2_weight w = {wd, t, NULL, 0};
+        gpt2_weight w = {wd, t, NULL, 0, 0};
         int blocks = (din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
         float *x = malloc(sizeof(float) * (size_t)din), *bias = malloc(sizeof(float) * (size_t)dout);
         float *part = malloc(sizeof(float) * (size_t)blocks * dout), *a = malloc(sizeof(float) * (size_t)dout),
@@ -227,10 +227,11 @@ static gpt2_weight make_q8(int din, int dout) {
     int8_t *q = calloc((size_t)din * dpad, 1);
     uint16_t *sc = calloc((size_t)din / GPT2_Q8_BLOCK * dpad, sizeof *sc);
     for (int k = 0; k < din; k++)
-        for (int j = 0; j < dout; j++) q[q8_index((size_t)k, (size_t)j, (size_t)dout)] = (int8_t)(frand() * 127.0f);
-    for (int b = 0; b < din / GPT2_Q8_BLOCK; b++)
-        for (int j = 0; j < dout; j++) sc[(size_t)b * dpad + j] = f32_to_f16(0.001f + 0.02f * (frand() + 1.0f));
-    return (gpt2_weight){q, WT_Q8, sc, dout};
+        for (int j = 0; j < dout; j++) q[q8_index((size_t)k, (size_t)j, (size_t)din)] = (int8_t)(frand() * 127.0f);
+    for (int k = 0; k < din; k += GPT2_Q8_BLOCK)
+        for (int j = 0; j < dout; j++)
+            sc[q8_scale_index((size_t)k, (size_t)j, (size_t)din)] = f32_to_f16(0.001f + 0.02f * (frand() + 1.0f));
+    return (gpt2_weight){q, WT_Q8, sc, din, dout};
 }
 
 /* Inputs whose blocks span magnitudes from 1e-3 to 1e3, with some blocks of

@@ -283,124 +283,87 @@ static void FN(matmul_t)(float *out, const float *in, gpt2_weight w, int n, int 
 #define MRQ 4
 #endif
 #define QV (GPT2_Q8_GROUP / VW) /* vectors in a group of columns */
-#ifndef Q8_PREFETCH
-#define Q8_PREFETCH 4096 /* bytes ahead in the decode stream */
-#endif
 
-/* Block b of R rows (a compile-time count) x one group of columns at j:
- * exact integer sums over the block's 16 k pairs, then one fma per output
- * with the block's scales, as q8_dot_column. xb is row 0's block; rows are
- * din apart. */
+/* R rows (a compile-time count) x the group of columns at j, over all
+ * blocks: for each block, the chunk widened once, then each row's exact
+ * integer sums over its 16 k pairs and one fma per output with the block's
+ * scales, as q8_dot_column; the outputs stay in registers from the first
+ * block to the last. xb is row 0's inputs and xd its block scales; rows are
+ * din and nb apart. */
 static inline __attribute__((always_inline)) void q8_tile(float *out, const int16_t *xb, const float *xd,
                                                           const int8_t *chunk, const uint16_t *sc, const int R,
-                                                          int din, int dout, int nb, int j) {
-    /* The chunk widened once (16 vectors of AVX-512 registers), then each
-     * row's sums over it. */
-    WVEC wv[GPT2_Q8_BLOCK / 2][QV];
+                                                          int din, int dout, int j) {
+    const int nb = din / GPT2_Q8_BLOCK;
+    VEC acc[MRQ][QV];
     UNROLL
-    for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++)
+    for (int r = 0; r < R; r++)
         UNROLL
-        for (int c = 0; c < QV; c++) wv[p][c] = ILOAD_I8X2(chunk + p * 2 * GPT2_Q8_GROUP + c * 2 * VW);
-    UNROLL
-    for (int r = 0; r < R; r++) {
-        IVEC acc[QV];
+        for (int c = 0; c < QV; c++) acc[r][c] = VLOAD(out + (size_t)r * dout + j + c * VW);
+    for (int b = 0; b < nb; b++, chunk += GPT2_Q8_CHUNK, sc += GPT2_Q8_GROUP) {
+        WVEC wv[GPT2_Q8_BLOCK / 2][QV];
         UNROLL
-        for (int c = 0; c < QV; c++) acc[c] = IZERO();
-        UNROLL
-        for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++) {
-            int32_t pair; /* xq[2p] in the low half, as the weights' k order */
-            memcpy(&pair, xb + (size_t)r * din + 2 * p, sizeof pair);
-            const WVEC xp = ISET1(pair);
+        for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++)
             UNROLL
-            for (int c = 0; c < QV; c++) acc[c] = IDOT(acc[c], wv[p][c], xp);
-        }
-        const VEC dr = VSET1(xd[(size_t)r * nb]);
+            for (int c = 0; c < QV; c++) wv[p][c] = ILOAD_I8X2(chunk + p * 2 * GPT2_Q8_GROUP + c * 2 * VW);
         UNROLL
-        for (int c = 0; c < QV; c++) {
-            float *o = out + (size_t)r * dout + j + c * VW;
-            VSTORE(o, VFMA(ICVT(acc[c]), VMUL(VLOAD_F16(sc + c * VW), dr), VLOAD(o)));
-        }
-    }
-}
-
-/* One input row (decode), groups [j0, jg): the block's 16 pairs of inputs
- * are broadcast once and serve every group of columns. */
-static void q8_row(float *out, const int16_t *xq, const float *xd, gpt2_weight w, int din, int dout, int j0, int jg) {
-    const size_t dpad = q8_padded((size_t)dout), groups = dpad / GPT2_Q8_GROUP;
-    for (int b = 0; b < din / GPT2_Q8_BLOCK; b++) {
-        WVEC xp[GPT2_Q8_BLOCK / 2];
-        UNROLL
-        for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++) {
-            int32_t pair;
-            memcpy(&pair, xq + b * GPT2_Q8_BLOCK + 2 * p, sizeof pair);
-            xp[p] = ISET1(pair);
-        }
-        const VEC d = VSET1(xd[b]);
-        const int8_t *chunk = (const int8_t *)w.data + ((size_t)b * groups + (size_t)j0 / GPT2_Q8_GROUP) *
-                                                           (GPT2_Q8_BLOCK * GPT2_Q8_GROUP);
-        const uint16_t *sc = w.scales + (size_t)b * dpad;
-        for (int j = j0; j < jg; j += GPT2_Q8_GROUP, chunk += GPT2_Q8_BLOCK * GPT2_Q8_GROUP) {
-            /* Well ahead of the stream: the sums leave the loads too few in
-             * flight for the hardware prefetcher alone (measured 1.1x). */
+        for (int r = 0; r < R; r++) {
+            IVEC isum[QV];
             UNROLL
-            for (int l = 0; l < GPT2_Q8_BLOCK * GPT2_Q8_GROUP; l += 64) __builtin_prefetch(chunk + Q8_PREFETCH + l);
-            IVEC acc[QV];
+            for (int c = 0; c < QV; c++) isum[c] = IZERO();
             UNROLL
-            for (int c = 0; c < QV; c++) acc[c] = IZERO();
-            UNROLL
-            for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++)
+            for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++) {
+                int32_t pair; /* xq[2p] in the low half, as the weights' k order */
+                memcpy(&pair, xb + (size_t)r * din + b * GPT2_Q8_BLOCK + 2 * p, sizeof pair);
+                const WVEC xp = ISET1(pair);
                 UNROLL
-                for (int c = 0; c < QV; c++)
-                    acc[c] = IDOT(acc[c], ILOAD_I8X2(chunk + p * 2 * GPT2_Q8_GROUP + c * 2 * VW), xp[p]);
-            UNROLL
-            for (int c = 0; c < QV; c++) {
-                float *o = out + j + c * VW;
-                VSTORE(o, VFMA(ICVT(acc[c]), VMUL(VLOAD_F16(sc + j + c * VW), d), VLOAD(o)));
+                for (int c = 0; c < QV; c++) isum[c] = IDOT(isum[c], wv[p][c], xp);
             }
+            const VEC dr = VSET1(xd[(size_t)r * nb + b]);
+            UNROLL
+            for (int c = 0; c < QV; c++) acc[r][c] = VFMA(ICVT(isum[c]), VMUL(VLOAD_F16(sc + c * VW), dr), acc[r][c]);
         }
     }
+    UNROLL
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int c = 0; c < QV; c++) VSTORE(out + (size_t)r * dout + j + c * VW, acc[r][c]);
 }
 
-/* Blocks outside, then groups of columns, then tiles of rows: the weights
- * stream in storage order and each chunk is read from memory once. */
+/* Group by group of columns, each over tiles of rows: a group's chunks are
+ * one contiguous run, read from memory once and from L1/L2 for the next
+ * tile of rows; a thread's range of columns is one stream. */
 static void FN(matmul_q8)(float *out, const int16_t *xq, const float *xd, gpt2_weight w, const float *bias, int n,
                           int din, int dout, int j0, int j1) {
     const int jg = j0 + (j1 - j0) / GPT2_Q8_GROUP * GPT2_Q8_GROUP; /* [j0, jg) in whole groups */
     const int nb = din / GPT2_Q8_BLOCK;
-    const size_t dpad = q8_padded((size_t)dout), groups = dpad / GPT2_Q8_GROUP;
     for (int i = 0; i < n; i++)
         for (int j = j0; j < jg; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
-    if (n == 1) q8_row(out, xq, xd, w, din, dout, j0, jg);
-    else
-        for (int b = 0; b < nb; b++)
-            for (int i = 0; i < n; i += MRQ) {
-                const int R = n - i < MRQ ? n - i : MRQ;
-                const int16_t *xb = xq + (size_t)i * din + b * GPT2_Q8_BLOCK;
-                float *o = out + (size_t)i * dout;
-                const float *d = xd + (size_t)i * nb + b;
-                const int8_t *chunk = (const int8_t *)w.data + ((size_t)b * groups + (size_t)j0 / GPT2_Q8_GROUP) *
-                                                                   (GPT2_Q8_BLOCK * GPT2_Q8_GROUP);
-                for (int j = j0; j < jg; j += GPT2_Q8_GROUP, chunk += GPT2_Q8_BLOCK * GPT2_Q8_GROUP) {
-                    const uint16_t *sc = w.scales + (size_t)b * dpad + (size_t)j;
-                    switch (R) {
-                    case 1: q8_tile(o, xb, d, chunk, sc, 1, din, dout, nb, j); break;
-                    case 2: q8_tile(o, xb, d, chunk, sc, 2, din, dout, nb, j); break;
-                    case 3: q8_tile(o, xb, d, chunk, sc, 3, din, dout, nb, j); break;
+    for (int j = j0; j < jg; j += GPT2_Q8_GROUP) {
+        const int8_t *chunk = (const int8_t *)w.data + q8_index(0, (size_t)j, (size_t)din);
+        const uint16_t *sc = w.scales + q8_scale_index(0, (size_t)j, (size_t)din);
+        for (int i = 0; i < n; i += MRQ) {
+            float *o = out + (size_t)i * dout;
+            const int16_t *xb = xq + (size_t)i * din;
+            const float *d = xd + (size_t)i * nb;
+            switch (n - i < MRQ ? n - i : MRQ) {
+            case 1: q8_tile(o, xb, d, chunk, sc, 1, din, dout, j); break;
+            case 2: q8_tile(o, xb, d, chunk, sc, 2, din, dout, j); break;
+            case 3: q8_tile(o, xb, d, chunk, sc, 3, din, dout, j); break;
 #if MRQ > 4
-                    case 4: q8_tile(o, xb, d, chunk, sc, 4, din, dout, nb, j); break;
-                    case 5: q8_tile(o, xb, d, chunk, sc, 5, din, dout, nb, j); break;
-                    case 6: q8_tile(o, xb, d, chunk, sc, 6, din, dout, nb, j); break;
-                    case 7: q8_tile(o, xb, d, chunk, sc, 7, din, dout, nb, j); break;
+            case 4: q8_tile(o, xb, d, chunk, sc, 4, din, dout, j); break;
+            case 5: q8_tile(o, xb, d, chunk, sc, 5, din, dout, j); break;
+            case 6: q8_tile(o, xb, d, chunk, sc, 6, din, dout, j); break;
+            case 7: q8_tile(o, xb, d, chunk, sc, 7, din, dout, j); break;
 #endif
-                    default: q8_tile(o, xb, d, chunk, sc, MRQ, din, dout, nb, j); break;
-                    }
-                }
+            default: q8_tile(o, xb, d, chunk, sc, MRQ, din, dout, j); break;
             }
+        }
+    }
     /* A last group cut short by dout: the scalar form of the same sums. */
     for (int i = 0; i < n; i++)
         for (int j = jg; j < j1; j++)
-            out[(size_t)i * dout + j] = q8_dot_column(xq + (size_t)i * din, xd + (size_t)i * nb, w, din, dout, j,
-                                                      bias ? bias[j] : 0.0f);
+            out[(size_t)i * dout + j] =
+                q8_dot_column(xq + (size_t)i * din, xd + (size_t)i * nb, w, din, j, bias ? bias[j] : 0.0f);
 }
 
 /* --------------------------------------------------------------- elementwise */

@@ -185,7 +185,7 @@ static void par_run(void *ctx, int ith, int nth) {
             int i = u / H, hh = u % H, tok = p->i0 + i;
             /* This head's keys and values in the token's slot of this layer. */
             const size_t at = ((size_t)p->layer * layer_stride + (size_t)p->b->slot[tok] * slot_stride + (size_t)hh * hd) * esz;
-            const gpt2_weight kw = {kc + at, p->s->kv_type, NULL, 0}, vw = {vc + at, p->s->kv_type, NULL, 0};
+            const gpt2_weight kw = {kc + at, p->s->kv_type, NULL, 0, 0}, vw = {vc + at, p->s->kv_type, NULL, 0, 0};
             k->attention(p->s->att + (size_t)i * C + hh * hd, p->s->qkv + (size_t)i * 3 * C + hh * hd, kw, vw,
                          p->b->pos[tok] + 1, hd, (size_t)C, p->scale, scores);
         }

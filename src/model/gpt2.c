@@ -275,24 +275,27 @@ static gpt2c_status map_aligned(gpt2c_model *m, const st_tensor *t, size_t align
  * says what its Q8 form holds (kernels.h). */
 typedef enum { MAT_PLAIN, MAT_CONV1D, MAT_HEAD } mat_use;
 
-/* The Q8 form of a matrix: an I8 tensor of the packed values, shape
- * (din / 32, padded dout * 32), and an F16 tensor NAME_scale of shape
- * (din / 32, padded dout), as gpt2c_model_save writes them. */
+/* The Q8 form of a matrix: an I8 tensor of the packed values, one row per
+ * group of 16 columns, shape (padded dout / 16, din * 16), and an F16
+ * tensor NAME_scale of shape (padded dout / 16, din / 2), as
+ * gpt2c_model_save writes them (kernels.h has the layout). */
 static gpt2c_status get_q8(gpt2c_model *m, const char *name, const st_tensor *t, const char *path, int din, int dout,
                            gpt2_weight *out) {
-    const int64_t nb = din / GPT2_Q8_BLOCK, pad = (int64_t)q8_padded((size_t)dout);
+    const int64_t groups = (int64_t)q8_padded((size_t)dout) / GPT2_Q8_GROUP;
+    const int64_t row = (int64_t)din * GPT2_Q8_GROUP, srow = (int64_t)din / GPT2_Q8_BLOCK * GPT2_Q8_GROUP;
     char sname[96];
     snprintf(sname, sizeof sname, "%s_scale", name);
     const st_tensor *sc = find_tensor(m, sname, NULL);
-    if (din % GPT2_Q8_BLOCK != 0 || t->ndim != 2 || t->shape[0] != nb || t->shape[1] != pad * GPT2_Q8_BLOCK)
+    if (din % GPT2_Q8_BLOCK != 0 || t->ndim != 2 || t->shape[0] != groups || t->shape[1] != row)
         return err_set(&m->err, GPT2C_ERR_FORMAT,
                        "%s: I8 tensor '%s' must hold a %d x %d matrix packed as gpt2c convert writes it, shape "
-                       "[%lld, %lld]", path, name, din, dout, (long long)nb, (long long)(pad * GPT2_Q8_BLOCK));
-    if (!sc || sc->dtype != ST_F16 || sc->ndim != 2 || sc->shape[0] != nb || sc->shape[1] != pad)
+                       "[%lld, %lld]", path, name, din, dout, (long long)groups, (long long)row);
+    if (!sc || sc->dtype != ST_F16 || sc->ndim != 2 || sc->shape[0] != groups || sc->shape[1] != srow)
         return err_set(&m->err, GPT2C_ERR_FORMAT,
                        "%s: I8 tensor '%s' needs its block scales, an F16 tensor '%s' of shape [%lld, %lld]%s", path,
-                       name, sname, (long long)nb, (long long)pad, sc ? "" : " (missing)");
+                       name, sname, (long long)groups, (long long)srow, sc ? "" : " (missing)");
     out->type = WT_Q8;
+    out->rows = din;
     out->cols = dout;
     const void *p;
     gpt2c_status s = map_aligned(m, sc, 2, path, &p);
@@ -477,7 +480,7 @@ static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, si
     if (to == WT_Q8 && din % GPT2_Q8_BLOCK != 0)
         return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "q8 needs a multiple of %d inputs; %s has %zu",
                        GPT2_Q8_BLOCK, what, din);
-    gpt2_weight out = {.type = to, .cols = (int)dout};
+    gpt2_weight out = {.type = to, .rows = (int)din, .cols = (int)dout};
     void *data = own(m, to == WT_Q8 ? din * dpad : din * dout * weight_type_size(to));
     uint16_t *scales = to == WT_Q8 ? own(m, din / GPT2_Q8_BLOCK * dpad * 2) : NULL;
     float *strip = malloc(GPT2_Q8_BLOCK * dout * sizeof *strip), tmp[GPT2_Q8_BLOCK];
@@ -497,9 +500,9 @@ static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, si
                 float amax = 0.0f;
                 for (size_t k = 0; k < nk; k++) amax = fmaxf(amax, fabsf(strip[k * dout + j]));
                 float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-                scales[k0 / GPT2_Q8_BLOCK * dpad + j] = f32_to_f16(d);
+                scales[q8_scale_index(k0, j, din)] = f32_to_f16(d);
                 for (size_t k = 0; k < nk; k++)
-                    ((int8_t *)data)[q8_index(k0 + k, j, dout)] = (int8_t)lrintf(strip[k * dout + j] * id);
+                    ((int8_t *)data)[q8_index(k0 + k, j, din)] = (int8_t)lrintf(strip[k * dout + j] * id);
                 continue;
             }
             for (size_t k = 0; k < nk; k++) {

@@ -61,16 +61,18 @@ static int add_vector(writer *w, const char *name, const float *v, int d0) {
     return add(w, name, "F32", 4, d0, 0, v);
 }
 
-/* A (d0, d1) matrix in its present type; Q8 as its packed I8 values,
- * (din / 32, padded dout * 32), plus an F16 NAME_scale (din / 32, padded
- * dout), the layout kernels.h describes and the loader maps. */
+/* A (d0, d1) matrix in its present type; Q8 as its packed I8 values, one
+ * row per group of 16 columns (padded dout / 16, din * 16), plus an F16
+ * NAME_scale (padded dout / 16, din / 2): the layout kernels.h describes
+ * and the loader maps. */
 static int add_matrix(writer *w, const char *name, gpt2_weight m, int d0, int d1) {
     static const char *const st[] = {"F32", "F16", "BF16", "I8"};
     if (m.type != WT_Q8) return add(w, name, st[m.type], weight_type_size(m.type), d0, d1, m.data);
-    const int64_t pad = (int64_t)q8_padded((size_t)m.cols), blocks = (int64_t)d0 * d1 / m.cols / GPT2_Q8_BLOCK;
+    const int64_t groups = (int64_t)q8_padded((size_t)m.cols) / GPT2_Q8_GROUP;
     char s[96];
     snprintf(s, sizeof s, "%s_scale", name);
-    return add(w, name, "I8", 1, blocks, pad * GPT2_Q8_BLOCK, m.data) || add(w, s, "F16", 2, blocks, pad, m.scales);
+    return add(w, name, "I8", 1, groups, (int64_t)m.rows * GPT2_Q8_GROUP, m.data) ||
+           add(w, s, "F16", 2, groups, (int64_t)m.rows / GPT2_Q8_BLOCK * GPT2_Q8_GROUP, m.scales);
 }
 
 static int collect(writer *w, const gpt2c_model *m) {
@@ -145,9 +147,10 @@ static char *header(const writer *w, const char *dtype, size_t *len) {
         bad |= json_object_set_new(meta, "gpt2c_q8",
                                    json_string("a matrix's product form W (din, dout) -- Conv1D weights as stored, "
                                                "the head transposed -- in int8 blocks of 32 inputs with an f16 scale "
-                                               "(absmax / 127) each in NAME_scale (din / 32, dout padded to 16); "
-                                               "values packed in 512-byte chunks per block and group of 16 columns: "
-                                               "k pairs, columns, the pair's two k"));
+                                               "(absmax / 127) each; values in 512-byte chunks per block of 32 "
+                                               "inputs and group of 16 columns (k pairs, columns, the pair's two k), "
+                                               "one tensor row per group (dout padded to 16), its blocks in order; "
+                                               "NAME_scale likewise (group; block, column)"));
     bad |= json_object_set_new(root, "__metadata__", meta);
     size_t off = 0;
     for (int i = 0; i < w->n && !bad; i++) {

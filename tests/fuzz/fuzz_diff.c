@@ -87,12 +87,13 @@ static void check_kernels(const uint8_t *data, size_t size) {
         if (t == WT_F32) ((float *)wd)[i] = v;
         else if (t == WT_F16) ((uint16_t *)wd)[i] = f32_to_f16(v);
         else if (t == WT_BF16) ((uint16_t *)wd)[i] = (uint16_t)(f32_bits(v) >> 16);
-        else ((int8_t *)wd)[q8_index(i / (size_t)dout, i % (size_t)dout, (size_t)dout)] = (int8_t)next_byte(&s);
+        else ((int8_t *)wd)[q8_index(i / (size_t)dout, i % (size_t)dout, (size_t)din)] = (int8_t)next_byte(&s);
     }
     if (t == WT_Q8)
-        for (size_t b = 0; b < (size_t)din / GPT2_Q8_BLOCK; b++)
-            for (int j = 0; j < dout; j++) scales[b * dpad + (size_t)j] = f32_to_f16(0.001f + (float)next_byte(&s) / 4096.0f);
-    gpt2_weight w = {wd, t, scales, dout};
+        for (size_t k = 0; k < (size_t)din; k += GPT2_Q8_BLOCK)
+            for (int j = 0; j < dout; j++)
+                scales[q8_scale_index(k, (size_t)j, (size_t)din)] = f32_to_f16(0.001f + (float)next_byte(&s) / 4096.0f);
+    gpt2_weight w = {wd, t, scales, din, dout};
     float *in = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
     float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
     float *one = malloc(sizeof(float) * (size_t)dout);

@@ -21,8 +21,8 @@ void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out) {
         case WT_BF16: memcpy(&h, p + 2 * i, 2); out[i] = bf16_to_f32(h); break;
         case WT_Q8: {
             size_t k = (at + i) / (size_t)w.cols, j = (at + i) % (size_t)w.cols;
-            int8_t q = ((const int8_t *)w.data)[q8_index(k, j, (size_t)w.cols)];
-            out[i] = (float)q * f16_to_f32(w.scales[k / GPT2_Q8_BLOCK * q8_padded((size_t)w.cols) + j]);
+            int8_t q = ((const int8_t *)w.data)[q8_index(k, j, (size_t)w.rows)];
+            out[i] = (float)q * f16_to_f32(w.scales[q8_scale_index(k, j, (size_t)w.rows)]);
             break;
         }
         }
@@ -98,7 +98,7 @@ static void matmul_q8_ref(float *out, const int16_t *xq, const float *xd, gpt2_w
     for (int i = 0; i < n; i++)
         for (int j = j0; j < j1; j++)
             out[(size_t)i * dout + j] = q8_dot_column(xq + (size_t)i * din, xd + (size_t)i * (din / GPT2_Q8_BLOCK), w,
-                                                      din, dout, j, bias ? bias[j] : 0.0f);
+                                                      din, j, bias ? bias[j] : 0.0f);
 }
 
 static void layernorm_ref(float *out, const float *in, const float *g, const float *b, int n, int d, float eps) {
