@@ -88,6 +88,7 @@ check:
 	$(MAKE) SAN=1 test
 	$(MAKE) CC=clang BUILD=build-clang SAN=1 test
 	$(MAKE) arm-test
+	$(MAKE) -j2 fuzz
 	$(MAKE) fuzz-smoke
 	@echo "check: 5 passed, 0 failed (gcc, gcc+sanitizers, clang+sanitizers, aarch64 under qemu, fuzz; each stage stops the run on failure)"
 
@@ -106,27 +107,35 @@ arm-test:
 	for t in $(ARM_TESTS); do echo "=== qemu-aarch64 $$t"; qemu-aarch64 build-arm64/tests/$$t || exit 1; done; \
 	echo "arm-test: $(words $(ARM_TESTS)) passed under qemu-aarch64"
 
+# The regression inputs first, then each target for FUZZ_SECONDS over a copy
+# of its corpus; the targets are single-threaded, so they run two at a time
+# (make -j2, one per core here), each still for its full FUZZ_SECONDS.
+FUZZ_TARGETS = $(basename $(notdir $(wildcard tests/fuzz/*.c)))
 fuzz-smoke: fuzz
 	for f in tests/fuzz/regress/*; do n=$${f##*/}; build-fuzz/fuzz_$${n%%-*} $$f || exit 1; done
-	for t in $(basename $(notdir $(wildcard tests/fuzz/*.c))); do \
-	  rm -rf build-fuzz/corpus_$$t && cp -r tests/fuzz/corpus_$${t#fuzz_} build-fuzz/corpus_$$t && \
-	  dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
-	  build-fuzz/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
-	    -artifact_prefix=build-fuzz/ build-fuzz/corpus_$$t > build-fuzz/$$t.log 2>&1 \
-	    || { tail -n 40 build-fuzz/$$t.log; echo "FAILED: $$t (input saved under build-fuzz/)"; exit 1; }; \
-	  echo "$$t: $$(grep -o 'number_of_executed_units: [0-9]*' build-fuzz/$$t.log) in $(FUZZ_SECONDS) s, no crash"; \
-	done
+	$(MAKE) -j2 $(FUZZ_TARGETS:%=fuzz-run-%)
 
-# libFuzzer targets (clang): make fuzz, then e.g.
+# (Not .PHONY, which would stop make from matching the pattern; no such file
+# is ever made, so it always runs.)
+fuzz-run-%: build-fuzz/%
+	@rm -rf build-fuzz/corpus_$* && cp -r tests/fuzz/corpus_$(patsubst fuzz_%,%,$*) build-fuzz/corpus_$*
+	@dict=; [ -f tests/fuzz/$*.dict ] && dict=-dict=tests/fuzz/$*.dict; \
+	  build-fuzz/$* $$dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
+	    -artifact_prefix=build-fuzz/$*- build-fuzz/corpus_$* > build-fuzz/$*.log 2>&1 \
+	    || { tail -n 40 build-fuzz/$*.log; echo "FAILED: $* (input saved under build-fuzz/)"; exit 1; }; \
+	  echo "$*: $$(grep -o 'number_of_executed_units: [0-9]*' build-fuzz/$*.log) in $(FUZZ_SECONDS) s, no crash"
+
+# libFuzzer targets (clang): make -j2 fuzz, then e.g.
 #   build-fuzz/fuzz_text -max_total_time=600 tests/fuzz/corpus_text
 FUZZ_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -Iinclude -Isrc -g -O1 -fsanitize=fuzzer,address,undefined
 # The server's request parser is fuzzed too; it needs only the library.
 FUZZ_SRC = $(LIB_SRC) src/server/api.c
-fuzz: $(wildcard tests/fuzz/*.c) $(FUZZ_SRC)
+fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(wildcard include/*.h src/*/*.h src/*/*/*.h)
 	@mkdir -p build-fuzz
-	for t in $(basename $(notdir $(wildcard tests/fuzz/*.c))); do \
-	  clang $(FUZZ_CFLAGS) -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
-	    -o build-fuzz/$$t tests/fuzz/$$t.c $(FUZZ_SRC) $(LDLIBS) || exit 1; done
+	clang $(FUZZ_CFLAGS) -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
+	  -o $@ $< $(FUZZ_SRC) $(LDLIBS)
 
 clean:
 	rm -rf build build-san build-clang build-arm64 build-fuzz
