@@ -242,9 +242,10 @@ static gpt2c_status find_checked(gpt2c_model *m, const char *name, int d0, int d
         return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%d]",
                        *path, name, got, d0);
     }
+    /* (The projections and the head may also be I8: get_matrix takes those.) */
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
-        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16%s)",
-                       *path, name, st_dtype_name(t->dtype), d1 > 0 ? ", and I8 with a scale tensor" : "");
+        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16)",
+                       *path, name, st_dtype_name(t->dtype));
     *out = t;
     return GPT2C_OK;
 }
