@@ -17,7 +17,8 @@
 void mem_advise_huge(const void *p, size_t n) {
 #ifdef MADV_HUGEPAGE
     /* The whole huge pages inside the range; failure only means small pages. */
-    uintptr_t lo = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1), hi = ((uintptr_t)p + n) & ~(uintptr_t)(HUGE_PAGE - 1);
+    const uintptr_t mask = ~(uintptr_t)(HUGE_PAGE - 1);
+    uintptr_t lo = ((uintptr_t)p + HUGE_PAGE - 1) & mask, hi = ((uintptr_t)p + n) & mask;
     if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 #else
     (void)p, (void)n;

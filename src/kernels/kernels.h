@@ -75,10 +75,11 @@ size_t weight_type_size(gpt2_wtype t);
 
 /* The input rows of a Q8 product, quantised in blocks of GPT2_Q8_BLOCK:
  * d = absmax / 32767 and xq = round-half-even(x * (32767 / absmax)), so that
- * x ~ xq * d within half a unit in 32767ths of the block's largest value (a
- * block with a NaN or an infinity gets d = NaN, which the product passes
- * on; one whose largest value is below 1e-30 is zeros). xq (n, din), xd (n, din / 32). The same scalar code serves every
- * instruction set, so every table sees the same integers. */
+ * x ~ xq * d within about half a unit in 32767ths of the block's largest
+ * value (a block with a NaN or an infinity gets d = NaN, which the product
+ * passes on; one whose largest value is below 1e-30 is zeros). xq (n, din),
+ * xd (n, din / 32). The same scalar code serves every instruction set, so
+ * every table sees the same integers. */
 void q8_quantize(int16_t *xq, float *xd, const float *x, int n, int din);
 
 /* One output of the Q8 product: from `init`, for each block b in order,
