@@ -148,6 +148,13 @@ for name, edit in (("no-scale", lambda h: h.pop(scale)),
     r = run("info", "-m", edited_copy(name, edit))
     check(r.returncode == 1 and "h.0.mlp.c_fc.weight_scale' of shape [16, 32]" in r.stderr,
           f"q8 {name}: {r.returncode} {r.stderr.strip()}")
+# Values of another layout (the shape of the matrix itself, or an older gpt2c's block-major
+# [din / 32, padded dout * 32]): refused, naming the tensor and the shape expected.
+values = "h.0.mlp.c_fc.weight"
+for name, shape in (("values-plain", [64, 256]), ("values-block-major", [2, 256 * 32])):
+    r = run("info", "-m", edited_copy(name, lambda h: h[values].update(shape=shape)))
+    check(r.returncode == 1 and "'h.0.mlp.c_fc.weight' must hold a 64 x 256 matrix" in r.stderr and
+          "[16, 1024]" in r.stderr, f"q8 {name}: {r.returncode} {r.stderr.strip()}")
 
 # Injected I/O errors: a write() failing half way through model.safetensors, and a failing
 # fsync(): a clear error, no folder, no temporary folder left.
