@@ -96,9 +96,9 @@ class GPT2:
         hd = C // H
         x = self.w["wte.weight"][ids] + self.w["wpe.weight"][np.arange(n)]
         causal = np.triu(np.full((n, n), -np.inf), 1)
+        r = self.q16
         for i in range(self.L):
             p = f"h.{i}."
-            r = self.q16
             qkv = r(self.ln(x, p + "ln_1")) @ self.w[p + "attn.c_attn.weight"] + self.w[p + "attn.c_attn.bias"]
             q, k, v = (qkv[:, j * C:(j + 1) * C].reshape(n, H, hd).transpose(1, 0, 2) for j in range(3))
             s = q @ k.transpose(0, 2, 1)
@@ -113,7 +113,7 @@ class GPT2:
             x = x + r(a) @ self.w[p + "attn.c_proj.weight"] + self.w[p + "attn.c_proj.bias"]
             h = self.gelu(r(self.ln(x, p + "ln_2")) @ self.w[p + "mlp.c_fc.weight"] + self.w[p + "mlp.c_fc.bias"])
             x = x + r(h) @ self.w[p + "mlp.c_proj.weight"] + self.w[p + "mlp.c_proj.bias"]
-        return self.q16(self.ln(x, "ln_f")) @ self.head.T
+        return r(self.ln(x, "ln_f")) @ self.head.T
 
 
 def logsumexp(x):
