@@ -260,11 +260,19 @@ static void test_q8_quantize(void **state) {
                 amax = fmaxf(amax, fabsf(x[u]));
             assert_true(fabsf(d - amax / 32767.0f) <= 1e-6f * d);
             assert_true(abs(xq[k]) <= 32767);
+            /* The definition (kernels.h): round-half-even of x * (32767 / absmax). */
+            if (d > 0.0f && xq[k] != (int16_t)lrintf(x[k] * (32767.0f / amax)))
+                fail_msg("quantize: %g -> %d, not lrintf's %ld", x[k], xq[k], lrintf(x[k] * (32767.0f / amax)));
             /* Half a step, and x * (32767 / absmax) is itself rounded: 0.51. */
             if (!(fabs((double)xq[k] * d - x[k]) <= 0.51 * d + 1e-30))
                 fail_msg("quantize: %g -> %d * %g", x[k], xq[k], d);
         }
     }
+    /* Ties go to even: a block whose largest value is 32767 has x * 1 exactly. */
+    for (int k = 0; k < GPT2_Q8_BLOCK; k++) x[k] = (float)k + 0.5f;
+    x[0] = 32767.0f, x[1] = -2.5f, x[2] = -3.5f;
+    q8_quantize(xq, xd, x, 1, GPT2_Q8_BLOCK);
+    assert_true(xq[1] == -2 && xq[2] == -4 && xq[3] == 4 && xq[4] == 4 && xq[5] == 6 && xq[0] == 32767);
     for (int k = 0; k < D; k++) x[k] = 1.0f;
     x[3] = NAN, x[40] = INFINITY;
     for (int k = 2 * GPT2_Q8_BLOCK; k < 3 * GPT2_Q8_BLOCK; k++) x[k] = 1e-35f;
