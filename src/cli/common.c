@@ -29,6 +29,12 @@ int parse_int(const char *s, long lo, long hi, int *out) {
     return 0;
 }
 
+int check_dtype(const char *s) {
+    if (strcmp(s, "f32") && strcmp(s, "f16") && strcmp(s, "bf16") && strcmp(s, "q8"))
+        return usage_error("--dtype: '%s' is not one of f32, f16, bf16, q8", s);
+    return 0;
+}
+
 int parse_float(const char *s, float *out) {
     char *end;
     errno = 0;

@@ -248,8 +248,7 @@ static int apply_option(gen_opts *o, int c, const char *arg, char **argv) {
         if (parse_int(arg, 0, 1024, &p->n_threads)) return usage_error("--threads: '%s' is not an integer in 0..1024", arg);
         break;
     case O_DTYPE:
-        if (strcmp(arg, "f32") && strcmp(arg, "f16") && strcmp(arg, "bf16") && strcmp(arg, "q8"))
-            return usage_error("--dtype: '%s' is not one of f32, f16, bf16, q8", arg);
+        if (check_dtype(arg)) return EXIT_USAGE;
         o->dtype = arg;
         break;
     case O_KV:

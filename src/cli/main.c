@@ -274,8 +274,7 @@ static int cmd_convert(int argc, char **argv) {
     }
     if (optind < argc) return usage_error("convert: unexpected argument '%s'", argv[optind]);
     if (!model || !dtype || !outdir) return usage_error("%s", "convert: -m MODEL, --dtype T and -o DIR are required");
-    if (strcmp(dtype, "f32") && strcmp(dtype, "f16") && strcmp(dtype, "bf16") && strcmp(dtype, "q8"))
-        return usage_error("--dtype: '%s' is not one of f32, f16, bf16, q8", dtype);
+    if (check_dtype(dtype)) return EXIT_USAGE;
     struct stat sb; /* fail before loading; gpt2c_model_save checks again */
     if (lstat(outdir, &sb) == 0) return usage_error("convert: %s exists; give a new folder", outdir);
     int rc;
