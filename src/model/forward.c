@@ -28,8 +28,7 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     const size_t C = (size_t)c->n_embd, T = (size_t)max_tokens;
     const size_t cache = (size_t)c->n_layer * (size_t)n_slots * (size_t)n_pos * C;
     s->pool = pool_new(n_threads);
-    s->kv_type = m->kv_type;
-    const size_t esz = weight_type_size(s->kv_type);
+    const size_t esz = weight_type_size(m->kv_type);
     s->k_cache = mem_alloc(cache * esz);
     s->v_cache = mem_alloc(cache * esz);
     s->x = malloc(T * C * sizeof(float));
@@ -80,7 +79,7 @@ void gpt2_state_free(gpt2_state *s) {
 gpt2c_status gpt2_state_copy_slots(gpt2_state *s, const gpt2c_model *m, const int *src, const int *dst, int n,
                                    int n_pos, gpt2_err *e) {
     /* Byte sizes: the cache holds F32 or F16 elements. */
-    const size_t esz = weight_type_size(s->kv_type), C = (size_t)m->cfg.n_embd;
+    const size_t esz = weight_type_size(m->kv_type), C = (size_t)m->cfg.n_embd;
     const size_t slot = (size_t)s->n_pos * C * esz, span = (size_t)n_pos * C * esz, layer = (size_t)s->n_slots * slot;
     unsigned char *tmp = malloc((size_t)n * span);
     if (!tmp) return err_set(e, GPT2C_ERR_NOMEM, "out of memory copying the KV cache");
@@ -177,7 +176,8 @@ static void par_run(void *ctx, int ith, int nth) {
     case OP_ATTN: {
         const int C = c->n_embd, H = c->n_head, hd = C / H;
         const size_t slot_stride = (size_t)p->s->n_pos * C, layer_stride = (size_t)p->s->n_slots * slot_stride;
-        const size_t esz = weight_type_size(p->s->kv_type);
+        const gpt2_wtype kv = p->m->kv_type;
+        const size_t esz = weight_type_size(kv);
         const unsigned char *kc = p->s->k_cache, *vc = p->s->v_cache;
         float *scores = p->s->scores + (size_t)ith * p->s->n_pos;
         split(p->n * H, 1, ith, nth, &lo, &hi);
@@ -185,7 +185,7 @@ static void par_run(void *ctx, int ith, int nth) {
             int i = u / H, hh = u % H, tok = p->i0 + i;
             /* This head's keys and values in the token's slot of this layer. */
             const size_t at = ((size_t)p->layer * layer_stride + (size_t)p->b->slot[tok] * slot_stride + (size_t)hh * hd) * esz;
-            const gpt2_weight kw = {kc + at, p->s->kv_type, NULL, 0, 0}, vw = {vc + at, p->s->kv_type, NULL, 0, 0};
+            const gpt2_weight kw = {kc + at, kv, NULL, 0, 0}, vw = {vc + at, kv, NULL, 0, 0};
             k->attention(p->s->att + (size_t)i * C + hh * hd, p->s->qkv + (size_t)i * 3 * C + hh * hd, kw, vw,
                          p->b->pos[tok] + 1, hd, (size_t)C, p->scale, scores);
         }
@@ -252,7 +252,7 @@ static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
         for (int i = 0; i < n; i++) {
             size_t at = (size_t)l * layer_stride + (size_t)b->slot[i0 + i] * slot_stride + (size_t)b->pos[i0 + i] * C;
             const float *ki = qkv + (size_t)i * 3 * C + C, *vi = ki + C; // (C,) each
-            if (s->kv_type == WT_F16) { /* rounded to nearest even, as the attention will read them */
+            if (m->kv_type == WT_F16) { /* rounded to nearest even, as the attention will read them */
                 uint16_t *kh = (uint16_t *)s->k_cache + at, *vh = (uint16_t *)s->v_cache + at;
                 for (int j = 0; j < C; j++) kh[j] = f32_to_f16(ki[j]), vh[j] = f32_to_f16(vi[j]);
             } else {
