@@ -36,43 +36,53 @@ static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t 
 /* ------------------------------------------------------------------ matmul */
 
 /* Block partials of one row (decode): part[b] = the fma chain over the
- * block's k, from zero, for every column; PR weight rows per pass over the
- * partial, the additions in k order. The rows of a block are contiguous, so
- * this streams memory. Sixteen rows per pass rather than four read DRAM
- * faster (one thread, 24 gpt2 fc matrices: f32 18 -> 21 GB/s, f16 and bf16
- * 13.5 -> 18.5; 32 rows spill the broadcasts and fall to 11-14). */
-#define PR 16
-static inline __attribute__((always_inline)) void mm_part(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
-                                                          int din, int dout, int b0, int b1) {
-    const int jv = dout / VW * VW;
+ * block's k, from zero, for every column, the additions in k order. The rows
+ * of a block are contiguous, so this streams memory, but how fast depends on
+ * how many rows are read side by side: PR rows per pass over the partial, U
+ * vectors of columns per step (a compile-time pair). Measured with two
+ * threads on the four matrix shapes of a layer, gpt2 to gpt2-xl: rows of up
+ * to 4 KiB stream best one at a time (gpt2 f16 28 -> 41-43 GB/s), longer
+ * rows sixteen at a time (gpt2-xl f16 fc: 1x4 23, 16x1 29-31); four rows,
+ * the old choice, was never the best. */
+static inline __attribute__((always_inline)) void mm_part_ru(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
+                                                             int din, int dout, int b0, int b1, const int PR,
+                                                             const int U) {
+    const int jv = dout / (VW * U) * (VW * U);
     for (int b = b0; b < b1; b++) {
+        /* The block's first pass starts its chains from zero in registers
+         * rather than from a cleared partial (clearing cost 6% of f16 decode). */
         float *o = part + (size_t)b * dout;
-        memset(o, 0, sizeof(float) * (size_t)dout);
-        int k = b * GPT2_KBLOCK, k1 = k + GPT2_KBLOCK < din ? k + GPT2_KBLOCK : din;
-        for (; k + PR <= k1; k += PR) {
-            VEC xs[PR];
+        int k = b * GPT2_KBLOCK, k1 = k + GPT2_KBLOCK < din ? k + GPT2_KBLOCK : din, first = 1;
+        for (; k + PR <= k1; k += PR, first = 0) {
+            VEC xs[16], a[4];
             UNROLL
             for (int r = 0; r < PR; r++) xs[r] = VSET1(x[k + r]);
             const size_t row = (size_t)k * dout;
-            for (int j = 0; j < jv; j += VW) {
-                VEC a = VLOAD(o + j);
+            for (int j = 0; j < jv; j += VW * U) {
                 UNROLL
-                for (int r = 0; r < PR; r++) a = VFMA(xs[r], vloadw(w, row + (size_t)r * dout + j, t), a);
-                VSTORE(o + j, a);
+                for (int u = 0; u < U; u++) a[u] = first ? VZERO() : VLOAD(o + j + u * VW);
+                UNROLL
+                for (int r = 0; r < PR; r++)
+                    UNROLL
+                    for (int u = 0; u < U; u++) a[u] = VFMA(xs[r], vloadw(w, row + (size_t)r * dout + j + u * VW, t), a[u]);
+                UNROLL
+                for (int u = 0; u < U; u++) VSTORE(o + j + u * VW, a[u]);
             }
-            for (int j = jv; j < dout; j++) {
-                float a = o[j];
-                for (int r = 0; r < PR; r++) a = fmaf(x[k + r], loadw1(w, row + (size_t)r * dout + j, t), a);
-                o[j] = a;
+            for (int j = jv; j < dout; j++) { /* columns left over: the same chain, one by one */
+                float s = first ? 0.0f : o[j];
+                for (int r = 0; r < PR; r++) s = fmaf(x[k + r], loadw1(w, row + (size_t)r * dout + j, t), s);
+                o[j] = s;
             }
         }
-        for (; k < k1; k++) {
-            const VEC xk = VSET1(x[k]);
-            const size_t row = (size_t)k * dout;
-            for (int j = 0; j < jv; j += VW) VSTORE(o + j, VFMA(xk, vloadw(w, row + j, t), VLOAD(o + j)));
-            for (int j = jv; j < dout; j++) o[j] = fmaf(x[k], loadw1(w, row + j, t), o[j]);
-        }
+        for (; k < k1; k++, first = 0) /* rows left over at the end of a short block */
+            for (int j = 0; j < dout; j++) o[j] = fmaf(x[k], loadw1(w, (size_t)k * dout + j, t), first ? 0.0f : o[j]);
     }
+}
+
+static inline __attribute__((always_inline)) void mm_part(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
+                                                          int din, int dout, int b0, int b1) {
+    if ((size_t)dout * weight_type_size(t) <= 4096) mm_part_ru(part, x, w, t, din, dout, b0, b1, 1, 4);
+    else mm_part_ru(part, x, w, t, din, dout, b0, b1, 16, 1);
 }
 
 static void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int din, int dout, int b0, int b1) {
