@@ -117,6 +117,28 @@ typedef struct par_op {
 
 enum { OP_MATMUL, OP_PART, OP_REDUCE, OP_HEAD, OP_QUANT, OP_Q8, OP_ATTN, OP_ACT, OP_LN };
 
+/* Columns [j0, min(j0 + REDUCE_COLS, j1)) of out = bias + part[0] + part[1]
+ * + ..., added in block order as the tiled product does; the running sums
+ * stay in a local array (registers, once vectorised) instead of going
+ * through out for every block (that loop read the partials at 7.5 GB/s and
+ * took 8% of f16 decode). */
+#define REDUCE_COLS 64
+static void reduce_cols(float *restrict out, const float *restrict part, const float *restrict bias, int blocks,
+                        int dout, int j0, int j1) {
+    float acc[REDUCE_COLS];
+    const int n = j1 - j0 < REDUCE_COLS ? j1 - j0 : REDUCE_COLS;
+    if (n == REDUCE_COLS) { /* a fixed count, so that the compiler vectorises */
+        for (int j = 0; j < REDUCE_COLS; j++) acc[j] = bias ? bias[j0 + j] : 0.0f;
+        for (int b = 0; b < blocks; b++)
+            for (int j = 0; j < REDUCE_COLS; j++) acc[j] += part[(size_t)b * dout + j0 + j];
+    } else {
+        for (int j = 0; j < n; j++) acc[j] = bias ? bias[j0 + j] : 0.0f;
+        for (int b = 0; b < blocks; b++)
+            for (int j = 0; j < n; j++) acc[j] += part[(size_t)b * dout + j0 + j];
+    }
+    memcpy(out + j0, acc, sizeof(float) * (size_t)n);
+}
+
 /* [lo, hi) of 0..total for thread ith of nth, in multiples of `align`. */
 static void split(int total, int align, int ith, int nth, int *lo, int *hi) {
     int chunk = (total + nth - 1) / nth;
@@ -144,11 +166,7 @@ static void par_run(void *ctx, int ith, int nth) {
     case OP_REDUCE: { /* out = bias + the block partials, in block order */
         int blocks = (p->din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
         split(p->dout, 16, ith, nth, &lo, &hi);
-        for (int j = lo; j < hi; j++) p->out[j] = p->bias ? p->bias[j] : 0.0f;
-        for (int b = 0; b < blocks; b++) {
-            const float *pb = p->s->part + (size_t)b * p->dout;
-            for (int j = lo; j < hi; j++) p->out[j] += pb[j];
-        }
+        for (int j0 = lo; j0 < hi; j0 += REDUCE_COLS) reduce_cols(p->out, p->s->part, p->bias, blocks, p->dout, j0, hi);
         break;
     }
     case OP_HEAD: /* the LM head: rows are the selected tokens' normalised states */
