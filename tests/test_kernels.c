@@ -185,33 +185,40 @@ static void test_attention(void **state) {
 }
 
 /* Decode's block partials, summed in block order onto the bias, give the
- * same bits as the row-tiled product (the contract prefill relies on). */
+ * same bits as the row-tiled product (the contract prefill relies on), for
+ * one row and for batches (rows in groups of up to 8, any split of the
+ * blocks). */
 static void test_matmul_part(void **state) {
     (void)state;
     for (int trial = 0; trial < 24; trial++) {
         /* Every fourth trial has rows over 4 KiB, which decode reads sixteen
          * at a time rather than one by one. */
         int din = irand(1, 400), dout = trial % 4 == 3 ? irand(2049, 2200) : irand(1, 100);
+        int n = trial % 2 ? 1 : irand(2, 19);
         gpt2_wtype t = (gpt2_wtype)(trial % 3); /* Q8 has its own product: test_matmul_q8 */
         void *wd = make_weights(t, (size_t)din * dout);
         gpt2_weight w = {wd, t, NULL, 0, 0};
         int blocks = (din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
-        float *x = malloc(sizeof(float) * (size_t)din), *bias = malloc(sizeof(float) * (size_t)dout);
-        float *part = malloc(sizeof(float) * (size_t)blocks * dout), *a = malloc(sizeof(float) * (size_t)dout),
-              *b = malloc(sizeof(float) * (size_t)dout);
-        for (int i = 0; i < din; i++) x[i] = frand();
+        const size_t nd = (size_t)n * dout;
+        float *x = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
+        float *part = malloc(sizeof(float) * (size_t)blocks * nd), *a = malloc(sizeof(float) * nd),
+              *b = malloc(sizeof(float) * nd);
+        for (int i = 0; i < n * din; i++) x[i] = frand();
         for (int j = 0; j < dout; j++) bias[j] = frand();
-        for (int k = 1; k < n_tables; k++) {
-            tables[k]->matmul(a, x, w, bias, 1, din, dout, 0, dout);
+        for (int k = 1; k < n_tables; k++) { /* the generic table sums from the bias, without blocks */
+            tables[k]->matmul(a, x, w, bias, n, din, dout, 0, dout);
             int mid = irand(0, blocks);
-            tables[k]->matmul_part(part, x, w, din, dout, 0, mid);
-            tables[k]->matmul_part(part, x, w, din, dout, mid, blocks);
-            for (int j = 0; j < dout; j++) {
-                b[j] = bias[j];
-                for (int bl = 0; bl < blocks; bl++) b[j] += part[(size_t)bl * dout + j];
-            }
-            if (memcmp(a, b, sizeof(float) * (size_t)dout) != 0)
-                fail_msg("%s: block partials differ from the tiled product (din=%d dout=%d type=%d)", tables[k]->name, din, dout, t);
+            tables[k]->matmul_part(part, x, w, n, din, dout, 0, mid);
+            tables[k]->matmul_part(part, x, w, n, din, dout, mid, blocks);
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < dout; j++) {
+                    float *bij = b + (size_t)i * dout + j;
+                    *bij = bias[j];
+                    for (int bl = 0; bl < blocks; bl++) *bij += part[(size_t)bl * nd + (size_t)i * dout + j];
+                }
+            if (memcmp(a, b, sizeof(float) * nd) != 0)
+                fail_msg("%s: block partials differ from the tiled product (n=%d din=%d dout=%d type=%d)",
+                         tables[k]->name, n, din, dout, t);
         }
         free(wd);
         free(x);

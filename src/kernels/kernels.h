@@ -107,10 +107,11 @@ typedef struct gpt2_kernels {
      * out (n, dout). bias may be NULL. */
     void (*matmul)(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout, int j0,
                    int j1);
-    /* The partial sums of one input row over k blocks [b0, b1):
-     * part[b, j] = sum over k in block b of x[k] * w[k, j], for all j;
-     * part is (din / GPT2_KBLOCK rounded up, dout). */
-    void (*matmul_part)(float *part, const float *x, gpt2_weight w, int din, int dout, int b0, int b1);
+    /* The partial sums of n input rows over k blocks [b0, b1):
+     * part[b, i, j] = sum over k in block b of x[i, k] * w[k, j], for all
+     * j; x is (n, din) and part (din / GPT2_KBLOCK rounded up, n, dout).
+     * Decode and batched decode: the weights stream once for all n rows. */
+    void (*matmul_part)(float *part, const float *x, gpt2_weight w, int n, int din, int dout, int b0, int b1);
     /* out[i, v] = sum_k in[i, k] * w[v, k] for v in [v0, v1): w (dout, din),
      * the tied LM head. */
     void (*matmul_t)(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1);

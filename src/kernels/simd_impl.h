@@ -35,71 +35,126 @@ static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t 
 
 /* ------------------------------------------------------------------ matmul */
 
-/* Block partials of one row (decode): part[b] = the fma chain over the
- * block's k, from zero, for every column, the additions in k order. The rows
- * of a block are contiguous, so this streams memory, but how fast depends on
- * how many rows are read side by side: PR rows per pass over the partial, U
- * vectors of columns per step (a compile-time pair). Measured with two
- * threads on the four matrix shapes of a layer, gpt2 to gpt2-xl: rows of up
- * to 4 KiB stream best one at a time (gpt2 f16 28 -> 41-43 GB/s), longer
- * rows sixteen at a time (gpt2-xl f16 fc: 1x4 23, 16x1 29-31); four rows,
- * the old choice, was never the best. */
+/* Input rows per tile of a matrix product (the ISA file may set more). */
+#ifndef MR
+#define MR 4
+#endif
+
+/* Block partials of R input rows (decode, batched decode; R a compile-time
+ * count): part[b, i] = the fma chain over the block's k, from zero, for
+ * every column, the additions in k order. The rows of a block are
+ * contiguous, so this streams memory once for all R rows, but how fast
+ * depends on how many weight rows are read side by side: PR per pass over
+ * the partials, U vectors of columns per step (a compile-time pair).
+ * Measured with two threads on the four matrix shapes of a layer, gpt2 to
+ * gpt2-xl, one input row: weight rows of up to 4 KiB stream best one at a
+ * time (gpt2 f16 28 -> 41-43 GB/s), longer rows sixteen at a time (gpt2-xl
+ * f16 fc: 1x4 23, 16x1 29-31); four rows, the old choice, was never the
+ * best. Several input rows (batched decode) do more arithmetic per line of
+ * weights, so fewer loads are in flight and the hardware prefetcher falls
+ * behind: they take sixteen weight rows per pass and prefetch, into the
+ * outer caches, half a block ahead (one thread, 8 rows, gpt2 fc_proj 7-11 ->
+ * 17-18 GB/s; gpt2 batch 8, median of 4 alternating runs, 224-228 -> 254-264
+ * tokens/s, against the row-tiled product the batch took before). */
 static inline __attribute__((always_inline)) void mm_part_ru(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
-                                                             int din, int dout, int b0, int b1, const int PR,
-                                                             const int U) {
+                                                             const int R, int n, int din, int dout, int b0, int b1,
+                                                             const int PR, const int U) {
     const int jv = dout / (VW * U) * (VW * U);
+    const size_t esz = weight_type_size(t), block_bytes = (size_t)GPT2_KBLOCK * dout * esz;
+    /* Lines of weights to prefetch per step of the loop below: half a block
+     * ahead, at the pace the block is read. */
+    const int steps = GPT2_KBLOCK / PR * (jv / (VW * U));
+    const size_t pf_lines = R > 1 && steps ? (block_bytes / 64 + (size_t)steps - 1) / (size_t)steps : 0;
     for (int b = b0; b < b1; b++) {
         /* The block's first pass starts its chains from zero in registers
          * rather than from a cleared partial (clearing cost 6% of f16 decode). */
-        float *o = part + (size_t)b * dout;
+        float *o = part + (size_t)b * n * dout; /* row r's partial: o + r * dout */
         int k = b * GPT2_KBLOCK, k1 = k + GPT2_KBLOCK < din ? k + GPT2_KBLOCK : din, first = 1;
+        size_t pf = (size_t)k * dout * esz + block_bytes / 2; /* a byte offset in w */
+        const size_t pf_end = (size_t)din * dout * esz;
         for (; k + PR <= k1; k += PR, first = 0) {
-            VEC xs[16], a[4];
-            UNROLL
-            for (int r = 0; r < PR; r++) xs[r] = VSET1(x[k + r]);
             const size_t row = (size_t)k * dout;
-            for (int j = 0; j < jv; j += VW * U) {
+            for (int j = 0; j < jv; j += VW * U) { /* an R x U tile of accumulators */
+                VEC acc[MR][4];
                 UNROLL
-                for (int u = 0; u < U; u++) a[u] = first ? VZERO() : VLOAD(o + j + u * VW);
-                UNROLL
-                for (int r = 0; r < PR; r++)
+                for (int r = 0; r < R; r++)
                     UNROLL
-                    for (int u = 0; u < U; u++) a[u] = VFMA(xs[r], vloadw(w, row + (size_t)r * dout + j + u * VW, t), a[u]);
+                    for (int u = 0; u < U; u++) acc[r][u] = first ? VZERO() : VLOAD(o + (size_t)r * dout + j + u * VW);
+                for (size_t l = 0; l < pf_lines && pf < pf_end; l++, pf += 64)
+                    __builtin_prefetch((const char *)w.data + pf, 0, 1);
                 UNROLL
-                for (int u = 0; u < U; u++) VSTORE(o + j + u * VW, a[u]);
+                for (int q = 0; q < PR; q++) {
+                    VEC wv[4];
+                    UNROLL
+                    for (int u = 0; u < U; u++) wv[u] = vloadw(w, row + (size_t)q * dout + j + u * VW, t);
+                    UNROLL
+                    for (int r = 0; r < R; r++) {
+                        const VEC xr = VSET1(x[(size_t)r * din + k + q]);
+                        UNROLL
+                        for (int u = 0; u < U; u++) acc[r][u] = VFMA(xr, wv[u], acc[r][u]);
+                    }
+                }
+                UNROLL
+                for (int r = 0; r < R; r++)
+                    UNROLL
+                    for (int u = 0; u < U; u++) VSTORE(o + (size_t)r * dout + j + u * VW, acc[r][u]);
             }
-            for (int j = jv; j < dout; j++) { /* columns left over: the same chain, one by one */
-                float s = first ? 0.0f : o[j];
-                for (int r = 0; r < PR; r++) s = fmaf(x[k + r], loadw1(w, row + (size_t)r * dout + j, t), s);
-                o[j] = s;
-            }
+            for (int r = 0; r < R; r++)
+                for (int j = jv; j < dout; j++) { /* columns left over: the same chain, one by one */
+                    float sum = first ? 0.0f : o[(size_t)r * dout + j];
+                    for (int q = 0; q < PR; q++) sum = fmaf(x[(size_t)r * din + k + q], loadw1(w, row + (size_t)q * dout + j, t), sum);
+                    o[(size_t)r * dout + j] = sum;
+                }
         }
         for (; k < k1; k++, first = 0) /* rows left over at the end of a short block */
-            for (int j = 0; j < dout; j++) o[j] = fmaf(x[k], loadw1(w, (size_t)k * dout + j, t), first ? 0.0f : o[j]);
+            for (int r = 0; r < R; r++)
+                for (int j = 0; j < dout; j++) {
+                    float *oj = o + (size_t)r * dout + j;
+                    *oj = fmaf(x[(size_t)r * din + k], loadw1(w, (size_t)k * dout + j, t), first ? 0.0f : *oj);
+                }
     }
 }
 
-static inline __attribute__((always_inline)) void mm_part(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
-                                                          int din, int dout, int b0, int b1) {
-    if ((size_t)dout * weight_type_size(t) <= 4096) mm_part_ru(part, x, w, t, din, dout, b0, b1, 1, 4);
-    else mm_part_ru(part, x, w, t, din, dout, b0, b1, 16, 1);
+static inline __attribute__((always_inline)) void mm_part_r(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
+                                                            const int R, int n, int din, int dout, int b0, int b1) {
+    if (R > 1) mm_part_ru(part, x, w, t, R, n, din, dout, b0, b1, 16, 1);
+    else if ((size_t)dout * weight_type_size(t) <= 4096) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 4);
+    else mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 16, 1);
 }
 
-static void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int din, int dout, int b0, int b1) {
+/* Groups of up to MR input rows, each streaming the block's weights. */
+static inline __attribute__((always_inline)) void mm_part(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
+                                                          int n, int din, int dout, int b0, int b1) {
+    for (int i = 0; i < n; i += MR) {
+        float *pi = part + (size_t)i * dout; /* row i of each block: rows are n apart */
+        const float *xi = x + (size_t)i * din;
+        switch (n - i < MR ? n - i : MR) {
+        case 1: mm_part_r(pi, xi, w, t, 1, n, din, dout, b0, b1); break;
+        case 2: mm_part_r(pi, xi, w, t, 2, n, din, dout, b0, b1); break;
+        case 3: mm_part_r(pi, xi, w, t, 3, n, din, dout, b0, b1); break;
+#if MR > 4
+        case 4: mm_part_r(pi, xi, w, t, 4, n, din, dout, b0, b1); break;
+        case 5: mm_part_r(pi, xi, w, t, 5, n, din, dout, b0, b1); break;
+        case 6: mm_part_r(pi, xi, w, t, 6, n, din, dout, b0, b1); break;
+        case 7: mm_part_r(pi, xi, w, t, 7, n, din, dout, b0, b1); break;
+#endif
+        default: mm_part_r(pi, xi, w, t, MR, n, din, dout, b0, b1); break;
+        }
+    }
+}
+
+static void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int n, int din, int dout, int b0, int b1) {
     switch (w.type) {
-    case WT_F32: mm_part(part, x, w, WT_F32, din, dout, b0, b1); break;
-    case WT_F16: mm_part(part, x, w, WT_F16, din, dout, b0, b1); break;
-    case WT_BF16: mm_part(part, x, w, WT_BF16, din, dout, b0, b1); break;
-    case WT_Q8: gpt2_kernels_generic.matmul_part(part, x, w, din, dout, b0, b1); break; /* the model uses matmul_q8 */
+    case WT_F32: mm_part(part, x, w, WT_F32, n, din, dout, b0, b1); break;
+    case WT_F16: mm_part(part, x, w, WT_F16, n, din, dout, b0, b1); break;
+    case WT_BF16: mm_part(part, x, w, WT_BF16, n, din, dout, b0, b1); break;
+    case WT_Q8: gpt2_kernels_generic.matmul_part(part, x, w, n, din, dout, b0, b1); break; /* the model uses matmul_q8 */
     }
 }
 
 /* A tile of R rows (a compile-time count) x NV vectors of columns over one k
  * block [k0, k1): the weights are read once for R rows. The block's partial
  * starts from zero and is then added to out (bias and earlier blocks). */
-#ifndef MR
-#define MR 4
-#endif
 static inline __attribute__((always_inline)) void mm_tile_r(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                             const int R, int din, int dout, int j, int k0, int k1) {
     VEC acc[MR][NV];
@@ -210,7 +265,9 @@ static void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *
  * vector accumulator over k, one fixed reduction, then the scalar tail.
  * Weight rows are read one after the other, a single forward stream: four
  * rows read side by side (to share the input loads) streamed DRAM at 8 GB/s
- * in f16 and 13 in f32 on one thread, one row at a time at 20 and 16. */
+ * in f16 and 13 in f32 on one thread, one row at a time at 20 and 16. Up
+ * to MT input rows share each weight load (eight measured slower than four
+ * for a batch of eight: 5.8 against 8.7 GB/s of the f32 head). */
 #define MT 4
 static inline __attribute__((always_inline)) void mt_rows(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                           const int R, int din, int dout, int v0, int v1) {
@@ -258,7 +315,7 @@ static inline __attribute__((always_inline)) void mt_typed(float *out, const flo
             case 1: mt_rows(o, x, w, t, 1, din, dout, vb, ve); break;
             case 2: mt_rows(o, x, w, t, 2, din, dout, vb, ve); break;
             case 3: mt_rows(o, x, w, t, 3, din, dout, vb, ve); break;
-            default: mt_rows(o, x, w, t, 4, din, dout, vb, ve); break;
+            default: mt_rows(o, x, w, t, MT, din, dout, vb, ve); break;
             }
         }
     }

@@ -14,6 +14,10 @@
 #include "../core/pool.h"
 #include "gpt2.h"
 
+/* Batches of up to this many tokens take decode's streaming product (one
+ * pass over the weights for all of them); larger ones, the tiled one. */
+#define DECODE_ROWS 8
+
 gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, int n_pos, int max_tokens,
                              int n_threads, gpt2_err *e) {
     memset(s, 0, sizeof *s);
@@ -48,7 +52,8 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     /* The largest product: din F with dout C, or din C with dout 3C or F. */
     const size_t F = (size_t)c->n_inner, blocks = (F > C ? F : C) / GPT2_KBLOCK + 1;
     const size_t widest = F > 3 * C ? F : 3 * C;
-    s->part = malloc(blocks * widest * sizeof(float));
+    const size_t part_rows = max_tokens < DECODE_ROWS ? (size_t)max_tokens : DECODE_ROWS;
+    s->part = malloc(blocks * part_rows * widest * sizeof(float));
     if (!s->head || !s->part || !s->xq || !s->xd || !s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->qkv || !s->att || !s->fc || !s->scores ||
         !s->tmp) {
         gpt2_state_free(s);
@@ -118,23 +123,23 @@ typedef struct par_op {
 enum { OP_MATMUL, OP_PART, OP_REDUCE, OP_HEAD, OP_QUANT, OP_Q8, OP_ATTN, OP_ACT, OP_LN };
 
 /* Columns [j0, min(j0 + REDUCE_COLS, j1)) of out = bias + part[0] + part[1]
- * + ..., added in block order as the tiled product does; the running sums
+ * + ... (block partials stride floats apart), added in block order as the tiled product does; the running sums
  * stay in a local array (registers, once vectorised) instead of going
  * through out for every block (that loop read the partials at 7.5 GB/s and
  * took 8% of f16 decode). */
 #define REDUCE_COLS 64
 static void reduce_cols(float *restrict out, const float *restrict part, const float *restrict bias, int blocks,
-                        int dout, int j0, int j1) {
+                        size_t stride, int j0, int j1) {
     float acc[REDUCE_COLS];
     const int n = j1 - j0 < REDUCE_COLS ? j1 - j0 : REDUCE_COLS;
     if (n == REDUCE_COLS) { /* a fixed count, so that the compiler vectorises */
         for (int j = 0; j < REDUCE_COLS; j++) acc[j] = bias ? bias[j0 + j] : 0.0f;
         for (int b = 0; b < blocks; b++)
-            for (int j = 0; j < REDUCE_COLS; j++) acc[j] += part[(size_t)b * dout + j0 + j];
+            for (int j = 0; j < REDUCE_COLS; j++) acc[j] += part[(size_t)b * stride + j0 + j];
     } else {
         for (int j = 0; j < n; j++) acc[j] = bias ? bias[j0 + j] : 0.0f;
         for (int b = 0; b < blocks; b++)
-            for (int j = 0; j < n; j++) acc[j] += part[(size_t)b * dout + j0 + j];
+            for (int j = 0; j < n; j++) acc[j] += part[(size_t)b * stride + j0 + j];
     }
     memcpy(out + j0, acc, sizeof(float) * (size_t)n);
 }
@@ -160,13 +165,16 @@ static void par_run(void *ctx, int ith, int nth) {
     case OP_PART: { /* decode: whole k blocks per thread, contiguous rows */
         int blocks = (p->din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
         split(blocks, 1, ith, nth, &lo, &hi);
-        if (lo < hi) k->matmul_part(p->s->part, p->in, p->w, p->din, p->dout, lo, hi);
+        if (lo < hi) k->matmul_part(p->s->part, p->in, p->w, p->n, p->din, p->dout, lo, hi);
         break;
     }
     case OP_REDUCE: { /* out = bias + the block partials, in block order */
         int blocks = (p->din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
         split(p->dout, 16, ith, nth, &lo, &hi);
-        for (int j0 = lo; j0 < hi; j0 += REDUCE_COLS) reduce_cols(p->out, p->s->part, p->bias, blocks, p->dout, j0, hi);
+        for (int i = 0; i < p->n; i++)
+            for (int j0 = lo; j0 < hi; j0 += REDUCE_COLS)
+                reduce_cols(p->out + (size_t)i * p->dout, p->s->part + (size_t)i * p->dout, p->bias, blocks,
+                            (size_t)p->n * p->dout, j0, hi);
         break;
     }
     case OP_HEAD: /* the LM head: rows are the selected tokens' normalised states */
@@ -212,13 +220,16 @@ static void par_run(void *ctx, int ith, int nth) {
     }
 }
 
-/* Decode (one row) splits the weight rows, so that each thread streams
- * contiguous memory; more rows split the columns and tile. The arithmetic is
- * the same either way (kernels.h). Q8 quantises the input rows, then splits
- * the columns, whose storage streams in either case. */
+/* Decode, one row or a batch of up to DECODE_ROWS, splits the weight rows,
+ * so that each thread streams contiguous memory once for all rows; more rows
+ * (prefill) split the columns and tile, which reuses each weight from cache
+ * for many rows. The arithmetic is the same either way (kernels.h). Q8
+ * quantises the input rows, then splits the columns, whose storage streams
+ * in either case. */
 static void run_matmul(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, gpt2_weight w,
                        const float *bias, int n, int din, int dout) {
-    par_op p = {.m = m, .s = s, .op = n == 1 ? OP_PART : OP_MATMUL, .out = out, .in = in, .w = w, .bias = bias, .n = n,
+    const int part = n <= DECODE_ROWS;
+    par_op p = {.m = m, .s = s, .op = part ? OP_PART : OP_MATMUL, .out = out, .in = in, .w = w, .bias = bias, .n = n,
                 .din = din, .dout = dout};
     if (w.type == WT_Q8) {
         if (n == 1) q8_quantize(s->xq, s->xd, in, 1, din); /* too little to share out */
@@ -228,7 +239,7 @@ static void run_matmul(const gpt2c_model *m, gpt2_state *s, float *out, const fl
         return;
     }
     pool_run(s->pool, par_run, &p);
-    if (n == 1) {
+    if (part) {
         p.op = OP_REDUCE;
         pool_run(s->pool, par_run, &p);
     }

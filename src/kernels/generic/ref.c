@@ -84,13 +84,16 @@ static void matmul_ref(float *out, const float *in, gpt2_weight w, const float *
     }
 }
 
-static void matmul_part_ref(float *part, const float *x, gpt2_weight w, int din, int dout, int b0, int b1) {
+static void matmul_part_ref(float *part, const float *x, gpt2_weight w, int n, int din, int dout, int b0, int b1) {
     for (int b = b0; b < b1; b++) {
-        float *p = part + (size_t)b * dout;
-        for (int j = 0; j < dout; j++) p[j] = 0.0f;
         int k1 = (b + 1) * GPT2_KBLOCK < din ? (b + 1) * GPT2_KBLOCK : din;
-        for (int k = b * GPT2_KBLOCK; k < k1; k++)
-            for (int j = 0; j < dout; j++) p[j] += x[k] * weight_at(w, (size_t)k * dout + j);
+        for (int i = 0; i < n; i++) {
+            float *p = part + ((size_t)b * n + i) * dout; // (dout,)
+            const float *xi = x + (size_t)i * din;       // (din,)
+            for (int j = 0; j < dout; j++) p[j] = 0.0f;
+            for (int k = b * GPT2_KBLOCK; k < k1; k++)
+                for (int j = 0; j < dout; j++) p[j] += xi[k] * weight_at(w, (size_t)k * dout + j);
+        }
     }
 }
 
