@@ -52,10 +52,12 @@ static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t 
  * f16 fc: 1x4 23, 16x1 29-31); four rows, the old choice, was never the
  * best. Several input rows (batched decode) do more arithmetic per line of
  * weights, so fewer loads are in flight and the hardware prefetcher falls
- * behind: they take sixteen weight rows per pass and prefetch, into the
- * outer caches, half a block ahead (one thread, 8 rows, gpt2 fc_proj 7-11 ->
- * 17-18 GB/s; gpt2 batch 8, median of 4 alternating runs, 224-228 -> 254-264
- * tokens/s, against the row-tiled product the batch took before). */
+ * behind: they take sixteen weight rows per pass, a tile of R rows x NV
+ * vectors, and prefetch, into the outer caches, half a block ahead (one
+ * thread, 8 rows, gpt2 fc_proj 7-11 -> 17-18 GB/s). gpt2 batch 8, five
+ * alternating runs against the row-tiled product the batch took before:
+ * f32 215-236 -> 245-311 tokens/s, f16 333-384 -> 415-437 (1 vector instead
+ * of NV: 231-299 and 398-437). */
 static inline __attribute__((always_inline)) void mm_part_ru(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
                                                              const int R, int n, int din, int dout, int b0, int b1,
                                                              const int PR, const int U) {
@@ -117,7 +119,7 @@ static inline __attribute__((always_inline)) void mm_part_ru(float *part, const 
 
 static inline __attribute__((always_inline)) void mm_part_r(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
                                                             const int R, int n, int din, int dout, int b0, int b1) {
-    if (R > 1) mm_part_ru(part, x, w, t, R, n, din, dout, b0, b1, 16, 1);
+    if (R > 1) mm_part_ru(part, x, w, t, R, n, din, dout, b0, b1, 16, NV);
     else if ((size_t)dout * weight_type_size(t) <= 4096) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 4);
     else mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 16, 1);
 }
