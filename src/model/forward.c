@@ -49,11 +49,12 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     s->head_rows = n_slots < max_tokens ? n_slots : max_tokens;
     if (s->head_rows > 16) s->head_rows = 16; /* enough to read the head once for a whole decode step */
     s->head = malloc((size_t)s->head_rows * (size_t)c->n_vocab * sizeof(float));
-    /* The largest product: din F with dout C, or din C with dout 3C or F. */
-    const size_t F = (size_t)c->n_inner, blocks = (F > C ? F : C) / GPT2_KBLOCK + 1;
-    const size_t widest = F > 3 * C ? F : 3 * C;
+    /* The partials of the largest product: din C with dout 3C or F, or din F
+     * with dout C. */
+    const size_t F = (size_t)c->n_inner, KB = GPT2_KBLOCK;
+    const size_t part_c = (C + KB - 1) / KB * (F > 3 * C ? F : 3 * C), part_f = (F + KB - 1) / KB * C;
     const size_t part_rows = max_tokens < DECODE_ROWS ? (size_t)max_tokens : DECODE_ROWS;
-    s->part = malloc(blocks * part_rows * widest * sizeof(float));
+    s->part = malloc((part_c > part_f ? part_c : part_f) * part_rows * sizeof(float));
     if (!s->head || !s->part || !s->xq || !s->xd || !s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->qkv || !s->att || !s->fc || !s->scores ||
         !s->tmp) {
         gpt2_state_free(s);

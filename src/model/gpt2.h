@@ -78,7 +78,7 @@ typedef struct gpt2_state {
     float *tmp;               // (C,) embedding rows
     int16_t *xq;              // (max_tokens, max din) a Q8 product's input rows, quantised
     float *xd;                // (max_tokens, max din / 32) and their block scales
-    float *part;              // (max din / GPT2_KBLOCK, up to 8 rows, max dout) decode partial sums
+    float *part;              // (din / GPT2_KBLOCK, up to 8 rows, dout) of the largest product: decode partial sums
     float *head;              // (head_rows, V) LM-head output of a group of tokens
     int head_rows;
 } gpt2_state;
