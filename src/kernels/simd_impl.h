@@ -19,6 +19,21 @@
  * accumulators live in registers; GCC's -O2 would keep them on the stack. */
 #define UNROLL _Pragma("GCC unroll 16")
 
+/* Runs CALL, an expression that names R_, with R_ a compile-time constant
+ * equal to rows (1 to max, max at most 8), so that the tile loops over rows
+ * unroll and keep their accumulators in registers. */
+#define WITH_ROWS(rows, max, CALL)                                                                                  \
+    switch (rows) {                                                                                                \
+    case 1: { enum { R_ = 1 }; CALL; break; }                                                                      \
+    case 2: { enum { R_ = 2 < (max) ? 2 : (max) }; CALL; break; }                                                  \
+    case 3: { enum { R_ = 3 < (max) ? 3 : (max) }; CALL; break; }                                                  \
+    case 4: { enum { R_ = 4 < (max) ? 4 : (max) }; CALL; break; }                                                  \
+    case 5: { enum { R_ = 5 < (max) ? 5 : (max) }; CALL; break; }                                                  \
+    case 6: { enum { R_ = 6 < (max) ? 6 : (max) }; CALL; break; }                                                  \
+    case 7: { enum { R_ = 7 < (max) ? 7 : (max) }; CALL; break; }                                                  \
+    default: { enum { R_ = (max) }; CALL; break; }                                                                 \
+    }
+
 /* Widens VW weights at element i of w to a vector (F32, F16, BF16). */
 static inline __attribute__((always_inline)) VEC vloadw(gpt2_weight w, size_t i, gpt2_wtype t) {
     if (t == WT_F32) return VLOAD((const float *)w.data + i);
@@ -130,18 +145,7 @@ static inline __attribute__((always_inline)) void mm_part(float *part, const flo
     for (int i = 0; i < n; i += MR) {
         float *pi = part + (size_t)i * dout; /* row i of each block: rows are n apart */
         const float *xi = x + (size_t)i * din;
-        switch (n - i < MR ? n - i : MR) {
-        case 1: mm_part_r(pi, xi, w, t, 1, n, din, dout, b0, b1); break;
-        case 2: mm_part_r(pi, xi, w, t, 2, n, din, dout, b0, b1); break;
-        case 3: mm_part_r(pi, xi, w, t, 3, n, din, dout, b0, b1); break;
-#if MR > 4
-        case 4: mm_part_r(pi, xi, w, t, 4, n, din, dout, b0, b1); break;
-        case 5: mm_part_r(pi, xi, w, t, 5, n, din, dout, b0, b1); break;
-        case 6: mm_part_r(pi, xi, w, t, 6, n, din, dout, b0, b1); break;
-        case 7: mm_part_r(pi, xi, w, t, 7, n, din, dout, b0, b1); break;
-#endif
-        default: mm_part_r(pi, xi, w, t, MR, n, din, dout, b0, b1); break;
-        }
+        WITH_ROWS(n - i < MR ? n - i : MR, MR, mm_part_r(pi, xi, w, t, R_, n, din, dout, b0, b1))
     }
 }
 
@@ -196,18 +200,7 @@ static inline __attribute__((always_inline)) void mm_tile_r(float *out, const fl
 
 static inline __attribute__((always_inline)) void mm_tile(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                           int rows, int din, int dout, int j, int k0, int k1) {
-    switch (rows) {
-    case 1: mm_tile_r(out, in, w, t, 1, din, dout, j, k0, k1); break;
-    case 2: mm_tile_r(out, in, w, t, 2, din, dout, j, k0, k1); break;
-    case 3: mm_tile_r(out, in, w, t, 3, din, dout, j, k0, k1); break;
-#if MR > 4
-    case 4: mm_tile_r(out, in, w, t, 4, din, dout, j, k0, k1); break;
-    case 5: mm_tile_r(out, in, w, t, 5, din, dout, j, k0, k1); break;
-    case 6: mm_tile_r(out, in, w, t, 6, din, dout, j, k0, k1); break;
-    case 7: mm_tile_r(out, in, w, t, 7, din, dout, j, k0, k1); break;
-#endif
-    default: mm_tile_r(out, in, w, t, MR, din, dout, j, k0, k1); break;
-    }
+    WITH_ROWS(rows, MR, mm_tile_r(out, in, w, t, R_, din, dout, j, k0, k1))
 }
 
 static inline __attribute__((always_inline)) void mm_typed(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
@@ -313,12 +306,7 @@ static inline __attribute__((always_inline)) void mt_typed(float *out, const flo
         for (int i = 0; i < n; i += MT) {
             float *o = out + (size_t)i * dout;
             const float *x = in + (size_t)i * din;
-            switch (n - i < MT ? n - i : MT) {
-            case 1: mt_rows(o, x, w, t, 1, din, dout, vb, ve); break;
-            case 2: mt_rows(o, x, w, t, 2, din, dout, vb, ve); break;
-            case 3: mt_rows(o, x, w, t, 3, din, dout, vb, ve); break;
-            default: mt_rows(o, x, w, t, MT, din, dout, vb, ve); break;
-            }
+            WITH_ROWS(n - i < MT ? n - i : MT, MT, mt_rows(o, x, w, t, R_, din, dout, vb, ve))
         }
     }
 }
@@ -412,18 +400,7 @@ static void FN(matmul_q8)(float *out, const int16_t *xq, const float *xd, gpt2_w
             float *o = out + (size_t)i * dout;
             const int16_t *xb = xq + (size_t)i * din;
             const float *d = xd + (size_t)i * nb;
-            switch (n - i < MRQ ? n - i : MRQ) {
-            case 1: q8_tile(o, xb, d, chunk, sc, 1, din, dout, j, left); break;
-            case 2: q8_tile(o, xb, d, chunk, sc, 2, din, dout, j, left); break;
-            case 3: q8_tile(o, xb, d, chunk, sc, 3, din, dout, j, left); break;
-#if MRQ > 4
-            case 4: q8_tile(o, xb, d, chunk, sc, 4, din, dout, j, left); break;
-            case 5: q8_tile(o, xb, d, chunk, sc, 5, din, dout, j, left); break;
-            case 6: q8_tile(o, xb, d, chunk, sc, 6, din, dout, j, left); break;
-            case 7: q8_tile(o, xb, d, chunk, sc, 7, din, dout, j, left); break;
-#endif
-            default: q8_tile(o, xb, d, chunk, sc, MRQ, din, dout, j, left); break;
-            }
+            WITH_ROWS(n - i < MRQ ? n - i : MRQ, MRQ, q8_tile(o, xb, d, chunk, sc, R_, din, dout, j, left))
         }
     }
     /* A last group cut short by dout: the scalar form of the same sums. */
