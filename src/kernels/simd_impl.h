@@ -403,11 +403,8 @@ static void FN(matmul_q8)(float *out, const int16_t *xq, const float *xd, gpt2_w
             WITH_ROWS(n - i < MRQ ? n - i : MRQ, MRQ, q8_tile(o, xb, d, chunk, sc, R_, din, dout, j, left))
         }
     }
-    /* A last group cut short by dout: the scalar form of the same sums. */
-    for (int i = 0; i < n; i++)
-        for (int j = jg; j < j1; j++)
-            out[(size_t)i * dout + j] =
-                q8_dot_column(xq + (size_t)i * din, xd + (size_t)i * nb, w, din, j, bias ? bias[j] : 0.0f);
+    /* A last group cut short by dout: the reference's scalar form of the same sums. */
+    if (jg < j1) gpt2_kernels_generic.matmul_q8(out, xq, xd, w, bias, n, din, dout, jg, j1);
 }
 
 /* --------------------------------------------------------------- elementwise */
