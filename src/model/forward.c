@@ -123,26 +123,28 @@ typedef struct par_op {
 
 enum { OP_MATMUL, OP_PART, OP_REDUCE, OP_HEAD, OP_QUANT, OP_Q8, OP_ATTN, OP_ACT, OP_LN };
 
-/* Columns [j0, min(j0 + REDUCE_COLS, j1)) of out = bias + part[0] + part[1]
- * + ... (block partials stride floats apart), added in block order as the tiled product does; the running sums
- * stay in a local array (registers, once vectorised) instead of going
- * through out for every block (that loop read the partials at 7.5 GB/s and
- * took 8% of f16 decode). */
+/* Columns [j0, j0 + n) of out = bias + part[0] + part[1] + ... (block
+ * partials stride floats apart), added in block order as the tiled product
+ * does. The running sums stay in a local array, in registers once
+ * vectorised, instead of going through out for every block (that loop read
+ * the partials at 7.5 GB/s and took 8% of f16 decode); n is REDUCE_COLS but
+ * at the end of a thread's columns. */
 #define REDUCE_COLS 64
-static void reduce_cols(float *restrict out, const float *restrict part, const float *restrict bias, int blocks,
-                        size_t stride, int j0, int j1) {
+static inline __attribute__((always_inline)) void reduce_n(float *restrict out, const float *restrict part,
+                                                           const float *restrict bias, int blocks, size_t stride,
+                                                           int j0, const int n) {
     float acc[REDUCE_COLS];
-    const int n = j1 - j0 < REDUCE_COLS ? j1 - j0 : REDUCE_COLS;
-    if (n == REDUCE_COLS) { /* a fixed count, so that the compiler vectorises */
-        for (int j = 0; j < REDUCE_COLS; j++) acc[j] = bias ? bias[j0 + j] : 0.0f;
-        for (int b = 0; b < blocks; b++)
-            for (int j = 0; j < REDUCE_COLS; j++) acc[j] += part[(size_t)b * stride + j0 + j];
-    } else {
-        for (int j = 0; j < n; j++) acc[j] = bias ? bias[j0 + j] : 0.0f;
-        for (int b = 0; b < blocks; b++)
-            for (int j = 0; j < n; j++) acc[j] += part[(size_t)b * stride + j0 + j];
-    }
+    for (int j = 0; j < n; j++) acc[j] = bias ? bias[j0 + j] : 0.0f;
+    for (int b = 0; b < blocks; b++)
+        for (int j = 0; j < n; j++) acc[j] += part[(size_t)b * stride + j0 + j];
     memcpy(out + j0, acc, sizeof(float) * (size_t)n);
+}
+
+static void reduce_cols(float *out, const float *part, const float *bias, int blocks, size_t stride, int j0, int j1) {
+    if (j1 - j0 >= REDUCE_COLS) /* a fixed count, which the compiler vectorises */
+        reduce_n(out, part, bias, blocks, stride, j0, REDUCE_COLS);
+    else
+        reduce_n(out, part, bias, blocks, stride, j0, j1 - j0);
 }
 
 /* [lo, hi) of 0..total for thread ith of nth, in multiples of `align`. */
