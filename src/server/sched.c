@@ -55,8 +55,8 @@ struct sched {
     pthread_t th;
     pthread_mutex_t lock; /* guards the queue, the flags and n_active */
     pthread_cond_t cond;
-    job **queue;          /* a ring of queue_max */
-    int q_head, q_n;
+    job **queue;          /* a ring of q_cap = slots + queue_max */
+    int q_head, q_n, q_cap;
     int stopping;         /* no new jobs; finish the running ones */
     double deadline;      /* then cancel what is left */
     int n_active;
@@ -125,13 +125,19 @@ static void job_fail(job *j, int status, const char *msg) {
 int sched_submit(sched *s, job *j) {
     pthread_mutex_lock(&s->lock);
     int rc = 0;
+    /* Jobs take free slots at the scheduler's next step, so the first
+     * (slots - active) queued jobs are not waiting for a slot: only those
+     * beyond them count against queue_max. Refusing on q_n alone turned a
+     * request away with 429 while a slot stood free, whenever it arrived
+     * within a step of another (test_server's full-queue check, under ASan). */
+    int idle = gpt2c_engine_n_slots(s->e) - s->n_active;
     if (s->stopping) rc = -2;
-    else if (s->q_n >= s->o->queue_max) rc = -1;
+    else if (s->q_n - (idle > 0 ? idle : 0) >= s->o->queue_max || s->q_n >= s->q_cap) rc = -1;
     else {
         pthread_mutex_lock(&j->lock);
         j->refs++;
         pthread_mutex_unlock(&j->lock);
-        s->queue[(s->q_head + s->q_n++) % s->o->queue_max] = j;
+        s->queue[(s->q_head + s->q_n++) % s->q_cap] = j;
         pthread_cond_signal(&s->cond);
     }
     pthread_mutex_unlock(&s->lock);
@@ -477,7 +483,7 @@ static void *sched_main(void *arg) {
             job *j = s->queue[s->q_head];
             int gone = client_gone(j);
             if (!gone && slots_needed(j) > free_slots) break;
-            s->q_head = (s->q_head + 1) % s->o->queue_max;
+            s->q_head = (s->q_head + 1) % s->q_cap;
             s->q_n--;
             if (gone) {
                 job_emit(j, "", 0, 1);
@@ -569,7 +575,8 @@ sched *sched_new(gpt2c_model *m, gpt2c_tokenizer *t, const server_opts *o, metri
         free(s);
         return NULL;
     }
-    s->queue = calloc((size_t)o->queue_max, sizeof *s->queue);
+    s->q_cap = o->slots + o->queue_max;
+    s->queue = calloc((size_t)s->q_cap, sizeof *s->queue);
     s->runs = calloc((size_t)o->slots + 1, sizeof *s->runs);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
@@ -591,7 +598,7 @@ void sched_shutdown(sched *s, double grace_s) {
     /* Requests still waiting for slots will not run. */
     while (s->q_n > 0) {
         job *j = s->queue[s->q_head];
-        s->q_head = (s->q_head + 1) % s->o->queue_max;
+        s->q_head = (s->q_head + 1) % s->q_cap;
         s->q_n--;
         pthread_mutex_unlock(&s->lock);
         job_fail(j, 503, "the server is shutting down");
