@@ -132,10 +132,18 @@ static inline __attribute__((always_inline)) void mm_part_ru(float *part, const 
     }
 }
 
+/* One input row: the pass shape by the weight row's size and type. Inside
+ * the model (per-product timers, two variants alternating every few
+ * products in one run), f32 rows of up to 12 KiB stream best one vector at a
+ * time (gpt2, against four: qkv 26 -> 29, proj 24 -> 29, fc 24 -> 27, fcp
+ * 25 -> 30 GB/s), while gpt2-xl's 19-25 KiB rows keep sixteen side by side
+ * (37 against 26); f16 and bf16 rows measured best as before. */
 static inline __attribute__((always_inline)) void mm_part_r(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
                                                             const int R, int n, int din, int dout, int b0, int b1) {
+    const size_t row_bytes = (size_t)dout * weight_type_size(t);
     if (R > 1) mm_part_ru(part, x, w, t, R, n, din, dout, b0, b1, 16, NV);
-    else if ((size_t)dout * weight_type_size(t) <= 4096) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 4);
+    else if (t == WT_F32 && row_bytes <= 12288) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 1);
+    else if (row_bytes <= 4096) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 4);
     else mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 16, 1);
 }
 
