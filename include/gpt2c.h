@@ -152,6 +152,10 @@ void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info);
  * (flop/s). */
 gpt2c_status gpt2c_model_measure_limits(gpt2c_model *m, int n_threads, double *bytes_per_s, double *flops_per_s);
 
+/* The thread count that n_threads 0 stands for everywhere: one per physical
+ * core this process may run on. */
+int gpt2c_default_threads(void);
+
 /* --------------------------------------------------------------- generation */
 
 typedef enum gpt2c_finish {

@@ -216,5 +216,20 @@ expect_stderr "more than the model's context" "a 7.5 MB prompt is refused early"
 [ $(( $(date +%s) - start )) -le 5 ] && ok || bad "the 7.5 MB prompt took over 5 s to refuse"
 expect_exit 0 "a 7.5 MB prompt with --truncate" -- $BIN generate -m "$CK" -f "$TMP/big.txt" -n 1 --truncate --json --no-stream
 
+# bench: one JSON object whose figures are consistent with each other (no
+# speed is asserted: timings belong to benchmarks, not tests).
+for t in 0 1; do
+    expect_exit 0 "bench --threads $t" -- $BIN bench -m "$CK" --threads $t --prompt-tokens 5 --gen-tokens 4 --batch 3 --json
+    $PY - "$TMP/out" $t <<'PYEOF' && ok || bad "bench --threads $t reports what it ran"
+import json, os, sys
+b = json.load(open(sys.argv[1])); t = int(sys.argv[2])
+assert b["threads"] == t if t else 1 <= b["threads"] <= os.cpu_count(), b["threads"]
+assert (b["batch"], b["prompt_tokens"], b["gen_tokens"]) == (3, 5, 4), b
+assert b["weight_dtype"] == "F32" and b["decode_tokens_per_s"] > 0 and b["roofline_gb_per_s"] > 0
+assert abs(b["decode_tokens_per_s"] * b["decode_ms_per_step"] / 1000 - 3) < 0.01, b
+assert abs(b["achieved_gb_per_s"] / b["roofline_gb_per_s"] - b["roofline_fraction"]) < 0.01, b
+PYEOF
+done
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

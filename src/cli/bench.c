@@ -93,6 +93,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     p.max_new_tokens = gen;
     p.eos_token_id = -1;
     p.n_threads = threads;
+    if (threads == 0) threads = gpt2c_default_threads(); /* for the report */
     gpt2c_gen *g = NULL;
     double t_first = 0, pre = 0, dec = 0;
     rc = EXIT_RUN;

@@ -38,6 +38,8 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+int gpt2c_default_threads(void) { return pool_default_threads(); }
+
 gpt2c_status gpt2c_model_measure_limits(gpt2c_model *m, int n_threads, double *bytes_per_s, double *flops_per_s) {
     err_clear(&m->err);
     if (n_threads == 0) n_threads = pool_default_threads();
