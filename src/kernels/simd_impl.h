@@ -99,11 +99,17 @@ static inline __attribute__((always_inline)) void mm_part_ru(float *part, const 
                     for (int u = 0; u < U; u++) acc[r][u] = first ? VZERO() : VLOAD(o + (size_t)r * dout + j + u * VW);
                 for (size_t l = 0; l < pf_lines && pf < pf_end; l++, pf += 64)
                     __builtin_prefetch((const char *)w.data + pf, 0, 1);
+                /* One pointer stepped down the rows: sixteen row pointers
+                 * held at once spilled into vector registers, and every load
+                 * waited on a move back (perf, f16 decode). */
+                const char *wq = (const char *)w.data + (row + (size_t)j) * esz;
                 UNROLL
-                for (int q = 0; q < PR; q++) {
+                for (int q = 0; q < PR; q++, wq += (size_t)dout * esz) {
                     VEC wv[4];
+                    __asm__("" : "+r"(wq)); /* keeps one pointer, stepped, not sixteen */
+                    const gpt2_weight wr = {.data = wq};
                     UNROLL
-                    for (int u = 0; u < U; u++) wv[u] = vloadw(w, row + (size_t)q * dout + j + u * VW, t);
+                    for (int u = 0; u < U; u++) wv[u] = vloadw(wr, (size_t)u * VW, t);
                     UNROLL
                     for (int r = 0; r < R; r++) {
                         const VEC xr = VSET1(x[(size_t)r * din + k + q]);
