@@ -89,8 +89,15 @@ static inline __attribute__((always_inline)) void mm_part_ru(float *part, const 
         int k = b * GPT2_KBLOCK, k1 = k + GPT2_KBLOCK < din ? k + GPT2_KBLOCK : din, first = 1;
         size_t pf = (size_t)k * dout * esz + block_bytes / 2; /* a byte offset in w */
         const size_t pf_end = (size_t)din * dout * esz;
+        /* The block's inputs, k-major (xt[q][r] = x[r][k + q]), so that a
+         * pass broadcasts them from one pointer rather than R row pointers
+         * (GCC spilled those into vector registers). */
+        float xt[GPT2_KBLOCK * MR];
+        for (int q = 0; q < k1 - k; q++)
+            for (int r = 0; r < R; r++) xt[q * R + r] = x[(size_t)r * din + k + q];
         for (; k + PR <= k1; k += PR, first = 0) {
             const size_t row = (size_t)k * dout;
+            const float *xq = xt + (k - b * GPT2_KBLOCK) * R;
             for (int j = 0; j < jv; j += VW * U) { /* an R x U tile of accumulators */
                 VEC acc[MR][4];
                 UNROLL
@@ -112,7 +119,7 @@ static inline __attribute__((always_inline)) void mm_part_ru(float *part, const 
                     for (int u = 0; u < U; u++) wv[u] = vloadw(wr, (size_t)u * VW, t);
                     UNROLL
                     for (int r = 0; r < R; r++) {
-                        const VEC xr = VSET1(x[(size_t)r * din + k + q]);
+                        const VEC xr = VSET1(xq[q * R + r]);
                         UNROLL
                         for (int u = 0; u < U; u++) acc[r][u] = VFMA(xr, wv[u], acc[r][u]);
                     }
