@@ -72,7 +72,7 @@ typedef struct gpt2_pool gpt2_pool;
 typedef struct gpt2_state {
     int n_slots, n_pos, max_tokens;
     gpt2_pool *pool;          /* the threads this state's passes run on */
-    void *k_cache, *v_cache;  // (L, n_slots, n_pos, C) of the model's kv_type
+    void *k_cache, *v_cache;  // (L, n_slots, H, n_pos, C / H) of the model's kv_type
     float *x, *h, *qkv, *att, *fc; // (max_tokens, C), (.., C), (.., 3C), (.., C), (.., F)
     float *scores;            // (n_threads, n_pos) attention scratch per thread
     float *tmp;               // (C,) embedding rows
