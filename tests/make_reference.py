@@ -17,6 +17,8 @@ TOOLS = os.path.join(os.path.dirname(HERE), "tools")
 PY = sys.executable
 
 PROMPT = [15496, 11, 314, 1101, 257, 3303, 2746, 11, 290, 314, 588, 262]
+# Variants named *-long take this one: 280 positions cross the KV cache's blocks of 256.
+LONG_PROMPT = [(7919 * i + 13) % 50257 for i in range(280)]
 VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
     ("tiny-f32", ["--preset", "tiny", "--seed", "1", "--std", "0.2"], 50257, 8),
     ("tiny-f16", ["--preset", "tiny", "--seed", "2", "--dtype", "F16"], 50257, 8),
@@ -34,6 +36,7 @@ VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
     # The F32 checkpoints again, loaded with --dtype q8 against the same quantisation in numpy;
     # and the common 8-bit scheme (weights only) for test_agreement to measure q8 against.
     ("tiny-q8", ["@tiny-f32"], 50257, 8),
+    ("tiny-long", ["@tiny-f32"], 50257, 8),
     ("gpt2-q8", ["@gpt2-f32"], 50257, 4),
 ]
 # Logits only (OUTDIR/NAME.f32, not in the manifest): the common 8-bit scheme, weights alone,
@@ -65,7 +68,7 @@ def main():
             folder = os.path.join(out, name)
             subprocess.run([PY, os.path.join(TOOLS, "make_checkpoint.py"), "--out", folder] + args, check=True)
         quant = ["--dtype", "q8"] if name.endswith("-q8") else []
-        ids = ",".join(str(t % vocab) for t in PROMPT)
+        ids = ",".join(str(t % vocab) for t in (LONG_PROMPT if name.endswith("-long") else PROMPT))
         logits = os.path.join(out, name + ".f32")
         beam = ["--beams", "3", "--beam-return", "2", "--beam-new", str(n_greedy)] if name.endswith(("f32", "q8")) else []
         r = subprocess.run([PY, os.path.join(TOOLS, "ref_gpt2.py"), folder, "--ids", ids, "--out", logits,

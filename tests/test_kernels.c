@@ -162,13 +162,16 @@ static void test_elementwise(void **state) {
 static void test_attention(void **state) {
     (void)state;
     for (int trial = 0; trial < 40; trial++) {
-        int T = irand(1, 70), hd = irand(1, 80), stride = hd + irand(0, 9);
+        /* Runs of GPT2_KV_BLOCK positions, stride elements apart (the
+         * cache's layout), over up to three blocks. */
+        int T = irand(1, 3 * GPT2_KV_BLOCK), hd = irand(1, 80), stride = GPT2_KV_BLOCK * hd + irand(0, 9);
+        const size_t span = (size_t)(T + GPT2_KV_BLOCK - 1) / GPT2_KV_BLOCK * (size_t)stride; /* elements of k, of v */
         gpt2_wtype t = trial % 2 ? WT_F16 : WT_F32;
         float *q = malloc(sizeof(float) * (size_t)hd);
-        unsigned char *kv = make_weights(t, (size_t)T * stride * 2);
+        unsigned char *kv = make_weights(t, span * 2);
         float *want = malloc(sizeof(float) * (size_t)hd), *got = malloc(sizeof(float) * (size_t)hd), *sc = malloc(sizeof(float) * (size_t)T);
         for (int i = 0; i < hd; i++) q[i] = 2 * frand();
-        gpt2_weight k = {kv, t, NULL, 0, 0}, v = {kv + (size_t)T * stride * weight_type_size(t), t, NULL, 0, 0};
+        gpt2_weight k = {kv, t, NULL, 0, 0}, v = {kv + span * weight_type_size(t), t, NULL, 0, 0};
         gpt2_kernels_generic.attention(want, q, k, v, T, hd, (size_t)stride, 8.0f, sc);
         for (int j = 1; j < n_tables; j++) {
             tables[j]->attention(got, q, k, v, T, hd, (size_t)stride, 8.0f, sc);

@@ -1,6 +1,7 @@
 /* test_reference.c -- the engine against the independent numpy reference
  * (tools/ref_gpt2.py) on random checkpoints of tiny and gpt2 shapes in F32,
- * F16 and BF16, plus a variant that takes every optional path. Checks the
+ * F16 and BF16, plus a variant that takes every optional path and a
+ * 280-token prompt (past the KV cache's blocks of 256 positions). Checks the
  * logits at every position (|diff| <= 1e-4; 3e-3 for q8, see TOL_Q8), greedy tokens, and that the KV
  * cache, full recomputation and batching all give the same tokens, and
  * that beam search matches the reference's (F32 variants). The
@@ -21,7 +22,7 @@
 #define TOL_Q8 3e-3
 
 typedef struct ref_case {
-    char name[64], dir[512], ids[512], logits[512], greedy[512], beam[2048];
+    char name[64], dir[512], ids[4096], logits[512], greedy[512], beam[2048];
 } ref_case;
 
 static ref_case cases[24];
@@ -39,7 +40,7 @@ static int setup(void **state) {
     }
     while (n_cases < 24) {
         ref_case *c = &cases[n_cases];
-        if (fscanf(f, "%63s %511s %511s %511s %511s %2047s", c->name, c->dir, c->ids, c->logits, c->greedy,
+        if (fscanf(f, "%63s %511s %4095s %511s %511s %2047s", c->name, c->dir, c->ids, c->logits, c->greedy,
                    c->beam) != 6)
             break;
         n_cases++;
@@ -83,7 +84,7 @@ static void test_logits_match_reference(void **state) {
         gpt2_state st;
         gpt2_err e = {0};
         assert_int_equal(gpt2_state_init(&st, m, 1, n, 5, 0, &e), GPT2C_OK); /* chunks of 5: crosses chunk edges */
-        int pos[64], slot[64] = {0};
+        int *pos = malloc(sizeof(int) * (size_t)n), *slot = calloc((size_t)n, sizeof(int));
         for (int i = 0; i < n; i++) pos[i] = i;
         gpt2_batch b = {n, ids, pos, slot, pos};
         assert_int_equal(gpt2_forward(m, &st, &b, got, &e), GPT2C_OK);
@@ -94,6 +95,8 @@ static void test_logits_match_reference(void **state) {
         const double tol = len > 3 && strcmp(c->name + len - 3, "-q8") == 0 ? TOL_Q8 : TOL;
         if (!(worst <= tol)) fail_msg("%s: logits differ from the reference by %.2e > %.0e", c->name, worst, tol);
         gpt2_state_free(&st);
+        free(pos);
+        free(slot);
         free(want);
         free(got);
         free(ids);

@@ -48,6 +48,16 @@ typedef enum gpt2_wtype { WT_F32, WT_F16, WT_BF16, WT_Q8 } gpt2_wtype;
 #define GPT2_Q8_GROUP 16
 #define GPT2_Q8_CHUNK (GPT2_Q8_BLOCK * GPT2_Q8_GROUP)
 
+/* The KV cache keeps each head's positions in runs of this many, hd
+ * elements each (see gpt2_state): long enough that attention streams them
+ * (runs of 64 positions read at 24-28 GB/s, of 256 at 32-34, as fast as one
+ * run per head), short enough that a sequence's first positions do not
+ * touch its whole slot. */
+#define GPT2_KV_BLOCK 256
+static inline size_t kv_offset(int t, int hd, size_t stride) {
+    return (size_t)(t / GPT2_KV_BLOCK) * stride + (size_t)(t % GPT2_KV_BLOCK) * (size_t)hd;
+}
+
 static inline size_t q8_padded(size_t dout) { return (dout + GPT2_Q8_GROUP - 1) / GPT2_Q8_GROUP * GPT2_Q8_GROUP; }
 
 /* The byte of q[k, j], and the scale of its block, in a Q8 matrix of din
@@ -125,9 +135,10 @@ typedef struct gpt2_kernels {
     void (*layernorm)(float *out, const float *in, const float *g, const float *b, int n, int d, float eps);
     void (*activation)(float *x, size_t n, gpt2_act act);
     /* One head of one query token: out (hd) = softmax(q . k_t / scale_div)
-     * @ v over t < T, where k_t starts at element t * stride of k, and
-     * likewise v. k and v are the KV cache, F32 or F16. scores holds T
-     * floats of scratch. */
+     * @ v over t < T, where k_t starts at element kv_offset(t, hd, stride)
+     * of k, and likewise v: runs of GPT2_KV_BLOCK positions, stride elements
+     * apart. k and v are the KV cache, F32 or F16. scores holds T floats of
+     * scratch. */
     void (*attention)(float *out, const float *q, gpt2_weight k, gpt2_weight v, int T, int hd, size_t stride,
                       float scale_div, float *scores);
     /* Probes of the hardware limits the benchmark reports against: reads n

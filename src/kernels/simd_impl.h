@@ -515,7 +515,7 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, const f
     const int dv = hd / VW * VW;
     float mx = -INFINITY;
     for (int u = 0; u < T; u++) {
-        const size_t kt = (size_t)u * stride;
+        const size_t kt = kv_offset(u, hd, stride);
         VEC acc = VZERO();
         for (int d = 0; d < dv; d += VW) acc = VFMA(VLOAD(q + d), vloadw(k, kt + d, t), acc);
         float s = VREDUCE(acc);
@@ -540,7 +540,7 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, const f
     for (int d = 0; d < hd; d++) out[d] = 0.0f;
     for (u = 0; u < T; u++) {
         const float p = scores[u] * inv;
-        const size_t vt = (size_t)u * stride;
+        const size_t vt = kv_offset(u, hd, stride);
         const VEC vp = VSET1(p);
         for (int d = 0; d < dv; d += VW) VSTORE(out + d, VFMA(vp, vloadw(v, vt + d, t), VLOAD(out + d)));
         for (int d = dv; d < hd; d++) out[d] = fmaf(p, loadw1(v, vt + d, t), out[d]);

@@ -18,6 +18,9 @@
  * pass over the weights for all of them); larger ones, the tiled one. */
 #define DECODE_ROWS 8
 
+/* A slot's positions, rounded up to whole runs of GPT2_KV_BLOCK. */
+static size_t kv_slot_positions(int n_pos) { return (size_t)(n_pos + GPT2_KV_BLOCK - 1) / GPT2_KV_BLOCK * GPT2_KV_BLOCK; }
+
 gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, int n_pos, int max_tokens,
                              int n_threads, gpt2_err *e) {
     memset(s, 0, sizeof *s);
@@ -30,7 +33,7 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     s->n_pos = n_pos;
     s->max_tokens = max_tokens;
     const size_t C = (size_t)c->n_embd, T = (size_t)max_tokens;
-    const size_t cache = (size_t)c->n_layer * (size_t)n_slots * (size_t)n_pos * C;
+    const size_t cache = (size_t)c->n_layer * (size_t)n_slots * kv_slot_positions(n_pos) * C;
     s->pool = pool_new(n_threads);
     const size_t esz = weight_type_size(m->kv_type);
     s->k_cache = mem_alloc(cache * esz);
@@ -84,18 +87,17 @@ void gpt2_state_free(gpt2_state *s) {
 
 gpt2c_status gpt2_state_copy_slots(gpt2_state *s, const gpt2c_model *m, const int *src, const int *dst, int n,
                                    int n_pos, gpt2_err *e) {
-    /* Byte sizes: the cache holds F32 or F16 elements. */
-    const size_t esz = weight_type_size(m->kv_type), C = (size_t)m->cfg.n_embd, H = (size_t)m->cfg.n_head;
-    const size_t head = (size_t)s->n_pos * (C / H) * esz;  /* one head's positions in one slot */
-    const size_t span = (size_t)n_pos * (C / H) * esz;     /* the part of it to copy */
-    const size_t slot = H * head, layer = (size_t)s->n_slots * slot;
+    /* Byte sizes: the cache holds F32 or F16 elements. A slot's first n_pos
+     * positions are its first runs of GPT2_KV_BLOCK, one contiguous span. */
+    const size_t esz = weight_type_size(m->kv_type), C = (size_t)m->cfg.n_embd;
+    const size_t slot = kv_slot_positions(s->n_pos) * C * esz, span = kv_slot_positions(n_pos) * C * esz;
+    const size_t layer = (size_t)s->n_slots * slot;
     unsigned char *tmp = malloc((size_t)n * span);
     if (!tmp) return err_set(e, GPT2C_ERR_NOMEM, "out of memory copying the KV cache");
     for (int pass = 0; pass < 2; pass++) {
         unsigned char *cache = pass ? s->v_cache : s->k_cache;
-        for (size_t lh = 0; lh < (size_t)m->cfg.n_layer * H; lh++) {
-            /* Head lh % H of layer lh / H in every slot: (n_slots, ...) slot apart. */
-            unsigned char *base = cache + lh / H * layer + lh % H * head;
+        for (int l = 0; l < m->cfg.n_layer; l++) {
+            unsigned char *base = cache + (size_t)l * layer; // (n_slots, ...)
             /* A slot that keeps its own content is neither read nor written. */
             for (int i = 0; i < n; i++)
                 if (src[i] != dst[i]) memcpy(tmp + i * span, base + (size_t)src[i] * slot, span);
@@ -207,7 +209,7 @@ static void par_run(void *ctx, int ith, int nth) {
         break;
     case OP_ATTN: {
         const int C = c->n_embd, H = c->n_head, hd = C / H;
-        const size_t head_stride = (size_t)p->s->n_pos * hd, slot_stride = (size_t)p->s->n_pos * C;
+        const size_t slot_stride = kv_slot_positions(p->s->n_pos) * C;
         const size_t layer_stride = (size_t)p->s->n_slots * slot_stride;
         const gpt2_wtype kv = p->m->kv_type;
         const size_t esz = weight_type_size(kv);
@@ -217,12 +219,12 @@ static void par_run(void *ctx, int ith, int nth) {
         for (int u = lo; u < hi; u++) {
             int i = u / H, hh = u % H, tok = p->i0 + i;
             /* This head's keys and values in the token's slot of this layer:
-             * one contiguous run of positions. */
+             * its run in each block of positions, a block (KV_BLOCK x C) apart. */
             const size_t at = ((size_t)p->layer * layer_stride + (size_t)p->b->slot[tok] * slot_stride +
-                               (size_t)hh * head_stride) * esz;
+                               (size_t)hh * GPT2_KV_BLOCK * hd) * esz;
             const gpt2_weight kw = {kc + at, kv, NULL, 0, 0}, vw = {vc + at, kv, NULL, 0, 0};
             k->attention(p->s->att + (size_t)i * C + hh * hd, p->s->qkv + (size_t)i * 3 * C + hh * hd, kw, vw,
-                         p->b->pos[tok] + 1, hd, (size_t)hd, p->scale, scores);
+                         p->b->pos[tok] + 1, hd, (size_t)GPT2_KV_BLOCK * C, p->scale, scores);
         }
         break;
     }
@@ -263,8 +265,7 @@ static void run_ln(const gpt2c_model *m, gpt2_state *s, float *out, const float 
 static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits) {
     const gpt2_config *c = &m->cfg;
     const int C = c->n_embd, F = c->n_inner, H = c->n_head, hd = C / H;
-    const size_t head_stride = (size_t)s->n_pos * hd;             // one head of one slot in one layer
-    const size_t slot_stride = (size_t)s->n_pos * C;              // one slot in one layer
+    const size_t slot_stride = kv_slot_positions(s->n_pos) * C;  // one slot in one layer
     const size_t layer_stride = (size_t)s->n_slots * slot_stride; // one layer of the cache
     float *x = s->x;     // (n, C) the residual stream
     float *h = s->h;     // (n, C) normalised input / sublayer output
@@ -290,12 +291,12 @@ static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
         run_matmul(m, s, qkv, h, L->attn_w, L->attn_b, n, C, 3 * C);
         for (int i = 0; i < n; i++)
             for (int hh = 0; hh < H; hh++) {
-                /* The cache is head-major, so that attention reads each head's
-                 * positions as one stream: a head's slice of position-major
-                 * rows (hd floats every C) read at 13-17 GB/s, its own run at
-                 * 34-35 (per-op timers, gpt2 q8, 512 positions, batch 8). */
-                size_t at = (size_t)l * layer_stride + (size_t)b->slot[i0 + i] * slot_stride + (size_t)hh * head_stride +
-                            (size_t)b->pos[i0 + i] * hd;
+                /* Position p of head hh: in block p / KV_BLOCK of the slot,
+                 * the head's run, then row p % KV_BLOCK (gpt2_state). */
+                const int p = b->pos[i0 + i];
+                size_t at = (size_t)l * layer_stride + (size_t)b->slot[i0 + i] * slot_stride +
+                            (size_t)(p / GPT2_KV_BLOCK) * GPT2_KV_BLOCK * C + (size_t)hh * GPT2_KV_BLOCK * hd +
+                            (size_t)(p % GPT2_KV_BLOCK) * hd;
                 const float *ki = qkv + (size_t)i * 3 * C + C + hh * hd, *vi = ki + C; // (hd,) each
                 if (m->kv_type == WT_F16) { /* rounded to nearest even, as the attention will read them */
                     uint16_t *kh = (uint16_t *)s->k_cache + at, *vh = (uint16_t *)s->v_cache + at;

@@ -147,7 +147,7 @@ static void attention_ref(float *out, const float *q, gpt2_weight k, gpt2_weight
     float mx = -INFINITY;
     for (int t = 0; t < T; t++) {
         float s = 0.0f;
-        for (int d = 0; d < hd; d++) s += q[d] * weight_at(k, (size_t)t * stride + d); // k[t, d]
+        for (int d = 0; d < hd; d++) s += q[d] * weight_at(k, kv_offset(t, hd, stride) + d); // k[t, d]
         scores[t] = s / scale_div;
         if (scores[t] > mx) mx = scores[t];
     }
@@ -159,7 +159,7 @@ static void attention_ref(float *out, const float *q, gpt2_weight k, gpt2_weight
     for (int d = 0; d < hd; d++) out[d] = 0.0f;
     for (int t = 0; t < T; t++) {
         const float p = scores[t] / sum;
-        for (int d = 0; d < hd; d++) out[d] += p * weight_at(v, (size_t)t * stride + d); // v[t, d]
+        for (int d = 0; d < hd; d++) out[d] += p * weight_at(v, kv_offset(t, hd, stride) + d); // v[t, d]
     }
 }
 
