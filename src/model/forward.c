@@ -18,8 +18,18 @@
  * pass over the weights for all of them); larger ones, the tiled one. */
 #define DECODE_ROWS 8
 
-/* A slot's positions, rounded up to whole runs of GPT2_KV_BLOCK. */
-static size_t kv_slot_positions(int n_pos) { return (size_t)(n_pos + GPT2_KV_BLOCK - 1) / GPT2_KV_BLOCK * GPT2_KV_BLOCK; }
+/* The KV cache's layout (gpt2_state): each head's positions in runs of
+ * GPT2_KV_BLOCK, or of n_pos when that is less (a cache sized to a short
+ * generation is not padded to a whole block); a slot holds whole runs. */
+static size_t kv_run(int n_pos) { return n_pos < GPT2_KV_BLOCK ? (size_t)n_pos : GPT2_KV_BLOCK; }
+static size_t kv_slot_positions(int n_pos) { return (n_pos + kv_run(n_pos) - 1) / kv_run(n_pos) * kv_run(n_pos); }
+
+/* The element where head hh's position p of a slot in layer l starts. */
+static size_t kv_index(const gpt2_state *s, int C, int H, int l, int slot, int hh, int p) {
+    const size_t run = kv_run(s->n_pos), hd = (size_t)(C / H);
+    return ((size_t)l * (size_t)s->n_slots + (size_t)slot) * kv_slot_positions(s->n_pos) * (size_t)C +
+           (size_t)(p / GPT2_KV_BLOCK) * run * (size_t)C + (size_t)hh * run * hd + (size_t)(p % GPT2_KV_BLOCK) * hd;
+}
 
 gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, int n_pos, int max_tokens,
                              int n_threads, gpt2_err *e) {
@@ -87,23 +97,25 @@ void gpt2_state_free(gpt2_state *s) {
 
 gpt2c_status gpt2_state_copy_slots(gpt2_state *s, const gpt2c_model *m, const int *src, const int *dst, int n,
                                    int n_pos, gpt2_err *e) {
-    /* Byte sizes: the cache holds F32 or F16 elements. A slot's first n_pos
-     * positions are its first runs of GPT2_KV_BLOCK, one contiguous span. */
-    const size_t esz = weight_type_size(m->kv_type), C = (size_t)m->cfg.n_embd;
-    const size_t slot = kv_slot_positions(s->n_pos) * C * esz, span = kv_slot_positions(n_pos) * C * esz;
-    const size_t layer = (size_t)s->n_slots * slot;
-    unsigned char *tmp = malloc((size_t)n * span);
+    /* Byte sizes: the cache holds F32 or F16 elements. The first n_pos
+     * positions of a slot are, in each layer, block and head, one piece of a
+     * run: those pieces are copied, no more (beam search copies every step). */
+    const int C = m->cfg.n_embd, H = m->cfg.n_head;
+    const size_t esz = weight_type_size(m->kv_type), hd = (size_t)(C / H);
+    unsigned char *tmp = malloc((size_t)n * kv_run(s->n_pos) * hd * esz);
     if (!tmp) return err_set(e, GPT2C_ERR_NOMEM, "out of memory copying the KV cache");
     for (int pass = 0; pass < 2; pass++) {
         unsigned char *cache = pass ? s->v_cache : s->k_cache;
-        for (int l = 0; l < m->cfg.n_layer; l++) {
-            unsigned char *base = cache + (size_t)l * layer; // (n_slots, ...)
-            /* A slot that keeps its own content is neither read nor written. */
-            for (int i = 0; i < n; i++)
-                if (src[i] != dst[i]) memcpy(tmp + i * span, base + (size_t)src[i] * slot, span);
-            for (int i = 0; i < n; i++)
-                if (src[i] != dst[i]) memcpy(base + (size_t)dst[i] * slot, tmp + i * span, span);
-        }
+        for (int l = 0; l < m->cfg.n_layer; l++)
+            for (int p0 = 0; p0 < n_pos; p0 += GPT2_KV_BLOCK)
+                for (int hh = 0; hh < H; hh++) {
+                    const size_t len = (size_t)(n_pos - p0 < GPT2_KV_BLOCK ? n_pos - p0 : GPT2_KV_BLOCK) * hd * esz;
+                    /* A slot that keeps its own content is neither read nor written. */
+                    for (int i = 0; i < n; i++)
+                        if (src[i] != dst[i]) memcpy(tmp + i * len, cache + kv_index(s, C, H, l, src[i], hh, p0) * esz, len);
+                    for (int i = 0; i < n; i++)
+                        if (src[i] != dst[i]) memcpy(cache + kv_index(s, C, H, l, dst[i], hh, p0) * esz, tmp + i * len, len);
+                }
     }
     free(tmp);
     return GPT2C_OK;
@@ -209,8 +221,6 @@ static void par_run(void *ctx, int ith, int nth) {
         break;
     case OP_ATTN: {
         const int C = c->n_embd, H = c->n_head, hd = C / H;
-        const size_t slot_stride = kv_slot_positions(p->s->n_pos) * C;
-        const size_t layer_stride = (size_t)p->s->n_slots * slot_stride;
         const gpt2_wtype kv = p->m->kv_type;
         const size_t esz = weight_type_size(kv);
         const unsigned char *kc = p->s->k_cache, *vc = p->s->v_cache;
@@ -219,12 +229,11 @@ static void par_run(void *ctx, int ith, int nth) {
         for (int u = lo; u < hi; u++) {
             int i = u / H, hh = u % H, tok = p->i0 + i;
             /* This head's keys and values in the token's slot of this layer:
-             * its run in each block of positions, a block (KV_BLOCK x C) apart. */
-            const size_t at = ((size_t)p->layer * layer_stride + (size_t)p->b->slot[tok] * slot_stride +
-                               (size_t)hh * GPT2_KV_BLOCK * hd) * esz;
+             * its run in each block of positions, a block (run x C) apart. */
+            const size_t at = kv_index(p->s, C, H, p->layer, p->b->slot[tok], hh, 0) * esz;
             const gpt2_weight kw = {kc + at, kv, NULL, 0, 0}, vw = {vc + at, kv, NULL, 0, 0};
             k->attention(p->s->att + (size_t)i * C + hh * hd, p->s->qkv + (size_t)i * 3 * C + hh * hd, kw, vw,
-                         p->b->pos[tok] + 1, hd, (size_t)GPT2_KV_BLOCK * C, p->scale, scores);
+                         p->b->pos[tok] + 1, hd, kv_run(p->s->n_pos) * C, p->scale, scores);
         }
         break;
     }
@@ -265,8 +274,6 @@ static void run_ln(const gpt2c_model *m, gpt2_state *s, float *out, const float 
 static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits) {
     const gpt2_config *c = &m->cfg;
     const int C = c->n_embd, F = c->n_inner, H = c->n_head, hd = C / H;
-    const size_t slot_stride = kv_slot_positions(s->n_pos) * C;  // one slot in one layer
-    const size_t layer_stride = (size_t)s->n_slots * slot_stride; // one layer of the cache
     float *x = s->x;     // (n, C) the residual stream
     float *h = s->h;     // (n, C) normalised input / sublayer output
     float *qkv = s->qkv; // (n, 3C)
@@ -291,12 +298,7 @@ static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
         run_matmul(m, s, qkv, h, L->attn_w, L->attn_b, n, C, 3 * C);
         for (int i = 0; i < n; i++)
             for (int hh = 0; hh < H; hh++) {
-                /* Position p of head hh: in block p / KV_BLOCK of the slot,
-                 * the head's run, then row p % KV_BLOCK (gpt2_state). */
-                const int p = b->pos[i0 + i];
-                size_t at = (size_t)l * layer_stride + (size_t)b->slot[i0 + i] * slot_stride +
-                            (size_t)(p / GPT2_KV_BLOCK) * GPT2_KV_BLOCK * C + (size_t)hh * GPT2_KV_BLOCK * hd +
-                            (size_t)(p % GPT2_KV_BLOCK) * hd;
+                const size_t at = kv_index(s, C, H, l, b->slot[i0 + i], hh, b->pos[i0 + i]);
                 const float *ki = qkv + (size_t)i * 3 * C + C + hh * hd, *vi = ki + C; // (hd,) each
                 if (m->kv_type == WT_F16) { /* rounded to nearest even, as the attention will read them */
                     uint16_t *kh = (uint16_t *)s->k_cache + at, *vh = (uint16_t *)s->v_cache + at;

@@ -72,8 +72,9 @@ typedef struct gpt2_pool gpt2_pool;
 typedef struct gpt2_state {
     int n_slots, n_pos, max_tokens;
     gpt2_pool *pool;          /* the threads this state's passes run on */
-    /* The KV cache, of the model's kv_type: (L, n_slots, n_pos / KV_BLOCK,
-     * H, KV_BLOCK, C / H), n_pos rounded up to whole blocks. Each head's
+    /* The KV cache, of the model's kv_type: (L, n_slots, n_pos / run, H,
+     * run, C / H), run = min(KV_BLOCK, n_pos), n_pos rounded up to whole
+     * runs (forward.c: kv_index). Each head's
      * positions come in runs of GPT2_KV_BLOCK, so attention streams them (a
      * head's slice of position-major rows, hd floats every C, read at 13-17
      * GB/s, these runs at 32-35: per-op timers, gpt2 q8, 512 positions),
