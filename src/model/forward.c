@@ -24,11 +24,12 @@
 static size_t kv_run(int n_pos) { return n_pos < GPT2_KV_BLOCK ? (size_t)n_pos : GPT2_KV_BLOCK; }
 static size_t kv_slot_positions(int n_pos) { return (n_pos + kv_run(n_pos) - 1) / kv_run(n_pos) * kv_run(n_pos); }
 
-/* The element where head hh's position p of a slot in layer l starts. */
+/* The element where head hh's position p of a slot in layer l starts: the
+ * head's first run, then kv_offset (the kernels' view), runs (run x C) apart. */
 static size_t kv_index(const gpt2_state *s, int C, int H, int l, int slot, int hh, int p) {
     const size_t run = kv_run(s->n_pos), hd = (size_t)(C / H);
     return ((size_t)l * (size_t)s->n_slots + (size_t)slot) * kv_slot_positions(s->n_pos) * (size_t)C +
-           (size_t)(p / GPT2_KV_BLOCK) * run * (size_t)C + (size_t)hh * run * hd + (size_t)(p % GPT2_KV_BLOCK) * hd;
+           (size_t)hh * run * hd + kv_offset(p, (int)hd, run * (size_t)C);
 }
 
 gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, int n_pos, int max_tokens,
@@ -107,15 +108,16 @@ gpt2c_status gpt2_state_copy_slots(gpt2_state *s, const gpt2c_model *m, const in
     for (int pass = 0; pass < 2; pass++) {
         unsigned char *cache = pass ? s->v_cache : s->k_cache;
         for (int l = 0; l < m->cfg.n_layer; l++)
-            for (int p0 = 0; p0 < n_pos; p0 += GPT2_KV_BLOCK)
+            for (int p0 = 0; p0 < n_pos; p0 += GPT2_KV_BLOCK) {
+                const size_t len = (size_t)(n_pos - p0 < GPT2_KV_BLOCK ? n_pos - p0 : GPT2_KV_BLOCK) * hd * esz;
                 for (int hh = 0; hh < H; hh++) {
-                    const size_t len = (size_t)(n_pos - p0 < GPT2_KV_BLOCK ? n_pos - p0 : GPT2_KV_BLOCK) * hd * esz;
                     /* A slot that keeps its own content is neither read nor written. */
                     for (int i = 0; i < n; i++)
                         if (src[i] != dst[i]) memcpy(tmp + i * len, cache + kv_index(s, C, H, l, src[i], hh, p0) * esz, len);
                     for (int i = 0; i < n; i++)
                         if (src[i] != dst[i]) memcpy(cache + kv_index(s, C, H, l, dst[i], hh, p0) * esz, tmp + i * len, len);
                 }
+            }
     }
     free(tmp);
     return GPT2C_OK;

@@ -73,11 +73,11 @@ typedef struct gpt2_state {
     int n_slots, n_pos, max_tokens;
     gpt2_pool *pool;          /* the threads this state's passes run on */
     /* The KV cache, of the model's kv_type: (L, n_slots, n_pos / run, H,
-     * run, C / H), run = min(KV_BLOCK, n_pos), n_pos rounded up to whole
-     * runs (forward.c: kv_index). Each head's
-     * positions come in runs of GPT2_KV_BLOCK, so attention streams them (a
-     * head's slice of position-major rows, hd floats every C, read at 13-17
-     * GB/s, these runs at 32-35: per-op timers, gpt2 q8, 512 positions),
+     * run, C / H), run = min(GPT2_KV_BLOCK, n_pos), n_pos rounded up to
+     * whole runs (forward.c: kv_index). Each head's positions come in runs,
+     * so attention streams them (a head's slice of position-major rows, hd
+     * floats every C, read at 13-17 GB/s, runs of 256 at 32-35: per-op
+     * timers, gpt2 q8, 512 positions),
      * while a sequence's first positions touch only its slot's first blocks
      * (one run per head over all n_pos would touch the whole slot at once,
      * 75 MB for gpt2 at 1024 positions, and the first touch of memory runs
