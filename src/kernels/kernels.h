@@ -151,10 +151,11 @@ typedef struct gpt2_kernels {
 extern const gpt2_kernels gpt2_kernels_generic;
 extern const gpt2_kernels gpt2_kernels_avx2;   /* AVX2 + FMA + F16C */
 extern const gpt2_kernels gpt2_kernels_avx512; /* AVX-512 F/BW/VL */
+extern const gpt2_kernels gpt2_kernels_avx512vnni; /* and AVX512_VNNI */
 extern const gpt2_kernels gpt2_kernels_neon;   /* AArch64 Advanced SIMD */
 
 /* The best table this CPU supports (CPUID and XGETBV, read each call; no
- * state is kept). GPT2C_KERNELS=generic|avx2|avx512|neon forces a level, never
+ * state is kept). GPT2C_KERNELS=generic|avx2|avx512|avx512vnni|neon forces a level, never
  * above what the CPU has. */
 const gpt2_kernels *gpt2_kernels_select(void);
 /* Every table this CPU can run, best last, for tests; returns the count. */

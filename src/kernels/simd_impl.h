@@ -364,6 +364,7 @@ static void FN(matmul_t)(float *out, const float *in, gpt2_weight w, int n, int 
 #define MRQ 4
 #endif
 #define QV (GPT2_Q8_GROUP / VW) /* vectors in a group of columns */
+#define Q8_CHAINS 4
 #define Q8_PREFETCH 8192        /* bytes ahead in the weight stream (matmul_q8) */
 
 /* R rows (a compile-time count) x the group of columns at j, over all
@@ -392,20 +393,26 @@ static inline __attribute__((always_inline)) void q8_tile(float *out, const int1
             for (int c = 0; c < QV; c++) wv[p][c] = ILOAD_I8X2(chunk + p * 2 * GPT2_Q8_GROUP + c * 2 * VW);
         UNROLL
         for (int r = 0; r < R; r++) {
-            IVEC isum[QV];
+            IVEC isum[QV][Q8_CHAINS];
             UNROLL
-            for (int c = 0; c < QV; c++) isum[c] = IZERO();
+            for (int c = 0; c < QV; c++)
+                UNROLL
+                for (int a = 0; a < Q8_CHAINS; a++) isum[c][a] = IZERO();
             UNROLL
             for (int p = 0; p < GPT2_Q8_BLOCK / 2; p++) {
                 int32_t pair; /* xq[2p] in the low half, as the weights' k order */
                 memcpy(&pair, xb + (size_t)r * din + b * GPT2_Q8_BLOCK + 2 * p, sizeof pair);
                 const WVEC xp = ISET1(pair);
                 UNROLL
-                for (int c = 0; c < QV; c++) isum[c] = IDOT(isum[c], wv[p][c], xp);
+                for (int c = 0; c < QV; c++) isum[c][p % Q8_CHAINS] = IDOT(isum[c][p % Q8_CHAINS], wv[p][c], xp);
             }
+            UNROLL
+            for (int c = 0; c < QV; c++)
+                UNROLL
+                for (int a = 1; a < Q8_CHAINS; a++) isum[c][0] = IADD(isum[c][0], isum[c][a]);
             const VEC dr = VSET1(xd[(size_t)r * nb + b]);
             UNROLL
-            for (int c = 0; c < QV; c++) acc[r][c] = VFMA(ICVT(isum[c]), VMUL(VLOAD_F16(sc + c * VW), dr), acc[r][c]);
+            for (int c = 0; c < QV; c++) acc[r][c] = VFMA(ICVT(isum[c][0]), VMUL(VLOAD_F16(sc + c * VW), dr), acc[r][c]);
         }
     }
     UNROLL

@@ -36,6 +36,7 @@ typedef int16x8_t WVEC;
 #define ILOAD_I8X2(p) vmovl_s8(vld1_s8(p))
 #define ISET1(v) vreinterpretq_s16_s32(vdupq_n_s32(v))
 #define IDOT(acc, w, x) vaddq_s32(acc, vpaddq_s32(vmull_s16(vget_low_s16(w), vget_low_s16(x)), vmull_high_s16(w, x)))
+#define IADD(a, b) vaddq_s32(a, b)
 #define ICVT(a) vcvtq_f32_s32(a)
 
 /* A fixed reduction order: halves folded down to one lane. */

@@ -34,6 +34,7 @@ typedef __m256i WVEC;
 #define ILOAD_I8X2(p) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p)))
 #define ISET1(v) _mm256_set1_epi32(v)
 #define IDOT(acc, w, x) _mm256_add_epi32(acc, _mm256_madd_epi16(w, x))
+#define IADD(a, b) _mm256_add_epi32(a, b)
 #define ICVT(a) _mm256_cvtepi32_ps(a)
 
 static inline float VREDUCE(__m256 v) {

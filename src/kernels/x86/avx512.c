@@ -1,52 +1,10 @@
 /* avx512.c -- the x86 kernels on 16-float vectors (AVX-512 F/BW/VL/DQ).
  * Compiled with those instruction sets enabled; chosen at run time only when
  * CPUID and XGETBV say the CPU and OS support them. */
-#include <immintrin.h>
+#include "avx512.h"
 
-typedef __m512 VEC;
-#define VW 16
-#define NV 3 /* a tile is 8 rows x 3 vectors: 24 accumulators of 32 registers */
-#define MR 8
-#define MRQ 8
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VSTORE(p, v) _mm512_storeu_ps(p, v)
-#define VSET1(x) _mm512_set1_ps(x)
-#define VZERO() _mm512_setzero_ps()
-#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define VMUL(a, b) _mm512_mul_ps(a, b)
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VSUB(a, b) _mm512_sub_ps(a, b)
-#define VDIV(a, b) _mm512_div_ps(a, b)
-#define VMIN(a, b) _mm512_min_ps(a, b)
-#define VMAX(a, b) _mm512_max_ps(a, b)
-#define VABS(a) _mm512_abs_ps(a)
-#define VCOPYSIGN(mag, sgn)                                                                              \
-    _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag),                                       \
-                                        _mm512_and_si512(_mm512_castps_si512(sgn), _mm512_set1_epi32((int)0x80000000u))))
-#define VROUND(a) _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define VSCALE2(p, n) _mm512_scalef_ps(p, n)
-#define VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-#define VLOAD_BF16(p) \
-    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
-
-/* Q8: 32 int8 weights (16 columns x a k pair) widened to int16, and the
- * pairwise multiply-add into 16 int32 lanes, exact. */
-typedef __m512i IVEC;
-typedef __m512i WVEC;
-#define IZERO() _mm512_setzero_si512()
-#define ILOAD_I8X2(p) _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(p)))
-#define ISET1(v) _mm512_set1_epi32(v)
+/* The pairwise multiply-add, then the add: exact in int32. */
 #define IDOT(acc, w, x) _mm512_add_epi32(acc, _mm512_madd_epi16(w, x))
-#define ICVT(a) _mm512_cvtepi32_ps(a)
-
-/* A fixed reduction order: halves folded down to one lane. */
-static inline float VREDUCE(__m512 v) {
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-    return _mm_cvtss_f32(q);
-}
 
 #define FN(name) name##_avx512
 #define KERNELS_NAME "avx512" /* simd_impl.h ends with the table, gpt2_kernels_avx512 */
