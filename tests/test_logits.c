@@ -32,6 +32,24 @@ static void test_argmax_first_on_tie(void **state) {
     assert_int_equal(logits_argmax(s, 5), 1);
     float neg[3] = {-INFINITY, -5.0f, -INFINITY};
     assert_int_equal(logits_argmax(neg, 3), 1);
+    /* Against the plain scan, on lengths around the vector width and a
+     * vocabulary's, drawn from few values (ties) with NaNs, infinities and
+     * signed zeros. */
+    static const float pool[] = {0.0f, -0.0f, 1.0f, -1.0f, 2.5f, INFINITY, -INFINITY, NAN};
+    static float v[50257];
+    unsigned seed = 7;
+    for (int trial = 0; trial < 400; trial++) {
+        int n = trial < 300 ? 1 + trial % 40 : 50257 - trial % 3;
+        int npool = 1 + trial % 8; /* how many of pool's values this trial draws from */
+        for (int i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            v[i] = pool[(seed >> 16) % (unsigned)npool];
+        }
+        int want = 0;
+        for (int i = 1; i < n; i++)
+            if (v[i] > v[want]) want = i;
+        if (logits_argmax(v, n) != want) fail_msg("argmax of %d scores: %d, want %d", n, logits_argmax(v, n), want);
+    }
 }
 
 static void test_logsumexp_and_top_k(void **state) {

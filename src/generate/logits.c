@@ -202,11 +202,25 @@ void logits_logprobs(const float *row, int n, int token, int k, float *chosen, i
     for (int j = 0; j < k; j++) top_lps[j] = (float)(row[top_ids[j]] - lse);
 }
 
+/* The first index of the largest score, where a NaN never wins (but one at
+ * index 0 is returned, as a scan from it would). The scan that keeps the
+ * best index is a chain through a load per element (5% of a batch-8 decode
+ * step over 50257 scores); instead the maximum is taken in 16 independent
+ * lanes, which the compiler turns into vector max instructions, and then
+ * found. */
+#define ARGMAX_LANES 16
 int logits_argmax(const float *scores, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (scores[i] > scores[best]) best = i;
-    return best;
+    float lane[ARGMAX_LANES];
+    for (int l = 0; l < ARGMAX_LANES; l++) lane[l] = scores[0];
+    int i = 0;
+    for (; i + ARGMAX_LANES <= n; i += ARGMAX_LANES)
+        for (int l = 0; l < ARGMAX_LANES; l++) lane[l] = scores[i + l] > lane[l] ? scores[i + l] : lane[l];
+    float mx = lane[0];
+    for (int l = 1; l < ARGMAX_LANES; l++) mx = lane[l] > mx ? lane[l] : mx;
+    for (; i < n; i++) mx = scores[i] > mx ? scores[i] : mx;
+    for (i = 0; i < n; i++)
+        if (scores[i] == mx) return i;
+    return 0; /* scores[0] is NaN */
 }
 
 double logits_logsumexp(const float *scores, int n) {
