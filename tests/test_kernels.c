@@ -161,28 +161,43 @@ static void test_elementwise(void **state) {
 /* Attention over an F32 or an F16 KV cache, against the reference. */
 static void test_attention(void **state) {
     (void)state;
-    for (int trial = 0; trial < 40; trial++) {
-        /* Runs of GPT2_KV_BLOCK positions, stride elements apart (the
-         * cache's layout), over up to three blocks. */
-        int T = irand(1, 3 * GPT2_KV_BLOCK), hd = irand(1, 80), stride = GPT2_KV_BLOCK * hd + irand(0, 9);
-        const size_t span = (size_t)(T + GPT2_KV_BLOCK - 1) / GPT2_KV_BLOCK * (size_t)stride; /* elements of k, of v */
+    for (int trial = 0; trial < 60; trial++) {
+        /* nq queries at consecutive positions, attending to T..T+nq-1 of
+         * them, in runs of GPT2_KV_BLOCK positions, stride elements apart
+         * (the cache's layout), over up to three blocks; GPT-2's head size
+         * (the kernels' unrolled case) every third trial. */
+        int nq = irand(1, 9), T = irand(1, 3 * GPT2_KV_BLOCK - nq), hd = trial % 3 ? irand(1, 80) : 64;
+        int stride = GPT2_KV_BLOCK * hd + irand(0, 9), nk = T + nq - 1;
+        int qstride = hd + irand(0, 5), ostride = hd + irand(0, 5);
+        const size_t span = (size_t)(nk + GPT2_KV_BLOCK - 1) / GPT2_KV_BLOCK * (size_t)stride; /* elements of k, of v */
         gpt2_wtype t = trial % 2 ? WT_F16 : WT_F32;
-        float *q = malloc(sizeof(float) * (size_t)hd);
+        float *q = malloc(sizeof(float) * (size_t)nq * qstride);
         unsigned char *kv = make_weights(t, span * 2);
-        float *want = malloc(sizeof(float) * (size_t)hd), *got = malloc(sizeof(float) * (size_t)hd), *sc = malloc(sizeof(float) * (size_t)T);
-        for (int i = 0; i < hd; i++) q[i] = 2 * frand();
+        const size_t no = (size_t)nq * ostride;
+        float *want = calloc(no, sizeof(float)), *got = calloc(no, sizeof(float)), *one = calloc(no, sizeof(float));
+        float *sc = malloc(sizeof(float) * (size_t)nq * nk);
+        for (int i = 0; i < nq * qstride; i++) q[i] = 2 * frand();
         gpt2_weight k = {kv, t, NULL, 0, 0}, v = {kv + span * weight_type_size(t), t, NULL, 0, 0};
-        gpt2_kernels_generic.attention(want, q, k, v, T, hd, (size_t)stride, 8.0f, sc);
+        gpt2_kernels_generic.attention(want, (size_t)ostride, q, (size_t)qstride, nq, k, v, T, hd, (size_t)stride, 8.0f, sc);
         for (int j = 1; j < n_tables; j++) {
-            tables[j]->attention(got, q, k, v, T, hd, (size_t)stride, 8.0f, sc);
-            if (!(max_rel(got, want, (size_t)hd) <= 1e-5))
-                fail_msg("%s attention T=%d hd=%d kv=%s: %.2e", tables[j]->name, T, hd, t == WT_F16 ? "f16" : "f32",
-                         max_rel(got, want, (size_t)hd));
+            tables[j]->attention(got, (size_t)ostride, q, (size_t)qstride, nq, k, v, T, hd, (size_t)stride, 8.0f, sc);
+            for (int i = 0; i < nq; i++) { /* each query alone, as decode asks */
+                tables[j]->attention(one + (size_t)i * ostride, (size_t)ostride, q + (size_t)i * qstride,
+                                     (size_t)qstride, 1, k, v, T + i, hd, (size_t)stride, 8.0f, sc);
+                if (memcmp(got + (size_t)i * ostride, one + (size_t)i * ostride, sizeof(float) * (size_t)hd) != 0)
+                    fail_msg("%s attention T=%d hd=%d: query %d of %d differs from the same query alone",
+                             tables[j]->name, T, hd, i, nq);
+                if (!(max_rel(got + (size_t)i * ostride, want + (size_t)i * ostride, (size_t)hd) <= 1e-5))
+                    fail_msg("%s attention T=%d hd=%d kv=%s query %d of %d: %.2e", tables[j]->name, T, hd,
+                             t == WT_F16 ? "f16" : "f32", i, nq,
+                             max_rel(got + (size_t)i * ostride, want + (size_t)i * ostride, (size_t)hd));
+            }
         }
         free(q);
         free(kv);
         free(want);
         free(got);
+        free(one);
         free(sc);
     }
 }

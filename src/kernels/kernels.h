@@ -134,13 +134,16 @@ typedef struct gpt2_kernels {
     /* out (n, d) = (in - mean) / sqrt(var + eps) * g + b, per row. */
     void (*layernorm)(float *out, const float *in, const float *g, const float *b, int n, int d, float eps);
     void (*activation)(float *x, size_t n, gpt2_act act);
-    /* One head of one query token: out (hd) = softmax(q . k_t / scale_div)
-     * @ v over t < T, where k_t starts at element kv_offset(t, hd, stride)
-     * of k, and likewise v: runs of GPT2_KV_BLOCK positions, stride elements
-     * apart. k and v are the KV cache, F32 or F16. scores holds T floats of
-     * scratch. */
-    void (*attention)(float *out, const float *q, gpt2_weight k, gpt2_weight v, int T, int hd, size_t stride,
-                      float scale_div, float *scores);
+    /* nq query tokens of one head at consecutive positions: query i (hd
+     * floats at q + i * qstride) attends to positions t < T + i, and
+     * out + i * ostride (hd) = softmax(q_i . k_t / scale_div) @ v, where k_t
+     * starts at element kv_offset(t, hd, stride) of k, and likewise v: runs
+     * of GPT2_KV_BLOCK positions, stride elements apart. k and v are the KV
+     * cache, F32 or F16. A query's output is the same bits whatever nq: a
+     * prompt's tokens attend together, reading each key once for several,
+     * decode's one by one. scores holds nq * (T + nq - 1) floats of scratch. */
+    void (*attention)(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
+                      gpt2_weight v, int T, int hd, size_t stride, float scale_div, float *scores);
     /* Probes of the hardware limits the benchmark reports against: reads n
      * bytes at p as fast as this ISA can (the result depends on every byte),
      * and runs iters rounds of independent f32 FMAs, returning the flops. */

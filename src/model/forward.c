@@ -17,6 +17,9 @@
 /* Batches of up to this many tokens take decode's streaming product (one
  * pass over the weights for all of them); larger ones, the tiled one. */
 #define DECODE_ROWS 8
+/* Tokens of one sequence at consecutive positions handed to attention
+ * together (OP_ATTN). */
+#define ATTN_RUN 8
 
 /* The KV cache's layout (gpt2_state): each head's positions in runs of
  * GPT2_KV_BLOCK, or of n_pos when that is less (a cache sized to a short
@@ -54,7 +57,7 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     s->qkv = malloc(T * 3 * C * sizeof(float));
     s->att = malloc(T * C * sizeof(float));
     s->fc = malloc(T * (size_t)c->n_inner * sizeof(float));
-    s->scores = malloc((size_t)n_threads * (size_t)n_pos * sizeof(float));
+    s->scores = malloc((size_t)n_threads * ATTN_RUN * (size_t)n_pos * sizeof(float));
     s->tmp = malloc(C * sizeof(float));
     /* Q8 products take their input rows quantised (the widest input is F). */
     const size_t widest_in = (size_t)c->n_inner > C ? (size_t)c->n_inner : C;
@@ -226,16 +229,30 @@ static void par_run(void *ctx, int ith, int nth) {
         const gpt2_wtype kv = p->m->kv_type;
         const size_t esz = weight_type_size(kv);
         const unsigned char *kc = p->s->k_cache, *vc = p->s->v_cache;
-        float *scores = p->s->scores + (size_t)ith * p->s->n_pos;
-        split(p->n * H, 1, ith, nth, &lo, &hi);
-        for (int u = lo; u < hi; u++) {
-            int i = u / H, hh = u % H, tok = p->i0 + i;
-            /* This head's keys and values in the token's slot of this layer:
-             * its run in each block of positions, a block (run x C) apart. */
-            const size_t at = kv_index(p->s, C, H, p->layer, p->b->slot[tok], hh, 0) * esz;
-            const gpt2_weight kw = {kc + at, kv, NULL, 0, 0}, vw = {vc + at, kv, NULL, 0, 0};
-            k->attention(p->s->att + (size_t)i * C + hh * hd, p->s->qkv + (size_t)i * 3 * C + hh * hd, kw, vw,
-                         p->b->pos[tok] + 1, hd, kv_run(p->s->n_pos) * C, p->scale, scores);
+        const gpt2_batch *b = p->b;
+        float *scores = p->s->scores + (size_t)ith * ATTN_RUN * p->s->n_pos;
+        /* A unit is one head of a run of up to ATTN_RUN tokens of one
+         * sequence at consecutive positions (a prompt's: the kernel reads
+         * each key once for several), and the units are dealt out in turn,
+         * so that every thread gets early and late positions alike (halves
+         * of a prompt gave the second thread three times the work). */
+        for (int i = 0, unit = 0; i < p->n;) {
+            const int tok = p->i0 + i;
+            int nq = 1;
+            while (nq < ATTN_RUN && i + nq < p->n && b->slot[tok + nq] == b->slot[tok] &&
+                   b->pos[tok + nq] == b->pos[tok] + nq)
+                nq++;
+            for (int hh = 0; hh < H; hh++, unit++) {
+                if (unit % nth != ith) continue;
+                /* This head's keys and values in the run's slot of this
+                 * layer: its run in each block of positions, a block (run x
+                 * C) apart. */
+                const size_t at = kv_index(p->s, C, H, p->layer, b->slot[tok], hh, 0) * esz;
+                const gpt2_weight kw = {kc + at, kv, NULL, 0, 0}, vw = {vc + at, kv, NULL, 0, 0};
+                k->attention(p->s->att + (size_t)i * C + hh * hd, (size_t)C, p->s->qkv + (size_t)i * 3 * C + hh * hd,
+                             (size_t)3 * C, nq, kw, vw, b->pos[tok] + 1, hd, kv_run(p->s->n_pos) * C, p->scale, scores);
+            }
+            i += nq;
         }
         break;
     }
