@@ -44,6 +44,26 @@ static inline float VREDUCE(__m256 v) {
     return _mm_cvtss_f32(q);
 }
 
+/* VREDUCE of 8 vectors at once, lane i holding VREDUCE(v[i]) to the bit:
+ * the halves, then the two pairs of a half, then the pair, as VREDUCE
+ * adds them (see avx512.h). */
+static inline __m256 VREDUCE_EACH(const __m256 *v) {
+    __m256 e[4], g[2];
+    _Pragma("GCC unroll 4") /* in registers, not on the stack */
+    for (int m = 0; m < 4; m++) /* half 0: v[2m]'s halves added, half 1: v[2m+1]'s */
+        e[m] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * m], v[2 * m + 1], 0x20),
+                             _mm256_permute2f128_ps(v[2 * m], v[2 * m + 1], 0x31));
+    _Pragma("GCC unroll 2")
+    for (int p = 0; p < 2; p++) /* half j: the pair sums of v[4p + j], then of v[4p + 2 + j] */
+        g[p] = _mm256_add_ps(_mm256_shuffle_ps(e[2 * p], e[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(e[2 * p], e[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* Lane 4j + m: the sum of v[2m + j]; put it in lane 2m + j. */
+    const __m256 s = _mm256_add_ps(_mm256_shuffle_ps(g[0], g[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(g[0], g[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(s, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+#define VREDUCE_EACH VREDUCE_EACH
+
 #define FN(name) name##_avx2
 #define KERNELS_NAME "avx2" /* simd_impl.h ends with the table, gpt2_kernels_avx2 */
 #include "../simd_impl.h"
