@@ -611,7 +611,7 @@ static inline __attribute__((always_inline)) void attn_values(float *out, size_t
     }
 }
 
-/* Up to ATTN_QG queries at consecutive positions, T + i for query i: the
+/* ATTN_QG queries, or one, at consecutive positions, T + i for query i: the
  * scores of all against keys [0, T + nq - 1) (a later query's keys are
  * already in the cache; an earlier query's row ignores them), then each
  * row's softmax over its own positions, then the weighted values. */
@@ -623,7 +623,8 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, size_t 
     const size_t srow = (size_t)nk;
     int u0 = 0;
     if (hd == ATTN_HV * VW) {
-        WITH_ROWS(nq, ATTN_QG, attn_scores(scores, srow, q, qstride, R_, k, t, nk, stride, scale_div))
+        if (nq == ATTN_QG) attn_scores(scores, srow, q, qstride, ATTN_QG, k, t, nk, stride, scale_div);
+        else attn_scores(scores, srow, q, qstride, 1, k, t, nk, stride, scale_div);
         u0 = nk / VW * VW;
     }
     float inv[ATTN_QG];
@@ -663,7 +664,8 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, size_t 
         inv[i] = 1.0f / sum;
     }
     if (hd == ATTN_HV * VW) {
-        WITH_ROWS(nq, ATTN_QG, attn_values(out, ostride, scores, srow, inv, R_, v, t, T, stride))
+        if (nq == ATTN_QG) attn_values(out, ostride, scores, srow, inv, ATTN_QG, v, t, T, stride);
+        else attn_values(out, ostride, scores, srow, inv, 1, v, t, T, stride);
         return;
     }
     for (int i = 0; i < nq; i++) { /* other head sizes: the sums through memory */
@@ -678,16 +680,19 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, size_t 
     }
 }
 
-/* The KV cache is F32 or F16 (k and v alike); queries in groups of
- * ATTN_QG. */
+/* The KV cache is F32 or F16 (k and v alike). Queries go in groups of
+ * ATTN_QG and the rest one by one: the unrolled code for every group size
+ * from 1 to 4 took clang with the sanitizers 245 s to compile (116 s with
+ * two), for the few queries at the end of a prompt. */
 static void FN(attention)(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
                           gpt2_weight v, int T, int hd, size_t stride, float scale_div, float *scores) {
-    for (int i = 0; i < nq; i += ATTN_QG) {
-        const int n = nq - i < ATTN_QG ? nq - i : ATTN_QG;
+    for (int i = 0; i < nq;) {
+        const int n = nq - i >= ATTN_QG ? ATTN_QG : 1;
         float *o = out + (size_t)i * ostride;
         const float *qi = q + (size_t)i * qstride;
         if (k.type == WT_F16) attn_typed(o, ostride, qi, qstride, n, k, v, WT_F16, T + i, hd, stride, scale_div, scores);
         else attn_typed(o, ostride, qi, qstride, n, k, v, WT_F32, T + i, hd, stride, scale_div, scores);
+        i += n;
     }
 }
 
