@@ -375,7 +375,7 @@ static void FN(matmul_t)(float *out, const float *in, gpt2_weight w, int n, int 
 #define MRQ 4
 #endif
 #define QV (GPT2_Q8_GROUP / VW) /* vectors in a group of columns */
-#define Q8_CHAINS 4
+#define Q8_CHAINS 4 /* interleaved sums a row and block: vpdpwssd's latency (integers: same bits) */
 #define Q8_PREFETCH 8192        /* bytes ahead in the weight stream (matmul_q8) */
 
 /* R rows (a compile-time count) x the group of columns at j, over all

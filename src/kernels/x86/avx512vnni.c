@@ -1,7 +1,7 @@
 /* avx512vnni.c -- the AVX-512 kernels with VNNI (AVX512_VNNI), chosen where
  * CPUID has it: vpdpwssd multiplies the 16-bit pairs and adds them into the
  * int32 sums in one instruction, the same integers as avx512.c's two. In
- * cache, one thread, the Q8 product of 8 rows went from 65-70 to 77-93
+ * cache, one thread, the Q8 product of 8 rows went from 65-79 to 76-93
  * GMAC/s with it (and matmul_q8's row-interleaved sums, which its latency
  * needs); every other kernel is avx512.c's code. */
 #include "avx512.h"
