@@ -65,40 +65,40 @@ static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t 
 #ifndef MR
 #define MR 4
 #endif
+#define MM_PREFETCH 16384 /* bytes ahead in decode's weight stream (mm_part_r) */
 
 /* Block partials of R input rows (decode, batched decode; R a compile-time
  * count): part[b, i] = the fma chain over the block's k, from zero, for
  * every column, the additions in k order. The rows of a block are
  * contiguous, so this streams memory once for all R rows, but how fast
  * depends on how many weight rows are read side by side: PR per pass over
- * the partials, U vectors of columns per step (a compile-time pair).
- * Measured with two threads on the four matrix shapes of a layer, gpt2 to
- * gpt2-xl, one input row: weight rows of up to 4 KiB stream best one at a
- * time (gpt2 f16 28 -> 41-43 GB/s), longer rows sixteen at a time (gpt2-xl
- * f16 fc: 1x4 23, 16x1 29-31); four rows, the old choice, was never the
- * best. Several input rows (batched decode) do more arithmetic per line of
- * weights, so fewer loads are in flight and the hardware prefetcher falls
- * behind: they take sixteen weight rows per pass, a tile of R rows x NV
- * vectors, and prefetch, into the outer caches, half a block ahead (one
- * thread, 8 rows, gpt2 fc_proj 7-11 -> 17-18 GB/s). gpt2 batch 8, five
- * alternating runs against the row-tiled product the batch took before:
- * f32 215-236 -> 245-311 tokens/s, f16 333-384 -> 415-437 (1 vector instead
- * of NV: 231-299 and 398-437). */
+ * the partials, U vectors of columns per step (a compile-time pair), and on
+ * prefetching: lines are fetched into the outer caches PF bytes ahead of the
+ * pass, at the pace the block is read. One input row (decode) streams one
+ * weight row at a time, 16 KiB ahead (see mm_part_r). Several input rows
+ * (batched decode) do more arithmetic per line of weights, so fewer loads
+ * are in flight: they take sixteen weight rows per pass, a tile of R rows x
+ * NV vectors, and prefetch half a block ahead (one thread, 8 rows, gpt2
+ * fc_proj 7-11 -> 17-18 GB/s). gpt2 batch 8, five alternating runs against
+ * the row-tiled product the batch took before: f32 215-236 -> 245-311
+ * tokens/s, f16 333-384 -> 415-437 (1 vector instead of NV: 231-299 and
+ * 398-437). */
 static inline __attribute__((always_inline)) void mm_part_ru(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
                                                              const int R, int n, int din, int dout, int b0, int b1,
                                                              const int PR, const int U) {
     const int jv = dout / (VW * U) * (VW * U);
     const size_t esz = weight_type_size(t), block_bytes = (size_t)GPT2_KBLOCK * dout * esz;
-    /* Lines of weights to prefetch per step of the loop below: half a block
+    /* Lines of weights to prefetch per step of the loop below, PF bytes
      * ahead, at the pace the block is read. */
     const int steps = GPT2_KBLOCK / PR * (jv / (VW * U));
-    const size_t pf_lines = R > 1 && steps ? (block_bytes / 64 + (size_t)steps - 1) / (size_t)steps : 0;
+    const size_t pf_lines = steps ? (block_bytes / 64 + (size_t)steps - 1) / (size_t)steps : 0;
+    const size_t PF = R > 1 ? block_bytes / 2 : MM_PREFETCH;
     for (int b = b0; b < b1; b++) {
         /* The block's first pass starts its chains from zero in registers
          * rather than from a cleared partial (clearing cost 6% of f16 decode). */
         float *o = part + (size_t)b * n * dout; /* row r's partial: o + r * dout */
         int k = b * GPT2_KBLOCK, k1 = k + GPT2_KBLOCK < din ? k + GPT2_KBLOCK : din, first = 1;
-        size_t pf = (size_t)k * dout * esz + block_bytes / 2; /* a byte offset in w */
+        size_t pf = (size_t)k * dout * esz + PF; /* a byte offset in w */
         const size_t pf_end = (size_t)din * dout * esz;
         /* The block's inputs, k-major (xt[q][r] = x[r][k + q]), so that a
          * pass broadcasts them from one pointer rather than R row pointers
@@ -156,19 +156,23 @@ static inline __attribute__((always_inline)) void mm_part_ru(float *part, const 
     }
 }
 
-/* One input row: the pass shape by the weight row's size and type. Inside
- * the model (per-product timers, two variants alternating every few
- * products in one run), f32 rows of up to 12 KiB stream best one vector at a
- * time (gpt2, against four: qkv 26 -> 29, proj 24 -> 29, fc 24 -> 27, fcp
- * 25 -> 30 GB/s), while gpt2-xl's 19-25 KiB rows keep sixteen side by side
- * (37 against 26); f16 and bf16 rows measured best as before. */
+/* One input row: one weight row at a time, two vectors a step (four for
+ * BF16, whose widening is two instructions), prefetched MM_PREFETCH bytes
+ * ahead. Measured on the checkpoints' own mappings, two threads, every
+ * product of a model in decode order, 12 interleaved rounds (medians,
+ * GB/s): against the shapes this replaced (one row of four
+ * vectors, sixteen rows of one; no prefetch) f32 gpt2 26.6 -> 37.4,
+ * gpt2-medium 28.1 -> 40.6, gpt2-xl 42.3 -> 41.8; f16 gpt2 34.7 -> 41.3,
+ * gpt2-medium 28.8 -> 33.2, gpt2-xl 38.0 -> 45.4; bf16 gpt2 30.9 -> 41.7
+ * (two vectors: 37.0), where reading the same bytes with the read probe
+ * gave 37-51. Sixteen weight rows side by side, the old choice for long
+ * rows, read 30.2, 30.2 and 39.7 with the prefetch; 64 KiB ahead measured
+ * as 16, 256 KiB worse. */
 static inline __attribute__((always_inline)) void mm_part_r(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
                                                             const int R, int n, int din, int dout, int b0, int b1) {
-    const size_t row_bytes = (size_t)dout * weight_type_size(t);
     if (R > 1) mm_part_ru(part, x, w, t, R, n, din, dout, b0, b1, 16, NV);
-    else if (t == WT_F32 && row_bytes <= 12288) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 1);
-    else if (row_bytes <= 4096) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 4);
-    else mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 16, 1);
+    else if (t == WT_BF16) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 4);
+    else mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 2);
 }
 
 /* Groups of up to MR input rows, each streaming the block's weights. */
