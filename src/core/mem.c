@@ -25,8 +25,13 @@ void mem_advise_huge(const void *p, size_t n) {
 #endif
 }
 
+void *mem_aligned(size_t bytes) {
+    if (bytes > SIZE_MAX - 63) return NULL;
+    return aligned_alloc(64, (bytes + 63) / 64 * 64);
+}
+
 void *mem_alloc(size_t bytes) {
-    if (bytes < HUGE_PAGE) return aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (bytes < HUGE_PAGE) return mem_aligned(bytes);
     if (bytes > SIZE_MAX - HUGE_PAGE) return NULL;
     size_t n = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     void *p = aligned_alloc(HUGE_PAGE, n);

@@ -52,26 +52,30 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     const size_t esz = weight_type_size(m->kv_type);
     s->k_cache = mem_alloc(cache * esz);
     s->v_cache = mem_alloc(cache * esz);
-    s->x = malloc(T * C * sizeof(float));
-    s->h = malloc(T * C * sizeof(float));
-    s->qkv = malloc(T * 3 * C * sizeof(float));
-    s->att = malloc(T * C * sizeof(float));
-    s->fc = malloc(T * (size_t)c->n_inner * sizeof(float));
-    s->scores = malloc((size_t)n_threads * ATTN_RUN * (size_t)n_pos * sizeof(float));
-    s->tmp = malloc(C * sizeof(float));
+    /* The activations on cache lines: from malloc, a large buffer starts 16
+     * bytes into its page, and every vector load of an input row or a
+     * partial sum straddled two lines. Small pages: a decode step touches
+     * the first rows only. */
+    s->x = mem_aligned(T * C * sizeof(float));
+    s->h = mem_aligned(T * C * sizeof(float));
+    s->qkv = mem_aligned(T * 3 * C * sizeof(float));
+    s->att = mem_aligned(T * C * sizeof(float));
+    s->fc = mem_aligned(T * (size_t)c->n_inner * sizeof(float));
+    s->scores = mem_aligned((size_t)n_threads * ATTN_RUN * (size_t)n_pos * sizeof(float));
+    s->tmp = mem_aligned(C * sizeof(float));
     /* Q8 products take their input rows quantised (the widest input is F). */
     const size_t widest_in = (size_t)c->n_inner > C ? (size_t)c->n_inner : C;
-    s->xq = malloc(T * widest_in * sizeof *s->xq);
-    s->xd = malloc(T * (widest_in / GPT2_Q8_BLOCK + 1) * sizeof *s->xd);
+    s->xq = mem_aligned(T * widest_in * sizeof *s->xq);
+    s->xd = mem_aligned(T * (widest_in / GPT2_Q8_BLOCK + 1) * sizeof *s->xd);
     s->head_rows = n_slots < max_tokens ? n_slots : max_tokens;
     if (s->head_rows > 16) s->head_rows = 16; /* enough to read the head once for a whole decode step */
-    s->head = malloc((size_t)s->head_rows * (size_t)c->n_vocab * sizeof(float));
+    s->head = mem_aligned((size_t)s->head_rows * (size_t)c->n_vocab * sizeof(float));
     /* The partials of the largest product: din C with dout 3C or F, or din F
      * with dout C. */
     const size_t F = (size_t)c->n_inner, KB = GPT2_KBLOCK;
     const size_t part_c = (C + KB - 1) / KB * (F > 3 * C ? F : 3 * C), part_f = (F + KB - 1) / KB * C;
     const size_t part_rows = max_tokens < DECODE_ROWS ? (size_t)max_tokens : DECODE_ROWS;
-    s->part = malloc((part_c > part_f ? part_c : part_f) * part_rows * sizeof(float));
+    s->part = mem_aligned((part_c > part_f ? part_c : part_f) * part_rows * sizeof(float));
     if (!s->head || !s->part || !s->xq || !s->xd || !s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->qkv || !s->att || !s->fc || !s->scores ||
         !s->tmp) {
         gpt2_state_free(s);
