@@ -110,45 +110,59 @@ static inline float q8_dot_column(const int16_t *xq, const float *xd, gpt2_weigh
 
 #define GPT2_KBLOCK 64
 
+/* The kernels a table holds, as function types, so that a table may take
+ * some entries from another (avx512vnni.c: all but the Q8 product). */
+
+/* out[i, j] = bias[j] + sum_k in[i, k] * w[k, j] for i < n and j in
+ * [j0, j1): in (n, din), w (din, dout) -- GPT-2's Conv1D layout -- and
+ * out (n, dout). bias may be NULL. */
+typedef void gpt2_matmul_fn(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout,
+                            int j0, int j1);
+/* The partial sums of n input rows over k blocks [b0, b1):
+ * part[b, i, j] = sum over k in block b of x[i, k] * w[k, j], for all
+ * j; x is (n, din) and part (din / GPT2_KBLOCK rounded up, n, dout).
+ * Decode and batched decode: the weights stream once for all n rows. */
+typedef void gpt2_matmul_part_fn(float *part, const float *x, gpt2_weight w, int n, int din, int dout, int b0,
+                                 int b1);
+/* out[i, v] = sum_k in[i, k] * w[v, k] for v in [v0, v1): w (dout, din),
+ * the tied LM head. */
+typedef void gpt2_matmul_t_fn(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1);
+/* The Q8 product of q8_quantize's rows: out[i, j] = q8_dot_column(row i,
+ * j, bias[j] or 0) for i < n and j in [j0, j1), j0 a multiple of
+ * GPT2_Q8_GROUP and j1 too or dout. matmul, matmul_part and matmul_t
+ * take the other types. */
+typedef void gpt2_matmul_q8_fn(float *out, const int16_t *xq, const float *xd, gpt2_weight w, const float *bias, int n,
+                               int din, int dout, int j0, int j1);
+/* out (n, d) = (in - mean) / sqrt(var + eps) * g + b, per row. */
+typedef void gpt2_layernorm_fn(float *out, const float *in, const float *g, const float *b, int n, int d, float eps);
+typedef void gpt2_activation_fn(float *x, size_t n, gpt2_act act);
+/* nq query tokens of one head at consecutive positions: query i (hd
+ * floats at q + i * qstride) attends to positions t < T + i, and
+ * out + i * ostride (hd) = softmax(q_i . k_t / scale_div) @ v, where k_t
+ * starts at element kv_offset(t, hd, stride) of k, and likewise v: runs
+ * of GPT2_KV_BLOCK positions, stride elements apart. k and v are the KV
+ * cache, F32 or F16. A query's output is the same bits whatever nq: a
+ * prompt's tokens attend together, reading each key once for several,
+ * decode's one by one. scores holds nq * (T + nq - 1) floats of scratch. */
+typedef void gpt2_attention_fn(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
+                               gpt2_weight v, int T, int hd, size_t stride, float scale_div, float *scores);
+/* Probes of the hardware limits the benchmark reports against: reads n
+ * bytes at p as fast as this ISA can (the result depends on every byte),
+ * and runs iters rounds of independent f32 FMAs, returning the flops. */
+typedef float gpt2_read_probe_fn(const void *p, size_t n);
+typedef double gpt2_fma_probe_fn(long iters);
+
 typedef struct gpt2_kernels {
     const char *name;
-    /* out[i, j] = bias[j] + sum_k in[i, k] * w[k, j] for i < n and j in
-     * [j0, j1): in (n, din), w (din, dout) -- GPT-2's Conv1D layout -- and
-     * out (n, dout). bias may be NULL. */
-    void (*matmul)(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout, int j0,
-                   int j1);
-    /* The partial sums of n input rows over k blocks [b0, b1):
-     * part[b, i, j] = sum over k in block b of x[i, k] * w[k, j], for all
-     * j; x is (n, din) and part (din / GPT2_KBLOCK rounded up, n, dout).
-     * Decode and batched decode: the weights stream once for all n rows. */
-    void (*matmul_part)(float *part, const float *x, gpt2_weight w, int n, int din, int dout, int b0, int b1);
-    /* out[i, v] = sum_k in[i, k] * w[v, k] for v in [v0, v1): w (dout, din),
-     * the tied LM head. */
-    void (*matmul_t)(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1);
-    /* The Q8 product of q8_quantize's rows: out[i, j] = q8_dot_column(row i,
-     * j, bias[j] or 0) for i < n and j in [j0, j1), j0 a multiple of
-     * GPT2_Q8_GROUP and j1 too or dout. matmul, matmul_part and matmul_t
-     * take the other types. */
-    void (*matmul_q8)(float *out, const int16_t *xq, const float *xd, gpt2_weight w, const float *bias, int n,
-                      int din, int dout, int j0, int j1);
-    /* out (n, d) = (in - mean) / sqrt(var + eps) * g + b, per row. */
-    void (*layernorm)(float *out, const float *in, const float *g, const float *b, int n, int d, float eps);
-    void (*activation)(float *x, size_t n, gpt2_act act);
-    /* nq query tokens of one head at consecutive positions: query i (hd
-     * floats at q + i * qstride) attends to positions t < T + i, and
-     * out + i * ostride (hd) = softmax(q_i . k_t / scale_div) @ v, where k_t
-     * starts at element kv_offset(t, hd, stride) of k, and likewise v: runs
-     * of GPT2_KV_BLOCK positions, stride elements apart. k and v are the KV
-     * cache, F32 or F16. A query's output is the same bits whatever nq: a
-     * prompt's tokens attend together, reading each key once for several,
-     * decode's one by one. scores holds nq * (T + nq - 1) floats of scratch. */
-    void (*attention)(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
-                      gpt2_weight v, int T, int hd, size_t stride, float scale_div, float *scores);
-    /* Probes of the hardware limits the benchmark reports against: reads n
-     * bytes at p as fast as this ISA can (the result depends on every byte),
-     * and runs iters rounds of independent f32 FMAs, returning the flops. */
-    float (*read_probe)(const void *p, size_t n);
-    double (*fma_probe)(long iters);
+    gpt2_matmul_fn *matmul;
+    gpt2_matmul_part_fn *matmul_part;
+    gpt2_matmul_t_fn *matmul_t;
+    gpt2_matmul_q8_fn *matmul_q8;
+    gpt2_layernorm_fn *layernorm;
+    gpt2_activation_fn *activation;
+    gpt2_attention_fn *attention;
+    gpt2_read_probe_fn *read_probe;
+    gpt2_fma_probe_fn *fma_probe;
 } gpt2_kernels;
 
 extern const gpt2_kernels gpt2_kernels_generic;

@@ -2,7 +2,10 @@
  * compiled once per instruction set: x86/avx2.c (8 floats a vector),
  * x86/avx512.c (16) and arm/neon.c (4). The file that includes this defines
  * VW, the vector type and operations, FN() and KERNELS_NAME; the file ends
- * with the kernel table, FN(gpt2_kernels).
+ * with the kernel table, FN(gpt2_kernels). The entry points have external
+ * linkage so that a table may borrow them: where the including file defines
+ * BORROW(name) -- another table's entry -- only the Q8 product is compiled
+ * here and every other entry is BORROW's (avx512vnni.c).
  *
  * Bit-exactness across batch shapes (see kernels.h): every output element is
  * a chain of fused multiply-adds in k order from its bias (or from zero and
@@ -59,6 +62,7 @@ static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t 
     return t == WT_F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }
 
+#ifndef BORROW
 /* ------------------------------------------------------------------ matmul */
 
 /* Input rows per tile of a matrix product (the ISA file may set more). */
@@ -185,7 +189,7 @@ static inline __attribute__((always_inline)) void mm_part(float *part, const flo
     }
 }
 
-static void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int n, int din, int dout, int b0, int b1) {
+void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int n, int din, int dout, int b0, int b1) {
     switch (w.type) {
     case WT_F32: mm_part(part, x, w, WT_F32, n, din, dout, b0, b1); break;
     case WT_F16: mm_part(part, x, w, WT_F16, n, din, dout, b0, b1); break;
@@ -279,7 +283,7 @@ static inline __attribute__((always_inline)) void mm_typed(float *out, const flo
     }
 }
 
-static void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout,
+void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout,
                        int j0, int j1) {
     switch (w.type) {
     case WT_F32: mm_typed(out, in, w, WT_F32, bias, n, din, dout, j0, j1); break;
@@ -364,7 +368,7 @@ static inline __attribute__((always_inline)) void mt_typed(float *out, const flo
     }
 }
 
-static void FN(matmul_t)(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1) {
+void FN(matmul_t)(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1) {
     switch (w.type) {
     case WT_F32: mt_typed(out, in, w, WT_F32, n, din, dout, v0, v1); break;
     case WT_F16: mt_typed(out, in, w, WT_F16, n, din, dout, v0, v1); break;
@@ -372,6 +376,8 @@ static void FN(matmul_t)(float *out, const float *in, gpt2_weight w, int n, int 
     case WT_Q8: gpt2_kernels_generic.matmul_t(out, in, w, n, din, dout, v0, v1); break; /* the model uses matmul_q8 */
     }
 }
+
+#endif /* BORROW */
 
 /* --------------------------------------------------------------- matmul_q8 */
 
@@ -445,7 +451,7 @@ static inline __attribute__((always_inline)) void q8_tile(float *out, const int1
  * hardware prefetcher, so their tiles prefetch the stream Q8_PREFETCH bytes
  * ahead (gpt2 batch 8, 3 alternating runs: 532-569 -> 803-825 tokens/s with
  * 4-16 KiB, all alike; one row measured no better with it). */
-static void FN(matmul_q8)(float *out, const int16_t *xq, const float *xd, gpt2_weight w, const float *bias, int n,
+void FN(matmul_q8)(float *out, const int16_t *xq, const float *xd, gpt2_weight w, const float *bias, int n,
                           int din, int dout, int j0, int j1) {
     const int jg = j0 + (j1 - j0) / GPT2_Q8_GROUP * GPT2_Q8_GROUP; /* [j0, jg) in whole groups */
     const int nb = din / GPT2_Q8_BLOCK;
@@ -467,6 +473,7 @@ static void FN(matmul_q8)(float *out, const int16_t *xq, const float *xd, gpt2_w
     if (jg < j1) gpt2_kernels_generic.matmul_q8(out, xq, xd, w, bias, n, din, dout, jg, j1);
 }
 
+#ifndef BORROW
 /* --------------------------------------------------------------- elementwise */
 
 /* exp(x) for a vector: x = n ln2 + r, |r| <= ln2 / 2, exp(r) by its Taylor
@@ -487,7 +494,7 @@ static inline VEC vexp(VEC x) {
     return VSCALE2(p, n);
 }
 
-static void FN(activation)(float *x, size_t n, gpt2_act act) {
+void FN(activation)(float *x, size_t n, gpt2_act act) {
     if (act != ACT_GELU_TANH) { /* the rare ones: the reference is fast enough */
         gpt2_kernels_generic.activation(x, n, act);
         return;
@@ -507,7 +514,7 @@ static void FN(activation)(float *x, size_t n, gpt2_act act) {
     if (i < n) gpt2_kernels_generic.activation(x + i, n - i, act);
 }
 
-static void FN(layernorm)(float *out, const float *in, const float *g, const float *b, int n, int d, float eps) {
+void FN(layernorm)(float *out, const float *in, const float *g, const float *b, int n, int d, float eps) {
     const int dv = d / VW * VW;
     for (int i = 0; i < n; i++) {
         const float *x = in + (size_t)i * d;
@@ -690,7 +697,7 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, size_t 
  * ATTN_QG and the rest one by one: the unrolled code for every group size
  * from 1 to 4 took clang with the sanitizers 245 s to compile (116 s with
  * two), for the few queries at the end of a prompt. */
-static void FN(attention)(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
+void FN(attention)(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
                           gpt2_weight v, int T, int hd, size_t stride, float scale_div, float *scores) {
     for (int i = 0; i < nq;) {
         const int n = nq - i >= ATTN_QG ? ATTN_QG : 1;
@@ -704,7 +711,7 @@ static void FN(attention)(float *out, size_t ostride, const float *q, size_t qst
 
 /* ------------------------------------------------------------------- probes */
 
-static float FN(read_probe)(const void *p, size_t n) {
+float FN(read_probe)(const void *p, size_t n) {
     const float *f = p;
     size_t m = n / sizeof(float) / (4 * VW) * (4 * VW);
     VEC a = VZERO(), b = VZERO(), c = VZERO(), d = VZERO();
@@ -718,7 +725,7 @@ static float FN(read_probe)(const void *p, size_t n) {
 }
 
 /* Ten independent FMA chains: enough to cover the latency of two FMA pipes. */
-static double FN(fma_probe)(long iters) {
+double FN(fma_probe)(long iters) {
     VEC acc[10];
     const VEC m = VSET1(0.999999f), e = VSET1(1e-6f);
     UNROLL
@@ -735,15 +742,27 @@ static double FN(fma_probe)(long iters) {
     return 2.0 * 10 * VW * (double)iters;
 }
 
+#define BORROW(name) FN(name)
+#else
+gpt2_matmul_fn BORROW(matmul);
+gpt2_matmul_part_fn BORROW(matmul_part);
+gpt2_matmul_t_fn BORROW(matmul_t);
+gpt2_activation_fn BORROW(activation);
+gpt2_layernorm_fn BORROW(layernorm);
+gpt2_attention_fn BORROW(attention);
+gpt2_read_probe_fn BORROW(read_probe);
+gpt2_fma_probe_fn BORROW(fma_probe);
+#endif /* BORROW */
+
 const gpt2_kernels FN(gpt2_kernels) = {
     .name = KERNELS_NAME,
-    .matmul = FN(matmul),
-    .matmul_part = FN(matmul_part),
-    .matmul_t = FN(matmul_t),
+    .matmul = BORROW(matmul),
+    .matmul_part = BORROW(matmul_part),
+    .matmul_t = BORROW(matmul_t),
     .matmul_q8 = FN(matmul_q8),
-    .layernorm = FN(layernorm),
-    .activation = FN(activation),
-    .attention = FN(attention),
-    .read_probe = FN(read_probe),
-    .fma_probe = FN(fma_probe),
+    .layernorm = BORROW(layernorm),
+    .activation = BORROW(activation),
+    .attention = BORROW(attention),
+    .read_probe = BORROW(read_probe),
+    .fma_probe = BORROW(fma_probe),
 };

@@ -3,11 +3,13 @@
  * int32 sums in one instruction, the same integers as avx512.c's two. In
  * cache, one thread, the Q8 product of 8 rows went from 65-79 to 76-93
  * GMAC/s with it (and matmul_q8's row-interleaved sums, which its latency
- * needs); every other kernel is avx512.c's code. */
+ * needs); every other entry of its table is avx512.c's function, not
+ * compiled again here. */
 #include "avx512.h"
 
 #define IDOT(acc, w, x) _mm512_dpwssd_epi32(acc, w, x)
 
 #define FN(name) name##_avx512vnni
+#define BORROW(name) name##_avx512 /* every kernel but the Q8 product is avx512.c's */
 #define KERNELS_NAME "avx512vnni" /* simd_impl.h ends with the table, gpt2_kernels_avx512vnni */
 #include "../simd_impl.h"
