@@ -2,10 +2,13 @@
  * reference kernels, on random shapes (odd sizes included, to reach every
  * tail path) and every weight dtype, with stated tolerances; and the
  * contracts of kernels.h: a row's result does not depend on how many rows
- * run with it, nor on the column range it is computed in. */
+ * run with it, nor on the column range it is computed in. Also the thread
+ * pool's dealing of units, by which the model shares out its products. */
 #include <math.h>
+#include <stdatomic.h>
 
 #include "core/half.h"
+#include "core/pool.h"
 #include "kernels/kernels.h"
 #include "testutil.h"
 
@@ -395,8 +398,58 @@ static void test_forced_level(void **state) {
     unsetenv("GPT2C_KERNELS");
 }
 
+/* Every unit of a deal is taken exactly once, whatever the threads and
+ * their timing; a thread that takes nothing leaves its run to the others,
+ * who take it from the back; a lone thread takes its run in order. */
+typedef struct deal_job {
+    gpt2_pool *p;
+    int total, idle; /* thread idle takes nothing (-1: none idles) */
+    _Atomic int count[1000];
+    int order[1000], n_order; /* thread 0's units, in the order taken */
+} deal_job;
+
+static void deal_run(void *ctx, int ith, int nth) {
+    deal_job *d = ctx;
+    (void)nth;
+    if (ith == d->idle) return;
+    for (int u; (u = pool_take(d->p, ith)) >= 0;) {
+        assert_true(u < d->total);
+        atomic_fetch_add(&d->count[u], 1);
+        if (ith == 0) d->order[d->n_order++] = u;
+    }
+}
+
+static void test_pool_deal(void **state) {
+    (void)state;
+    static deal_job d; /* 8 KB: off the stack */
+    const int threads[] = {1, 2, 3, 5}, totals[] = {0, 1, 2, 7, 64, 1000};
+    for (size_t a = 0; a < sizeof threads / sizeof *threads; a++) {
+        gpt2_pool *p = pool_new(threads[a]);
+        assert_non_null(p);
+        for (size_t b = 0; b < sizeof totals / sizeof *totals; b++)
+            for (int rep = 0; rep < 20; rep++) {
+                d.p = p, d.total = totals[b], d.n_order = 0;
+                d.idle = threads[a] > 1 && rep % 4 == 3 ? threads[a] - 1 : -1;
+                for (int u = 0; u < d.total; u++) atomic_store(&d.count[u], 0);
+                pool_deal(p, d.total);
+                pool_run(p, deal_run, &d);
+                for (int u = 0; u < d.total; u++) assert_int_equal(atomic_load(&d.count[u]), 1);
+                if (threads[a] == 1) /* one run, in order */
+                    for (int u = 0; u < d.total; u++) assert_int_equal(d.order[u], u);
+                if (threads[a] == 2 && d.idle == 1) { /* its own half, then the other's from the back */
+                    const int half = d.total / 2;
+                    assert_int_equal(d.n_order, d.total);
+                    for (int u = 0; u < half; u++) assert_int_equal(d.order[u], u);
+                    for (int u = half; u < d.total; u++) assert_int_equal(d.order[u], d.total - 1 - (u - half));
+                }
+            }
+        pool_free(p);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pool_deal),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_t),     cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_forced_level), cmocka_unit_test(test_matmul_part),
         cmocka_unit_test(test_q8_quantize), cmocka_unit_test(test_matmul_q8),

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,6 +21,10 @@ struct gpt2_pool {
     atomic_int gen, pending, stop, sleepers;
     pool_fn fn;
     void *ctx;
+    /* pool_deal's runs, one a thread: the next unit in the high half, the
+     * end in the low, so that the owner's take from the front and a
+     * thief's from the back are each one compare-and-swap of the word. */
+    _Atomic uint64_t *runs;
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
@@ -62,9 +67,11 @@ gpt2_pool *pool_new(int n_threads) {
     if (!p) return NULL;
     p->n = n_threads;
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
+    p->runs = calloc((size_t)n_threads, sizeof *p->runs);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    if (!p->threads) {
+    if (!p->threads || !p->runs) {
+        p->n = 1; /* no thread to join */
         pool_free(p);
         return NULL;
     }
@@ -101,6 +108,27 @@ void pool_run(gpt2_pool *p, pool_fn fn, void *ctx) {
 
 int pool_size(const gpt2_pool *p) { return p->n; }
 
+void pool_deal(gpt2_pool *p, int total) {
+    for (int i = 0; i < p->n; i++) {
+        const uint64_t lo = (uint64_t)total * (uint64_t)i / (uint64_t)p->n;
+        const uint64_t hi = (uint64_t)total * (uint64_t)(i + 1) / (uint64_t)p->n;
+        atomic_store_explicit(&p->runs[i], lo << 32 | hi, memory_order_relaxed); /* pool_run publishes it */
+    }
+}
+
+int pool_take(gpt2_pool *p, int ith) {
+    uint64_t r = atomic_load(&p->runs[ith]);
+    while (r >> 32 < (r & 0xffffffffu))
+        if (atomic_compare_exchange_weak(&p->runs[ith], &r, r + ((uint64_t)1 << 32))) return (int)(r >> 32);
+    for (int k = 1; k < p->n; k++) {
+        const int j = (ith + k) % p->n;
+        uint64_t q = atomic_load(&p->runs[j]);
+        while (q >> 32 < (q & 0xffffffffu))
+            if (atomic_compare_exchange_weak(&p->runs[j], &q, q - 1)) return (int)(q & 0xffffffffu) - 1;
+    }
+    return -1;
+}
+
 void pool_free(gpt2_pool *p) {
     if (!p) return;
     atomic_store(&p->stop, 1);
@@ -111,6 +139,7 @@ void pool_free(gpt2_pool *p) {
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p->threads);
+    free(p->runs);
     free(p);
 }
 

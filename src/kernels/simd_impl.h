@@ -349,7 +349,9 @@ static inline __attribute__((always_inline)) void mt_rows(float *out, const floa
  * others: each group prefetches its share of every row of the next block
  * into the outer caches while it computes on this one (gpt2 batch 8,
  * per-op timers, 3 alternating runs: the f32 head 16-17 -> 23-24 GB/s, f16
- * 10-11 -> 12-16). A single group (decode) prefetches whole rows: gpt2's
+ * 10-11 -> 12-16). The prefetch runs on past v1 to the matrix's end: the
+ * model deals the head out in units of columns, and a thread's next unit
+ * is most often the next one. A single group (decode) prefetches whole rows: gpt2's
  * head on two threads, 12 interleaved rounds, medians, f32 21.9 -> 27.5
  * GB/s, f16 29.8 -> 30.7, bf16 20.5 -> 33.3 (the read probe: 29, 35, 40). */
 static inline __attribute__((always_inline)) void mt_typed(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
@@ -363,7 +365,7 @@ static inline __attribute__((always_inline)) void mt_typed(float *out, const flo
             float *o = out + (size_t)i * dout;
             const float *x = in + (size_t)i * din;
             size_t lo = (size_t)g * share, hi = lo + share < row_bytes ? lo + share : row_bytes;
-            WITH_ROWS(n - i < MT ? n - i : MT, MT, mt_rows(o, x, w, t, R_, din, dout, vb, ve, lo, hi, v1))
+            WITH_ROWS(n - i < MT ? n - i : MT, MT, mt_rows(o, x, w, t, R_, din, dout, vb, ve, lo, hi, dout))
         }
     }
 }

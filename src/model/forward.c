@@ -20,6 +20,12 @@
 /* Tokens of one sequence at consecutive positions handed to attention
  * together (OP_ATTN). */
 #define ATTN_RUN 8
+/* Columns a thread takes at a time from the LM head and from Q8 products
+ * (pool_take): small enough that the threads finish within a few
+ * microseconds of each other, large enough to stream (LM head, gpt2 f16:
+ * 384 KiB). Q8_UNIT is a whole number of GPT2_Q8_GROUP. */
+#define HEAD_UNIT 256
+#define Q8_UNIT 64
 
 /* The KV cache's layout (gpt2_state): each head's positions in runs of
  * GPT2_KV_BLOCK, or of n_pos when that is less (a cache sized to a short
@@ -191,12 +197,10 @@ static void par_run(void *ctx, int ith, int nth) {
         split(p->dout, 16, ith, nth, &lo, &hi);
         if (lo < hi) k->matmul(p->out, p->in, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
         break;
-    case OP_PART: { /* decode: whole k blocks per thread, contiguous rows */
-        int blocks = (p->din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
-        split(blocks, 1, ith, nth, &lo, &hi);
-        if (lo < hi) k->matmul_part(p->s->part, p->in, p->w, p->n, p->din, p->dout, lo, hi);
+    case OP_PART: /* decode: whole k blocks, each thread's run of contiguous rows first (pool_deal) */
+        for (int b; (b = pool_take(p->s->pool, ith)) >= 0;)
+            k->matmul_part(p->s->part, p->in, p->w, p->n, p->din, p->dout, b, b + 1);
         break;
-    }
     case OP_REDUCE: { /* out = bias + the block partials, in block order */
         int blocks = (p->din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
         split(p->dout, 16, ith, nth, &lo, &hi);
@@ -206,9 +210,11 @@ static void par_run(void *ctx, int ith, int nth) {
                             (size_t)p->n * p->dout, j0, hi);
         break;
     }
-    case OP_HEAD: /* the LM head: rows are the selected tokens' normalised states */
-        split(p->dout, 16, ith, nth, &lo, &hi);
-        if (lo < hi) k->matmul_t(p->out, p->in, p->w, p->n, p->din, p->dout, lo, hi);
+    case OP_HEAD: /* the LM head: rows are the selected tokens' normalised states; units of HEAD_UNIT columns */
+        for (int u; (u = pool_take(p->s->pool, ith)) >= 0;) {
+            const int v0 = u * HEAD_UNIT, v1 = v0 + HEAD_UNIT < p->dout ? v0 + HEAD_UNIT : p->dout;
+            k->matmul_t(p->out, p->in, p->w, p->n, p->din, p->dout, v0, v1);
+        }
         break;
     case OP_QUANT: /* a Q8 product's input rows */
         split(p->n, 1, ith, nth, &lo, &hi);
@@ -216,9 +222,11 @@ static void par_run(void *ctx, int ith, int nth) {
             q8_quantize(p->s->xq + (size_t)lo * p->din, p->s->xd + (size_t)lo * (p->din / GPT2_Q8_BLOCK),
                         p->in + (size_t)lo * p->din, hi - lo, p->din);
         break;
-    case OP_Q8:
-        split(p->dout, GPT2_Q8_GROUP, ith, nth, &lo, &hi);
-        if (lo < hi) k->matmul_q8(p->out, p->s->xq, p->s->xd, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
+    case OP_Q8: /* units of Q8_UNIT columns, whose storage is contiguous */
+        for (int u; (u = pool_take(p->s->pool, ith)) >= 0;) {
+            const int j0 = u * Q8_UNIT, j1 = j0 + Q8_UNIT < p->dout ? j0 + Q8_UNIT : p->dout;
+            k->matmul_q8(p->out, p->s->xq, p->s->xd, p->w, p->bias, p->n, p->din, p->dout, j0, j1);
+        }
         break;
     case OP_ACT:
         split(p->dout, 16, ith, nth, &lo, &hi);
@@ -263,8 +271,9 @@ static void par_run(void *ctx, int ith, int nth) {
     }
 }
 
-/* Decode, one row or a batch of up to DECODE_ROWS, splits the weight rows,
- * so that each thread streams contiguous memory once for all rows; more rows
+/* Decode, one row or a batch of up to DECODE_ROWS, splits the weight rows
+ * (dealt by pool_deal: a run of k blocks a thread, then what the other
+ * leaves), so that each thread streams contiguous memory once for all rows; more rows
  * (prefill) split the columns and tile, which reuses each weight from cache
  * for many rows. The arithmetic is the same either way (kernels.h). Q8
  * quantises the input rows, then splits the columns, whose storage streams
@@ -278,9 +287,11 @@ static void run_matmul(const gpt2c_model *m, gpt2_state *s, float *out, const fl
         if (n == 1) q8_quantize(s->xq, s->xd, in, 1, din); /* too little to share out */
         else p.op = OP_QUANT, pool_run(s->pool, par_run, &p);
         p.op = OP_Q8;
+        pool_deal(s->pool, (dout + Q8_UNIT - 1) / Q8_UNIT);
         pool_run(s->pool, par_run, &p);
         return;
     }
+    if (part) pool_deal(s->pool, (din + GPT2_KBLOCK - 1) / GPT2_KBLOCK);
     pool_run(s->pool, par_run, &p);
     if (part) {
         p.op = OP_REDUCE;
@@ -368,6 +379,7 @@ static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
         } else {
             par_op ph = {.m = m, .s = s, .op = OP_HEAD, .out = s->head, .in = h + (size_t)g0 * C, .w = m->lm_head,
                          .n = ng, .din = C, .dout = c->n_vocab};
+            pool_deal(s->pool, (c->n_vocab + HEAD_UNIT - 1) / HEAD_UNIT);
             pool_run(s->pool, par_run, &ph);
         }
         for (int done = 0; done < ng; i++) {
