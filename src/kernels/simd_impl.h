@@ -164,14 +164,15 @@ static inline __attribute__((always_inline)) void mm_part_ru(float *part, const 
  * BF16, whose widening is two instructions), prefetched MM_PREFETCH bytes
  * ahead. Measured on the checkpoints' own mappings, two threads, every
  * product of a model in decode order, 12 interleaved rounds (medians,
- * GB/s): against the shapes this replaced (one row of four
- * vectors, sixteen rows of one; no prefetch) f32 gpt2 26.6 -> 37.4,
+ * GB/s), against the shapes chosen before by row length with no prefetch
+ * (f32 rows of up to 12 KiB one vector at a time, 16-bit rows of up to
+ * 4 KiB four, longer rows sixteen side by side): f32 gpt2 26.6 -> 37.4,
  * gpt2-medium 28.1 -> 40.6, gpt2-xl 42.3 -> 41.8; f16 gpt2 34.7 -> 41.3,
  * gpt2-medium 28.8 -> 33.2, gpt2-xl 38.0 -> 45.4; bf16 gpt2 30.9 -> 41.7
- * (two vectors: 37.0), where reading the same bytes with the read probe
- * gave 37-51. Sixteen weight rows side by side, the old choice for long
- * rows, read 30.2, 30.2 and 39.7 with the prefetch; 64 KiB ahead measured
- * as 16, 256 KiB worse. */
+ * (two vectors: 37.0); the read probe over the same bytes gave 37-51.
+ * Sixteen rows side by side with the prefetch read 30.2 (f32 gpt2), 30.2
+ * (f16 gpt2-medium) and 39.7 (f16 gpt2-xl); 64 KiB ahead measured as
+ * 16, 256 KiB worse. */
 static inline __attribute__((always_inline)) void mm_part_r(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
                                                             const int R, int n, int din, int dout, int b0, int b1) {
     if (R > 1) mm_part_ru(part, x, w, t, R, n, din, dout, b0, b1, 16, NV);
@@ -283,8 +284,8 @@ static inline __attribute__((always_inline)) void mm_typed(float *out, const flo
     }
 }
 
-void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout,
-                       int j0, int j1) {
+void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *bias, int n, int din, int dout, int j0,
+                int j1) {
     switch (w.type) {
     case WT_F32: mm_typed(out, in, w, WT_F32, bias, n, din, dout, j0, j1); break;
     case WT_F16: mm_typed(out, in, w, WT_F16, bias, n, din, dout, j0, j1); break;
@@ -349,11 +350,12 @@ static inline __attribute__((always_inline)) void mt_rows(float *out, const floa
  * others: each group prefetches its share of every row of the next block
  * into the outer caches while it computes on this one (gpt2 batch 8,
  * per-op timers, 3 alternating runs: the f32 head 16-17 -> 23-24 GB/s, f16
- * 10-11 -> 12-16). The prefetch runs on past v1 to the matrix's end: the
- * model deals the head out in units of columns, and a thread's next unit
- * is most often the next one. A single group (decode) prefetches whole rows: gpt2's
+ * 10-11 -> 12-16). A single group (decode) prefetches whole rows: gpt2's
  * head on two threads, 12 interleaved rounds, medians, f32 21.9 -> 27.5
- * GB/s, f16 29.8 -> 30.7, bf16 20.5 -> 33.3 (the read probe: 29, 35, 40). */
+ * GB/s, f16 29.8 -> 30.7, bf16 20.5 -> 33.3 (the read probe: 29, 35, 40).
+ * The prefetch runs on past v1 to the matrix's end: the model deals the
+ * head out in units of columns, and a thread's next unit is most often the
+ * next one. */
 static inline __attribute__((always_inline)) void mt_typed(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                            int n, int din, int dout, int v0, int v1) {
     const int groups = (n + MT - 1) / MT;
@@ -454,7 +456,7 @@ static inline __attribute__((always_inline)) void q8_tile(float *out, const int1
  * ahead (gpt2 batch 8, 3 alternating runs: 532-569 -> 803-825 tokens/s with
  * 4-16 KiB, all alike; one row measured no better with it). */
 void FN(matmul_q8)(float *out, const int16_t *xq, const float *xd, gpt2_weight w, const float *bias, int n,
-                          int din, int dout, int j0, int j1) {
+                   int din, int dout, int j0, int j1) {
     const int jg = j0 + (j1 - j0) / GPT2_Q8_GROUP * GPT2_Q8_GROUP; /* [j0, jg) in whole groups */
     const int nb = din / GPT2_Q8_BLOCK;
     for (int i = 0; i < n; i++)
@@ -700,7 +702,7 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, size_t 
  * from 1 to 4 took clang with the sanitizers 245 s to compile (116 s with
  * two), for the few queries at the end of a prompt. */
 void FN(attention)(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
-                          gpt2_weight v, int T, int hd, size_t stride, float scale_div, float *scores) {
+                   gpt2_weight v, int T, int hd, size_t stride, float scale_div, float *scores) {
     for (int i = 0; i < nq;) {
         const int n = nq - i >= ATTN_QG ? ATTN_QG : 1;
         float *o = out + (size_t)i * ostride;
