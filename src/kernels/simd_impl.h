@@ -308,13 +308,14 @@ void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *bias, i
 #define MT_BLOCK 32 /* weight rows per block, see mt_typed */
 static inline __attribute__((always_inline)) void mt_rows(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                           const int R, int din, int dout, int v0, int v1,
-                                                          size_t pf_lo, size_t pf_hi, int pf_end) {
+                                                          size_t pf_lo, size_t pf_hi) {
     const int kv = din / VW * VW;
     const size_t row_bytes = (size_t)din * weight_type_size(t);
     for (int v = v0; v < v1; v++) {
         const size_t row = (size_t)v * din;
-        /* Bytes [pf_lo, pf_hi) of the row one block ahead (see mt_typed). */
-        if (v + MT_BLOCK < pf_end)
+        /* Bytes [pf_lo, pf_hi) of the row one block ahead, past v1 up to
+         * the matrix's end (see mt_typed). */
+        if (v + MT_BLOCK < dout)
             for (size_t b = pf_lo; b < pf_hi; b += 64)
                 __builtin_prefetch((const char *)w.data + (size_t)(v + MT_BLOCK) * row_bytes + b, 0, 1);
         VEC acc[MT][2]; /* even and odd vectors of k: two chains halve the FMA latency */
@@ -367,7 +368,7 @@ static inline __attribute__((always_inline)) void mt_typed(float *out, const flo
             float *o = out + (size_t)i * dout;
             const float *x = in + (size_t)i * din;
             size_t lo = (size_t)g * share, hi = lo + share < row_bytes ? lo + share : row_bytes;
-            WITH_ROWS(n - i < MT ? n - i : MT, MT, mt_rows(o, x, w, t, R_, din, dout, vb, ve, lo, hi, dout))
+            WITH_ROWS(n - i < MT ? n - i : MT, MT, mt_rows(o, x, w, t, R_, din, dout, vb, ve, lo, hi))
         }
     }
 }

@@ -187,6 +187,17 @@ static void split(int total, int align, int ith, int nth, int *lo, int *hi) {
     *hi = *lo + chunk < total ? *lo + chunk : total;
 }
 
+/* Thread ith's next unit of columns from the deal (pool_deal over
+ * ceil(dout / unit) units): [*j0, *j1), cut short at dout; 0 when none is
+ * left. */
+static int take_cols(gpt2_pool *pool, int ith, int unit, int dout, int *j0, int *j1) {
+    const int u = pool_take(pool, ith);
+    if (u < 0) return 0;
+    *j0 = u * unit;
+    *j1 = *j0 + unit < dout ? *j0 + unit : dout;
+    return 1;
+}
+
 static void par_run(void *ctx, int ith, int nth) {
     par_op *p = ctx;
     const gpt2_kernels *k = p->m->k;
@@ -211,10 +222,8 @@ static void par_run(void *ctx, int ith, int nth) {
         break;
     }
     case OP_HEAD: /* the LM head: rows are the selected tokens' normalised states; units of HEAD_UNIT columns */
-        for (int u; (u = pool_take(p->s->pool, ith)) >= 0;) {
-            const int v0 = u * HEAD_UNIT, v1 = v0 + HEAD_UNIT < p->dout ? v0 + HEAD_UNIT : p->dout;
-            k->matmul_t(p->out, p->in, p->w, p->n, p->din, p->dout, v0, v1);
-        }
+        while (take_cols(p->s->pool, ith, HEAD_UNIT, p->dout, &lo, &hi))
+            k->matmul_t(p->out, p->in, p->w, p->n, p->din, p->dout, lo, hi);
         break;
     case OP_QUANT: /* a Q8 product's input rows */
         split(p->n, 1, ith, nth, &lo, &hi);
@@ -223,10 +232,8 @@ static void par_run(void *ctx, int ith, int nth) {
                         p->in + (size_t)lo * p->din, hi - lo, p->din);
         break;
     case OP_Q8: /* units of Q8_UNIT columns, whose storage is contiguous */
-        for (int u; (u = pool_take(p->s->pool, ith)) >= 0;) {
-            const int j0 = u * Q8_UNIT, j1 = j0 + Q8_UNIT < p->dout ? j0 + Q8_UNIT : p->dout;
-            k->matmul_q8(p->out, p->s->xq, p->s->xd, p->w, p->bias, p->n, p->din, p->dout, j0, j1);
-        }
+        while (take_cols(p->s->pool, ith, Q8_UNIT, p->dout, &lo, &hi))
+            k->matmul_q8(p->out, p->s->xq, p->s->xd, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
         break;
     case OP_ACT:
         split(p->dout, 16, ith, nth, &lo, &hi);
@@ -272,10 +279,10 @@ static void par_run(void *ctx, int ith, int nth) {
 }
 
 /* Decode, one row or a batch of up to DECODE_ROWS, splits the weight rows
- * (dealt by pool_deal: a run of k blocks a thread, then what the other
- * leaves), so that each thread streams contiguous memory once for all rows; more rows
- * (prefill) split the columns and tile, which reuses each weight from cache
- * for many rows. The arithmetic is the same either way (kernels.h). Q8
+ * (dealt by pool_deal: a run of k blocks a thread, then what the others
+ * leave), so that each thread streams contiguous memory once for all rows;
+ * more rows (prefill) split the columns and tile, which reuses each weight
+ * from cache for many rows. The arithmetic is the same either way (kernels.h). Q8
  * quantises the input rows, then splits the columns, whose storage streams
  * in either case. */
 static void run_matmul(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, gpt2_weight w,
