@@ -82,15 +82,17 @@ static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t 
  * weight row at a time, 16 KiB ahead (see mm_part_r). Several input rows
  * (batched decode) do more arithmetic per line of weights, so fewer loads
  * are in flight: they take sixteen weight rows per pass, a tile of R rows x
- * NV vectors (one vector for F32), and prefetch half a block ahead (one
- * thread, 8 rows, gpt2 fc_proj 7-11 -> 17-18 GB/s). gpt2 batch 8, five
- * alternating runs against the row-tiled product the batch took before: f32
- * 215-236 -> 245-311 tokens/s, f16 333-384 -> 415-437. One vector instead of
- * NV, since the decode prefetch: 8 rows over all of gpt2's products, two
- * threads, 10 interleaved rounds, medians: f32 25.5 -> 30.4 GB/s (bench,
- * batch 8, 6 alternating runs: 288-348 -> 307-381 tokens/s; batch 4
- * 186-194 -> 197-209; gpt2-medium batch 8 85-86 -> 92-106), f16 18.7 ->
- * 17.0, bf16 17.2 -> 16.9. */
+ * the vectors that hold one 64-byte line of a weight row (at most NV), and
+ * prefetch half a block ahead (one thread, 8 rows, gpt2 fc_proj 7-11 ->
+ * 17-18 GB/s). gpt2 batch 8, five alternating runs against the row-tiled
+ * product the batch took before: f32 215-236 -> 245-311 tokens/s, f16
+ * 333-384 -> 415-437. A line a row rather than NV vectors (AVX-512: 1 for
+ * F32, 2 for F16 and BF16, against 3; AVX2 and NEON unchanged): 8 rows over
+ * all of gpt2's products, two threads, 10 interleaved rounds, medians: f32
+ * 25.5 -> 30.4 GB/s, f16 19.4 -> 19.6, bf16 17.7 -> 20.9; bench, batch 8, 6
+ * alternating runs, tokens/s: f32 288-348 -> 307-381, f16 449-495 ->
+ * 479-506, bf16 327-468 -> 337-509 (f32 batch 4 186-194 -> 197-209,
+ * gpt2-medium batch 8 85-86 -> 92-106). */
 static inline __attribute__((always_inline)) void mm_part_ru(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
                                                              const int R, int n, int din, int dout, int b0, int b1,
                                                              const int PR, const int U) {
@@ -179,7 +181,10 @@ static inline __attribute__((always_inline)) void mm_part_ru(float *part, const 
  * 16, 256 KiB worse. */
 static inline __attribute__((always_inline)) void mm_part_r(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
                                                             const int R, int n, int din, int dout, int b0, int b1) {
-    if (R > 1) mm_part_ru(part, x, w, t, R, n, din, dout, b0, b1, 16, t == WT_F32 ? 1 : NV);
+    if (R > 1) { /* one line of each weight row a step, at most NV vectors */
+        const int line = 64 / (VW * (t == WT_F32 ? 4 : 2));
+        mm_part_ru(part, x, w, t, R, n, din, dout, b0, b1, 16, line < 1 ? 1 : line < NV ? line : NV);
+    }
     else if (t == WT_BF16) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 4);
     else mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 2);
 }
