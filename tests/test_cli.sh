@@ -228,6 +228,11 @@ assert (b["batch"], b["prompt_tokens"], b["gen_tokens"]) == (3, 5, 4), b
 assert b["weight_dtype"] == "F32" and b["decode_tokens_per_s"] > 0 and b["roofline_gb_per_s"] > 0
 assert abs(b["decode_tokens_per_s"] * b["decode_ms_per_step"] / 1000 - 3) < 0.01, b
 assert abs(b["achieved_gb_per_s"] / b["roofline_gb_per_s"] - b["roofline_fraction"]) < 0.01, b
+# The roofline in tokens/s counts the batch (one read of the weights a step).
+assert abs(b["decode_tokens_per_s"] / b["roofline_decode_tokens_per_s"] / b["roofline_fraction"] - 1) < 0.01, b
+# Decode and prefill count the same flops a token, against the same peak.
+assert abs(b["decode_gflops"] / b["decode_tokens_per_s"] / (b["prefill_gflops"] / b["prefill_tokens_per_s"]) - 1) < 0.01, b
+assert abs(b["decode_gflops"] / b["fma_peak_gflops"] / b["decode_peak_fraction"] - 1) < 0.01, b
 PYEOF
 done
 

@@ -122,10 +122,13 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     double steps = gen - 1, step_s = steps > 0 ? dec / steps : 0;
     double prefill_tps = (double)prompt * batch / pre, decode_tps = step_s > 0 ? batch / step_s : 0;
     double achieved = step_s > 0 ? (double)info.weight_bytes / step_s : 0;
-    double roof_tps = bw / (double)info.weight_bytes;
-    /* 2 flops per weight per token, plus attention (small at these lengths). */
+    /* A decode step reads the weights once for the whole batch. */
+    double roof_tps = batch * bw / (double)info.weight_bytes;
+    /* 2 flops per weight per token, plus attention (small at these lengths):
+     * what bounds prefill, and batched decode once the batch does more
+     * arithmetic per byte than the machine (gpt2 f16, batch 8, here). */
     double C = info.n_embd, weights = (double)info.n_vocab * C + info.n_layer * (4.0 * C * C + 2.0 * C * info.n_inner);
-    double prefill_flops = 2.0 * weights * prefill_tps;
+    double prefill_flops = 2.0 * weights * prefill_tps, decode_flops = 2.0 * weights * decode_tps;
     if (json) {
         printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"kv_cache\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, "
                "\"prompt_tokens\": %d, \"gen_tokens\": %d, \"load_model_s\": %.4f, \"load_tokenizer_s\": %.4f, "
@@ -133,10 +136,12 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
                "\"decode_tokens_per_s\": %.2f, \"decode_ms_per_step\": %.3f, \"peak_rss_mb\": %.1f, "
                "\"weight_bytes_per_token\": %llu, \"achieved_gb_per_s\": %.2f, \"roofline_gb_per_s\": %.2f, "
                "\"roofline_decode_tokens_per_s\": %.2f, \"roofline_fraction\": %.3f, \"fma_peak_gflops\": %.1f, "
-               "\"prefill_gflops\": %.1f, \"prefill_peak_fraction\": %.3f}\n",
+               "\"prefill_gflops\": %.1f, \"prefill_peak_fraction\": %.3f, \"decode_gflops\": %.1f, "
+               "\"decode_peak_fraction\": %.3f}\n",
                model, info.weight_dtype, info.kv_cache_dtype, info.kernels, threads, batch, prompt, gen, t_model, t_tok, t_ready, t_first,
                prefill_tps, decode_tps, step_s * 1e3, ru.ru_maxrss / 1024.0, (unsigned long long)info.weight_bytes,
-               achieved / 1e9, bw / 1e9, roof_tps, achieved / bw, flops / 1e9, prefill_flops / 1e9, prefill_flops / flops);
+               achieved / 1e9, bw / 1e9, roof_tps, achieved / bw, flops / 1e9, prefill_flops / 1e9, prefill_flops / flops, decode_flops / 1e9,
+               decode_flops / flops);
     } else {
         printf("model %s (%s weights, %s KV cache, %s kernels), %d threads, batch %d\n", model, info.weight_dtype,
                info.kv_cache_dtype, info.kernels, threads, batch);
@@ -145,8 +150,9 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
         printf("prefill: %d tokens x %d in %.3f s = %.1f tokens/s (%.1f GFLOP/s, %.0f%% of the %.1f GFLOP/s FMA peak)\n",
                prompt, batch, pre, prefill_tps, prefill_flops / 1e9, 100 * prefill_flops / flops, flops / 1e9);
         printf("decode: %.2f ms per step = %.1f tokens/s; %.1f GB/s of weights, %.0f%% of the %.1f GB/s measured "
-               "(roofline %.1f tokens/s)\n",
-               step_s * 1e3, decode_tps, achieved / 1e9, 100 * achieved / bw, bw / 1e9, roof_tps);
+               "(roofline %.1f tokens/s); %.1f GFLOP/s, %.0f%% of the FMA peak\n",
+               step_s * 1e3, decode_tps, achieved / 1e9, 100 * achieved / bw, bw / 1e9, roof_tps, decode_flops / 1e9,
+               100 * decode_flops / flops);
         printf("peak RSS: %.1f MB\n", ru.ru_maxrss / 1024.0);
     }
     rc = 0;
