@@ -184,8 +184,7 @@ static inline __attribute__((always_inline)) void mm_part_r(float *part, const f
     if (R > 1) { /* one line of each weight row a step, at most NV vectors */
         const int line = 64 / (VW * (t == WT_F32 ? 4 : 2));
         mm_part_ru(part, x, w, t, R, n, din, dout, b0, b1, 16, line < 1 ? 1 : line < NV ? line : NV);
-    }
-    else if (t == WT_BF16) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 4);
+    } else if (t == WT_BF16) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 4);
     else mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 2);
 }
 
