@@ -229,13 +229,15 @@ assert b["weight_dtype"] == "F32" and b["decode_tokens_per_s"] > 0 and b["roofli
 assert abs(b["decode_tokens_per_s"] * b["decode_ms_per_step"] / 1000 - 3) < 0.01, b
 assert abs(b["achieved_gb_per_s"] / b["roofline_gb_per_s"] - b["roofline_fraction"]) < 0.01, b
 # The roofline in tokens/s counts the batch (one read of the weights a step).
-# Tolerances: the printed digits (fractions 0.001, GFLOP/s 0.1) and 1%.
+# Tolerances: the printed digits (fractions 0.001, GFLOP/s 0.1) and 1%; a stall
+# during the short FMA probe can make the peak small (7.8 GFLOP/s once in CI).
 close = lambda a, b, d: abs(a - b) <= d + 0.01 * abs(b)
 assert close(b["decode_tokens_per_s"] / b["roofline_decode_tokens_per_s"], b["roofline_fraction"], 0.001), b
 # Decode and prefill count the same flops a token, against the same peak.
 per_token = b["prefill_gflops"] / b["prefill_tokens_per_s"]
 assert close(b["decode_gflops"], per_token * b["decode_tokens_per_s"], 0.05 + 0.05 * b["decode_tokens_per_s"] / b["prefill_tokens_per_s"]), b
-assert close(b["decode_gflops"] / b["fma_peak_gflops"], b["decode_peak_fraction"], 0.001), b
+assert close(b["decode_peak_fraction"] * b["fma_peak_gflops"], b["decode_gflops"],
+             0.1 + 0.0005 * b["fma_peak_gflops"] + 0.05 * b["decode_peak_fraction"]), b
 PYEOF
 done
 

@@ -229,6 +229,13 @@ static int attn_next(const par_op *p, attn_unit *u, int H, int ith, int nth) {
     }
 }
 
+/* The byte where unit u's keys start in the K cache, and its values in the
+ * V cache: its head's run in each block of positions of its sequence's slot
+ * in this layer, a block (run x C) apart. */
+static size_t attn_at(const par_op *p, const attn_unit *u, int C, int H, size_t esz) {
+    return kv_index(p->s, C, H, p->layer, p->b->slot[p->i0 + u->i], u->hh, 0) * esz;
+}
+
 /* Fetches into L2 the start of the keys and values that unit u reads (up to
  * ATTN_PREFETCH bytes of each, within its first run of positions) while the
  * unit before it is computed. In decode each unit is one query over its
@@ -242,9 +249,8 @@ static int attn_next(const par_op *p, attn_unit *u, int H, int ith, int nth) {
  * 16 KiB ahead gained less and slowed the long prompt's batch 1 (133-176
  * ms); whole units up to 32 KiB gained nothing. */
 static void attn_prefetch(const par_op *p, const attn_unit *u, int C, int H, size_t esz) {
-    const int tok = p->i0 + u->i;
-    const size_t at = kv_index(p->s, C, H, p->layer, p->b->slot[tok], u->hh, 0) * esz;
-    const size_t positions = (size_t)(p->b->pos[tok] + u->nq), run = kv_run(p->s->n_pos);
+    const size_t at = attn_at(p, u, C, H, esz);
+    const size_t positions = (size_t)(p->b->pos[p->i0 + u->i] + u->nq), run = kv_run(p->s->n_pos);
     size_t len = (positions < run ? positions : run) * (size_t)(C / H) * esz;
     if (len > ATTN_PREFETCH) len = ATTN_PREFETCH;
     for (size_t o = 0; o < len; o += 64) {
@@ -309,13 +315,11 @@ static void par_run(void *ctx, int ith, int nth) {
         for (int more = attn_next(p, &next, H, ith, nth); more;) {
             const attn_unit u = next;
             if ((more = attn_next(p, &next, H, ith, nth))) attn_prefetch(p, &next, C, H, esz);
-            const int tok = p->i0 + u.i;
-            /* This head's keys and values in the run's slot of this layer:
-             * its run in each block of positions, a block (run x C) apart. */
-            const size_t at = kv_index(p->s, C, H, p->layer, b->slot[tok], u.hh, 0) * esz;
+            const size_t at = attn_at(p, &u, C, H, esz);
             const gpt2_weight kw = {kc + at, kv, NULL, 0, 0}, vw = {vc + at, kv, NULL, 0, 0};
             k->attention(p->s->att + (size_t)u.i * C + u.hh * hd, (size_t)C, p->s->qkv + (size_t)u.i * 3 * C + u.hh * hd,
-                         (size_t)3 * C, u.nq, kw, vw, b->pos[tok] + 1, hd, kv_run(p->s->n_pos) * C, p->scale, scores);
+                         (size_t)3 * C, u.nq, kw, vw, b->pos[p->i0 + u.i] + 1, hd, kv_run(p->s->n_pos) * C, p->scale,
+                         scores);
         }
         break;
     }
