@@ -4,7 +4,9 @@
  * contracts of kernels.h: a row's result does not depend on how many rows
  * run with it, nor on the column range it is computed in. Also the thread
  * pool's dealing of units, by which the model shares out its products. */
+#define _GNU_SOURCE /* sched_setaffinity */
 #include <math.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "core/half.h"
@@ -447,9 +449,88 @@ static void test_pool_deal(void **state) {
     }
 }
 
+/* Every part of every job runs exactly once, and the caller does not wait
+ * for a worker that cannot run: with the whole process on one CPU, the
+ * workers rarely get it between the caller's parts, so the caller must run
+ * theirs (a pool that waited for them took a time slice a job). */
+typedef struct claim_job {
+    _Atomic int count[4];
+    _Atomic long sum;
+} claim_job;
+
+static void claim_run(void *ctx, int ith, int nth) {
+    claim_job *c = ctx;
+    assert_int_equal(nth, 4);
+    atomic_fetch_add(&c->count[ith], 1);
+    long s = 0;
+    for (int k = 0; k < 2000; k++) s += k ^ ith;
+    atomic_fetch_add(&c->sum, s);
+}
+
+static void test_pool_claims(void **state) {
+    (void)state;
+    cpu_set_t old, one;
+    if (sched_getaffinity(0, sizeof old, &old) != 0) skip();
+    CPU_ZERO(&one);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET(cpu, &old)) {
+            CPU_SET(cpu, &one);
+            break;
+        }
+    if (sched_setaffinity(0, sizeof one, &one) != 0) skip();
+    gpt2_pool *p = pool_new(4); /* its workers inherit the one CPU */
+    assert_non_null(p);
+    static claim_job c;
+    for (int job = 0; job < 2000; job++) {
+        for (int i = 0; i < 4; i++) atomic_store(&c.count[i], 0);
+        pool_run(p, claim_run, &c);
+        for (int i = 0; i < 4; i++) assert_int_equal(atomic_load(&c.count[i]), 1);
+    }
+    const long extra = pool_caller_extra(p);
+    pool_free(p);
+    assert_int_equal(sched_setaffinity(0, sizeof old, &old), 0);
+    printf("pool on one CPU: the caller ran %ld of the workers' 6000 parts\n", extra);
+    assert_true(extra > 0);
+}
+
+/* The pool keeps whichever of all threads and the caller alone is faster,
+ * per kind of epoch: on an idle machine (threads fast, the caller's CPU
+ * time its whole wall time) it never tries the caller alone; beside a busy
+ * process (threads slow, the caller often off the CPU) it moves to the
+ * caller alone within a few epochs and spends few epochs trying threads
+ * again; when the machine is idle again it returns to them; and epochs of
+ * another key keep their own choice. Costs are simulated: one epoch alone
+ * costs 1, with threads 0.5 idle or 2 busy. */
+static int run_epochs(gpt2_pool *p, int key, int n, int busy) {
+    int solo = 0;
+    for (int i = 0; i < n; i++) {
+        pool_epoch_begin(p, key);
+        solo += pool_solo(p);
+        const double wall = pool_solo(p) ? 1.0 : busy ? 2.0 : 0.5;
+        pool_epoch_record(p, wall, pool_solo(p) ? wall : busy ? 0.6 * wall : wall);
+    }
+    return solo;
+}
+
+static void test_pool_adapt(void **state) {
+    (void)state;
+    gpt2_pool *p = pool_new(2);
+    assert_non_null(p);
+    assert_int_equal(run_epochs(p, 1, 1000, 0), 0);
+    int solo = run_epochs(p, 1, 20, 1);
+    assert_true(solo >= 14); /* 2 contended epochs, then alone but for one try of threads */
+    solo = run_epochs(p, 1, 1000, 1);
+    assert_true(solo >= 970); /* tries of threads: 2 epochs every 16, 32, .. 128 */
+    assert_int_equal(run_epochs(p, 7, 100, 0), 0); /* another key */
+    assert_int_equal(pool_solo(p), 0);
+    run_epochs(p, 1, 300, 0); /* back to threads within 128 + 2 epochs */
+    assert_int_equal(run_epochs(p, 1, 1000, 0), 0);
+    pool_free(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pool_deal),
+        cmocka_unit_test(test_pool_deal),   cmocka_unit_test(test_pool_claims), cmocka_unit_test(test_pool_adapt),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_t),     cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_forced_level), cmocka_unit_test(test_matmul_part),
         cmocka_unit_test(test_q8_quantize), cmocka_unit_test(test_matmul_q8),

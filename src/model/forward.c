@@ -457,9 +457,13 @@ gpt2c_status gpt2_forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
         if (b->slot[i] < 0 || b->slot[i] >= s->n_slots)
             return err_set(e, GPT2C_ERR_INVALID, "sequence slot %d does not exist", b->slot[i]);
     }
+    /* Each batch size is one kind of epoch for the pool, which keeps its
+     * threads or runs alone, whichever is faster on this machine now. */
+    pool_epoch_begin(s->pool, b->n);
     for (int i0 = 0; i0 < b->n; i0 += s->max_tokens) {
         int n = b->n - i0 < s->max_tokens ? b->n - i0 : s->max_tokens;
         forward_chunk(m, s, b, i0, n, logits);
     }
+    pool_epoch_end(s->pool);
     return GPT2C_OK;
 }
