@@ -13,7 +13,11 @@ BUILD ?= build
 OPT ?= -O2
 LDSAN =
 endif
-CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Iinclude -Wall -Wextra -Werror -g -fPIC $(OPT)
+# -fvisibility=hidden: only what include/gpt2c.h declares (its visibility
+# pragma) is exported from the shared library, and the static library's one
+# object keeps the rest local (below), so internal names cannot collide with a
+# program's own.
+CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Iinclude -Wall -Wextra -Werror -g -fPIC -fvisibility=hidden $(OPT)
 LDLIBS = -lcurl -lcrypto -lpcre2-8 -ljansson -lm -lpthread
 SERVER_LIBS = -lmicrohttpd
 
@@ -29,7 +33,15 @@ endif
 ifeq ($(TARGET_ARCH),aarch64)
 LIB_SRC += src/kernels/arm/neon.c
 endif
+# NO_HUB=1 leaves out the hub client (and so libcurl and OpenSSL): the AArch64
+# test build, whose suites never download, needs no arm64 libcurl.
+ifeq ($(NO_HUB),1)
+LIB_SRC := $(filter-out src/hub/%,$(LIB_SRC))
+endif
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The library's version; the shared library's SONAME carries its major number.
+VERSION = $(shell sed -n 's/^\#define GPT2C_VERSION "\(.*\)"/\1/p' include/gpt2c.h)
+SOMAJOR = $(firstword $(subst ., ,$(VERSION)))
 # The command line and the HTTP server (which only the gpt2c binary needs),
 # with the server's browser page embedded as a byte array.
 CLI_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/cli/*.c src/server/*.c)) $(BUILD)/gen/page.o
@@ -46,11 +58,24 @@ AVX512_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 $(BUILD)/src/kernels/x86/avx512.o: CFLAGS += $(AVX512_FLAGS)
 $(BUILD)/src/kernels/x86/avx512vnni.o: CFLAGS += $(AVX512_FLAGS) -mavx512vnni
 
-$(BUILD)/libgpt2c.a: $(LIB_OBJ)
+# Every object, internal names included: what the command line, the tests and
+# the fuzz targets link (they call internal functions).
+$(BUILD)/libgpt2c_internal.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
+# The installed static library: the objects linked into one, whose hidden
+# (internal) symbols are then made local, so that only gpt2c_* are global.
+$(BUILD)/libgpt2c.a: $(LIB_OBJ)
+	$(CC) -r -nostdlib -o $(BUILD)/gpt2c.o $^
+	objcopy --localize-hidden $(BUILD)/gpt2c.o
+	rm -f $@ && ar rcs $@ $(BUILD)/gpt2c.o
+
+# libgpt2c.so.VERSION with the SONAME libgpt2c.so.MAJOR, and the two links to it
+# that ldconfig and the linker look for.
 $(BUILD)/libgpt2c.so: $(LIB_OBJ)
-	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
+	$(CC) -shared -Wl,-soname,libgpt2c.so.$(SOMAJOR) $(LDSAN) -o $@.$(VERSION) $^ $(LDLIBS)
+	ln -sf libgpt2c.so.$(VERSION) $@.$(SOMAJOR)
+	ln -sf libgpt2c.so.$(VERSION) $@
 
 $(BUILD)/gen/page.c: src/server/page.html
 	@mkdir -p $(dir $@)
@@ -61,12 +86,12 @@ $(BUILD)/gen/page.c: src/server/page.html
 $(BUILD)/gen/page.o: $(BUILD)/gen/page.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/gpt2c: $(CLI_OBJ) $(BUILD)/libgpt2c.a
+$(BUILD)/gpt2c: $(CLI_OBJ) $(BUILD)/libgpt2c_internal.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS) $(SERVER_LIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libgpt2c.a
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libgpt2c_internal.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libgpt2c.a $(LDLIBS) -lcmocka $(LDSAN)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libgpt2c_internal.a $(LDLIBS) -lcmocka $(LDSAN)
 
 # The fault-injection shim is preloaded into gpt2c by the hub tests; it is
 # built without sanitizers (ASan must stay first in the library list).
@@ -74,7 +99,18 @@ $(BUILD)/tests/libfault.so: tests/fault_inject.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -shared -fPIC -o $@ $< -ldl
 
-tests: all $(TESTS) $(BUILD)/tests/libfault.so
+# The README's library example, built as a user would: against the public
+# header alone, once with the shared library (found through its rpath) and
+# once with the static one; test_cli.sh runs both.
+$(BUILD)/examples/generate: examples/generate.c include/gpt2c.h $(BUILD)/libgpt2c.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -lgpt2c -Wl,-rpath,'$$ORIGIN/..' $(LDSAN)
+
+$(BUILD)/examples/generate-static: examples/generate.c include/gpt2c.h $(BUILD)/libgpt2c.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgpt2c.a $(LDLIBS) $(LDSAN)
+
+tests: all $(TESTS) $(BUILD)/tests/libfault.so $(BUILD)/examples/generate $(BUILD)/examples/generate-static
 
 # Runs every test program and script; prints one summary line.
 test: tests
@@ -104,9 +140,10 @@ arm-test:
 	    ! [ -e /usr/lib/aarch64-linux-gnu/libjansson.so ] || ! [ -e /usr/lib/aarch64-linux-gnu/libcmocka.so ]; then \
 	  echo "arm-test: SKIPPED (no aarch64-linux-gnu-gcc, qemu-aarch64 or arm64 libraries: tools/install-deps.sh)"; \
 	  exit 0; fi; \
-	$(MAKE) CC=aarch64-linux-gnu-gcc BUILD=build-arm64 LDLIBS="-lpcre2-8 -ljansson -lm -lpthread" \
+	$(MAKE) CC=aarch64-linux-gnu-gcc BUILD=build-arm64 NO_HUB=1 LDLIBS="-lpcre2-8 -ljansson -lm -lpthread" \
 	    $(ARM_TESTS:%=build-arm64/tests/%) || exit 1; \
-	for t in $(ARM_TESTS); do echo "=== qemu-aarch64 $$t"; qemu-aarch64 build-arm64/tests/$$t || exit 1; done; \
+	$(PYTHON) tests/make_reference.py build/ref || exit 1; \
+	for t in $(ARM_TESTS); do echo "=== qemu-aarch64 $$t"; GPT2C_REF_DIR=build/ref qemu-aarch64 build-arm64/tests/$$t || exit 1; done; \
 	echo "arm-test: $(words $(ARM_TESTS)) passed under qemu-aarch64"
 
 # The regression inputs first, then each target for FUZZ_SECONDS over a copy

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """compare_torch.py -- gpt2c against PyTorch on the same checkpoints, side by side.
 
 For each checkpoint folder: load time (process start to ready) and one reply (a prompt, then

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """load_test.py -- many concurrent streaming clients against `gpt2c serve`.
 
     bench/load_test.py --url http://127.0.0.1:8080 [--clients 32] [--seconds 60] [--max-tokens 64]

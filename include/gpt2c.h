@@ -24,6 +24,12 @@
 extern "C" {
 #endif
 
+/* The library is built with -fvisibility=hidden: what this header declares is
+ * all it exports. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define GPT2C_VERSION "0.1.0"
 
 typedef enum gpt2c_status {
@@ -327,6 +333,10 @@ gpt2c_status gpt2c_hub_list(gpt2c_hub *h, gpt2c_cache_fn fn, void *user);
 gpt2c_status gpt2c_hub_remove(gpt2c_hub *h, const char *repo_id);
 /* Network requests made by this handle so far (for tests and diagnostics). */
 long gpt2c_hub_requests(const gpt2c_hub *h);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """fake_hub.py -- a Hugging Face hub stand-in on loopback, for the download tests.
 
 It answers like the real hub: GET/HEAD {repo}/resolve/{revision}/{file} with X-Repo-Commit,

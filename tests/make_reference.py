@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """make_reference.py OUTDIR -- random checkpoints plus the numpy reference's answers for them.
 
 Writes, for each variant below, a checkpoint folder (tools/make_checkpoint.py), the reference

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """test_convert.py BUILD_DIR REF_DIR -- `gpt2c convert` end to end.
 
 A converted folder generates exactly what `--dtype T` at load generates from the source; its

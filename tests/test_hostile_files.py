@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """test_hostile_files.py BUILD_DIR -- runs gpt2c on every malformed folder of
 tests/hostile/files/ and checks what its expect.json says: the exit code, and an error
 message on standard error that starts with "gpt2c:" and contains the given words (the

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """test_hub.py BUILD_DIR REF_DIR -- models by name against a fake hub on loopback.
 
 First download and the cache layout, a cache hit with no request, offline mode, resume after

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """test_server.py BUILD_DIR REF_DIR -- `gpt2c serve` end to end over loopback.
 
 Completions equal the CLI's output for the same parameters and seed (greedy and sampled,
@@ -133,6 +133,11 @@ try:
     st, _, body = request(P, "GET", "/v1/models", key=None)
     check(st == 401 and json.loads(body)["error"]["code"] == "invalid_api_key", "no key: 401")
     check(request(P, "GET", "/v1/models", key="wrong")[0] == 401, "wrong key: 401")
+    for scheme in ("bearer", "BEARER", "Bearer  "):  # the scheme is case-insensitive (RFC 7235)
+        st = request(P, "GET", "/v1/models", key=None, headers={"Authorization": scheme + " " + KEY})[0]
+        check(st == 200, f"'{scheme} KEY' is accepted: {st}")
+    st, _, body = request(P, "GET", "/v1/models", key=None, headers={"Authorization": "Basic " + KEY})
+    check(st == 401 and "Bearer KEY" in json.loads(body)["error"]["message"], f"another scheme: 401 saying what to send: {body}")
     st, _, body = request(P, "GET", "/v1/models")
     check(st == 200 and json.loads(body)["data"][0]["id"] == TINY, "models lists the served model")
     check(request(P, "GET", "/v1/models/" + "other")[0] == 404, "unknown model: 404")
@@ -191,12 +196,23 @@ try:
     want = [e["logprob"] for e in ref["sequences"][0]["logprobs"]]
     got = lp.get("token_logprobs", [None] * (np_ + 5))[np_:]
     check(all(g is not None and abs(g - w) < 1e-5 for g, w in zip(got, want)), f"completion logprobs equal the CLI's")
-    check(all(len(t) <= 3 for t in lp.get("top_logprobs", [])[1:]), "top_logprobs: at most 3")
+    # OpenAI's: up to logprobs + 1 entries, always the chosen token with its own log-probability
+    # (the echoed prompt's tokens are rarely among a random model's top 3).
+    tops = lp.get("top_logprobs", [])[1:]
+    check(tops and all(len(t) <= 4 for t in tops), "top_logprobs: at most logprobs + 1")
+    check(all(lp["tokens"][i] in t and abs(t[lp["tokens"][i]] - lp["token_logprobs"][i]) < 1e-6
+              for i, t in enumerate(tops, 1)), "top_logprobs include each chosen token, echoed and generated")
+    st, r3, _ = post(P, {"prompt": PROMPT, "max_tokens": 8, "temperature": 1.5, "seed": 3, "logprobs": 1})
+    l3 = r3["choices"][0]["logprobs"] if st == 200 else {"tokens": [], "top_logprobs": []}
+    check(st == 200 and len(l3["tokens"]) == 8 and all(t in top and len(top) <= 2 for t, top in zip(l3["tokens"], l3["top_logprobs"])),
+          f"sampled tokens are in their top_logprobs: {l3}")
     check(lp.get("text_offset", [None])[:2] == [0, len(lp["tokens"][0])], "text_offset counts characters")
     st, s, _ = post(P, {"prompt": PROMPT, "max_tokens": 0, "echo": True, "logprobs": 0})
     slp = s["choices"][0]["logprobs"] if st == 200 else {}
     check(st == 200 and s["choices"][0]["text"] == PROMPT and slp["token_logprobs"][1:] == lp["token_logprobs"][1:np_],
           "scoring (echo, max_tokens 0) gives the prompt's log-probabilities")
+    check(st == 200 and all(list(t) == [w] for t, w in zip(slp["top_logprobs"][1:], slp["tokens"][1:])),
+          "logprobs 0: the chosen token alone in top_logprobs")
     # The prompt's log-probabilities, checked one position at a time against generation.
     st, s1, _ = post(P, {"prompt": tok["tokens"][:2], "max_tokens": 1, "temperature": 0, "logprobs": 1})
     top1 = s1["choices"][0]["logprobs"]["top_logprobs"][0] if st == 200 else {}

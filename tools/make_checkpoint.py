@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """make_checkpoint.py -- write a randomly initialised GPT-2 checkpoint folder in the exact
 Hugging Face hub layout: config.json and generation_config.json as transformers'
 save_pretrained writes them, model.safetensors with hub tensor names (no "transformer."

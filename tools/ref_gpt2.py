@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """ref_gpt2.py -- an independent GPT-2 reference forward pass in numpy (float64).
 
 Reads a checkpoint folder (config.json + model.safetensors) with numpy alone and writes the

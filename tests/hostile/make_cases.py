@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """make_cases.py -- writes tests/hostile/files/: malformed checkpoint and tokenizer folders,
 each with an expect.json naming the gpt2c command to run, its exit code and the words its
 error message must contain. The folders are committed; this script documents how each was
