@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -335,10 +336,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         int public = !strcmp(url, "/health") || !strcmp(url, "/") || !strcmp(url, "/index.html");
         if (sv->o->api_key && !public) {
+            /* The scheme is case-insensitive (RFC 7235), then spaces, then the key. */
             const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-            if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !key_matches(auth + 7, sv->o->api_key))
+            if (!auth)
                 return respond_error(c, x, 401, "invalid_api_key", NULL,
-                                     auth ? "Incorrect API key provided" : "No API key provided: send 'Authorization: Bearer KEY'");
+                                     "No API key provided: send 'Authorization: Bearer KEY'");
+            if (strncasecmp(auth, "Bearer ", 7) != 0)
+                return respond_error(c, x, 401, "invalid_api_key", NULL,
+                                     "The Authorization header must be 'Bearer KEY' (another scheme, or no key, was sent)");
+            const char *given = auth + 7;
+            while (*given == ' ') given++;
+            if (!key_matches(given, sv->o->api_key))
+                return respond_error(c, x, 401, "invalid_api_key", NULL, "Incorrect API key provided");
         }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > sv->o->body_limit) {

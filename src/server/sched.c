@@ -208,7 +208,7 @@ static json_t *lp_new(void) {
 }
 
 /* Appends one token's entry: chosen (NaN: null, the first prompt token),
- * and k alternatives. */
+ * and k alternatives plus the chosen token when it is not one of them. */
 static void lp_add(json_t *lp, const gpt2c_tokenizer *t, int32_t id, float chosen, const int32_t *top,
                    const float *top_lp, int k, long *offset) {
     json_t *tok = token_json(t, id);
@@ -221,6 +221,9 @@ static void lp_add(json_t *lp, const gpt2c_tokenizer *t, int32_t id, float chose
         if (!json_object_get(alt, json_string_value(name))) json_object_set_new(alt, json_string_value(name), json_real(top_lp[i]));
         json_decref(name);
     }
+    /* As OpenAI's: the chosen token is always among them (up to k + 1). */
+    if (!isnan(chosen) && !json_object_get(alt, json_string_value(tok)))
+        json_object_set_new(alt, json_string_value(tok), json_real(chosen));
     json_array_append_new(json_object_get(lp, "top_logprobs"), alt);
     json_array_append_new(json_object_get(lp, "text_offset"), json_integer(*offset));
     *offset += len;

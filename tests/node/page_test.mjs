@@ -17,7 +17,12 @@ try {
   // Without the key the page says why; with it, it names the model.
   await page.waitForFunction(() => document.getElementById("model").textContent !== "…");
   t.check(/key/i.test(await page.textContent("#model")), "without the key: the error is shown");
+  t.check(await page.isVisible("#keyhint") && /API key/.test(await page.textContent("#keyhint")),
+          "without the key: the hint beside the key field says what is missing");
   await page.fill("#key", "sk-page");
+  await page.dispatchEvent("#key", "change");
+  await page.waitForFunction(() => /^model: /.test(document.getElementById("model").textContent));
+  t.check(!(await page.isVisible("#keyhint")), "with the key: the hint is gone");
   const prompt = "The meaning of life is";
   await page.fill("#prompt", prompt);
   await page.fill("#temperature", "0");
