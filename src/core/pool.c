@@ -57,8 +57,8 @@
  * again, so all threads are tried after ADAPT_THREADS epochs, then after
  * twice as many each time they lose, up to ADAPT_MAX. */
 #define ADAPT_KEYS 8
-#define ADAPT_SOLO 2
-#define ADAPT_THREADS 16
+#define ADAPT_SOLO 1
+#define ADAPT_THREADS 32
 #define ADAPT_MAX 128
 #define ADAPT_TRY 2
 #define ADAPT_BUSY 0.85
