@@ -86,6 +86,12 @@ gpt2c_status gpt2c_detokenize(const gpt2c_tokenizer *t, const int32_t *ids, int 
 
 /* The raw bytes of one token (not NUL-terminated), or NULL for a bad id. */
 const char *gpt2c_token_bytes(const gpt2c_tokenizer *t, int32_t id, size_t *len);
+/* One token as vocab.json spells it, as transformers' convert_ids_to_tokens()
+ * returns it: each byte as GPT-2's printable stand-in (" world" is
+ * "\u0120world"; the pieces of a character split over tokens show their own
+ * bytes rather than U+FFFD). A NUL-terminated UTF-8 string, malloc'd (release
+ * with gpt2c_free); NULL for a bad id or out of memory. */
+char *gpt2c_token_string(const gpt2c_tokenizer *t, int32_t id);
 
 void gpt2c_free(void *p);
 

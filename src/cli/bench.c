@@ -49,8 +49,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
         case 'd': dtype = optarg; break;
         case 'k': kv_cache = optarg; break;
         case 'h': fputs(BENCH_HELP, stdout); return 0;
-        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
-        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        default: return option_error(c, argv, lo);
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
@@ -145,12 +144,12 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
                achieved / 1e9, bw / 1e9, roof_tps, achieved / bw, flops / 1e9, prefill_flops / 1e9, prefill_flops / flops, decode_flops / 1e9,
                decode_flops / flops);
     } else {
-        printf("model %s (%s weights, %s KV cache, %s kernels), %d threads, batch %d\n", model, info.weight_dtype,
-               info.kv_cache_dtype, info.kernels, threads, batch);
+        printf("model %s (%s weights, %s KV cache, %s kernels), %d thread%s, batch %d\n", model, info.weight_dtype,
+               info.kv_cache_dtype, info.kernels, threads, plural(threads), batch);
         printf("load: model %.1f ms, tokenizer %.1f ms; ready %.1f ms and first token %.1f ms after process start\n",
                t_model * 1e3, t_tok * 1e3, t_ready * 1e3, t_first * 1e3);
-        printf("prefill: %d tokens x %d in %.3f s = %.1f tokens/s (%.1f GFLOP/s, %.0f%% of the %.1f GFLOP/s FMA peak)\n",
-               prompt, batch, pre, prefill_tps, prefill_flops / 1e9, 100 * prefill_flops / flops, flops / 1e9);
+        printf("prefill: %d token%s x %d in %.3f s = %.1f tokens/s (%.1f GFLOP/s, %.0f%% of the %.1f GFLOP/s FMA peak)\n",
+               prompt, plural(prompt), batch, pre, prefill_tps, prefill_flops / 1e9, 100 * prefill_flops / flops, flops / 1e9);
         printf("decode: %.2f ms per step = %.1f tokens/s; %.1f GB/s of weights, %.0f%% of the %.1f GB/s measured "
                "(roofline %.1f tokens/s); %.1f GFLOP/s, %.0f%% of the FMA peak\n",
                step_s * 1e3, decode_tps, achieved / 1e9, 100 * achieved / bw, bw / 1e9, roof_tps, decode_flops / 1e9,

@@ -3,17 +3,31 @@
 #ifndef GPT2C_CLI_H
 #define GPT2C_CLI_H
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 
 #include "gpt2c.h"
 
+/* Exit codes. EXIT_USAGE: what the user asked for cannot work whatever the
+ * files hold (bad options or values, a prompt the model cannot take);
+ * EXIT_RUN: a file, folder, download or model that cannot be used, or a
+ * failure while running. */
 enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
 
 extern const char *prog;
 
-/* Prints "gpt2c: <fmt with arg> (try 'gpt2c --help')"; returns EXIT_USAGE. */
+/* The command being run ("generate"), or NULL before one is chosen: usage
+ * errors point to its help. */
+void set_command(const char *name);
+/* Prints "gpt2c: <fmt with arg> (see 'gpt2c CMD --help')"; returns EXIT_USAGE. */
 int usage_error(const char *fmt, const char *arg);
+/* The usage error for what getopt_long returned as c (':' or '?') for the
+ * option at argv[optind - 1]: a missing value, an ambiguous abbreviation, a
+ * value given to a flag, or an unknown option with the nearest known one. */
+int option_error(int c, char *const argv[], const struct option *lo);
+/* "s" unless n is 1: "1 token", "2 tokens". */
+static inline const char *plural(long n) { return n == 1 ? "" : "s"; }
 int parse_int(const char *s, long lo, long hi, int *out);
 int parse_float(const char *s, float *out);
 /* 0 if s is a weight dtype the library converts to (f32, f16, bf16, q8);

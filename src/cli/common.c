@@ -1,23 +1,101 @@
 /* common.c -- what every gpt2c command shares: usage errors, number and id
  * parsing, reading prompts, resolving a model folder or hub name (with the
  * progress bar), opening a tokenizer. */
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 const char *prog = "gpt2c";
+static const char *command; /* the command run, for "see 'gpt2c generate --help'" */
+
+void set_command(const char *name) { command = name; }
 
 int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "%s: ", prog);
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (try '%s --help')\n", prog);
+    if (command) fprintf(stderr, " (see '%s %s --help')\n", prog, command);
+    else fprintf(stderr, " (see '%s --help')\n", prog);
     return EXIT_USAGE;
+}
+
+/* Levenshtein distance between a[0..la) and b; SIZE_MAX past 64 characters
+ * (no option is that long, so nothing that long is a near miss). */
+static size_t edit_distance(const char *a, size_t la, const char *b) {
+    size_t lb = strlen(b), row[65];
+    if (la > 64 || lb > 64) return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++) row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+int option_error(int c, char *const argv[], const struct option *lo) {
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    char msg[512];
+    if (strncmp(arg, "--", 2) != 0) {
+        /* A short option: arg may be a cluster ("-vx"), optopt is the letter. */
+        char s[3] = {'-', (char)optopt, 0};
+        const char *o = optopt > 0 && optopt < 128 && isgraph(optopt) ? s : arg;
+        return usage_error(c == ':' ? "option '%s' needs a value" : "unknown option '%s'", o);
+    }
+    const char *name = arg + 2;
+    int nlen = (int)strcspn(name, "=");
+    if (c == ':') {
+        snprintf(msg, sizeof msg, "option '--%.*s' needs a value", nlen < 100 ? nlen : 100, name);
+        return usage_error("%s", msg);
+    }
+    /* getopt_long also answers '?' for a known option given a value it does
+     * not take (--json=1) and for an abbreviation of several (--to). */
+    int exact = -1, n_prefix = 0;
+    for (int i = 0; nlen > 0 && lo[i].name; i++)
+        if (strncmp(lo[i].name, name, (size_t)nlen) == 0) {
+            if ((int)strlen(lo[i].name) == nlen) exact = i;
+            n_prefix++;
+        }
+    if (exact >= 0 || (n_prefix == 1 && name[nlen] == '=')) {
+        snprintf(msg, sizeof msg, "option '--%.*s' takes no value", nlen < 100 ? nlen : 100, name);
+        return usage_error("%s", msg);
+    }
+    int at = snprintf(msg, sizeof msg, "%s option '--%.*s'", n_prefix > 1 ? "ambiguous" : "unknown",
+                      nlen < 100 ? nlen : 100, name);
+    if (n_prefix > 1) {
+        const char *sep = ": could be";
+        int shown = 0;
+        for (int i = 0; lo[i].name && at < (int)sizeof msg; i++)
+            if (strncmp(lo[i].name, name, (size_t)nlen) == 0 && shown++ < 4)
+                at += snprintf(msg + at, sizeof msg - (size_t)at, "%s --%s", sep, lo[i].name), sep = ",";
+        if (shown > 4 && at < (int)sizeof msg) snprintf(msg + at, sizeof msg - (size_t)at, ", ...");
+        return usage_error("%s", msg);
+    }
+    /* A typo: suggest the nearest option, if it is near enough to be meant
+     * (at most 2 edits, or a third of the name). */
+    size_t best = SIZE_MAX;
+    const char *near = NULL;
+    for (int i = 0; lo[i].name; i++) {
+        size_t d = edit_distance(name, (size_t)nlen, lo[i].name);
+        if (d < best) best = d, near = lo[i].name;
+    }
+    if (near && (best <= 2 || best * 3 <= (size_t)nlen) && best < (size_t)nlen)
+        snprintf(msg + at, sizeof msg - (size_t)at, "; did you mean --%s?", near);
+    return usage_error("%s", msg);
 }
 
 int parse_int(const char *s, long lo, long hi, int *out) {
@@ -141,6 +219,24 @@ static void on_progress(void *user, const char *file, uint64_t done, uint64_t to
  * after printing why; *rc is then the exit code (a malformed name is a usage
  * error). */
 char *resolve_model(const char *spec, unsigned what, int *rc) {
+    /* A file where a folder is expected: said as such, rather than "no such
+     * folder" or a hub lookup of its name. A tokenizer may be one
+     * tokenizer.json file. */
+    struct stat sb;
+    if (spec && stat(spec, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        size_t n = strlen(spec);
+        int tok_only = what == GPT2C_HUB_TOKENIZER;
+        if (tok_only && n >= 5 && strcmp(spec + n - 5, ".json") == 0) {
+            char *dir = strdup(spec);
+            *rc = EXIT_RUN;
+            if (!dir) fprintf(stderr, "%s: out of memory\n", prog);
+            return dir;
+        }
+        fprintf(stderr, "%s: %s is a file; -m takes a %s folder%s or a hub name\n", prog, spec,
+                tok_only ? "tokenizer" : "checkpoint", tok_only ? ", a tokenizer.json file" : "");
+        *rc = EXIT_RUN;
+        return NULL;
+    }
     gpt2c_hub *h;
     char *dir = NULL;
     progress pr = {0};

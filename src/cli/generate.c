@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@ static const char GENERATE_HELP[] =
     "usage: gpt2c generate -m DIR (-p TEXT | -f FILE | --ids N,N,...) [options]\n"
     "\n"
     "Continues the prompt with the model in DIR (config.json + model.safetensors + tokenizer files).\n"
+    "An empty prompt starts from <|endoftext|>, the model's end-of-text token, as the\n"
+    "text-generation pipeline, OpenAI's API and `gpt2c serve` do.\n"
     "\n"
     "Defaults are those transformers' generate() takes from this checkpoint: its own defaults (greedy,\n"
     "max_length 20, top_k 50 when sampling) overridden by generation_config.json. --pipeline takes\n"
@@ -32,14 +35,18 @@ static const char GENERATE_HELP[] =
     "      --stop TEXT            end a sequence where TEXT appears (not included); repeatable\n"
     "      --stream / --no-stream print text as it is generated (default: on, one sequence)\n"
     "      --json                 one JSON object: parameters, per sequence text, ids, finish reason\n"
-    "                             (length, eos, stop), logprobs; timings. With --stream, first one\n"
-    "                             JSON line per token\n"
+    "                             (length, eos, stop), logprobs; timings. With --stream, JSON Lines:\n"
+    "                             one object per token, then the result, each on one line. When a\n"
+    "                             stop string cuts the text, token_ids (and logprobs) end with the\n"
+    "                             last token whose text begins before the cut: the tokens wholly\n"
+    "                             after it are dropped (the last one kept may reach past the cut)\n"
     "      --logprobs N           the top-N log-probabilities at each new position (0..20)\n"
     "  -v, --verbose              print timings to standard error\n"
     "\n"
     "generation (transformers' names):\n"
-    "  -n, --max-new-tokens N     new tokens (takes precedence over --max-length)\n"
-    "      --max-length N         total length, prompt included\n"
+    "  -n, --max-new-tokens N     new tokens (takes precedence over --max-length); 0: none\n"
+    "      --max-length N         total length, prompt included (transformers' default: 20); a\n"
+    "                             prompt that long still gets one new token, with a warning\n"
     "      --min-length N         no EOS before this total length\n"
     "      --min-new-tokens N     no EOS before this many new tokens\n"
     "      --greedy               greedy decoding (do_sample=False)\n"
@@ -70,7 +77,12 @@ static const char GENERATE_HELP[] =
     "\n"
     "Sampling draws from a documented PRNG (xoshiro256**, one stream per returned sequence), not\n"
     "torch's, so seeded text differs from transformers' while following the same distribution.\n"
-    "Generation also stops at the model's context end (finish reason \"length\").\n";
+    "Generation also stops at the model's context end (finish reason \"length\").\n"
+    "\n"
+    "Exit codes: 0 success; 1 a file, folder, download or model that cannot be used, or a failure\n"
+    "while running; 2 a usage error: bad options or values, parameters that do not go together\n"
+    "(--num-beams with --logprobs), a prompt the model cannot take (longer than its context\n"
+    "without --truncate, not UTF-8, ids outside the vocabulary).\n";
 
 /* ------------------------------------------------------------- generate */
 
@@ -272,8 +284,7 @@ static int apply_option(gen_opts *o, int c, const char *arg, char **argv) {
     case O_NOSTREAM: o->stream = 0; break;
     case 'v': o->verbose = 1; break;
     case 'h': fputs(GENERATE_HELP, stdout); return 0;
-    case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
-    default: return usage_error("unknown option '%s'", argv[optind - 1]);
+    default: return option_error(c, argv, GEN_OPTIONS);
     }
     return -1;
 }
@@ -282,11 +293,12 @@ static const char *finish_name(gpt2c_finish f) {
     return f == GPT2C_FINISH_EOS ? "eos" : f == GPT2C_FINISH_LENGTH ? "length" : f == GPT2C_FINISH_STOP ? "stop" : "none";
 }
 
-static json_t *logprobs_json(const gpt2c_gen *g, const gpt2c_tokenizer *t, int seq, int k) {
+/* The log-probabilities of sequence seq's first n tokens (those it keeps). */
+static json_t *logprobs_json(const gpt2c_gen *g, const gpt2c_tokenizer *t, int seq, int n, int k) {
     json_t *arr = json_array();
-    int n;
-    const int32_t *ids = gpt2c_gen_tokens(g, seq, &n);
-    for (int j = 0; j < n; j++) {
+    int all;
+    const int32_t *ids = gpt2c_gen_tokens(g, seq, &all);
+    for (int j = 0; j < n && j < all; j++) {
         float chosen, lps[20];
         int32_t top[20];
         if (gpt2c_gen_logprobs(g, seq, j, &chosen, top, lps) < 0) break;
@@ -300,8 +312,8 @@ static json_t *logprobs_json(const gpt2c_gen *g, const gpt2c_tokenizer *t, int s
     return arr;
 }
 
-static void print_logprobs(const gpt2c_gen *g, const gpt2c_tokenizer *t, int seq, int k) {
-    json_t *arr = logprobs_json(g, t, seq, k);
+static void print_logprobs(const gpt2c_gen *g, const gpt2c_tokenizer *t, int seq, int n, int k) {
+    json_t *arr = logprobs_json(g, t, seq, n, k);
     printf("--- logprobs (top %d per position) ---\n", k);
     size_t j;
     json_t *e;
@@ -388,6 +400,47 @@ static int feed(gpt2c_gen *g, seq_out *o, int i, const gen_opts *opt, int live) 
     return 0;
 }
 
+/* Bytes of the first `chars` code points of UTF-8 text (as decoded: valid). */
+static size_t utf8_prefix(const char *s, size_t len, size_t chars) {
+    size_t i = 0;
+    for (; i < len; i++)
+        if (((unsigned char)s[i] & 0xc0) != 0x80 && chars-- == 0) break;
+    return i;
+}
+
+/* How many of a sequence's n new tokens to report when a stop string cut its
+ * text to kept[0..kept_len): the fewest whose new text (as the stream
+ * computes it: decode(prompt + tokens) after decode(prompt)'s characters)
+ * already holds all the kept text. The tokens after those lie wholly after
+ * the cut; the last one kept may reach past it. */
+static int tokens_before_cut(const gpt2c_tokenizer *tok, const int32_t *prompt, int n_prompt, const int32_t *new_ids,
+                             int n, unsigned flags, const char *kept, size_t kept_len) {
+    int32_t *all = malloc((size_t)(n_prompt + n) * sizeof *all);
+    char *text;
+    size_t len, prompt_chars = 0;
+    if (!all || gpt2c_detokenize(tok, prompt, n_prompt, flags, &text, &len) != GPT2C_OK) {
+        free(all);
+        return n; /* out of memory: keep them all */
+    }
+    for (size_t i = 0; i < len; i++) prompt_chars += ((unsigned char)text[i] & 0xc0) != 0x80;
+    gpt2c_free(text);
+    memcpy(all, prompt, (size_t)n_prompt * sizeof *all);
+    memcpy(all + n_prompt, new_ids, (size_t)n * sizeof *all);
+    int k = 0;
+    for (; k < n; k++) {
+        if (gpt2c_detokenize(tok, all, n_prompt + k, flags, &text, &len) != GPT2C_OK) {
+            k = n;
+            break;
+        }
+        size_t start = utf8_prefix(text, len, prompt_chars);
+        int holds = len - start >= kept_len && memcmp(text + start, kept, kept_len) == 0;
+        gpt2c_free(text);
+        if (holds) break;
+    }
+    free(all);
+    return k;
+}
+
 static int run_generate(gen_opts *o, int argc, char **argv) {
     int rc = EXIT_RUN;
     double t0 = now_s();
@@ -395,6 +448,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     gpt2c_model *m = NULL;
     gpt2c_gen *g = NULL;
     seq_out *outs = NULL;
+    int *n_kept = NULL; /* per sequence: the new tokens reported (fewer after a stop string) */
     int32_t *ids = NULL;
     char *text = NULL, *prompt_text = NULL;
     size_t text_len = 0;
@@ -435,15 +489,46 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
         if (!o->truncate && least > (size_t)mi.n_ctx) { /* refused before tokenizing megabytes */
             fprintf(stderr, "%s: prompt: %zu bytes is at least %zu tokens, more than the model's context of %d (--truncate keeps the end)\n",
                     prog, text_len, least, mi.n_ctx);
+            rc = EXIT_USAGE;
             goto out;
         }
-        if (gpt2c_tokenize(tok, text, text_len, &ids, &n_ids) != GPT2C_OK) {
+        gpt2c_status ts = gpt2c_tokenize(tok, text, text_len, &ids, &n_ids);
+        if (ts != GPT2C_OK) {
             fprintf(stderr, "%s: prompt: %s\n", prog, gpt2c_tokenizer_errmsg(tok));
+            if (ts == GPT2C_ERR_INVALID) rc = EXIT_USAGE; /* not UTF-8, or a word too long */
             goto out;
         }
     }
     gpt2c_model_info info;
     gpt2c_model_get_info(m, &info);
+    if (o->ids) {
+        int vs = gpt2c_tokenizer_vocab_size(tok);
+        for (int i = 0; i < n_ids; i++)
+            if (ids[i] >= vs || !gpt2c_token_bytes(tok, ids[i], &(size_t){0})) {
+                fprintf(stderr, "%s: --ids: id %d is not in the vocabulary (ids 0..%d)\n", prog, ids[i], vs - 1);
+                rc = EXIT_USAGE;
+                goto out;
+            }
+    }
+    if (n_ids == 0) {
+        /* GPT-2 needs a token to start from: an empty prompt starts from
+         * <|endoftext|>, the token it saw between documents. The server does
+         * the same with "prompt": "" (as OpenAI's API), and so does the
+         * text-generation pipeline (from the bos token, the same token in
+         * GPT-2). Decoded without special tokens, the prompt stays "". */
+        int start = info.eos_token_id >= 0 ? info.eos_token_id : info.bos_token_id;
+        int32_t *one = start >= 0 ? malloc(sizeof *one) : NULL;
+        if (start < 0) {
+            fprintf(stderr, "%s: the prompt is empty, and the model has no end-of-text or bos token to start from\n", prog);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        if (!one) goto out;
+        one[0] = start;
+        gpt2c_free(ids);
+        ids = one;
+        n_ids = 1;
+    }
     if (o->truncate && n_ids > 0) {
         /* Keep the last tokens, leaving room for the new ones. */
         int room = o->p.max_new_tokens >= 0 ? o->p.max_new_tokens : 1;
@@ -454,22 +539,31 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
             n_ids = keep;
         }
     }
+    if (o->p.max_new_tokens < 0 && n_ids >= o->p.max_length && n_ids < info.n_ctx)
+        /* As transformers warns: max_length counts the prompt, and leaves it
+         * room for no new token; one is generated all the same. */
+        fprintf(stderr,
+                "%s: warning: the prompt is %d token%s, but max_length is %d (it counts the prompt), so only one new "
+                "token is generated; ask for N new tokens with -n/--max-new-tokens N\n",
+                prog, n_ids, plural(n_ids), o->p.max_length);
     size_t plen;
     if (gpt2c_detokenize(tok, ids, n_ids, o->flags, &prompt_text, &plen) != GPT2C_OK) {
-        fprintf(stderr, "%s: --ids: an id is outside the vocabulary\n", prog);
-        rc = EXIT_USAGE;
+        fprintf(stderr, "%s: out of memory\n", prog);
         goto out;
     }
     const int32_t *prompts[1] = {ids};
     gpt2c_status st = gpt2c_gen_start(m, &o->p, 1, prompts, &n_ids, &g);
     if (st != GPT2C_OK) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_gen_errmsg(g));
-        rc = st == GPT2C_ERR_INVALID ? EXIT_USAGE : EXIT_RUN; /* a bad parameter is a usage error */
+        /* Parameters out of range or that do not go together, a prompt too
+         * long for the context: the command line's fault, not the files'. */
+        rc = st == GPT2C_ERR_INVALID || st == GPT2C_ERR_UNSUPPORTED || st == GPT2C_ERR_CONTEXT ? EXIT_USAGE : EXIT_RUN;
         goto out;
     }
     n_seqs = gpt2c_gen_n_seqs(g);
     outs = calloc((size_t)n_seqs, sizeof *outs);
-    if (!outs) goto out;
+    n_kept = calloc((size_t)n_seqs, sizeof *n_kept);
+    if (!outs || !n_kept) goto out;
     for (int i = 0; i < n_seqs; i++)
         if (gpt2c_stream_new(tok, ids, n_ids, o->flags, &outs[i].st) != GPT2C_OK ||
             gpt2c_stream_set_stops(outs[i].st, o->stops, o->n_stops) != GPT2C_OK || out_append(&outs[i], "", 0)) {
@@ -483,7 +577,10 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     int beams = o->p.num_beams > 1;
     int live = !beams && (o->json || n_seqs == 1); /* plain text streams one sequence only */
     if (o->stream && live && !o->json && !o->new_only) fwrite(shown_prompt, 1, shown_len, stdout);
-    for (;;) {
+    /* max_new_tokens 0 asks for nothing: the library, as transformers,
+     * always generates one token, so no step is run at all. */
+    int nothing = o->p.max_new_tokens == 0;
+    while (!nothing) {
         gpt2c_status s = gpt2c_gen_step(g);
         if (s != GPT2C_OK && s != GPT2C_DONE) {
             fprintf(stderr, "%s: %s\n", prog, gpt2c_gen_errmsg(g));
@@ -504,19 +601,30 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     double pre, dec;
     gpt2c_gen_timings(g, &pre, &dec);
     int total_new = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        int n;
+        const int32_t *new_ids = gpt2c_gen_tokens(g, i, &n);
+        total_new += n;
+        n_kept[i] = gpt2c_stream_stopped(outs[i].st)
+                      ? tokens_before_cut(tok, ids, n_ids, new_ids, n, o->flags, outs[i].text, outs[i].len)
+                      : n;
+    }
     if (o->json) {
         json_t *seqs = json_array();
         for (int i = 0; i < n_seqs; i++) {
             int n;
             const int32_t *new_ids = gpt2c_gen_tokens(g, i, &n);
-            total_new += n;
             json_t *jids = json_array();
-            for (int k = 0; k < n; k++) json_array_append_new(jids, json_integer(new_ids[k]));
-            gpt2c_finish f = gpt2c_stream_stopped(outs[i].st) ? GPT2C_FINISH_STOP : gpt2c_gen_finish_reason(g, i);
+            for (int k = 0; k < n_kept[i]; k++) json_array_append_new(jids, json_integer(new_ids[k]));
+            gpt2c_finish f = gpt2c_stream_stopped(outs[i].st) ? GPT2C_FINISH_STOP
+                             : nothing                        ? GPT2C_FINISH_LENGTH
+                                                              : gpt2c_gen_finish_reason(g, i);
             json_t *sj = json_pack("{s:i,s:s#,s:o,s:s}", "index", i, "text", outs[i].text, (int)outs[i].len,
                                    "token_ids", jids, "finish_reason", finish_name(f));
-            if (beams) json_object_set_new(sj, "score", json_real(gpt2c_gen_score(g, i)));
-            if (o->p.n_logprobs > 0) json_object_set_new(sj, "logprobs", logprobs_json(g, tok, i, o->p.n_logprobs));
+            double score = gpt2c_gen_score(g, i); /* none without a step (max_new_tokens 0) */
+            if (beams) json_object_set_new(sj, "score", isfinite(score) ? json_real(score) : json_null());
+            if (o->p.n_logprobs > 0)
+                json_object_set_new(sj, "logprobs", logprobs_json(g, tok, i, n_kept[i], o->p.n_logprobs));
             json_array_append_new(seqs, sj);
         }
         json_t *pids = json_array();
@@ -524,28 +632,26 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
         json_t *root = json_pack("{s:s,s:s#,s:o,s:o,s:o,s:{s:f,s:f,s:f}}", "model", o->model, "prompt", shown_prompt,
                                  (int)shown_len, "prompt_ids", pids, "params", params_json(&o->p, o->defaults),
                                  "sequences", seqs, "timings", "load_s", t_load, "prefill_s", pre, "decode_s", dec);
-        char *s = root ? json_dumps(root, JSON_INDENT(2) | JSON_ENSURE_ASCII) : NULL;
+        /* Streamed, the result is the last line of JSON Lines; else indented. */
+        char *s = root ? json_dumps(root, (o->stream ? JSON_COMPACT : JSON_INDENT(2)) | JSON_ENSURE_ASCII) : NULL;
         json_decref(root);
         if (!s) goto out;
         printf("%s\n", s);
         free(s);
     } else {
         for (int i = 0; i < n_seqs; i++) {
-            int n;
-            gpt2c_gen_tokens(g, i, &n);
-            total_new += n;
             if (!(o->stream && live)) {
                 if (n_seqs > 1) printf("%s=== sequence %d ===\n", i ? "\n" : "", i);
                 if (!o->new_only) fwrite(shown_prompt, 1, shown_len, stdout);
                 fwrite(outs[i].text, 1, outs[i].len, stdout);
             }
             printf("\n");
-            if (o->p.n_logprobs > 0) print_logprobs(g, tok, i, o->p.n_logprobs);
+            if (o->p.n_logprobs > 0) print_logprobs(g, tok, i, n_kept[i], o->p.n_logprobs);
         }
     }
     if (o->verbose)
-        fprintf(stderr, "load %.3f s, prompt %d tokens in %.3f s, %d new tokens in %.3f s, kernels: %s\n", t_load,
-                n_ids, pre, total_new, pre + dec, info.kernels);
+        fprintf(stderr, "load %.3f s, prompt %d token%s in %.3f s, %d new token%s in %.3f s, kernels: %s\n", t_load,
+                n_ids, plural(n_ids), pre, total_new, plural(total_new), pre + dec, info.kernels);
     rc = 0;
 out:
     fflush(stdout);
@@ -555,6 +661,7 @@ out:
         free(outs[i].text);
     }
     free(outs);
+    free(n_kept);
     free(text);
     gpt2c_free(prompt_text);
     gpt2c_free(ids);

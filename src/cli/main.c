@@ -1,8 +1,10 @@
 /* main.c -- the gpt2c command line: the command dispatch, and the small
  * commands (tokenize, detokenize, info, pull, ls, rm). generate.c,
  * bench.c and serve.c hold the large ones, common.c what they share. Uses only the
- * public header. Exit codes: 0 success, 1 a failure while running (files,
- * model, generation), 2 a usage error (bad arguments). */
+ * public header. Exit codes (cli.h): 0 success; 1 a file, folder, download or
+ * model that cannot be used, or a failure while running; 2 a usage error: what
+ * was asked cannot work whatever the files hold (bad options or values, a
+ * prompt the model cannot take). */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -38,7 +41,13 @@ static const char MAIN_HELP[] =
     "  gpt2c <command> --help   shows a command's options\n"
     "  gpt2c --version          prints the version\n"
     "\n"
-    "exit codes: 0 success, 1 failure while running, 2 usage error\n";
+    "exit codes:\n"
+    "  0  success\n"
+    "  1  failure while running: a file, folder, download or model that cannot be used (missing,\n"
+    "     unreadable, malformed), out of memory, a write that fails\n"
+    "  2  usage error: what was asked cannot work, whatever the files hold: unknown options, bad\n"
+    "     values, parameters that do not go together (--num-beams with --logprobs), a prompt the\n"
+    "     model cannot take (longer than its context, not UTF-8, ids outside the vocabulary)\n";
 
 static const char TOKENIZE_HELP[] =
     "usage: gpt2c tokenize -m DIR [-p TEXT | -f FILE] [--json]\n"
@@ -50,7 +59,9 @@ static const char TOKENIZE_HELP[] =
     "  -m, --model DIR        tokenizer folder\n"
     "  -p, --prompt TEXT      text to encode\n"
     "  -f, --prompt-file FILE read the text from FILE ('-' for standard input, the default)\n"
-    "      --json             print {\"ids\": [...], \"tokens\": [...]}\n"
+    "      --json             print {\"ids\": [...], \"tokens\": [...]}, the tokens as transformers'\n"
+    "                         convert_ids_to_tokens() gives them: vocab.json's strings, each byte\n"
+    "                         as GPT-2's printable stand-in (\" world\" is \"\u0120world\")\n"
     "  -h, --help             this help\n";
 
 static const char DETOKENIZE_HELP[] =
@@ -85,8 +96,7 @@ static int cmd_tokenize(int argc, char **argv) {
         case 'f': file = optarg; break;
         case 'j': json = 1; break;
         case 'h': fputs(TOKENIZE_HELP, stdout); return 0;
-        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
-        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        default: return option_error(c, argv, lo);
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
@@ -106,26 +116,38 @@ static int cmd_tokenize(int argc, char **argv) {
     gpt2c_free(dir);
     int32_t *ids = NULL;
     int n = 0;
-    if (t && gpt2c_tokenize(t, text, len, &ids, &n) != GPT2C_OK) {
+    gpt2c_status st = t ? gpt2c_tokenize(t, text, len, &ids, &n) : GPT2C_OK;
+    if (st != GPT2C_OK) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_tokenizer_errmsg(t));
+        if (st == GPT2C_ERR_INVALID) rc = EXIT_USAGE; /* the text itself: not UTF-8, a word too long */
     } else if (t) {
         if (json) {
+            /* The tokens as convert_ids_to_tokens() shows them: the
+             * vocabulary's strings, which say which bytes each token holds
+             * (decoded text would show half a character as U+FFFD). */
             json_t *ji = json_array(), *jt = json_array();
             for (int i = 0; i < n; i++) {
+                char *ts = gpt2c_token_string(t, ids[i]);
                 json_array_append_new(ji, json_integer(ids[i]));
-                json_array_append_new(jt, token_text_json(t, ids[i]));
+                json_array_append_new(jt, ts ? json_string(ts) : json_null());
+                gpt2c_free(ts);
             }
             json_t *root = json_pack("{s:o,s:o}", "ids", ji, "tokens", jt);
-            char *s = json_dumps(root, JSON_ENSURE_ASCII);
-            printf("%s\n", s ? s : "null");
-            free(s);
+            char *s = root ? json_dumps(root, 0) : NULL;
             json_decref(root);
+            if (!s) {
+                fprintf(stderr, "%s: out of memory\n", prog);
+                goto out;
+            }
+            printf("%s\n", s);
+            free(s);
         } else {
             for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
             printf("\n");
         }
         rc = 0;
     }
+out:
     gpt2c_free(ids);
     free(text);
     gpt2c_tokenizer_free(t);
@@ -146,8 +168,7 @@ static int cmd_detokenize(int argc, char **argv) {
         case 's': flags |= GPT2C_DECODE_SKIP_SPECIAL; break;
         case 'c': flags |= GPT2C_DECODE_NO_CLEANUP; break;
         case 'h': fputs(DETOKENIZE_HELP, stdout); return 0;
-        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
-        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        default: return option_error(c, argv, lo);
         }
     }
     if (!model) return usage_error("%s", "detokenize: -m DIR is required");
@@ -210,8 +231,7 @@ static int cmd_info(int argc, char **argv) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'h': fputs(INFO_HELP, stdout); return 0;
-        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
-        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        default: return option_error(c, argv, lo);
         }
     }
     if (!model) return usage_error("%s", "info: -m DIR is required");
@@ -253,6 +273,17 @@ static const char CONVERT_HELP[] =
     "  -o, --output DIR    the folder to create\n"
     "  -h, --help          this help\n";
 
+/* gpt2c_model_save writes into DIR.incomplete-PID, renamed to DIR once
+ * complete, and its errors name that folder, which the user never gave (and
+ * which is removed on failure): the message names DIR instead. */
+static void print_save_error(const char *msg, const char *outdir) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.incomplete-%ld", outdir, (long)getpid());
+    const char *at = strstr(msg, tmp);
+    if (at) fprintf(stderr, "%s: %.*s%s%s\n", prog, (int)(at - msg), msg, outdir, at + strlen(tmp));
+    else fprintf(stderr, "%s: %s\n", prog, msg);
+}
+
 static int cmd_convert(int argc, char **argv) {
     const char *model = NULL, *dtype = NULL, *outdir = NULL;
     int c;
@@ -268,8 +299,7 @@ static int cmd_convert(int argc, char **argv) {
         case 'd': dtype = optarg; break;
         case 'o': outdir = optarg; break;
         case 'h': fputs(CONVERT_HELP, stdout); return 0;
-        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
-        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        default: return option_error(c, argv, lo);
         }
     }
     if (optind < argc) return usage_error("convert: unexpected argument '%s'", argv[optind]);
@@ -285,9 +315,11 @@ static int cmd_convert(int argc, char **argv) {
     gpt2c_model_params mp = {.dtype = dtype};
     gpt2c_status st = gpt2c_model_load_ex(dir, &mp, &m);
     gpt2c_free(dir);
-    if (st == GPT2C_OK) st = gpt2c_model_save(m, outdir);
+    int saving = st == GPT2C_OK;
+    if (saving) st = gpt2c_model_save(m, outdir);
     if (st != GPT2C_OK) {
-        fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
+        if (saving) print_save_error(gpt2c_model_errmsg(m), outdir);
+        else fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         gpt2c_model_free(m);
         return st == GPT2C_ERR_INVALID ? EXIT_USAGE : EXIT_RUN;
     }
@@ -367,6 +399,10 @@ int main(int argc, char **argv) {
     }
     /* Each command parses argv[1..]: its name stands where getopt expects
      * the program name. */
+    static const char *const commands[] = {"generate", "tokenize", "detokenize", "info", "pull",
+                                           "convert", "bench", "serve", "ls", "rm"};
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(cmd, commands[i])) set_command(commands[i]);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);

@@ -496,4 +496,25 @@ const char *gpt2c_token_bytes(const gpt2c_tokenizer *t, int32_t id, size_t *len)
     return t->bytes + t->off[id];
 }
 
+char *gpt2c_token_string(const gpt2c_tokenizer *t, int32_t id) {
+    size_t n;
+    const char *b = gpt2c_token_bytes(t, id, &n);
+    if (!b) return NULL;
+    int b2cp[256];
+    tok_byte_table(b2cp);
+    char *s = malloc(2 * n + 1), *o = s; /* every stand-in is below U+0800: 2 bytes at most */
+    if (!s) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        int cp = b2cp[(unsigned char)b[i]];
+        if (cp < 0x80) {
+            *o++ = (char)cp;
+        } else {
+            *o++ = (char)(0xc0 | cp >> 6);
+            *o++ = (char)(0x80 | (cp & 0x3f));
+        }
+    }
+    *o = '\0';
+    return s;
+}
+
 void gpt2c_free(void *p) { free(p); }
