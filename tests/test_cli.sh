@@ -73,7 +73,7 @@ expect_stdout "Hello" "skip special"
 expect_exit 0 "tokenize json" -- $BIN tokenize -m "$TOK" -p "a<|endoftext|>" --json
 expect_stdout '{"ids": [64, 50256], "tokens": ["a", "<|endoftext|>"]}' "tokenize --json"
 printf 'bad \377 byte' >"$TMP/bad.txt"
-expect_exit 1 "invalid UTF-8" -- $BIN tokenize -m "$TOK" -f "$TMP/bad.txt"
+expect_exit 2 "invalid UTF-8" -- $BIN tokenize -m "$TOK" -f "$TMP/bad.txt"
 expect_stderr "not valid UTF-8 (byte offset 4" "invalid UTF-8 message"
 
 # Generate.
@@ -186,7 +186,7 @@ import json; d=json.load(open('$TMP/out')); assert d['params']['do_sample'] is F
 
 # Prompts longer than the context: an error, or kept at their end with --truncate.
 $PY -c "print(' hello' * 1100, end='')" >"$TMP/long.txt"
-expect_exit 1 "prompt over context" -- $BIN generate -m "$CK" -f "$TMP/long.txt" -n 2
+expect_exit 2 "prompt over context" -- $BIN generate -m "$CK" -f "$TMP/long.txt" -n 2
 expect_stderr "more than the model's context of 1024" "context message"
 expect_exit 0 "--truncate" -- $BIN generate -m "$CK" -f "$TMP/long.txt" -n 2 --json --truncate
 $PY -c "import json,sys; d=json.load(open('$TMP/out')); assert len(d['prompt_ids'])==1022 and len(d['sequences'][0]['token_ids'])==2" && ok || bad "--truncate keeps 1022 prompt tokens"
@@ -211,7 +211,7 @@ fi
 # memory); --truncate still takes it, keeping the end.
 head -c 7500000 /dev/zero | tr '\0' 'a' | fold -w 75 > "$TMP/big.txt"
 start=$(date +%s)
-expect_exit 1 "a 7.5 MB prompt" -- $BIN generate -m "$CK" -f "$TMP/big.txt" -n 1
+expect_exit 2 "a 7.5 MB prompt" -- $BIN generate -m "$CK" -f "$TMP/big.txt" -n 1
 expect_stderr "more than the model's context" "a 7.5 MB prompt is refused early"
 [ $(( $(date +%s) - start )) -le 5 ] && ok || bad "the 7.5 MB prompt took over 5 s to refuse"
 expect_exit 0 "a 7.5 MB prompt with --truncate" -- $BIN generate -m "$CK" -f "$TMP/big.txt" -n 1 --truncate --json --no-stream
@@ -240,6 +240,122 @@ assert close(b["decode_peak_fraction"] * b["fma_peak_gflops"], b["decode_gflops"
              0.1 + 0.0005 * b["fma_peak_gflops"] + 0.05 * b["decode_peak_fraction"]), b
 PYEOF
 done
+
+# Papercuts: exit codes by class, generation length, JSON Lines, stop strings
+# and token ids, vocabulary token strings, messages, the empty prompt.
+expect_exit 0 "--help" -- $BIN --help
+grep -q "^  2  usage error" "$TMP/out" && grep -q "^  1  failure while running" "$TMP/out" && ok || bad "--help states the exit codes"
+expect_exit 0 "generate --help" -- $BIN generate --help
+grep -q "^Exit codes: 0 success; 1 " "$TMP/out" && ok || bad "generate --help states the exit codes"
+expect_exit 2 "beam search with logprobs" -- $BIN generate -m "$CK" -p hi --num-beams 2 --logprobs 1
+expect_stderr "logprobs are not available with beam search" "beam search with logprobs message"
+$PY -c "print(','.join(['15496'] * 1100))" >"$TMP/long.ids"
+expect_exit 2 "--ids over the context" -- $BIN generate -m "$CK" --ids "$(cat "$TMP/long.ids")" -n 1
+expect_stderr "more than the model's context of 1024" "--ids over the context message"
+expect_exit 2 "a prompt that is not UTF-8" -- $BIN generate -m "$CK" -f "$TMP/bad.txt" -n 1
+expect_stderr "not valid UTF-8" "a prompt that is not UTF-8: message"
+expect_exit 2 "--ids outside the vocabulary" -- $BIN generate -m "$CK" --ids 15496,99999 -n 1
+expect_stderr "id 99999 is not in the vocabulary" "--ids names the id outside the vocabulary"
+expect_exit 1 "a missing prompt file" -- $BIN generate -m "$CK" -f "$TMP/no-such-prompt.txt"
+expect_exit 1 "-m a file" -- $BIN generate -m "$CK/config.json" -p hi
+expect_stderr "$CK/config.json is a file; -m takes a checkpoint folder" "-m a file says a folder is expected"
+expect_exit 1 "tokenize -m a file that is no tokenizer.json" -- $BIN tokenize -m "$CK/model.safetensors" -p hi
+expect_stderr "is a file; -m takes a tokenizer folder" "tokenize -m a file message"
+$PY -c "print(' hello' * 25, end='')" >"$TMP/p25.txt"
+expect_exit 0 "a prompt of max_length tokens" -- $BIN generate -m "$CK" -f "$TMP/p25.txt" --json
+expect_stderr "the prompt is 25 tokens, but max_length is 20" "max_length warning"
+grep -qF -- "-n/--max-new-tokens" "$TMP/err" && ok || bad "the max_length warning says how to ask for more"
+$PY -c "import json; s = json.load(open('$TMP/out'))['sequences'][0]; assert len(s['token_ids']) == 1, s" && ok || bad "one new token past max_length"
+expect_exit 0 "no warning with -n" -- $BIN generate -m "$CK" -f "$TMP/p25.txt" -n 2 --json
+[ ! -s "$TMP/err" ] && ok || bad "no max_length warning with -n: $(cat "$TMP/err")"
+expect_exit 0 "-n 0" -- $BIN generate -m "$CK" -p "Hello" -n 0
+expect_stdout "Hello" "-n 0 prints the prompt alone"
+for mode in --no-stream --stream; do
+    expect_exit 0 "-n 0 --json $mode" -- $BIN generate -m "$CK" -p "Hello" -n 0 --json $mode
+    $PY -c "
+import json; s = json.loads(open('$TMP/out').read().strip().splitlines()[-1] if '$mode' == '--stream' else open('$TMP/out').read())
+s = s['sequences'][0]; assert (s['text'], s['token_ids'], s['finish_reason']) == ('', [], 'length'), s" && ok || bad "-n 0 $mode: no new token"
+done
+expect_exit 0 "--stream --json" -- $BIN generate -m "$CK" -p Hello -n 5 --stream --json
+$PY - "$TMP/out" <<'PYEOF' && ok || bad "--stream --json is JSON Lines, the result last"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+objs = [json.loads(l) for l in lines]  # every line is one whole object
+assert len(objs) == 6 and all("token_id" in o for o in objs[:5]), lines
+assert [o["token_id"] for o in objs[:5]] == objs[5]["sequences"][0]["token_ids"]
+PYEOF
+# A stop string that begins exactly where a token begins: that token and those
+# after it are dropped from token_ids (and logprobs), the ones before kept.
+expect_exit 0 "no stop, for the token boundaries" -- $BIN generate -m "$CK" -p Hello -n 24 --do-sample --seed 3 --json
+cp "$TMP/out" "$TMP/ids-nostop.json"
+STOP2=$($PY - "$TMP/ids-nostop.json" "$BIN" "$TOK" <<'PYEOF'
+import json, subprocess, sys
+d = json.load(open(sys.argv[1])); s = d["sequences"][0]
+def new_text(ids):
+    args = [sys.argv[2], "detokenize", "-m", sys.argv[3], "--skip-special"] + [str(i) for i in d["prompt_ids"] + ids]
+    return subprocess.run(args, capture_output=True, text=True).stdout[:-1][len(d["prompt"]):]
+ids, t = s["token_ids"], s["text"]
+for k in range(len(ids) // 2, len(ids)):
+    before, piece = new_text(ids[:k]), new_text(ids[:k + 1])
+    piece = piece[len(before):]
+    if len(piece) >= 3 and t.find(piece) == len(before) and before:
+        print(f"{k} {piece}")
+        break
+PYEOF
+)
+if [ -n "$STOP2" ]; then
+    expect_exit 0 "stop at a token's start" -- $BIN generate -m "$CK" -p Hello -n 24 --do-sample --seed 3 --json --logprobs 2 --stop "${STOP2#* }"
+    $PY - "$TMP/ids-nostop.json" "$TMP/out" "${STOP2%% *}" <<'PYEOF' && ok || bad "token_ids agree with the text a stop string cut"
+import json, sys
+full = json.load(open(sys.argv[1]))["sequences"][0]; s = json.load(open(sys.argv[2]))["sequences"][0]; k = int(sys.argv[3])
+assert s["finish_reason"] == "stop" and full["text"].startswith(s["text"]), s
+assert s["token_ids"] == full["token_ids"][:k], (s["token_ids"], full["token_ids"], k)
+assert [e["id"] for e in s["logprobs"]] == s["token_ids"]
+PYEOF
+else
+    bad "no token of the sampled text suits the stop-string check: $(cat "$TMP/ids-nostop.json")"
+fi
+expect_exit 0 "tokenize --json tokens" -- $BIN tokenize -m "$TOK" -p "Hello world 😀" --json
+$PY -c "
+import json; d = json.load(open('$TMP/out', encoding='utf-8'))
+assert d == {'ids': [15496, 995, 30325, 222], 'tokens': ['Hello', '\u0120world', '\u0120\u00f0\u0141\u013a', '\u0122']}, d" && ok ||
+    bad "tokenize --json shows vocab.json's strings: $(cat "$TMP/out")"
+expect_exit 2 "a misspelt option" -- $BIN generate -m "$CK" -p hi --temprature 0.5
+expect_stderr "unknown option '--temprature'; did you mean --temperature? (see 'gpt2c generate --help')" "a misspelt option: the nearest one, the command's help"
+expect_exit 2 "a misspelt tokenize option" -- $BIN tokenize -m "$TOK" -p hi --jsn
+expect_stderr "did you mean --json? (see 'gpt2c tokenize --help')" "tokenize points to its own help"
+expect_exit 2 "serve, a misspelt option" -- $BIN serve -m "$TMP/none" --port 0 --slotz 2
+expect_stderr "did you mean --slots? (see 'gpt2c serve --help')" "serve: the nearest option"
+expect_exit 2 "an ambiguous abbreviation" -- $BIN generate -m "$CK" -p hi --to 1
+expect_stderr "ambiguous option '--to': could be --top-k, --top-p" "ambiguous abbreviation message"
+expect_exit 2 "a value for a flag" -- $BIN generate -m "$CK" -p hi --json=yes
+expect_stderr "option '--json' takes no value" "a value for a flag message"
+expect_exit 2 "a generate usage error" -- $BIN generate -p hi
+expect_stderr "(see 'gpt2c generate --help')" "generate usage errors point to generate --help"
+expect_exit 2 "an unknown command" -- $BIN frobnicate
+expect_stderr "(see 'gpt2c --help')" "an unknown command points to gpt2c --help"
+expect_exit 1 "convert into a missing folder" -- $BIN convert -m "$CK" --dtype f16 -o "$TMP/no/such"
+expect_stderr "$TMP/no/such: No such file or directory" "convert names the folder given"
+! grep -q incomplete "$TMP/err" && ok || bad "convert's error names the temporary folder: $(cat "$TMP/err")"
+expect_exit 0 "one token, verbose" -- $BIN generate -m "$CK" -p hi -n 1 -v
+expect_stderr "prompt 1 token in" "verbose: 1 token"
+grep -qF "1 new token in" "$TMP/err" && ok || bad "verbose: 1 new token: $(cat "$TMP/err")"
+expect_exit 0 "two tokens, verbose" -- $BIN generate -m "$CK" -p "hi there" -n 2 -v
+grep -qF "prompt 2 tokens in" "$TMP/err" && grep -qF "2 new tokens in" "$TMP/err" && ok || bad "verbose: 2 tokens: $(cat "$TMP/err")"
+expect_exit 0 "bench, one thread" -- $BIN bench -m "$CK" --threads 1 --prompt-tokens 1 --gen-tokens 2
+grep -qF "1 thread, batch 1" "$TMP/out" && grep -qF "prefill: 1 token x 1" "$TMP/out" && ok || bad "bench: 1 thread, 1 token: $(cat "$TMP/out")"
+# The empty prompt starts from <|endoftext|>, as the server's "prompt": "" does.
+expect_exit 0 "an empty prompt" -- $BIN generate -m "$CK" -p "" -n 4 --json
+cp "$TMP/out" "$TMP/empty.json"
+expect_exit 0 "<|endoftext|> as the prompt" -- $BIN generate -m "$CK" --ids 50256 -n 4 --json
+$PY -c "
+import json; e = json.load(open('$TMP/empty.json')); i = json.load(open('$TMP/out'))
+assert e['prompt'] == '' and e['prompt_ids'] == [50256], e
+assert e['sequences'][0]['token_ids'] == i['sequences'][0]['token_ids'] and len(e['sequences'][0]['token_ids']) == 4
+assert e['sequences'][0]['text'] == i['sequences'][0]['text']" && ok || bad "an empty prompt generates from <|endoftext|>"
+expect_exit 0 "an empty prompt, plain text" -- $BIN generate -m "$CK" -p "" -n 4 --new-only
+[ "$(cat "$TMP/out")" = "$($PY -c "import json; print(json.load(open('$TMP/empty.json'))['sequences'][0]['text'])")" ] && ok ||
+    bad "an empty prompt, plain text: $(cat "$TMP/out")"
 
 # The library example (examples/generate.c, shown whole in the README), built
 # against the shared and the static library: it prints what `gpt2c generate`

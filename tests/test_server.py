@@ -139,7 +139,8 @@ try:
     st, _, body = request(P, "GET", "/v1/models", key=None, headers={"Authorization": "Basic " + KEY})
     check(st == 401 and "Bearer KEY" in json.loads(body)["error"]["message"], f"another scheme: 401 saying what to send: {body}")
     st, _, body = request(P, "GET", "/v1/models")
-    check(st == 200 and json.loads(body)["data"][0]["id"] == TINY, "models lists the served model")
+    check(st == 200 and json.loads(body)["data"][0]["id"] == os.path.basename(TINY),
+          f"models lists the served model by its folder's base name: {body}")
     check(request(P, "GET", "/v1/models/" + "other")[0] == 404, "unknown model: 404")
     st, h, body = request(P, "GET", "/", key=None)
     check(st == 200 and b"<textarea" in body and "text/html" in h.get("Content-Type", ""), "the page at /")
@@ -154,7 +155,7 @@ try:
     ref = cli("-p", PROMPT, "-n", "12", "--greedy")
     greedy = r["choices"][0]["text"] if st == 200 else None
     check(st == 200 and greedy == ref["sequences"][0]["text"], f"greedy equals the CLI: {r}")
-    check(st == 200 and r["object"] == "text_completion" and r["id"].startswith("cmpl-") and r["model"] == TINY,
+    check(st == 200 and r["object"] == "text_completion" and r["id"].startswith("cmpl-") and r["model"] == os.path.basename(TINY),
           "response fields")
     n_new = len(ref["sequences"][0]["token_ids"])
     check(st == 200 and r["usage"] == {"prompt_tokens": len(cli_ids), "completion_tokens": n_new,
@@ -162,6 +163,17 @@ try:
     check(st == 200 and r["choices"][0]["finish_reason"] == ("length" if n_new == 12 else "stop"), "finish_reason")
     st, r2, _ = post(P, {"prompt": tok["tokens"], "max_tokens": 12, "temperature": 0})
     check(st == 200 and r2["choices"][0]["text"] == greedy, "a token-id prompt gives the same text")
+    # The model by the folder's base name as well as by the path typed after -m.
+    st, r2, _ = post(P, {"model": os.path.basename(TINY), "prompt": PROMPT, "max_tokens": 12, "temperature": 0})
+    check(st == 200 and r2["choices"][0]["text"] == greedy, f"the model by its base name: {st} {r2}")
+    check(request(P, "GET", "/v1/models/" + os.path.basename(TINY))[0] == 200, "/v1/models/BASENAME: 200")
+    # An empty prompt: generated from <|endoftext|>, as `gpt2c generate -p ""` does.
+    st, r2, _ = post(P, {"prompt": "", "max_tokens": 6, "temperature": 0})
+    cp = subprocess.run([BIN, "generate", "-m", TINY, "--json", "--no-stream", "-p", "", "-n", "6", "--greedy"],
+                        capture_output=True, text=True)
+    ref = json.loads(cp.stdout) if cp.returncode == 0 else {"sequences": [{"text": cp.stderr}], "prompt_ids": []}
+    check(st == 200 and r2["choices"][0]["text"] == ref["sequences"][0]["text"] and
+          r2["usage"]["prompt_tokens"] == len(ref["prompt_ids"]) == 1, f"an empty prompt as the CLI's: {r2} vs {ref}")
 
     sample = {"prompt": PROMPT, "max_tokens": 16, "temperature": 0.8, "top_p": 0.9, "seed": 42, "n": 3}
     st, r, _ = post(P, sample)
@@ -319,6 +331,22 @@ try:
 finally:
     rc = srv.stop()
 check(rc == 0, f"SIGTERM: exit 0 (got {rc})")
+
+# The names a request may give as "model": with --model-id, that name alone; else
+# the folder's base name (what /v1/models lists) and the path as typed.
+for spec, args, listed, good, refused in (
+        (TINY, ["--model-id", "custom"], "custom", ["custom"], [TINY, os.path.basename(TINY)]),
+        (TINY + "/", [], os.path.basename(TINY), [TINY + "/", os.path.basename(TINY)], ["custom"])):
+    named = Server(spec, "--quiet", *args)
+    try:
+        st, _, body = request(named.port, "GET", "/v1/models")
+        check(st == 200 and [m["id"] for m in json.loads(body)["data"]] == [listed], f"{spec} {args}: /v1/models {body}")
+        for name in good + refused:
+            st, r, _ = post(named.port, {"model": name, "prompt": "x", "max_tokens": 1})
+            want = 200 if name in good else 404
+            check(st == want and (st != 200 or r["model"] == listed), f"{spec} {args}: model {name!r}: {st} {r}")
+    finally:
+        check(named.stop() == 0, f"{spec} {args}: SIGTERM")
 
 # --------------------------------------------- a slow model: cancel, queue, drain
 big = Server(BIG, "--slots", "2", "--queue", "1", "--timeout", "5", "--shutdown-grace", "20")

@@ -2,8 +2,11 @@
  * server (src/server), giving it a loader that resolves -m (a folder or a
  * hub name) once the HTTP port is already answering /health with 503. */
 #include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../server/server.h"
 #include "cli.h"
@@ -17,7 +20,10 @@ static const char SERVE_HELP[] =
     "one forward pass per token for all (continuous batching).\n"
     "\n"
     "  -m, --model MODEL        checkpoint folder or hub name (required)\n"
-    "      --model-id NAME      the name clients give as \"model\" (default: MODEL)\n"
+    "      --model-id NAME      the only name clients may give as \"model\"; without it, MODEL as\n"
+    "                           typed and its short name are accepted: a folder's base name\n"
+    "                           (-m ./models/gpt2-q8: \"gpt2-q8\"), a hub name without @revision.\n"
+    "                           /v1/models and responses give the one name, or the short name\n"
     "      --dtype T            convert the weights at load: f32, f16, bf16, q8\n"
     "      --kv-cache T         the KV cache in f32 (default) or f16 (half the memory per slot)\n"
     "      --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
@@ -35,6 +41,33 @@ static const char SERVE_HELP[] =
     "      --port-file FILE     write the port there once listening (for scripts with --port 0)\n"
     "      --quiet              no access log (one JSON line per request on stderr)\n"
     "  -h, --help               this help\n";
+
+/* The short name of -m spec, which /v1/models lists and requests may give
+ * (besides spec as typed): a folder's base name ("./some/dir/" is "dir";
+ * ".", ".." and "/" name the folder they resolve to), a hub name without its
+ * @revision. Written to out (PATH_MAX bytes). */
+static void short_name(const char *spec, char *out) {
+    struct stat st;
+    size_t n = strlen(spec);
+    const char *name = spec;
+    if (stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) {
+        while (n > 1 && spec[n - 1] == '/') n--;
+        name = spec + n;
+        while (name > spec && name[-1] != '/') name--;
+        n -= (size_t)(name - spec);
+        char real[PATH_MAX];
+        if (n <= 2 && strncmp(name, "..", n) == 0) {
+            if (realpath(spec, real) && strcmp(real, "/") != 0) name = strrchr(real, '/') + 1, n = strlen(name);
+            else name = spec, n = strlen(spec);
+            snprintf(out, PATH_MAX, "%.*s", (int)n, name);
+            return;
+        }
+    } else {
+        const char *rev = strrchr(spec, '@'); /* org/name@revision */
+        if (rev && rev > spec) n = (size_t)(rev - spec);
+    }
+    snprintf(out, PATH_MAX, "%.*s", (int)n, name);
+}
 
 typedef struct loader {
     const char *model, *dtype, *kv_cache;
@@ -102,12 +135,20 @@ int cmd_serve(int argc, char **argv) {
         case O_PORTFILE: o.port_file = optarg; break;
         case O_QUIET: o.quiet = 1; break;
         case 'h': fputs(SERVE_HELP, stdout); return 0;
-        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
-        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        default: return option_error(c, argv, lo);
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
     if (!l.model) return usage_error("%s", "serve: -m MODEL is required");
-    o.model_id = model_id ? model_id : l.model;
+    if (model_id && !*model_id) return usage_error("%s", "--model-id: the name is empty");
+    /* With --model-id, that name alone; else the short name, and -m as typed. */
+    char name[PATH_MAX];
+    if (model_id) {
+        o.model_id = model_id;
+    } else {
+        short_name(l.model, name);
+        o.model_id = name;
+        if (strcmp(name, l.model) != 0) o.model_alias = l.model;
+    }
     return server_run(&o, load, &l);
 }

@@ -276,6 +276,10 @@ static int parse_bias(completion_req *r, json_t *v, const gpt2c_model_info *info
     return 0;
 }
 
+int api_model_known(const server_opts *o, const char *name) {
+    return strcmp(name, o->model_id) == 0 || (o->model_alias && strcmp(name, o->model_alias) == 0);
+}
+
 int api_parse_completion(const char *body, size_t len, const gpt2c_tokenizer *t, const gpt2c_model_info *info,
                          const server_opts *o, int n_slots, completion_req *r, api_error *e) {
     memset(r, 0, sizeof *r);
@@ -294,7 +298,7 @@ int api_parse_completion(const char *body, size_t len, const gpt2c_tokenizer *t,
             type_error(e, "model", "a string", v);
             goto out;
         }
-        if (strcmp(json_string_value(v), o->model_id) != 0) {
+        if (!api_model_known(o, json_string_value(v))) {
             fail(e, 404, "model", "model_not_found", "The model '%.200s' does not exist: this server serves '%.200s'",
                  json_string_value(v), o->model_id);
             goto out;

@@ -102,7 +102,7 @@ static enum MHD_Result get_models(server *sv, struct MHD_Connection *c, conn_ctx
                           "owned_by", "gpt2c", "meta", "n_ctx", sv->info.n_ctx, "n_vocab", sv->info.n_vocab, "slots",
                           sv->o->slots, "dtype", sv->info.weight_dtype ? sv->info.weight_dtype : "");
     if (one) {
-        if (strcmp(one, sv->o->model_id) != 0) {
+        if (!api_model_known(sv->o, one)) {
             json_decref(m);
             return respond_error(c, x, 404, "model_not_found", "model", "The model '%.200s' does not exist", one);
         }
@@ -485,7 +485,7 @@ int server_run(const server_opts *o, server_load_fn load, void *user) {
         goto out;
     }
     atomic_store(&sv->ready, 1);
-    fprintf(stderr, "gpt2c serve: ready: %s, %d slots, kernels %s\n", o->model_id, o->slots, sv->info.kernels);
+    fprintf(stderr, "gpt2c serve: ready: %s, %d slot%s, kernels %s\n", o->model_id, o->slots, o->slots == 1 ? "" : "s", sv->info.kernels);
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "gpt2c serve: %s: finishing in-flight requests (up to %.0f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",

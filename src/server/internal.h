@@ -51,6 +51,8 @@ typedef struct completion_req {
 
 /* Parses and checks a /v1/completions body; on failure fills err and
  * returns -1. */
+/* 1 if a request's "model" names the served model: o->model_id or its alias. */
+int api_model_known(const server_opts *o, const char *name);
 int api_parse_completion(const char *body, size_t len, const gpt2c_tokenizer *t, const gpt2c_model_info *info,
                          const server_opts *o, int n_slots, completion_req *r, api_error *err);
 void api_req_free(completion_req *r);

@@ -9,7 +9,8 @@
 #include "gpt2c.h"
 
 typedef struct server_opts {
-    const char *model_id;    /* the name clients use in "model" (the -m spec) */
+    const char *model_id;    /* the name /v1/models lists and responses give */
+    const char *model_alias; /* another name a request's "model" may give (-m as typed), or NULL */
     const char *host;        /* 127.0.0.1 */
     int port;                /* 8080; 0 picks a free port */
     const char *api_key;     /* NULL: no authentication */
