@@ -410,24 +410,23 @@ static size_t utf8_prefix(const char *s, size_t len, size_t chars) {
 
 /* How many of a sequence's n new tokens to report when a stop string cut its
  * text to kept[0..kept_len): the fewest whose new text (as the stream
- * computes it: decode(prompt + tokens) after decode(prompt)'s characters)
- * already holds all the kept text. The tokens after those lie wholly after
- * the cut; the last one kept may reach past it. */
-static int tokens_before_cut(const gpt2c_tokenizer *tok, const int32_t *prompt, int n_prompt, const int32_t *new_ids,
-                             int n, unsigned flags, const char *kept, size_t kept_len) {
+ * computes it: decode(prompt + tokens) after the characters of the decoded
+ * prompt, prompt_text[0..prompt_len)) already holds all the kept text. The
+ * tokens after those lie wholly after the cut; the last one kept may reach
+ * past it. */
+static int tokens_before_cut(const gpt2c_tokenizer *tok, const int32_t *prompt, int n_prompt, const char *prompt_text,
+                             size_t prompt_len, const int32_t *new_ids, int n, unsigned flags, const char *kept,
+                             size_t kept_len) {
     int32_t *all = malloc((size_t)(n_prompt + n) * sizeof *all);
-    char *text;
-    size_t len, prompt_chars = 0;
-    if (!all || gpt2c_detokenize(tok, prompt, n_prompt, flags, &text, &len) != GPT2C_OK) {
-        free(all);
-        return n; /* out of memory: keep them all */
-    }
-    for (size_t i = 0; i < len; i++) prompt_chars += ((unsigned char)text[i] & 0xc0) != 0x80;
-    gpt2c_free(text);
+    if (!all) return n; /* out of memory: keep them all */
+    size_t prompt_chars = 0;
+    for (size_t i = 0; i < prompt_len; i++) prompt_chars += ((unsigned char)prompt_text[i] & 0xc0) != 0x80;
     memcpy(all, prompt, (size_t)n_prompt * sizeof *all);
     memcpy(all + n_prompt, new_ids, (size_t)n * sizeof *all);
     int k = 0;
     for (; k < n; k++) {
+        char *text;
+        size_t len;
         if (gpt2c_detokenize(tok, all, n_prompt + k, flags, &text, &len) != GPT2C_OK) {
             k = n;
             break;
@@ -606,7 +605,8 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
         const int32_t *new_ids = gpt2c_gen_tokens(g, i, &n);
         total_new += n;
         n_kept[i] = gpt2c_stream_stopped(outs[i].st)
-                      ? tokens_before_cut(tok, ids, n_ids, new_ids, n, o->flags, outs[i].text, outs[i].len)
+                      ? tokens_before_cut(tok, ids, n_ids, prompt_text, plen, new_ids, n, o->flags, outs[i].text,
+                                          outs[i].len)
                       : n;
     }
     if (o->json) {

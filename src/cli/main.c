@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -273,17 +272,6 @@ static const char CONVERT_HELP[] =
     "  -o, --output DIR    the folder to create\n"
     "  -h, --help          this help\n";
 
-/* gpt2c_model_save writes into DIR.incomplete-PID, renamed to DIR once
- * complete, and its errors name that folder, which the user never gave (and
- * which is removed on failure): the message names DIR instead. */
-static void print_save_error(const char *msg, const char *outdir) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.incomplete-%ld", outdir, (long)getpid());
-    const char *at = strstr(msg, tmp);
-    if (at) fprintf(stderr, "%s: %.*s%s%s\n", prog, (int)(at - msg), msg, outdir, at + strlen(tmp));
-    else fprintf(stderr, "%s: %s\n", prog, msg);
-}
-
 static int cmd_convert(int argc, char **argv) {
     const char *model = NULL, *dtype = NULL, *outdir = NULL;
     int c;
@@ -315,11 +303,9 @@ static int cmd_convert(int argc, char **argv) {
     gpt2c_model_params mp = {.dtype = dtype};
     gpt2c_status st = gpt2c_model_load_ex(dir, &mp, &m);
     gpt2c_free(dir);
-    int saving = st == GPT2C_OK;
-    if (saving) st = gpt2c_model_save(m, outdir);
+    if (st == GPT2C_OK) st = gpt2c_model_save(m, outdir);
     if (st != GPT2C_OK) {
-        if (saving) print_save_error(gpt2c_model_errmsg(m), outdir);
-        else fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
+        fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         gpt2c_model_free(m);
         return st == GPT2C_ERR_INVALID ? EXIT_USAGE : EXIT_RUN;
     }
@@ -399,19 +385,21 @@ int main(int argc, char **argv) {
     }
     /* Each command parses argv[1..]: its name stands where getopt expects
      * the program name. */
-    static const char *const commands[] = {"generate", "tokenize", "detokenize", "info", "pull",
-                                           "convert", "bench", "serve", "ls", "rm"};
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } commands[] = {{"generate", cmd_generate}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize},
+                    {"info", cmd_info},         {"pull", cmd_pull},         {"convert", cmd_convert},
+                    {"serve", cmd_serve}};
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(cmd, commands[i])) set_command(commands[i]);
-    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
-    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
-    if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
-    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
-    if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
-    if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
-    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1, process_start_s);
-    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
-    if (!strcmp(cmd, "ls")) return hub_command(argc - 1, argv + 1, 0);
-    if (!strcmp(cmd, "rm")) return hub_command(argc - 1, argv + 1, 1);
+        if (!strcmp(cmd, commands[i].name)) {
+            set_command(commands[i].name); /* usage errors point to its help */
+            return commands[i].run(argc - 1, argv + 1);
+        }
+    if (!strcmp(cmd, "bench") || !strcmp(cmd, "ls") || !strcmp(cmd, "rm")) { /* those that take more */
+        set_command(cmd);
+        return !strcmp(cmd, "bench") ? cmd_bench(argc - 1, argv + 1, process_start_s)
+                                     : hub_command(argc - 1, argv + 1, !strcmp(cmd, "rm"));
+    }
     return usage_error("unknown command '%s'", cmd);
 }

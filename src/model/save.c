@@ -119,16 +119,19 @@ static int write_all(int fd, const void *buf, size_t n) {
     return 0;
 }
 
-/* Writes buf to path and flushes it to disk; names the file on failure. */
-static gpt2c_status write_file(gpt2c_model *m, const char *path, const void *head, size_t head_n, const writer *w) {
+/* Writes buf to path and flushes it to disk. On failure the message names
+ * the file as `shown` (DIR/NAME: the temporary folder it is written in is
+ * not one the caller gave, and is gone once the save fails). */
+static gpt2c_status write_file(gpt2c_model *m, const char *path, const char *shown, const void *head, size_t head_n,
+                               const writer *w) {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return err_set(&m->err, GPT2C_ERR_IO, "%s: %s", path, strerror(errno));
+    if (fd < 0) return err_set(&m->err, GPT2C_ERR_IO, "%s: %s", shown, strerror(errno));
     int bad = write_all(fd, head, head_n);
     for (int i = 0; w && !bad && i < w->n; i++) bad = write_all(fd, w->t[i].data, w->t[i].nbytes);
     if (!bad) bad = fsync(fd);
     int e = errno;
     if (close(fd) != 0 && !bad) bad = 1, e = errno;
-    return bad ? err_set(&m->err, GPT2C_ERR_IO, "%s: %s", path, strerror(e)) : GPT2C_OK;
+    return bad ? err_set(&m->err, GPT2C_ERR_IO, "%s: %s", shown, strerror(e)) : GPT2C_OK;
 }
 
 /* The safetensors header: "__metadata__" and one entry per tensor with its
@@ -181,20 +184,23 @@ static char *header(const writer *w, const char *dtype, size_t *len) {
     return buf;
 }
 
-/* Copies the sidecar files the source folder has into tmp. */
-static gpt2c_status copy_sidecars(gpt2c_model *m, const char *tmp) {
+/* Copies the sidecar files the source folder has into tmp (dir, as the
+ * caller named it, in messages). */
+static gpt2c_status copy_sidecars(gpt2c_model *m, const char *tmp, const char *dir) {
     for (size_t i = 0; i < N_SIDECARS; i++) {
         char *src = path_join(m->dir, SIDECARS[i]), *dst = path_join(tmp, SIDECARS[i]);
-        gpt2c_status s = src && dst ? GPT2C_OK : err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
+        char *shown = path_join(dir, SIDECARS[i]);
+        gpt2c_status s = src && dst && shown ? GPT2C_OK : err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
         if (!s && file_exists(src)) {
             char *data = NULL;
             size_t n = 0;
             s = file_read(src, (size_t)256 << 20, &data, &n, &m->err);
-            if (!s) s = write_file(m, dst, data, n, NULL);
+            if (!s) s = write_file(m, dst, shown, data, n, NULL);
             free(data);
         }
         free(src);
         free(dst);
+        free(shown);
         if (s) return s;
     }
     return GPT2C_OK;
@@ -234,22 +240,24 @@ gpt2c_status gpt2c_model_save(gpt2c_model *m, const char *dir) {
     if (slash == parent) slash[1] = '\0';
     else if (slash) *slash = '\0';
     else strcpy(parent, ".");
-    if (mkdir(tmp, 0755) != 0) return err_set(&m->err, GPT2C_ERR_IO, "%s: %s", tmp, strerror(errno));
+    /* Messages name dir and its files, never tmp: the caller gave dir. */
+    if (mkdir(tmp, 0755) != 0) return err_set(&m->err, GPT2C_ERR_IO, "%s: %s", dir, strerror(errno));
 
     writer w = {0};
     gpt2c_status s = GPT2C_OK;
     size_t head_n = 0;
-    char *head = NULL, *file = path_join(tmp, "model.safetensors");
-    if (!file || collect(&w, m) != 0 ||
+    char *head = NULL, *file = path_join(tmp, "model.safetensors"), *shown = path_join(dir, "model.safetensors");
+    if (!file || !shown || collect(&w, m) != 0 ||
         (qsort(w.t, (size_t)w.n, sizeof *w.t, by_elem_then_name), !(head = header(&w, m->dtype, &head_n))))
         s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
-    if (!s) s = write_file(m, file, head, head_n, &w);
-    if (!s) s = copy_sidecars(m, tmp);
-    if (!s && fsync_dir(tmp) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", tmp, strerror(errno));
+    if (!s) s = write_file(m, file, shown, head, head_n, &w);
+    if (!s) s = copy_sidecars(m, tmp, dir);
+    if (!s && fsync_dir(tmp) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", dir, strerror(errno));
     if (!s && rename(tmp, dir) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", dir, strerror(errno));
     if (!s && fsync_dir(parent) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", parent, strerror(errno));
     if (s) remove_tmp(tmp);
     free(file);
+    free(shown);
     free(head);
     free(w.t);
     return s;
