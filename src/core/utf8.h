@@ -28,4 +28,8 @@ size_t utf8_count(const char *s, size_t n);
  * text has fewer). */
 size_t utf8_skip(const char *s, size_t n, size_t k);
 
+/* Writes code point cp (below 0x110000, not a surrogate) as UTF-8 to out
+ * (room for 4 bytes); returns the bytes written. */
+size_t utf8_encode(unsigned cp, char *out);
+
 #endif

@@ -202,14 +202,7 @@ static int scan_vocab(loader *L, const char *p, const char *end, const char *whe
                     goto out;
                 }
                 if (cp == 0) goto out; /* as jansson without JSON_ALLOW_NUL */
-                if (cp < 0x80) key[k++] = (char)cp;
-                else if (cp < 0x800) key[k++] = (char)(0xc0 | cp >> 6), key[k++] = (char)(0x80 | (cp & 0x3f));
-                else if (cp < 0x10000)
-                    key[k++] = (char)(0xe0 | cp >> 12), key[k++] = (char)(0x80 | ((cp >> 6) & 0x3f)),
-                    key[k++] = (char)(0x80 | (cp & 0x3f));
-                else
-                    key[k++] = (char)(0xf0 | cp >> 18), key[k++] = (char)(0x80 | ((cp >> 12) & 0x3f)),
-                    key[k++] = (char)(0x80 | ((cp >> 6) & 0x3f)), key[k++] = (char)(0x80 | (cp & 0x3f));
+                k += utf8_encode((unsigned)cp, key + k);
                 continue;
             default: goto out;
             }
@@ -502,18 +495,11 @@ char *gpt2c_token_string(const gpt2c_tokenizer *t, int32_t id) {
     if (!b) return NULL;
     int b2cp[256];
     tok_byte_table(b2cp);
-    char *s = malloc(2 * n + 1), *o = s; /* every stand-in is below U+0800: 2 bytes at most */
+    char *s = malloc(2 * n + 1); /* every stand-in is below U+0800: 2 bytes at most */
     if (!s) return NULL;
-    for (size_t i = 0; i < n; i++) {
-        int cp = b2cp[(unsigned char)b[i]];
-        if (cp < 0x80) {
-            *o++ = (char)cp;
-        } else {
-            *o++ = (char)(0xc0 | cp >> 6);
-            *o++ = (char)(0x80 | (cp & 0x3f));
-        }
-    }
-    *o = '\0';
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) o += utf8_encode((unsigned)b2cp[(unsigned char)b[i]], s + o);
+    s[o] = '\0';
     return s;
 }
 
