@@ -118,7 +118,14 @@ static gpt2c_status parse_header(st_file *f, json_t *root, const unsigned char *
     }
     free(by_off);
     if (e->status) return e->status;
+    return st_sort(f, e);
+}
+
+gpt2c_status st_sort(st_file *f, gpt2_err *e) {
     qsort(f->tensors, (size_t)f->n, sizeof *f->tensors, cmp_name);
+    for (int i = 1; i < f->n; i++)
+        if (!strcmp(f->tensors[i - 1].name, f->tensors[i].name))
+            return err_set(e, GPT2C_ERR_FORMAT, "%s: tensor '%.80s' appears twice", f->path, f->tensors[i].name);
     return GPT2C_OK;
 }
 
@@ -160,6 +167,8 @@ const st_tensor *st_find(const st_file *f, const char *name) {
 void st_close(st_file *f) {
     for (int i = 0; i < f->n; i++) free(f->tensors[i].name);
     free(f->tensors);
+    for (int i = 0; i < f->n_owned; i++) free(f->owned[i]);
+    free(f->owned);
     file_unmap(&f->map);
     free(f->path);
     memset(f, 0, sizeof *f);

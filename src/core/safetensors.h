@@ -28,15 +28,22 @@ typedef struct st_tensor {
     size_t nbytes;
 } st_tensor;
 
+/* A file's named tensors: a safetensors file, or a PyTorch checkpoint read
+ * into the same form by torchbin.h (which may own contiguous copies of
+ * strided tensors). */
 typedef struct st_file {
     char *path;
     gpt2_map map;
     st_tensor *tensors; /* sorted by name */
     int n;
+    void **owned;       /* (n_owned,) buffers freed with the file */
+    int n_owned;
 } st_file;
 
 gpt2c_status st_open(const char *path, st_file *f, gpt2_err *e);
 const st_tensor *st_find(const st_file *f, const char *name);
+/* Sorts f->tensors by name for st_find; refuses a name given twice. */
+gpt2c_status st_sort(st_file *f, gpt2_err *e);
 void st_close(st_file *f);
 const char *st_dtype_name(st_dtype d);
 size_t st_dtype_size(st_dtype d);

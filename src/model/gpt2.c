@@ -14,6 +14,7 @@
 #include "../core/file.h"
 #include "../core/mem.h"
 #include "../core/half.h"
+#include "weights.h"
 
 /* Reads an optional integer field; absent and null keep *out. */
 static gpt2c_status cfg_int(json_t *root, const char *path, const char *key, long lo, long hi, int *out,
@@ -380,61 +381,6 @@ static gpt2c_status load_weights(gpt2c_model *m) {
     return GPT2C_OK;
 }
 
-/* Opens model.safetensors, or else the shards that
- * model.safetensors.index.json lists in its weight_map. */
-static gpt2c_status open_weights(gpt2c_model *m, const char *dir) {
-    char *single = path_join(dir, "model.safetensors"), *index = path_join(dir, "model.safetensors.index.json");
-    gpt2c_status s = GPT2C_OK;
-    json_t *root = NULL;
-    if (!single || !index) s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
-    else if (file_exists(single) || !file_exists(index)) {
-        m->weights_path = single;
-        single = NULL;
-        m->st = calloc(1, sizeof *m->st);
-        if (!m->st) s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
-        else m->n_st = 1, s = st_open(m->weights_path, &m->st[0], &m->err);
-    } else if ((s = load_json(index, &root, &m->err)) == GPT2C_OK) {
-        m->weights_path = index;
-        index = NULL;
-        json_t *map = json_object_get(root, "weight_map");
-        if (!json_is_object(map) || json_object_size(map) == 0)
-            s = err_set(&m->err, GPT2C_ERR_FORMAT, "%s: field 'weight_map' must be a non-empty object", m->weights_path);
-        /* The distinct shard files, each opened once; at most one per tensor. */
-        const char **shards = calloc(json_object_size(map) + 1, sizeof *shards);
-        if (!s && !shards) s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
-        int n = 0;
-        const char *key;
-        json_t *v;
-        json_object_foreach(map, key, v) {
-            if (s) break;
-            const char *f = json_string_value(v);
-            if (!f || !*f || strchr(f, '/') || strcmp(f, "..") == 0) {
-                s = err_set(&m->err, GPT2C_ERR_FORMAT, "%s: weight_map['%.60s'] is not a file name in the folder",
-                            m->weights_path, key);
-                break;
-            }
-            int seen = 0;
-            for (int i = 0; i < n && !seen; i++) seen = strcmp(shards[i], f) == 0;
-            if (!seen) shards[n++] = f;
-        }
-        if (!s) {
-            m->st = calloc((size_t)n, sizeof *m->st);
-            if (!m->st) s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
-        }
-        for (int i = 0; !s && i < n; i++) {
-            char *p = path_join(dir, shards[i]);
-            if (!p) s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
-            else s = st_open(p, &m->st[m->n_st++], &m->err);
-            free(p);
-        }
-        free(shards);
-        json_decref(root);
-    }
-    free(single);
-    free(index);
-    return s;
-}
-
 /* Bytes of one (din, dout) matrix as held: values, plus Q8's padding and
  * scales. */
 static size_t matrix_bytes(gpt2_weight w, size_t din, size_t dout) {
@@ -562,7 +508,9 @@ gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, g
     if (!(m->dir = strdup(dir))) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
     gpt2c_status s = gpt2_config_load(dir, &m->cfg, m->gen_defaults, &m->err);
     if (s) return s;
-    s = open_weights(m, dir);
+    char *where;
+    s = weights_open(dir, &m->st, &m->n_st, &where, &m->err);
+    m->weights_path = where;
     if (s) return s;
     m->layers = calloc((size_t)m->cfg.n_layer, sizeof *m->layers);
     if (!m->layers) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
@@ -584,8 +532,7 @@ void gpt2c_model_free(gpt2c_model *m) {
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
-    for (int i = 0; i < m->n_st; i++) st_close(&m->st[i]);
-    free(m->st);
+    weights_close(m->st, m->n_st);
     free((char *)m->weights_path);
     free(m->dir);
     free(m);

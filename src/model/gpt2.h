@@ -42,7 +42,7 @@ typedef struct gpt2_layer {
 struct gpt2c_model {
     gpt2_err err;
     gpt2_config cfg;
-    st_file *st;          /* (n_st,) model.safetensors, or the shards of an index */
+    st_file *st;          /* (n_st,) the weight file, or the shards of an index (weights.h) */
     int n_st;
     const char *weights_path; /* for messages: the file, or the index */
     char *dir;            /* the checkpoint folder it was loaded from */
