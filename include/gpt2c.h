@@ -41,7 +41,7 @@ typedef enum gpt2c_status {
     GPT2C_ERR_NOMEM = 5,       /* out of memory */
     GPT2C_ERR_CONTEXT = 6,     /* the sequence would not fit the model's context */
     GPT2C_DONE = 7,            /* not an error: generation has finished */
-    GPT2C_ERR_NOT_FOUND = 8,   /* a hub repository, revision or file does not exist */
+    GPT2C_ERR_NOT_FOUND = 8,   /* a hub repository, revision or file does not exist; a folder without tokenizer files */
     GPT2C_ERR_PERMISSION = 9,  /* the hub refused: private or gated (set HF_TOKEN) */
     GPT2C_ERR_NETWORK = 10,    /* the hub could not be reached, or the transfer failed */
     GPT2C_ERR_BUSY = 11        /* an engine has no free slots for now: retry once some are freed */

@@ -63,7 +63,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     gpt2c_model_params mp = {.dtype = dtype, .kv_cache = kv_cache};
     gpt2c_status st = gpt2c_model_load_ex(dir, &mp, &m);
     double t_model = now_s() - t0;
-    if (st == GPT2C_OK) tok = open_tokenizer(dir);
+    if (st == GPT2C_OK) tok = open_tokenizer(dir, NULL);
     double t_ready = now_s() - process_start_s, t_tok = now_s() - t0 - t_model;
     gpt2c_free(dir);
     if (st != GPT2C_OK || !tok) {

@@ -38,7 +38,10 @@ char *read_file_arg(const char *path, size_t *len);
 int parse_ids(const char *s, int32_t **ids, int *n);
 double now_s(void);
 char *resolve_model(const char *spec, unsigned what, int *rc);
-gpt2c_tokenizer *open_tokenizer(const char *dir);
+/* The folder's tokenizer, or NULL after a message. With `absent` given, a
+ * folder without tokenizer files (a model run from token ids) is no error:
+ * NULL, no message, *absent = 1. */
+gpt2c_tokenizer *open_tokenizer(const char *dir, int *absent);
 json_t *token_text_json(const gpt2c_tokenizer *t, int32_t id);
 
 int cmd_generate(int argc, char **argv);

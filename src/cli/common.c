@@ -251,9 +251,15 @@ char *resolve_model(const char *spec, unsigned what, int *rc) {
     return s == GPT2C_OK ? dir : NULL;
 }
 
-gpt2c_tokenizer *open_tokenizer(const char *dir) {
+gpt2c_tokenizer *open_tokenizer(const char *dir, int *absent) {
     gpt2c_tokenizer *t;
-    if (gpt2c_tokenizer_load(dir, &t) != GPT2C_OK) {
+    gpt2c_status s = gpt2c_tokenizer_load(dir, &t);
+    if (absent) *absent = s == GPT2C_ERR_NOT_FOUND;
+    if (s == GPT2C_ERR_NOT_FOUND && absent) {
+        gpt2c_tokenizer_free(t);
+        return NULL;
+    }
+    if (s != GPT2C_OK) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_tokenizer_errmsg(t));
         gpt2c_tokenizer_free(t);
         return NULL;
@@ -266,7 +272,7 @@ json_t *token_text_json(const gpt2c_tokenizer *t, int32_t id) {
      * replacement, as transformers' convert_ids_to_tokens + decode would. */
     char *text;
     size_t len;
-    if (gpt2c_detokenize(t, &id, 1, GPT2C_DECODE_NO_CLEANUP, &text, &len) != GPT2C_OK) return json_null();
+    if (!t || gpt2c_detokenize(t, &id, 1, GPT2C_DECODE_NO_CLEANUP, &text, &len) != GPT2C_OK) return json_null();
     json_t *j = json_stringn(text, len);
     gpt2c_free(text);
     return j;

@@ -379,6 +379,13 @@ static int feed(gpt2c_gen *g, seq_out *o, int i, const gen_opts *opt, int live) 
     for (; o->pushed < n; o->pushed++) {
         const char *piece;
         size_t len;
+        if (!o->st) { /* no tokenizer: ids only */
+            if (live && opt->stream && opt->json) {
+                printf("{\"index\":%d,\"token_id\":%d}\n", i, (int)ids[o->pushed]);
+                fflush(stdout);
+            }
+            continue;
+        }
         if (gpt2c_stream_push(o->st, ids[o->pushed], &piece, &len) != GPT2C_OK || out_append(o, piece, len)) return -1;
         if (live && opt->stream) {
             if (opt->json) {
@@ -459,7 +466,15 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         goto out;
     }
-    if (!(tok = open_tokenizer(dir))) goto out;
+    /* A folder without tokenizer files runs from --ids, and answers in ids. */
+    int no_tokenizer = 0;
+    if (!(tok = open_tokenizer(dir, &no_tokenizer)) && !no_tokenizer) goto out;
+    if (!tok && (!o->ids || o->n_stops)) {
+        fprintf(stderr, "%s: %s has no tokenizer files (vocab.json + merges.txt, or tokenizer.json): give the prompt "
+                "as token ids (--ids), without --stop\n", prog, dir);
+        rc = EXIT_USAGE;
+        goto out;
+    }
     double t_load = now_s() - t0;
     /* The checkpoint's defaults, then the command line's options on top. */
     gpt2c_model_gen_defaults(m, o->defaults, &o->p);
@@ -501,9 +516,9 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     gpt2c_model_info info;
     gpt2c_model_get_info(m, &info);
     if (o->ids) {
-        int vs = gpt2c_tokenizer_vocab_size(tok);
+        int vs = tok ? gpt2c_tokenizer_vocab_size(tok) : info.n_vocab;
         for (int i = 0; i < n_ids; i++)
-            if (ids[i] >= vs || !gpt2c_token_bytes(tok, ids[i], &(size_t){0})) {
+            if (ids[i] >= vs || (tok && !gpt2c_token_bytes(tok, ids[i], &(size_t){0}))) {
                 fprintf(stderr, "%s: --ids: id %d is not in the vocabulary (ids 0..%d)\n", prog, ids[i], vs - 1);
                 rc = EXIT_USAGE;
                 goto out;
@@ -545,8 +560,8 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
                 "%s: warning: the prompt is %d token%s, but max_length is %d (it counts the prompt), so only one new "
                 "token is generated; ask for N new tokens with -n/--max-new-tokens N\n",
                 prog, n_ids, plural(n_ids), o->p.max_length);
-    size_t plen;
-    if (gpt2c_detokenize(tok, ids, n_ids, o->flags, &prompt_text, &plen) != GPT2C_OK) {
+    size_t plen = 0;
+    if (tok && gpt2c_detokenize(tok, ids, n_ids, o->flags, &prompt_text, &plen) != GPT2C_OK) {
         fprintf(stderr, "%s: out of memory\n", prog);
         goto out;
     }
@@ -563,7 +578,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     outs = calloc((size_t)n_seqs, sizeof *outs);
     n_kept = calloc((size_t)n_seqs, sizeof *n_kept);
     if (!outs || !n_kept) goto out;
-    for (int i = 0; i < n_seqs; i++)
+    for (int i = 0; tok && i < n_seqs; i++)
         if (gpt2c_stream_new(tok, ids, n_ids, o->flags, &outs[i].st) != GPT2C_OK ||
             gpt2c_stream_set_stops(outs[i].st, o->stops, o->n_stops) != GPT2C_OK || out_append(&outs[i], "", 0)) {
             fprintf(stderr, "%s: out of memory\n", prog);
@@ -571,10 +586,11 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
         }
     /* The pipeline's full text is the original prompt string plus the new
      * text; with --ids there is no string, so its decoding stands in. */
-    const char *shown_prompt = text ? text : prompt_text;
+    const char *shown_prompt = text ? text : prompt_text ? prompt_text : "";
     size_t shown_len = text ? text_len : plen;
     int beams = o->p.num_beams > 1;
-    int live = !beams && (o->json || n_seqs == 1); /* plain text streams one sequence only */
+    /* Plain text streams one sequence only; ids (no tokenizer) print at the end. */
+    int live = !beams && (o->json || (n_seqs == 1 && tok));
     if (o->stream && live && !o->json && !o->new_only) fwrite(shown_prompt, 1, shown_len, stdout);
     /* max_new_tokens 0 asks for nothing: the library, as transformers,
      * always generates one token, so no step is run at all. */
@@ -594,6 +610,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
         const char *piece;
         size_t len;
         if (beams && feed(g, &outs[i], i, o, 0)) goto out;
+        if (!tok) continue;
         if (gpt2c_stream_finish(outs[i].st, &piece, &len) != GPT2C_OK || out_append(&outs[i], piece, len)) goto out;
         if (o->stream && live && !o->json) fwrite(piece, 1, len, stdout);
     }
@@ -604,7 +621,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
         int n;
         const int32_t *new_ids = gpt2c_gen_tokens(g, i, &n);
         total_new += n;
-        n_kept[i] = gpt2c_stream_stopped(outs[i].st)
+        n_kept[i] = tok && gpt2c_stream_stopped(outs[i].st)
                       ? tokens_before_cut(tok, ids, n_ids, prompt_text, plen, new_ids, n, o->flags, outs[i].text,
                                           outs[i].len)
                       : n;
@@ -616,13 +633,14 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
             const int32_t *new_ids = gpt2c_gen_tokens(g, i, &n);
             json_t *jids = json_array();
             for (int k = 0; k < n_kept[i]; k++) json_array_append_new(jids, json_integer(new_ids[k]));
-            gpt2c_finish f = gpt2c_stream_stopped(outs[i].st) ? GPT2C_FINISH_STOP
+            gpt2c_finish f = tok && gpt2c_stream_stopped(outs[i].st) ? GPT2C_FINISH_STOP
                              : nothing                        ? GPT2C_FINISH_LENGTH
                                                               : gpt2c_gen_finish_reason(g, i);
-            json_t *sj = json_pack("{s:i,s:s#,s:o,s:s}", "index", i, "text", outs[i].text, (int)outs[i].len,
+            json_t *sj = json_pack("{s:i,s:s#,s:o,s:s}", "index", i, "text", outs[i].text ? outs[i].text : "", (int)outs[i].len,
                                    "token_ids", jids, "finish_reason", finish_name(f));
             double score = gpt2c_gen_score(g, i); /* none without a step (max_new_tokens 0) */
             if (beams) json_object_set_new(sj, "score", isfinite(score) ? json_real(score) : json_null());
+            if (!tok) json_object_del(sj, "text"); /* ids only: no text to show */
             if (o->p.n_logprobs > 0)
                 json_object_set_new(sj, "logprobs", logprobs_json(g, tok, i, n_kept[i], o->p.n_logprobs));
             json_array_append_new(seqs, sj);
@@ -633,6 +651,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
                                  (int)shown_len, "prompt_ids", pids, "params", params_json(&o->p, o->defaults),
                                  "sequences", seqs, "timings", "load_s", t_load, "prefill_s", pre, "decode_s", dec);
         /* Streamed, the result is the last line of JSON Lines; else indented. */
+        if (!tok) json_object_del(root, "prompt");
         char *s = root ? json_dumps(root, (o->stream ? JSON_COMPACT : JSON_INDENT(2)) | JSON_ENSURE_ASCII) : NULL;
         json_decref(root);
         if (!s) goto out;
@@ -642,6 +661,12 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
         for (int i = 0; i < n_seqs; i++) {
             if (!(o->stream && live)) {
                 if (n_seqs > 1) printf("%s=== sequence %d ===\n", i ? "\n" : "", i);
+                if (!tok) { /* the ids, as --ids takes them */
+                    int n;
+                    const int32_t *new_ids = gpt2c_gen_tokens(g, i, &n);
+                    for (int k = o->new_only ? n_ids : 0; k < n_ids + n; k++)
+                        printf("%s%d", k > (o->new_only ? n_ids : 0) ? "," : "", (int)(k < n_ids ? ids[k] : new_ids[k - n_ids]));
+                }
                 if (!o->new_only) fwrite(shown_prompt, 1, shown_len, stdout);
                 fwrite(outs[i].text, 1, outs[i].len, stdout);
             }

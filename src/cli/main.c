@@ -110,7 +110,7 @@ static int cmd_tokenize(int argc, char **argv) {
     if (prompt) len = strlen(prompt);
     int rc = EXIT_RUN;
     char *dir = resolve_model(model, GPT2C_HUB_TOKENIZER, &rc);
-    gpt2c_tokenizer *t = dir ? open_tokenizer(dir) : NULL;
+    gpt2c_tokenizer *t = dir ? open_tokenizer(dir, NULL) : NULL;
     if (dir) rc = EXIT_RUN;
     gpt2c_free(dir);
     int32_t *ids = NULL;
@@ -195,7 +195,7 @@ static int cmd_detokenize(int argc, char **argv) {
     }
     int rc = EXIT_RUN;
     char *dir = resolve_model(model, GPT2C_HUB_TOKENIZER, &rc);
-    gpt2c_tokenizer *t = dir ? open_tokenizer(dir) : NULL;
+    gpt2c_tokenizer *t = dir ? open_tokenizer(dir, NULL) : NULL;
     if (dir) rc = EXIT_RUN;
     gpt2c_free(dir);
     if (t) {

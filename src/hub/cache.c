@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../core/file.h"
+#include "../model/weights.h"
 #include "hub.h"
 
 char *cache_repo_dir(const gpt2c_hub *h, const char *repo_id) {
@@ -125,34 +126,39 @@ gpt2c_status cache_mark_absent(gpt2c_hub *h, const char *repo_dir, const char *c
 }
 
 /* The shards an index lists, all present. */
-static int shards_complete(const char *repo_dir, const char *commit) {
-    char path[4300];
-    snprintf(path, sizeof path, "%s/snapshots/%s/model.safetensors.index.json", repo_dir, commit);
-    json_t *root = json_load_file(path, 0, NULL);
-    json_t *map = json_object_get(root, "weight_map");
-    int ok = json_is_object(map) && json_object_size(map) > 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach(map, k, v) {
-        if (!ok) break;
-        ok = json_is_string(v) && !strchr(json_string_value(v), '/') &&
-             cache_has(repo_dir, commit, json_string_value(v)) == 1;
-    }
-    json_decref(root);
+static int shards_complete(const char *repo_dir, const char *commit, const char *index) {
+    char path[4300], **shards;
+    int n, ok = 1;
+    gpt2_err e = {0};
+    snprintf(path, sizeof path, "%s/snapshots/%s/%s", repo_dir, commit, index);
+    if (weights_index_shards(path, &shards, &n, &e)) return 0;
+    for (int i = 0; i < n && ok; i++) ok = cache_has(repo_dir, commit, shards[i]) == 1;
+    weights_free_names(shards, n);
     return ok;
 }
 
+const char *const TOKENIZER_EXTRA[TOKENIZER_EXTRA_N] = {"tokenizer_config.json", "special_tokens_map.json",
+                                                        "added_tokens.json"};
+
 int cache_complete(const char *repo_dir, const char *commit, unsigned what) {
     if (what & GPT2C_HUB_TOKENIZER) {
+        /* vocab.json + merges.txt, or tokenizer.json, or known to have
+         * neither (a model run from token ids). TOKENIZER_EXTRA are optional:
+         * caches pulled before gpt2c read them stay complete without. */
         int pair = cache_has(repo_dir, commit, "vocab.json") == 1 && cache_has(repo_dir, commit, "merges.txt") == 1;
-        if (!pair && cache_has(repo_dir, commit, "tokenizer.json") != 1) return 0;
+        if (!pair && cache_has(repo_dir, commit, "tokenizer.json") == 0) return 0;
     }
     if (what & GPT2C_HUB_MODEL) {
         if (cache_has(repo_dir, commit, "config.json") != 1) return 0;
         if (cache_has(repo_dir, commit, "generation_config.json") == 0) return 0; /* neither present nor known absent */
-        if (cache_has(repo_dir, commit, "model.safetensors") != 1 &&
-            !(cache_has(repo_dir, commit, "model.safetensors.index.json") == 1 && shards_complete(repo_dir, commit)))
-            return 0;
+        /* The first weight file not known to be absent decides, as when
+         * fetching. */
+        for (int i = 0; i < WEIGHT_FILES_N; i++) {
+            int has = cache_has(repo_dir, commit, WEIGHT_FILES[i]);
+            if (has == -1) continue;
+            return has == 1 && (!weights_is_index(WEIGHT_FILES[i]) || shards_complete(repo_dir, commit, WEIGHT_FILES[i]));
+        }
+        return 0;
     }
     return 1;
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../core/file.h"
+#include "../model/weights.h"
 #include "hub.h"
 
 #define HUB_RETRIES 5 /* resumed attempts after a dropped transfer */
@@ -468,50 +469,49 @@ static gpt2c_status fetch_file(resolver *r, const char *file, int required, int 
     return cache_link(h, r->repo_dir, r->commit, file, m.etag);
 }
 
+/* The weights: the first of weights.h's files the repo has, in
+ * transformers' order, and the shards when it is an index; nothing else
+ * (a repo with both formats downloads only the safetensors). */
+static gpt2c_status fetch_weights(resolver *r) {
+    gpt2c_status s;
+    int have = 0;
+    for (int i = 0; i < WEIGHT_FILES_N && !have; i++) {
+        const char *name = WEIGHT_FILES[i];
+        if ((s = fetch_file(r, name, 0, &have))) return s;
+        if (!have || !weights_is_index(name)) continue;
+        char path[4300], **shards;
+        int n;
+        gpt2_err e = {0};
+        snprintf(path, sizeof path, "%s/snapshots/%s/%s", r->repo_dir, r->commit, name);
+        if ((s = weights_index_shards(path, &shards, &n, &e))) return err_set(&r->h->err, s, "%s", e.msg);
+        for (int k = 0; !s && k < n; k++)
+            if (cache_has(r->repo_dir, r->commit, shards[k]) != 1) s = fetch_file(r, shards[k], 1, &have);
+        weights_free_names(shards, n);
+        if (s) return s;
+    }
+    if (!have)
+        return err_set(&r->h->err, GPT2C_ERR_NOT_FOUND,
+                       "%s has no weights (model.safetensors or pytorch_model.bin, or an index of their shards)",
+                       r->repo_id);
+    return GPT2C_OK;
+}
+
 static gpt2c_status fetch_all(resolver *r, unsigned what) {
     gpt2c_status s;
     int have;
     if (what & GPT2C_HUB_MODEL) {
         if ((s = fetch_file(r, "config.json", 1, &have)) || (s = fetch_file(r, "generation_config.json", 0, &have)) ||
-            (s = fetch_file(r, "model.safetensors", 0, &have)))
+            (s = fetch_weights(r)))
             return s;
-        if (!have) { /* sharded */
-            if ((s = fetch_file(r, "model.safetensors.index.json", 0, &have))) return s;
-            if (!have)
-                return err_set(&r->h->err, GPT2C_ERR_NOT_FOUND,
-                               "%s has no model.safetensors (nor an index of shards): gpt2c reads safetensors weights only",
-                               r->repo_id);
-            char path[4300];
-            snprintf(path, sizeof path, "%s/snapshots/%s/model.safetensors.index.json", r->repo_dir, r->commit);
-            json_t *root = json_load_file(path, 0, NULL);
-            json_t *map = json_object_get(root, "weight_map");
-            const char *k;
-            json_t *v;
-            s = json_is_object(map) ? GPT2C_OK
-                                    : err_set(&r->h->err, GPT2C_ERR_FORMAT, "%s: field 'weight_map' is not an object", path);
-            json_object_foreach(map, k, v) {
-                const char *f = json_string_value(v);
-                if (s) break;
-                if (!f || !*f || strchr(f, '/') || !strcmp(f, "..")) {
-                    s = err_set(&r->h->err, GPT2C_ERR_FORMAT, "%s: weight_map names '%s', not a file", path, f ? f : "?");
-                } else if (cache_has(r->repo_dir, r->commit, f) != 1) {
-                    s = fetch_file(r, f, 1, &have);
-                }
-            }
-            json_decref(root);
-            if (s) return s;
-        }
     }
     if (what & GPT2C_HUB_TOKENIZER) {
+        /* All optional: a model without tokenizer files runs from token ids. */
         int v = 0, mg = 0;
         if ((s = fetch_file(r, "vocab.json", 0, &v))) return s;
         if (v && (s = fetch_file(r, "merges.txt", 0, &mg))) return s;
-        if (!(v && mg)) {
-            if ((s = fetch_file(r, "tokenizer.json", 0, &have))) return s;
-            if (!have)
-                return err_set(&r->h->err, GPT2C_ERR_NOT_FOUND,
-                               "%s has no tokenizer (vocab.json + merges.txt, or tokenizer.json)", r->repo_id);
-        }
+        if (!(v && mg) && (s = fetch_file(r, "tokenizer.json", 0, &have))) return s;
+        for (int i = 0; i < TOKENIZER_EXTRA_N; i++)
+            if ((s = fetch_file(r, TOKENIZER_EXTRA[i], 0, &have))) return s;
     }
     return GPT2C_OK;
 }

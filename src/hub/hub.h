@@ -41,5 +41,8 @@ gpt2c_status cache_link(gpt2c_hub *h, const char *repo_dir, const char *commit, 
 gpt2c_status cache_mark_absent(gpt2c_hub *h, const char *repo_dir, const char *commit, const char *file);
 /* Whether the snapshot holds everything `what` needs (see gpt2c_hub_resolve). */
 int cache_complete(const char *repo_dir, const char *commit, unsigned what);
+/* The tokenizer's optional companions, fetched with it when the repo has them. */
+#define TOKENIZER_EXTRA_N 3
+extern const char *const TOKENIZER_EXTRA[TOKENIZER_EXTRA_N];
 
 #endif

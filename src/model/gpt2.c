@@ -40,16 +40,20 @@ static gpt2c_status cfg_bool(json_t *root, const char *path, const char *key, in
 }
 
 /* Token ids may be an integer or a list (several EOS ids): gpt2c uses the
- * first of a list. */
+ * first of a list. An id outside the vocabulary is what many real configs
+ * hold (GPT2Config's default 50256 kept by a model with its own small
+ * vocabulary); transformers never uses such an id unless generation needs
+ * it, and a token that cannot be generated is a token that never comes: it
+ * reads as unset, so an EOS that never comes ends nothing, and an empty
+ * prompt, which needs a start token, is refused. */
 static gpt2c_status cfg_token(json_t *root, const char *path, const char *key, int n_vocab, int *out,
                               gpt2_err *e) {
     json_t *v = json_object_get(root, key);
     if (json_is_array(v)) v = json_array_get(v, 0);
     if (!v || json_is_null(v)) return GPT2C_OK;
-    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= n_vocab)
-        return err_set(e, GPT2C_ERR_FORMAT, "%s: field '%s' must be a token id below vocab_size %d", path, key,
-                       n_vocab);
-    *out = (int)json_integer_value(v);
+    if (!json_is_integer(v)) return err_set(e, GPT2C_ERR_FORMAT, "%s: field '%s' must be a token id", path, key);
+    json_int_t id = json_integer_value(v);
+    *out = id >= 0 && id < n_vocab ? (int)id : -1;
     return GPT2C_OK;
 }
 

@@ -158,6 +158,9 @@ static int add_prompt(completion_req *r, json_t *v, const gpt2c_tokenizer *t, co
     int i = r->n_prompts;
     int32_t *ids = NULL;
     int n = 0;
+    if (json_is_string(v) && !t)
+        return fail(e, 400, "prompt", "invalid_value",
+                    "this model has no tokenizer files: send each prompt as an array of token ids");
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
         size_t len = json_string_length(v);
@@ -185,7 +188,7 @@ static int add_prompt(completion_req *r, json_t *v, const gpt2c_tokenizer *t, co
         }
         n = (int)k;
         size_t tl = 0;
-        if (n && gpt2c_detokenize(t, ids, n, 0, &r->prompt_text[i], &tl) != GPT2C_OK) r->prompt_text[i] = NULL;
+        if (n && t && gpt2c_detokenize(t, ids, n, 0, &r->prompt_text[i], &tl) != GPT2C_OK) r->prompt_text[i] = NULL;
     } else {
         return type_error(e, "prompt", "a string, an array of strings, or token ids", v);
     }
@@ -363,6 +366,10 @@ int api_parse_completion(const char *body, size_t len, const gpt2c_tokenizer *t,
         json_decref(eos);
         if (bad) goto out;
     } else if (parse_prompts(r, v, t, info, e)) {
+        goto out;
+    }
+    if (!t && r->n_stops) {
+        fail(e, 400, "stop", "invalid_value", "this model has no tokenizer files: stop strings cannot be matched");
         goto out;
     }
     if (max_tokens > o->max_tokens_limit) {

@@ -112,6 +112,7 @@ static enum MHD_Result get_models(server *sv, struct MHD_Connection *c, conn_ctx
 }
 
 static enum MHD_Result post_tokenize(server *sv, struct MHD_Connection *c, conn_ctx *x, int detok) {
+    if (!sv->t) return respond_error(c, x, 400, "no_tokenizer", NULL, "this model has no tokenizer files");
     json_error_t je;
     json_t *root = json_loadb(x->body.p ? x->body.p : "", x->body.n, JSON_ALLOW_NUL, &je);
     if (!root || !json_is_object(root)) {

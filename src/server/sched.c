@@ -32,6 +32,7 @@ typedef struct choice {
     strbuf text;        /* the text so far (non-streamed answers) */
     json_t *lp;         /* logprobs object (non-streamed answers) */
     long offset;        /* text_offset of the next token, in characters */
+    json_t *ids;        /* a model without tokenizer: the new token ids (non-streamed answers) */
 } choice;
 
 typedef struct run {
@@ -189,7 +190,7 @@ static int client_gone(job *j) {
 static json_t *token_json(const gpt2c_tokenizer *t, int32_t id) {
     char *text;
     size_t len;
-    if (gpt2c_detokenize(t, &id, 1, GPT2C_DECODE_NO_CLEANUP, &text, &len) != GPT2C_OK) return json_string("");
+    if (!t || gpt2c_detokenize(t, &id, 1, GPT2C_DECODE_NO_CLEANUP, &text, &len) != GPT2C_OK) return json_string("");
     json_t *v = json_stringn(text, len);
     gpt2c_free(text);
     return v ? v : json_string("");
@@ -229,13 +230,22 @@ static void lp_add(json_t *lp, const gpt2c_tokenizer *t, int32_t id, float chose
     *offset += len;
 }
 
-/* One streamed event: a piece of choice `index` (takes lp). */
-static void emit_chunk(sched *s, run *r, int index, const char *text, size_t len, json_t *lp, const char *finish) {
+/* A choice of an answer; a model without tokenizer answers its token ids
+ * too (takes lp and ids). */
+static json_t *choice_json(const char *text, size_t len, int index, json_t *lp, const char *finish, json_t *ids) {
+    json_t *c = json_pack("{s:s#,s:i,s:o,s:o}", "text", text, (int)len, "index", index, "logprobs", lp ? lp : json_null(),
+                          "finish_reason", finish ? json_string(finish) : json_null());
+    if (ids) json_object_set_new(c, "token_ids", ids);
+    return c;
+}
+
+/* One streamed event: a piece of choice `index` (takes lp and ids). */
+static void emit_chunk(sched *s, run *r, int index, const char *text, size_t len, json_t *lp, const char *finish,
+                       json_t *ids) {
     job *j = r->j;
-    json_t *ch = json_pack("{s:s,s:s,s:I,s:s,s:[{s:s#,s:i,s:o,s:o}]}", "id", j->id, "object", "text_completion",
-                           "created", (json_int_t)j->created, "model", s->o->model_id, "choices", "text", text, (int)len,
-                           "index", index, "logprobs", lp ? lp : json_null(), "finish_reason",
-                           finish ? json_string(finish) : json_null());
+    json_t *ch = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", j->id, "object", "text_completion", "created",
+                           (json_int_t)j->created, "model", s->o->model_id, "choices",
+                           choice_json(text, len, index, lp, finish, ids));
     job_emit_json(j, ch, 1, 0);
     r->t_out = server_now();
 }
@@ -287,9 +297,8 @@ static void finish_run(sched *s, run *r) {
     json_t *choices = json_array();
     for (int i = 0; i < r->n_choices; i++) {
         choice *c = &r->c[i];
-        json_array_append_new(choices, json_pack("{s:s#,s:i,s:O,s:s}", "text", c->text.p ? c->text.p : "", (int)c->text.n,
-                                                 "index", i, "logprobs", c->lp ? c->lp : json_null(), "finish_reason",
-                                                 c->finish ? c->finish : "length"));
+        json_array_append_new(choices, choice_json(c->text.p ? c->text.p : "", c->text.n, i, json_incref(c->lp),
+                                                   c->finish ? c->finish : "length", json_incref(c->ids)));
     }
     json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", j->id, "object", "text_completion", "created",
                              (json_int_t)j->created, "model", s->o->model_id, "choices", choices, "usage", usage);
@@ -301,6 +310,7 @@ static void run_free(run *r) {
         gpt2c_stream_free(r->c[i].st);
         sb_free(&r->c[i].text);
         json_decref(r->c[i].lp);
+        json_decref(r->c[i].ids);
     }
     free(r->c);
     gpt2c_gen_free(r->g);
@@ -321,12 +331,13 @@ static int advance_choice(sched *s, run *r, int i) {
     int n = 0;
     const int32_t *ids = gpt2c_gen_tokens(r->g, i, &n);
     strbuf piece = {0};
-    json_t *lp = q->logprobs >= 0 ? lp_new() : NULL;
-    while (c->pushed < n && !gpt2c_stream_stopped(c->st)) {
+    json_t *lp = q->logprobs >= 0 ? lp_new() : NULL, *new_ids = s->t ? NULL : json_array();
+    while (c->pushed < n && !(c->st && gpt2c_stream_stopped(c->st))) {
         const char *p;
         size_t len;
         int32_t id = ids[c->pushed];
-        if (gpt2c_stream_push(c->st, id, &p, &len) == GPT2C_OK) sb_add(&piece, p, len);
+        if (!c->st) json_array_append_new(new_ids, json_integer(id));
+        else if (gpt2c_stream_push(c->st, id, &p, &len) == GPT2C_OK) sb_add(&piece, p, len);
         if (lp) {
             float chosen, top_lp[20];
             int32_t top[20];
@@ -336,24 +347,25 @@ static int advance_choice(sched *s, run *r, int i) {
         c->pushed++;
     }
     gpt2c_finish f = gpt2c_gen_finish_reason(r->g, i);
-    if (gpt2c_stream_stopped(c->st)) {
+    if (c->st && gpt2c_stream_stopped(c->st)) {
         gpt2c_gen_finish(r->g, i); /* the sequence leaves the engine at the next step */
         c->finish = "stop";
     } else if (f != GPT2C_FINISH_NONE) {
         c->finish = f == GPT2C_FINISH_LENGTH ? "length" : "stop";
     }
-    if (c->finish) {
+    if (c->finish && c->st) {
         const char *p;
         size_t len;
         if (gpt2c_stream_finish(c->st, &p, &len) == GPT2C_OK) sb_add(&piece, p, len);
     }
     if (q->stream) {
-        if (piece.n || c->finish || (lp && json_array_size(json_object_get(lp, "tokens")))) {
-            emit_chunk(s, r, i, piece.p ? piece.p : "", piece.n, lp, c->finish);
-            lp = NULL;
+        if (piece.n || c->finish || json_array_size(new_ids) || (lp && json_array_size(json_object_get(lp, "tokens")))) {
+            emit_chunk(s, r, i, piece.p ? piece.p : "", piece.n, lp, c->finish, new_ids);
+            lp = new_ids = NULL;
         }
     } else {
         sb_add(&c->text, piece.p ? piece.p : "", piece.n);
+        if (new_ids) json_array_extend(c->ids, new_ids);
         if (lp) {
             const char *key;
             json_t *arr;
@@ -361,6 +373,7 @@ static int advance_choice(sched *s, run *r, int i) {
         }
     }
     json_decref(lp);
+    json_decref(new_ids);
     sb_free(&piece);
     return c->finish != NULL;
 }
@@ -425,16 +438,19 @@ static void start_job(sched *s, job *j) {
     for (int i = 0; i < r->n_choices; i++) {
         choice *c = &r->c[i];
         int p = prompt_of(r, i);
-        if (gpt2c_stream_new(s->t, q->prompts[p], q->prompt_lens[p], GPT2C_DECODE_SKIP_SPECIAL, &c->st) ||
-            gpt2c_stream_set_stops(c->st, (const char *const *)q->stops, q->n_stops))
+        if (!s->t) { /* no tokenizer: no text, the ids */
+            if (!(c->ids = json_array())) goto oom;
+        } else if (gpt2c_stream_new(s->t, q->prompts[p], q->prompt_lens[p], GPT2C_DECODE_SKIP_SPECIAL, &c->st) ||
+                   gpt2c_stream_set_stops(c->st, (const char *const *)q->stops, q->n_stops)) {
             goto oom;
+        }
         c->offset = q->echo ? 0 : utf8_chars(q->prompt_text[p], strlen(q->prompt_text[p]));
         json_t *lp = q->logprobs >= 0 ? lp_new() : NULL;
         strbuf text = {0};
         if (q->echo) echo_prompt(s, r, i, &text, lp, &c->offset);
         if (q->stream) {
             if (q->echo) {
-                emit_chunk(s, r, i, text.p ? text.p : "", text.n, lp, NULL);
+                emit_chunk(s, r, i, text.p ? text.p : "", text.n, lp, NULL, NULL);
                 lp = NULL;
             }
         } else {
@@ -447,7 +463,7 @@ static void start_job(sched *s, job *j) {
         if (q->max_tokens == 0) {
             c->finish = "length";
             if (q->stream) {
-                emit_chunk(s, r, i, "", 0, NULL, "length");
+                emit_chunk(s, r, i, "", 0, NULL, "length", NULL);
             }
         }
     }

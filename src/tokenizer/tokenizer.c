@@ -449,7 +449,7 @@ gpt2c_status gpt2c_tokenizer_load(const char *dir, gpt2c_tokenizer **out) {
     else if (file_exists(vocab) && file_exists(merges)) s = load_vocab_merges(&L, vocab, merges), where = vocab;
     else if (file_exists(tj)) s = load_tokenizer_json(&L, tj), where = tj;
     else
-        s = err_set(&t->err, GPT2C_ERR_IO, "%s: no tokenizer found (need vocab.json + merges.txt, or tokenizer.json)", dir);
+        s = err_set(&t->err, GPT2C_ERR_NOT_FOUND, "%s: no tokenizer found (need vocab.json + merges.txt, or tokenizer.json)", dir);
     if (s == GPT2C_OK) s = finish_load(t, where);
     free(vocab);
     free(merges);
