@@ -55,14 +55,19 @@ static char *hex_to_bytes(const char *hex, size_t *len) {
     return b;
 }
 
-static void check_decode(const int32_t *ids, int n, unsigned flags, json_t *want, const char *what, int i) {
+static void check_decode_with(gpt2c_tokenizer *t, const int32_t *ids, int n, unsigned flags, json_t *want,
+                              const char *what, int i) {
     if (!want) return;
     char *text, msg[96];
     size_t len;
-    assert_int_equal(gpt2c_detokenize(tok, ids, n, flags, &text, &len), GPT2C_OK);
+    assert_int_equal(gpt2c_detokenize(t, ids, n, flags, &text, &len), GPT2C_OK);
     snprintf(msg, sizeof msg, "case %d %s", i, what);
     assert_str_equal_n(text, len, json_string_value(want), json_string_length(want), msg);
     gpt2c_free(text);
+}
+
+static void check_decode(const int32_t *ids, int n, unsigned flags, json_t *want, const char *what, int i) {
+    check_decode_with(tok, ids, n, flags, want, what, i);
 }
 
 static void test_golden_encode_decode(void **state) {
@@ -109,6 +114,82 @@ static void test_golden_encode_decode(void **state) {
     /* Guard against a silently empty fixture. */
     assert_true(n_enc > 200);
     assert_true(n_dec > 20);
+}
+
+/* The other families' tokenizers, with their companion files
+ * (tokenizer_config.json's add_bos_token and special tokens,
+ * special_tokens_map.json, added_tokens.json), against the goldens in
+ * ../shared/golden/arch-tokenizers: every case whose references agree (the
+ * codegen file marks where transformers' slow and fast tokenizers differ
+ * around added whitespace tokens). */
+static void arch_golden(const char *name) {
+    char dir[512], path[512];
+    const char *g = getenv("GPT2C_GOLDEN");
+    snprintf(path, sizeof path, "%s/arch-tokenizers/%s.jsonl", g ? g : "../shared/golden", name);
+    snprintf(dir, sizeof dir, "%s/../tokenizers/%s", g ? g : "../shared/golden", name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        printf("skipped: %s is absent (../shared not here)\n", path);
+        skip();
+    }
+    gpt2c_tokenizer *t;
+    if (gpt2c_tokenizer_load(dir, &t) != GPT2C_OK) fail_msg("%s", gpt2c_tokenizer_errmsg(t));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int first = 1, checked = 0;
+    int broken = 0;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        /* A few records of these files were split where their text holds
+         * U+0085 or U+2028 (a raw newline in a string): not JSON, skipped. */
+        json_t *c = json_loadb(line, (size_t)n, JSON_ALLOW_NUL, NULL);
+        if (!c || (!first && !json_object_get(c, "ids"))) {
+            broken++;
+            json_decref(c);
+            continue;
+        }
+        if (first || json_is_false(json_object_get(c, "agree"))) {
+            first = 0;
+            json_decref(c);
+            continue;
+        }
+        int i = (int)json_integer_value(json_object_get(c, "i")), nw;
+        int32_t *want = json_ids(json_object_get(c, "ids"), &nw);
+        json_t *hex = json_object_get(c, "hex");
+        if (hex) {
+            size_t len;
+            char *text = hex_to_bytes(json_string_value(hex), &len), msg[96];
+            int32_t *ids;
+            int ni;
+            assert_int_equal(gpt2c_tokenize(t, text, len, &ids, &ni), GPT2C_OK);
+            snprintf(msg, sizeof msg, "%s case %d encode", name, i);
+            assert_ids_equal(ids, ni, want, nw, msg);
+            gpt2c_free(ids);
+            free(text);
+        }
+        check_decode_with(t, want, nw, GPT2C_DECODE_NO_CLEANUP, json_object_get(c, "decode"), "decode", i);
+        check_decode_with(t, want, nw, GPT2C_DECODE_NO_CLEANUP | GPT2C_DECODE_SKIP_SPECIAL,
+                          json_object_get(c, "decode_skip_special"), "decode_skip_special", i);
+        check_decode_with(t, want, nw, 0, json_object_get(c, "decode_clean"), "decode_clean", i);
+        free(want);
+        json_decref(c);
+        checked++;
+    }
+    free(line);
+    fclose(f);
+    gpt2c_tokenizer_free(t);
+    printf("%s: %d golden cases (%d broken lines skipped)\n", name, checked, broken);
+    assert_true(checked > 200 && broken < 20);
+}
+
+static void test_opt_tokenizer(void **state) {
+    (void)state;
+    arch_golden("opt-synthetic");
+}
+
+static void test_codegen_tokenizer(void **state) {
+    (void)state;
+    arch_golden("codegen");
 }
 
 /* Streaming must release exactly the pipeline's new text:
@@ -427,7 +508,8 @@ static void test_cache_consistent(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden_encode_decode), cmocka_unit_test(test_stream_equals_decode),
+        cmocka_unit_test(test_golden_encode_decode), cmocka_unit_test(test_opt_tokenizer),
+        cmocka_unit_test(test_codegen_tokenizer),    cmocka_unit_test(test_stream_equals_decode),
         cmocka_unit_test(test_stream_holds_partial_utf8), cmocka_unit_test(test_stream_stop_strings),
         cmocka_unit_test(test_stream_stop_holdback),      cmocka_unit_test(test_tokenizer_json),
         cmocka_unit_test(test_escaped_vocab),

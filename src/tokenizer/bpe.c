@@ -222,6 +222,9 @@ gpt2c_status gpt2c_tokenize(gpt2c_tokenizer *t, const char *text, size_t len, in
     if (!md) return err_set(&t->err, GPT2C_ERR_NOMEM, "tokenize: out of memory");
     idvec out = {0};
     gpt2c_status s = GPT2C_OK;
+    /* tokenizer_config.json's add_bos_token (OPT's </s>): as encode() with
+     * add_special_tokens, the transformers default. */
+    if (t->add_bos_id >= 0 && idvec_push(&out, t->add_bos_id)) s = err_set(&t->err, GPT2C_ERR_NOMEM, "tokenize: out of memory");
     size_t pos = 0;
     while (s == GPT2C_OK && pos < len) {
         size_t at = len;

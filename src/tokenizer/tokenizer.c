@@ -43,6 +43,8 @@ typedef struct loader {
     int cp_to_byte[324];
     char *scratch; /* decoding buffer for one token string */
     size_t scratch_cap;
+    tok_special *added; /* added_tokens.json: ids beyond vocab.json's */
+    int n_added;
 } loader;
 
 static int ensure_scratch(loader *L, size_t n) {
@@ -79,6 +81,8 @@ static gpt2c_status add_vocab_entry(loader *L, const char *key, size_t klen, lon
 static gpt2c_status finish_vocab(loader *L, int max_id, const char *where) {
     gpt2c_tokenizer *t = L->t;
     if (max_id < 0) return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: vocabulary is empty", where);
+    for (int i = 0; i < L->n_added; i++)
+        if (L->added[i].id > max_id) max_id = L->added[i].id;
     t->n_vocab = max_id + 1;
     t->off = calloc((size_t)t->n_vocab + 1, sizeof *t->off);
     t->present = calloc((size_t)t->n_vocab, 1);
@@ -99,6 +103,19 @@ static gpt2c_status finish_vocab(loader *L, int max_id, const char *where) {
         }
         t->present[id] = 1;
         src[id] = strmap_key(&t->vocab, i, &len[id]);
+    }
+    /* Added tokens decode to their text as written. */
+    for (int i = 0; i < L->n_added; i++) {
+        const tok_special *a = &L->added[i];
+        if (t->present[a->id]) {
+            free(len);
+            free(src);
+            return err_set(&t->err, GPT2C_ERR_FORMAT, "added_tokens.json: id %d of '%.40s' is already in %s", a->id,
+                           a->text, where);
+        }
+        t->present[a->id] = 1;
+        src[a->id] = a->text;
+        len[a->id] = a->len;
     }
     size_t total = 0;
     t->max_token_bytes = 1;
@@ -322,7 +339,14 @@ static gpt2c_status load_json_file(gpt2c_tokenizer *t, const char *path, json_t 
     return GPT2C_OK;
 }
 
-static gpt2c_status add_special(gpt2c_tokenizer *t, const char *text, size_t len, int id) {
+/* A token matched whole in input text; `special` ones are also skipped when
+ * decoding asks (added tokens are not). */
+static gpt2c_status add_unit(gpt2c_tokenizer *t, const char *text, size_t len, int id, int special) {
+    for (int i = 0; i < t->n_specials; i++)
+        if (t->specials[i].id == id && t->specials[i].len == len && !memcmp(t->specials[i].text, text, len)) {
+            t->special[id] |= (unsigned char)special;
+            return GPT2C_OK;
+        }
     tok_special *p = realloc(t->specials, (size_t)(t->n_specials + 1) * sizeof *p);
     if (!p) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
     t->specials = p;
@@ -331,7 +355,7 @@ static gpt2c_status add_special(gpt2c_tokenizer *t, const char *text, size_t len
     memcpy(copy, text, len);
     copy[len] = '\0';
     t->specials[t->n_specials++] = (tok_special){copy, len, id};
-    t->special[id] = 1;
+    t->special[id] = (unsigned char)special;
     return GPT2C_OK;
 }
 
@@ -375,7 +399,7 @@ static gpt2c_status load_tokenizer_json(loader *L, const char *path) {
             s = err_set(&t->err, GPT2C_ERR_FORMAT,
                         "%s: added_tokens[%zu] needs an 'id' within the vocabulary and a string 'content'", path, i);
         } else if (json_is_true(json_object_get(a, "special"))) {
-            s = add_special(t, json_string_value(content), json_string_length(content), (int)json_integer_value(id));
+            s = add_unit(t, json_string_value(content), json_string_length(content), (int)json_integer_value(id), 1);
         }
     }
     json_decref(root);
@@ -396,12 +420,114 @@ static gpt2c_status load_vocab_merges(loader *L, const char *vocab_path, const c
     }
     free(data);
     if (s) return s;
-    s = load_merges_txt(L, merges_path);
-    if (s) return s;
-    /* The slow GPT2Tokenizer's only special token is <|endoftext|> (its bos,
-     * eos and unk), which it also matches inside input text. */
-    int *eos = strmap_get(&L->t->vocab, "<|endoftext|>", 13);
-    if (eos) s = add_special(L->t, "<|endoftext|>", 13, *eos);
+    return load_merges_txt(L, merges_path);
+}
+
+/* ---------------------------------------- the slow tokenizer's companion files
+ * What transformers' from_pretrained reads beside vocab.json + merges.txt
+ * (tokenization_utils_base.py, _from_pretrained): added_tokens.json, then
+ * tokenizer_config.json's arguments, then special_tokens_map.json on top. */
+
+/* added_tokens.json: {"text": id}, tokens added after the BPE was trained
+ * (CodeGen's runs of spaces): matched whole in input text and decoded as
+ * written. Read before the vocabulary is finished: their ids extend it. */
+static gpt2c_status read_added_tokens(loader *L, const char *dir) {
+    gpt2c_tokenizer *t = L->t;
+    char *path = path_join(dir, "added_tokens.json");
+    if (!path) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    json_t *root = NULL;
+    gpt2c_status s = file_exists(path) ? load_json_file(t, path, &root) : GPT2C_OK;
+    if (!s && root && !json_is_object(root)) s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: not a JSON object", path);
+    if (!s && root && !(L->added = calloc(json_object_size(root) + 1, sizeof *L->added)))
+        s = err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (s) break;
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= TOK_MAX_VOCAB || !*key) {
+            s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: token '%.40s': id is not an integer in [0, %d)", path, key,
+                        TOK_MAX_VOCAB);
+            break;
+        }
+        tok_special *a = &L->added[L->n_added];
+        if (!(a->text = strdup(key))) s = err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+        else a->len = strlen(key), a->id = (int)json_integer_value(v), L->n_added++;
+    }
+    json_decref(root);
+    free(path);
+    return s;
+}
+
+/* The optional JSON object in dir/name (NULL when absent). */
+static gpt2c_status read_optional(gpt2c_tokenizer *t, const char *dir, const char *name, json_t **root) {
+    *root = NULL;
+    char *path = path_join(dir, name);
+    if (!path) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    gpt2c_status s = file_exists(path) ? load_json_file(t, path, root) : GPT2C_OK;
+    if (!s && *root && !json_is_object(*root)) s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: not a JSON object", path);
+    free(path);
+    return s;
+}
+
+/* The id of a token named by its text, as convert_tokens_to_ids finds it:
+ * an added token's, else vocab.json's entry of that string; -1 if neither. */
+static int token_id(loader *L, const char *text, size_t len) {
+    for (int i = 0; i < L->n_added; i++)
+        if (L->added[i].len == len && !memcmp(L->added[i].text, text, len)) return L->added[i].id;
+    if (ensure_scratch(L, len + 1)) return -1;
+    long n = token_string_to_bytes(L->cp_to_byte, text, len, L->scratch);
+    int *id = n >= 0 ? strmap_get(&L->t->vocab, L->scratch, (size_t)n) : NULL;
+    return id ? *id : -1;
+}
+
+/* A special token's text: a string, or an AddedToken's "content". */
+static const char *special_text(json_t *v) {
+    return json_string_value(json_is_object(v) ? json_object_get(v, "content") : v);
+}
+
+/* The special tokens (GPT2Tokenizer's defaults: <|endoftext|> as unk, bos
+ * and eos), then tokenizer_config.json's, then special_tokens_map.json's:
+ * each matched whole in input text and skipped on request; the eos token's
+ * id; add_bos_token. */
+static gpt2c_status read_special_tokens(loader *L, const char *dir) {
+    static const char *const KEYS[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                       "pad_token", "cls_token", "mask_token"};
+    enum { N_KEYS = sizeof KEYS / sizeof KEYS[0] };
+    gpt2c_tokenizer *t = L->t;
+    json_t *src[2];
+    gpt2c_status s = read_optional(t, dir, "tokenizer_config.json", &src[0]);
+    if (!s) s = read_optional(t, dir, "special_tokens_map.json", &src[1]);
+    const char *text[N_KEYS] = {"<|endoftext|>", "<|endoftext|>", "<|endoftext|>"};
+    json_t *extra = NULL;
+    for (int f = 0; !s && f < 2; f++) {
+        for (int k = 0; k < N_KEYS; k++) {
+            json_t *v = json_object_get(src[f], KEYS[k]);
+            if (v) text[k] = special_text(v); /* null: none */
+        }
+        if (json_is_array(json_object_get(src[f], "additional_special_tokens")))
+            extra = json_object_get(src[f], "additional_special_tokens");
+    }
+    int ids[N_KEYS];
+    for (int k = 0; k < N_KEYS; k++) {
+        ids[k] = text[k] ? token_id(L, text[k], strlen(text[k])) : -1;
+        if (!s && ids[k] >= 0) s = add_unit(t, text[k], strlen(text[k]), ids[k], 1);
+    }
+    for (size_t i = 0; !s && i < json_array_size(extra); i++) {
+        const char *x = special_text(json_array_get(extra, i));
+        int id = x ? token_id(L, x, strlen(x)) : -1;
+        if (id >= 0) s = add_unit(t, x, strlen(x), id, 1);
+    }
+    t->eos_id = ids[1];
+    t->add_bos_id = json_is_true(json_object_get(src[0], "add_bos_token")) ? ids[0] : -1;
+    json_decref(src[0]);
+    json_decref(src[1]);
+    return s;
+}
+
+/* Added tokens are matched whole in text, after the vocabulary is built. */
+static gpt2c_status add_added_tokens(loader *L) {
+    gpt2c_status s = GPT2C_OK;
+    for (int i = 0; !s && i < L->n_added; i++) s = add_unit(L->t, L->added[i].text, L->added[i].len, L->added[i].id, 0);
     return s;
 }
 
@@ -432,7 +558,7 @@ gpt2c_status gpt2c_tokenizer_load(const char *dir, gpt2c_tokenizer **out) {
     u64map_init(&t->merges);
     strmap_init(&t->cache);
     pthread_mutex_init(&t->cache_lock, NULL);
-    t->eos_id = -1;
+    t->eos_id = t->add_bos_id = -1;
     if (!dir) return err_set(&t->err, GPT2C_ERR_INVALID, "tokenizer path is NULL");
     loader L = {.t = t};
     int b2cp[256];
@@ -444,13 +570,22 @@ gpt2c_status gpt2c_tokenizer_load(const char *dir, gpt2c_tokenizer **out) {
          *tj = path_join(dir, "tokenizer.json");
     gpt2c_status s;
     const char *where = dir;
+    int slow = 0; /* vocab.json + merges.txt, with their companion files */
     if (!vocab || !merges || !tj) s = err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
     else if (has_suffix(dir, ".json") && file_exists(dir)) s = load_tokenizer_json(&L, dir);
-    else if (file_exists(vocab) && file_exists(merges)) s = load_vocab_merges(&L, vocab, merges), where = vocab;
+    else if (file_exists(vocab) && file_exists(merges)) {
+        where = vocab;
+        if (!(s = read_added_tokens(&L, dir)) && !(s = load_vocab_merges(&L, vocab, merges)) &&
+            !(s = finish_load(t, where)) && !(s = add_added_tokens(&L)))
+            s = read_special_tokens(&L, dir);
+        slow = 1;
+    }
     else if (file_exists(tj)) s = load_tokenizer_json(&L, tj), where = tj;
     else
         s = err_set(&t->err, GPT2C_ERR_NOT_FOUND, "%s: no tokenizer found (need vocab.json + merges.txt, or tokenizer.json)", dir);
-    if (s == GPT2C_OK) s = finish_load(t, where);
+    if (s == GPT2C_OK && !slow) s = finish_load(t, where);
+    for (int i = 0; i < L.n_added; i++) free(L.added[i].text);
+    free(L.added);
     free(vocab);
     free(merges);
     free(tj);

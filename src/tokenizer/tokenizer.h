@@ -34,9 +34,10 @@ struct gpt2c_tokenizer {
     u64map merges;         /* (left id << 32 | right id) -> rank */
     int *merge_result;     /* (n_merges,) the id each rank produces */
     int n_merges;
-    tok_special *specials; /* matched in input text before the regex runs */
+    tok_special *specials; /* special and added tokens: matched in input text before the regex runs */
     int n_specials;
     int eos_id;
+    int add_bos_id;        /* tokenizer_config.json's add_bos_token: prepended to every encoding; -1: none */
     pcre2_code *re;
     int jit;               /* 1 when the pattern was JIT-compiled */
     pthread_mutex_t cache_lock;
