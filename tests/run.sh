@@ -22,6 +22,8 @@ echo "=== tests/test_hub.py"
 if "$PYTHON" tests/test_hub.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_hub.py"; fi
 echo "=== tests/test_convert.py"
 if "$PYTHON" tests/test_convert.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_convert.py"; fi
+echo "=== tests/test_torchbin.py"
+if "$PYTHON" tests/test_torchbin.py "$BUILD"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_torchbin.py"; fi
 echo "=== tests/test_hostile_files.py"
 if "$PYTHON" tests/test_hostile_files.py "$BUILD"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_hostile_files.py"; fi
 echo "=== tests/test_server.py"
