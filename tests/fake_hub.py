@@ -2,7 +2,7 @@
 """fake_hub.py -- a Hugging Face hub stand-in on loopback, for the download tests.
 
 It answers like the real hub: GET/HEAD {repo}/resolve/{revision}/{file} with X-Repo-Commit,
-ETag (the git blob SHA-1) for regular files, and for LFS files (*.safetensors) a 302 to a
+ETag (the git blob SHA-1) for regular files, and for LFS files (*.safetensors, *.bin) a 302 to a
 second "CDN" host with X-Linked-Etag (the SHA-256) and X-Linked-Size; 404 + X-Error-Code
 EntryNotFound / RevisionNotFound, 401 RepositoryNotFound, 403 GatedRepo; a relative 307 for a
 renamed repository. The CDN honours Range. Faults for tests are switched on through files in
@@ -105,7 +105,7 @@ class Hub(BaseHTTPRequestHandler):
         if not fname or "/" in fname or not os.path.isfile(full):
             return self.reply(404, [("X-Error-Code", "EntryNotFound"), ("X-Repo-Commit", commit)])
         data, git, sha = file_info(full)
-        if fname.endswith(".safetensors"):  # LFS: metadata here, bytes on the CDN
+        if fname.endswith((".safetensors", ".bin")):  # LFS: metadata here, bytes on the CDN
             BLOBS[sha] = full
             cdn = f"http://{CDN_HOST}:{CDN_PORT}/lfs/{sha}?signed=1"
             pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {len(data)}\n".encode()

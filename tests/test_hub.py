@@ -46,13 +46,25 @@ os.remove(os.path.join(src, "generation_config.json"))  # an optional file the h
 sharded = os.path.join(tmp, "sharded")
 subprocess.run([PY, os.path.join(os.path.dirname(HERE), "tools", "make_checkpoint.py"), "--preset", "tiny",
                 "--n-positions", "64", "--no-mask", "--seed", "12", "--shards", "2", "--out", sharded], check=True)
+# As torch writes them (when python3-torch is here): a .bin-only repo, and one with both formats.
+try:
+    import torch  # noqa: F401
+    binonly, both = os.path.join(tmp, "binonly"), os.path.join(tmp, "both")
+    subprocess.run([PY, os.path.join(os.path.dirname(HERE), "tools", "to_torch_bin.py"), src, binonly, "--legacy"],
+                   check=True)
+    shutil.copytree(src, both)
+    shutil.copy(os.path.join(binonly, "pytorch_model.bin"), both)
+except ImportError:
+    binonly = both = None
+    print("hub: the .bin repos are skipped: python3-torch is not installed")
 noweights = os.path.join(tmp, "noweights")
 os.makedirs(noweights)
 shutil.copy(os.path.join(src, "config.json"), noweights)
 
 server = subprocess.Popen([PY, os.path.join(HERE, "fake_hub.py"), state, f"testorg/tiny={src}",
                            f"testorg/private={src}", f"testorg/gated={src}", f"testorg/sharded={sharded}",
-                           f"testorg/noweights={noweights}", f"openai-community/gpt2={src}", "--private",
+                           f"testorg/noweights={noweights}", f"openai-community/gpt2={src}",
+                           *([f"testorg/binonly={binonly}", f"testorg/both={both}"] if binonly else []), "--private",
                            "testorg/private", "--gated", "testorg/gated", "--alias", "tiny=testorg/tiny",
                            "--alias", "gpt2=openai-community/gpt2", "--token", "tok123"])
 try:
@@ -212,11 +224,25 @@ try:
     r = run(["pull", "testorg/tiny@v9"], cache)
     check(r.returncode == 1 and "revision not found" in r.stderr, f"unknown revision: {r.stderr}")
     r = run(["pull", "testorg/noweights"], cache)
-    check(r.returncode == 1 and "model.safetensors" in r.stderr, f"no weights: {r.stderr}")
+    check(r.returncode == 1 and "model.safetensors" in r.stderr and "pytorch_model.bin" in r.stderr,
+          f"no weights: {r.stderr}")
     r = run(["generate", "-m", "tiny", "-p", "Hello", "-n", "2"], cache)
     check(r.returncode == 0 and os.path.isdir(os.path.join(cache, "models--tiny")), f"renamed repo (relative redirect): {r.stderr}")
     r = run(["generate", "-m", "testorg/sharded", "-p", "Hello", "-n", "2", "--json"], cache)
     check(r.returncode == 0, f"sharded repo: {r.stderr}")
+    if binonly:  # .bin only: downloaded and read; both formats: only the safetensors is downloaded
+        before = len(requests())
+        r = run(["generate", "-m", "testorg/binonly", "-p", "Hello", "-n", "4", "--json"], cache)
+        check(r.returncode == 0 and json.loads(r.stdout)["sequences"][0]["token_ids"] ==
+              json.loads(direct.stdout)["sequences"][0]["token_ids"], f".bin-only repo by name: {r.stderr}")
+        check(any("pytorch_model.bin" in line for line in requests()[before:]), "the .bin was fetched")
+        before = len(requests())
+        r = run(["pull", "testorg/both"], cache)
+        got = [line for line in requests()[before:] if " GET " in f" {line} " or line.startswith("cdn")]
+        check(r.returncode == 0 and os.path.exists(os.path.join(r.stdout.strip(), "model.safetensors")) and
+              not os.path.exists(os.path.join(r.stdout.strip(), "pytorch_model.bin")) and
+              not any("pytorch_model.bin" in line for line in requests()[before:]),
+              f"both formats: only the safetensors is downloaded: {r.stderr} {got}")
     r = run(["tokenize", "-m", "testorg/fresh-tokenizer-only", "-p", "Hello"], cache)
     check(r.returncode == 1, "tokenize by unknown name fails")
     r = run(["pull", "bad name!"], cache)
