@@ -668,7 +668,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
                         printf("%s%d", k > (o->new_only ? n_ids : 0) ? "," : "", (int)(k < n_ids ? ids[k] : new_ids[k - n_ids]));
                 }
                 if (!o->new_only) fwrite(shown_prompt, 1, shown_len, stdout);
-                fwrite(outs[i].text, 1, outs[i].len, stdout);
+                if (outs[i].len) fwrite(outs[i].text, 1, outs[i].len, stdout);
             }
             printf("\n");
             if (o->p.n_logprobs > 0) print_logprobs(g, tok, i, n_kept[i], o->p.n_logprobs);
