@@ -140,16 +140,19 @@ static gpt2c_status add_tensor(reader *r, const pk_value *key, const pk_value *t
     out->numel = (int64_t)numel;
     out->nbytes = (size_t)(numel * es);
     if (numel == 0) return GPT2C_OK;
-    for (int d = 0; d < t->ndim; d++) {
+    /* Every element lies in the storage: the last one, offset + sum of
+     * (size - 1) * stride, is below `have`, checked term by term so that no
+     * sum can wrap around. */
+    int inside = last < have;
+    for (int d = 0; inside && d < t->ndim; d++) {
         uint64_t span = (uint64_t)(t->size[d] - 1);
-        if (t->stride[d] > 0 && span > (UINT64_MAX / 4 - last) / (uint64_t)t->stride[d])
-            return err_set(r->e, GPT2C_ERR_FORMAT, "%s: tensor '%s' has absurd strides", f->path, name);
-        last += span * (uint64_t)t->stride[d];
+        if (t->stride[d] > 0 && span > (have - 1 - last) / (uint64_t)t->stride[d]) inside = 0;
+        else last += span * (uint64_t)t->stride[d];
     }
-    if (last >= have)
+    if (!inside)
         return err_set(r->e, GPT2C_ERR_FORMAT,
-                       "%s: tensor '%s' reaches element %llu of a storage of %llu: storage shorter than its tensor",
-                       f->path, name, (unsigned long long)last, (unsigned long long)have);
+                       "%s: tensor '%s' (offset %lld) reaches past its storage of %llu elements: storage shorter than "
+                       "its tensor", f->path, name, (long long)t->offset, (unsigned long long)have);
     if (contiguous) {
         out->data = base + (uint64_t)t->offset * es;
         return GPT2C_OK;
