@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include "core/pickle.h"
+#include "core/torchbin.h"
 #include "model/weights.h"
 
 /* Every tensor of the safetensors folder `ref` is in `dir`'s weights with
@@ -123,10 +124,22 @@ static void test_deep_nesting(void **state) {
     free(p);
 }
 
+/* Two zip entries overlapping with an empty one between them in data order
+ * (found by the hostile cases' review: only neighbours were compared). */
+static void test_zip_overlap_past_empty(void **state) {
+    (void)state;
+    st_file f;
+    gpt2_err e = {0};
+    assert_int_not_equal(tb_open("tests/fuzz/regress/torchbin-zip-overlap-past-empty", &f, &e), GPT2C_OK);
+    st_close(&f);
+    if (!strstr(e.msg, "overlap")) fail_msg("message '%s' lacks 'overlap'", e.msg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_bin_zip), cmocka_unit_test(test_golden_bin_legacy),
         cmocka_unit_test(test_allow_list), cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_zip_overlap_past_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

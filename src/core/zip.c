@@ -155,13 +155,18 @@ static gpt2c_status check_apart(zip_archive *z, const unsigned char *cd, size_t 
     for (int i = 0; i < z->n; i++) by[i] = &z->entries[i];
     qsort(by, (size_t)z->n, sizeof *by, cmp_data);
     gpt2c_status s = GPT2C_OK;
+    /* In data order, each non-empty entry starts at or after the furthest
+     * end so far (not just its neighbour's: an empty entry between two
+     * overlapping ones would hide them). */
+    const zip_entry *reach = NULL;
     for (int i = 0; i < z->n && !s; i++) {
         const zip_entry *a = by[i];
-        if (i > 0 && by[i - 1]->data + by[i - 1]->size > a->data && a->size > 0)
-            s = err_set(e, GPT2C_ERR_FORMAT, "%s: zip entries '%.80s' and '%.80s' overlap", path, by[i - 1]->name,
-                        a->name);
+        if (a->size == 0) continue;
+        if (reach && reach->data + reach->size > a->data)
+            s = err_set(e, GPT2C_ERR_FORMAT, "%s: zip entries '%.80s' and '%.80s' overlap", path, reach->name, a->name);
         else if (a->size > 0 && a->data < cd + cd_size && cd < a->data + a->size)
             s = err_set(e, GPT2C_ERR_FORMAT, "%s: zip entry '%.80s' overlaps the central directory", path, a->name);
+        if (!reach || a->data + a->size > reach->data + reach->size) reach = a;
     }
     free(by);
     if (s) return s;

@@ -323,10 +323,11 @@ pt_case("pt-storage-shorter-than-tensor", ["wte.weight", "storage shorter than i
         pt_zip(pt_state_dict(lambda k: {"size": [64, 9], "stride": [9, 1]} if k == "wte.weight" else None)))
 pt_case("pt-offset-past-storage", ["wte.weight", "storage shorter than its tensor"],
         pt_zip(pt_state_dict(lambda k: {"offset": 1} if k == "wte.weight" else None)))
-pt_case("pt-stride-huge", ["wte.weight", "absurd strides"],
+pt_case("pt-stride-huge", ["wte.weight", "storage shorter than its tensor"],
         pt_zip(pt_state_dict(lambda k: {"stride": [1 << 62, 1]} if k == "wte.weight" else None)))
-# An offset and a stride whose sum of products wraps past 2**64 to an element inside the storage.
-pt_case("pt-offset-stride-wrap", ["wpe.weight"],
+# An offset and a stride whose sum of products wraps past 2**64 to an element inside the storage
+# (3 * 2**61 + 5 * (2**61 + 1) = 2**64 + 5); reading it went 2**63 bytes past the storage.
+pt_case("pt-offset-stride-wrap", ["wpe.weight", "storage shorter than its tensor"],
         pt_zip(pt_state_dict(lambda k: {"offset": 3 << 61, "size": [6], "stride": [(1 << 61) + 1]}
                              if k == "wpe.weight" else None)))
 pt_case("pt-size-negative", ["wte.weight", "negative size or stride"],
