@@ -187,6 +187,11 @@ static void test_opt_tokenizer(void **state) {
     arch_golden("opt-synthetic");
 }
 
+static void test_neox_tokenizer(void **state) {
+    (void)state;
+    arch_golden("gpt-neox");
+}
+
 static void test_codegen_tokenizer(void **state) {
     (void)state;
     arch_golden("codegen");
@@ -509,7 +514,7 @@ static void test_cache_consistent(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_encode_decode), cmocka_unit_test(test_opt_tokenizer),
-        cmocka_unit_test(test_codegen_tokenizer),    cmocka_unit_test(test_stream_equals_decode),
+        cmocka_unit_test(test_codegen_tokenizer),    cmocka_unit_test(test_neox_tokenizer),    cmocka_unit_test(test_stream_equals_decode),
         cmocka_unit_test(test_stream_holds_partial_utf8), cmocka_unit_test(test_stream_stop_strings),
         cmocka_unit_test(test_stream_stop_holdback),      cmocka_unit_test(test_tokenizer_json),
         cmocka_unit_test(test_escaped_vocab),

@@ -104,14 +104,17 @@ static gpt2c_status finish_vocab(loader *L, int max_id, const char *where) {
         t->present[id] = 1;
         src[id] = strmap_key(&t->vocab, i, &len[id]);
     }
-    /* Added tokens decode to their text as written. */
+    /* Added tokens decode to their text as written. One the vocabulary
+     * already has (tokenizer.json lists its special tokens in both) is the
+     * same token. */
     for (int i = 0; i < L->n_added; i++) {
         const tok_special *a = &L->added[i];
+        if (t->present[a->id] && len[a->id] == a->len && !memcmp(src[a->id], a->text, a->len)) continue;
         if (t->present[a->id]) {
             free(len);
             free(src);
-            return err_set(&t->err, GPT2C_ERR_FORMAT, "added_tokens.json: id %d of '%.40s' is already in %s", a->id,
-                           a->text, where);
+            return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: added token id %d ('%.40s') is another token's", where,
+                           a->id, a->text);
         }
         t->present[a->id] = 1;
         src[a->id] = a->text;
@@ -354,8 +357,33 @@ static gpt2c_status add_unit(gpt2c_tokenizer *t, const char *text, size_t len, i
     if (!copy) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
     memcpy(copy, text, len);
     copy[len] = '\0';
-    t->specials[t->n_specials++] = (tok_special){copy, len, id};
+    t->specials[t->n_specials++] = (tok_special){copy, len, id, special};
     t->special[id] = (unsigned char)special;
+    return GPT2C_OK;
+}
+
+/* tokenizer.json's added_tokens: [{"id", "content", "special"}], every one
+ * matched whole in input text (as the fast tokenizer splits them out first);
+ * ids beyond model.vocab (GPT-NeoX's runs of spaces) extend it. */
+static gpt2c_status read_added_array(loader *L, json_t *added, const char *path) {
+    gpt2c_tokenizer *t = L->t;
+    if (!json_array_size(added)) return GPT2C_OK;
+    if (!(L->added = calloc(json_array_size(added), sizeof *L->added))) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < json_array_size(added); i++) {
+        json_t *a = json_array_get(added, i);
+        json_t *id = json_object_get(a, "id"), *content = json_object_get(a, "content");
+        if (!json_is_integer(id) || !json_is_string(content) || json_integer_value(id) < 0 ||
+            json_integer_value(id) >= TOK_MAX_VOCAB || json_string_length(content) == 0 ||
+            strlen(json_string_value(content)) != json_string_length(content))
+            return err_set(&t->err, GPT2C_ERR_FORMAT,
+                           "%s: added_tokens[%zu] needs an integer 'id' and a non-empty string 'content'", path, i);
+        tok_special *x = &L->added[L->n_added];
+        if (!(x->text = strdup(json_string_value(content)))) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+        x->len = json_string_length(content);
+        x->id = (int)json_integer_value(id);
+        x->special = json_is_true(json_object_get(a, "special"));
+        L->n_added++;
+    }
     return GPT2C_OK;
 }
 
@@ -372,7 +400,8 @@ static gpt2c_status load_tokenizer_json(loader *L, const char *path) {
     } else if (!json_is_array(merges)) {
         s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: field 'model.merges' is not an array", path);
     } else {
-        s = load_vocab_object(L, json_object_get(model, "vocab"), path);
+        s = read_added_array(L, json_object_get(root, "added_tokens"), path);
+        if (!s) s = load_vocab_object(L, json_object_get(model, "vocab"), path);
     }
     for (size_t i = 0; s == GPT2C_OK && i < json_array_size(merges); i++) {
         json_t *m = json_array_get(merges, i);
@@ -389,18 +418,6 @@ static gpt2c_status load_tokenizer_json(loader *L, const char *path) {
         }
         if (!a) s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: model.merges[%zu] is not a pair of tokens", path, i);
         else s = add_merge(L, a, alen, b, blen, path, (long)i);
-    }
-    json_t *added = json_object_get(root, "added_tokens");
-    for (size_t i = 0; s == GPT2C_OK && i < json_array_size(added); i++) {
-        json_t *a = json_array_get(added, i);
-        json_t *id = json_object_get(a, "id"), *content = json_object_get(a, "content");
-        if (!json_is_integer(id) || !json_is_string(content) || json_integer_value(id) < 0 ||
-            json_integer_value(id) >= t->n_vocab || !t->present[json_integer_value(id)]) {
-            s = err_set(&t->err, GPT2C_ERR_FORMAT,
-                        "%s: added_tokens[%zu] needs an 'id' within the vocabulary and a string 'content'", path, i);
-        } else if (json_is_true(json_object_get(a, "special"))) {
-            s = add_unit(t, json_string_value(content), json_string_length(content), (int)json_integer_value(id), 1);
-        }
     }
     json_decref(root);
     return s;
@@ -527,7 +544,8 @@ static gpt2c_status read_special_tokens(loader *L, const char *dir) {
 /* Added tokens are matched whole in text, after the vocabulary is built. */
 static gpt2c_status add_added_tokens(loader *L) {
     gpt2c_status s = GPT2C_OK;
-    for (int i = 0; !s && i < L->n_added; i++) s = add_unit(L->t, L->added[i].text, L->added[i].len, L->added[i].id, 0);
+    for (int i = 0; !s && i < L->n_added; i++)
+        s = add_unit(L->t, L->added[i].text, L->added[i].len, L->added[i].id, L->added[i].special);
     return s;
 }
 
@@ -537,8 +555,12 @@ static gpt2c_status finish_load(gpt2c_tokenizer *t, const char *where) {
     for (int b = 0; b < 256; b++) {
         char c = (char)b;
         int *id = strmap_get(&t->vocab, &c, 1);
-        if (!id) return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: the vocabulary has no token for byte 0x%02x", where, b);
-        t->byte_id[b] = *id;
+        /* Bytes that never occur in UTF-8 (0xc0, 0xc1, 0xf5-0xff) may lack
+         * one (GPT-NeoX's vocabulary): input is validated UTF-8. */
+        int never = b == 0xc0 || b == 0xc1 || b >= 0xf5;
+        if (!id && !never)
+            return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: the vocabulary has no token for byte 0x%02x", where, b);
+        t->byte_id[b] = id ? *id : -1;
     }
     int *eos = strmap_get(&t->vocab, "<|endoftext|>", 13);
     t->eos_id = eos ? *eos : -1;
@@ -583,7 +605,7 @@ gpt2c_status gpt2c_tokenizer_load(const char *dir, gpt2c_tokenizer **out) {
     else if (file_exists(tj)) s = load_tokenizer_json(&L, tj), where = tj;
     else
         s = err_set(&t->err, GPT2C_ERR_NOT_FOUND, "%s: no tokenizer found (need vocab.json + merges.txt, or tokenizer.json)", dir);
-    if (s == GPT2C_OK && !slow) s = finish_load(t, where);
+    if (s == GPT2C_OK && !slow && (s = finish_load(t, where)) == GPT2C_OK) s = add_added_tokens(&L);
     for (int i = 0; i < L.n_added; i++) free(L.added[i].text);
     free(L.added);
     free(vocab);

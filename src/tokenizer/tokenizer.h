@@ -19,6 +19,7 @@ typedef struct tok_special {
     char *text; /* raw UTF-8 as written in input text */
     size_t len;
     int id;
+    int special; /* (while loading) a special token, not just an added one */
 } tok_special;
 
 struct gpt2c_tokenizer {
