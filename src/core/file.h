@@ -3,8 +3,17 @@
 #define GPT2C_FILE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
+
+/* The unsigned little-endian integer of `bytes` (<= 8) bytes at p, as the
+ * file formats read here (safetensors, zip, pickle, torch) store them. */
+static inline uint64_t read_le(const unsigned char *p, int bytes) {
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
 
 /* A read-only memory map of a whole file. */
 typedef struct gpt2_map {

@@ -130,12 +130,6 @@ static long find_mark(vm *m) {
 
 static int need(vm *m, size_t k) { return (size_t)(m->end - m->p) >= k; }
 
-static uint64_t le(const unsigned char *p, int bytes) {
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-
 static gpt2c_status push_int(vm *m, int64_t x) {
     pk_value *v = new_value(m, PK_INT);
     if (v) v->i = x;
@@ -153,7 +147,7 @@ static gpt2c_status push_long(vm *m, size_t nbytes) {
         if (v) v->s = b, v->len = nbytes;
         return push(m, v);
     }
-    uint64_t u = nbytes ? le(b, (int)nbytes) : 0;
+    uint64_t u = nbytes ? read_le(b, (int)nbytes) : 0;
     if (nbytes && nbytes < 8 && (b[nbytes - 1] & 0x80)) u |= ~(uint64_t)0 << (8 * nbytes);
     return push_int(m, (int64_t)u);
 }
@@ -367,15 +361,15 @@ static gpt2c_status step(vm *m, int op, int *stop) {
     case 0x88: case 0x89:
         if ((v = new_value(m, PK_BOOL))) v->i = op == 0x88;
         return push(m, v);
-    case 'J': if (!need(m, 4)) return fail(m, "truncated BININT"); s = push_int(m, (int32_t)le(m->p, 4)); m->p += 4; return s;
+    case 'J': if (!need(m, 4)) return fail(m, "truncated BININT"); s = push_int(m, (int32_t)read_le(m->p, 4)); m->p += 4; return s;
     case 'K': if (!need(m, 1)) return fail(m, "truncated BININT1"); s = push_int(m, m->p[0]); m->p += 1; return s;
-    case 'M': if (!need(m, 2)) return fail(m, "truncated BININT2"); s = push_int(m, (int64_t)le(m->p, 2)); m->p += 2; return s;
+    case 'M': if (!need(m, 2)) return fail(m, "truncated BININT2"); s = push_int(m, (int64_t)read_le(m->p, 2)); m->p += 2; return s;
     case 0x8a: if (!need(m, 1)) return fail(m, "truncated LONG1"); m->p++; return push_long(m, m->p[-1]);
     case 0x8b:
         if (!need(m, 4)) return fail(m, "truncated LONG4");
-        if (le(m->p, 4) > 64) return fail(m, "an integer longer than 64 bytes");
+        if (read_le(m->p, 4) > 64) return fail(m, "an integer longer than 64 bytes");
         m->p += 4;
-        return push_long(m, (size_t)le(m->p - 4, 4));
+        return push_long(m, (size_t)read_le(m->p - 4, 4));
     case 'G': {
         if (!need(m, 8)) return fail(m, "truncated BINFLOAT");
         uint64_t u = 0;
@@ -388,7 +382,7 @@ static gpt2c_status step(vm *m, int op, int *stop) {
     case 'X': case 'T': case 'B':
         if (!need(m, 4)) return fail(m, "truncated string length");
         m->p += 4;
-        return push_str(m, (size_t)le(m->p - 4, 4));
+        return push_str(m, (size_t)read_le(m->p - 4, 4));
     case 0x8c: case 'U': case 'C':
         if (!need(m, 1)) return fail(m, "truncated string length");
         m->p += 1;
@@ -396,8 +390,8 @@ static gpt2c_status step(vm *m, int op, int *stop) {
     case 0x8d: case 0x8e:
         if (!need(m, 8)) return fail(m, "truncated string length");
         m->p += 8;
-        if (le(m->p - 8, 8) > (uint64_t)(m->end - m->p)) return fail(m, "string runs past the end");
-        return push_str(m, (size_t)le(m->p - 8, 8));
+        if (read_le(m->p - 8, 8) > (uint64_t)(m->end - m->p)) return fail(m, "string runs past the end");
+        return push_str(m, (size_t)read_le(m->p - 8, 8));
     case '}': return push(m, new_value(m, PK_DICT));
     case ']': return push(m, new_value(m, PK_LIST));
     case ')': return push(m, new_value(m, PK_TUPLE));
@@ -422,10 +416,10 @@ static gpt2c_status step(vm *m, int op, int *stop) {
         return fill(m, op == 'e' ? PK_LIST : PK_DICT, (size_t)mk);
     }
     case 'q': if (!need(m, 1)) return fail(m, "truncated BINPUT"); m->p++; return memo_put(m, m->p[-1]);
-    case 'r': if (!need(m, 4)) return fail(m, "truncated LONG_BINPUT"); m->p += 4; return memo_put(m, le(m->p - 4, 4));
+    case 'r': if (!need(m, 4)) return fail(m, "truncated LONG_BINPUT"); m->p += 4; return memo_put(m, read_le(m->p - 4, 4));
     case 0x94: return memo_put(m, m->memo_n); /* MEMOIZE: the next index */
     case 'h': if (!need(m, 1)) return fail(m, "truncated BINGET"); m->p++; return memo_get(m, m->p[-1]);
-    case 'j': if (!need(m, 4)) return fail(m, "truncated LONG_BINGET"); m->p += 4; return memo_get(m, le(m->p - 4, 4));
+    case 'j': if (!need(m, 4)) return fail(m, "truncated LONG_BINGET"); m->p += 4; return memo_get(m, read_le(m->p - 4, 4));
     case 'c': { /* GLOBAL "module\nname\n" */
         const unsigned char *mod = m->p, *nl1 = memchr(m->p, '\n', (size_t)(m->end - m->p));
         const unsigned char *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(m->end - nl1 - 1)) : NULL;

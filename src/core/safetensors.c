@@ -139,8 +139,7 @@ gpt2c_status st_open(const char *path, st_file *f, gpt2_err *e) {
     if (f->map.size < 8)
         return err_set(e, GPT2C_ERR_FORMAT, "%s: truncated: %zu bytes, too short for a safetensors header",
                        path, f->map.size);
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
+    uint64_t hlen = read_le(p, 8);
     if (hlen > f->map.size - 8)
         return err_set(e, GPT2C_ERR_FORMAT,
                        "%s: header length %llu runs past the end of the file (%zu bytes): truncated?",

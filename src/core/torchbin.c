@@ -277,8 +277,7 @@ static gpt2c_status open_legacy(reader *r) {
         else if (end - p < 8)
             s = err_set(r->e, GPT2C_ERR_FORMAT, "%s: truncated before a storage", f->path);
         if (s) break;
-        uint64_t count = 0;
-        for (int b = 7; b >= 0; b--) count = count << 8 | p[b];
+        uint64_t count = read_le(p, 8);
         p += 8;
         const uint64_t es = st_dtype_size(ref->dtype);
         if (count > (uint64_t)(end - p) / es) {

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "file.h"
+
 #define SIG_LOCAL 0x04034b50u
 #define SIG_CENTRAL 0x02014b50u
 #define SIG_END 0x06054b50u
@@ -25,13 +27,7 @@
 #define END64_SIZE 56u
 #define LOCATOR64_SIZE 20u
 
-static uint64_t le(const unsigned char *p, int bytes) {
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-
-int zip_is_zip(const unsigned char *p, size_t n) { return n >= 4 && le(p, 4) == SIG_LOCAL; }
+int zip_is_zip(const unsigned char *p, size_t n) { return n >= 4 && read_le(p, 4) == SIG_LOCAL; }
 
 static int cmp_name(const void *a, const void *b) {
     return strcmp(((const zip_entry *)a)->name, ((const zip_entry *)b)->name);
@@ -49,26 +45,26 @@ static gpt2c_status find_end(const unsigned char *buf, size_t n, const char *pat
     if (n < END_SIZE) return err_set(e, GPT2C_ERR_FORMAT, "%s: zip archive truncated (%zu bytes)", path, n);
     size_t lo = n - END_SIZE > 65535 ? n - END_SIZE - 65535 : 0, at = n - END_SIZE + 1;
     while (at-- > lo)
-        if (le(buf + at, 4) == SIG_END) break;
-    if (at + 1 == lo || le(buf + at, 4) != SIG_END)
+        if (read_le(buf + at, 4) == SIG_END) break;
+    if (at + 1 == lo || read_le(buf + at, 4) != SIG_END)
         return err_set(e, GPT2C_ERR_FORMAT, "%s: no zip end-of-central-directory record: truncated?", path);
     const unsigned char *r = buf + at;
-    if (le(r + 4, 2) != 0 || le(r + 6, 2) != 0)
+    if (read_le(r + 4, 2) != 0 || read_le(r + 6, 2) != 0)
         return err_set(e, GPT2C_ERR_FORMAT, "%s: multi-disk zip archives are not supported", path);
-    *count = le(r + 10, 2);
-    *cd_size = le(r + 12, 4);
-    *cd_off = le(r + 16, 4);
+    *count = read_le(r + 10, 2);
+    *cd_size = read_le(r + 12, 4);
+    *cd_off = read_le(r + 16, 4);
     if (*count != 0xFFFF && *cd_size != 0xFFFFFFFFu && *cd_off != 0xFFFFFFFFu) return GPT2C_OK;
     /* ZIP64: the locator sits just before the record and points to the
      * 64-bit end record. */
-    if (at < LOCATOR64_SIZE || le(buf + at - LOCATOR64_SIZE, 4) != SIG_LOCATOR64)
+    if (at < LOCATOR64_SIZE || read_le(buf + at - LOCATOR64_SIZE, 4) != SIG_LOCATOR64)
         return err_set(e, GPT2C_ERR_FORMAT, "%s: zip end record needs ZIP64 but has no ZIP64 locator", path);
-    uint64_t off64 = le(buf + at - LOCATOR64_SIZE + 8, 8);
-    if (n < END64_SIZE || off64 > n - END64_SIZE || le(buf + off64, 4) != SIG_END64)
+    uint64_t off64 = read_le(buf + at - LOCATOR64_SIZE + 8, 8);
+    if (n < END64_SIZE || off64 > n - END64_SIZE || read_le(buf + off64, 4) != SIG_END64)
         return err_set(e, GPT2C_ERR_FORMAT, "%s: ZIP64 end record is missing or outside the file", path);
-    *count = le(buf + off64 + 32, 8);
-    *cd_size = le(buf + off64 + 40, 8);
-    *cd_off = le(buf + off64 + 48, 8);
+    *count = read_le(buf + off64 + 32, 8);
+    *cd_size = read_le(buf + off64 + 40, 8);
+    *cd_off = read_le(buf + off64 + 48, 8);
     return GPT2C_OK;
 }
 
@@ -76,7 +72,7 @@ static gpt2c_status find_end(const unsigned char *buf, size_t n, const char *pat
  * the offset are 0xFFFFFFFF in the fixed header. */
 static int zip64_extra(const unsigned char *x, size_t xlen, uint64_t *usize, uint64_t *csize, uint64_t *off) {
     while (xlen >= 4) {
-        size_t id = (size_t)le(x, 2), len = (size_t)le(x + 2, 2);
+        size_t id = (size_t)read_le(x, 2), len = (size_t)read_le(x + 2, 2);
         if (len > xlen - 4) return -1;
         if (id == 1) {
             const unsigned char *p = x + 4, *end = x + 4 + len;
@@ -84,7 +80,7 @@ static int zip64_extra(const unsigned char *x, size_t xlen, uint64_t *usize, uin
             for (int i = 0; i < 3; i++) {
                 if (*fields[i] != 0xFFFFFFFFu) continue;
                 if (end - p < 8) return -1;
-                *fields[i] = le(p, 8);
+                *fields[i] = read_le(p, 8);
                 p += 8;
             }
             return 0;
@@ -106,12 +102,12 @@ static gpt2c_status read_entries(const unsigned char *buf, size_t n, const char 
     if (!z->entries) return err_set(e, GPT2C_ERR_NOMEM, "%s: out of memory", path);
     const unsigned char *p = buf + cd_off, *end = p + cd_size;
     for (uint64_t i = 0; i < count; i++) {
-        if ((size_t)(end - p) < CENTRAL_SIZE || le(p, 4) != SIG_CENTRAL)
+        if ((size_t)(end - p) < CENTRAL_SIZE || read_le(p, 4) != SIG_CENTRAL)
             return err_set(e, GPT2C_ERR_FORMAT, "%s: zip central directory entry %llu is corrupt", path,
                            (unsigned long long)i);
-        unsigned flags = (unsigned)le(p + 8, 2), method = (unsigned)le(p + 10, 2);
-        uint64_t csize = le(p + 20, 4), usize = le(p + 24, 4), off = le(p + 42, 4);
-        size_t nlen = (size_t)le(p + 28, 2), xlen = (size_t)le(p + 30, 2), clen = (size_t)le(p + 32, 2);
+        unsigned flags = (unsigned)read_le(p + 8, 2), method = (unsigned)read_le(p + 10, 2);
+        uint64_t csize = read_le(p + 20, 4), usize = read_le(p + 24, 4), off = read_le(p + 42, 4);
+        size_t nlen = (size_t)read_le(p + 28, 2), xlen = (size_t)read_le(p + 30, 2), clen = (size_t)read_le(p + 32, 2);
         if ((size_t)(end - p) - CENTRAL_SIZE < nlen + xlen + clen)
             return err_set(e, GPT2C_ERR_FORMAT, "%s: zip entry %llu runs past the central directory", path,
                            (unsigned long long)i);
@@ -131,10 +127,10 @@ static gpt2c_status read_entries(const unsigned char *buf, size_t n, const char 
                            path, en->name, method);
         /* The local header repeats the name and has an extra field of its
          * own (torch pads it to align the data); the data follows both. */
-        if (off > n || n - off < LOCAL_SIZE || le(buf + off, 4) != SIG_LOCAL)
+        if (off > n || n - off < LOCAL_SIZE || read_le(buf + off, 4) != SIG_LOCAL)
             return err_set(e, GPT2C_ERR_FORMAT, "%s: zip entry '%.80s' has no local header at offset %llu", path,
                            en->name, (unsigned long long)off);
-        uint64_t data = off + LOCAL_SIZE + le(buf + off + 26, 2) + le(buf + off + 28, 2);
+        uint64_t data = off + LOCAL_SIZE + read_le(buf + off + 26, 2) + read_le(buf + off + 28, 2);
         if (data > n || usize > n - data)
             return err_set(e, GPT2C_ERR_FORMAT, "%s: zip entry '%.80s' (%llu bytes at %llu) runs past the end of the "
                            "file (%zu bytes): truncated?", path, en->name, (unsigned long long)usize,
@@ -164,7 +160,7 @@ static gpt2c_status check_apart(zip_archive *z, const unsigned char *cd, size_t 
         if (a->size == 0) continue;
         if (reach && reach->data + reach->size > a->data)
             s = err_set(e, GPT2C_ERR_FORMAT, "%s: zip entries '%.80s' and '%.80s' overlap", path, reach->name, a->name);
-        else if (a->size > 0 && a->data < cd + cd_size && cd < a->data + a->size)
+        else if (a->data < cd + cd_size && cd < a->data + a->size)
             s = err_set(e, GPT2C_ERR_FORMAT, "%s: zip entry '%.80s' overlaps the central directory", path, a->name);
         if (!reach || a->data + a->size > reach->data + reach->size) reach = a;
     }
