@@ -445,16 +445,28 @@ static gpt2c_status load_vocab_merges(loader *L, const char *vocab_path, const c
  * (tokenization_utils_base.py, _from_pretrained): added_tokens.json, then
  * tokenizer_config.json's arguments, then special_tokens_map.json on top. */
 
+/* The optional JSON object in dir/name (NULL when absent); *where, when
+ * asked for, gets the file's path for messages (the caller frees it). */
+static gpt2c_status read_optional(gpt2c_tokenizer *t, const char *dir, const char *name, json_t **root,
+                                  char **where) {
+    *root = NULL;
+    char *path = path_join(dir, name);
+    if (!path) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    gpt2c_status s = file_exists(path) ? load_json_file(t, path, root) : GPT2C_OK;
+    if (!s && *root && !json_is_object(*root)) s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: not a JSON object", path);
+    if (where) *where = path;
+    else free(path);
+    return s;
+}
+
 /* added_tokens.json: {"text": id}, tokens added after the BPE was trained
  * (CodeGen's runs of spaces): matched whole in input text and decoded as
  * written. Read before the vocabulary is finished: their ids extend it. */
 static gpt2c_status read_added_tokens(loader *L, const char *dir) {
     gpt2c_tokenizer *t = L->t;
-    char *path = path_join(dir, "added_tokens.json");
-    if (!path) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
-    json_t *root = NULL;
-    gpt2c_status s = file_exists(path) ? load_json_file(t, path, &root) : GPT2C_OK;
-    if (!s && root && !json_is_object(root)) s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: not a JSON object", path);
+    json_t *root;
+    char *path = NULL;
+    gpt2c_status s = read_optional(t, dir, "added_tokens.json", &root, &path);
     if (!s && root && !(L->added = calloc(json_object_size(root) + 1, sizeof *L->added)))
         s = err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
     const char *key;
@@ -471,17 +483,6 @@ static gpt2c_status read_added_tokens(loader *L, const char *dir) {
         else a->len = strlen(key), a->id = (int)json_integer_value(v), L->n_added++;
     }
     json_decref(root);
-    free(path);
-    return s;
-}
-
-/* The optional JSON object in dir/name (NULL when absent). */
-static gpt2c_status read_optional(gpt2c_tokenizer *t, const char *dir, const char *name, json_t **root) {
-    *root = NULL;
-    char *path = path_join(dir, name);
-    if (!path) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
-    gpt2c_status s = file_exists(path) ? load_json_file(t, path, root) : GPT2C_OK;
-    if (!s && *root && !json_is_object(*root)) s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: not a JSON object", path);
     free(path);
     return s;
 }
@@ -512,8 +513,8 @@ static gpt2c_status read_special_tokens(loader *L, const char *dir) {
     enum { N_KEYS = sizeof KEYS / sizeof KEYS[0] };
     gpt2c_tokenizer *t = L->t;
     json_t *src[2];
-    gpt2c_status s = read_optional(t, dir, "tokenizer_config.json", &src[0]);
-    if (!s) s = read_optional(t, dir, "special_tokens_map.json", &src[1]);
+    gpt2c_status s = read_optional(t, dir, "tokenizer_config.json", &src[0], NULL);
+    if (!s) s = read_optional(t, dir, "special_tokens_map.json", &src[1], NULL);
     const char *text[N_KEYS] = {"<|endoftext|>", "<|endoftext|>", "<|endoftext|>"};
     json_t *extra = NULL;
     for (int f = 0; !s && f < 2; f++) {
