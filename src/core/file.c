@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,4 +99,22 @@ char *path_join(const char *dir, const char *name) {
     if (a > 0 && dir[a - 1] != '/') p[k++] = '/';
     memcpy(p + k, name, b + 1);
     return p;
+}
+
+gpt2c_status file_read_json(const char *path, size_t max_size, json_t **root, gpt2_err *e) {
+    char *data;
+    size_t n;
+    *root = NULL;
+    gpt2c_status s = file_read(path, max_size, &data, &n, e);
+    if (s) return s;
+    json_error_t je;
+    *root = json_loadb(data, n, 0, &je);
+    free(data);
+    if (!*root) return err_set(e, GPT2C_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
+    if (!json_is_object(*root)) {
+        json_decref(*root);
+        *root = NULL;
+        return err_set(e, GPT2C_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    return GPT2C_OK;
 }

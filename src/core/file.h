@@ -28,6 +28,10 @@ void file_unmap(gpt2_map *m);
  * larger than max_size so that a hostile file cannot drive the allocation. */
 gpt2c_status file_read(const char *path, size_t max_size, char **data, size_t *size,
                        gpt2_err *e);
+/* A whole JSON file (jansson's json_t) that must hold an object, read as
+ * file_read does: errors name the path and the line. */
+struct json_t;
+gpt2c_status file_read_json(const char *path, size_t max_size, struct json_t **root, gpt2_err *e);
 int file_exists(const char *path);
 /* dir + "/" + name into a malloc'd string (NULL when out of memory). */
 char *path_join(const char *dir, const char *name);

@@ -57,21 +57,8 @@ static gpt2c_status cfg_token(json_t *root, const char *path, const char *key, i
     return GPT2C_OK;
 }
 
-static gpt2c_status load_json(const char *path, json_t **root, gpt2_err *e) {
-    char *data;
-    size_t n;
-    gpt2c_status s = file_read(path, 16u << 20, &data, &n, e);
-    if (s) return s;
-    json_error_t je;
-    *root = json_loadb(data, n, 0, &je);
-    free(data);
-    if (!*root) return err_set(e, GPT2C_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
-    if (!json_is_object(*root)) {
-        json_decref(*root);
-        return err_set(e, GPT2C_ERR_FORMAT, "%s: not a JSON object", path);
-    }
-    return GPT2C_OK;
-}
+/* config.json and generation_config.json are small: a bound on their size. */
+#define CONFIG_MAX_BYTES (16u << 20)
 
 static gpt2c_status parse_config(json_t *r, const char *path, gpt2_config *c, gpt2_err *e) {
     json_t *mt = json_object_get(r, "model_type");
@@ -170,7 +157,7 @@ gpt2c_status gpt2_config_load(const char *dir, gpt2_config *c, gpt2c_gen_params 
     if (!path) return err_set(e, GPT2C_ERR_NOMEM, "out of memory");
     json_t *root, *task = NULL;
     gpt2c_gen_params_init(&gen[0]);
-    gpt2c_status s = load_json(path, &root, e);
+    gpt2c_status s = file_read_json(path, CONFIG_MAX_BYTES, &root, e);
     if (s == GPT2C_OK) {
         s = parse_config(root, path, c, e);
         /* Old checkpoints keep generation fields in config.json itself. */
@@ -184,7 +171,7 @@ gpt2c_status gpt2_config_load(const char *dir, gpt2_config *c, gpt2c_gen_params 
      * the generation defaults. */
     path = s ? NULL : path_join(dir, "generation_config.json");
     if (s == GPT2C_OK && !path) s = err_set(e, GPT2C_ERR_NOMEM, "out of memory");
-    if (s == GPT2C_OK && file_exists(path) && (s = load_json(path, &root, e)) == GPT2C_OK) {
+    if (s == GPT2C_OK && file_exists(path) && (s = file_read_json(path, CONFIG_MAX_BYTES, &root, e)) == GPT2C_OK) {
         if (!(s = cfg_token(root, path, "bos_token_id", c->n_vocab, &c->bos_id, e)) &&
             !(s = cfg_token(root, path, "eos_token_id", c->n_vocab, &c->eos_id, e)) &&
             !(s = cfg_token(root, path, "pad_token_id", c->n_vocab, &c->pad_id, e)))

@@ -26,14 +26,9 @@ void weights_free_names(char **names, int n) {
 gpt2c_status weights_index_shards(const char *index_path, char ***names, int *n, gpt2_err *e) {
     *names = NULL;
     *n = 0;
-    char *data;
-    size_t len;
-    gpt2c_status s = file_read(index_path, 64u << 20, &data, &len, e);
+    json_t *root;
+    gpt2c_status s = file_read_json(index_path, 64u << 20, &root, e);
     if (s) return s;
-    json_error_t je;
-    json_t *root = json_loadb(data, len, 0, &je);
-    free(data);
-    if (!root) return err_set(e, GPT2C_ERR_FORMAT, "%s: invalid JSON at line %d: %s", index_path, je.line, je.text);
     json_t *map = json_object_get(root, "weight_map");
     char **out = NULL;
     if (!json_is_object(map) || json_object_size(map) == 0)
