@@ -35,5 +35,7 @@ gpt2c_status file_read_json(const char *path, size_t max_size, struct json_t **r
 int file_exists(const char *path);
 /* dir + "/" + name into a malloc'd string (NULL when out of memory). */
 char *path_join(const char *dir, const char *name);
+/* Nonzero when path ends with suffix (".json", ".safetensors"). */
+int path_has_suffix(const char *path, const char *suffix);
 
 #endif

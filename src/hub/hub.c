@@ -481,9 +481,8 @@ static gpt2c_status fetch_weights(resolver *r) {
         if (!have || !weights_is_index(name)) continue;
         char path[4300], **shards;
         int n;
-        gpt2_err e = {0};
         snprintf(path, sizeof path, "%s/snapshots/%s/%s", r->repo_dir, r->commit, name);
-        if ((s = weights_index_shards(path, &shards, &n, &e))) return err_set(&r->h->err, s, "%s", e.msg);
+        if ((s = weights_index_shards(path, &shards, &n, &r->h->err))) return s;
         for (int k = 0; !s && k < n; k++)
             if (cache_has(r->repo_dir, r->commit, shards[k]) != 1) s = fetch_file(r, shards[k], 1, &have);
         weights_free_names(shards, n);

@@ -11,12 +11,7 @@
 const char *const WEIGHT_FILES[WEIGHT_FILES_N] = {"model.safetensors", "model.safetensors.index.json",
                                                   "pytorch_model.bin", "pytorch_model.bin.index.json"};
 
-static int has_suffix(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
-int weights_is_index(const char *name) { return has_suffix(name, ".index.json"); }
+int weights_is_index(const char *name) { return path_has_suffix(name, ".index.json"); }
 
 void weights_free_names(char **names, int n) {
     for (int i = 0; i < n; i++) free(names[i]);
@@ -60,7 +55,7 @@ gpt2c_status weights_index_shards(const char *index_path, char ***names, int *n,
 
 /* A safetensors file by its name, anything else as torch.save wrote it. */
 static gpt2c_status open_one(const char *path, st_file *f, gpt2_err *e) {
-    return has_suffix(path, ".safetensors") ? st_open(path, f, e) : tb_open(path, f, e);
+    return path_has_suffix(path, ".safetensors") ? st_open(path, f, e) : tb_open(path, f, e);
 }
 
 gpt2c_status weights_open(const char *dir, st_file **files, int *n, char **where, gpt2_err *e) {

@@ -568,11 +568,6 @@ static gpt2c_status finish_load(gpt2c_tokenizer *t, const char *where) {
     return tok_compile_pattern(t);
 }
 
-static int has_suffix(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 gpt2c_status gpt2c_tokenizer_load(const char *dir, gpt2c_tokenizer **out) {
     gpt2c_tokenizer *t = calloc(1, sizeof *t);
     *out = t;
@@ -595,7 +590,7 @@ gpt2c_status gpt2c_tokenizer_load(const char *dir, gpt2c_tokenizer **out) {
     const char *where = dir;
     int slow = 0; /* vocab.json + merges.txt, with their companion files */
     if (!vocab || !merges || !tj) s = err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
-    else if (has_suffix(dir, ".json") && file_exists(dir)) s = load_tokenizer_json(&L, dir);
+    else if (path_has_suffix(dir, ".json") && file_exists(dir)) s = load_tokenizer_json(&L, dir);
     else if (file_exists(vocab) && file_exists(merges)) {
         where = vocab;
         if (!(s = read_added_tokens(&L, dir)) && !(s = load_vocab_merges(&L, vocab, merges)) &&
