@@ -85,31 +85,27 @@ static pk_value *new_value(vm *m, pk_kind k) {
     return v;
 }
 
-static gpt2c_status add_item(vm *m, pk_value *c, pk_value *x) {
-    if (m->h->items >= PK_MAX_ITEMS) return fail(m, "more items than any state dict holds");
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 4;
-        pk_value **it = realloc(c->items, cap * sizeof *it);
-        if (!it) return err_set(m->e, GPT2C_ERR_NOMEM, "%s: out of memory unpickling", m->path);
-        c->items = it;
-        c->cap = cap;
+/* Appends x to a growing array of values (a container's items, the stack). */
+static gpt2c_status append(vm *m, pk_value ***arr, size_t *n, size_t *cap, pk_value *x) {
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 16;
+        pk_value **a = realloc(*arr, c * sizeof *a);
+        if (!a) return err_set(m->e, GPT2C_ERR_NOMEM, "%s: out of memory unpickling", m->path);
+        *arr = a;
+        *cap = c;
     }
-    c->items[c->n++] = x;
-    m->h->items++;
+    (*arr)[(*n)++] = x;
     return GPT2C_OK;
 }
 
+static gpt2c_status add_item(vm *m, pk_value *c, pk_value *x) {
+    if (m->h->items >= PK_MAX_ITEMS) return fail(m, "more items than any state dict holds");
+    m->h->items++;
+    return append(m, &c->items, &c->n, &c->cap, x);
+}
+
 static gpt2c_status push(vm *m, pk_value *v) {
-    if (!v) return m->e->status;
-    if (m->sp == m->stack_cap) {
-        size_t cap = m->stack_cap ? 2 * m->stack_cap : 64;
-        pk_value **s = realloc(m->stack, cap * sizeof *s);
-        if (!s) return err_set(m->e, GPT2C_ERR_NOMEM, "%s: out of memory unpickling", m->path);
-        m->stack = s;
-        m->stack_cap = cap;
-    }
-    m->stack[m->sp++] = v;
-    return GPT2C_OK;
+    return v ? append(m, &m->stack, &m->sp, &m->stack_cap, v) : m->e->status;
 }
 
 static pk_value *pop(vm *m) {
