@@ -119,9 +119,11 @@ void gpt2c_stream_free(gpt2c_stream *s);
 
 typedef struct gpt2c_model gpt2c_model;
 
-/* Loads config.json + model.safetensors from a checkpoint folder by mmap.
- * Every tensor's name, dtype, shape and offsets are checked against the
- * config before use. */
+/* Loads a checkpoint folder: config.json, whose model_type chooses the
+ * architecture ("gpt2", "gpt_neo", "opt", "gpt_neox"; another is refused
+ * with that list), and the weights (model.safetensors, pytorch_model.bin or
+ * their shards), mapped in place. Every tensor's name, dtype, shape and
+ * offsets are checked against the config before use. */
 gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out);
 const char *gpt2c_model_errmsg(const gpt2c_model *m);
 void gpt2c_model_free(gpt2c_model *m);
@@ -155,6 +157,7 @@ typedef struct gpt2c_model_info {
     const char *kernels;                          /* the kernel set chosen at load */
     uint64_t weight_bytes;                        /* matrix bytes read per decoded token */
     const char *kv_cache_dtype;                   /* "F32" or "F16" */
+    const char *model_type;                       /* config.json's: "gpt2", "gpt_neo", "opt", "gpt_neox" */
 } gpt2c_model_info;
 void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info);
 

@@ -12,7 +12,7 @@
  * KV cache gives the same tokens cached, recomputed and batched. */
 #include <math.h>
 
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "testutil.h"
 
 typedef struct agreement {

@@ -6,7 +6,7 @@
  * without them these tests are skipped, saying so. */
 #include <math.h>
 
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "testutil.h"
 
 #define LOGIT_TOL 1e-4

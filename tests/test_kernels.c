@@ -68,7 +68,7 @@ static void test_matmul(void **state) {
         if (trial < 4) n = 1, din = 768, dout = 2304; /* a real decode shape */
         gpt2_wtype t = (gpt2_wtype)(trial % 3); /* Q8 has its own product: test_matmul_q8 */
         void *wd = make_weights(t, (size_t)din * dout);
-        gpt2_weight w = {wd, t, NULL, 0, 0};
+        gpt2_weight w = {wd, t, NULL, 0, 0, 0};
         float *in = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
         float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
         for (int i = 0; i < n * din; i++) in[i] = frand();
@@ -106,7 +106,7 @@ static void test_matmul_t(void **state) {
         int n = irand(1, 6), din = irand(1, 300), dout = irand(1, 150);
         gpt2_wtype t = (gpt2_wtype)(trial % 3); /* Q8 has its own product: test_matmul_q8 */
         void *wd = make_weights(t, (size_t)din * dout);
-        gpt2_weight w = {wd, t, NULL, 0, 0};
+        gpt2_weight w = {wd, t, NULL, 0, 0, 0};
         float *in = malloc(sizeof(float) * (size_t)n * din);
         float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
         for (int i = 0; i < n * din; i++) in[i] = frand();
@@ -174,6 +174,8 @@ static void test_attention(void **state) {
         int nq = irand(1, 9), T = irand(1, 3 * GPT2_KV_BLOCK - nq), hd = trial % 3 ? irand(1, 80) : 64;
         int stride = GPT2_KV_BLOCK * hd + irand(0, 9), nk = T + nq - 1;
         int qstride = hd + irand(0, 5), ostride = hd + irand(0, 5);
+        /* GPT-Neo's local layers: each query sees only the last `window` positions. */
+        int window = trial % 4 == 1 ? irand(1, nk + 1) : 0;
         const size_t span = (size_t)(nk + GPT2_KV_BLOCK - 1) / GPT2_KV_BLOCK * (size_t)stride; /* elements of k, of v */
         gpt2_wtype t = trial % 2 ? WT_F16 : WT_F32;
         float *q = malloc(sizeof(float) * (size_t)nq * qstride);
@@ -182,18 +184,20 @@ static void test_attention(void **state) {
         float *want = calloc(no, sizeof(float)), *got = calloc(no, sizeof(float)), *one = calloc(no, sizeof(float));
         float *sc = malloc(sizeof(float) * (size_t)nq * nk);
         for (int i = 0; i < nq * qstride; i++) q[i] = 2 * frand();
-        gpt2_weight k = {kv, t, NULL, 0, 0}, v = {kv + span * weight_type_size(t), t, NULL, 0, 0};
-        gpt2_kernels_generic.attention(want, (size_t)ostride, q, (size_t)qstride, nq, k, v, T, hd, (size_t)stride, 8.0f, sc);
+        gpt2_weight k = {kv, t, NULL, 0, 0, 0}, v = {kv + span * weight_type_size(t), t, NULL, 0, 0, 0};
+        gpt2_kernels_generic.attention(want, (size_t)ostride, q, (size_t)qstride, nq, k, v, T, window, hd, (size_t)stride, 8.0f,
+                                       sc);
         for (int j = 1; j < n_tables; j++) {
-            tables[j]->attention(got, (size_t)ostride, q, (size_t)qstride, nq, k, v, T, hd, (size_t)stride, 8.0f, sc);
+            tables[j]->attention(got, (size_t)ostride, q, (size_t)qstride, nq, k, v, T, window, hd, (size_t)stride, 8.0f,
+                                 sc);
             for (int i = 0; i < nq; i++) { /* each query alone, as decode asks */
                 tables[j]->attention(one + (size_t)i * ostride, (size_t)ostride, q + (size_t)i * qstride,
-                                     (size_t)qstride, 1, k, v, T + i, hd, (size_t)stride, 8.0f, sc);
+                                     (size_t)qstride, 1, k, v, T + i, window, hd, (size_t)stride, 8.0f, sc);
                 if (memcmp(got + (size_t)i * ostride, one + (size_t)i * ostride, sizeof(float) * (size_t)hd) != 0)
                     fail_msg("%s attention T=%d hd=%d: query %d of %d differs from the same query alone",
                              tables[j]->name, T, hd, i, nq);
                 if (!(max_rel(got + (size_t)i * ostride, want + (size_t)i * ostride, (size_t)hd) <= 1e-5))
-                    fail_msg("%s attention T=%d hd=%d kv=%s query %d of %d: %.2e", tables[j]->name, T, hd,
+                    fail_msg("%s attention T=%d window=%d hd=%d kv=%s query %d of %d: %.2e", tables[j]->name, T, window, hd,
                              t == WT_F16 ? "f16" : "f32", i, nq,
                              max_rel(got + (size_t)i * ostride, want + (size_t)i * ostride, (size_t)hd));
             }
@@ -220,7 +224,7 @@ static void test_matmul_part(void **state) {
         int n = trial % 2 ? 1 : irand(2, 19);
         gpt2_wtype t = (gpt2_wtype)(trial % 3); /* Q8 has its own product: test_matmul_q8 */
         void *wd = make_weights(t, (size_t)din * dout);
-        gpt2_weight w = {wd, t, NULL, 0, 0};
+        gpt2_weight w = {wd, t, NULL, 0, 0, 0};
         int blocks = (din + GPT2_KBLOCK - 1) / GPT2_KBLOCK;
         const size_t nd = (size_t)n * dout;
         float *x = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
@@ -263,7 +267,7 @@ static gpt2_weight make_q8(int din, int dout) {
     for (int k = 0; k < din; k += GPT2_Q8_BLOCK)
         for (int j = 0; j < dout; j++)
             sc[q8_scale_index((size_t)k, (size_t)j, (size_t)din)] = f32_to_f16(0.001f + 0.02f * (frand() + 1.0f));
-    return (gpt2_weight){q, WT_Q8, sc, din, dout};
+    return (gpt2_weight){q, WT_Q8, sc, din, dout, 0};
 }
 
 /* Inputs whose blocks span magnitudes from 1e-3 to 1e3, with some blocks of

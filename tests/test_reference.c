@@ -8,7 +8,7 @@
  * fixtures come from tests/make_reference.py (tests/run.sh makes them). */
 #include <math.h>
 
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "testutil.h"
 
 #define TOL 1e-4

@@ -5,7 +5,7 @@
 #ifndef GPT2C_ENGINE_H
 #define GPT2C_ENGINE_H
 
-#include "../model/gpt2.h"
+#include "../model/model.h"
 
 struct gpt2c_engine {
     gpt2_err err;

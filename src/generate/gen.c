@@ -175,7 +175,8 @@ static uint64_t fresh_seed(void) {
 }
 
 /* Checks the parameters and prompts and sets up the sequences; *max_total
- * receives the longest total length a sequence may reach. */
+ * receives the most positions a sequence may need (its longest total
+ * length less the last token, which is never fed). */
 static gpt2c_status gen_create(gpt2c_model *m, const gpt2c_gen_params *p, int n_prompts,
                                const int32_t *const *prompts, const int *n_prompt_ids, gpt2c_gen **out,
                                int *max_total_out) {
@@ -217,11 +218,13 @@ static gpt2c_status gen_create(gpt2c_model *m, const gpt2c_gen_params *p, int n_
                                j, prompts[i][j]);
         /* transformers always generates at least one token, even when the
          * prompt already reaches max_length. Generation also ends at the
-         * context's end, where GPT-2 has no more position embeddings. */
+         * context's end: the token the last position predicts is the last
+         * (transformers gives it, then fails to feed it: no position is
+         * left). The last token is never fed, so a sequence of `limit`
+         * tokens needs limit - 1 positions. */
         long limit = g->p.max_new_tokens >= 0 ? (long)n + g->p.max_new_tokens : g->p.max_length;
         if (limit < n + 1) limit = n + 1;
-        if (limit > c->n_ctx) limit = c->n_ctx;
-        if (limit < n) limit = n;
+        if (limit > (long)c->n_ctx + 1) limit = (long)c->n_ctx + 1;
         for (int r = 0; r < g->per_prompt; r++) {
             gen_seq *q = &g->seqs[i * g->per_prompt + r];
             q->n_prompt = q->n = n;
@@ -236,7 +239,7 @@ static gpt2c_status gen_create(gpt2c_model *m, const gpt2c_gen_params *p, int n_
             rng_seed(&q->rng, seed, (uint64_t)r);
             q->beam_score = r == 0 ? 0.0 : -1e9; /* only the first beam is live at the start */
         }
-        if (limit > max_total) max_total = (int)limit;
+        if (limit - 1 > max_total) max_total = (int)limit - 1;
     }
     if (g->mode == MODE_BEAM) {
         g->groups = calloc((size_t)n_prompts, sizeof *g->groups);

@@ -58,6 +58,9 @@ static inline size_t kv_offset(int t, int hd, size_t stride) {
     return (size_t)(t / GPT2_KV_BLOCK) * stride + (size_t)(t % GPT2_KV_BLOCK) * (size_t)hd;
 }
 
+/* The first position a query at position T - 1 attends to (gpt2_attention_fn). */
+static inline int attn_first(int T, int window) { return window > 0 && T > window ? T - window : 0; }
+
 static inline size_t q8_padded(size_t dout) { return (dout + GPT2_Q8_GROUP - 1) / GPT2_Q8_GROUP * GPT2_Q8_GROUP; }
 
 /* The byte of q[k, j], and the scale of its block, in a Q8 matrix of din
@@ -76,6 +79,7 @@ typedef struct gpt2_weight {
     gpt2_wtype type;
     const uint16_t *scales; /* Q8 only */
     int rows, cols;         /* Q8 only: din and dout of W */
+    int linear;             /* stored (dout, din), an nn.Linear weight: the model's products use matmul_t */
 } gpt2_weight;
 
 /* Widens n elements starting at element `at` of w into out; for Q8, `at`
@@ -137,7 +141,9 @@ typedef void gpt2_matmul_q8_fn(float *out, const int16_t *xq, const float *xd, g
 typedef void gpt2_layernorm_fn(float *out, const float *in, const float *g, const float *b, int n, int d, float eps);
 typedef void gpt2_activation_fn(float *x, size_t n, gpt2_act act);
 /* nq query tokens of one head at consecutive positions: query i (hd
- * floats at q + i * qstride) attends to positions t < T + i, and
+ * floats at q + i * qstride) attends to positions lo_i <= t < T + i --
+ * lo_i = T + i - window when window > 0 and that is positive (GPT-Neo's
+ * local layers see the last `window` positions), 0 otherwise -- and
  * out + i * ostride (hd) = softmax(q_i . k_t / scale_div) @ v, where k_t
  * starts at element kv_offset(t, hd, stride) of k, and likewise v: runs
  * of GPT2_KV_BLOCK positions, stride elements apart. k and v are the KV
@@ -145,7 +151,8 @@ typedef void gpt2_activation_fn(float *x, size_t n, gpt2_act act);
  * prompt's tokens attend together, reading each key once for several,
  * decode's one by one. scores holds nq * (T + nq - 1) floats of scratch. */
 typedef void gpt2_attention_fn(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
-                               gpt2_weight v, int T, int hd, size_t stride, float scale_div, float *scores);
+                               gpt2_weight v, int T, int window, int hd, size_t stride, float scale_div,
+                               float *scores);
 /* Probes of the hardware limits the benchmark reports against: reads n
  * bytes at p as fast as this ISA can (the result depends on every byte),
  * and runs iters rounds of independent f32 FMAs, returning the flops. */

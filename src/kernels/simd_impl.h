@@ -565,22 +565,25 @@ void FN(layernorm)(float *out, const float *in, const float *g, const float *b, 
 #define ATTN_QG (4 * ATTN_HV <= 16 ? 4 : 1)
 
 /* Scores of QN queries (a compile-time count; rows qstride apart, held in
- * registers) against the first nk / VW * VW keys, for GPT-2's head size:
+ * registers) against keys [u_lo, nk) in whole groups of VW (u_lo a multiple
+ * of VW; the group end is returned), for GPT-2's head size:
  * score row i (srow floats apart) gets q_i . k_t / scale_div, each key read
  * once for the QN queries. Each dot product is ATTN_HV fused multiply-adds
  * from zero and VREDUCE (the lane sums of VW keys at once), then the
  * division: the same bits as attn_typed's one-key path, however many
  * queries share the pass. */
-static inline __attribute__((always_inline)) void attn_scores(float *scores, size_t srow, const float *q,
-                                                              size_t qstride, const int QN, gpt2_weight k,
-                                                              gpt2_wtype t, int nk, size_t stride, float scale_div) {
+static inline __attribute__((always_inline)) int attn_scores(float *scores, size_t srow, const float *q,
+                                                             size_t qstride, const int QN, gpt2_weight k,
+                                                             gpt2_wtype t, int u_lo, int nk, size_t stride,
+                                                             float scale_div) {
     const VEC vdiv = VSET1(scale_div);
     VEC qv[ATTN_QG][ATTN_HV], part[ATTN_QG][VW];
     UNROLL
     for (int i = 0; i < QN; i++)
         UNROLL
         for (int c = 0; c < ATTN_HV; c++) qv[i][c] = VLOAD(q + (size_t)i * qstride + c * VW);
-    for (int u0 = 0; u0 + VW <= nk; u0 += VW) {
+    int u0 = u_lo;
+    for (; u0 + VW <= nk; u0 += VW) {
         for (int j = 0; j < VW; j++) {
             const size_t kt = kv_offset(u0 + j, ATTN_HV * VW, stride);
             VEC acc[ATTN_QG];
@@ -598,21 +601,25 @@ static inline __attribute__((always_inline)) void attn_scores(float *scores, siz
         UNROLL
         for (int i = 0; i < QN; i++) VSTORE(scores + (size_t)i * srow + u0, VDIV(VREDUCE_EACH(part[i]), vdiv));
     }
+    return u0;
 }
 
 /* Outputs of QN queries (a compile-time count): query i attends to
- * positions t < T + i with probabilities scores[i * srow + t] * inv[i]; the
- * sums run over t in order from zero, in registers, the values of
- * positions below T read once for all QN. */
+ * positions lo <= t < T + i with probabilities scores[i * srow + t] *
+ * inv[i] (zero below its own first position); the sums run over t in order
+ * from lo, in registers, the values of positions below T read once for all
+ * QN. A zero probability adds +0 to a sum that starts at +0, so the bits
+ * are those of the query alone. */
 static inline __attribute__((always_inline)) void attn_values(float *out, size_t ostride, const float *scores,
                                                               size_t srow, const float *inv, const int QN,
-                                                              gpt2_weight v, gpt2_wtype t, int T, size_t stride) {
+                                                              gpt2_weight v, gpt2_wtype t, int lo, int T,
+                                                              size_t stride) {
     VEC acc[ATTN_QG][ATTN_HV];
     UNROLL
     for (int i = 0; i < QN; i++)
         UNROLL
         for (int c = 0; c < ATTN_HV; c++) acc[i][c] = VZERO();
-    for (int u = 0; u < T; u++) {
+    for (int u = lo; u < T; u++) {
         const size_t vt = kv_offset(u, ATTN_HV * VW, stride);
         VEC vv[ATTN_HV];
         UNROLL
@@ -638,27 +645,27 @@ static inline __attribute__((always_inline)) void attn_values(float *out, size_t
 }
 
 /* ATTN_QG queries, or one, at consecutive positions, T + i for query i: the
- * scores of all against keys [0, T + nq - 1) (a later query's keys are
+ * scores of all against keys [lo_0, T + nq - 1) (a later query's keys are
  * already in the cache; an earlier query's row ignores them), then each
- * row's softmax over its own positions, then the weighted values. */
+ * row's softmax over its own positions [lo_i, T + i), then the weighted
+ * values. */
 static inline __attribute__((always_inline)) void attn_typed(float *out, size_t ostride, const float *q,
                                                              size_t qstride, int nq, gpt2_weight k, gpt2_weight v,
-                                                             gpt2_wtype t, int T, int hd, size_t stride,
-                                                             float scale_div, float *scores) {
-    const int dv = hd / VW * VW, nk = T + nq - 1;
+                                                             gpt2_wtype t, int T, int window, int hd,
+                                                             size_t stride, float scale_div, float *scores) {
+    const int dv = hd / VW * VW, nk = T + nq - 1, lo = attn_first(T, window);
     const size_t srow = (size_t)nk;
-    int u0 = 0;
+    int u0 = lo / VW * VW;
     if (hd == ATTN_HV * VW) {
-        if (nq == ATTN_QG) attn_scores(scores, srow, q, qstride, ATTN_QG, k, t, nk, stride, scale_div);
-        else attn_scores(scores, srow, q, qstride, 1, k, t, nk, stride, scale_div);
-        u0 = nk / VW * VW;
+        if (nq == ATTN_QG) u0 = attn_scores(scores, srow, q, qstride, ATTN_QG, k, t, u0, nk, stride, scale_div);
+        else u0 = attn_scores(scores, srow, q, qstride, 1, k, t, u0, nk, stride, scale_div);
     }
     float inv[ATTN_QG];
     for (int i = 0; i < nq; i++) {
         const float *qi = q + (size_t)i * qstride;
         float *sc = scores + (size_t)i * srow;
-        const int Ti = T + i;
-        for (int u = u0; u < Ti; u++) { /* keys left after whole groups, one by one */
+        const int Ti = T + i, lo_i = attn_first(Ti, window);
+        for (int u = u0 > lo_i ? u0 : lo_i; u < Ti; u++) { /* keys left after whole groups, one by one */
             const size_t kt = kv_offset(u, hd, stride);
             VEC acc = VZERO();
             for (int d = 0; d < dv; d += VW) acc = VFMA(VLOAD(qi + d), vloadw(k, kt + d, t), acc);
@@ -666,10 +673,11 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, size_t 
             for (int d = dv; d < hd; d++) s = fmaf(qi[d], loadw1(k, kt + d, t), s);
             sc[u] = s / scale_div;
         }
-        /* The softmax over positions [0, Ti): the maximum (a NaN score is
-         * passed over), then the exponentials in groups of VW and their sum. */
+        /* The softmax over positions [lo_i, Ti): the maximum (a NaN score
+         * is passed over), then the exponentials in groups of VW and their
+         * sum; the positions of the group's window below lo_i get zero. */
         VEC vmax = VSET1(-INFINITY);
-        int u = 0;
+        int u = lo_i;
         for (; u + VW <= Ti; u += VW) vmax = VMAX(VLOAD(sc + u), vmax);
         float lanes[VW], mx = -INFINITY;
         VSTORE(lanes, vmax);
@@ -677,7 +685,8 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, size_t 
         for (; u < Ti; u++) mx = sc[u] > mx ? sc[u] : mx;
         const VEC vmx = VSET1(mx);
         VEC vs = VZERO();
-        for (u = 0; u + VW <= Ti; u += VW) {
+        for (u = lo; u < lo_i; u++) sc[u] = 0.0f;
+        for (u = lo_i; u + VW <= Ti; u += VW) {
             VEC e = vexp(VSUB(VLOAD(sc + u), vmx));
             VSTORE(sc + u, e);
             vs = VADD(vs, e);
@@ -690,14 +699,14 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, size_t 
         inv[i] = 1.0f / sum;
     }
     if (hd == ATTN_HV * VW) {
-        if (nq == ATTN_QG) attn_values(out, ostride, scores, srow, inv, ATTN_QG, v, t, T, stride);
-        else attn_values(out, ostride, scores, srow, inv, 1, v, t, T, stride);
+        if (nq == ATTN_QG) attn_values(out, ostride, scores, srow, inv, ATTN_QG, v, t, lo, T, stride);
+        else attn_values(out, ostride, scores, srow, inv, 1, v, t, lo, T, stride);
         return;
     }
     for (int i = 0; i < nq; i++) { /* other head sizes: the sums through memory */
         float *o = out + (size_t)i * ostride;
         for (int d = 0; d < hd; d++) o[d] = 0.0f;
-        for (int u = 0; u < T + i; u++) {
+        for (int u = attn_first(T + i, window); u < T + i; u++) {
             const VEC vp = VSET1(scores[(size_t)i * srow + u] * inv[i]);
             const size_t vt = kv_offset(u, hd, stride);
             for (int d = 0; d < dv; d += VW) VSTORE(o + d, VFMA(vp, vloadw(v, vt + d, t), VLOAD(o + d)));
@@ -711,13 +720,14 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, size_t 
  * from 1 to 4 took clang with the sanitizers 245 s to compile (116 s with
  * two), for the few queries at the end of a prompt. */
 void FN(attention)(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
-                   gpt2_weight v, int T, int hd, size_t stride, float scale_div, float *scores) {
+                   gpt2_weight v, int T, int window, int hd, size_t stride, float scale_div, float *scores) {
     for (int i = 0; i < nq;) {
         const int n = nq - i >= ATTN_QG ? ATTN_QG : 1;
         float *o = out + (size_t)i * ostride;
         const float *qi = q + (size_t)i * qstride;
-        if (k.type == WT_F16) attn_typed(o, ostride, qi, qstride, n, k, v, WT_F16, T + i, hd, stride, scale_div, scores);
-        else attn_typed(o, ostride, qi, qstride, n, k, v, WT_F32, T + i, hd, stride, scale_div, scores);
+        if (k.type == WT_F16)
+            attn_typed(o, ostride, qi, qstride, n, k, v, WT_F16, T + i, window, hd, stride, scale_div, scores);
+        else attn_typed(o, ostride, qi, qstride, n, k, v, WT_F32, T + i, window, hd, stride, scale_div, scores);
         i += n;
     }
 }

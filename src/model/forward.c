@@ -1,8 +1,8 @@
-/* forward.c -- the GPT-2 forward pass over a batch of tokens with a KV
- * cache, as in "Language Models are Unsupervised Multitask Learners":
- *   x = wte[token] + wpe[pos]
- *   for each layer: x += attn(ln_1(x)); x += mlp(ln_2(x))
- *   logits = ln_f(x) @ wte^T
+/* forward.c -- the forward pass's machinery every architecture shares: the
+ * KV-cache state, the blocks a layer is written with (products,
+ * LayerNorm, activations, rotary embeddings, attention over the cache, the
+ * LM head), each split over the state's threads, and gpt2_forward, which
+ * runs a batch through the model's architecture in chunks.
  * Tokens of different sequences run together: the matrix products see one
  * (n, C) block, and only attention looks at which sequence a token is in. */
 #include <math.h>
@@ -12,7 +12,7 @@
 #include "../core/half.h"
 #include "../core/mem.h"
 #include "../core/pool.h"
-#include "gpt2.h"
+#include "model.h"
 
 /* Batches of up to this many tokens take decode's streaming product (one
  * pass over the weights for all of them); larger ones, the tiled one. */
@@ -21,11 +21,13 @@
  * together (OP_ATTN). */
 #define ATTN_RUN 8
 #define ATTN_PREFETCH 8192 /* bytes of keys and of values fetched a unit ahead (attn_prefetch) */
-/* Columns a thread takes at a time from the LM head and from Q8 products
- * (pool_take): small enough that the threads finish within a few
- * microseconds of each other, large enough to stream (LM head, gpt2 f16:
- * 384 KiB). Q8_UNIT is a whole number of GPT2_Q8_GROUP. */
+/* Columns a thread takes at a time from the LM head, from other nn.Linear
+ * products and from Q8 products (pool_take): small enough that the threads
+ * finish within a few microseconds of each other, large enough to stream
+ * (LM head, gpt2 f16: 384 KiB; a 768 x 768 f32 Linear: 12 units of 192
+ * KiB). Q8_UNIT is a whole number of GPT2_Q8_GROUP. */
 #define HEAD_UNIT 256
+#define LINEAR_UNIT 64
 #define Q8_UNIT 64
 
 /* The KV cache's layout (gpt2_state): each head's positions in runs of
@@ -69,7 +71,7 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     s->att = mem_aligned(T * C * sizeof(float));
     s->fc = mem_aligned(T * (size_t)c->n_inner * sizeof(float));
     s->scores = mem_aligned((size_t)n_threads * ATTN_RUN * (size_t)n_pos * sizeof(float));
-    s->tmp = mem_aligned(C * sizeof(float));
+    s->tmp = mem_aligned(3 * C * sizeof(float));
     /* Q8 products take their input rows quantised (the widest input is F). */
     const size_t widest_in = (size_t)c->n_inner > C ? (size_t)c->n_inner : C;
     s->xq = mem_aligned(T * widest_in * sizeof *s->xq);
@@ -146,7 +148,7 @@ typedef struct par_op {
     const gpt2c_model *m;
     gpt2_state *s;
     const gpt2_batch *b;
-    int op, i0, n, layer;
+    int op, i0, n, layer, window, unit;
     float *out;
     const float *in, *bias, *g, *beta;
     gpt2_weight w;
@@ -154,7 +156,7 @@ typedef struct par_op {
     float scale;
 } par_op;
 
-enum { OP_MATMUL, OP_PART, OP_REDUCE, OP_HEAD, OP_QUANT, OP_Q8, OP_ATTN, OP_ACT, OP_LN };
+enum { OP_MATMUL, OP_PART, OP_REDUCE, OP_LINEAR, OP_QUANT, OP_Q8, OP_ATTN, OP_ACT, OP_LN };
 
 /* Columns [j0, j0 + n) of out = bias + part[0] + part[1] + ... (block
  * partials stride floats apart), added in block order as the tiled product
@@ -282,9 +284,12 @@ static void par_run(void *ctx, int ith, int nth) {
                             (size_t)p->n * p->dout, j0, hi);
         break;
     }
-    case OP_HEAD: /* the LM head: rows are the selected tokens' normalised states; units of HEAD_UNIT columns */
-        while (take_cols(p->s->pool, ith, HEAD_UNIT, p->dout, &lo, &hi))
+    case OP_LINEAR: /* a stored (dout, din) matrix, the LM head among them; units of p->unit columns */
+        while (take_cols(p->s->pool, ith, p->unit, p->dout, &lo, &hi)) {
             k->matmul_t(p->out, p->in, p->w, p->n, p->din, p->dout, lo, hi);
+            for (int i = 0; p->bias && i < p->n; i++)
+                for (int j = lo; j < hi; j++) p->out[(size_t)i * p->dout + j] += p->bias[j];
+        }
         break;
     case OP_QUANT: /* a Q8 product's input rows */
         split(p->n, 1, ith, nth, &lo, &hi);
@@ -302,7 +307,9 @@ static void par_run(void *ctx, int ith, int nth) {
         break;
     case OP_LN:
         split(p->n, 1, ith, nth, &lo, &hi);
-        if (lo < hi) k->layernorm(p->out + (size_t)lo * p->din, p->in + (size_t)lo * p->din, p->g, p->beta, hi - lo, p->din, c->eps);
+        if (lo < hi)
+            k->layernorm(p->out + (size_t)lo * p->din, p->in + (size_t)lo * p->din, p->g, p->beta, hi - lo, p->din,
+                         c->eps);
         break;
     case OP_ATTN: {
         const int C = c->n_embd, H = c->n_head, hd = C / H;
@@ -316,10 +323,10 @@ static void par_run(void *ctx, int ith, int nth) {
             const attn_unit u = next;
             if ((more = attn_next(p, &next, H, ith, nth))) attn_prefetch(p, &next, C, H, esz);
             const size_t at = attn_at(p, &u, C, H, esz);
-            const gpt2_weight kw = {kc + at, kv, NULL, 0, 0}, vw = {vc + at, kv, NULL, 0, 0};
+            const gpt2_weight kw = {kc + at, kv, NULL, 0, 0, 0}, vw = {vc + at, kv, NULL, 0, 0, 0};
             k->attention(p->s->att + (size_t)u.i * C + u.hh * hd, (size_t)C, p->s->qkv + (size_t)u.i * 3 * C + u.hh * hd,
-                         (size_t)3 * C, u.nq, kw, vw, b->pos[p->i0 + u.i] + 1, hd, kv_run(p->s->n_pos) * C, p->scale,
-                         scores);
+                         (size_t)3 * C, u.nq, kw, vw, b->pos[p->i0 + u.i] + 1, p->window, hd, kv_run(p->s->n_pos) * C,
+                         p->scale, scores);
         }
         break;
     }
@@ -333,8 +340,9 @@ static void par_run(void *ctx, int ith, int nth) {
  * from cache for many rows. The arithmetic is the same either way (kernels.h). Q8
  * quantises the input rows, then splits the columns, whose storage streams
  * in either case. */
-static void run_matmul(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, gpt2_weight w,
-                       const float *bias, int n, int din, int dout) {
+void fwd_linear(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, gpt2_weight w, const float *bias,
+                int n, int din, int dout) {
+    if (n == 0) return;
     const int part = n <= DECODE_ROWS;
     par_op p = {.m = m, .s = s, .op = part ? OP_PART : OP_MATMUL, .out = out, .in = in, .w = w, .bias = bias, .n = n,
                 .din = din, .dout = dout};
@@ -346,6 +354,13 @@ static void run_matmul(const gpt2c_model *m, gpt2_state *s, float *out, const fl
         pool_run(s->pool, par_run, &p);
         return;
     }
+    if (w.linear) { /* nn.Linear's (dout, din): rows of W are the dot products, which stream as the head's do */
+        p.op = OP_LINEAR;
+        p.unit = LINEAR_UNIT;
+        pool_deal(s->pool, (dout + LINEAR_UNIT - 1) / LINEAR_UNIT);
+        pool_run(s->pool, par_run, &p);
+        return;
+    }
     if (part) pool_deal(s->pool, (din + GPT2_KBLOCK - 1) / GPT2_KBLOCK);
     pool_run(s->pool, par_run, &p);
     if (part) {
@@ -354,87 +369,124 @@ static void run_matmul(const gpt2c_model *m, gpt2_state *s, float *out, const fl
     }
 }
 
-static void run_ln(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, const float *g, const float *b, int n) {
-    par_op p = {.m = m, .s = s, .op = OP_LN, .out = out, .in = in, .g = g, .beta = b, .n = n, .din = m->cfg.n_embd};
+void fwd_layernorm(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, const float *g, const float *bb,
+                   int n, int d) {
+    par_op p = {.m = m, .s = s, .op = OP_LN, .out = out, .in = in, .g = g, .beta = bb, .n = n, .din = d};
     pool_run(s->pool, par_run, &p);
 }
 
-/* Runs tokens [i0, i0 + n) of the batch through every layer. */
-static void forward_chunk(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits) {
-    const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, F = c->n_inner, H = c->n_head, hd = C / H;
-    float *x = s->x;     // (n, C) the residual stream
-    float *h = s->h;     // (n, C) normalised input / sublayer output
-    float *qkv = s->qkv; // (n, 3C)
-    float *att = s->att; // (n, C)
-    float *fc = s->fc;   // (n, F)
+void fwd_act(const gpt2c_model *m, gpt2_state *s, float *x, size_t count) {
+    par_op p = {.m = m, .s = s, .op = OP_ACT, .out = x, .dout = (int)count};
+    pool_run(s->pool, par_run, &p);
+}
 
+void fwd_add(float *x, const float *y, size_t count) {
+    for (size_t j = 0; j < count; j++) x[j] += y[j];
+}
+
+void fwd_embed(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int E, float *x) {
+    (void)s;
     for (int i = 0; i < n; i++) {
-        float *xi = x + (size_t)i * C;
+        float *xi = x + (size_t)i * E;
         const size_t tok = (size_t)b->token[i0 + i];
-        if (m->wte.type == WT_Q8) /* held as the head's (C, V) product matrix: the token's column */
-            for (int j = 0; j < C; j++) weight_to_f32(m->wte, (size_t)j * (size_t)c->n_vocab + tok, 1, xi + j);
-        else weight_to_f32(m->wte, tok * C, (size_t)C, xi);
-        weight_to_f32(m->wpe, (size_t)b->pos[i0 + i] * C, (size_t)C, s->tmp);
-        for (int j = 0; j < C; j++) xi[j] += s->tmp[j];
+        if (m->wte.type == WT_Q8) /* held as the head's (E, V) product matrix: the token's column */
+            for (int j = 0; j < E; j++) weight_to_f32(m->wte, (size_t)j * (size_t)m->cfg.n_vocab + tok, 1, xi + j);
+        else weight_to_f32(m->wte, tok * E, (size_t)E, xi);
     }
-    for (int l = 0; l < c->n_layer; l++) {
-        const gpt2_layer *L = &m->layers[l];
+}
 
-        /* Attention: project, store this chunk's keys and values in the
-         * cache, then let each token attend to its slot's positions 0..pos. */
-        run_ln(m, s, h, x, L->ln1_g, L->ln1_b, n);
-        run_matmul(m, s, qkv, h, L->attn_w, L->attn_b, n, C, 3 * C);
-        for (int i = 0; i < n; i++)
-            for (int hh = 0; hh < H; hh++) {
-                const size_t at = kv_index(s, C, H, l, b->slot[i0 + i], hh, b->pos[i0 + i]);
-                const float *ki = qkv + (size_t)i * 3 * C + C + hh * hd, *vi = ki + C; // (hd,) each
-                if (m->kv_type == WT_F16) { /* rounded to nearest even, as the attention will read them */
-                    uint16_t *kh = (uint16_t *)s->k_cache + at, *vh = (uint16_t *)s->v_cache + at;
-                    for (int j = 0; j < hd; j++) kh[j] = f32_to_f16(ki[j]), vh[j] = f32_to_f16(vi[j]);
-                } else {
-                    memcpy((float *)s->k_cache + at, ki, (size_t)hd * sizeof(float));
-                    memcpy((float *)s->v_cache + at, vi, (size_t)hd * sizeof(float));
-                }
-            }
-        float scale = 1.0f;
-        if (c->scale_attn_weights) scale = sqrtf((float)hd);
-        if (c->scale_by_inverse_layer) scale *= (float)(l + 1);
-        par_op pa = {.m = m, .s = s, .b = b, .op = OP_ATTN, .i0 = i0, .n = n, .layer = l, .scale = scale};
-        pool_run(s->pool, par_run, &pa);
-        run_matmul(m, s, h, att, L->attn_proj_w, L->attn_proj_b, n, C, C);
-        for (size_t j = 0; j < (size_t)n * C; j++) x[j] += h[j];
-
-        /* MLP. */
-        run_ln(m, s, h, x, L->ln2_g, L->ln2_b, n);
-        run_matmul(m, s, fc, h, L->fc_w, L->fc_b, n, C, F);
-        par_op pg = {.m = m, .s = s, .op = OP_ACT, .out = fc, .dout = n * F};
-        pool_run(s->pool, par_run, &pg);
-        run_matmul(m, s, h, fc, L->fc_proj_w, L->fc_proj_b, n, F, C);
-        for (size_t j = 0; j < (size_t)n * C; j++) x[j] += h[j];
-    }
-    /* The LM head, only for the tokens whose logits were asked for: their
-     * normalised states are gathered into h, and their rows written in
-     * place. */
-    int r = 0;
+void fwd_add_positions(gpt2_state *s, gpt2_weight w, const gpt2_batch *b, int i0, int n, int C, int offset, float *x) {
     for (int i = 0; i < n; i++) {
-        int row = b->out_row ? b->out_row[i0 + i] : -1;
-        if (row < 0) continue;
-        m->k->layernorm(h + (size_t)r * C, x + (size_t)i * C, m->lnf_g, m->lnf_b, 1, C, c->eps);
-        r++;
+        weight_to_f32(w, (size_t)(b->pos[i0 + i] + offset) * C, (size_t)C, s->tmp);
+        fwd_add(x + (size_t)i * C, s->tmp, (size_t)C);
     }
+}
+
+void fwd_pack_qkv(gpt2_state *s, const float *src, int n, int C, int part) {
+    for (int i = 0; i < n; i++)
+        memcpy(s->qkv + (size_t)i * 3 * C + (size_t)part * C, src + (size_t)i * C, (size_t)C * sizeof(float));
+}
+
+void fwd_unfuse_heads(gpt2_state *s, int n, int C, int H) {
+    const int hd = C / H;
+    for (int i = 0; i < n; i++) {
+        float *row = s->qkv + (size_t)i * 3 * C; // (H, 3, hd) -> (3, H, hd)
+        memcpy(s->tmp, row, (size_t)3 * C * sizeof(float));
+        for (int hh = 0; hh < H; hh++)
+            for (int part = 0; part < 3; part++)
+                memcpy(row + (size_t)part * C + (size_t)hh * hd, s->tmp + ((size_t)hh * 3 + (size_t)part) * hd,
+                       (size_t)hd * sizeof(float));
+    }
+}
+
+/* GPT-NeoX's rotary embedding (modeling_gpt_neox.py: RotaryEmbedding,
+ * rotate_half): with r = n_rot dimensions and half = r / 2, the angle of
+ * pair i at position p is p * inv_freq[i], inv_freq[i] = 1 / base^(2i / r),
+ * both in float32 as torch computes them, and
+ *   x'[i] = x[i] cos - x[i + half] sin,  x'[i + half] = x[i + half] cos + x[i] sin. */
+void fwd_rotary_half(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n) {
+    const gpt2_config *c = &m->cfg;
+    const int C = c->n_embd, H = c->n_head, hd = C / H, half = c->n_rot / 2;
+    for (int i = 0; i < n; i++) {
+        const float p = (float)b->pos[i0 + i];
+        for (int j = 0; j < half; j++) {
+            const float inv_freq = 1.0f / powf(c->rope_base, (float)(2 * j) / (float)c->n_rot);
+            const float angle = p * inv_freq, cs = cosf(angle), sn = sinf(angle);
+            for (int part = 0; part < 2; part++) /* q, then k */
+                for (int hh = 0; hh < H; hh++) {
+                    float *x = s->qkv + (size_t)i * 3 * C + (size_t)part * C + (size_t)hh * hd;
+                    const float a = x[j], bb = x[j + half];
+                    x[j] = a * cs - bb * sn;
+                    x[j + half] = bb * cs + a * sn;
+                }
+        }
+    }
+}
+
+void fwd_attention(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int l, int window,
+                   float scale_div) {
+    const int C = m->cfg.n_embd, H = m->cfg.n_head, hd = C / H;
+    for (int i = 0; i < n; i++)
+        for (int hh = 0; hh < H; hh++) {
+            const size_t at = kv_index(s, C, H, l, b->slot[i0 + i], hh, b->pos[i0 + i]);
+            const float *ki = s->qkv + (size_t)i * 3 * C + C + hh * hd, *vi = ki + C; // (hd,) each
+            if (m->kv_type == WT_F16) { /* rounded to nearest even, as the attention will read them */
+                uint16_t *kh = (uint16_t *)s->k_cache + at, *vh = (uint16_t *)s->v_cache + at;
+                for (int j = 0; j < hd; j++) kh[j] = f32_to_f16(ki[j]), vh[j] = f32_to_f16(vi[j]);
+            } else {
+                memcpy((float *)s->k_cache + at, ki, (size_t)hd * sizeof(float));
+                memcpy((float *)s->v_cache + at, vi, (size_t)hd * sizeof(float));
+            }
+        }
+    par_op p = {.m = m, .s = s, .b = b, .op = OP_ATTN, .i0 = i0, .n = n, .layer = l, .window = window,
+                .scale = scale_div};
+    pool_run(s->pool, par_run, &p);
+}
+
+int fwd_select(const gpt2_batch *b, int i0, int n, const float *x, int d, float *out) {
+    int r = 0;
+    for (int i = 0; i < n; i++)
+        if (b->out_row && b->out_row[i0 + i] >= 0)
+            memcpy(out + (size_t)r++ * d, x + (size_t)i * d, (size_t)d * sizeof(float));
+    return r;
+}
+
+void fwd_head(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, const float *h, int r,
+              float *logits) {
+    (void)n;
     /* The head is read once per group of up to head_rows tokens (batched
      * decode selects one token per sequence); each group lands in s->head
      * and its rows are copied to where they were asked for. */
-    const size_t V = (size_t)c->n_vocab;
+    const int E = m->cfg.n_proj;
+    const size_t V = (size_t)m->cfg.n_vocab;
     for (int g0 = 0, i = 0; g0 < r; g0 += s->head_rows) {
         int ng = r - g0 < s->head_rows ? r - g0 : s->head_rows;
         if (m->lm_head.type == WT_Q8) { /* a product like the others, without a bias */
-            run_matmul(m, s, s->head, h + (size_t)g0 * C, m->lm_head, NULL, ng, C, c->n_vocab);
+            fwd_linear(m, s, s->head, h + (size_t)g0 * E, m->lm_head, NULL, ng, E, m->cfg.n_vocab);
         } else {
-            par_op ph = {.m = m, .s = s, .op = OP_HEAD, .out = s->head, .in = h + (size_t)g0 * C, .w = m->lm_head,
-                         .n = ng, .din = C, .dout = c->n_vocab};
-            pool_deal(s->pool, (c->n_vocab + HEAD_UNIT - 1) / HEAD_UNIT);
+            par_op ph = {.m = m, .s = s, .op = OP_LINEAR, .out = s->head, .in = h + (size_t)g0 * E, .w = m->lm_head,
+                         .n = ng, .din = E, .dout = m->cfg.n_vocab, .unit = HEAD_UNIT};
+            pool_deal(s->pool, (m->cfg.n_vocab + HEAD_UNIT - 1) / HEAD_UNIT);
             pool_run(s->pool, par_run, &ph);
         }
         for (int done = 0; done < ng; i++) {
@@ -462,7 +514,7 @@ gpt2c_status gpt2_forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
     pool_epoch_begin(s->pool, b->n);
     for (int i0 = 0; i0 < b->n; i0 += s->max_tokens) {
         int n = b->n - i0 < s->max_tokens ? b->n - i0 : s->max_tokens;
-        forward_chunk(m, s, b, i0, n, logits);
+        m->arch->forward(m, s, b, i0, n, logits);
     }
     pool_epoch_end(s->pool);
     return GPT2C_OK;

@@ -1,75 +1,20 @@
-/* gpt2.c -- loading a GPT-2 checkpoint folder: config.json (and
- * generation_config.json when present) for the shapes and the math, and
- * model.safetensors mapped into memory. Every tensor is checked against the
- * config before the forward pass may touch it. */
-#include "gpt2.h"
-
-#include <jansson.h>
+/* gpt2.c -- the GPT-2 architecture (GPT2LMHeadModel, model_type "gpt2"), as
+ * in "Language Models are Unsupervised Multitask Learners":
+ *   x = wte[token] + wpe[pos]
+ *   for each layer: x += attn(ln_1(x)); x += mlp(ln_2(x))
+ *   logits = ln_f(x) @ wte^T
+ * Its matrices are Conv1D, stored (in, out); q, k and v are one c_attn. */
 #include <math.h>
-#include <strings.h>
-#include <stdint.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
-#include "../core/file.h"
-#include "../core/mem.h"
-#include "../core/half.h"
-#include "weights.h"
+#include "model.h"
 
-/* Reads an optional integer field; absent and null keep *out. */
-static gpt2c_status cfg_int(json_t *root, const char *path, const char *key, long lo, long hi, int *out,
-                            gpt2_err *e) {
-    json_t *v = json_object_get(root, key);
-    if (!v || json_is_null(v)) return GPT2C_OK;
-    if (!json_is_integer(v))
-        return err_set(e, GPT2C_ERR_FORMAT, "%s: field '%s' must be an integer", path, key);
-    json_int_t x = json_integer_value(v);
-    if (x < lo || x > hi)
-        return err_set(e, GPT2C_ERR_UNSUPPORTED, "%s: field '%s' = %lld is outside [%ld, %ld]", path, key,
-                       (long long)x, lo, hi);
-    *out = (int)x;
-    return GPT2C_OK;
-}
-
-static gpt2c_status cfg_bool(json_t *root, const char *path, const char *key, int *out, gpt2_err *e) {
-    json_t *v = json_object_get(root, key);
-    if (!v || json_is_null(v)) return GPT2C_OK;
-    if (!json_is_boolean(v)) return err_set(e, GPT2C_ERR_FORMAT, "%s: field '%s' must be true or false", path, key);
-    *out = json_is_true(v);
-    return GPT2C_OK;
-}
-
-/* Token ids may be an integer or a list (several EOS ids): gpt2c uses the
- * first of a list. An id outside the vocabulary is what many real configs
- * hold (GPT2Config's default 50256 kept by a model with its own small
- * vocabulary); transformers never uses such an id unless generation needs
- * it, and a token that cannot be generated is a token that never comes: it
- * reads as unset, so an EOS that never comes ends nothing, and an empty
- * prompt, which needs a start token, is refused. */
-static gpt2c_status cfg_token(json_t *root, const char *path, const char *key, int n_vocab, int *out,
-                              gpt2_err *e) {
-    json_t *v = json_object_get(root, key);
-    if (json_is_array(v)) v = json_array_get(v, 0);
-    if (!v || json_is_null(v)) return GPT2C_OK;
-    if (!json_is_integer(v)) return err_set(e, GPT2C_ERR_FORMAT, "%s: field '%s' must be a token id", path, key);
-    json_int_t id = json_integer_value(v);
-    *out = id >= 0 && id < n_vocab ? (int)id : -1;
-    return GPT2C_OK;
-}
-
-/* config.json and generation_config.json are small: a bound on their size. */
-#define CONFIG_MAX_BYTES (16u << 20)
-
-static gpt2c_status parse_config(json_t *r, const char *path, gpt2_config *c, gpt2_err *e) {
-    json_t *mt = json_object_get(r, "model_type");
-    if (mt && !json_is_string(mt)) return err_set(e, GPT2C_ERR_FORMAT, "%s: field 'model_type' must be a string", path);
-    if (mt && strcmp(json_string_value(mt), "gpt2") != 0)
-        return err_set(e, GPT2C_ERR_UNSUPPORTED, "%s: model_type '%.40s' is not supported (only gpt2)", path,
-                       json_string_value(mt));
+static gpt2c_status config(json_t *r, const char *path, gpt2_config *c, gpt2_err *e) {
     /* transformers' GPT2Config defaults, for fields a config leaves out. */
-    *c = (gpt2_config){.n_vocab = 50257, .n_ctx = 1024, .n_embd = 768, .n_head = 12, .n_layer = 12,
-                       .n_inner = 0, .eps = 1e-5f, .act = ACT_GELU_TANH, .scale_attn_weights = 1,
-                       .bos_id = -1, .eos_id = -1, .pad_id = -1};
+    c->n_vocab = 50257, c->n_ctx = 1024, c->n_embd = 768, c->n_head = 12, c->n_layer = 12;
+    c->act = ACT_GELU_TANH;
+    c->scale_attn_weights = 1;
     gpt2c_status s;
     if ((s = cfg_int(r, path, "vocab_size", 1, GPT2_MAX_VOCAB, &c->n_vocab, e)) ||
         (s = cfg_int(r, path, "n_ctx", 1, GPT2_MAX_CTX, &c->n_ctx, e)) ||
@@ -80,30 +25,9 @@ static gpt2c_status parse_config(json_t *r, const char *path, gpt2_config *c, gp
         (s = cfg_int(r, path, "n_inner", 1, 4 * GPT2_MAX_EMBD, &c->n_inner, e)) ||
         (s = cfg_bool(r, path, "scale_attn_weights", &c->scale_attn_weights, e)) ||
         (s = cfg_bool(r, path, "scale_attn_by_inverse_layer_idx", &c->scale_by_inverse_layer, e)) ||
-        (s = cfg_token(r, path, "bos_token_id", c->n_vocab, &c->bos_id, e)) ||
-        (s = cfg_token(r, path, "eos_token_id", c->n_vocab, &c->eos_id, e)) ||
-        (s = cfg_token(r, path, "pad_token_id", c->n_vocab, &c->pad_id, e)))
+        (s = cfg_float(r, path, "layer_norm_epsilon", 1e-30, 0.999, &c->eps, e)) ||
+        (s = cfg_act(r, path, "activation_function", &c->act, e)))
         return s;
-    if (c->n_inner == 0) c->n_inner = 4 * c->n_embd;
-    if (c->n_embd % c->n_head != 0)
-        return err_set(e, GPT2C_ERR_FORMAT, "%s: n_embd %d is not divisible by n_head %d", path, c->n_embd, c->n_head);
-    json_t *eps = json_object_get(r, "layer_norm_epsilon");
-    if (eps && !(json_is_number(eps) && json_number_value(eps) > 0 && json_number_value(eps) < 1))
-        return err_set(e, GPT2C_ERR_FORMAT, "%s: field 'layer_norm_epsilon' must be a number in (0, 1)", path);
-    if (eps) c->eps = (float)json_number_value(eps);
-    json_t *act = json_object_get(r, "activation_function");
-    if (act && !json_is_string(act))
-        return err_set(e, GPT2C_ERR_FORMAT, "%s: field 'activation_function' must be a string", path);
-    if (act) {
-        const char *a = json_string_value(act);
-        /* gelu_fast and gelu_pytorch_tanh compute the same tanh curve as
-         * gelu_new, in a different order of operations. */
-        if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_fast")) c->act = ACT_GELU_TANH;
-        else if (!strcmp(a, "gelu")) c->act = ACT_GELU_ERF;
-        else if (!strcmp(a, "relu")) c->act = ACT_RELU;
-        else
-            return err_set(e, GPT2C_ERR_UNSUPPORTED, "%s: activation_function '%.40s' is not supported", path, a);
-    }
     /* reorder_and_upcast_attn only changes the order in which an fp16 model
      * scales and upcasts; gpt2c computes attention in fp32 throughout, which
      * is what that option exists to achieve, so it is honoured as is. */
@@ -111,427 +35,80 @@ static gpt2c_status parse_config(json_t *r, const char *path, gpt2_config *c, gp
     if ((s = cfg_bool(r, path, "add_cross_attention", &cross, e))) return s;
     if (cross) return err_set(e, GPT2C_ERR_UNSUPPORTED, "%s: add_cross_attention is not supported", path);
     int tie = 1;
-    if ((s = cfg_bool(r, path, "tie_word_embeddings", &tie, e))) return s;
-    return GPT2C_OK;
+    return cfg_bool(r, path, "tie_word_embeddings", &tie, e);
 }
 
-static gpt2c_status gen_number(json_t *o, const char *path, const char *key, double lo, double hi, float *out,
-                               gpt2_err *e) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return GPT2C_OK;
-    if (!json_is_number(v) || json_number_value(v) < lo || json_number_value(v) > hi)
-        return err_set(e, GPT2C_ERR_FORMAT, "%s: field '%s' must be a number in [%g, %g]", path, key, lo, hi);
-    *out = (float)json_number_value(v);
-    return GPT2C_OK;
-}
-
-/* The generation fields transformers reads from a config, by name. */
-static gpt2c_status parse_gen_fields(json_t *o, const char *path, int n_vocab, gpt2c_gen_params *p, gpt2_err *e) {
-    if (!json_is_object(o)) return GPT2C_OK;
-    gpt2c_status s;
-    int early = p->early_stopping;
-    json_t *es = json_object_get(o, "early_stopping");
-    if (json_is_string(es) && strcmp(json_string_value(es), "never") == 0) json_object_del(o, "early_stopping");
-    if ((s = cfg_int(o, path, "max_length", 1, GPT2_MAX_CTX, &p->max_length, e)) ||
-        (s = cfg_int(o, path, "max_new_tokens", 0, GPT2_MAX_CTX, &p->max_new_tokens, e)) ||
-        (s = cfg_int(o, path, "min_length", 0, GPT2_MAX_CTX, &p->min_length, e)) ||
-        (s = cfg_int(o, path, "min_new_tokens", 0, GPT2_MAX_CTX, &p->min_new_tokens, e)) ||
-        (s = cfg_bool(o, path, "do_sample", &p->do_sample, e)) ||
-        (s = gen_number(o, path, "temperature", 0, 1e6, &p->temperature, e)) ||
-        (s = cfg_int(o, path, "top_k", 0, n_vocab, &p->top_k, e)) ||
-        (s = gen_number(o, path, "top_p", 0, 1, &p->top_p, e)) ||
-        (s = gen_number(o, path, "typical_p", 0, 1, &p->typical_p, e)) ||
-        (s = gen_number(o, path, "repetition_penalty", 0, 1e6, &p->repetition_penalty, e)) ||
-        (s = cfg_int(o, path, "no_repeat_ngram_size", 0, GPT2_MAX_CTX, &p->no_repeat_ngram_size, e)) ||
-        (s = cfg_int(o, path, "num_beams", 1, 1024, &p->num_beams, e)) ||
-        (s = gen_number(o, path, "length_penalty", -1e6, 1e6, &p->length_penalty, e)) ||
-        (s = cfg_bool(o, path, "early_stopping", &early, e)) ||
-        (s = cfg_int(o, path, "num_return_sequences", 1, 1024, &p->num_return_sequences, e)))
-        return s;
-    p->early_stopping = early;
-    return GPT2C_OK;
-}
-
-gpt2c_status gpt2_config_load(const char *dir, gpt2_config *c, gpt2c_gen_params gen[2], gpt2_err *e) {
-    char *path = path_join(dir, "config.json");
-    if (!path) return err_set(e, GPT2C_ERR_NOMEM, "out of memory");
-    json_t *root, *task = NULL;
-    gpt2c_gen_params_init(&gen[0]);
-    gpt2c_status s = file_read_json(path, CONFIG_MAX_BYTES, &root, e);
-    if (s == GPT2C_OK) {
-        s = parse_config(root, path, c, e);
-        /* Old checkpoints keep generation fields in config.json itself. */
-        if (s == GPT2C_OK) s = parse_gen_fields(root, path, c->n_vocab, &gen[0], e);
-        task = json_object_get(json_object_get(root, "task_specific_params"), "text-generation");
-        json_incref(task);
-        json_decref(root);
-    }
-    free(path);
-    /* generation_config.json, when present, overrides the special ids and
-     * the generation defaults. */
-    path = s ? NULL : path_join(dir, "generation_config.json");
-    if (s == GPT2C_OK && !path) s = err_set(e, GPT2C_ERR_NOMEM, "out of memory");
-    if (s == GPT2C_OK && file_exists(path) && (s = file_read_json(path, CONFIG_MAX_BYTES, &root, e)) == GPT2C_OK) {
-        if (!(s = cfg_token(root, path, "bos_token_id", c->n_vocab, &c->bos_id, e)) &&
-            !(s = cfg_token(root, path, "eos_token_id", c->n_vocab, &c->eos_id, e)) &&
-            !(s = cfg_token(root, path, "pad_token_id", c->n_vocab, &c->pad_id, e)))
-            s = parse_gen_fields(root, path, c->n_vocab, &gen[0], e);
-        json_decref(root);
-    }
-    free(path);
-    /* The text-generation pipeline applies task_specific_params on top. */
-    gen[1] = gen[0];
-    if (s == GPT2C_OK && task) s = parse_gen_fields(task, "config.json: task_specific_params.text-generation",
-                                                    c->n_vocab, &gen[1], e);
-    json_decref(task);
-    return s;
-}
-
-void gpt2c_model_gen_defaults(const gpt2c_model *m, gpt2c_defaults mode, gpt2c_gen_params *p) {
-    *p = m->gen_defaults[mode == GPT2C_DEFAULTS_PIPELINE ? 1 : 0];
-}
-
-/* Finds a tensor with or without the "transformer." prefix, in any shard;
- * *file names the file that holds it. */
-static const st_tensor *find_tensor(const gpt2c_model *m, const char *name, const char **file) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "transformer.%s", name);
-    for (int i = 0; i < m->n_st; i++) {
-        const st_tensor *t = st_find(&m->st[i], name);
-        if (!t) t = st_find(&m->st[i], buf);
-        if (t) {
-            if (file) *file = m->st[i].path;
-            return t;
-        }
-    }
-    return NULL;
-}
-
-static void *own(gpt2c_model *m, size_t bytes) {
-    void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
-    if (!owned) return NULL;
-    m->owned = owned;
-    void *p = mem_alloc(bytes);
-    if (p) m->owned[m->n_owned++] = p;
-    return p;
-}
-
-/* Finds a tensor and checks its shape and dtype against config.json. */
-static gpt2c_status find_checked(gpt2c_model *m, const char *name, int d0, int d1, const st_tensor **out,
-                                 const char **path) {
-    *path = m->weights_path;
-    const st_tensor *t = find_tensor(m, name, path);
-    if (!t) return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' is missing", *path, name);
-    int want_dims = d1 > 0 ? 2 : 1;
-    if (t->ndim != want_dims || t->shape[0] != d0 || (d1 > 0 && t->shape[1] != d1)) {
-        char got[128] = "";
-        size_t o = 0;
-        for (int i = 0; i < t->ndim && o < sizeof got - 24; i++)
-            o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-        if (d1 > 0)
-            return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%d, %d]",
-                           *path, name, got, d0, d1);
-        return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%d]",
-                       *path, name, got, d0);
-    }
-    /* (The projections and the head may also be I8: get_matrix takes those.) */
-    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
-        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16)",
-                       *path, name, st_dtype_name(t->dtype));
-    *out = t;
-    return GPT2C_OK;
-}
-
-static gpt2_wtype wtype_of(st_dtype d) {
-    return d == ST_F32 ? WT_F32 : d == ST_F16 ? WT_F16 : d == ST_BF16 ? WT_BF16 : WT_Q8;
-}
-
-const char *wtype_name(gpt2_wtype t) {
-    static const char *const names[] = {"F32", "F16", "BF16", "Q8"};
-    return names[t];
-}
-
-/* The tensor's bytes in place, or a copy when the file misaligns them for
- * elements of `align` bytes. */
-static gpt2c_status map_aligned(gpt2c_model *m, const st_tensor *t, size_t align, const char *path, const void **out) {
-    *out = t->data;
-    if ((uintptr_t)t->data % align == 0) return GPT2C_OK;
-    void *copy = own(m, t->nbytes);
-    if (!copy) return err_set(&m->err, GPT2C_ERR_NOMEM, "%s: out of memory copying '%s'", path, t->name);
-    memcpy(copy, t->data, t->nbytes);
-    *out = copy;
-    return GPT2C_OK;
-}
-
-/* How a checkpoint matrix (d0, d1) is used: read as is (wpe), as a Conv1D
- * weight (din d0, dout d1), or as the LM head (din d1, dout d0) -- which
- * says what its Q8 form holds (kernels.h). */
-typedef enum { MAT_PLAIN, MAT_CONV1D, MAT_HEAD } mat_use;
-
-/* The Q8 form of a matrix: an I8 tensor of the packed values, one row per
- * group of 16 columns, shape (padded dout / 16, din * 16), and an F16
- * tensor NAME_scale of shape (padded dout / 16, din / 2), as
- * gpt2c_model_save writes them (kernels.h has the layout). */
-static gpt2c_status get_q8(gpt2c_model *m, const char *name, const st_tensor *t, const char *path, int din, int dout,
-                           gpt2_weight *out) {
-    const int64_t groups = (int64_t)q8_padded((size_t)dout) / GPT2_Q8_GROUP;
-    const int64_t row = (int64_t)din * GPT2_Q8_GROUP, srow = (int64_t)din / GPT2_Q8_BLOCK * GPT2_Q8_GROUP;
-    char sname[96];
-    snprintf(sname, sizeof sname, "%s_scale", name);
-    const st_tensor *sc = find_tensor(m, sname, NULL);
-    if (din % GPT2_Q8_BLOCK != 0 || t->ndim != 2 || t->shape[0] != groups || t->shape[1] != row)
-        return err_set(&m->err, GPT2C_ERR_FORMAT,
-                       "%s: I8 tensor '%s' must hold a %d x %d matrix packed as gpt2c convert writes it, shape "
-                       "[%lld, %lld]", path, name, din, dout, (long long)groups, (long long)row);
-    if (!sc || sc->dtype != ST_F16 || sc->ndim != 2 || sc->shape[0] != groups || sc->shape[1] != srow)
-        return err_set(&m->err, GPT2C_ERR_FORMAT,
-                       "%s: I8 tensor '%s' needs its block scales, an F16 tensor '%s' of shape [%lld, %lld]%s", path,
-                       name, sname, (long long)groups, (long long)srow, sc ? "" : " (missing)");
-    out->type = WT_Q8;
-    out->rows = din;
-    out->cols = dout;
-    const void *p;
-    gpt2c_status s = map_aligned(m, sc, 2, path, &p);
-    out->scales = p;
-    return s ? s : map_aligned(m, t, 1, path, &out->data);
-}
-
-/* A matrix stays in its stored dtype, read straight from the map. */
-static gpt2c_status get_matrix(gpt2c_model *m, const char *name, int d0, int d1, mat_use use, gpt2_weight *out) {
-    const char *path = m->weights_path;
-    const st_tensor *t = find_tensor(m, name, &path);
-    *out = (gpt2_weight){0};
-    if (t && t->dtype == ST_I8 && use != MAT_PLAIN)
-        return use == MAT_HEAD ? get_q8(m, name, t, path, d1, d0, out) : get_q8(m, name, t, path, d0, d1, out);
-    gpt2c_status s = find_checked(m, name, d0, d1, &t, &path);
-    if (s) return s;
-    out->type = wtype_of(t->dtype);
-    return map_aligned(m, t, weight_type_size(out->type), path, &out->data);
-}
-
-/* A vector (biases, LayerNorm) as f32: the map itself for aligned F32, a
- * widened copy otherwise. They are small. */
-static gpt2c_status get_vector(gpt2c_model *m, const char *name, int d0, const float **out) {
-    gpt2_weight w;
-    gpt2c_status s = get_matrix(m, name, d0, 0, MAT_PLAIN, &w);
-    if (s) return s;
-    if (w.type == WT_F32) {
-        *out = w.data;
-        return GPT2C_OK;
-    }
-    float *f = own(m, (size_t)d0 * sizeof *f);
-    if (!f) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory converting '%s'", name);
-    weight_to_f32(w, 0, (size_t)d0, f);
-    *out = f;
-    return GPT2C_OK;
-}
-
-static gpt2c_status load_weights(gpt2c_model *m) {
+static gpt2c_status load(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
     const int C = c->n_embd, F = c->n_inner;
     gpt2c_status s;
-    if ((s = get_matrix(m, "wte.weight", c->n_vocab, C, MAT_HEAD, &m->wte)) ||
-        (s = get_matrix(m, "wpe.weight", c->n_ctx, C, MAT_PLAIN, &m->wpe)) || (s = get_vector(m, "ln_f.weight", C, &m->lnf_g)) ||
-        (s = get_vector(m, "ln_f.bias", C, &m->lnf_b)))
+    if ((s = model_matrix(m, "wte.weight", c->n_vocab, C, MAT_LINEAR, &m->wte)) ||
+        (s = model_matrix(m, "wpe.weight", c->n_ctx, C, MAT_PLAIN, &m->wpe)) ||
+        (s = model_vector(m, "ln_f.weight", C, &m->lnf_g)) || (s = model_vector(m, "ln_f.bias", C, &m->lnf_b)) ||
+        /* GPT-2 has used a file's lm_head.weight whenever there is one. */
+        (s = model_head(m, "lm_head.weight", !model_has(m, "lm_head.weight"))))
         return s;
-    m->lm_head = m->wte;
-    if (find_tensor(m, "lm_head.weight", NULL) && (s = get_matrix(m, "lm_head.weight", c->n_vocab, C, MAT_HEAD, &m->lm_head)))
-        return s;
-    m->dtype = wtype_name(m->wte.type);
     for (int l = 0; l < c->n_layer; l++) {
         gpt2_layer *L = &m->layers[l];
         char n[64];
 #define V(field, suffix, d0)                                       \
     snprintf(n, sizeof n, "h.%d.%s", l, suffix);                   \
-    if ((s = get_vector(m, n, d0, &L->field))) return s;
+    if ((s = model_vector(m, n, d0, &L->field))) return s;
 #define M(field, suffix, d0, d1)                                   \
     snprintf(n, sizeof n, "h.%d.%s", l, suffix);                   \
-    if ((s = get_matrix(m, n, d0, d1, MAT_CONV1D, &L->field))) return s;
+    if ((s = model_matrix(m, n, d0, d1, MAT_CONV1D, &L->field))) return s;
         V(ln1_g, "ln_1.weight", C)
         V(ln1_b, "ln_1.bias", C)
-        M(attn_w, "attn.c_attn.weight", C, 3 * C)
-        V(attn_b, "attn.c_attn.bias", 3 * C)
-        M(attn_proj_w, "attn.c_proj.weight", C, C)
-        V(attn_proj_b, "attn.c_proj.bias", C)
+        M(qkv_w, "attn.c_attn.weight", C, 3 * C)
+        V(qkv_b, "attn.c_attn.bias", 3 * C)
+        M(o_w, "attn.c_proj.weight", C, C)
+        V(o_b, "attn.c_proj.bias", C)
         V(ln2_g, "ln_2.weight", C)
         V(ln2_b, "ln_2.bias", C)
         M(fc_w, "mlp.c_fc.weight", C, F)
         V(fc_b, "mlp.c_fc.bias", F)
-        M(fc_proj_w, "mlp.c_proj.weight", F, C)
-        V(fc_proj_b, "mlp.c_proj.bias", C)
+        M(proj_w, "mlp.c_proj.weight", F, C)
+        V(proj_b, "mlp.c_proj.bias", C)
 #undef V
 #undef M
     }
-    /* A checkpoint with more layers than config.json says is a mismatch, not
-     * something to silently truncate. */
-    char n[64];
-    snprintf(n, sizeof n, "h.%d.ln_1.weight", c->n_layer);
-    if (find_tensor(m, n, NULL))
-        return err_set(&m->err, GPT2C_ERR_FORMAT, "%s: has a layer %d but config.json says n_layer = %d",
-                       m->weights_path, c->n_layer, c->n_layer);
-    return GPT2C_OK;
+    return model_no_extra_layer(m, "h.%d.ln_1.weight");
 }
 
-/* Bytes of one (din, dout) matrix as held: values, plus Q8's padding and
- * scales. */
-static size_t matrix_bytes(gpt2_weight w, size_t din, size_t dout) {
-    if (w.type == WT_Q8) return din * q8_padded(dout) + din / GPT2_Q8_BLOCK * q8_padded(dout) * 2;
-    return din * dout * weight_type_size(w.type);
-}
-
-/* The bytes of matrices one decoded token reads. */
-static size_t bytes_per_token(const gpt2c_model *m) {
-    const size_t C = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
-    size_t b = matrix_bytes(m->lm_head, C, (size_t)m->cfg.n_vocab);
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        const gpt2_layer *L = &m->layers[l];
-        b += matrix_bytes(L->attn_w, C, 3 * C) + matrix_bytes(L->attn_proj_w, C, C) + matrix_bytes(L->fc_w, C, F) +
-             matrix_bytes(L->fc_proj_w, F, C);
-    }
-    return b;
-}
-
-/* Rows [k0, k0 + nk) of the product matrix W of a stored (d0, d1) matrix
- * used as `use`, widened into out (nk, dout); tmp holds nk floats. */
-static void product_rows(gpt2_weight w, mat_use use, size_t d0, size_t d1, size_t k0, size_t nk, float *out,
-                         float *tmp) {
-    if (use != MAT_HEAD || w.type == WT_Q8) { /* W is the stored matrix, or Q8 already holds W */
-        const size_t dout = use == MAT_HEAD ? d0 : d1;
-        weight_to_f32(w, k0 * dout, nk * dout, out);
-        return;
-    }
-    for (size_t j = 0; j < d0; j++) { /* the head's W is the stored (V, C) matrix transposed */
-        weight_to_f32(w, j * d1 + k0, nk, tmp);
-        for (size_t k = 0; k < nk; k++) out[k * d0 + j] = tmp[k];
-    }
-}
-
-/* Re-encodes a stored (d0, d1) matrix as `to` into memory the model owns,
- * going over its product matrix W (din, dout) 32 rows at a time. Q8: per
- * block of 32 k of a column, scale = absmax / 127 kept as f16, q =
- * round-half-even(x / scale) -- the common 8-bit scheme -- packed as
- * kernels.h describes; other types keep the stored orientation. */
-static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, size_t d1, mat_use use, gpt2_wtype to,
-                                   const char *what) {
-    if (w->type == to) return GPT2C_OK;
-    const size_t din = use == MAT_HEAD ? d1 : d0, dout = use == MAT_HEAD ? d0 : d1, dpad = q8_padded(dout);
-    if (to == WT_Q8 && din % GPT2_Q8_BLOCK != 0)
-        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "q8 needs a multiple of %d inputs; %s has %zu",
-                       GPT2_Q8_BLOCK, what, din);
-    gpt2_weight out = {.type = to, .rows = (int)din, .cols = (int)dout};
-    void *data = own(m, to == WT_Q8 ? din * dpad : din * dout * weight_type_size(to));
-    uint16_t *scales = to == WT_Q8 ? own(m, din / GPT2_Q8_BLOCK * dpad * 2) : NULL;
-    float *strip = malloc(GPT2_Q8_BLOCK * dout * sizeof *strip), tmp[GPT2_Q8_BLOCK];
-    if (!data || (to == WT_Q8 && !scales) || !strip) {
-        free(strip);
-        return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory converting %s", what);
-    }
-    if (to == WT_Q8) { /* the padding columns: zeros */
-        memset(data, 0, din * dpad);
-        memset(scales, 0, din / GPT2_Q8_BLOCK * dpad * 2);
-    }
-    for (size_t k0 = 0; k0 < din; k0 += GPT2_Q8_BLOCK) {
-        const size_t nk = din - k0 < GPT2_Q8_BLOCK ? din - k0 : GPT2_Q8_BLOCK;
-        product_rows(*w, use, d0, d1, k0, nk, strip, tmp); // (nk, dout)
-        for (size_t j = 0; j < dout; j++) {
-            if (to == WT_Q8) {
-                float amax = 0.0f;
-                for (size_t k = 0; k < nk; k++) amax = fmaxf(amax, fabsf(strip[k * dout + j]));
-                float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-                scales[q8_scale_index(k0, j, din)] = f32_to_f16(d);
-                for (size_t k = 0; k < nk; k++)
-                    ((int8_t *)data)[q8_index(k0 + k, j, din)] = (int8_t)lrintf(strip[k * dout + j] * id);
-                continue;
-            }
-            for (size_t k = 0; k < nk; k++) {
-                const size_t i = use == MAT_HEAD ? j * din + k0 + k : (k0 + k) * dout + j; /* as stored */
-                const float x = strip[k * dout + j];
-                switch (to) {
-                case WT_F32: ((float *)data)[i] = x; break;
-                case WT_F16: ((uint16_t *)data)[i] = f32_to_f16(x); break;
-                case WT_BF16: ((uint16_t *)data)[i] = f32_to_bf16(x); break;
-                case WT_Q8: break; /* above */
-                }
-            }
-        }
-    }
-    free(strip);
-    out.data = data;
-    out.scales = scales;
-    *w = out;
-    return GPT2C_OK;
-}
-
-static gpt2c_status convert_weights(gpt2c_model *m, const char *dtype) {
-    gpt2_wtype to;
-    if (!strcasecmp(dtype, "f32")) to = WT_F32;
-    else if (!strcasecmp(dtype, "f16")) to = WT_F16;
-    else if (!strcasecmp(dtype, "bf16")) to = WT_BF16;
-    else if (!strcasecmp(dtype, "q8")) to = WT_Q8;
-    else return err_set(&m->err, GPT2C_ERR_INVALID, "dtype '%s' is not one of f32, f16, bf16, q8", dtype);
-    const size_t C = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
-    int tied = m->lm_head.data == m->wte.data;
-    gpt2c_status s;
-    const size_t V = (size_t)m->cfg.n_vocab;
-    if ((s = convert_matrix(m, &m->wte, V, C, MAT_HEAD, to, "wte.weight"))) return s;
-    if (tied) m->lm_head = m->wte;
-    else if ((s = convert_matrix(m, &m->lm_head, V, C, MAT_HEAD, to, "lm_head.weight"))) return s;
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        gpt2_layer *L = &m->layers[l];
-        if ((s = convert_matrix(m, &L->attn_w, C, 3 * C, MAT_CONV1D, to, "attn.c_attn.weight")) ||
-            (s = convert_matrix(m, &L->attn_proj_w, C, C, MAT_CONV1D, to, "attn.c_proj.weight")) ||
-            (s = convert_matrix(m, &L->fc_w, C, F, MAT_CONV1D, to, "mlp.c_fc.weight")) ||
-            (s = convert_matrix(m, &L->fc_proj_w, F, C, MAT_CONV1D, to, "mlp.c_proj.weight")))
-            return s;
-    }
-    m->dtype = wtype_name(to);
-    return GPT2C_OK;
-}
-
-gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out) { return gpt2c_model_load_ex(dir, NULL, out); }
-
-gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, gpt2c_model **out) {
-    gpt2c_model *m = calloc(1, sizeof *m);
-    *out = m;
-    if (!m) return GPT2C_ERR_NOMEM;
-    m->k = gpt2_kernels_select();
-    if (!dir) return err_set(&m->err, GPT2C_ERR_INVALID, "model path is NULL");
-    if (!(m->dir = strdup(dir))) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
-    gpt2c_status s = gpt2_config_load(dir, &m->cfg, m->gen_defaults, &m->err);
-    if (s) return s;
-    char *where;
-    s = weights_open(dir, &m->st, &m->n_st, &where, &m->err);
-    m->weights_path = where;
-    if (s) return s;
-    m->layers = calloc((size_t)m->cfg.n_layer, sizeof *m->layers);
-    if (!m->layers) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
-    if ((s = load_weights(m))) return s;
-    if (p && p->dtype && (s = convert_weights(m, p->dtype))) return s;
-    if (p && p->kv_cache && strcasecmp(p->kv_cache, "f32") != 0) {
-        if (strcasecmp(p->kv_cache, "f16") != 0)
-            return err_set(&m->err, GPT2C_ERR_INVALID, "kv_cache '%s' is not one of f32, f16", p->kv_cache);
-        m->kv_type = WT_F16;
-    }
-    m->weight_bytes = bytes_per_token(m);
-    return GPT2C_OK;
-}
-
-const char *gpt2c_model_errmsg(const gpt2c_model *m) { return err_msg_or_nomem(m ? &m->err : NULL); }
-
-void gpt2c_model_free(gpt2c_model *m) {
-    if (!m) return;
-    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
-    free(m->owned);
-    free(m->layers);
-    weights_close(m->st, m->n_st);
-    free((char *)m->weights_path);
-    free(m->dir);
-    free(m);
-}
-
-void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info) {
+static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits) {
     const gpt2_config *c = &m->cfg;
-    *info = (gpt2c_model_info){c->n_vocab, c->n_ctx, c->n_embd, c->n_head, c->n_layer, c->n_inner,
-                               c->bos_id, c->eos_id, c->pad_id, m->dtype ? m->dtype : "?", m->k->name,
-                               (uint64_t)m->weight_bytes, wtype_name(m->kv_type)};
+    const int C = c->n_embd, F = c->n_inner, hd = C / c->n_head;
+    float *x = s->x;     // (n, C) the residual stream
+    float *h = s->h;     // (n, C) normalised input / sublayer output
+    float *fc = s->fc;   // (n, F)
+
+    fwd_embed(m, s, b, i0, n, C, x);
+    fwd_add_positions(s, m->wpe, b, i0, n, C, 0, x);
+    for (int l = 0; l < c->n_layer; l++) {
+        const gpt2_layer *L = &m->layers[l];
+
+        /* Attention: q | k | v in one product, scores divided by
+         * sqrt(head dim) (and by the layer's number when asked). */
+        fwd_layernorm(m, s, h, x, L->ln1_g, L->ln1_b, n, C);
+        fwd_linear(m, s, s->qkv, h, L->qkv_w, L->qkv_b, n, C, 3 * C); // (n, 3C)
+        float scale = 1.0f;
+        if (c->scale_attn_weights) scale = sqrtf((float)hd);
+        if (c->scale_by_inverse_layer) scale *= (float)(l + 1);
+        fwd_attention(m, s, b, i0, n, l, 0, scale);
+        fwd_linear(m, s, h, s->att, L->o_w, L->o_b, n, C, C);
+        fwd_add(x, h, (size_t)n * C);
+
+        /* MLP. */
+        fwd_layernorm(m, s, h, x, L->ln2_g, L->ln2_b, n, C);
+        fwd_linear(m, s, fc, h, L->fc_w, L->fc_b, n, C, F);
+        fwd_act(m, s, fc, (size_t)n * F);
+        fwd_linear(m, s, h, fc, L->proj_w, L->proj_b, n, F, C);
+        fwd_add(x, h, (size_t)n * C);
+    }
+    /* The head, only for the tokens whose logits were asked for. */
+    const int r = fwd_select(b, i0, n, x, C, s->att);
+    fwd_layernorm(m, s, h, s->att, m->lnf_g, m->lnf_b, r, C);
+    fwd_head(m, s, b, i0, n, h, r, logits);
 }
+
+const gpt2_arch arch_gpt2 = {"gpt2", "transformer.", config, load, forward};

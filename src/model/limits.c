@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include "../core/pool.h"
-#include "gpt2.h"
+#include "model.h"
 
 typedef struct probe {
     const gpt2c_model *m;

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "../core/file.h"
-#include "gpt2.h"
+#include "model.h"
 
 /* The files besides the weights that a checkpoint folder may hold; copied
  * when the source has them (config.json always does). */
@@ -28,7 +28,7 @@ static const char *const SIDECARS[] = {"config.json",       "generation_config.j
 
 /* One tensor to write: a name, its safetensors dtype and shape, and the bytes. */
 typedef struct out_tensor {
-    char name[96];
+    char name[112];
     const char *dtype;
     int64_t shape[2];
     int ndim;
@@ -69,32 +69,18 @@ static int add_matrix(writer *w, const char *name, gpt2_weight m, int d0, int d1
     static const char *const st[] = {"F32", "F16", "BF16", "I8"};
     if (m.type != WT_Q8) return add(w, name, st[m.type], weight_type_size(m.type), d0, d1, m.data);
     const int64_t groups = (int64_t)q8_padded((size_t)m.cols) / GPT2_Q8_GROUP;
-    char s[96];
+    char s[112];
     snprintf(s, sizeof s, "%s_scale", name);
     return add(w, name, "I8", 1, groups, (int64_t)m.rows * GPT2_Q8_GROUP, m.data) ||
            add(w, s, "F16", 2, groups, (int64_t)m.rows / GPT2_Q8_BLOCK * GPT2_Q8_GROUP, m.scales);
 }
 
+/* Every tensor the model took from its checkpoint, under its architecture's
+ * name for it (a tied head is the embedding, written once). */
 static int collect(writer *w, const gpt2c_model *m) {
-    const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, F = c->n_inner;
-    if (add_matrix(w, "wte.weight", m->wte, c->n_vocab, C) || add_matrix(w, "wpe.weight", m->wpe, c->n_ctx, C) ||
-        add_vector(w, "ln_f.weight", m->lnf_g, C) || add_vector(w, "ln_f.bias", m->lnf_b, C))
-        return -1;
-    if (m->lm_head.data != m->wte.data && add_matrix(w, "lm_head.weight", m->lm_head, c->n_vocab, C)) return -1;
-    for (int l = 0; l < c->n_layer; l++) {
-        const gpt2_layer *L = &m->layers[l];
-        char n[64];
-#define V(field, suffix, d0) (snprintf(n, sizeof n, "h.%d.%s", l, suffix), add_vector(w, n, L->field, d0))
-#define M(field, suffix, d0, d1) (snprintf(n, sizeof n, "h.%d.%s", l, suffix), add_matrix(w, n, L->field, d0, d1))
-        if (V(ln1_g, "ln_1.weight", C) || V(ln1_b, "ln_1.bias", C) || M(attn_w, "attn.c_attn.weight", C, 3 * C) ||
-            V(attn_b, "attn.c_attn.bias", 3 * C) || M(attn_proj_w, "attn.c_proj.weight", C, C) ||
-            V(attn_proj_b, "attn.c_proj.bias", C) || V(ln2_g, "ln_2.weight", C) || V(ln2_b, "ln_2.bias", C) ||
-            M(fc_w, "mlp.c_fc.weight", C, F) || V(fc_b, "mlp.c_fc.bias", F) ||
-            M(fc_proj_w, "mlp.c_proj.weight", F, C) || V(fc_proj_b, "mlp.c_proj.bias", C))
-            return -1;
-#undef V
-#undef M
+    for (int i = 0; i < m->n_tensors; i++) {
+        const gpt2_tensor *t = &m->tensors[i];
+        if (t->w ? add_matrix(w, t->name, *t->w, t->d0, t->d1) : add_vector(w, t->name, *t->v, t->d0)) return -1;
     }
     return 0;
 }

@@ -142,31 +142,32 @@ static void activation_ref(float *x, size_t n, gpt2_act act) {
     }
 }
 
-static void attention_one(float *out, const float *q, gpt2_weight k, gpt2_weight v, int T, int hd, size_t stride,
-                          float scale_div, float *scores) {
+static void attention_one(float *out, const float *q, gpt2_weight k, gpt2_weight v, int lo, int T, int hd,
+                          size_t stride, float scale_div, float *scores) {
     float mx = -INFINITY;
-    for (int t = 0; t < T; t++) {
+    for (int t = lo; t < T; t++) {
         float s = 0.0f;
         for (int d = 0; d < hd; d++) s += q[d] * weight_at(k, kv_offset(t, hd, stride) + d); // k[t, d]
         scores[t] = s / scale_div;
         if (scores[t] > mx) mx = scores[t];
     }
     float sum = 0.0f;
-    for (int t = 0; t < T; t++) {
+    for (int t = lo; t < T; t++) {
         scores[t] = expf(scores[t] - mx);
         sum += scores[t];
     }
     for (int d = 0; d < hd; d++) out[d] = 0.0f;
-    for (int t = 0; t < T; t++) {
+    for (int t = lo; t < T; t++) {
         const float p = scores[t] / sum;
         for (int d = 0; d < hd; d++) out[d] += p * weight_at(v, kv_offset(t, hd, stride) + d); // v[t, d]
     }
 }
 
 static void attention_ref(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
-                          gpt2_weight v, int T, int hd, size_t stride, float scale_div, float *scores) {
+                          gpt2_weight v, int T, int window, int hd, size_t stride, float scale_div, float *scores) {
     for (int i = 0; i < nq; i++)
-        attention_one(out + (size_t)i * ostride, q + (size_t)i * qstride, k, v, T + i, hd, stride, scale_div, scores);
+        attention_one(out + (size_t)i * ostride, q + (size_t)i * qstride, k, v, attn_first(T + i, window), T + i, hd,
+                      stride, scale_div, scores);
 }
 
 static float read_probe_ref(const void *p, size_t n) {
