@@ -18,7 +18,7 @@ endif
 # object keeps the rest local (below), so internal names cannot collide with a
 # program's own.
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Iinclude -Wall -Wextra -Werror -g -fPIC -fvisibility=hidden $(OPT)
-LDLIBS = -lcurl -lcrypto -lpcre2-8 -ljansson -lm -lpthread
+LDLIBS = -lcurl -lcrypto -lpcre2-8 -lutf8proc -ljansson -lm -lpthread
 SERVER_LIBS = -lmicrohttpd
 
 LIB_SRC = $(wildcard src/core/*.c src/kernels/*.c src/kernels/generic/*.c src/model/*.c \
@@ -137,10 +137,10 @@ check:
 ARM_TESTS = test_kernels test_tokenizer test_logits test_hostile
 arm-test:
 	@if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null || \
-	    ! [ -e /usr/lib/aarch64-linux-gnu/libjansson.so ] || ! [ -e /usr/lib/aarch64-linux-gnu/libcmocka.so ]; then \
+	    ! [ -e /usr/lib/aarch64-linux-gnu/libjansson.so ] || ! [ -e /usr/lib/aarch64-linux-gnu/libutf8proc.so ] || ! [ -e /usr/lib/aarch64-linux-gnu/libcmocka.so ]; then \
 	  echo "arm-test: SKIPPED (no aarch64-linux-gnu-gcc, qemu-aarch64 or arm64 libraries: tools/install-deps.sh)"; \
 	  exit 0; fi; \
-	$(MAKE) CC=aarch64-linux-gnu-gcc BUILD=build-arm64 NO_HUB=1 LDLIBS="-lpcre2-8 -ljansson -lm -lpthread" \
+	$(MAKE) CC=aarch64-linux-gnu-gcc BUILD=build-arm64 NO_HUB=1 LDLIBS="-lpcre2-8 -lutf8proc -ljansson -lm -lpthread" \
 	    $(ARM_TESTS:%=build-arm64/tests/%) || exit 1; \
 	$(PYTHON) tests/make_reference.py build/ref || exit 1; \
 	for t in $(ARM_TESTS); do echo "=== qemu-aarch64 $$t"; GPT2C_REF_DIR=build/ref qemu-aarch64 build-arm64/tests/$$t || exit 1; done; \

@@ -190,6 +190,34 @@ static void test_opt_tokenizer(void **state) {
 static void test_neox_tokenizer(void **state) {
     (void)state;
     arch_golden("gpt-neox");
+    /* Its NFC normalizer: a decomposed e + U+0301 encodes as the composed
+     * U+00E9, the Hangul jamo as their syllable; NFC keeps U+FB01 (a
+     * compatibility ligature, which only NFKC replaces). */
+    char dir[512];
+    const char *g = getenv("GPT2C_GOLDEN");
+    snprintf(dir, sizeof dir, "%s/../tokenizers/gpt-neox", g ? g : "../shared/golden");
+    gpt2c_tokenizer *t;
+    if (gpt2c_tokenizer_load(dir, &t) != GPT2C_OK) fail_msg("%s", gpt2c_tokenizer_errmsg(t));
+    static const char *const pairs[][2] = {{"caf" "e\xcc\x81", "caf\xc3\xa9"},
+                                           {"\xe1\x84\x80\xe1\x85\xa1", "\xea\xb0\x80"},
+                                           {"<|endoftext|>e\xcc\x81", "<|endoftext|>\xc3\xa9"}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        int32_t *a, *b;
+        int na, nb;
+        assert_int_equal(gpt2c_tokenize(t, pairs[i][0], strlen(pairs[i][0]), &a, &na), GPT2C_OK);
+        assert_int_equal(gpt2c_tokenize(t, pairs[i][1], strlen(pairs[i][1]), &b, &nb), GPT2C_OK);
+        assert_ids_equal(a, na, b, nb, "NFC");
+        gpt2c_free(a);
+        gpt2c_free(b);
+    }
+    int32_t *lig, *fi;
+    int nl, nf;
+    assert_int_equal(gpt2c_tokenize(t, "\xef\xac\x81", 3, &lig, &nl), GPT2C_OK);
+    assert_int_equal(gpt2c_tokenize(t, "fi", 2, &fi, &nf), GPT2C_OK);
+    assert_true(nl != nf || memcmp(lig, fi, sizeof(int32_t) * (size_t)nl) != 0);
+    gpt2c_free(lig);
+    gpt2c_free(fi);
+    gpt2c_tokenizer_free(t);
 }
 
 static void test_codegen_tokenizer(void **state) {

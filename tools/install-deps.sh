@@ -15,9 +15,9 @@
 # with everything present this script changes nothing, needs no root, and
 # exits 0.
 set -e
-PKGS="build-essential pkg-config libpcre2-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev python3-numpy python3-torch clang libclang-rt-14-dev chromium"
+PKGS="build-essential pkg-config libpcre2-dev libjansson-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev python3-numpy python3-torch clang libclang-rt-14-dev chromium"
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
-ARM_PKGS="gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libpcre2-dev:arm64 libjansson-dev:arm64 libcmocka-dev:arm64"
+ARM_PKGS="gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libpcre2-dev:arm64 libjansson-dev:arm64 libutf8proc-dev:arm64 libcmocka-dev:arm64"
 NATIVE=$(dpkg --print-architecture)
 
 # installed PKG: 0 when PKG (NAME or NAME:ARCH; no suffix means this machine's

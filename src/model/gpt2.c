@@ -35,7 +35,8 @@ static gpt2c_status config(json_t *r, const char *path, gpt2_config *c, gpt2_err
     if ((s = cfg_bool(r, path, "add_cross_attention", &cross, e))) return s;
     if (cross) return err_set(e, GPT2C_ERR_UNSUPPORTED, "%s: add_cross_attention is not supported", path);
     int tie = 1;
-    return cfg_bool(r, path, "tie_word_embeddings", &tie, e);
+    if ((s = cfg_bool(r, path, "tie_word_embeddings", &tie, e))) return s;
+    return cfg_check(path, c, "n_embd", "n_head", e);
 }
 
 static gpt2c_status load(gpt2c_model *m) {

@@ -72,7 +72,8 @@ static gpt2c_status config(json_t *r, const char *path, gpt2_config *c, gpt2_err
         (s = cfg_act(r, path, "activation_function", &c->act, e)) ||
         (s = cfg_bool(r, path, "tie_word_embeddings", &c->tied, e)))
         return s;
-    return layer_kinds(r, path, c, e);
+    if ((s = layer_kinds(r, path, c, e))) return s;
+    return cfg_check(path, c, "hidden_size", "num_heads", e);
 }
 
 static gpt2c_status load(gpt2c_model *m) {

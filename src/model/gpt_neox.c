@@ -34,7 +34,7 @@ static gpt2c_status config(json_t *r, const char *path, gpt2_config *c, gpt2_err
         (s = cfg_bool(r, path, "tie_word_embeddings", &c->tied, e)) ||
         (s = cfg_act(r, path, "hidden_act", &c->act, e)))
         return s;
-    if (c->n_embd % c->n_head != 0) return GPT2C_OK; /* cfg_check says so */
+    if ((s = cfg_check(path, c, "hidden_size", "num_attention_heads", e))) return s;
     /* int(head_size * rotary_pct), as the model computes it (in double). */
     c->n_rot = (int)((double)(c->n_embd / c->n_head) * (double)pct);
     if (c->n_rot % 2 != 0)

@@ -69,9 +69,9 @@ gpt2c_status cfg_act(json_t *root, const char *path, const char *key, gpt2_act *
     return GPT2C_OK;
 }
 
-gpt2c_status cfg_check(const char *path, gpt2_config *c, gpt2_err *e) {
+gpt2c_status cfg_check(const char *path, gpt2_config *c, const char *embd_key, const char *head_key, gpt2_err *e) {
     if (c->n_embd % c->n_head != 0)
-        return err_set(e, GPT2C_ERR_FORMAT, "%s: the hidden size %d is not divisible by the %d heads", path, c->n_embd,
+        return err_set(e, GPT2C_ERR_FORMAT, "%s: %s %d is not divisible by %s %d", path, embd_key, c->n_embd, head_key,
                        c->n_head);
     if (c->n_inner == 0) c->n_inner = 4 * c->n_embd;
     if (c->n_proj == 0) c->n_proj = c->n_embd;
@@ -117,7 +117,7 @@ static gpt2c_status parse_config(json_t *r, const char *path, const gpt2_arch **
     }
     *c = (gpt2_config){.eps = 1e-5f, .bos_id = -1, .eos_id = -1, .pad_id = -1};
     gpt2c_status s;
-    if ((s = (*arch)->config(r, path, c, e)) || (s = cfg_check(path, c, e)) ||
+    if ((s = (*arch)->config(r, path, c, e)) ||
         (s = cfg_token(r, path, "bos_token_id", c->n_vocab, &c->bos_id, e)) ||
         (s = cfg_token(r, path, "eos_token_id", c->n_vocab, &c->eos_id, e)) ||
         (s = cfg_token(r, path, "pad_token_id", c->n_vocab, &c->pad_id, e)))

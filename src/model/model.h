@@ -138,9 +138,9 @@ gpt2c_status cfg_float(json_t *root, const char *path, const char *key, double l
                        gpt2_err *e);
 /* activation_function / hidden_act by name. */
 gpt2c_status cfg_act(json_t *root, const char *path, const char *key, gpt2_act *out, gpt2_err *e);
-/* n_embd divisible by n_head, n_proj and n_inner set: the checks every
- * architecture needs once its fields are read. */
-gpt2c_status cfg_check(const char *path, gpt2_config *c, gpt2_err *e);
+/* n_embd divisible by n_head (named by the config's keys for them), n_proj
+ * and n_inner set: what every architecture's config() ends with. */
+gpt2c_status cfg_check(const char *path, gpt2_config *c, const char *embd_key, const char *head_key, gpt2_err *e);
 
 /* A matrix of the checkpoint, checked to be (d0, d1), used as `use`;
  * recorded in m->tensors. */

@@ -48,12 +48,12 @@ static gpt2c_status config(json_t *r, const char *path, gpt2_config *c, gpt2_err
         return err_set(e, GPT2C_ERR_UNSUPPORTED, "%s: word_embed_proj_dim %d above hidden_size %d is not supported",
                        path, c->n_proj, c->n_embd);
     c->final_ln = c->pre_ln && !remove_final;
-    return GPT2C_OK;
+    return cfg_check(path, c, "hidden_size", "num_attention_heads", e);
 }
 
 static gpt2c_status load(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, F = c->n_inner, E = c->n_proj ? c->n_proj : C;
+    const int C = c->n_embd, F = c->n_inner, E = c->n_proj;
     gpt2c_status s;
     if ((s = model_matrix(m, "model.decoder.embed_tokens.weight", c->n_vocab, E, c->tied ? MAT_LINEAR : MAT_PLAIN,
                           &m->wte)) ||

@@ -229,7 +229,17 @@ gpt2c_status gpt2c_tokenize(gpt2c_tokenizer *t, const char *text, size_t len, in
     while (s == GPT2C_OK && pos < len) {
         size_t at = len;
         const tok_special *sp = next_special(t, text, len, pos, &at);
-        s = encode_ordinary(t, text + pos, at - pos, md, &out);
+        if (t->normalize && at > pos) { /* the text between special tokens, normalised first */
+            utf8proc_uint8_t *norm = NULL;
+            utf8proc_ssize_t nn = utf8proc_map((const utf8proc_uint8_t *)text + pos, (utf8proc_ssize_t)(at - pos), &norm,
+                                               (utf8proc_option_t)t->normalize);
+            if (nn < 0) s = err_set(&t->err, nn == UTF8PROC_ERROR_NOMEM ? GPT2C_ERR_NOMEM : GPT2C_ERR_INVALID,
+                                    "tokenize: normalizing the text: %s", utf8proc_errmsg(nn));
+            else s = encode_ordinary(t, (const char *)norm, (size_t)nn, md, &out);
+            free(norm);
+        } else {
+            s = encode_ordinary(t, text + pos, at - pos, md, &out);
+        }
         if (s == GPT2C_OK && sp && idvec_push(&out, sp->id)) s = err_set(&t->err, GPT2C_ERR_NOMEM, "tokenize: out of memory");
         pos = sp ? at + sp->len : len;
     }

@@ -387,6 +387,39 @@ static gpt2c_status read_added_array(loader *L, json_t *added, const char *path)
     return GPT2C_OK;
 }
 
+/* tokenizer.json's normalizer: none, one of the Unicode normal forms, or a
+ * Sequence of them, as utf8proc options (Unicode normalization is
+ * utf8proc's, a well-kept library: the composition tables are not ours to
+ * write). Any other normalizer would change the text in ways gpt2c does
+ * not reproduce: refused by name. */
+static gpt2c_status read_normalizer(loader *L, json_t *n, const char *path, int *opts) {
+    if (!n || json_is_null(n)) return GPT2C_OK;
+    const char *type = json_string_value(json_object_get(n, "type"));
+    static const char *const forms[] = {"NFC", "NFD", "NFKC", "NFKD"};
+    static const int form_opts[] = {UTF8PROC_STABLE | UTF8PROC_COMPOSE, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE,
+                                    UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT,
+                                    UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT};
+    for (int i = 0; type && i < 4; i++)
+        if (!strcmp(type, forms[i])) {
+            if (*opts && *opts != form_opts[i])
+                return err_set(&L->t->err, GPT2C_ERR_UNSUPPORTED, "%s: a sequence of different normal forms is not supported",
+                               path);
+            *opts = form_opts[i];
+            return GPT2C_OK;
+        }
+    if (type && !strcmp(type, "Sequence") && json_is_array(json_object_get(n, "normalizers"))) {
+        size_t i;
+        json_t *each;
+        json_array_foreach(json_object_get(n, "normalizers"), i, each) {
+            gpt2c_status s = read_normalizer(L, each, path, opts);
+            if (s) return s;
+        }
+        return GPT2C_OK;
+    }
+    return err_set(&L->t->err, GPT2C_ERR_UNSUPPORTED, "%s: normalizer '%.40s' is not supported (supported: NFC, NFD, NFKC, NFKD)",
+                   path, type ? type : "?");
+}
+
 static gpt2c_status load_tokenizer_json(loader *L, const char *path) {
     gpt2c_tokenizer *t = L->t;
     json_t *root;
@@ -400,7 +433,8 @@ static gpt2c_status load_tokenizer_json(loader *L, const char *path) {
     } else if (!json_is_array(merges)) {
         s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: field 'model.merges' is not an array", path);
     } else {
-        s = read_added_array(L, json_object_get(root, "added_tokens"), path);
+        s = read_normalizer(L, json_object_get(root, "normalizer"), path, &t->normalize);
+        if (!s) s = read_added_array(L, json_object_get(root, "added_tokens"), path);
         if (!s) s = load_vocab_object(L, json_object_get(model, "vocab"), path);
     }
     for (size_t i = 0; s == GPT2C_OK && i < json_array_size(merges); i++) {

@@ -6,6 +6,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <pthread.h>
+#include <utf8proc.h>
 
 #include "../core/err.h"
 #include "../core/strmap.h"
@@ -39,6 +40,7 @@ struct gpt2c_tokenizer {
     int n_specials;
     int eos_id;
     int add_bos_id;        /* tokenizer_config.json's add_bos_token: prepended to every encoding; -1: none */
+    int normalize;         /* tokenizer.json's normalizer as utf8proc options (NFC: UTF8PROC_COMPOSE); 0: none */
     pcre2_code *re;
     int jit;               /* 1 when the pattern was JIT-compiled */
     pthread_mutex_t cache_lock;
