@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """make_reference.py OUTDIR -- random checkpoints plus the numpy reference's answers for them.
 
-Writes, for each variant below, a checkpoint folder (tools/make_checkpoint.py), the reference
+Writes, for each variant below, a checkpoint folder (tools/make_checkpoint.py, or
+tools/make_arch_checkpoint.py and tools/ref_arch.py for the other architectures), the reference
 logits at every position of a fixed prompt, and the reference greedy continuation; then
 OUTDIR/manifest.txt, one line per variant: name, folder, ids, logits file, greedy ids, and
 for the F32 variants beam search (3 beams, 2 returned) as "score:ids;score:ids" (else "-").
@@ -38,6 +39,18 @@ VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
     ("tiny-q8", ["@tiny-f32"], 50257, 8),
     ("tiny-long", ["@tiny-f32"], 50257, 8),
     ("gpt2-q8", ["@gpt2-f32"], 50257, 4),
+    # The other architectures (tools/make_arch_checkpoint.py, tools/ref_arch.py): GPT-Neo with a
+    # local window of 6 (shorter than the prompt; its -long variant crosses the KV cache's blocks),
+    # OPT pre- and post-LN (with project_in/out), GPT-NeoX parallel and sequential; q8 where
+    # every product's input is a multiple of 32.
+    ("neo-mini-f32", ["arch", "--preset", "neo-mini", "--seed", "11", "--std", "0.2"], 50257, 8),
+    ("neo-mini-long", ["@neo-mini-f32"], 50257, 4),
+    ("neo-mini-q8", ["@neo-mini-f32"], 50257, 8),
+    ("opt-mini-f32", ["arch", "--preset", "opt-mini", "--seed", "12", "--std", "0.2"], 50272, 8),
+    ("opt-postln-f32", ["arch", "--preset", "opt-mini-postln", "--seed", "13", "--std", "0.2"], 50272, 8),
+    ("neox-mini-f32", ["arch", "--preset", "neox-mini", "--seed", "14", "--std", "0.2"], 50304, 8),
+    ("neox-mini-q8", ["@neox-mini-f32"], 50304, 8),
+    ("neox-seqres-f32", ["arch", "--preset", "neox-mini-seqres", "--seed", "15", "--std", "0.2"], 50304, 8),
 ]
 # Logits only (OUTDIR/NAME.f32, not in the manifest): the common 8-bit scheme, weights alone,
 # which test_agreement holds gpt2c's q8 against.
@@ -47,7 +60,8 @@ COMMON_Q8 = [("tiny-q8w", "tiny-f32"), ("gpt2-q8w", "gpt2-f32")]
 def fingerprint():
     h = hashlib.sha256()
     for p in (__file__, os.path.join(TOOLS, "make_checkpoint.py"), os.path.join(TOOLS, "ref_gpt2.py"),
-              os.path.join(TOOLS, "safetensors_np.py")):
+              os.path.join(TOOLS, "safetensors_np.py"), os.path.join(TOOLS, "make_arch_checkpoint.py"),
+              os.path.join(TOOLS, "ref_arch.py")):
         with open(p, "rb") as f:
             h.update(f.read())
     return h.hexdigest()
@@ -60,18 +74,26 @@ def main():
     if os.path.exists(stamp) and open(stamp).read() == fp:
         return
     os.makedirs(out, exist_ok=True)
-    lines = []
+    lines, arch = [], set()
     for name, args, vocab, n_greedy in VARIANTS:
         if args[0].startswith("@"):  # another variant's checkpoint, loaded differently
             folder = os.path.join(out, args[0][1:])
+            if args[0][1:] in arch:
+                arch.add(name)
+        elif args[0] == "arch":
+            folder = os.path.join(out, name)
+            arch.add(name)
+            subprocess.run([PY, os.path.join(TOOLS, "make_arch_checkpoint.py"), "--out", folder] + args[1:],
+                           check=True)
         else:
             folder = os.path.join(out, name)
             subprocess.run([PY, os.path.join(TOOLS, "make_checkpoint.py"), "--out", folder] + args, check=True)
+        ref = os.path.join(TOOLS, "ref_arch.py" if name in arch else "ref_gpt2.py")
         quant = ["--dtype", "q8"] if name.endswith("-q8") else []
         ids = ",".join(str(t % vocab) for t in (LONG_PROMPT if name.endswith("-long") else PROMPT))
         logits = os.path.join(out, name + ".f32")
         beam = ["--beams", "3", "--beam-return", "2", "--beam-new", str(n_greedy)] if name.endswith(("f32", "q8")) else []
-        r = subprocess.run([PY, os.path.join(TOOLS, "ref_gpt2.py"), folder, "--ids", ids, "--out", logits,
+        r = subprocess.run([PY, ref, folder, "--ids", ids, "--out", logits,
                             "--greedy", str(n_greedy)] + beam + quant, check=True, capture_output=True, text=True)
         res = r.stdout.split("\n")
         beams = ";".join(line.replace(" ", ":") for line in res[1:] if line) or "-"

@@ -1,7 +1,9 @@
-/* test_reference.c -- the engine against the independent numpy reference
- * (tools/ref_gpt2.py) on random checkpoints of tiny and gpt2 shapes in F32,
- * F16 and BF16, plus a variant that takes every optional path and a
- * 280-token prompt (past the KV cache's blocks of 256 positions). Checks the
+/* test_reference.c -- the engine against the independent numpy references
+ * (tools/ref_gpt2.py; tools/ref_arch.py for GPT-Neo, OPT and GPT-NeoX) on
+ * random checkpoints of tiny and gpt2 shapes in F32, F16 and BF16, a GPT-2
+ * variant that takes every optional path, a 280-token prompt (past the KV
+ * cache's blocks of 256 positions), and small checkpoints of each other
+ * architecture (tests/make_reference.py lists them). Checks the
  * logits at every position (|diff| <= 1e-4; 3e-3 for q8, see TOL_Q8), greedy tokens, and that the KV
  * cache, full recomputation and batching all give the same tokens, and
  * that beam search matches the reference's (F32 variants). The

@@ -10,7 +10,7 @@ import struct
 import numpy as np
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32,
-           "U8": np.uint8, "I8": np.int8}
+           "U8": np.uint8, "I8": np.int8, "BOOL": np.bool_}
 
 
 def f32_to_bf16_bits(a):

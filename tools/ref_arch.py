@@ -1,0 +1,179 @@
+"""ref_arch.py -- independent reference forward passes, in numpy (float64), for the
+architectures gpt2c runs besides GPT-2: GPT-Neo, OPT and GPT-NeoX.
+
+Same command line as ref_gpt2.py (whose beam search and q8 helpers it shares):
+
+  tools/ref_arch.py DIR --ids 15496,11,314 --out logits.f32 [--greedy N] [--beams B ...] [--dtype q8]
+
+Written from transformers 4.30's modeling_gpt_neo.py, modeling_opt.py and
+modeling_gpt_neox.py semantics (../shared/ARCH-NOTES.md sums them up), sharing no code
+with the C library: every nn.Linear weight is (out, in) and y = x W^T + b.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ref_gpt2  # noqa: E402
+import safetensors_np  # noqa: E402
+
+
+def act(name, x):
+    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    if name == "gelu":
+        return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    if name == "relu":
+        return np.maximum(x, 0)
+    raise ValueError(name)
+
+
+def attend(q, k, v, H, scale, window=0):
+    """Causal multi-head attention of (n, C) q, k, v; query i sees keys j <= i, and with a
+    window only i - window < j."""
+    n, C = q.shape
+    hd = C // H
+    q, k, v = (t.reshape(n, H, hd).transpose(1, 0, 2) for t in (q, k, v))
+    s = q @ k.transpose(0, 2, 1) * scale
+    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    allowed = (j <= i) & ((j > i - window) if window else True)
+    s = np.where(allowed, s, -np.inf)
+    s = np.exp(s - s.max(-1, keepdims=True))
+    return ((s / s.sum(-1, keepdims=True)) @ v).transpose(1, 0, 2).reshape(n, C)
+
+
+class Model:
+    def __init__(self, folder, dtype=None):
+        with open(os.path.join(folder, "config.json")) as f:
+            self.c = json.load(f)
+        self.type = self.c["model_type"]
+        self.w = safetensors_np.read(os.path.join(folder, "model.safetensors"))
+        self.r = ref_gpt2.q16 if dtype == "q8" else (lambda x: x)
+        embed = {"gpt_neo": "transformer.wte.weight", "opt": "model.decoder.embed_tokens.weight",
+                 "gpt_neox": "gpt_neox.embed_in.weight"}[self.type]
+        head = {"gpt_neox": "embed_out.weight"}.get(self.type, "lm_head.weight")
+        self.embed = self.w[embed]
+        self.head = self.w.get(head, self.embed)
+        if dtype in ("q8", "q8w"):  # every product's matrix: the Linear weights and the head, blocks along the input
+            for k, v in self.w.items():
+                if v.ndim == 2 and k != embed and "embed_positions" not in k and "wpe" not in k:
+                    self.w[k] = ref_gpt2.q8(v, 1)
+            self.head = ref_gpt2.q8(self.head, 1)
+            if head not in self.w:  # tied: the embedding is the head
+                self.embed = self.head
+
+    def lin(self, x, name, bias=True):
+        y = self.r(x) @ self.w[name + ".weight"].T
+        return y + self.w[name + ".bias"] if bias else y
+
+    def ln(self, x, name, eps):
+        m = x.mean(-1, keepdims=True)
+        v = ((x - m) ** 2).mean(-1, keepdims=True)
+        return (x - m) / np.sqrt(v + eps) * self.w[name + ".weight"] + self.w[name + ".bias"]
+
+    def logits(self, ids):
+        return getattr(self, self.type)(np.array(ids))
+
+    def gpt_neo(self, ids):
+        c, n = self.c, len(ids)
+        eps, H, W = c.get("layer_norm_epsilon", 1e-5), c["num_heads"], c.get("window_size", 256)
+        x = self.embed[ids] + self.w["transformer.wpe.weight"][np.arange(n)]
+        for i, kind in enumerate(c["attention_layers"]):
+            p = f"transformer.h.{i}."
+            h = self.ln(x, p + "ln_1", eps)
+            q, k, v = (self.lin(h, p + f"attn.attention.{t}_proj", bias=False) for t in "qkv")
+            a = attend(q, k, v, H, 1.0, W if kind == "local" else 0)  # no 1/sqrt(d)
+            x = x + self.lin(a, p + "attn.attention.out_proj")
+            h = act(c.get("activation_function", "gelu_new"), self.lin(self.ln(x, p + "ln_2", eps), p + "mlp.c_fc"))
+            x = x + self.lin(h, p + "mlp.c_proj")
+        return self.r(self.ln(x, "transformer.ln_f", eps)) @ self.head.T
+
+    def opt(self, ids):
+        c, n, d = self.c, len(ids), "model.decoder."
+        H, eps, pre = c["num_attention_heads"], 1e-5, c.get("do_layer_norm_before", True)
+        x = self.embed[ids]
+        if d + "project_in.weight" in self.w:
+            x = self.lin(x, d + "project_in", bias=False)
+        x = x + self.w[d + "embed_positions.weight"][np.arange(n) + 2]  # offset 2
+        hd = c["hidden_size"] // H
+        for i in range(c["num_hidden_layers"]):
+            p = f"{d}layers.{i}."
+            h = self.ln(x, p + "self_attn_layer_norm", eps) if pre else x
+            q = self.lin(h, p + "self_attn.q_proj") * hd ** -0.5  # q scaled before the product
+            a = attend(q, self.lin(h, p + "self_attn.k_proj"), self.lin(h, p + "self_attn.v_proj"), H, 1.0)
+            x = x + self.lin(a, p + "self_attn.out_proj")
+            if not pre:
+                x = self.ln(x, p + "self_attn_layer_norm", eps)
+            h = self.ln(x, p + "final_layer_norm", eps) if pre else x
+            x = x + self.lin(act(c.get("activation_function", "relu"), self.lin(h, p + "fc1")), p + "fc2")
+            if not pre:
+                x = self.ln(x, p + "final_layer_norm", eps)
+        if d + "final_layer_norm.weight" in self.w:
+            x = self.ln(x, d + "final_layer_norm", eps)
+        if d + "project_out.weight" in self.w:
+            x = self.lin(x, d + "project_out", bias=False)
+        return self.r(x) @ self.head.T
+
+    def gpt_neox(self, ids):
+        c, n = self.c, len(ids)
+        H, eps = c["num_attention_heads"], c.get("layer_norm_eps", 1e-5)
+        C = c["hidden_size"]
+        hd = C // H
+        r = int(hd * c.get("rotary_pct", 0.25))
+        inv_freq = 1.0 / (c.get("rotary_emb_base", 10000) ** (np.arange(0, r, 2) / r))
+        ang = np.arange(n)[:, None] * inv_freq[None, :]  # (n, r/2)
+        cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+
+        def rope(t):  # (n, H, hd): rotate-half on the first r dims
+            a, b = t[..., :r // 2], t[..., r // 2:r]
+            return np.concatenate([a * cos - b * sin, b * cos + a * sin, t[..., r:]], -1)
+
+        x = self.embed[ids]
+        for i in range(c["num_hidden_layers"]):
+            p = f"gpt_neox.layers.{i}."
+            qkv = self.lin(self.ln(x, p + "input_layernorm", eps), p + "attention.query_key_value").reshape(n, H, 3 * hd)
+            q, k, v = rope(qkv[..., :hd]), rope(qkv[..., hd:2 * hd]), qkv[..., 2 * hd:]
+            a = attend(q.reshape(n, C), k.reshape(n, C), v.reshape(n, C), H, 1 / math.sqrt(hd))
+            a = self.lin(a, p + "attention.dense")
+            mlp = lambda h: self.lin(act(c.get("hidden_act", "gelu"), self.lin(h, p + "mlp.dense_h_to_4h")),
+                                     p + "mlp.dense_4h_to_h")
+            if c.get("use_parallel_residual", True):
+                x = mlp(self.ln(x, p + "post_attention_layernorm", eps)) + a + x
+            else:
+                a = a + x
+                x = mlp(self.ln(a, p + "post_attention_layernorm", eps)) + a
+        return self.r(self.ln(x, "gpt_neox.final_layer_norm", eps)) @ self.head.T
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder")
+    p.add_argument("--ids", required=True)
+    p.add_argument("--out")
+    p.add_argument("--greedy", type=int, default=0)
+    p.add_argument("--beams", type=int, default=0)
+    p.add_argument("--beam-return", type=int, default=1)
+    p.add_argument("--beam-new", type=int, default=0)
+    p.add_argument("--dtype", choices=["q8", "q8w"])
+    a = p.parse_args()
+    ids = [int(t) for t in a.ids.split(",")]
+    m = Model(a.folder, a.dtype)
+    lg = m.logits(ids)
+    if a.out:
+        lg.astype("<f4").tofile(a.out)
+    if a.greedy:
+        seq = list(ids)
+        for _ in range(a.greedy):
+            seq.append(int(np.argmax(m.logits(seq)[-1])))
+        print(",".join(str(t) for t in seq[len(ids):]))
+    if a.beams:
+        for score, seq in ref_gpt2.beam_search(m, ids, a.beams, a.beam_return, a.beam_new):
+            print(f"{score:.9f} " + ",".join(str(t) for t in seq[len(ids):]))
+
+
+if __name__ == "__main__":
+    main()
