@@ -47,6 +47,7 @@ VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
     ("neo-mini-long", ["@neo-mini-f32"], 50257, 4),
     ("neo-mini-q8", ["@neo-mini-f32"], 50257, 8),
     ("opt-mini-f32", ["arch", "--preset", "opt-mini", "--seed", "12", "--std", "0.2"], 50272, 8),
+    ("opt-mini-q8", ["@opt-mini-f32"], 50272, 8),
     ("opt-postln-f32", ["arch", "--preset", "opt-mini-postln", "--seed", "13", "--std", "0.2"], 50272, 8),
     ("neox-mini-f32", ["arch", "--preset", "neox-mini", "--seed", "14", "--std", "0.2"], 50304, 8),
     ("neox-mini-q8", ["@neox-mini-f32"], 50304, 8),

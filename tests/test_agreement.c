@@ -4,7 +4,8 @@
  * divergence KL(p_f32 || p) of the next-token distributions, over every
  * position of the golden prompts (tests/fixtures/golden/tiny.json, those of
  * up to 64 tokens), on the random tiny- and gpt2-shaped checkpoints of
- * tests/make_reference.py. Prints the table; checks f16 weights and the f16
+ * tests/make_reference.py and its GPT-Neo, OPT and GPT-NeoX ones. Prints
+ * the table; checks f16 weights and the f16
  * KV cache against the issue's 99%, the order of the weight formats' costs,
  * q8 against the common 8-bit scheme as the numpy reference tool computes it
  * (tools/ref_gpt2.py --dtype q8) on the manifest's prompt (no more KL and no
@@ -98,7 +99,10 @@ static void test_formats_agree(void **state) {
     json_t *golden = load_json_or_fail(GOLDEN_JSON_DIR "/tiny.json");
     json_t *prompts = json_object_get(golden, "prompts");
     fprintf(stderr, "  %-10s %-6s %9s %9s %10s %12s\n", "checkpoint", "format", "positions", "entropy", "top-1", "mean KL");
-    for (const char *const *ck = (const char *const[]){"tiny-f32", "gpt2-f32", NULL}; *ck; ck++) {
+    /* GPT-2's shapes, then one small checkpoint of each other architecture. */
+    for (const char *const *ck = (const char *const[]){"tiny-f32", "gpt2-f32", "neo-mini-f32", "opt-mini-f32",
+                                                       "neox-mini-f32", NULL};
+         *ck; ck++) {
         char dir[600];
         snprintf(dir, sizeof dir, "%s/%s", ref, *ck);
         gpt2c_model *base = load(dir, NULL), *m[N_FORMATS];

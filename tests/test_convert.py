@@ -106,6 +106,42 @@ for dtype, name in (("f16", "F16"), ("bf16", "BF16"), ("q8", "Q8")):
     ok &= all(np.array_equal(got[k], src[k]) for k in vectors)
     check(ok, f"{dtype}: stored matrices equal the reference rounding, the rest unchanged")
 
+# GPT-Neo, OPT and GPT-NeoX: the same, with their nn.Linear matrices (out, in), whose q8 blocks
+# run along the input (axis 1), under their own names; the embeddings read by rows (positions,
+# GPT-NeoX's untied embed_in) and the vectors are kept as they are, the buffers transformers
+# rebuilds at load (causal masks, rotary inv_freq) are not written.
+ROW_READ = ("wpe.weight", "embed_positions.weight", "embed_in.weight")
+for arch in ("neo-mini-f32", "opt-mini-f32", "neox-mini-f32"):
+    asrc = os.path.join(REF, arch)
+    a32 = safetensors_np.read(os.path.join(asrc, "model.safetensors"), as_dtype=np.float32)
+    params = {k: v for k, v in a32.items() if not k.endswith(("attention.bias", "masked_bias", "inv_freq"))}
+    for dtype, name in (("f16", "F16"), ("bf16", "BF16"), ("q8", "Q8")):
+        out = os.path.join(tmp, f"{arch}-{dtype}")
+        r = run("convert", "-m", asrc, "--dtype", dtype, "-o", out)
+        check(r.returncode == 0, f"{arch} convert --dtype {dtype}: {r.stderr}")
+        if r.returncode:
+            continue
+        info = json.loads(run("info", "-m", out).stdout)
+        check(info["weight_dtype"] == name and info["model_type"] == json.load(open(os.path.join(asrc, "config.json")))["model_type"],
+              f"{arch} {dtype}: info says {info}")
+        check(generated(out) == generated(asrc, "--dtype", dtype), f"{arch} {dtype}: generation equals --dtype at load")
+        got = safetensors_np.read(os.path.join(out, "model.safetensors"), as_dtype=np.float32)
+        ok = set(got) - {k for k in got if k.endswith("_scale")} == set(params)
+        for k, w in params.items():
+            if w.ndim != 2 or k.endswith(ROW_READ):
+                ok &= np.array_equal(got[k], w)
+            elif dtype == "f16":
+                ok &= np.array_equal(got[k], w.astype(np.float16).astype(np.float32))
+            elif dtype == "bf16":
+                ok &= np.array_equal(got[k], safetensors_np.bf16_bits_to_f32(safetensors_np.f32_to_bf16_bits(w)).reshape(w.shape))
+            else:
+                din, dout = w.shape[1], w.shape[0]
+                groups = (dout + 15) // 16
+                q = got[k].reshape(groups, din // 32, 16, 16, 2).transpose(1, 2, 4, 0, 3).reshape(din, groups * 16)
+                sc = got[k + "_scale"].reshape(groups, din // 32, 16).transpose(1, 0, 2).reshape(din // 32, groups * 16)
+                ok &= np.array_equal((q * np.repeat(sc, 32, axis=0))[:, :dout].T, ref_gpt2.q8(w, 1).astype(np.float32))
+        check(ok, f"{arch} {dtype}: the same tensor names, matrices as the reference rounds them, the rest unchanged")
+
 # Back to f32 from q8: the dequantized values exactly (q8 runs its products on 16-bit inputs,
 # so the f32 copy generates what the common scheme would, not bit for bit what q8 does).
 r = run("convert", "-m", os.path.join(tmp, "q8"), "--dtype", "f32", "-o", os.path.join(tmp, "q8-f32"))

@@ -57,6 +57,16 @@ try:
 except ImportError:
     binonly = both = None
     print("hub: the .bin repos are skipped: python3-torch is not installed")
+# The other architectures, under their hub names (small checkpoints in each one's layout and
+# tokenizer format: GPT-2's files, OPT's vocab.json with tokenizer_config.json, GPT-NeoX's
+# tokenizer.json alone).
+ARCH_REPOS = {"EleutherAI/gpt-neo-125M": "neo-mini", "facebook/opt-125m": "opt-mini",
+              "EleutherAI/pythia-160m": "neox-mini"}
+arch_dirs = {}
+for name, preset in ARCH_REPOS.items():
+    arch_dirs[name] = os.path.join(tmp, preset)
+    subprocess.run([PY, os.path.join(os.path.dirname(HERE), "tools", "make_arch_checkpoint.py"), "--preset", preset,
+                    "--std", "0.2", "--seed", "21", "--out", arch_dirs[name]], check=True)
 noweights = os.path.join(tmp, "noweights")
 os.makedirs(noweights)
 shutil.copy(os.path.join(src, "config.json"), noweights)
@@ -64,6 +74,7 @@ shutil.copy(os.path.join(src, "config.json"), noweights)
 server = subprocess.Popen([PY, os.path.join(HERE, "fake_hub.py"), state, f"testorg/tiny={src}",
                            f"testorg/private={src}", f"testorg/gated={src}", f"testorg/sharded={sharded}",
                            f"testorg/noweights={noweights}", f"openai-community/gpt2={src}",
+                           *[f"{name}={d}" for name, d in arch_dirs.items()],
                            *([f"testorg/binonly={binonly}", f"testorg/both={both}"] if binonly else []), "--private",
                            "testorg/private", "--gated", "testorg/gated", "--alias", "tiny=testorg/tiny",
                            "--alias", "gpt2=openai-community/gpt2", "--token", "tok123"])
@@ -288,6 +299,27 @@ try:
         r = run(["pull", "testorg/tiny"], cf)
         check(r.returncode == 0 and sha256(snapf) == st_sha and not any(b.endswith(".incomplete") for b in os.listdir(blobs)),
               f"{what}: the next run completes and verifies it ({r.stderr.strip()})")
+
+    # 10c. GPT-Neo, OPT and GPT-NeoX by their hub names: the same tokens as from the folder,
+    # with each family's tokenizer files fetched (OPT's prompt starts with its </s>).
+    cache9 = os.path.join(tmp, "cache9")
+    for name, d in arch_dirs.items():
+        r = run(["generate", "-m", name, "-p", "Hello world", "-n", "4", "--json"], cache9)
+        direct = subprocess.run([BIN, "generate", "-m", d, "-p", "Hello world", "-n", "4", "--json"],
+                                capture_output=True, text=True)
+        ok = r.returncode == 0 and direct.returncode == 0
+        check(ok and json.loads(r.stdout)["sequences"][0]["token_ids"] ==
+              json.loads(direct.stdout)["sequences"][0]["token_ids"], f"{name} by name: {r.stderr}")
+        snap = run(["pull", name], cache9).stdout.strip()
+        want = {"facebook/opt-125m": ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"],
+                "EleutherAI/pythia-160m": ["tokenizer.json"]}.get(name, ["vocab.json", "merges.txt"])
+        check(all(os.path.exists(os.path.join(snap, f)) for f in want), f"{name}: its tokenizer files {want}")
+        if ok and name == "facebook/opt-125m":
+            check(json.loads(r.stdout)["prompt_ids"][0] == 2, "OPT's prompt starts with </s>")
+        r = run(["info", "-m", name], cache9, HF_HUB_OFFLINE="1")
+        check(r.returncode == 0 and json.loads(r.stdout)["model_type"] ==
+              {"neo-mini": "gpt_neo", "opt-mini": "opt", "neox-mini": "gpt_neox"}[ARCH_REPOS[name]],
+              f"{name}: info offline, model_type: {r.stdout} {r.stderr}")
 
     # 11. ls and rm.
     r = run(["ls"], cache)

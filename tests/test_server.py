@@ -429,6 +429,30 @@ finally:
     if big.p.poll() is None:
         big.p.kill()
 
+# GPT-Neo, OPT and GPT-NeoX served as GPT-2 is: a greedy completion and a sampled one equal
+# the CLI's, streamed equals non-streamed, and /v1/models names the architecture.
+for arch in ("neo-mini-f32", "opt-postln-f32", "neox-seqres-f32"):
+    folder = os.path.join(REF, arch)
+    srv = Server(folder, "--api-key", KEY, "--slots", "4")
+    try:
+        for extra in ({"temperature": 0}, {"temperature": 0.9, "seed": 5}):
+            req = dict({"prompt": PROMPT, "max_tokens": 6}, **extra)
+            st, body, _ = post(srv.port, req)
+            args = ["-n", "6", "-p", PROMPT] + (["--seed", "5", "--temperature", "0.9", "--do-sample", "--top-k", "0"]
+                                                if extra.get("seed") else ["--greedy"])
+            want = json.loads(subprocess.run([BIN, "generate", "-m", folder, "--json", "--no-stream", *args],
+                                             capture_output=True, check=True).stdout)
+            check(st == 200 and body["choices"][0]["text"] == want["sequences"][0]["text"],
+                  f"{arch} {extra}: the CLI's completion ({body})")
+            st2, events = stream(srv.port, req)
+            check(st2 == 200 and streamed_texts(events, 1)[0][0] == body["choices"][0]["text"],
+                  f"{arch} {extra}: streamed equals non-streamed")
+        st, _, data = request(srv.port, "GET", "/v1/models")
+        check(st == 200 and json.loads(data)["data"][0]["meta"].get("model_type") ==
+              {"neo": "gpt_neo", "opt": "opt", "neox": "gpt_neox"}[arch.split("-")[0]], f"{arch}: /v1/models {data}")
+    finally:
+        srv.stop()
+
 # A short load: concurrent streams, each checked against its non-streamed text (the
 # full 32-client, 60 s run is bench/load_test.py's default; its figure is in the README).
 load = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "load_test.py"),

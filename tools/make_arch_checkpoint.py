@@ -33,7 +33,7 @@ PRESETS = {
     "opt-350m": ("opt", 1024, 24, 16, 4096, 2048, 50272, {"do_layer_norm_before": False, "word_embed_proj_dim": 512}),
     "pythia-160m": ("gpt_neox", 768, 12, 12, 3072, 2048, 50304, {}),
     "neo-mini": ("gpt_neo", 32, 3, 4, None, 512, 50257, {"window_size": 6}),
-    "opt-mini": ("opt", 32, 2, 2, 80, 512, 50272, {}),
+    "opt-mini": ("opt", 32, 2, 2, 128, 512, 50272, {}),
     "opt-mini-postln": ("opt", 32, 2, 2, 80, 512, 50272, {"do_layer_norm_before": False, "word_embed_proj_dim": 24}),
     "neox-mini": ("gpt_neox", 32, 2, 2, 128, 512, 50304, {}),
     "neox-mini-seqres": ("gpt_neox", 32, 2, 2, 128, 512, 50304, {"use_parallel_residual": False}),

@@ -251,9 +251,9 @@ static int cmd_info(int argc, char **argv) {
     gpt2c_model_get_info(m, &i);
     printf("{\"n_vocab\": %d, \"n_ctx\": %d, \"n_embd\": %d, \"n_head\": %d, \"n_layer\": %d, \"n_inner\": %d, "
            "\"bos_token_id\": %d, \"eos_token_id\": %d, \"pad_token_id\": %d, \"weight_dtype\": \"%s\", "
-           "\"kernels\": \"%s\", \"load_s\": %.4f}\n",
+           "\"kernels\": \"%s\", \"model_type\": \"%s\", \"load_s\": %.4f}\n",
            i.n_vocab, i.n_ctx, i.n_embd, i.n_head, i.n_layer, i.n_inner, i.bos_token_id, i.eos_token_id,
-           i.pad_token_id, i.weight_dtype, i.kernels, dt);
+           i.pad_token_id, i.weight_dtype, i.kernels, i.model_type, dt);
     gpt2c_model_free(m);
     return 0;
 }

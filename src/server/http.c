@@ -98,9 +98,10 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, conn_ctx *x, int 
 /* ----------------------------------------------------------- the routes */
 
 static enum MHD_Result get_models(server *sv, struct MHD_Connection *c, conn_ctx *x, const char *one) {
-    json_t *m = json_pack("{s:s,s:s,s:i,s:s,s:{s:i,s:i,s:i,s:s}}", "id", sv->o->model_id, "object", "model", "created", 0,
+    json_t *m = json_pack("{s:s,s:s,s:i,s:s,s:{s:i,s:i,s:i,s:s,s:s}}", "id", sv->o->model_id, "object", "model", "created", 0,
                           "owned_by", "gpt2c", "meta", "n_ctx", sv->info.n_ctx, "n_vocab", sv->info.n_vocab, "slots",
-                          sv->o->slots, "dtype", sv->info.weight_dtype ? sv->info.weight_dtype : "");
+                          sv->o->slots, "dtype", sv->info.weight_dtype ? sv->info.weight_dtype : "", "model_type",
+                          sv->info.model_type ? sv->info.model_type : "");
     if (one) {
         if (!api_model_known(sv->o, one)) {
             json_decref(m);
