@@ -77,10 +77,15 @@ gpt2c_status gpt2c_tokenize(gpt2c_tokenizer *t, const char *text, size_t len,
 
 #define GPT2C_DECODE_SKIP_SPECIAL 1u /* drop special tokens (skip_special_tokens) */
 #define GPT2C_DECODE_NO_CLEANUP   2u /* clean_up_tokenization_spaces=False */
+/* Ids the vocabulary lacks (a model's embedding padded past its tokenizer:
+ * GPT-NeoX's 50304 rows for 50277 tokens) decode to nothing, as Hugging
+ * Face's tokenizers skip them, instead of being refused: for generated ids. */
+#define GPT2C_DECODE_SKIP_UNKNOWN 4u
 
 /* Decodes ids to a NUL-terminated UTF-8 string (malloc'd, release with
  * gpt2c_free). Byte sequences that are not valid UTF-8 become U+FFFD exactly as
- * Python's errors="replace" does. An id outside the vocabulary is refused. */
+ * Python's errors="replace" does. An id outside the vocabulary is refused
+ * (with GPT2C_DECODE_SKIP_UNKNOWN, one the vocabulary lacks is skipped). */
 gpt2c_status gpt2c_detokenize(const gpt2c_tokenizer *t, const int32_t *ids, int n_ids,
                               unsigned flags, char **text, size_t *len);
 

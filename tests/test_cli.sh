@@ -60,6 +60,11 @@ expect_exit 0 "an f16 KV cache" -- $BIN generate -m "$CK" -p hi -n 4 --kv-cache 
 expect_exit 2 "bad ids" -- $BIN detokenize -m "$TOK" 1 x
 expect_exit 2 "id out of vocabulary" -- $BIN detokenize -m "$TOK" 50257
 expect_stderr "id 50257 is not in the vocabulary" "out of vocabulary message"
+# An architecture gpt2c does not run: refused at load (exit 1), naming the ones it does.
+mkdir -p "$TMP/llama" && cp "$CK/model.safetensors" "$TMP/llama/" &&
+    printf '{"model_type": "llama", "hidden_size": 64}' >"$TMP/llama/config.json"
+expect_exit 1 "unknown model_type" -- $BIN info -m "$TMP/llama"
+expect_stderr "model_type 'llama' is not supported (supported: gpt2, gpt_neo, opt, gpt_neox)" "the supported list"
 
 # Tokenize and detokenize.
 expect_exit 0 "tokenize" -- $BIN tokenize -m "$TOK" -p "Hello, world!"

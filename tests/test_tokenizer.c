@@ -490,6 +490,21 @@ static void test_bad_ids_refused(void **state) {
     int32_t neg[] = {-1};
     assert_int_equal(gpt2c_detokenize(tok, neg, 1, 0, &text, &len), GPT2C_ERR_INVALID);
     assert_null(gpt2c_token_bytes(tok, 50257, &len));
+    /* Generated ids past the tokenizer (a padded embedding: GPT-NeoX's 50304
+     * rows) have no text, in one decode and streamed; negative ids stay
+     * refused. */
+    int32_t gen[] = {15496, 50300, 11, 60000};
+    assert_int_equal(gpt2c_detokenize(tok, gen, 4, GPT2C_DECODE_SKIP_UNKNOWN, &text, &len), GPT2C_OK);
+    assert_string_equal(text, "Hello,");
+    gpt2c_free(text);
+    assert_int_equal(gpt2c_detokenize(tok, neg, 1, GPT2C_DECODE_SKIP_UNKNOWN, &text, &len), GPT2C_ERR_INVALID);
+    gpt2c_stream *st;
+    const char *piece;
+    assert_int_equal(gpt2c_stream_new(tok, gen, 1, GPT2C_DECODE_SKIP_UNKNOWN, &st), GPT2C_OK);
+    for (int i = 1; i < 4; i++) assert_int_equal(gpt2c_stream_push(st, gen[i], &piece, &len), GPT2C_OK);
+    assert_int_equal(gpt2c_stream_finish(st, &piece, &len), GPT2C_OK);
+    assert_int_equal(gpt2c_stream_push(st, -1, &piece, &len), GPT2C_ERR_INVALID);
+    gpt2c_stream_free(st);
 }
 
 /* One megabyte without a split point is one BPE piece: the heap-based merge

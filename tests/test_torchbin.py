@@ -171,13 +171,20 @@ try:
     st, ans = serve_completion(tl, {"prompt": "text", "max_tokens": 2})
     check(st == 400 and "tokenizer" in json.dumps(ans), f"server: a text prompt without tokenizer: {st} {ans}")
 
-    # 6. The GPT-Neo checkpoint transformers itself saved as .bin (zip and legacy) needs the
-    # GPT-Neo architecture (the more-models issue); until then this only reports.
-    g = os.path.join(os.environ.get("GPT2C_GOLDEN", os.path.join(ROOT, "..", "shared", "golden")),
-                     "checkpoints", "arch", "gpt-neo-mini-bin")
-    if os.path.isdir(g):
-        r = run("info", "-m", g)
-        print(f"torchbin: note: {g} needs GPT-Neo: {r.stderr.strip() or 'loads'}")
+    # 6. The GPT-Neo checkpoint transformers itself saved as .bin (zip and legacy): the same
+    # generation as its safetensors twin (test_arch_golden checks their logits against
+    # transformers').
+    arch = os.path.join(os.environ.get("GPT2C_GOLDEN", os.path.join(ROOT, "..", "shared", "golden")),
+                        "checkpoints", "arch")
+    if os.path.isdir(os.path.join(arch, "gpt-neo-mini-bin")):
+        want = run("generate", "-m", os.path.join(arch, "gpt-neo-mini"), "-p", "Once upon a time", "-n", "12",
+                   "--json")
+        for twin in ("gpt-neo-mini-bin", "gpt-neo-mini-bin-legacy"):
+            r = run("generate", "-m", os.path.join(arch, twin), "-p", "Once upon a time", "-n", "12", "--json")
+            check(r.returncode == 0 and json.loads(r.stdout)["sequences"] == json.loads(want.stdout)["sequences"],
+                  f"{twin}: generates as the safetensors twin: {r.stderr}")
+    else:
+        print("torchbin: skipped: ../shared/golden/checkpoints/arch is absent")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 

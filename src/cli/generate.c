@@ -714,7 +714,9 @@ int cmd_generate(int argc, char **argv) {
     if (rc < 0) {
         if (o->stream < 0) o->stream = !o->json;
         o->n_stops = 0; /* collected again by the second pass */
-        o->flags = GPT2C_DECODE_SKIP_SPECIAL; /* as the text-generation pipeline decodes */
+        /* As the text-generation pipeline decodes; ids past the tokenizer's
+         * vocabulary (a padded embedding) have no text. */
+        o->flags = GPT2C_DECODE_SKIP_SPECIAL | GPT2C_DECODE_SKIP_UNKNOWN;
         rc = run_generate(o, argc, argv);
     }
     free(o);

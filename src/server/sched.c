@@ -440,7 +440,8 @@ static void start_job(sched *s, job *j) {
         int p = prompt_of(r, i);
         if (!s->t) { /* no tokenizer: no text, the ids */
             if (!(c->ids = json_array())) goto oom;
-        } else if (gpt2c_stream_new(s->t, q->prompts[p], q->prompt_lens[p], GPT2C_DECODE_SKIP_SPECIAL, &c->st) ||
+        } else if (gpt2c_stream_new(s->t, q->prompts[p], q->prompt_lens[p],
+                                    GPT2C_DECODE_SKIP_SPECIAL | GPT2C_DECODE_SKIP_UNKNOWN, &c->st) ||
                    gpt2c_stream_set_stops(c->st, (const char *const *)q->stops, q->n_stops)) {
             goto oom;
         }

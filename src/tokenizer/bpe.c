@@ -282,13 +282,18 @@ gpt2c_status tok_collect_bytes(const gpt2c_tokenizer *t, const int32_t *ids, int
     if (n_ids < 0 || (n_ids > 0 && !ids)) return GPT2C_ERR_INVALID;
     size_t raw = 0;
     for (int i = 0; i < n_ids; i++) {
-        if (ids[i] < 0 || ids[i] >= t->n_vocab || !t->present[ids[i]]) return GPT2C_ERR_INVALID;
+        if (ids[i] < 0) return GPT2C_ERR_INVALID;
+        if (ids[i] >= t->n_vocab || !t->present[ids[i]]) {
+            if (flags & GPT2C_DECODE_SKIP_UNKNOWN) continue;
+            return GPT2C_ERR_INVALID;
+        }
         raw += t->off[ids[i] + 1] - t->off[ids[i]];
     }
     char *b = malloc(raw + 1);
     if (!b) return GPT2C_ERR_NOMEM;
     size_t n = 0;
     for (int i = 0; i < n_ids; i++) {
+        if (ids[i] >= t->n_vocab || !t->present[ids[i]]) continue; /* GPT2C_DECODE_SKIP_UNKNOWN */
         if ((flags & GPT2C_DECODE_SKIP_SPECIAL) && t->special[ids[i]]) continue;
         size_t l = t->off[ids[i] + 1] - t->off[ids[i]];
         memcpy(b + n, t->bytes + t->off[ids[i]], l);

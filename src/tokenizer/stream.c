@@ -169,7 +169,8 @@ static gpt2c_status release(gpt2c_stream *s, int final, const char **piece, size
 gpt2c_status gpt2c_stream_push(gpt2c_stream *s, int32_t id, const char **piece, size_t *len) {
     *piece = "";
     *len = 0;
-    if (id < 0 || id >= s->tok->n_vocab || !s->tok->present[id]) return GPT2C_ERR_INVALID;
+    if (id < 0 || (!(s->flags & GPT2C_DECODE_SKIP_UNKNOWN) && (id >= s->tok->n_vocab || !s->tok->present[id])))
+        return GPT2C_ERR_INVALID;
     if (idvec_push(&s->ids, id)) return GPT2C_ERR_NOMEM;
     return release(s, 0, piece, len);
 }

@@ -1,0 +1,85 @@
+#!/usr/bin/python3
+"""arch_bench.py -- decode speed of every architecture against GPT-2's, relative to the hardware.
+
+Makes hub-shaped random checkpoints with the project's own tools (gpt2 with
+tools/make_checkpoint.py; gpt-neo-125M, opt-125m, opt-350m and pythia-160m with
+tools/make_arch_checkpoint.py), then runs `gpt2c bench --json` on each, in rounds that
+alternate the models (the machine's load drifts), for each weight format. A model's
+bandwidth share is bench's roofline_fraction: the bytes of matrices one decoded token reads,
+times tokens per second, over the machine's read bandwidth: the best of the read probes that
+bench runs in every process (each alone swings by 2x on a busy machine). The table reports
+each model's median over the rounds and its ratio to the GPT-2 of its size (gpt2 for the
+125M-class, gpt2-medium for opt-350m: a larger model's share differs with size alone) at the
+same format (the issue asks for >= 0.90).
+
+  bench/arch_bench.py [--dir build/bench-arch] [--formats f16,q8] [--rounds 3] [--threads 0]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+PY = sys.executable
+MODELS = [  # name, tool, preset, the GPT-2 of its size it is compared with
+    ("gpt2", "make_checkpoint.py", "gpt2", "gpt2"),
+    ("gpt2-medium", "make_checkpoint.py", "gpt2-medium", "gpt2-medium"),
+    ("gpt-neo-125M", "make_arch_checkpoint.py", "gpt-neo-125M", "gpt2"),
+    ("opt-125m", "make_arch_checkpoint.py", "opt-125m", "gpt2"),
+    ("opt-350m", "make_arch_checkpoint.py", "opt-350m", "gpt2-medium"),
+    ("pythia-160m", "make_arch_checkpoint.py", "pythia-160m", "gpt2"),
+]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dir", default=os.path.join(REPO, "build", "bench-arch"))
+    p.add_argument("--bin", default=os.path.join(REPO, "build", "gpt2c"))
+    p.add_argument("--formats", default="f16,q8", help="weight formats (the checkpoints are stored as F16)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--prompt-tokens", type=int, default=64)
+    p.add_argument("--gen-tokens", type=int, default=64)
+    a = p.parse_args()
+    for name, tool, preset, _ in MODELS:
+        out = os.path.join(a.dir, name)
+        if not os.path.exists(os.path.join(out, "config.json")):
+            print(f"making {out}", file=sys.stderr, flush=True)
+            subprocess.run([PY, os.path.join(REPO, "tools", tool), "--preset", preset, "--dtype", "F16", "--out", out],
+                           check=True)
+    runs, roof = {}, 0.0
+    for r in range(a.rounds):
+        for fmt in a.formats.split(","):
+            for name, _, _, _ in MODELS:
+                cmd = [a.bin, "bench", "-m", os.path.join(a.dir, name), "--json", "--threads", str(a.threads),
+                       "--prompt-tokens", str(a.prompt_tokens), "--gen-tokens", str(a.gen_tokens)]
+                if fmt != "f16":
+                    cmd += ["--dtype", fmt]
+                res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+                runs.setdefault((name, fmt), []).append(res)
+                roof = max(roof, res["roofline_gb_per_s"])
+                print(f"round {r + 1} {fmt} {name}: {res['decode_tokens_per_s']:.1f} tok/s, "
+                      f"{res['achieved_gb_per_s']:.1f} of {res['roofline_gb_per_s']:.1f} GB/s", file=sys.stderr,
+                      flush=True)
+    def median(name, fmt, field):
+        v = sorted(r[field] for r in runs[(name, fmt)])
+        return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+    print(f"read bandwidth (best probe of the run): {roof:.1f} GB/s; medians of {a.rounds} rounds")
+    print("| model | format | MB/token | decode tok/s | GB/s | share of bandwidth | vs GPT-2 of its size |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    worst = 1e9
+    for fmt in a.formats.split(","):
+        for name, _, _, baseline in MODELS:
+            gbs, base = median(name, fmt, "achieved_gb_per_s"), median(baseline, fmt, "achieved_gb_per_s")
+            worst = min(worst, gbs / base)
+            print(f"| {name} | {fmt} | {runs[(name, fmt)][0]['weight_bytes_per_token'] / 1e6:.0f} | "
+                  f"{median(name, fmt, 'decode_tokens_per_s'):.1f} | {gbs:.1f} | {gbs / roof:.2f} | "
+                  f"{gbs / base:.2f} ({baseline}) |")
+    print(json.dumps({"worst_ratio_to_gpt2": round(worst, 3)}))
+
+
+if __name__ == "__main__":
+    main()
