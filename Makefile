@@ -89,7 +89,7 @@ $(BUILD)/gen/page.o: $(BUILD)/gen/page.c
 $(BUILD)/gpt2c: $(CLI_OBJ) $(BUILD)/libgpt2c_internal.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS) $(SERVER_LIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libgpt2c_internal.a
+$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/forward_util.h $(BUILD)/libgpt2c_internal.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libgpt2c_internal.a $(LDLIBS) -lcmocka $(LDSAN)
 

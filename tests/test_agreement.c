@@ -13,8 +13,7 @@
  * KV cache gives the same tokens cached, recomputed and batched. */
 #include <math.h>
 
-#include "model/model.h"
-#include "testutil.h"
+#include "forward_util.h"
 
 typedef struct agreement {
     long positions, agree;
@@ -63,24 +62,6 @@ static void compare(agreement *a, const float *want, const float *got, int n, in
     free(lq);
 }
 
-/* The logits at every position of ids, teacher-forced: row i predicts ids[i + 1]. */
-static float *logits_of(const gpt2c_model *m, const int32_t *ids, int n) {
-    const int V = m->cfg.n_vocab;
-    float *out = malloc(sizeof(float) * (size_t)n * V);
-    assert_non_null(out);
-    gpt2_state st;
-    gpt2_err e = {0};
-    assert_int_equal(gpt2_state_init(&st, m, 1, n, 64, 0, &e), GPT2C_OK);
-    int *pos = malloc(sizeof(int) * (size_t)n), *slot = calloc((size_t)n, sizeof(int));
-    for (int i = 0; i < n; i++) pos[i] = i;
-    gpt2_batch b = {n, ids, pos, slot, pos};
-    if (gpt2_forward(m, &st, &b, out, &e) != GPT2C_OK) fail_msg("forward: %s", e.msg);
-    gpt2_state_free(&st);
-    free(pos);
-    free(slot);
-    return out;
-}
-
 /* dtype "kv-f16": f32 weights with an f16 KV cache. */
 static gpt2c_model *load(const char *dir, const char *dtype) {
     gpt2c_model *m;
@@ -117,9 +98,9 @@ static void test_formats_agree(void **state) {
                 free(ids);
                 continue;
             }
-            float *want = logits_of(base, ids, n);
+            float *want = forward_all(base, ids, n);
             for (int d = 0; d < N_FORMATS; d++) {
-                float *got = logits_of(m[d], ids, n);
+                float *got = forward_all(m[d], ids, n);
                 compare(&a[d], want, got, n, base->cfg.n_vocab);
                 free(got);
             }
@@ -169,7 +150,7 @@ static void test_q8_as_good_as_reference_scheme(void **state) {
         gpt2c_model *base = load(dir, NULL), *q8 = load(dir, "q8");
         const int V = base->cfg.n_vocab;
         float *ref32 = read_logits(f32_path, (size_t)n * V), *ref8 = read_logits(q8_path, (size_t)n * V);
-        float *ours32 = logits_of(base, ids, n), *ours8 = logits_of(q8, ids, n);
+        float *ours32 = forward_all(base, ids, n), *ours8 = forward_all(q8, ids, n);
         agreement r = {0}, o = {0};
         compare(&r, ref32, ref8, n, V);
         compare(&o, ours32, ours8, n, V);

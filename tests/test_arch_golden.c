@@ -10,8 +10,7 @@
  * saying so. */
 #include <math.h>
 
-#include "model/model.h"
-#include "testutil.h"
+#include "forward_util.h"
 
 #define LOGIT_TOL 1e-4
 
@@ -64,23 +63,6 @@ static int teardown(void **state) {
         }                                                                                                    \
     } while (0)
 
-/* Logits at every position of ids, without a cache. */
-static float *all_logits(const gpt2c_model *m, const int32_t *ids, int n) {
-    gpt2_state st;
-    gpt2_err e = {0};
-    assert_int_equal(gpt2_state_init(&st, m, 1, n, 64, 0, &e), GPT2C_OK);
-    int *pos = malloc(sizeof(int) * (size_t)n), *slot = calloc((size_t)n, sizeof(int)), *row = malloc(sizeof(int) * (size_t)n);
-    for (int i = 0; i < n; i++) pos[i] = row[i] = i;
-    float *logits = malloc(sizeof(float) * (size_t)n * (size_t)m->cfg.n_vocab);
-    gpt2_batch b = {n, ids, pos, slot, row};
-    assert_int_equal(gpt2_forward(m, &st, &b, logits, &e), GPT2C_OK);
-    gpt2_state_free(&st);
-    free(pos);
-    free(slot);
-    free(row);
-    return logits;
-}
-
 static void check_close(const golden *g, double got, double want, const char *what, const char *prompt, int id) {
     if (!(fabs(got - want) <= LOGIT_TOL))
         fail_msg("%s %s %s id %d: %.7f, expected %.7f (|diff| %.2e > %.0e)", g->name, prompt, what, id, got, want,
@@ -107,7 +89,7 @@ static void test_logits(void **state) {
     json_object_foreach(json_object_get(g->g, "prompts"), name, p) {
         int n;
         int32_t *ids = json_ids(json_object_get(p, "input_ids"), &n);
-        float *lg = all_logits(g->m, ids, n);
+        float *lg = forward_all(g->m, ids, n);
         const float *last = lg + (size_t)(n - 1) * V;
         size_t k;
         json_t *e;
@@ -137,17 +119,6 @@ static void test_logits(void **state) {
     }
 }
 
-static gpt2c_gen *run(gpt2c_model *m, gpt2c_gen_params *p, int n_prompts, const int32_t *const *prompts,
-                      const int *lens) {
-    gpt2c_gen *gen;
-    if (gpt2c_gen_start(m, p, n_prompts, prompts, lens, &gen) != GPT2C_OK) fail_msg("%s", gpt2c_gen_errmsg(gen));
-    gpt2c_status s;
-    while ((s = gpt2c_gen_step(gen)) == GPT2C_OK) {
-    }
-    assert_int_equal(s, GPT2C_DONE);
-    return gen;
-}
-
 /* Greedy tokens equal transformers' up to the first step whose margin
  * between the two best logits is below the tolerance (none in these
  * goldens: then all of them). */
@@ -173,7 +144,7 @@ static void test_greedy(void **state) {
         gp.max_new_tokens = (int)json_integer_value(json_object_get(gr, "max_new_tokens"));
         for (int cache = 1; cache >= 0; cache--) {
             gp.use_cache = cache;
-            gpt2c_gen *gen = run(g->m, &gp, 1, prompts, &n);
+            gpt2c_gen *gen = gen_run(g->m, &gp, 1, prompts, &n);
             int got_n;
             const int32_t *got = gpt2c_gen_tokens(gen, 0, &got_n);
             char msg[160];
@@ -220,7 +191,7 @@ static void test_batch(void **state) {
     gp.max_new_tokens = (int)json_integer_value(json_object_get(b, "max_new_tokens"));
     for (int cache = 1; cache >= 0; cache--) {
         gp.use_cache = cache;
-        gpt2c_gen *gen = run(g->m, &gp, np, (const int32_t *const *)ids, lens);
+        gpt2c_gen *gen = gen_run(g->m, &gp, np, (const int32_t *const *)ids, lens);
         for (int i = 0; i < np; i++) {
             int nw, got_n;
             int32_t *want = json_ids(json_array_get(json_object_get(b, "new_ids"), (size_t)i), &nw);
@@ -255,7 +226,7 @@ static void test_beam(void **state) {
     const int pad = (int)json_integer_value(json_object_get(json_object_get(g->g, "generation"), "pad_token_id_used"));
     for (int cache = 1; cache >= 0; cache--) {
         p.use_cache = cache;
-        gpt2c_gen *gen = run(g->m, &p, 1, prompts, &n);
+        gpt2c_gen *gen = gen_run(g->m, &p, 1, prompts, &n);
         assert_int_equal(gpt2c_gen_n_seqs(gen), p.num_return_sequences);
         for (int r = 0; r < p.num_return_sequences; r++) {
             int nw, got_n;

@@ -6,8 +6,7 @@
  * without them these tests are skipped, saying so. */
 #include <math.h>
 
-#include "model/model.h"
-#include "testutil.h"
+#include "forward_util.h"
 
 #define LOGIT_TOL 1e-4
 
@@ -52,23 +51,6 @@ static int teardown(void **state) {
         }                                                                                          \
     } while (0)
 
-/* Logits at every position of ids, without a cache. */
-static float *all_logits(const gpt2c_model *m, const int32_t *ids, int n) {
-    gpt2_state st;
-    gpt2_err e = {0};
-    assert_int_equal(gpt2_state_init(&st, m, 1, n, 64, 0, &e), GPT2C_OK);
-    int *pos = malloc(sizeof(int) * (size_t)n), *slot = calloc((size_t)n, sizeof(int)), *row = malloc(sizeof(int) * (size_t)n);
-    for (int i = 0; i < n; i++) pos[i] = row[i] = i;
-    float *logits = malloc(sizeof(float) * (size_t)n * (size_t)m->cfg.n_vocab);
-    gpt2_batch b = {n, ids, pos, slot, row};
-    assert_int_equal(gpt2_forward(m, &st, &b, logits, &e), GPT2C_OK);
-    gpt2_state_free(&st);
-    free(pos);
-    free(slot);
-    free(row);
-    return logits;
-}
-
 static void check_close(double got, double want, const char *what, const char *prompt, int id) {
     if (fabs(got - want) > LOGIT_TOL)
         fail_msg("%s %s id %d: %.7f, expected %.7f (|diff| %.2e > %.0e)", prompt, what, id, got, want,
@@ -94,7 +76,7 @@ static void test_logits(void **state) {
             assert_ids_equal(ids, m, want, n, name);
             gpt2c_free(ids);
         }
-        float *lg = all_logits(g->m, want, n);
+        float *lg = forward_all(g->m, want, n);
         const float *last = lg + (size_t)(n - 1) * V;
         size_t k;
         json_t *e;
@@ -137,13 +119,7 @@ static gpt2c_gen *generate(gpt2c_model *m, int n_prompts, const int32_t *const *
     gpt2c_gen_params_init(&p);
     p.max_new_tokens = max_new;
     p.use_cache = use_cache;
-    gpt2c_gen *gen;
-    if (gpt2c_gen_start(m, &p, n_prompts, prompts, lens, &gen) != GPT2C_OK) fail_msg("%s", gpt2c_gen_errmsg(gen));
-    gpt2c_status s;
-    while ((s = gpt2c_gen_step(gen)) == GPT2C_OK) {
-    }
-    assert_int_equal(s, GPT2C_DONE);
-    return gen;
+    return gen_run(m, &p, n_prompts, prompts, lens);
 }
 
 static void test_greedy(void **state) {

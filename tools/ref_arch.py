@@ -9,7 +9,6 @@ Written from transformers 4.30's modeling_gpt_neo.py, modeling_opt.py and
 modeling_gpt_neox.py semantics (../shared/ARCH-NOTES.md sums them up), sharing no code
 with the C library: every nn.Linear weight is (out, in) and y = x W^T + b.
 """
-import argparse
 import json
 import math
 import os
@@ -149,31 +148,5 @@ class Model:
         return self.r(self.ln(x, "gpt_neox.final_layer_norm", eps)) @ self.head.T
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder")
-    p.add_argument("--ids", required=True)
-    p.add_argument("--out")
-    p.add_argument("--greedy", type=int, default=0)
-    p.add_argument("--beams", type=int, default=0)
-    p.add_argument("--beam-return", type=int, default=1)
-    p.add_argument("--beam-new", type=int, default=0)
-    p.add_argument("--dtype", choices=["q8", "q8w"])
-    a = p.parse_args()
-    ids = [int(t) for t in a.ids.split(",")]
-    m = Model(a.folder, a.dtype)
-    lg = m.logits(ids)
-    if a.out:
-        lg.astype("<f4").tofile(a.out)
-    if a.greedy:
-        seq = list(ids)
-        for _ in range(a.greedy):
-            seq.append(int(np.argmax(m.logits(seq)[-1])))
-        print(",".join(str(t) for t in seq[len(ids):]))
-    if a.beams:
-        for score, seq in ref_gpt2.beam_search(m, ids, a.beams, a.beam_return, a.beam_new):
-            print(f"{score:.9f} " + ",".join(str(t) for t in seq[len(ids):]))
-
-
 if __name__ == "__main__":
-    main()
+    ref_gpt2.main(Model, __doc__)

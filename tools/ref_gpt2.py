@@ -155,8 +155,9 @@ def beam_search(m, ids, n_beams, n_return, n_new, length_penalty=1.0, early_stop
     return [ranked.pop() for _ in range(n_return)]
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(model=GPT2, doc=__doc__):
+    """The command line, for GPT2 or another model class with the same logits(ids) (ref_arch.py)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder")
     p.add_argument("--ids", required=True, help="comma-separated token ids")
     p.add_argument("--out", help="write the logits here (raw float32, n x vocab)")
@@ -168,7 +169,7 @@ def main():
                    help="q8: compute as gpt2c --dtype q8 does; q8w: its weights only (the common scheme)")
     a = p.parse_args()
     ids = [int(t) for t in a.ids.split(",")]
-    m = GPT2(a.folder, a.dtype)
+    m = model(a.folder, a.dtype)
     lg = m.logits(ids)
     if a.out:
         lg.astype("<f4").tofile(a.out)

@@ -402,9 +402,29 @@ void fwd_add_positions(gpt2_state *s, gpt2_weight w, const gpt2_batch *b, int i0
     }
 }
 
-void fwd_pack_qkv(gpt2_state *s, const float *src, int n, int C, int part) {
-    for (int i = 0; i < n; i++)
-        memcpy(s->qkv + (size_t)i * 3 * C + (size_t)part * C, src + (size_t)i * C, (size_t)C * sizeof(float));
+void fwd_qkv_separate(const gpt2c_model *m, gpt2_state *s, const gpt2_layer *L, const float *in, int n) {
+    const int C = m->cfg.n_embd;
+    const gpt2_weight w[3] = {L->q_w, L->k_w, L->v_w};
+    const float *bias[3] = {L->q_b, L->k_b, L->v_b};
+    for (int part = 0; part < 3; part++) { /* each product into s->att (n, C), then its columns of qkv */
+        fwd_linear(m, s, s->att, in, w[part], bias[part], n, C, C);
+        for (int i = 0; i < n; i++)
+            memcpy(s->qkv + (size_t)i * 3 * C + (size_t)part * C, s->att + (size_t)i * C, (size_t)C * sizeof(float));
+    }
+}
+
+void fwd_mlp(const gpt2c_model *m, gpt2_state *s, const gpt2_layer *L, const float *in, float *out, int n) {
+    const int C = m->cfg.n_embd, F = m->cfg.n_inner;
+    fwd_linear(m, s, s->fc, in, L->fc_w, L->fc_b, n, C, F);
+    fwd_act(m, s, s->fc, (size_t)n * F);
+    fwd_linear(m, s, out, s->fc, L->proj_w, L->proj_b, n, F, C);
+}
+
+void fwd_final(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits) {
+    const int C = m->cfg.n_embd;
+    const int r = fwd_select(b, i0, n, s->x, C, s->att);
+    fwd_layernorm(m, s, s->h, s->att, m->lnf_g, m->lnf_b, r, C);
+    fwd_head(m, s, b, i0, n, s->h, r, logits);
 }
 
 void fwd_unfuse_heads(gpt2_state *s, int n, int C, int H) {

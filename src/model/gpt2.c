@@ -5,8 +5,6 @@
  *   logits = ln_f(x) @ wte^T
  * Its matrices are Conv1D, stored (in, out); q, k and v are one c_attn. */
 #include <math.h>
-#include <stdio.h>
-#include <string.h>
 
 #include "model.h"
 
@@ -39,9 +37,25 @@ static gpt2c_status config(json_t *r, const char *path, gpt2_config *c, gpt2_err
     return cfg_check(path, c, "n_embd", "n_head", e);
 }
 
+/* A layer's tensors, after "h.N." (Conv1D weights are stored (in, out)). */
+static const layer_tensor LAYER[] = {
+    LAYER_VECTOR("ln_1.weight", ln1_g, DIM_C),
+    LAYER_VECTOR("ln_1.bias", ln1_b, DIM_C),
+    LAYER_MATRIX("attn.c_attn.weight", qkv_w, DIM_C, DIM_3C, MAT_CONV1D),
+    LAYER_VECTOR("attn.c_attn.bias", qkv_b, DIM_3C),
+    LAYER_MATRIX("attn.c_proj.weight", o_w, DIM_C, DIM_C, MAT_CONV1D),
+    LAYER_VECTOR("attn.c_proj.bias", o_b, DIM_C),
+    LAYER_VECTOR("ln_2.weight", ln2_g, DIM_C),
+    LAYER_VECTOR("ln_2.bias", ln2_b, DIM_C),
+    LAYER_MATRIX("mlp.c_fc.weight", fc_w, DIM_C, DIM_F, MAT_CONV1D),
+    LAYER_VECTOR("mlp.c_fc.bias", fc_b, DIM_F),
+    LAYER_MATRIX("mlp.c_proj.weight", proj_w, DIM_F, DIM_C, MAT_CONV1D),
+    LAYER_VECTOR("mlp.c_proj.bias", proj_b, DIM_C),
+};
+
 static gpt2c_status load(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, F = c->n_inner;
+    const int C = c->n_embd;
     gpt2c_status s;
     if ((s = model_matrix(m, "wte.weight", c->n_vocab, C, MAT_LINEAR, &m->wte)) ||
         (s = model_matrix(m, "wpe.weight", c->n_ctx, C, MAT_PLAIN, &m->wpe)) ||
@@ -49,39 +63,13 @@ static gpt2c_status load(gpt2c_model *m) {
         /* GPT-2 has used a file's lm_head.weight whenever there is one. */
         (s = model_head(m, "lm_head.weight", !model_has(m, "lm_head.weight"))))
         return s;
-    for (int l = 0; l < c->n_layer; l++) {
-        gpt2_layer *L = &m->layers[l];
-        char n[64];
-#define V(field, suffix, d0)                                       \
-    snprintf(n, sizeof n, "h.%d.%s", l, suffix);                   \
-    if ((s = model_vector(m, n, d0, &L->field))) return s;
-#define M(field, suffix, d0, d1)                                   \
-    snprintf(n, sizeof n, "h.%d.%s", l, suffix);                   \
-    if ((s = model_matrix(m, n, d0, d1, MAT_CONV1D, &L->field))) return s;
-        V(ln1_g, "ln_1.weight", C)
-        V(ln1_b, "ln_1.bias", C)
-        M(qkv_w, "attn.c_attn.weight", C, 3 * C)
-        V(qkv_b, "attn.c_attn.bias", 3 * C)
-        M(o_w, "attn.c_proj.weight", C, C)
-        V(o_b, "attn.c_proj.bias", C)
-        V(ln2_g, "ln_2.weight", C)
-        V(ln2_b, "ln_2.bias", C)
-        M(fc_w, "mlp.c_fc.weight", C, F)
-        V(fc_b, "mlp.c_fc.bias", F)
-        M(proj_w, "mlp.c_proj.weight", F, C)
-        V(proj_b, "mlp.c_proj.bias", C)
-#undef V
-#undef M
-    }
-    return model_no_extra_layer(m, "h.%d.ln_1.weight");
+    return model_layers(m, "h.%d.", LAYER, sizeof LAYER / sizeof *LAYER);
 }
 
 static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits) {
     const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, F = c->n_inner, hd = C / c->n_head;
-    float *x = s->x;     // (n, C) the residual stream
-    float *h = s->h;     // (n, C) normalised input / sublayer output
-    float *fc = s->fc;   // (n, F)
+    const int C = c->n_embd, hd = C / c->n_head;
+    float *x = s->x, *h = s->h; // (n, C) the residual stream; (n, C) normalised input / sublayer output
 
     fwd_embed(m, s, b, i0, n, C, x);
     fwd_add_positions(s, m->wpe, b, i0, n, C, 0, x);
@@ -101,15 +89,10 @@ static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, in
 
         /* MLP. */
         fwd_layernorm(m, s, h, x, L->ln2_g, L->ln2_b, n, C);
-        fwd_linear(m, s, fc, h, L->fc_w, L->fc_b, n, C, F);
-        fwd_act(m, s, fc, (size_t)n * F);
-        fwd_linear(m, s, h, fc, L->proj_w, L->proj_b, n, F, C);
+        fwd_mlp(m, s, L, h, h, n);
         fwd_add(x, h, (size_t)n * C);
     }
-    /* The head, only for the tokens whose logits were asked for. */
-    const int r = fwd_select(b, i0, n, x, C, s->att);
-    fwd_layernorm(m, s, h, s->att, m->lnf_g, m->lnf_b, r, C);
-    fwd_head(m, s, b, i0, n, h, r, logits);
+    fwd_final(m, s, b, i0, n, logits); /* only for the tokens whose logits were asked for */
 }
 
 const gpt2_arch arch_gpt2 = {"gpt2", "transformer.", config, load, forward};

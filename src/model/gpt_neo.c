@@ -6,7 +6,6 @@
  *   - layers alternate global attention and local attention over the last
  *     window_size positions (config attention_types).
  * transformers 4.30 modeling_gpt_neo.py; ARCH-NOTES.md. */
-#include <stdio.h>
 #include <string.h>
 
 #include "model.h"
@@ -76,48 +75,41 @@ static gpt2c_status config(json_t *r, const char *path, gpt2_config *c, gpt2_err
     return cfg_check(path, c, "hidden_size", "num_heads", e);
 }
 
+/* A layer's tensors, after "transformer.h.N."; nn.Linear weights are (out, in). */
+static const layer_tensor LAYER[] = {
+    LAYER_VECTOR("ln_1.weight", ln1_g, DIM_C),
+    LAYER_VECTOR("ln_1.bias", ln1_b, DIM_C),
+    LAYER_MATRIX("attn.attention.q_proj.weight", q_w, DIM_C, DIM_C, MAT_LINEAR),
+    LAYER_MATRIX("attn.attention.k_proj.weight", k_w, DIM_C, DIM_C, MAT_LINEAR),
+    LAYER_MATRIX("attn.attention.v_proj.weight", v_w, DIM_C, DIM_C, MAT_LINEAR),
+    LAYER_MATRIX("attn.attention.out_proj.weight", o_w, DIM_C, DIM_C, MAT_LINEAR),
+    LAYER_VECTOR("attn.attention.out_proj.bias", o_b, DIM_C),
+    LAYER_VECTOR("ln_2.weight", ln2_g, DIM_C),
+    LAYER_VECTOR("ln_2.bias", ln2_b, DIM_C),
+    LAYER_MATRIX("mlp.c_fc.weight", fc_w, DIM_F, DIM_C, MAT_LINEAR),
+    LAYER_VECTOR("mlp.c_fc.bias", fc_b, DIM_F),
+    LAYER_MATRIX("mlp.c_proj.weight", proj_w, DIM_C, DIM_F, MAT_LINEAR),
+    LAYER_VECTOR("mlp.c_proj.bias", proj_b, DIM_C),
+};
+
 static gpt2c_status load(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, F = c->n_inner;
+    const int C = c->n_embd;
     gpt2c_status s;
     if ((s = model_matrix(m, "transformer.wte.weight", c->n_vocab, C, c->tied ? MAT_LINEAR : MAT_PLAIN, &m->wte)) ||
         (s = model_matrix(m, "transformer.wpe.weight", c->n_ctx, C, MAT_PLAIN, &m->wpe)) ||
         (s = model_vector(m, "transformer.ln_f.weight", C, &m->lnf_g)) ||
-        (s = model_vector(m, "transformer.ln_f.bias", C, &m->lnf_b)) || (s = model_head(m, "lm_head.weight", c->tied)))
+        (s = model_vector(m, "transformer.ln_f.bias", C, &m->lnf_b)) || (s = model_head(m, "lm_head.weight", c->tied)) ||
+        (s = model_layers(m, "transformer.h.%d.", LAYER, sizeof LAYER / sizeof *LAYER)))
         return s;
-    for (int l = 0; l < c->n_layer; l++) {
-        gpt2_layer *L = &m->layers[l];
-        char n[96];
-#define V(field, suffix, d0)                                          \
-    snprintf(n, sizeof n, "transformer.h.%d.%s", l, suffix);          \
-    if ((s = model_vector(m, n, d0, &L->field))) return s;
-#define M(field, suffix, d0, d1)                                      \
-    snprintf(n, sizeof n, "transformer.h.%d.%s", l, suffix);          \
-    if ((s = model_matrix(m, n, d0, d1, MAT_LINEAR, &L->field))) return s;
-        V(ln1_g, "ln_1.weight", C)
-        V(ln1_b, "ln_1.bias", C)
-        M(q_w, "attn.attention.q_proj.weight", C, C)
-        M(k_w, "attn.attention.k_proj.weight", C, C)
-        M(v_w, "attn.attention.v_proj.weight", C, C)
-        M(o_w, "attn.attention.out_proj.weight", C, C)
-        V(o_b, "attn.attention.out_proj.bias", C)
-        V(ln2_g, "ln_2.weight", C)
-        V(ln2_b, "ln_2.bias", C)
-        M(fc_w, "mlp.c_fc.weight", F, C)
-        V(fc_b, "mlp.c_fc.bias", F)
-        M(proj_w, "mlp.c_proj.weight", C, F)
-        V(proj_b, "mlp.c_proj.bias", C)
-#undef V
-#undef M
-        L->window = c->local[l] ? c->window : 0;
-    }
-    return model_no_extra_layer(m, "transformer.h.%d.ln_1.weight");
+    for (int l = 0; l < c->n_layer; l++) m->layers[l].window = c->local[l] ? c->window : 0;
+    return GPT2C_OK;
 }
 
 static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits) {
     const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, F = c->n_inner;
-    float *x = s->x, *h = s->h, *fc = s->fc; // (n, C), (n, C), (n, F)
+    const int C = c->n_embd;
+    float *x = s->x, *h = s->h; // (n, C) each
 
     fwd_embed(m, s, b, i0, n, C, x);
     fwd_add_positions(s, m->wpe, b, i0, n, C, 0, x);
@@ -126,25 +118,17 @@ static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, in
 
         /* Attention: softmax(q k^T) v, unscaled, over the layer's window. */
         fwd_layernorm(m, s, h, x, L->ln1_g, L->ln1_b, n, C);
-        const gpt2_weight qkv[3] = {L->q_w, L->k_w, L->v_w};
-        for (int part = 0; part < 3; part++) {
-            fwd_linear(m, s, s->att, h, qkv[part], NULL, n, C, C);
-            fwd_pack_qkv(s, s->att, n, C, part);
-        }
+        fwd_qkv_separate(m, s, L, h, n);
         fwd_attention(m, s, b, i0, n, l, L->window, 1.0f);
         fwd_linear(m, s, h, s->att, L->o_w, L->o_b, n, C, C);
         fwd_add(x, h, (size_t)n * C);
 
         /* MLP. */
         fwd_layernorm(m, s, h, x, L->ln2_g, L->ln2_b, n, C);
-        fwd_linear(m, s, fc, h, L->fc_w, L->fc_b, n, C, F);
-        fwd_act(m, s, fc, (size_t)n * F);
-        fwd_linear(m, s, h, fc, L->proj_w, L->proj_b, n, F, C);
+        fwd_mlp(m, s, L, h, h, n);
         fwd_add(x, h, (size_t)n * C);
     }
-    const int r = fwd_select(b, i0, n, x, C, s->att);
-    fwd_layernorm(m, s, h, s->att, m->lnf_g, m->lnf_b, r, C);
-    fwd_head(m, s, b, i0, n, h, r, logits);
+    fwd_final(m, s, b, i0, n, logits);
 }
 
 const gpt2_arch arch_gpt_neo = {"gpt_neo", "transformer.", config, load, forward};

@@ -9,7 +9,6 @@
  *   logits = final_layer_norm(x) @ embed_out^T
  * transformers 4.30 modeling_gpt_neox.py; ARCH-NOTES.md. */
 #include <math.h>
-#include <stdio.h>
 
 #include "model.h"
 
@@ -43,47 +42,40 @@ static gpt2c_status config(json_t *r, const char *path, gpt2_config *c, gpt2_err
     return GPT2C_OK;
 }
 
+/* A layer's tensors, after "gpt_neox.layers.N."; nn.Linear weights are (out, in). The
+ * query_key_value rows hold q, k, v head by head (fwd_unfuse_heads). */
+static const layer_tensor LAYER[] = {
+    LAYER_VECTOR("input_layernorm.weight", ln1_g, DIM_C),
+    LAYER_VECTOR("input_layernorm.bias", ln1_b, DIM_C),
+    LAYER_MATRIX("attention.query_key_value.weight", qkv_w, DIM_3C, DIM_C, MAT_LINEAR),
+    LAYER_VECTOR("attention.query_key_value.bias", qkv_b, DIM_3C),
+    LAYER_MATRIX("attention.dense.weight", o_w, DIM_C, DIM_C, MAT_LINEAR),
+    LAYER_VECTOR("attention.dense.bias", o_b, DIM_C),
+    LAYER_VECTOR("post_attention_layernorm.weight", ln2_g, DIM_C),
+    LAYER_VECTOR("post_attention_layernorm.bias", ln2_b, DIM_C),
+    LAYER_MATRIX("mlp.dense_h_to_4h.weight", fc_w, DIM_F, DIM_C, MAT_LINEAR),
+    LAYER_VECTOR("mlp.dense_h_to_4h.bias", fc_b, DIM_F),
+    LAYER_MATRIX("mlp.dense_4h_to_h.weight", proj_w, DIM_C, DIM_F, MAT_LINEAR),
+    LAYER_VECTOR("mlp.dense_4h_to_h.bias", proj_b, DIM_C),
+};
+
 static gpt2c_status load(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, F = c->n_inner;
+    const int C = c->n_embd;
     gpt2c_status s;
     if ((s = model_matrix(m, "gpt_neox.embed_in.weight", c->n_vocab, C, c->tied ? MAT_LINEAR : MAT_PLAIN, &m->wte)) ||
         (s = model_vector(m, "gpt_neox.final_layer_norm.weight", C, &m->lnf_g)) ||
         (s = model_vector(m, "gpt_neox.final_layer_norm.bias", C, &m->lnf_b)) ||
         (s = model_head(m, "embed_out.weight", c->tied)))
         return s;
-    for (int l = 0; l < c->n_layer; l++) {
-        gpt2_layer *L = &m->layers[l];
-        char n[96];
-#define V(field, suffix, d0)                                          \
-    snprintf(n, sizeof n, "gpt_neox.layers.%d.%s", l, suffix);        \
-    if ((s = model_vector(m, n, d0, &L->field))) return s;
-#define M(field, suffix, d0, d1)                                      \
-    snprintf(n, sizeof n, "gpt_neox.layers.%d.%s", l, suffix);        \
-    if ((s = model_matrix(m, n, d0, d1, MAT_LINEAR, &L->field))) return s;
-        V(ln1_g, "input_layernorm.weight", C)
-        V(ln1_b, "input_layernorm.bias", C)
-        M(qkv_w, "attention.query_key_value.weight", 3 * C, C)
-        V(qkv_b, "attention.query_key_value.bias", 3 * C)
-        M(o_w, "attention.dense.weight", C, C)
-        V(o_b, "attention.dense.bias", C)
-        V(ln2_g, "post_attention_layernorm.weight", C)
-        V(ln2_b, "post_attention_layernorm.bias", C)
-        M(fc_w, "mlp.dense_h_to_4h.weight", F, C)
-        V(fc_b, "mlp.dense_h_to_4h.bias", F)
-        M(proj_w, "mlp.dense_4h_to_h.weight", C, F)
-        V(proj_b, "mlp.dense_4h_to_h.bias", C)
-#undef V
-#undef M
-    }
-    return model_no_extra_layer(m, "gpt_neox.layers.%d.input_layernorm.weight");
+    return model_layers(m, "gpt_neox.layers.%d.", LAYER, sizeof LAYER / sizeof *LAYER);
 }
 
 static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits) {
     const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, F = c->n_inner, hd = C / c->n_head;
-    float *x = s->x, *h = s->h, *fc = s->fc; // (n, C), (n, C), (n, F)
-    float *mlp = s->att;                      // (n, C) once attention's output is projected
+    const int C = c->n_embd, hd = C / c->n_head;
+    float *x = s->x, *h = s->h; // (n, C) each
+    float *mlp = s->att;        // (n, C) once attention's output is projected
 
     fwd_embed(m, s, b, i0, n, C, x);
     for (int l = 0; l < c->n_layer; l++) {
@@ -100,15 +92,11 @@ static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, in
 
         /* MLP. */
         fwd_layernorm(m, s, mlp, x, L->ln2_g, L->ln2_b, n, C);
-        fwd_linear(m, s, fc, mlp, L->fc_w, L->fc_b, n, C, F);
-        fwd_act(m, s, fc, (size_t)n * F);
-        fwd_linear(m, s, mlp, fc, L->proj_w, L->proj_b, n, F, C);
+        fwd_mlp(m, s, L, mlp, mlp, n);
         if (c->parallel_residual) fwd_add(mlp, h, (size_t)n * C); // mlp + a
         fwd_add(x, mlp, (size_t)n * C);
     }
-    const int r = fwd_select(b, i0, n, x, C, s->att);
-    fwd_layernorm(m, s, h, s->att, m->lnf_g, m->lnf_b, r, C);
-    fwd_head(m, s, b, i0, n, h, r, logits);
+    fwd_final(m, s, b, i0, n, logits);
 }
 
 const gpt2_arch arch_gpt_neox = {"gpt_neox", "gpt_neox.", config, load, forward};

@@ -371,6 +371,28 @@ gpt2c_status model_no_extra_layer(gpt2c_model *m, const char *fmt) {
     return GPT2C_OK;
 }
 
+static int dim_size(const gpt2_config *c, gpt2_dim d) {
+    return d == DIM_C ? c->n_embd : d == DIM_3C ? 3 * c->n_embd : d == DIM_F ? c->n_inner : 0;
+}
+
+gpt2c_status model_layers(gpt2c_model *m, const char *prefix, const layer_tensor *t, int n) {
+    char name[128];
+    gpt2c_status s;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const int at = snprintf(name, sizeof name, prefix, l);
+        for (int i = 0; i < n; i++) {
+            snprintf(name + at, sizeof name - (size_t)at, "%s", t[i].name);
+            char *field = (char *)&m->layers[l] + t[i].field;
+            const int d0 = dim_size(&m->cfg, t[i].d0), d1 = dim_size(&m->cfg, t[i].d1);
+            s = t[i].d1 == DIM_NONE ? model_vector(m, name, d0, (const float **)(void *)field)
+                                    : model_matrix(m, name, d0, d1, t[i].use, (gpt2_weight *)(void *)field);
+            if (s) return s;
+        }
+    }
+    snprintf(name, sizeof name, "%s%s", prefix, t[0].name);
+    return model_no_extra_layer(m, name);
+}
+
 /* Bytes of one (din, dout) matrix as held: values, plus Q8's padding and
  * scales. */
 static size_t matrix_bytes(gpt2_weight w, size_t din, size_t dout) {

@@ -7,6 +7,7 @@
 #define GPT2C_MODEL_MODEL_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../core/err.h"
@@ -157,6 +158,22 @@ gpt2c_status model_head(gpt2c_model *m, const char *name, int tied);
  * than config.json says is a mismatch, not something to truncate. */
 gpt2c_status model_no_extra_layer(gpt2c_model *m, const char *fmt);
 
+/* A layer's tensors as an architecture lists them: the name after the
+ * layer's prefix, the gpt2_layer field it fills, its shape in the config's
+ * terms and how a matrix is used (d1 DIM_NONE: a vector). */
+typedef enum { DIM_NONE, DIM_C, DIM_3C, DIM_F } gpt2_dim;
+typedef struct layer_tensor {
+    const char *name;
+    size_t field; /* offsetof(gpt2_layer, ...) */
+    gpt2_dim d0, d1;
+    mat_use use;
+} layer_tensor;
+#define LAYER_VECTOR(name, field, d0) {name, offsetof(gpt2_layer, field), d0, DIM_NONE, MAT_PLAIN}
+#define LAYER_MATRIX(name, field, d0, d1, use) {name, offsetof(gpt2_layer, field), d0, d1, use}
+/* Every layer's tensors from the table (n entries), named prefix (with %d
+ * for the layer) + name; then model_no_extra_layer on the first entry. */
+gpt2c_status model_layers(gpt2c_model *m, const char *prefix, const layer_tensor *t, int n);
+
 /* "F32", "F16", "BF16", "Q8". */
 const char *wtype_name(gpt2_wtype t);
 
@@ -233,9 +250,9 @@ void fwd_linear(const gpt2c_model *m, gpt2_state *s, float *out, const float *in
 void fwd_act(const gpt2c_model *m, gpt2_state *s, float *x, size_t count);
 /* x (count,) += y. */
 void fwd_add(float *x, const float *y, size_t count);
-/* Columns [part * C, part * C + C) of s->qkv (n, 3C) = src (n, C): a
- * separate projection's output into the fused layout attention reads. */
-void fwd_pack_qkv(gpt2_state *s, const float *src, int n, int C, int part);
+/* s->qkv (n, 3C) = q | k | v of the layer's separate q_w, k_w, v_w (and
+ * their biases, where it has them) over in (n, C). */
+void fwd_qkv_separate(const gpt2c_model *m, gpt2_state *s, const gpt2_layer *L, const float *in, int n);
 /* s->qkv (n, 3C) from per-head interleaved [q_h k_h v_h] for each head h
  * (GPT-NeoX's query_key_value) to q | k | v, each head-major. */
 void fwd_unfuse_heads(gpt2_state *s, int n, int C, int H);
@@ -249,6 +266,12 @@ void fwd_rotary_half(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, i
  * `window` positions when window > 0. */
 void fwd_attention(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int l, int window,
                    float scale_div);
+/* out (n, C) = proj(act(fc(in))), the layer's MLP (s->fc holds the hidden
+ * (n, F)). */
+void fwd_mlp(const gpt2c_model *m, gpt2_state *s, const gpt2_layer *L, const float *in, float *out, int n);
+/* The end of a pre-LN decoder: the final LayerNorm of s->x's rows whose
+ * token has an out_row, then the LM head. */
+void fwd_final(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits);
 /* Copies the rows of x (n, d) whose token has an out_row into out, in
  * order; returns how many. */
 int fwd_select(const gpt2_batch *b, int i0, int n, const float *x, int d, float *out);

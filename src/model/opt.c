@@ -51,9 +51,29 @@ static gpt2c_status config(json_t *r, const char *path, gpt2_config *c, gpt2_err
     return cfg_check(path, c, "hidden_size", "num_attention_heads", e);
 }
 
+/* A layer's tensors, after "model.decoder.layers.N."; nn.Linear weights are (out, in). */
+static const layer_tensor LAYER[] = {
+    LAYER_MATRIX("self_attn.q_proj.weight", q_w, DIM_C, DIM_C, MAT_LINEAR),
+    LAYER_VECTOR("self_attn.q_proj.bias", q_b, DIM_C),
+    LAYER_MATRIX("self_attn.k_proj.weight", k_w, DIM_C, DIM_C, MAT_LINEAR),
+    LAYER_VECTOR("self_attn.k_proj.bias", k_b, DIM_C),
+    LAYER_MATRIX("self_attn.v_proj.weight", v_w, DIM_C, DIM_C, MAT_LINEAR),
+    LAYER_VECTOR("self_attn.v_proj.bias", v_b, DIM_C),
+    LAYER_MATRIX("self_attn.out_proj.weight", o_w, DIM_C, DIM_C, MAT_LINEAR),
+    LAYER_VECTOR("self_attn.out_proj.bias", o_b, DIM_C),
+    LAYER_VECTOR("self_attn_layer_norm.weight", ln1_g, DIM_C),
+    LAYER_VECTOR("self_attn_layer_norm.bias", ln1_b, DIM_C),
+    LAYER_MATRIX("fc1.weight", fc_w, DIM_F, DIM_C, MAT_LINEAR),
+    LAYER_VECTOR("fc1.bias", fc_b, DIM_F),
+    LAYER_MATRIX("fc2.weight", proj_w, DIM_C, DIM_F, MAT_LINEAR),
+    LAYER_VECTOR("fc2.bias", proj_b, DIM_C),
+    LAYER_VECTOR("final_layer_norm.weight", ln2_g, DIM_C),
+    LAYER_VECTOR("final_layer_norm.bias", ln2_b, DIM_C),
+};
+
 static gpt2c_status load(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, F = c->n_inner, E = c->n_proj;
+    const int C = c->n_embd, E = c->n_proj;
     gpt2c_status s;
     if ((s = model_matrix(m, "model.decoder.embed_tokens.weight", c->n_vocab, E, c->tied ? MAT_LINEAR : MAT_PLAIN,
                           &m->wte)) ||
@@ -66,42 +86,14 @@ static gpt2c_status load(gpt2c_model *m) {
     if (E != C && ((s = model_matrix(m, "model.decoder.project_in.weight", C, E, MAT_LINEAR, &m->proj_in)) ||
                    (s = model_matrix(m, "model.decoder.project_out.weight", E, C, MAT_LINEAR, &m->proj_out))))
         return s;
-    for (int l = 0; l < c->n_layer; l++) {
-        gpt2_layer *L = &m->layers[l];
-        char n[96];
-#define V(field, suffix, d0)                                              \
-    snprintf(n, sizeof n, "model.decoder.layers.%d.%s", l, suffix);       \
-    if ((s = model_vector(m, n, d0, &L->field))) return s;
-#define M(field, suffix, d0, d1)                                          \
-    snprintf(n, sizeof n, "model.decoder.layers.%d.%s", l, suffix);       \
-    if ((s = model_matrix(m, n, d0, d1, MAT_LINEAR, &L->field))) return s;
-        M(q_w, "self_attn.q_proj.weight", C, C)
-        V(q_b, "self_attn.q_proj.bias", C)
-        M(k_w, "self_attn.k_proj.weight", C, C)
-        V(k_b, "self_attn.k_proj.bias", C)
-        M(v_w, "self_attn.v_proj.weight", C, C)
-        V(v_b, "self_attn.v_proj.bias", C)
-        M(o_w, "self_attn.out_proj.weight", C, C)
-        V(o_b, "self_attn.out_proj.bias", C)
-        V(ln1_g, "self_attn_layer_norm.weight", C)
-        V(ln1_b, "self_attn_layer_norm.bias", C)
-        M(fc_w, "fc1.weight", F, C)
-        V(fc_b, "fc1.bias", F)
-        M(proj_w, "fc2.weight", C, F)
-        V(proj_b, "fc2.bias", C)
-        V(ln2_g, "final_layer_norm.weight", C)
-        V(ln2_b, "final_layer_norm.bias", C)
-#undef V
-#undef M
-    }
-    return model_no_extra_layer(m, "model.decoder.layers.%d.fc1.weight");
+    return model_layers(m, "model.decoder.layers.%d.", LAYER, sizeof LAYER / sizeof *LAYER);
 }
 
 static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits) {
     const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, F = c->n_inner, E = c->n_proj;
+    const int C = c->n_embd, E = c->n_proj;
     const float scaling = (float)(1.0 / sqrt((double)(C / c->n_head)));
-    float *x = s->x, *h = s->h, *fc = s->fc; // (n, C), (n, C), (n, F)
+    float *x = s->x, *h = s->h; // (n, C) each
 
     if (E != C) {
         fwd_embed(m, s, b, i0, n, E, h);
@@ -116,14 +108,9 @@ static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, in
         /* Attention: q = (x Wq + bq) * head_dim^-0.5, then softmax(q k^T) v. */
         const float *in = x;
         if (c->pre_ln) fwd_layernorm(m, s, h, x, L->ln1_g, L->ln1_b, n, C), in = h;
-        const gpt2_weight w[3] = {L->q_w, L->k_w, L->v_w};
-        const float *bias[3] = {L->q_b, L->k_b, L->v_b};
-        for (int part = 0; part < 3; part++) {
-            fwd_linear(m, s, s->att, in, w[part], bias[part], n, C, C);
-            if (part == 0)
-                for (size_t j = 0; j < (size_t)n * C; j++) s->att[j] *= scaling;
-            fwd_pack_qkv(s, s->att, n, C, part);
-        }
+        fwd_qkv_separate(m, s, L, in, n);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < C; j++) s->qkv[(size_t)i * 3 * C + j] *= scaling;
         fwd_attention(m, s, b, i0, n, l, 0, 1.0f);
         fwd_linear(m, s, h, s->att, L->o_w, L->o_b, n, C, C);
         fwd_add(x, h, (size_t)n * C);
@@ -132,12 +119,12 @@ static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, in
         /* MLP. */
         in = x;
         if (c->pre_ln) fwd_layernorm(m, s, h, x, L->ln2_g, L->ln2_b, n, C), in = h;
-        fwd_linear(m, s, fc, in, L->fc_w, L->fc_b, n, C, F);
-        fwd_act(m, s, fc, (size_t)n * F);
-        fwd_linear(m, s, h, fc, L->proj_w, L->proj_b, n, F, C);
+        fwd_mlp(m, s, L, in, h, n);
         fwd_add(x, h, (size_t)n * C);
         if (!c->pre_ln) fwd_layernorm(m, s, x, x, L->ln2_g, L->ln2_b, n, C);
     }
+    /* The head's end: the final LayerNorm when there is one, project_out
+     * when the head is narrower than the layers. */
     const int r = fwd_select(b, i0, n, x, C, s->att);
     const float *out = s->att;
     if (c->final_ln) fwd_layernorm(m, s, h, s->att, m->lnf_g, m->lnf_b, r, C), out = h;
