@@ -129,7 +129,8 @@ typedef void gpt2_matmul_fn(float *out, const float *in, gpt2_weight w, const fl
 typedef void gpt2_matmul_part_fn(float *part, const float *x, gpt2_weight w, int n, int din, int dout, int b0,
                                  int b1);
 /* out[i, v] = sum_k in[i, k] * w[v, k] for v in [v0, v1): w (dout, din),
- * the tied LM head. */
+ * the LM head and nn.Linear weights (GPT-Neo, OPT, GPT-NeoX) as stored.
+ * Each dot product is summed in one fixed order, whatever n and the range. */
 typedef void gpt2_matmul_t_fn(float *out, const float *in, gpt2_weight w, int n, int din, int dout, int v0, int v1);
 /* The Q8 product of q8_quantize's rows: out[i, j] = q8_dot_column(row i,
  * j, bias[j] or 0) for i < n and j in [j0, j1), j0 a multiple of

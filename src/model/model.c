@@ -23,8 +23,7 @@ static const gpt2_arch *const ARCHS[] = {&arch_gpt2, &arch_gpt_neo, &arch_opt, &
 #define N_ARCHS (int)(sizeof ARCHS / sizeof *ARCHS)
 
 /* Reads an optional integer field; absent and null keep *out. */
-gpt2c_status cfg_int(json_t *root, const char *path, const char *key, long lo, long hi, int *out,
-                            gpt2_err *e) {
+gpt2c_status cfg_int(json_t *root, const char *path, const char *key, long lo, long hi, int *out, gpt2_err *e) {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) return GPT2C_OK;
     if (!json_is_integer(v))
