@@ -1,8 +1,10 @@
 /* forward_util.h -- for tests that look inside the engine: the logits at
- * every position of a prompt, from one cache-free pass of the model, and a
- * generation run to its end. */
+ * every position of a prompt, from one cache-free pass of the model, a
+ * generation run to its end, and a golden beam-search case checked. */
 #ifndef GPT2C_TESTS_FORWARD_UTIL_H
 #define GPT2C_TESTS_FORWARD_UTIL_H
+
+#include <math.h>
 
 #include "model/model.h"
 #include "testutil.h"
@@ -35,6 +37,45 @@ static inline gpt2c_gen *gen_run(gpt2c_model *m, const gpt2c_gen_params *p, int 
     }
     assert_int_equal(s, GPT2C_DONE);
     return gen;
+}
+
+/* A golden beam-search case (input_ids, num_beams, num_return_sequences,
+ * max_new_tokens, length_penalty, early_stopping; new_ids and
+ * sequences_scores as transformers gave them), with and without the cache:
+ * the same sequences -- transformers pads finished ones with `pad`, -1 when
+ * its golden never pads -- and scores within 1e-4. */
+static inline void check_beam_case(gpt2c_model *m, json_t *c, int pad, const char *what) {
+    int n;
+    int32_t *ids = json_ids(json_object_get(c, "input_ids"), &n);
+    const int32_t *prompts[1] = {ids};
+    gpt2c_gen_params p;
+    gpt2c_gen_params_init(&p);
+    p.num_beams = (int)json_integer_value(json_object_get(c, "num_beams"));
+    p.num_return_sequences = (int)json_integer_value(json_object_get(c, "num_return_sequences"));
+    p.max_new_tokens = (int)json_integer_value(json_object_get(c, "max_new_tokens"));
+    p.length_penalty = (float)json_number_value(json_object_get(c, "length_penalty"));
+    p.early_stopping = json_is_true(json_object_get(c, "early_stopping"));
+    for (int cache = 1; cache >= 0; cache--) {
+        p.use_cache = cache;
+        gpt2c_gen *gen = gen_run(m, &p, 1, prompts, &n);
+        assert_int_equal(gpt2c_gen_n_seqs(gen), p.num_return_sequences);
+        for (int r = 0; r < p.num_return_sequences; r++) {
+            int nw, got_n;
+            int32_t *want = json_ids(json_array_get(json_object_get(c, "new_ids"), (size_t)r), &nw);
+            const int32_t *got = gpt2c_gen_tokens(gen, r, &got_n);
+            while (pad >= 0 && nw > got_n && want[nw - 1] == pad) nw--;
+            char msg[200];
+            snprintf(msg, sizeof msg, "%s beam %s rank %d (%s cache)", what,
+                     json_string_value(json_object_get(c, "prompt")), r, cache ? "with" : "without");
+            assert_ids_equal(got, got_n, want, nw, msg);
+            double ws = json_number_value(json_array_get(json_object_get(c, "sequences_scores"), (size_t)r));
+            if (fabs(gpt2c_gen_score(gen, r) - ws) > 1e-4)
+                fail_msg("%s: score %.7f, expected %.7f", msg, gpt2c_gen_score(gen, r), ws);
+            free(want);
+        }
+        gpt2c_gen_free(gen);
+    }
+    free(ids);
 }
 
 #endif

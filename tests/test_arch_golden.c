@@ -212,38 +212,8 @@ static void test_batch(void **state) {
 static void test_beam(void **state) {
     golden *g = *state;
     SKIP_WITHOUT_SHARED(g);
-    json_t *c = json_object_get(g->g, "beam");
-    int n;
-    int32_t *ids = json_ids(json_object_get(c, "input_ids"), &n);
-    const int32_t *prompts[1] = {ids};
-    gpt2c_gen_params p;
-    gpt2c_gen_params_init(&p);
-    p.num_beams = (int)json_integer_value(json_object_get(c, "num_beams"));
-    p.num_return_sequences = (int)json_integer_value(json_object_get(c, "num_return_sequences"));
-    p.max_new_tokens = (int)json_integer_value(json_object_get(c, "max_new_tokens"));
-    p.length_penalty = (float)json_number_value(json_object_get(c, "length_penalty"));
-    p.early_stopping = json_is_true(json_object_get(c, "early_stopping"));
     const int pad = (int)json_integer_value(json_object_get(json_object_get(g->g, "generation"), "pad_token_id_used"));
-    for (int cache = 1; cache >= 0; cache--) {
-        p.use_cache = cache;
-        gpt2c_gen *gen = gen_run(g->m, &p, 1, prompts, &n);
-        assert_int_equal(gpt2c_gen_n_seqs(gen), p.num_return_sequences);
-        for (int r = 0; r < p.num_return_sequences; r++) {
-            int nw, got_n;
-            int32_t *want = json_ids(json_array_get(json_object_get(c, "new_ids"), (size_t)r), &nw);
-            const int32_t *got = gpt2c_gen_tokens(gen, r, &got_n);
-            while (nw > got_n && want[nw - 1] == pad) nw--;
-            char msg[160];
-            snprintf(msg, sizeof msg, "%s beam rank %d (%s cache)", g->name, r, cache ? "with" : "without");
-            assert_ids_equal(got, got_n, want, nw, msg);
-            double ws = json_number_value(json_array_get(json_object_get(c, "sequences_scores"), (size_t)r));
-            if (fabs(gpt2c_gen_score(gen, r) - ws) > LOGIT_TOL)
-                fail_msg("%s: score %.7f, expected %.7f", msg, gpt2c_gen_score(gen, r), ws);
-            free(want);
-        }
-        gpt2c_gen_free(gen);
-    }
-    free(ids);
+    check_beam_case(g->m, json_object_get(g->g, "beam"), pad, g->name);
 }
 
 #define CASES(i)                                                                  \

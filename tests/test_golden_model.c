@@ -222,40 +222,7 @@ static void test_beam(void **state) {
     }
     size_t k;
     json_t *c;
-    json_array_foreach(beams, k, c) {
-        int n;
-        int32_t *ids = json_ids(json_object_get(c, "input_ids"), &n);
-        const int32_t *prompts[1] = {ids};
-        gpt2c_gen_params p;
-        gpt2c_gen_params_init(&p);
-        p.num_beams = (int)json_integer_value(json_object_get(c, "num_beams"));
-        p.num_return_sequences = (int)json_integer_value(json_object_get(c, "num_return_sequences"));
-        p.max_new_tokens = (int)json_integer_value(json_object_get(c, "max_new_tokens"));
-        p.length_penalty = (float)json_number_value(json_object_get(c, "length_penalty"));
-        p.early_stopping = json_is_true(json_object_get(c, "early_stopping"));
-        for (int cache = 1; cache >= 0; cache--) {
-            p.use_cache = cache;
-            gpt2c_gen *gen;
-            assert_int_equal(gpt2c_gen_start(g->m, &p, 1, prompts, &n, &gen), GPT2C_OK);
-            while (gpt2c_gen_step(gen) == GPT2C_OK) {
-            }
-            assert_int_equal(gpt2c_gen_n_seqs(gen), p.num_return_sequences);
-            for (int r = 0; r < p.num_return_sequences; r++) {
-                int nw, got_n;
-                int32_t *want = json_ids(json_array_get(json_object_get(c, "new_ids"), (size_t)r), &nw);
-                const int32_t *got = gpt2c_gen_tokens(gen, r, &got_n);
-                char msg[96];
-                snprintf(msg, sizeof msg, "beam %s rank %d (%s cache)", json_string_value(json_object_get(c, "prompt")),
-                         r, cache ? "with" : "without");
-                assert_ids_equal(got, got_n, want, nw, msg);
-                double ws = json_number_value(json_array_get(json_object_get(c, "sequences_scores"), (size_t)r));
-                if (fabs(gpt2c_gen_score(gen, r) - ws) > 1e-4) fail_msg("%s: score %.7f, expected %.7f", msg, gpt2c_gen_score(gen, r), ws);
-                free(want);
-            }
-            gpt2c_gen_free(gen);
-        }
-        free(ids);
-    }
+    json_array_foreach(beams, k, c) check_beam_case(g->m, c, -1, g->name);
 }
 
 /* Beam-search-free check of the cache contract: two models in one process

@@ -233,7 +233,6 @@ static gpt2c_status gen_create(gpt2c_model *m, const gpt2c_gen_params *p, int n_
             q->lp = malloc((size_t)(limit - n + 1) * (1 + 2 * (size_t)g->p.n_logprobs) * sizeof(float));
             if (!q->ids || !q->lp) return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
             memcpy(q->ids, prompts[i], (size_t)n * sizeof *q->ids);
-            if (n >= limit) q->finish = GPT2C_FINISH_LENGTH; /* no room for even one token */
             /* One stream per return sequence of a prompt: a prompt's draws do
              * not depend on the other prompts in the batch. */
             rng_seed(&q->rng, seed, (uint64_t)r);

@@ -384,8 +384,7 @@ void fwd_add(float *x, const float *y, size_t count) {
     for (size_t j = 0; j < count; j++) x[j] += y[j];
 }
 
-void fwd_embed(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int E, float *x) {
-    (void)s;
+void fwd_embed(const gpt2c_model *m, const gpt2_batch *b, int i0, int n, int E, float *x) {
     for (int i = 0; i < n; i++) {
         float *xi = x + (size_t)i * E;
         const size_t tok = (size_t)b->token[i0 + i];
@@ -424,7 +423,7 @@ void fwd_final(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0,
     const int C = m->cfg.n_embd;
     const int r = fwd_select(b, i0, n, s->x, C, s->att);
     fwd_layernorm(m, s, s->h, s->att, m->lnf_g, m->lnf_b, r, C);
-    fwd_head(m, s, b, i0, n, s->h, r, logits);
+    fwd_head(m, s, b, i0, s->h, r, logits);
 }
 
 void fwd_unfuse_heads(gpt2_state *s, int n, int C, int H) {
@@ -447,11 +446,10 @@ void fwd_unfuse_heads(gpt2_state *s, int n, int C, int H) {
 void fwd_rotary_half(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n) {
     const gpt2_config *c = &m->cfg;
     const int C = c->n_embd, H = c->n_head, hd = C / H, half = c->n_rot / 2;
-    for (int i = 0; i < n; i++) {
-        const float p = (float)b->pos[i0 + i];
-        for (int j = 0; j < half; j++) {
-            const float inv_freq = 1.0f / powf(c->rope_base, (float)(2 * j) / (float)c->n_rot);
-            const float angle = p * inv_freq, cs = cosf(angle), sn = sinf(angle);
+    for (int j = 0; j < half; j++) {
+        const float inv_freq = 1.0f / powf(c->rope_base, (float)(2 * j) / (float)c->n_rot);
+        for (int i = 0; i < n; i++) {
+            const float angle = (float)b->pos[i0 + i] * inv_freq, cs = cosf(angle), sn = sinf(angle);
             for (int part = 0; part < 2; part++) /* q, then k */
                 for (int hh = 0; hh < H; hh++) {
                     float *x = s->qkv + (size_t)i * 3 * C + (size_t)part * C + (size_t)hh * hd;
@@ -491,9 +489,8 @@ int fwd_select(const gpt2_batch *b, int i0, int n, const float *x, int d, float 
     return r;
 }
 
-void fwd_head(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, const float *h, int r,
+void fwd_head(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, const float *h, int r,
               float *logits) {
-    (void)n;
     /* The head is read once per group of up to head_rows tokens (batched
      * decode selects one token per sequence); each group lands in s->head
      * and its rows are copied to where they were asked for. */

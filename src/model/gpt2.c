@@ -71,7 +71,7 @@ static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, in
     const int C = c->n_embd, hd = C / c->n_head;
     float *x = s->x, *h = s->h; // (n, C) the residual stream; (n, C) normalised input / sublayer output
 
-    fwd_embed(m, s, b, i0, n, C, x);
+    fwd_embed(m, b, i0, n, C, x);
     fwd_add_positions(s, m->wpe, b, i0, n, C, 0, x);
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_layer *L = &m->layers[l];

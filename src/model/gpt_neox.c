@@ -77,7 +77,7 @@ static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, in
     float *x = s->x, *h = s->h; // (n, C) each
     float *mlp = s->att;        // (n, C) once attention's output is projected
 
-    fwd_embed(m, s, b, i0, n, C, x);
+    fwd_embed(m, b, i0, n, C, x);
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_layer *L = &m->layers[l];
 

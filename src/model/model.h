@@ -237,7 +237,7 @@ gpt2c_status gpt2_forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch 
  * the state's threads. */
 
 /* x (n, E) = the rows of the token embedding (V, E) of the chunk's tokens. */
-void fwd_embed(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int E, float *x);
+void fwd_embed(const gpt2c_model *m, const gpt2_batch *b, int i0, int n, int E, float *x);
 /* x (n, C) += row pos + offset of the position embedding w (P, C). */
 void fwd_add_positions(gpt2_state *s, gpt2_weight w, const gpt2_batch *b, int i0, int n, int C, int offset, float *x);
 /* out (n, d) = LayerNorm(in) with gain g and bias bb. */
@@ -277,7 +277,7 @@ void fwd_final(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0,
 int fwd_select(const gpt2_batch *b, int i0, int n, const float *x, int d, float *out);
 /* The LM head over h (r, E), the final states of the chunk's tokens that
  * have an out_row, in order: their logits, written to those rows. */
-void fwd_head(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, const float *h, int r,
+void fwd_head(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, const float *h, int r,
               float *logits);
 
 #endif

@@ -96,10 +96,10 @@ static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, in
     float *x = s->x, *h = s->h; // (n, C) each
 
     if (E != C) {
-        fwd_embed(m, s, b, i0, n, E, h);
+        fwd_embed(m, b, i0, n, E, h);
         fwd_linear(m, s, x, h, m->proj_in, NULL, n, E, C);
     } else {
-        fwd_embed(m, s, b, i0, n, C, x);
+        fwd_embed(m, b, i0, n, C, x);
     }
     fwd_add_positions(s, m->wpe, b, i0, n, C, POS_OFFSET, x);
     for (int l = 0; l < c->n_layer; l++) {
@@ -132,7 +132,7 @@ static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, in
         fwd_linear(m, s, x, out, m->proj_out, NULL, r, C, E);
         out = x;
     }
-    fwd_head(m, s, b, i0, n, out, r, logits);
+    fwd_head(m, s, b, i0, out, r, logits);
 }
 
 const gpt2_arch arch_opt = {"opt", "model.", config, load, forward};
