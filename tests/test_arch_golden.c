@@ -1,7 +1,9 @@
 /* test_arch_golden.c -- every architecture besides GPT-2 against
  * transformers 4.30.2's own outputs on its mini checkpoints (GPT-Neo with
  * local windows shorter than the prompts, OPT pre- and post-LN with
- * project_in/out, GPT-NeoX with parallel and sequential residuals): the
+ * project_in/out, GPT-NeoX with parallel and sequential residuals, BLOOM's
+ * ALiBi over 6 heads (not a power of two), GPTBigCode with multi-query and
+ * multi-head attention, CodeGen's qkv layout and interleaved rotary): the
  * last position's top-20 logits and logsumexp, every position's best
  * logit, 32-token greedy continuations with and without the KV cache, a
  * batch of prompts of different lengths, and beam search. The golden
@@ -26,7 +28,11 @@ static golden G[] = {{"gpt-neo-mini", "gpt_neo", 0, 0},
                      {"opt-mini", "opt", 0, 0},
                      {"opt-mini-postln", "opt", 0, 0},
                      {"pythia-mini", "gpt_neox", 0, 0},
-                     {"pythia-mini-seqres", "gpt_neox", 0, 0}};
+                     {"pythia-mini-seqres", "gpt_neox", 0, 0},
+                     {"bloom-mini", "bloom", 0, 0},
+                     {"starcoder-mini-mqa", "gpt_bigcode", 0, 0},
+                     {"starcoder-mini-mha", "gpt_bigcode", 0, 0},
+                     {"codegen-mini", "codegen", 0, 0}};
 
 static int setup(void **state) {
     golden *g = *state;
@@ -229,7 +235,7 @@ int main(void) {
         /* The same weights from pytorch_model.bin, both torch formats. */
         cmocka_unit_test_prestate_setup_teardown(test_logits, setup, teardown, &G[1]),
         cmocka_unit_test_prestate_setup_teardown(test_logits, setup, teardown, &G[2]),
-        CASES(3), CASES(4), CASES(5), CASES(6),
+        CASES(3), CASES(4), CASES(5), CASES(6), CASES(7), CASES(8), CASES(9), CASES(10),
     };
     return cmocka_run_group_tests_name("architecture goldens", tests, NULL, NULL);
 }

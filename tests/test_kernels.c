@@ -166,18 +166,24 @@ static void test_elementwise(void **state) {
 /* Attention over an F32 or an F16 KV cache, against the reference. */
 static void test_attention(void **state) {
     (void)state;
-    for (int trial = 0; trial < 60; trial++) {
+    for (int trial = 0; trial < 80; trial++) {
         /* nq queries at consecutive positions, attending to T..T+nq-1 of
          * them, in runs of GPT2_KV_BLOCK positions, stride elements apart
          * (the cache's layout), over up to three blocks; GPT-2's head size
-         * (the kernels' unrolled case) every third trial. */
+         * (the kernels' unrolled case) every third trial. Every fifth,
+         * step 0: heads of one token sharing a key/value head (multi-query
+         * attention), all at one position. */
         int nq = irand(1, 9), T = irand(1, 3 * GPT2_KV_BLOCK - nq), hd = trial % 3 ? irand(1, 80) : 64;
-        int stride = GPT2_KV_BLOCK * hd + irand(0, 9), nk = T + nq - 1;
+        int step = trial % 5 == 4 ? 0 : 1;
+        int stride = GPT2_KV_BLOCK * hd + irand(0, 9), nk = T + (nq - 1) * step;
         int qstride = hd + irand(0, 5), ostride = hd + irand(0, 5);
         /* GPT-Neo's local layers: each query sees only the last `window` positions. */
         int window = trial % 4 == 1 ? irand(1, nk + 1) : 0;
+        /* BLOOM's ALiBi: a bias growing with the key's position, every other trial. */
+        float slope = trial % 2 ? 0.0f : 0.5f * frand();
+        gpt2_attn_args a = {T, step, window, hd, (size_t)stride, 8.0f, slope};
         const size_t span = (size_t)(nk + GPT2_KV_BLOCK - 1) / GPT2_KV_BLOCK * (size_t)stride; /* elements of k, of v */
-        gpt2_wtype t = trial % 2 ? WT_F16 : WT_F32;
+        gpt2_wtype t = trial / 2 % 2 ? WT_F16 : WT_F32;
         float *q = malloc(sizeof(float) * (size_t)nq * qstride);
         unsigned char *kv = make_weights(t, span * 2);
         const size_t no = (size_t)nq * ostride;
@@ -185,20 +191,20 @@ static void test_attention(void **state) {
         float *sc = malloc(sizeof(float) * (size_t)nq * nk);
         for (int i = 0; i < nq * qstride; i++) q[i] = 2 * frand();
         gpt2_weight k = {kv, t, NULL, 0, 0, 0}, v = {kv + span * weight_type_size(t), t, NULL, 0, 0, 0};
-        gpt2_kernels_generic.attention(want, (size_t)ostride, q, (size_t)qstride, nq, k, v, T, window, hd, (size_t)stride, 8.0f,
-                                       sc);
+        gpt2_kernels_generic.attention(want, (size_t)ostride, q, (size_t)qstride, nq, k, v, &a, sc);
         for (int j = 1; j < n_tables; j++) {
-            tables[j]->attention(got, (size_t)ostride, q, (size_t)qstride, nq, k, v, T, window, hd, (size_t)stride, 8.0f,
-                                 sc);
+            tables[j]->attention(got, (size_t)ostride, q, (size_t)qstride, nq, k, v, &a, sc);
             for (int i = 0; i < nq; i++) { /* each query alone, as decode asks */
+                gpt2_attn_args a1 = a;
+                a1.T = T + i * step;
                 tables[j]->attention(one + (size_t)i * ostride, (size_t)ostride, q + (size_t)i * qstride,
-                                     (size_t)qstride, 1, k, v, T + i, window, hd, (size_t)stride, 8.0f, sc);
+                                     (size_t)qstride, 1, k, v, &a1, sc);
                 if (memcmp(got + (size_t)i * ostride, one + (size_t)i * ostride, sizeof(float) * (size_t)hd) != 0)
-                    fail_msg("%s attention T=%d hd=%d: query %d of %d differs from the same query alone",
-                             tables[j]->name, T, hd, i, nq);
+                    fail_msg("%s attention T=%d step=%d hd=%d: query %d of %d differs from the same query alone",
+                             tables[j]->name, T, step, hd, i, nq);
                 if (!(max_rel(got + (size_t)i * ostride, want + (size_t)i * ostride, (size_t)hd) <= 1e-5))
-                    fail_msg("%s attention T=%d window=%d hd=%d kv=%s query %d of %d: %.2e", tables[j]->name, T, window, hd,
-                             t == WT_F16 ? "f16" : "f32", i, nq,
+                    fail_msg("%s attention T=%d step=%d window=%d slope=%g hd=%d kv=%s query %d of %d: %.2e",
+                             tables[j]->name, T, step, window, slope, hd, t == WT_F16 ? "f16" : "f32", i, nq,
                              max_rel(got + (size_t)i * ostride, want + (size_t)i * ostride, (size_t)hd));
             }
         }

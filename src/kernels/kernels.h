@@ -141,19 +141,31 @@ typedef void gpt2_matmul_q8_fn(float *out, const int16_t *xq, const float *xd, g
 /* out (n, d) = (in - mean) / sqrt(var + eps) * g + b, per row. */
 typedef void gpt2_layernorm_fn(float *out, const float *in, const float *g, const float *b, int n, int d, float eps);
 typedef void gpt2_activation_fn(float *x, size_t n, gpt2_act act);
-/* nq query tokens of one head at consecutive positions: query i (hd
- * floats at q + i * qstride) attends to positions lo_i <= t < T + i --
- * lo_i = T + i - window when window > 0 and that is positive (GPT-Neo's
- * local layers see the last `window` positions), 0 otherwise -- and
- * out + i * ostride (hd) = softmax(q_i . k_t / scale_div) @ v, where k_t
- * starts at element kv_offset(t, hd, stride) of k, and likewise v: runs
- * of GPT2_KV_BLOCK positions, stride elements apart. k and v are the KV
- * cache, F32 or F16. A query's output is the same bits whatever nq: a
- * prompt's tokens attend together, reading each key once for several,
- * decode's one by one. scores holds nq * (T + nq - 1) floats of scratch. */
+/* Which positions a group of queries attends to and how its scores are
+ * made (gpt2_attention_fn): query i sees positions lo_i <= t < T + i * step
+ * -- step 1 for a run of one sequence's tokens at consecutive positions,
+ * step 0 for several heads of one token that share a key/value head
+ * (multi-query attention reads the keys once for all of them); lo_i =
+ * T + i * step - window when window > 0 and that is positive (GPT-Neo's
+ * local layers see the last `window` positions), 0 otherwise. The score of
+ * position t is q . k_t / scale_div + slope * t (slope: BLOOM's ALiBi bias,
+ * 0 elsewhere, which adds nothing). */
+typedef struct gpt2_attn_args {
+    int T, step, window, hd;
+    size_t stride; /* elements between runs of GPT2_KV_BLOCK positions */
+    float scale_div, slope;
+} gpt2_attn_args;
+
+/* nq queries of one head size: query i (hd floats at q + i * qstride)
+ * gets out + i * ostride (hd) = softmax(scores) @ v over its positions
+ * (gpt2_attn_args), where k_t starts at element kv_offset(t, hd, stride)
+ * of k, and likewise v: runs of GPT2_KV_BLOCK positions, stride elements
+ * apart. k and v are the KV cache, F32 or F16. A query's output is the
+ * same bits whatever nq: a prompt's tokens attend together, reading each
+ * key once for several, decode's one by one. scores holds nq * (T + (nq -
+ * 1) * step) floats of scratch. */
 typedef void gpt2_attention_fn(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
-                               gpt2_weight v, int T, int window, int hd, size_t stride, float scale_div,
-                               float *scores);
+                               gpt2_weight v, const gpt2_attn_args *a, float *scores);
 /* Probes of the hardware limits the benchmark reports against: reads n
  * bytes at p as fast as this ISA can (the result depends on every byte),
  * and runs iters rounds of independent f32 FMAs, returning the flops. */

@@ -564,10 +564,15 @@ void FN(layernorm)(float *out, const float *in, const float *g, const float *b, 
 #define ATTN_HV (64 / VW)
 #define ATTN_QG (4 * ATTN_HV <= 16 ? 4 : 1)
 
+/* Positions 0..15, the lanes of a group of keys (ALiBi's bias grows with
+ * the position). */
+static const float ATTN_IOTA[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
 /* Scores of QN queries (a compile-time count; rows qstride apart, held in
  * registers) against keys [u_lo, nk) in whole groups of VW (u_lo a multiple
  * of VW; the group end is returned), for GPT-2's head size:
- * score row i (srow floats apart) gets q_i . k_t / scale_div, each key read
+ * score row i (srow floats apart) gets q_i . k_t / scale_div + slope * t
+ * (one fused multiply-add, as the one-key path does), each key read
  * once for the QN queries. Each dot product is ATTN_HV fused multiply-adds
  * from zero and VREDUCE (the lane sums of VW keys at once), then the
  * division: the same bits as attn_typed's one-key path, however many
@@ -575,8 +580,8 @@ void FN(layernorm)(float *out, const float *in, const float *g, const float *b, 
 static inline __attribute__((always_inline)) int attn_scores(float *scores, size_t srow, const float *q,
                                                              size_t qstride, const int QN, gpt2_weight k,
                                                              gpt2_wtype t, int u_lo, int nk, size_t stride,
-                                                             float scale_div) {
-    const VEC vdiv = VSET1(scale_div);
+                                                             float scale_div, float slope) {
+    const VEC vdiv = VSET1(scale_div), vslope = VSET1(slope), iota = VLOAD(ATTN_IOTA);
     VEC qv[ATTN_QG][ATTN_HV], part[ATTN_QG][VW];
     UNROLL
     for (int i = 0; i < QN; i++)
@@ -598,14 +603,16 @@ static inline __attribute__((always_inline)) int attn_scores(float *scores, size
             UNROLL
             for (int i = 0; i < QN; i++) part[i][j] = acc[i];
         }
+        const VEC vpos = VADD(VSET1((float)u0), iota);
         UNROLL
-        for (int i = 0; i < QN; i++) VSTORE(scores + (size_t)i * srow + u0, VDIV(VREDUCE_EACH(part[i]), vdiv));
+        for (int i = 0; i < QN; i++)
+            VSTORE(scores + (size_t)i * srow + u0, VFMA(vslope, vpos, VDIV(VREDUCE_EACH(part[i]), vdiv)));
     }
     return u0;
 }
 
 /* Outputs of QN queries (a compile-time count): query i attends to
- * positions lo <= t < T + i with probabilities scores[i * srow + t] *
+ * positions lo <= t < T + i * step with probabilities scores[i * srow + t] *
  * inv[i] (zero below its own first position); the sums run over t in order
  * from lo, in registers, the values of positions below T read once for all
  * QN. A zero probability adds +0 to a sum that starts at +0, so the bits
@@ -613,7 +620,7 @@ static inline __attribute__((always_inline)) int attn_scores(float *scores, size
 static inline __attribute__((always_inline)) void attn_values(float *out, size_t ostride, const float *scores,
                                                               size_t srow, const float *inv, const int QN,
                                                               gpt2_weight v, gpt2_wtype t, int lo, int T,
-                                                              size_t stride) {
+                                                              int step, size_t stride) {
     VEC acc[ATTN_QG][ATTN_HV];
     UNROLL
     for (int i = 0; i < QN; i++)
@@ -633,7 +640,7 @@ static inline __attribute__((always_inline)) void attn_values(float *out, size_t
     }
     UNROLL
     for (int i = 0; i < QN; i++) {
-        for (int u = T; u < T + i; u++) { /* the positions only the later queries see */
+        for (int u = T; u < T + i * step; u++) { /* the positions only the later queries see */
             const size_t vt = kv_offset(u, ATTN_HV * VW, stride);
             const VEC vp = VSET1(scores[(size_t)i * srow + u] * inv[i]);
             UNROLL
@@ -644,34 +651,35 @@ static inline __attribute__((always_inline)) void attn_values(float *out, size_t
     }
 }
 
-/* ATTN_QG queries, or one, at consecutive positions, T + i for query i: the
- * scores of all against keys [lo_0, T + nq - 1) (a later query's keys are
- * already in the cache; an earlier query's row ignores them), then each
- * row's softmax over its own positions [lo_i, T + i), then the weighted
- * values. */
+/* ATTN_QG queries, or one, query i seeing positions below T + i * step:
+ * the scores of all against keys [lo_0, T + (nq - 1) * step) (a later
+ * query's keys are already in the cache; an earlier query's row ignores
+ * them), then each row's softmax over its own positions [lo_i, T + i *
+ * step), then the weighted values. */
 static inline __attribute__((always_inline)) void attn_typed(float *out, size_t ostride, const float *q,
                                                              size_t qstride, int nq, gpt2_weight k, gpt2_weight v,
-                                                             gpt2_wtype t, int T, int window, int hd,
-                                                             size_t stride, float scale_div, float *scores) {
-    const int dv = hd / VW * VW, nk = T + nq - 1, lo = attn_first(T, window);
+                                                             gpt2_wtype t, int T, int step, int window, int hd,
+                                                             size_t stride, float scale_div, float slope,
+                                                             float *scores) {
+    const int dv = hd / VW * VW, nk = T + (nq - 1) * step, lo = attn_first(T, window);
     const size_t srow = (size_t)nk;
     int u0 = lo / VW * VW;
     if (hd == ATTN_HV * VW) {
-        if (nq == ATTN_QG) u0 = attn_scores(scores, srow, q, qstride, ATTN_QG, k, t, u0, nk, stride, scale_div);
-        else u0 = attn_scores(scores, srow, q, qstride, 1, k, t, u0, nk, stride, scale_div);
+        if (nq == ATTN_QG) u0 = attn_scores(scores, srow, q, qstride, ATTN_QG, k, t, u0, nk, stride, scale_div, slope);
+        else u0 = attn_scores(scores, srow, q, qstride, 1, k, t, u0, nk, stride, scale_div, slope);
     }
     float inv[ATTN_QG];
     for (int i = 0; i < nq; i++) {
         const float *qi = q + (size_t)i * qstride;
         float *sc = scores + (size_t)i * srow;
-        const int Ti = T + i, lo_i = attn_first(Ti, window);
+        const int Ti = T + i * step, lo_i = attn_first(Ti, window);
         for (int u = u0 > lo_i ? u0 : lo_i; u < Ti; u++) { /* keys left after whole groups, one by one */
             const size_t kt = kv_offset(u, hd, stride);
             VEC acc = VZERO();
             for (int d = 0; d < dv; d += VW) acc = VFMA(VLOAD(qi + d), vloadw(k, kt + d, t), acc);
             float s = VREDUCE(acc);
             for (int d = dv; d < hd; d++) s = fmaf(qi[d], loadw1(k, kt + d, t), s);
-            sc[u] = s / scale_div;
+            sc[u] = fmaf(slope, (float)u, s / scale_div);
         }
         /* The softmax over positions [lo_i, Ti): the maximum (a NaN score
          * is passed over), then the exponentials in groups of VW and their
@@ -699,14 +707,14 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, size_t 
         inv[i] = 1.0f / sum;
     }
     if (hd == ATTN_HV * VW) {
-        if (nq == ATTN_QG) attn_values(out, ostride, scores, srow, inv, ATTN_QG, v, t, lo, T, stride);
-        else attn_values(out, ostride, scores, srow, inv, 1, v, t, lo, T, stride);
+        if (nq == ATTN_QG) attn_values(out, ostride, scores, srow, inv, ATTN_QG, v, t, lo, T, step, stride);
+        else attn_values(out, ostride, scores, srow, inv, 1, v, t, lo, T, step, stride);
         return;
     }
     for (int i = 0; i < nq; i++) { /* other head sizes: the sums through memory */
         float *o = out + (size_t)i * ostride;
         for (int d = 0; d < hd; d++) o[d] = 0.0f;
-        for (int u = attn_first(T + i, window); u < T + i; u++) {
+        for (int u = attn_first(T + i * step, window); u < T + i * step; u++) {
             const VEC vp = VSET1(scores[(size_t)i * srow + u] * inv[i]);
             const size_t vt = kv_offset(u, hd, stride);
             for (int d = 0; d < dv; d += VW) VSTORE(o + d, VFMA(vp, vloadw(v, vt + d, t), VLOAD(o + d)));
@@ -720,14 +728,16 @@ static inline __attribute__((always_inline)) void attn_typed(float *out, size_t 
  * from 1 to 4 took clang with the sanitizers 245 s to compile (116 s with
  * two), for the few queries at the end of a prompt. */
 void FN(attention)(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
-                   gpt2_weight v, int T, int window, int hd, size_t stride, float scale_div, float *scores) {
+                   gpt2_weight v, const gpt2_attn_args *a, float *scores) {
     for (int i = 0; i < nq;) {
-        const int n = nq - i >= ATTN_QG ? ATTN_QG : 1;
+        const int n = nq - i >= ATTN_QG ? ATTN_QG : 1, T = a->T + i * a->step;
         float *o = out + (size_t)i * ostride;
         const float *qi = q + (size_t)i * qstride;
         if (k.type == WT_F16)
-            attn_typed(o, ostride, qi, qstride, n, k, v, WT_F16, T + i, window, hd, stride, scale_div, scores);
-        else attn_typed(o, ostride, qi, qstride, n, k, v, WT_F32, T + i, window, hd, stride, scale_div, scores);
+            attn_typed(o, ostride, qi, qstride, n, k, v, WT_F16, T, a->step, a->window, a->hd, a->stride,
+                       a->scale_div, a->slope, scores);
+        else attn_typed(o, ostride, qi, qstride, n, k, v, WT_F32, T, a->step, a->window, a->hd, a->stride,
+                        a->scale_div, a->slope, scores);
         i += n;
     }
 }

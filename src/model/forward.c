@@ -36,12 +36,17 @@
 static size_t kv_run(int n_pos) { return n_pos < GPT2_KV_BLOCK ? (size_t)n_pos : GPT2_KV_BLOCK; }
 static size_t kv_slot_positions(int n_pos) { return (n_pos + kv_run(n_pos) - 1) / kv_run(n_pos) * kv_run(n_pos); }
 
-/* The element where head hh's position p of a slot in layer l starts: the
- * head's first run, then kv_offset (the kernels' view), runs (run x C) apart. */
-static size_t kv_index(const gpt2_state *s, int C, int H, int l, int slot, int hh, int p) {
-    const size_t run = kv_run(s->n_pos), hd = (size_t)(C / H);
-    return ((size_t)l * (size_t)s->n_slots + (size_t)slot) * kv_slot_positions(s->n_pos) * (size_t)C +
-           (size_t)hh * run * hd + kv_offset(p, (int)hd, run * (size_t)C);
+/* A cached position's width: n_kv_head heads of keys (and of values), all
+ * n_head but with multi-query attention, where one serves every query head. */
+static size_t kv_width(const gpt2_config *c) { return (size_t)c->n_kv_head * (size_t)(c->n_embd / c->n_head); }
+
+/* The element where key/value head kh's position p of a slot in layer l
+ * starts: the head's first run, then kv_offset (the kernels' view), runs
+ * (run x kv_width) apart. */
+static size_t kv_index(const gpt2_state *s, const gpt2_config *c, int l, int slot, int kh, int p) {
+    const size_t run = kv_run(s->n_pos), hd = (size_t)(c->n_embd / c->n_head), W = kv_width(c);
+    return ((size_t)l * (size_t)s->n_slots + (size_t)slot) * kv_slot_positions(s->n_pos) * W + (size_t)kh * run * hd +
+           kv_offset(p, (int)hd, run * W);
 }
 
 gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, int n_pos, int max_tokens,
@@ -56,7 +61,7 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     s->n_pos = n_pos;
     s->max_tokens = max_tokens;
     const size_t C = (size_t)c->n_embd, T = (size_t)max_tokens;
-    const size_t cache = (size_t)c->n_layer * (size_t)n_slots * kv_slot_positions(n_pos) * C;
+    const size_t cache = (size_t)c->n_layer * (size_t)n_slots * kv_slot_positions(n_pos) * kv_width(c);
     s->pool = pool_new(n_threads);
     const size_t esz = weight_type_size(m->kv_type);
     s->k_cache = mem_alloc(cache * esz);
@@ -117,8 +122,8 @@ gpt2c_status gpt2_state_copy_slots(gpt2_state *s, const gpt2c_model *m, const in
     /* Byte sizes: the cache holds F32 or F16 elements. The first n_pos
      * positions of a slot are, in each layer, block and head, one piece of a
      * run: those pieces are copied, no more (beam search copies every step). */
-    const int C = m->cfg.n_embd, H = m->cfg.n_head;
-    const size_t esz = weight_type_size(m->kv_type), hd = (size_t)(C / H);
+    const gpt2_config *c = &m->cfg;
+    const size_t esz = weight_type_size(m->kv_type), hd = (size_t)(c->n_embd / c->n_head);
     unsigned char *tmp = malloc((size_t)n * kv_run(s->n_pos) * hd * esz);
     if (!tmp) return err_set(e, GPT2C_ERR_NOMEM, "out of memory copying the KV cache");
     for (int pass = 0; pass < 2; pass++) {
@@ -126,12 +131,12 @@ gpt2c_status gpt2_state_copy_slots(gpt2_state *s, const gpt2c_model *m, const in
         for (int l = 0; l < m->cfg.n_layer; l++)
             for (int p0 = 0; p0 < n_pos; p0 += GPT2_KV_BLOCK) {
                 const size_t len = (size_t)(n_pos - p0 < GPT2_KV_BLOCK ? n_pos - p0 : GPT2_KV_BLOCK) * hd * esz;
-                for (int hh = 0; hh < H; hh++) {
+                for (int kh = 0; kh < c->n_kv_head; kh++) {
                     /* A slot that keeps its own content is neither read nor written. */
                     for (int i = 0; i < n; i++)
-                        if (src[i] != dst[i]) memcpy(tmp + i * len, cache + kv_index(s, C, H, l, src[i], hh, p0) * esz, len);
+                        if (src[i] != dst[i]) memcpy(tmp + i * len, cache + kv_index(s, c, l, src[i], kh, p0) * esz, len);
                     for (int i = 0; i < n; i++)
-                        if (src[i] != dst[i]) memcpy(cache + kv_index(s, C, H, l, dst[i], hh, p0) * esz, tmp + i * len, len);
+                        if (src[i] != dst[i]) memcpy(cache + kv_index(s, c, l, dst[i], kh, p0) * esz, tmp + i * len, len);
                 }
             }
     }
@@ -203,21 +208,25 @@ static int take_cols(gpt2_pool *pool, int ith, int unit, int dout, int *j0, int 
 
 /* A unit of attention (OP_ATTN) is one head hh of a run of nq tokens from
  * batch index i: tokens of one sequence at consecutive positions (a
- * prompt's: the kernel reads each key once for several). The units are
- * numbered token run by token run, head by head, and dealt out in turn, so
- * that every thread gets early and late positions alike (halves of a prompt
- * gave the second thread three times the work). */
+ * prompt's: the kernel reads each key once for several). With multi-query
+ * attention a lone token's unit is instead up to ATTN_HEADS heads hh.. that
+ * share a key/value head, which the kernel reads once for all of them. The
+ * units are numbered token run by token run, head by head, and dealt out in
+ * turn, so that every thread gets early and late positions alike (halves
+ * of a prompt gave the second thread three times the work). */
+#define ATTN_HEADS 4
 typedef struct attn_unit {
-    int i, nq, hh, unit;
+    int i, nq, hh, nh, unit;
 } attn_unit;
 
-/* Moves u on to thread ith's next unit (u starts as {0, 0, H - 1, -1});
+/* Moves u on to thread ith's next unit (u starts as {0, 0, H - 1, 1, -1});
  * 0 when there is none. */
 static int attn_next(const par_op *p, attn_unit *u, int H, int ith, int nth) {
     const gpt2_batch *b = p->b;
+    const int group = H / p->m->cfg.n_kv_head; /* query heads a key/value head serves */
     for (;;) {
         u->unit++;
-        if (++u->hh == H) {
+        if ((u->hh += u->nh) == H) {
             u->i += u->nq;
             if (u->i >= p->n) return 0;
             const int tok = p->i0 + u->i;
@@ -227,15 +236,19 @@ static int attn_next(const par_op *p, attn_unit *u, int H, int ith, int nth) {
                 u->nq++;
             u->hh = 0;
         }
+        u->nh = 1; /* ALiBi gives each head its own bias: no sharing then */
+        if (u->nq == 1 && group > 1 && !p->m->alibi)
+            u->nh = group - u->hh % group < ATTN_HEADS ? group - u->hh % group : ATTN_HEADS;
         if (u->unit % nth == ith) return 1;
     }
 }
 
 /* The byte where unit u's keys start in the K cache, and its values in the
- * V cache: its head's run in each block of positions of its sequence's slot
- * in this layer, a block (run x C) apart. */
-static size_t attn_at(const par_op *p, const attn_unit *u, int C, int H, size_t esz) {
-    return kv_index(p->s, C, H, p->layer, p->b->slot[p->i0 + u->i], u->hh, 0) * esz;
+ * V cache: its key/value head's run in each block of positions of its
+ * sequence's slot in this layer, a block (run x kv_width) apart. */
+static size_t attn_at(const par_op *p, const attn_unit *u, size_t esz) {
+    const gpt2_config *c = &p->m->cfg;
+    return kv_index(p->s, c, p->layer, p->b->slot[p->i0 + u->i], u->hh / (c->n_head / c->n_kv_head), 0) * esz;
 }
 
 /* Fetches into L2 the start of the keys and values that unit u reads (up to
@@ -251,7 +264,7 @@ static size_t attn_at(const par_op *p, const attn_unit *u, int C, int H, size_t 
  * 16 KiB ahead gained less and slowed the long prompt's batch 1 (133-176
  * ms); whole units up to 32 KiB gained nothing. */
 static void attn_prefetch(const par_op *p, const attn_unit *u, int C, int H, size_t esz) {
-    const size_t at = attn_at(p, u, C, H, esz);
+    const size_t at = attn_at(p, u, esz);
     const size_t positions = (size_t)(p->b->pos[p->i0 + u->i] + u->nq), run = kv_run(p->s->n_pos);
     size_t len = (positions < run ? positions : run) * (size_t)(C / H) * esz;
     if (len > ATTN_PREFETCH) len = ATTN_PREFETCH;
@@ -318,15 +331,20 @@ static void par_run(void *ctx, int ith, int nth) {
         const unsigned char *kc = p->s->k_cache, *vc = p->s->v_cache;
         const gpt2_batch *b = p->b;
         float *scores = p->s->scores + (size_t)ith * ATTN_RUN * p->s->n_pos;
-        attn_unit next = {0, 0, H - 1, -1};
+        attn_unit next = {0, 0, H - 1, 1, -1};
         for (int more = attn_next(p, &next, H, ith, nth); more;) {
             const attn_unit u = next;
             if ((more = attn_next(p, &next, H, ith, nth))) attn_prefetch(p, &next, C, H, esz);
-            const size_t at = attn_at(p, &u, C, H, esz);
+            const size_t at = attn_at(p, &u, esz);
             const gpt2_weight kw = {kc + at, kv, NULL, 0, 0, 0}, vw = {vc + at, kv, NULL, 0, 0, 0};
-            k->attention(p->s->att + (size_t)u.i * C + u.hh * hd, (size_t)C, p->s->qkv + (size_t)u.i * 3 * C + u.hh * hd,
-                         (size_t)3 * C, u.nq, kw, vw, b->pos[p->i0 + u.i] + 1, p->window, hd, kv_run(p->s->n_pos) * C,
-                         p->scale, scores);
+            /* A run of a sequence's tokens (queries 3C apart, step 1), or
+             * heads of one token (hd apart, step 0). */
+            const size_t qs = u.nh > 1 ? (size_t)hd : (size_t)3 * C, os = u.nh > 1 ? (size_t)hd : (size_t)C;
+            const gpt2_attn_args a = {b->pos[p->i0 + u.i] + 1, u.nh > 1 ? 0 : 1, p->window, hd,
+                                      kv_run(p->s->n_pos) * kv_width(c), p->scale,
+                                      p->m->alibi ? p->m->alibi[u.hh] : 0.0f};
+            k->attention(p->s->att + (size_t)u.i * C + u.hh * hd, os, p->s->qkv + (size_t)u.i * 3 * C + u.hh * hd, qs,
+                         u.nh > 1 ? u.nh : u.nq, kw, vw, &a, scores);
         }
         break;
     }
@@ -438,24 +456,28 @@ void fwd_unfuse_heads(gpt2_state *s, int n, int C, int H) {
     }
 }
 
-/* GPT-NeoX's rotary embedding (modeling_gpt_neox.py: RotaryEmbedding,
- * rotate_half): with r = n_rot dimensions and half = r / 2, the angle of
- * pair i at position p is p * inv_freq[i], inv_freq[i] = 1 / base^(2i / r),
- * both in float32 as torch computes them, and
- *   x'[i] = x[i] cos - x[i + half] sin,  x'[i + half] = x[i + half] cos + x[i] sin. */
-void fwd_rotary_half(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n) {
+/* Rotary position embedding (modeling_gpt_neox.py's RotaryEmbedding and
+ * rotate_half; modeling_codegen.py's create_sinusoidal_positions and
+ * rotate_every_two): with r = n_rot dimensions, the angle of pair i at
+ * position p is p * inv_freq[i], inv_freq[i] = 1 / base^(2i / r), both in
+ * float32 as torch computes them, and the pair (a, b) becomes
+ * (a cos - b sin, b cos + a sin). The pair is dimensions (i, i + r / 2) in
+ * the rotate-half form (GPT-NeoX), (2i, 2i + 1) in the interleaved one
+ * (GPT-J, CodeGen). */
+void fwd_rotary(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int interleaved) {
     const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, H = c->n_head, hd = C / H, half = c->n_rot / 2;
+    const int C = c->n_embd, hd = C / c->n_head, half = c->n_rot / 2;
     for (int j = 0; j < half; j++) {
         const float inv_freq = 1.0f / powf(c->rope_base, (float)(2 * j) / (float)c->n_rot);
+        const int ja = interleaved ? 2 * j : j, jb = interleaved ? 2 * j + 1 : j + half;
         for (int i = 0; i < n; i++) {
             const float angle = (float)b->pos[i0 + i] * inv_freq, cs = cosf(angle), sn = sinf(angle);
-            for (int part = 0; part < 2; part++) /* q, then k */
-                for (int hh = 0; hh < H; hh++) {
+            for (int part = 0; part < 2; part++) /* q's heads, then k's */
+                for (int hh = 0; hh < (part ? c->n_kv_head : c->n_head); hh++) {
                     float *x = s->qkv + (size_t)i * 3 * C + (size_t)part * C + (size_t)hh * hd;
-                    const float a = x[j], bb = x[j + half];
-                    x[j] = a * cs - bb * sn;
-                    x[j + half] = bb * cs + a * sn;
+                    const float xa = x[ja], xb = x[jb];
+                    x[ja] = xa * cs - xb * sn;
+                    x[jb] = xb * cs + xa * sn;
                 }
         }
     }
@@ -463,11 +485,12 @@ void fwd_rotary_half(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, i
 
 void fwd_attention(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int l, int window,
                    float scale_div) {
-    const int C = m->cfg.n_embd, H = m->cfg.n_head, hd = C / H;
+    const gpt2_config *c = &m->cfg;
+    const int C = c->n_embd, hd = C / c->n_head;
     for (int i = 0; i < n; i++)
-        for (int hh = 0; hh < H; hh++) {
-            const size_t at = kv_index(s, C, H, l, b->slot[i0 + i], hh, b->pos[i0 + i]);
-            const float *ki = s->qkv + (size_t)i * 3 * C + C + hh * hd, *vi = ki + C; // (hd,) each
+        for (int kh = 0; kh < c->n_kv_head; kh++) {
+            const size_t at = kv_index(s, c, l, b->slot[i0 + i], kh, b->pos[i0 + i]);
+            const float *ki = s->qkv + (size_t)i * 3 * C + C + kh * hd, *vi = ki + C; // (hd,) each
             if (m->kv_type == WT_F16) { /* rounded to nearest even, as the attention will read them */
                 uint16_t *kh = (uint16_t *)s->k_cache + at, *vh = (uint16_t *)s->v_cache + at;
                 for (int j = 0; j < hd; j++) kh[j] = f32_to_f16(ki[j]), vh[j] = f32_to_f16(vi[j]);
@@ -498,11 +521,11 @@ void fwd_head(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, 
     const size_t V = (size_t)m->cfg.n_vocab;
     for (int g0 = 0, i = 0; g0 < r; g0 += s->head_rows) {
         int ng = r - g0 < s->head_rows ? r - g0 : s->head_rows;
-        if (m->lm_head.type == WT_Q8) { /* a product like the others, without a bias */
-            fwd_linear(m, s, s->head, h + (size_t)g0 * E, m->lm_head, NULL, ng, E, m->cfg.n_vocab);
+        if (m->lm_head.type == WT_Q8) { /* a product like the others */
+            fwd_linear(m, s, s->head, h + (size_t)g0 * E, m->lm_head, m->lm_head_b, ng, E, m->cfg.n_vocab);
         } else {
             par_op ph = {.m = m, .s = s, .op = OP_LINEAR, .out = s->head, .in = h + (size_t)g0 * E, .w = m->lm_head,
-                         .n = ng, .din = E, .dout = m->cfg.n_vocab, .unit = HEAD_UNIT};
+                         .bias = m->lm_head_b, .n = ng, .din = E, .dout = m->cfg.n_vocab, .unit = HEAD_UNIT};
             pool_deal(s->pool, (m->cfg.n_vocab + HEAD_UNIT - 1) / HEAD_UNIT);
             pool_run(s->pool, par_run, &ph);
         }

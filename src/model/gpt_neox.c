@@ -85,7 +85,7 @@ static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, in
         fwd_layernorm(m, s, h, x, L->ln1_g, L->ln1_b, n, C);
         fwd_linear(m, s, s->qkv, h, L->qkv_w, L->qkv_b, n, C, 3 * C);
         fwd_unfuse_heads(s, n, C, c->n_head);
-        fwd_rotary_half(m, s, b, i0, n);
+        fwd_rotary(m, s, b, i0, n, 0);
         fwd_attention(m, s, b, i0, n, l, 0, sqrtf((float)hd));
         fwd_linear(m, s, h, s->att, L->o_w, L->o_b, n, C, C); // a
         if (!c->parallel_residual) fwd_add(x, h, (size_t)n * C); // a + x, the MLP's input and residual

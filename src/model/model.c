@@ -19,7 +19,8 @@
 #include "weights.h"
 
 /* The architectures, by config.json's model_type. */
-static const gpt2_arch *const ARCHS[] = {&arch_gpt2, &arch_gpt_neo, &arch_opt, &arch_gpt_neox};
+static const gpt2_arch *const ARCHS[] = {&arch_gpt2,  &arch_gpt_neo,     &arch_opt,    &arch_gpt_neox,
+                                          &arch_bloom, &arch_gpt_bigcode, &arch_codegen};
 #define N_ARCHS (int)(sizeof ARCHS / sizeof *ARCHS)
 
 /* Reads an optional integer field; absent and null keep *out. */
@@ -73,6 +74,7 @@ gpt2c_status cfg_check(const char *path, gpt2_config *c, const char *embd_key, c
         return err_set(e, GPT2C_ERR_FORMAT, "%s: %s %d is not divisible by %s %d", path, embd_key, c->n_embd, head_key,
                        c->n_head);
     if (c->n_inner == 0) c->n_inner = 4 * c->n_embd;
+    if (c->n_kv_head == 0) c->n_kv_head = c->n_head;
     if (c->n_proj == 0) c->n_proj = c->n_embd;
     return GPT2C_OK;
 }
@@ -232,6 +234,12 @@ static void *own(gpt2c_model *m, size_t bytes) {
     return p;
 }
 
+void *model_own(gpt2c_model *m, size_t bytes) {
+    void *p = own(m, bytes);
+    if (!p) err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
+    return p;
+}
+
 /* Finds a tensor and checks its shape and dtype against config.json. */
 static gpt2c_status find_checked(gpt2c_model *m, const char *name, int d0, int d1, const st_tensor **out,
                                  const char **path) {
@@ -371,7 +379,14 @@ gpt2c_status model_no_extra_layer(gpt2c_model *m, const char *fmt) {
 }
 
 static int dim_size(const gpt2_config *c, gpt2_dim d) {
-    return d == DIM_C ? c->n_embd : d == DIM_3C ? 3 * c->n_embd : d == DIM_F ? c->n_inner : 0;
+    switch (d) {
+    case DIM_C: return c->n_embd;
+    case DIM_3C: return 3 * c->n_embd;
+    case DIM_F: return c->n_inner;
+    case DIM_QKV: return c->n_embd + 2 * c->n_kv_head * (c->n_embd / c->n_head);
+    case DIM_NONE: break;
+    }
+    return 0;
 }
 
 gpt2c_status model_layers(gpt2c_model *m, const char *prefix, const layer_tensor *t, int n) {

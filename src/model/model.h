@@ -2,7 +2,8 @@
  * config every architecture fills, its weights as mapped from a checkpoint,
  * the KV-cache state, the batched forward pass, and the seam an
  * architecture plugs into (gpt2_arch; one file per architecture: gpt2.c,
- * gpt_neo.c, opt.c, gpt_neox.c) with the blocks they share (forward.c). */
+ * gpt_neo.c, opt.c, gpt_neox.c, bloom.c, gpt_bigcode.c, codegen.c) with
+ * the blocks they share (forward.c). */
 #ifndef GPT2C_MODEL_MODEL_H
 #define GPT2C_MODEL_MODEL_H
 
@@ -27,6 +28,7 @@
  * Fields an architecture does not use keep their zero. */
 typedef struct gpt2_config {
     int n_vocab, n_ctx, n_embd, n_head, n_layer, n_inner;
+    int n_kv_head;                /* key/value heads: n_head, or 1 with multi-query attention (GPTBigCode) */
     int n_proj;                   /* token embedding and LM head width: n_embd, or OPT's word_embed_proj_dim */
     float eps;
     gpt2_act act;
@@ -45,14 +47,17 @@ typedef struct gpt2_config {
     int n_rot;                    /* rotary dimensions of each head */
     float rope_base;
     int parallel_residual;
+    /* BLOOM */
+    int residual_post_ln;         /* apply_residual_connection_post_layernorm: the residual is the LN's output */
 } gpt2_config;
 
 /* A layer's tensors, by role: each architecture fills those it has and
  * says in its own file how they are wired (NULL vectors: no bias). */
 typedef struct gpt2_layer {
     const float *ln1_g, *ln1_b;   // (C,) the attention's LayerNorm
-    gpt2_weight qkv_w;            // q | k | v fused: GPT-2's (C, 3C) Conv1D, GPT-NeoX's (3C, C) per head
-    const float *qkv_b;           // (3C,)
+    gpt2_weight qkv_w;            // q | k | v fused: GPT-2's (C, 3C) Conv1D, GPT-NeoX's (3C, C) per head,
+                                  // GPTBigCode's multi-query (C + 2 hd, C)
+    const float *qkv_b;           // (3C,) or (C + 2 hd,)
     gpt2_weight q_w, k_w, v_w;    // (C, C) each, separate (GPT-Neo, OPT)
     const float *q_b, *k_b, *v_b; // (C,)
     gpt2_weight o_w;              // (C, C) the attention's output projection
@@ -104,7 +109,7 @@ typedef struct gpt2_arch {
     void (*forward)(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, float *logits);
 } gpt2_arch;
 
-extern const gpt2_arch arch_gpt2, arch_gpt_neo, arch_opt, arch_gpt_neox;
+extern const gpt2_arch arch_gpt2, arch_gpt_neo, arch_opt, arch_gpt_neox, arch_bloom, arch_gpt_bigcode, arch_codegen;
 
 struct gpt2c_model {
     gpt2_err err;
@@ -117,7 +122,10 @@ struct gpt2c_model {
     gpt2_weight wte;      // (V, E) token embedding, E = n_proj; as Q8, the head's product matrix (E, V)
     gpt2_weight wpe;      // (P, C) learned positions, where the architecture has them
     const float *lnf_g, *lnf_b; // (C,) the final LayerNorm
+    const float *emb_ln_g, *emb_ln_b; // (C,) BLOOM's word_embeddings_layernorm
+    const float *alibi;   // (H,) BLOOM's ALiBi slopes, or NULL
     gpt2_weight lm_head;  // (V, E) likewise: wte when tied
+    const float *lm_head_b; // (V,) CodeGen's head bias, or NULL
     gpt2_weight proj_in, proj_out; // OPT's (C, E) and (E, C) Linear projections when E != C
     gpt2_layer *layers;   // (L,)
     gpt2_tensor *tensors; /* (n_tensors,) what was taken from the checkpoint */
@@ -161,7 +169,7 @@ gpt2c_status model_no_extra_layer(gpt2c_model *m, const char *fmt);
 /* A layer's tensors as an architecture lists them: the name after the
  * layer's prefix, the gpt2_layer field it fills, its shape in the config's
  * terms and how a matrix is used (d1 DIM_NONE: a vector). */
-typedef enum { DIM_NONE, DIM_C, DIM_3C, DIM_F } gpt2_dim;
+typedef enum { DIM_NONE, DIM_C, DIM_3C, DIM_F, DIM_QKV /* C + 2 * n_kv_head * hd */ } gpt2_dim;
 typedef struct layer_tensor {
     const char *name;
     size_t field; /* offsetof(gpt2_layer, ...) */
@@ -173,6 +181,9 @@ typedef struct layer_tensor {
 /* Every layer's tensors from the table (n entries), named prefix (with %d
  * for the layer) + name; then model_no_extra_layer on the first entry. */
 gpt2c_status model_layers(gpt2c_model *m, const char *prefix, const layer_tensor *t, int n);
+/* bytes of memory the model owns and frees with itself (NULL: out of
+ * memory, with m's error set). */
+void *model_own(gpt2c_model *m, size_t bytes);
 
 /* "F32", "F16", "BF16", "Q8". */
 const char *wtype_name(gpt2_wtype t);
@@ -256,10 +267,10 @@ void fwd_qkv_separate(const gpt2c_model *m, gpt2_state *s, const gpt2_layer *L, 
 /* s->qkv (n, 3C) from per-head interleaved [q_h k_h v_h] for each head h
  * (GPT-NeoX's query_key_value) to q | k | v, each head-major. */
 void fwd_unfuse_heads(gpt2_state *s, int n, int C, int H);
-/* Rotary position embedding, rotate-half (GPT-NeoX) form, on the first
- * cfg.n_rot dimensions of every q and k head in s->qkv, at each token's
- * position. */
-void fwd_rotary_half(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n);
+/* Rotary position embedding on the first cfg.n_rot dimensions of every q
+ * and k head in s->qkv, at each token's position: rotate-half pairs
+ * (GPT-NeoX), or interleaved ones (GPT-J, CodeGen). */
+void fwd_rotary(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int interleaved);
 /* Attention in layer l: s->qkv (n, 3C) holds each token's q | k | v,
  * heads head-major; k and v go into the cache, and s->att (n, C) gets
  * softmax(q k^T / scale_div) v over the token's own sequence, its last

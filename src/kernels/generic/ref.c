@@ -143,12 +143,12 @@ static void activation_ref(float *x, size_t n, gpt2_act act) {
 }
 
 static void attention_one(float *out, const float *q, gpt2_weight k, gpt2_weight v, int lo, int T, int hd,
-                          size_t stride, float scale_div, float *scores) {
+                          size_t stride, float scale_div, float slope, float *scores) {
     float mx = -INFINITY;
     for (int t = lo; t < T; t++) {
         float s = 0.0f;
         for (int d = 0; d < hd; d++) s += q[d] * weight_at(k, kv_offset(t, hd, stride) + d); // k[t, d]
-        scores[t] = s / scale_div;
+        scores[t] = fmaf(slope, (float)t, s / scale_div);
         if (scores[t] > mx) mx = scores[t];
     }
     float sum = 0.0f;
@@ -164,10 +164,12 @@ static void attention_one(float *out, const float *q, gpt2_weight k, gpt2_weight
 }
 
 static void attention_ref(float *out, size_t ostride, const float *q, size_t qstride, int nq, gpt2_weight k,
-                          gpt2_weight v, int T, int window, int hd, size_t stride, float scale_div, float *scores) {
-    for (int i = 0; i < nq; i++)
-        attention_one(out + (size_t)i * ostride, q + (size_t)i * qstride, k, v, attn_first(T + i, window), T + i, hd,
-                      stride, scale_div, scores);
+                          gpt2_weight v, const gpt2_attn_args *a, float *scores) {
+    for (int i = 0; i < nq; i++) {
+        const int Ti = a->T + i * a->step;
+        attention_one(out + (size_t)i * ostride, q + (size_t)i * qstride, k, v, attn_first(Ti, a->window), Ti, a->hd,
+                      a->stride, a->scale_div, a->slope, scores);
+    }
 }
 
 static float read_probe_ref(const void *p, size_t n) {
