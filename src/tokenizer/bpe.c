@@ -1,7 +1,8 @@
 /* bpe.c -- GPT-2 encoding and decoding, token for token what transformers'
  * slow GPT2Tokenizer produces: special tokens are cut out of the text first,
  * the rest is split by the GPT-2 pattern (PCRE2 with Unicode properties),
- * and each piece is merged by byte-level BPE, lowest rank first. */
+ * or by tokenizer.json's own pre-tokenizer (pretok.c) where it declares
+ * another, and each piece is merged by byte-level BPE, lowest rank first. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,10 +190,33 @@ static gpt2c_status encode_ordinary(gpt2c_tokenizer *t, const char *s, size_t n,
     return GPT2C_OK;
 }
 
+/* Text (no special tokens in it) through tokenizer.json's own
+ * pre-tokenizer (pretok.c), each piece then encoded by BPE. */
+static gpt2c_status encode_pretokenized(gpt2c_tokenizer *t, const char *s, size_t n, tok_pieces *p, idvec *out) {
+    gpt2c_status st = tok_pretokenize(t, s, n, p);
+    for (size_t i = 0; st == GPT2C_OK && i < p->cur.n; i++) {
+        tok_span x = p->cur.v[i];
+        if (x.len > (size_t)INT32_MAX / 4)
+            return err_set(&t->err, GPT2C_ERR_INVALID, "tokenizer: a single word of %zu bytes is too long", x.len);
+        if (encode_piece(t, p->text + x.off, (int)x.len, out))
+            st = err_set(&t->err, GPT2C_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    return st;
+}
+
+/* GPT-2's split, or the tokenizer's own pre-tokenizer when it has one. */
+static gpt2c_status encode_text(gpt2c_tokenizer *t, const char *s, size_t n, pcre2_match_data *md, tok_pieces *p,
+                                idvec *out) {
+    return t->custom_pretok ? encode_pretokenized(t, s, n, p, out) : encode_ordinary(t, s, n, md, out);
+}
+
 /* The leftmost special token at or after pos (longest on a tie). */
 static const tok_special *next_special(const gpt2c_tokenizer *t, const char *s, size_t n, size_t pos,
                                        size_t *at) {
     for (size_t i = pos; i < n; i++) {
+        /* Most bytes start no token: with StarCoder's 19 special tokens,
+         * trying each at every byte was most of the encoding time. */
+        if (!t->special_first[(unsigned char)s[i]]) continue;
         const tok_special *best = NULL;
         for (int k = 0; k < t->n_specials; k++) {
             const tok_special *sp = &t->specials[k];
@@ -221,6 +245,7 @@ gpt2c_status gpt2c_tokenize(gpt2c_tokenizer *t, const char *text, size_t len, in
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
     if (!md) return err_set(&t->err, GPT2C_ERR_NOMEM, "tokenize: out of memory");
     idvec out = {0};
+    tok_pieces pieces = {0};
     gpt2c_status s = GPT2C_OK;
     /* tokenizer_config.json's add_bos_token (OPT's </s>): as encode() with
      * add_special_tokens, the transformers default. */
@@ -235,15 +260,16 @@ gpt2c_status gpt2c_tokenize(gpt2c_tokenizer *t, const char *text, size_t len, in
                                                (utf8proc_option_t)t->normalize);
             if (nn < 0) s = err_set(&t->err, nn == UTF8PROC_ERROR_NOMEM ? GPT2C_ERR_NOMEM : GPT2C_ERR_INVALID,
                                     "tokenize: normalizing the text: %s", utf8proc_errmsg(nn));
-            else s = encode_ordinary(t, (const char *)norm, (size_t)nn, md, &out);
+            else s = encode_text(t, (const char *)norm, (size_t)nn, md, &pieces, &out);
             free(norm);
         } else {
-            s = encode_ordinary(t, text + pos, at - pos, md, &out);
+            s = encode_text(t, text + pos, at - pos, md, &pieces, &out);
         }
         if (s == GPT2C_OK && sp && idvec_push(&out, sp->id)) s = err_set(&t->err, GPT2C_ERR_NOMEM, "tokenize: out of memory");
         pos = sp ? at + sp->len : len;
     }
     pcre2_match_data_free(md);
+    tok_pieces_free(&pieces);
     if (s) {
         free(out.v);
         return s;

@@ -358,6 +358,7 @@ static gpt2c_status add_unit(gpt2c_tokenizer *t, const char *text, size_t len, i
     memcpy(copy, text, len);
     copy[len] = '\0';
     t->specials[t->n_specials++] = (tok_special){copy, len, id, special};
+    if (len) t->special_first[(unsigned char)copy[0]] = 1;
     t->special[id] = (unsigned char)special;
     return GPT2C_OK;
 }
@@ -420,6 +421,18 @@ static gpt2c_status read_normalizer(loader *L, json_t *n, const char *path, int 
                    path, type ? type : "?");
 }
 
+/* tokenizer.json's decoder. gpt2c keeps every token as its raw bytes, so
+ * ByteLevel's decoding (code points back to bytes, then UTF-8) is what
+ * detokenizing always does; none (absent or null) is read the same way, as
+ * before. Any other decoder would make different text: refused by name. */
+static gpt2c_status read_decoder(loader *L, json_t *d, const char *path) {
+    if (!d || json_is_null(d)) return GPT2C_OK;
+    const char *type = json_string_value(json_object_get(d, "type"));
+    if (type && !strcmp(type, "ByteLevel")) return GPT2C_OK;
+    return err_set(&L->t->err, GPT2C_ERR_UNSUPPORTED, "%s: field 'decoder': decoder '%.40s' is not supported (supported: ByteLevel)",
+                   path, type ? type : "?");
+}
+
 static gpt2c_status load_tokenizer_json(loader *L, const char *path) {
     gpt2c_tokenizer *t = L->t;
     json_t *root;
@@ -434,6 +447,8 @@ static gpt2c_status load_tokenizer_json(loader *L, const char *path) {
         s = err_set(&t->err, GPT2C_ERR_FORMAT, "%s: field 'model.merges' is not an array", path);
     } else {
         s = read_normalizer(L, json_object_get(root, "normalizer"), path, &t->normalize);
+        if (!s) s = tok_read_pre_tokenizer(t, json_object_get(root, "pre_tokenizer"), path);
+        if (!s) s = read_decoder(L, json_object_get(root, "decoder"), path);
         if (!s) s = read_added_array(L, json_object_get(root, "added_tokens"), path);
         if (!s) s = load_vocab_object(L, json_object_get(model, "vocab"), path);
     }
@@ -661,6 +676,7 @@ void gpt2c_tokenizer_free(gpt2c_tokenizer *t) {
     free(t->specials);
     free(t->cache_ids);
     if (t->re) pcre2_code_free(t->re);
+    tok_pretok_free(t);
     pthread_mutex_destroy(&t->cache_lock);
     free(t);
 }

@@ -16,6 +16,48 @@
 #define TOK_MAX_VOCAB (1 << 21)
 #define TOK_MAX_FILE (256u << 20)
 
+/* One step of tokenizer.json's pre_tokenizer (pretok.c), as the Rust
+ * `tokenizers` library defines it. */
+typedef enum { PRETOK_SPLIT, PRETOK_DIGITS, PRETOK_BYTELEVEL } tok_pretok_kind;
+/* What a split does with the stretches its pattern matches (tokenizers'
+ * SplitDelimiterBehavior). */
+typedef enum {
+    SPLIT_REMOVED,     /* dropped */
+    SPLIT_ISOLATED,    /* pieces of their own */
+    SPLIT_MERGED_PREV, /* joined to the piece before */
+    SPLIT_MERGED_NEXT, /* joined to the piece after */
+    SPLIT_CONTIGUOUS   /* adjacent matches joined into one piece */
+} tok_split_behavior;
+
+typedef struct tok_pretok {
+    tok_pretok_kind kind;
+    tok_split_behavior behavior; /* Split; Digits (Isolated or Contiguous) */
+    int invert;                  /* Split: what lies between matches is what is split off */
+    pcre2_code *re;              /* Split: the pattern for PCRE2; NULL: an empty String, which never matches */
+    int add_prefix_space;        /* ByteLevel: a space before every piece that does not start with one */
+    int use_regex;               /* ByteLevel: split each piece with GPT-2's pattern */
+    int map_bytes;               /* ByteLevel with steps after it: they see bytes as printable code points */
+} tok_pretok;
+
+/* The pieces of one stretch of text as the pre-tokenizer cuts it: spans of
+ * `text`, which holds the stretch and then every piece rewritten since (a
+ * space put in front, bytes shown as code points). Kept for a whole
+ * gpt2c_tokenize call so that its buffers are reused. */
+typedef struct tok_span {
+    size_t off, len;
+    int hit; /* (pattern matches only) the stretch is a match */
+} tok_span;
+typedef struct tok_spans {
+    tok_span *v;
+    size_t n, cap;
+} tok_spans;
+typedef struct tok_pieces {
+    char *text;
+    size_t len, cap;
+    tok_spans cur, next, hits;
+    pcre2_match_data *md;
+} tok_pieces;
+
 typedef struct tok_special {
     char *text; /* raw UTF-8 as written in input text */
     size_t len;
@@ -38,11 +80,15 @@ struct gpt2c_tokenizer {
     int n_merges;
     tok_special *specials; /* special and added tokens: matched in input text before the regex runs */
     int n_specials;
+    unsigned char special_first[256]; /* 1 for each byte some special or added token starts with */
     int eos_id;
     int add_bos_id;        /* tokenizer_config.json's add_bos_token: prepended to every encoding; -1: none */
     int normalize;         /* tokenizer.json's normalizer as utf8proc options (NFC: UTF8PROC_COMPOSE); 0: none */
-    pcre2_code *re;
+    pcre2_code *re;        /* GPT-2's pattern (ByteLevel's use_regex) */
     int jit;               /* 1 when the pattern was JIT-compiled */
+    int custom_pretok;     /* 1: tokenizer.json's own pre_tokenizer, pretok[] (none: no split); 0: GPT-2's pattern alone */
+    tok_pretok *pretok;
+    int n_pretok;
     pthread_mutex_t cache_lock;
     strmap cache;          /* pre-token bytes -> index into cache_ids */
     int *cache_ids;        /* [n, id0, id1, ...] records */
@@ -66,5 +112,15 @@ gpt2c_status tok_collect_bytes(const gpt2c_tokenizer *t, const int32_t *ids, int
                                char **bytes, size_t *len);
 /* Bytes to text: UTF-8 replacement, then clean-up unless flags turn it off. */
 gpt2c_status tok_bytes_to_text(const char *bytes, size_t n, unsigned flags, char **text, size_t *len);
+
+/* pretok.c */
+/* Reads tokenizer.json's "pre_tokenizer" (pt; NULL when the key is absent)
+ * into t->pretok / t->custom_pretok; path names the file in messages. */
+struct json_t; /* jansson's */
+gpt2c_status tok_read_pre_tokenizer(gpt2c_tokenizer *t, struct json_t *pt, const char *path);
+void tok_pretok_free(gpt2c_tokenizer *t);
+/* Cuts s[0..n) into the pieces BPE encodes, each as raw bytes, into p. */
+gpt2c_status tok_pretokenize(gpt2c_tokenizer *t, const char *s, size_t n, tok_pieces *p);
+void tok_pieces_free(tok_pieces *p);
 
 #endif
