@@ -162,7 +162,10 @@ typedef struct gpt2c_model_info {
     const char *kernels;                          /* the kernel set chosen at load */
     uint64_t weight_bytes;                        /* matrix bytes read per decoded token */
     const char *kv_cache_dtype;                   /* "F32" or "F16" */
-    const char *model_type;                       /* config.json's: "gpt2", "gpt_neo", "opt", "gpt_neox" */
+    const char *model_type;                       /* config.json's: "gpt2", "gpt_neo", "opt", "gpt_neox",
+                                                     "bloom", "gpt_bigcode", "codegen" */
+    uint64_t kv_bytes_per_token;                  /* KV cache bytes per position of a sequence: keys and
+                                                     values of every layer (multi-query: one head's) */
 } gpt2c_model_info;
 void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info);
 

@@ -52,6 +52,18 @@ VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
     ("neox-mini-f32", ["arch", "--preset", "neox-mini", "--seed", "14", "--std", "0.2"], 50304, 8),
     ("neox-mini-q8", ["@neox-mini-f32"], 50304, 8),
     ("neox-seqres-f32", ["arch", "--preset", "neox-mini-seqres", "--seed", "15", "--std", "0.2"], 50304, 8),
+    # BLOOM with 6 heads (ALiBi's slopes past the largest power of two; its -long variant takes
+    # the key-position bias across the KV cache's blocks) and with the residual taken after the
+    # LayerNorm, GPTBigCode multi-query and multi-head, CodeGen (rotary on 4 of 8 dims).
+    ("bloom-mini-f32", ["arch", "--preset", "bloom-mini", "--seed", "16", "--std", "0.2"], 50304, 8),
+    ("bloom-mini-long", ["@bloom-mini-f32"], 50304, 4),
+    ("bloom-mini-q8", ["@bloom-mini-f32"], 50304, 8),
+    ("bloom-postres-f32", ["arch", "--preset", "bloom-mini-postres", "--seed", "17", "--std", "0.2"], 50304, 8),
+    ("starcoder-mqa-f32", ["arch", "--preset", "starcoder-mini-mqa", "--seed", "18", "--std", "0.2"], 49152, 8),
+    ("starcoder-mqa-q8", ["@starcoder-mqa-f32"], 49152, 8),
+    ("starcoder-mha-f32", ["arch", "--preset", "starcoder-mini-mha", "--seed", "19", "--std", "0.2"], 49152, 8),
+    ("codegen-mini-f32", ["arch", "--preset", "codegen-mini", "--seed", "20", "--std", "0.2"], 51200, 8),
+    ("codegen-mini-q8", ["@codegen-mini-f32"], 51200, 8),
 ]
 # Logits only (OUTDIR/NAME.f32, not in the manifest): the common 8-bit scheme, weights alone,
 # which test_agreement holds gpt2c's q8 against.

@@ -64,7 +64,7 @@ expect_stderr "id 50257 is not in the vocabulary" "out of vocabulary message"
 mkdir -p "$TMP/llama" && cp "$CK/model.safetensors" "$TMP/llama/" &&
     printf '{"model_type": "llama", "hidden_size": 64}' >"$TMP/llama/config.json"
 expect_exit 1 "unknown model_type" -- $BIN info -m "$TMP/llama"
-expect_stderr "model_type 'llama' is not supported (supported: gpt2, gpt_neo, opt, gpt_neox)" "the supported list"
+expect_stderr "model_type 'llama' is not supported (supported: gpt2, gpt_neo, opt, gpt_neox, bloom, gpt_bigcode, codegen)" "the supported list"
 
 # Tokenize and detokenize.
 expect_exit 0 "tokenize" -- $BIN tokenize -m "$TOK" -p "Hello, world!"
@@ -245,6 +245,23 @@ assert close(b["decode_peak_fraction"] * b["fma_peak_gflops"], b["decode_gflops"
              0.1 + 0.0005 * b["fma_peak_gflops"] + 0.05 * b["decode_peak_fraction"]), b
 PYEOF
 done
+
+# The KV cache bench reports: keys and values of every layer, per position of a
+# sequence; GPTBigCode's multi-query attention keeps one head's (n_head times less
+# than multi-head attention of the same width).
+for a in starcoder-mqa-f32 starcoder-mha-f32; do
+    expect_exit 0 "bench $a" -- $BIN bench -m "$REF/$a" --prompt-tokens 3 --gen-tokens 2 --batch 2 --json
+    cp "$TMP/out" "$TMP/$a.json"
+done
+$PY - "$TMP" "$REF" <<'PYEOF' && ok || bad "bench: the KV cache's bytes, one head's with multi-query attention"
+import json, sys
+for a in ("starcoder-mqa-f32", "starcoder-mha-f32"):
+    b = json.load(open(f"{sys.argv[1]}/{a}.json"))
+    c = json.load(open(f"{sys.argv[2]}/{a}/config.json"))
+    kv_heads = 1 if c["multi_query"] else c["n_head"]
+    assert b["kv_cache_bytes_per_token"] == 2 * c["n_layer"] * kv_heads * (c["n_embd"] // c["n_head"]) * 4, (a, b)
+    assert b["kv_cache_bytes"] == b["kv_cache_bytes_per_token"] * 2 * (3 + 2), (a, b)
+PYEOF
 
 # Papercuts: exit codes by class, generation length, JSON Lines, stop strings
 # and token ids, vocabulary token strings, messages, the empty prompt.

@@ -106,16 +106,19 @@ for dtype, name in (("f16", "F16"), ("bf16", "BF16"), ("q8", "Q8")):
     ok &= all(np.array_equal(got[k], src[k]) for k in vectors)
     check(ok, f"{dtype}: stored matrices equal the reference rounding, the rest unchanged")
 
-# GPT-Neo, OPT and GPT-NeoX: the same, with their nn.Linear matrices (out, in), whose q8 blocks
+# The other architectures: the same, with their nn.Linear matrices (out, in), whose q8 blocks
 # run along the input (axis 1), under their own names; the embeddings read by rows (positions,
-# GPT-NeoX's untied embed_in) and the vectors are kept as they are, the buffers transformers
-# rebuilds at load (causal masks, rotary inv_freq) are not written.
-ROW_READ = ("wpe.weight", "embed_positions.weight", "embed_in.weight")
-for arch in ("neo-mini-f32", "opt-mini-f32", "neox-mini-f32"):
+# GPT-NeoX's and CodeGen's untied token embeddings) and the vectors are kept as they are, the
+# buffers transformers rebuilds at load (causal masks, rotary inv_freq) are not written; q8
+# (blocks of 32) where every product's input is a multiple of 32.
+for arch in ("neo-mini-f32", "opt-mini-f32", "neox-mini-f32", "bloom-mini-f32", "starcoder-mqa-f32",
+             "codegen-mini-f32"):
     asrc = os.path.join(REF, arch)
     a32 = safetensors_np.read(os.path.join(asrc, "model.safetensors"), as_dtype=np.float32)
-    params = {k: v for k, v in a32.items() if not k.endswith(("attention.bias", "masked_bias", "inv_freq"))}
-    for dtype, name in (("f16", "F16"), ("bf16", "BF16"), ("q8", "Q8")):
+    params = {k: v for k, v in a32.items() if not k.endswith(("attention.bias", "masked_bias", "inv_freq", "causal_mask"))}
+    ROW_READ = ("wpe.weight", "embed_positions.weight", "embed_in.weight") + (("wte.weight",) if "codegen" in arch else ())
+    q8_ok = all(w.shape[-1] % 32 == 0 for w in params.values() if w.ndim == 2)
+    for dtype, name in (("f16", "F16"), ("bf16", "BF16")) + ((("q8", "Q8"),) if q8_ok else ()):
         out = os.path.join(tmp, f"{arch}-{dtype}")
         r = run("convert", "-m", asrc, "--dtype", dtype, "-o", out)
         check(r.returncode == 0, f"{arch} convert --dtype {dtype}: {r.stderr}")

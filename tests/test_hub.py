@@ -61,7 +61,10 @@ except ImportError:
 # tokenizer format: GPT-2's files, OPT's vocab.json with tokenizer_config.json, GPT-NeoX's
 # tokenizer.json alone).
 ARCH_REPOS = {"EleutherAI/gpt-neo-125M": "neo-mini", "facebook/opt-125m": "opt-mini",
-              "EleutherAI/pythia-160m": "neox-mini"}
+              "EleutherAI/pythia-160m": "neox-mini", "bigscience/bloom-560m": "bloom-mini",
+              "bigcode/tiny_starcoder": "starcoder-mini-mqa", "Salesforce/codegen-350M-mono": "codegen-mini"}
+ARCH_TYPES = {"neo-mini": "gpt_neo", "opt-mini": "opt", "neox-mini": "gpt_neox", "bloom-mini": "bloom",
+              "starcoder-mini-mqa": "gpt_bigcode", "codegen-mini": "codegen"}
 arch_dirs = {}
 for name, preset in ARCH_REPOS.items():
     arch_dirs[name] = os.path.join(tmp, preset)
@@ -300,7 +303,7 @@ try:
         check(r.returncode == 0 and sha256(snapf) == st_sha and not any(b.endswith(".incomplete") for b in os.listdir(blobs)),
               f"{what}: the next run completes and verifies it ({r.stderr.strip()})")
 
-    # 10c. GPT-Neo, OPT and GPT-NeoX by their hub names: the same tokens as from the folder,
+    # 10c. The other architectures by their hub names: the same tokens as from the folder,
     # with each family's tokenizer files fetched (OPT's prompt starts with its </s>).
     cache9 = os.path.join(tmp, "cache9")
     for name, d in arch_dirs.items():
@@ -312,13 +315,16 @@ try:
               json.loads(direct.stdout)["sequences"][0]["token_ids"], f"{name} by name: {r.stderr}")
         snap = run(["pull", name], cache9).stdout.strip()
         want = {"facebook/opt-125m": ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"],
-                "EleutherAI/pythia-160m": ["tokenizer.json"]}.get(name, ["vocab.json", "merges.txt"])
+                "EleutherAI/pythia-160m": ["tokenizer.json"], "bigscience/bloom-560m": ["tokenizer.json"],
+                "bigcode/tiny_starcoder": ["tokenizer.json"],
+                "Salesforce/codegen-350M-mono": ["vocab.json", "merges.txt", "added_tokens.json"]
+                }.get(name, ["vocab.json", "merges.txt"])
         check(all(os.path.exists(os.path.join(snap, f)) for f in want), f"{name}: its tokenizer files {want}")
         if ok and name == "facebook/opt-125m":
             check(json.loads(r.stdout)["prompt_ids"][0] == 2, "OPT's prompt starts with </s>")
         r = run(["info", "-m", name], cache9, HF_HUB_OFFLINE="1")
         check(r.returncode == 0 and json.loads(r.stdout)["model_type"] ==
-              {"neo-mini": "gpt_neo", "opt-mini": "opt", "neox-mini": "gpt_neox"}[ARCH_REPOS[name]],
+              ARCH_TYPES[ARCH_REPOS[name]],
               f"{name}: info offline, model_type: {r.stdout} {r.stderr}")
 
     # 11. ls and rm.

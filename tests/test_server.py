@@ -429,9 +429,12 @@ finally:
     if big.p.poll() is None:
         big.p.kill()
 
-# GPT-Neo, OPT and GPT-NeoX served as GPT-2 is: a greedy completion and a sampled one equal
+# The other architectures served as GPT-2 is: a greedy completion and a sampled one equal
 # the CLI's, streamed equals non-streamed, and /v1/models names the architecture.
-for arch in ("neo-mini-f32", "opt-postln-f32", "neox-seqres-f32"):
+ARCH_TYPES = {"neo": "gpt_neo", "opt": "opt", "neox": "gpt_neox", "bloom": "bloom", "starcoder": "gpt_bigcode",
+              "codegen": "codegen"}
+for arch in ("neo-mini-f32", "opt-postln-f32", "neox-seqres-f32", "bloom-mini-f32", "starcoder-mqa-f32",
+             "codegen-mini-f32"):
     folder = os.path.join(REF, arch)
     srv = Server(folder, "--api-key", KEY, "--slots", "4")
     try:
@@ -449,9 +452,36 @@ for arch in ("neo-mini-f32", "opt-postln-f32", "neox-seqres-f32"):
                   f"{arch} {extra}: streamed equals non-streamed")
         st, _, data = request(srv.port, "GET", "/v1/models")
         check(st == 200 and json.loads(data)["data"][0]["meta"].get("model_type") ==
-              {"neo": "gpt_neo", "opt": "opt", "neox": "gpt_neox"}[arch.split("-")[0]], f"{arch}: /v1/models {data}")
+              ARCH_TYPES[arch.split("-")[0]], f"{arch}: /v1/models {data}")
+        if arch.startswith("starcoder"):
+            # Fill-in-the-middle: `suffix` makes <fim_prefix>prompt<fim_suffix>suffix<fim_middle>,
+            # the prompt the CLI is given by hand; token-array prompts cannot take a suffix.
+            pre, suf = "def area(r):\n    ", "\n    return a"
+            req = {"prompt": pre, "suffix": suf, "max_tokens": 6, "temperature": 0}
+            st, body, _ = post(srv.port, req)
+            want = json.loads(subprocess.run([BIN, "generate", "-m", folder, "--json", "--no-stream", "-n", "6",
+                                              "--greedy", "--new-only", "-p",
+                                              f"<fim_prefix>{pre}<fim_suffix>{suf}<fim_middle>"],
+                                             capture_output=True, check=True).stdout)
+            check(st == 200 and body["choices"][0]["text"] == want["sequences"][0]["text"] and
+                  body["usage"]["prompt_tokens"] == len(want["prompt_ids"]) and
+                  [want["prompt_ids"][0], want["prompt_ids"][-1]] == [1, 2],
+                  f"{arch}: suffix fills in the middle as the CLI's FIM prompt ({body}, {want})")
+            st, body, _ = post(srv.port, {"prompt": [1, 2, 3], "suffix": suf, "max_tokens": 2})
+            check(st == 400 and body["error"]["param"] == "prompt", f"{arch}: suffix with token ids: {st} {body}")
     finally:
         srv.stop()
+
+# A model that only continues text refuses a suffix, naming it.
+srv = Server(TINY)
+try:
+    st, body, _ = post(srv.port, {"prompt": "Hello", "suffix": " world", "max_tokens": 2})
+    check(st == 400 and body["error"]["param"] == "suffix" and "fill-in-the-middle" in body["error"]["message"],
+          f"GPT-2 refuses suffix: {st} {body}")
+    st, body, _ = post(srv.port, {"prompt": "Hello", "suffix": "", "max_tokens": 2})
+    check(st == 200, f"an empty suffix is no suffix: {st} {body}")
+finally:
+    srv.stop()
 
 # A short load: concurrent streams, each checked against its non-streamed text (the
 # full 32-client, 60 s run is bench/load_test.py's default; its figure is in the README).

@@ -130,6 +130,8 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
      * arithmetic per byte than the machine (gpt2 f16, batch 8, here). */
     double C = info.n_embd, weights = (double)info.n_vocab * C + info.n_layer * (4.0 * C * C + 2.0 * C * info.n_inner);
     double prefill_flops = 2.0 * weights * prefill_tps, decode_flops = 2.0 * weights * decode_tps;
+    /* The cache this run's sequences fill: their positions' keys and values. */
+    const uint64_t kv_bytes = info.kv_bytes_per_token * (uint64_t)batch * (uint64_t)(prompt + gen);
     if (json) {
         printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"kv_cache\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, "
                "\"prompt_tokens\": %d, \"gen_tokens\": %d, \"load_model_s\": %.4f, \"load_tokenizer_s\": %.4f, "
@@ -138,11 +140,11 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
                "\"weight_bytes_per_token\": %llu, \"achieved_gb_per_s\": %.2f, \"roofline_gb_per_s\": %.2f, "
                "\"roofline_decode_tokens_per_s\": %.2f, \"roofline_fraction\": %.3f, \"fma_peak_gflops\": %.1f, "
                "\"prefill_gflops\": %.1f, \"prefill_peak_fraction\": %.3f, \"decode_gflops\": %.1f, "
-               "\"decode_peak_fraction\": %.3f}\n",
+               "\"decode_peak_fraction\": %.3f, \"kv_cache_bytes_per_token\": %llu, \"kv_cache_bytes\": %llu}\n",
                model, info.weight_dtype, info.kv_cache_dtype, info.kernels, threads, batch, prompt, gen, t_model, t_tok, t_ready, t_first,
                prefill_tps, decode_tps, step_s * 1e3, ru.ru_maxrss / 1024.0, (unsigned long long)info.weight_bytes,
                achieved / 1e9, bw / 1e9, roof_tps, achieved / bw, flops / 1e9, prefill_flops / 1e9, prefill_flops / flops, decode_flops / 1e9,
-               decode_flops / flops);
+               decode_flops / flops, (unsigned long long)info.kv_bytes_per_token, (unsigned long long)kv_bytes);
     } else {
         printf("model %s (%s weights, %s KV cache, %s kernels), %d thread%s, batch %d\n", model, info.weight_dtype,
                info.kv_cache_dtype, info.kernels, threads, plural(threads), batch);
@@ -154,6 +156,8 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
                "(roofline %.1f tokens/s); %.1f GFLOP/s, %.0f%% of the FMA peak\n",
                step_s * 1e3, decode_tps, achieved / 1e9, 100 * achieved / bw, bw / 1e9, roof_tps, decode_flops / 1e9,
                100 * decode_flops / flops);
+        printf("KV cache: %llu bytes per position, %.2f MiB for %d x %d positions\n",
+               (unsigned long long)info.kv_bytes_per_token, kv_bytes / 1048576.0, batch, prompt + gen);
         printf("peak RSS: %.1f MB\n", ru.ru_maxrss / 1024.0);
     }
     rc = 0;

@@ -569,5 +569,7 @@ void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info) {
     const gpt2_config *c = &m->cfg;
     *info = (gpt2c_model_info){c->n_vocab, c->n_ctx, c->n_embd, c->n_head, c->n_layer, c->n_inner,
                                c->bos_id, c->eos_id, c->pad_id, m->dtype ? m->dtype : "?", m->k->name,
-                               (uint64_t)m->weight_bytes, wtype_name(m->kv_type), m->arch->model_type};
+                               (uint64_t)m->weight_bytes, wtype_name(m->kv_type), m->arch->model_type,
+                               (uint64_t)2 * (uint64_t)c->n_layer * (uint64_t)c->n_kv_head *
+                                   (uint64_t)(c->n_embd / c->n_head) * weight_type_size(m->kv_type)};
 }

@@ -211,8 +211,51 @@ static int add_prompt(completion_req *r, json_t *v, const gpt2c_tokenizer *t, co
     return r->prompt_text[i] ? 0 : fail(e, 500, NULL, NULL, "out of memory");
 }
 
+/* Fill-in-the-middle markers, in StarCoder's and in SantaCoder's spelling.
+ * A model whose tokenizer has all three as tokens of their own was trained
+ * to fill in: given prefix, then suffix, it writes the middle. */
+static const char *const FIM[][3] = {{"<fim_prefix>", "<fim_suffix>", "<fim_middle>"},
+                                     {"<fim-prefix>", "<fim-suffix>", "<fim-middle>"}};
+
+/* The markers this tokenizer has (each text encodes to one id), or NULL. */
+static const char *const *fim_markers(const gpt2c_tokenizer *t) {
+    for (size_t f = 0; t && f < sizeof FIM / sizeof *FIM; f++) {
+        int whole = 1;
+        for (int i = 0; i < 3 && whole; i++) {
+            int32_t *ids = NULL;
+            int n = 0;
+            whole = gpt2c_tokenize((gpt2c_tokenizer *)t, FIM[f][i], strlen(FIM[f][i]), &ids, &n) == GPT2C_OK && n == 1;
+            gpt2c_free(ids);
+        }
+        if (whole) return FIM[f];
+    }
+    return NULL;
+}
+
+/* The fill-in-the-middle prompt of a prompt string and the suffix, in the
+ * prefix-suffix-middle order StarCoder and SantaCoder were trained on:
+ * <fim_prefix>prompt<fim_suffix>suffix<fim_middle>, which the tokenizer
+ * splits at the markers. */
+static json_t *fim_prompt(const char *const *fim, json_t *prompt, json_t *suffix) {
+    size_t lp = json_string_length(prompt), ls = json_string_length(suffix);
+    size_t l0 = strlen(fim[0]), l1 = strlen(fim[1]), l2 = strlen(fim[2]);
+    char *buf = malloc(l0 + lp + l1 + ls + l2);
+    if (!buf) return NULL;
+    char *o = buf;
+    memcpy(o, fim[0], l0), o += l0;
+    memcpy(o, json_string_value(prompt), lp), o += lp;
+    memcpy(o, fim[1], l1), o += l1;
+    memcpy(o, json_string_value(suffix), ls), o += ls;
+    memcpy(o, fim[2], l2), o += l2;
+    json_t *v = json_stringn_nocheck(buf, (size_t)(o - buf));
+    free(buf);
+    return v;
+}
+
+/* The request's prompts; with a suffix (fim: the model's markers), each
+ * string prompt becomes its fill-in-the-middle prompt. */
 static int parse_prompts(completion_req *r, json_t *v, const gpt2c_tokenizer *t, const gpt2c_model_info *info,
-                         api_error *e) {
+                         const char *const *fim, json_t *suffix, api_error *e) {
     size_t np = 1;
     /* An array is either one prompt of token ids or a list of prompts. */
     int list = json_is_array(v) && json_array_size(v) > 0 &&
@@ -229,7 +272,17 @@ static int parse_prompts(completion_req *r, json_t *v, const gpt2c_tokenizer *t,
         json_t *p = list ? json_array_get(v, i) : v;
         if (list && json_is_array(json_array_get(v, 0)) != json_is_array(p))
             return fail(e, 400, "prompt", "invalid_type", "'prompt' mixes strings and token arrays");
-        if (add_prompt(r, p, t, info, e)) return -1;
+        if (!fim) {
+            if (add_prompt(r, p, t, info, e)) return -1;
+            continue;
+        }
+        if (!json_is_string(p))
+            return fail(e, 400, "prompt", "invalid_type", "with 'suffix', each prompt must be a string");
+        json_t *w = fim_prompt(fim, p, suffix);
+        if (!w) return fail(e, 500, NULL, NULL, "out of memory");
+        int bad = add_prompt(r, w, t, info, e);
+        json_decref(w);
+        if (bad) return -1;
     }
     return 0;
 }
@@ -307,9 +360,18 @@ int api_parse_completion(const char *body, size_t len, const gpt2c_tokenizer *t,
             goto out;
         }
     }
-    v = json_object_get(root, "suffix");
-    if (v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0)) {
-        fail(e, 400, "suffix", "unsupported", "'suffix' is not supported: GPT-2 only continues text, it cannot insert");
+    /* A suffix asks for the text between the prompt and it: models trained
+     * for fill-in-the-middle do that; others only continue text. */
+    json_t *suffix = json_object_get(root, "suffix");
+    const char *const *fim = NULL;
+    if (suffix && !json_is_null(suffix) && !json_is_string(suffix)) {
+        type_error(e, "suffix", "a string", suffix);
+        goto out;
+    }
+    if (json_is_string(suffix) && json_string_length(suffix) > 0 && !(fim = fim_markers(t))) {
+        fail(e, 400, "suffix", "unsupported",
+             "'suffix' needs a fill-in-the-middle model, whose tokenizer has <fim_prefix>, <fim_suffix> and "
+             "<fim_middle>: this model only continues text");
         goto out;
     }
     v = json_object_get(root, "user");
@@ -361,11 +423,11 @@ int api_parse_completion(const char *body, size_t len, const gpt2c_tokenizer *t,
     }
     v = json_object_get(root, "prompt");
     if (!v || json_is_null(v)) {
-        json_t *eos = json_string("<|endoftext|>"); /* OpenAI's default prompt */
-        int bad = parse_prompts(r, eos, t, info, e);
+        json_t *eos = json_string(fim ? "" : "<|endoftext|>"); /* OpenAI's default prompt; FIM: no prefix */
+        int bad = parse_prompts(r, eos, t, info, fim, suffix, e);
         json_decref(eos);
         if (bad) goto out;
-    } else if (parse_prompts(r, v, t, info, e)) {
+    } else if (parse_prompts(r, v, t, info, fim, suffix, e)) {
         goto out;
     }
     if (!t && r->n_stops) {
