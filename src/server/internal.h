@@ -9,16 +9,9 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "../core/strbuf.h"
 #include "server.h"
 
-/* A growable byte buffer. */
-typedef struct strbuf {
-    char *p;
-    size_t n, cap;
-} strbuf;
-int sb_add(strbuf *b, const char *s, size_t n); /* 0, or -1 out of memory */
-int sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_free(strbuf *b);
 /* Seconds on the monotonic clock (latencies, timeouts, the access log). */
 double server_now(void);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/strbuf.h"
 #include "../core/utf8.h"
 #include "tokenizer.h"
 
@@ -32,29 +33,8 @@
  * What has no flat PCRE2 form (a negated class or && inside a class, \H or
  * \W inside a class) is refused by name rather than guessed. */
 
-typedef struct strbuf {
-    char *p;
-    size_t n, cap;
-} strbuf;
-
-/* Appends n bytes, keeping the buffer NUL-terminated for pcre2_compile. */
-static int sb_put(strbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 64;
-        while (nc < b->n + n + 1) nc *= 2;
-        char *q = realloc(b->p, nc);
-        if (!q) return -1;
-        b->p = q;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return 0;
-}
-
 /* Appends a C string (the replacements below). */
-static int sb_str(strbuf *b, const char *s) { return sb_put(b, s, strlen(s)); }
+static int sb_str(strbuf *b, const char *s) { return sb_add(b, s, strlen(s)); }
 
 #define ONIG_SPACE "\\p{White_Space}"
 #define ONIG_NOT_SPACE "\\P{White_Space}"
@@ -65,7 +45,7 @@ static int sb_str(strbuf *b, const char *s) { return sb_put(b, s, strlen(s)); }
 static int copy_char(const char *s, size_t n, size_t *i, strbuf *o) {
     size_t k = 1;
     while (*i + k < n && ((unsigned char)s[*i + k] & 0xc0) == 0x80) k++;
-    int rc = sb_put(o, s + *i, k);
+    int rc = sb_add(o, s + *i, k);
     *i += k;
     return rc;
 }
@@ -78,7 +58,7 @@ static int is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= '
 static int tr_escape(const char *s, size_t n, size_t *i, int in_class, strbuf *o, const char **why) {
     if (*i + 1 >= n) { /* a lone trailing backslash: PCRE2 reports it */
         (*i)++;
-        return sb_put(o, "\\", 1);
+        return sb_add(o, "\\", 1);
     }
     char c = s[*i + 1];
     const char *rep = NULL;
@@ -92,7 +72,7 @@ static int tr_escape(const char *s, size_t n, size_t *i, int in_class, strbuf *o
     case 'u':
         if (*i + 5 < n && is_hex(s[*i + 2]) && is_hex(s[*i + 3]) && is_hex(s[*i + 4]) && is_hex(s[*i + 5])) {
             *i += 6;
-            return sb_str(o, "\\x{") || sb_put(o, s + *i - 4, 4) || sb_str(o, "}") ? -1 : 0;
+            return sb_str(o, "\\x{") || sb_add(o, s + *i - 4, 4) || sb_str(o, "}") ? -1 : 0;
         }
         break;
     default: break;
@@ -106,7 +86,7 @@ static int tr_escape(const char *s, size_t n, size_t *i, int in_class, strbuf *o
         return sb_str(o, rep);
     }
     (*i)++;
-    return sb_put(o, "\\", 1) ? -1 : copy_char(s, n, i, o);
+    return sb_add(o, "\\", 1) ? -1 : copy_char(s, n, i, o);
 }
 
 /* A POSIX bracket ("[:alpha:]", "[:^space:]") at s[i]: its length, else 0. */
@@ -146,7 +126,7 @@ static int tr_class_body(const char *s, size_t n, size_t *i, int nested, strbuf 
         } else if ((pb = posix_bracket(s, n, *i)) > 0) {
             /* [:space:] is White_Space in Oniguruma, as \s is */
             int sp = pb == 9 && !memcmp(s + *i, "[:space:]", 9), nsp = pb == 10 && !memcmp(s + *i, "[:^space:]", 10);
-            rc = sp ? sb_str(o, ONIG_SPACE) : nsp ? sb_str(o, ONIG_NOT_SPACE) : sb_put(o, s + *i, pb);
+            rc = sp ? sb_str(o, ONIG_SPACE) : nsp ? sb_str(o, ONIG_NOT_SPACE) : sb_add(o, s + *i, pb);
             *i += pb;
         } else if (c == '[') {
             if (*i + 1 < n && s[*i + 1] == '^') {
@@ -173,20 +153,20 @@ static int onig_to_pcre2(const char *s, size_t n, strbuf *o, const char **why) {
             rc = tr_escape(s, n, &i, 0, o, why);
         } else if (s[i] == '[') {
             i++;
-            rc = sb_put(o, "[", 1);
-            if (!rc && i < n && s[i] == '^') rc = sb_put(o, "^", 1), i++;
+            rc = sb_add(o, "[", 1);
+            if (!rc && i < n && s[i] == '^') rc = sb_add(o, "^", 1), i++;
             if (!rc) rc = tr_class_body(s, n, &i, 0, o, why);
-            if (!rc) rc = sb_put(o, "]", 1);
+            if (!rc) rc = sb_add(o, "]", 1);
         } else if (s[i] == '(' && i + 2 < n && s[i + 1] == '?' && strchr("imx-", s[i + 2])) {
             /* an option group: Oniguruma's m is PCRE2's s */
             size_t k = i + 2;
             while (k < n && s[k] && strchr("imx-", s[k])) k++;
             if (k < n && (s[k] == ':' || s[k] == ')')) {
-                rc = sb_put(o, "(?", 2);
-                for (size_t j = i + 2; !rc && j < k; j++) rc = sb_put(o, s[j] == 'm' ? "s" : s + j, 1);
+                rc = sb_add(o, "(?", 2);
+                for (size_t j = i + 2; !rc && j < k; j++) rc = sb_add(o, s[j] == 'm' ? "s" : s + j, 1);
                 i = k;
             } else {
-                rc = sb_put(o, s + i, 1), i++;
+                rc = sb_add(o, s + i, 1), i++;
             }
         } else {
             rc = copy_char(s, n, &i, o);
@@ -244,7 +224,7 @@ static gpt2c_status read_split_pattern(gpt2c_tokenizer *t, json_t *pat, tok_pret
     if (str && len == 0) return GPT2C_OK;
     strbuf pcre = {0};
     const char *why = NULL;
-    int rc = re ? onig_to_pcre2(src, len, &pcre, &why) : sb_put(&pcre, src, len);
+    int rc = re ? onig_to_pcre2(src, len, &pcre, &why) : sb_add(&pcre, src, len);
     if (rc) {
         free(pcre.p);
         if (rc < 0) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
