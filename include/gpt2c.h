@@ -166,6 +166,8 @@ typedef struct gpt2c_model_info {
                                                      "bloom", "gpt_bigcode", "codegen" */
     uint64_t kv_bytes_per_token;                  /* KV cache bytes per position of a sequence: keys and
                                                      values of every layer (multi-query: one head's) */
+    int start_token_id;                           /* what an empty prompt starts from, as generate()
+                                                     does: bos, else eos (GPT-2: <|endoftext|>); -1: none */
 } gpt2c_model_info;
 void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info);
 

@@ -263,6 +263,12 @@ for a in ("starcoder-mqa-f32", "starcoder-mha-f32"):
     assert b["kv_cache_bytes"] == b["kv_cache_bytes_per_token"] * 2 * (3 + 2), (a, b)
 PYEOF
 
+# An empty prompt starts from the bos token, as generate() does: BLOOM's <s> (1),
+# not its </s> (2); GPT-2's is <|endoftext|> either way.
+expect_exit 0 "empty prompt, BLOOM" -- $BIN generate -m "$REF/bloom-mini-f32" -p "" -n 1 --json --no-stream
+$PY -c "import json, sys; assert json.load(open(sys.argv[1]))['prompt_ids'] == [1]" "$TMP/out" && ok ||
+    bad "an empty prompt starts from BLOOM's bos: $(cat "$TMP/out")"
+
 # Papercuts: exit codes by class, generation length, JSON Lines, stop strings
 # and token ids, vocabulary token strings, messages, the empty prompt.
 expect_exit 0 "--help" -- $BIN --help

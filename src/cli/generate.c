@@ -525,12 +525,12 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
             }
     }
     if (n_ids == 0) {
-        /* GPT-2 needs a token to start from: an empty prompt starts from
-         * <|endoftext|>, the token it saw between documents. The server does
-         * the same with "prompt": "" (as OpenAI's API), and so does the
-         * text-generation pipeline (from the bos token, the same token in
-         * GPT-2). Decoded without special tokens, the prompt stays "". */
-        int start = info.eos_token_id >= 0 ? info.eos_token_id : info.bos_token_id;
+        /* A model needs a token to start from: an empty prompt starts from
+         * the bos token, as generate() and the text-generation pipeline do
+         * (for GPT-2, <|endoftext|>, the token it saw between documents).
+         * The server does the same with "prompt": "" (as OpenAI's API).
+         * Decoded without special tokens, the prompt stays "". */
+        int start = info.start_token_id;
         int32_t *one = start >= 0 ? malloc(sizeof *one) : NULL;
         if (start < 0) {
             fprintf(stderr, "%s: the prompt is empty, and the model has no end-of-text or bos token to start from\n", prog);

@@ -571,5 +571,6 @@ void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info) {
                                c->bos_id, c->eos_id, c->pad_id, m->dtype ? m->dtype : "?", m->k->name,
                                (uint64_t)m->weight_bytes, wtype_name(m->kv_type), m->arch->model_type,
                                (uint64_t)2 * (uint64_t)c->n_layer * (uint64_t)c->n_kv_head *
-                                   (uint64_t)(c->n_embd / c->n_head) * weight_type_size(m->kv_type)};
+                                   (uint64_t)(c->n_embd / c->n_head) * weight_type_size(m->kv_type),
+                               c->bos_id >= 0 ? c->bos_id : c->eos_id};
 }

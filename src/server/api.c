@@ -155,8 +155,8 @@ static int add_prompt(completion_req *r, json_t *v, const gpt2c_tokenizer *t, co
         return type_error(e, "prompt", "a string, an array of strings, or token ids", v);
     }
     if (!r->prompt_text[i]) r->prompt_text[i] = calloc(1, 1);
-    /* GPT-2 needs at least one token: an empty prompt starts from
-     * <|endoftext|>, the token GPT-2 saw between documents. */
+    /* A model needs at least one token: an empty prompt starts from its bos
+     * token (GPT-2's <|endoftext|>, the token it saw between documents). */
     if (n == 0) {
         int32_t *one = realloc(ids, sizeof *ids);
         if (!one) {
@@ -164,7 +164,7 @@ static int add_prompt(completion_req *r, json_t *v, const gpt2c_tokenizer *t, co
             return fail(e, 500, NULL, NULL, "out of memory");
         }
         ids = one;
-        ids[0] = info->eos_token_id >= 0 ? info->eos_token_id : info->bos_token_id >= 0 ? info->bos_token_id : 0;
+        ids[0] = info->start_token_id >= 0 ? info->start_token_id : 0;
         n = 1;
     }
     r->prompts[i] = ids;

@@ -12,7 +12,7 @@
 /* Contractions, letter runs, digit runs, other symbols, and whitespace,
  * each optionally led by one space; trailing whitespace stays apart from the
  * word that follows it. */
-static const char GPT2_PATTERN[] =
+const char tok_gpt2_pattern[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 /* Pieces longer than this are not cached: they are rare, and caching them
@@ -23,7 +23,7 @@ static const char GPT2_PATTERN[] =
 gpt2c_status tok_compile_pattern(gpt2c_tokenizer *t) {
     int code;
     PCRE2_SIZE off;
-    t->re = pcre2_compile((PCRE2_SPTR)GPT2_PATTERN, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code,
+    t->re = pcre2_compile((PCRE2_SPTR)tok_gpt2_pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code,
                           &off, NULL);
     if (!t->re) return err_set(&t->err, GPT2C_ERR_UNSUPPORTED, "PCRE2 could not compile the GPT-2 pattern (%d)", code);
     /* JIT makes the split several times faster; the interpreter is a

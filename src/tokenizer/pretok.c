@@ -29,12 +29,19 @@
  *   Oniguruma's CR_Word (PCRE2's takes every N and no M); other POSIX
  *   brackets are copied;
  * - \uHHHH is a code point (PCRE2 wants \x{HHHH});
- * - (?m) lets . match a newline (PCRE2 calls that s).
+ * - (?m) lets . match a newline (PCRE2 calls that s);
+ * - ^ and $ are always line anchors (PCRE2_MULTILINE);
+ * - \C is a control character ("\C-a"), where PCRE2's is one byte that
+ *   would cut a character in two: PCRE2_NEVER_BACKSLASH_C refuses it.
  * What has no flat PCRE2 form (a negated class or && inside a class, \H or
  * \W inside a class) is refused by name rather than guessed. */
 
 /* Appends a C string (the replacements below). */
 static int sb_str(strbuf *b, const char *s) { return sb_add(b, s, strlen(s)); }
+
+/* Deeper nesting of character classes than this is refused (Oniguruma's
+ * own parser stops at 4096; no real pattern nests more than two). */
+#define ONIG_MAX_CLASS_DEPTH 32
 
 #define ONIG_SPACE "\\p{White_Space}"
 #define ONIG_NOT_SPACE "\\P{White_Space}"
@@ -99,25 +106,39 @@ static size_t posix_bracket(const char *s, size_t n, size_t i) {
 }
 
 /* A class body from s[*i] (just past its '[' and any '^') to its closing
- * ']', written into o without brackets, nested classes flattened into it.
+ * ']', written into o without brackets, nested classes flattened into it
+ * (nested: how deep this class is, 0 for the outermost; bounded, as the
+ * recursion would otherwise let a hostile pattern of '[' exhaust the stack).
  * Returns as tr_escape does. */
 static int tr_class_body(const char *s, size_t n, size_t *i, int nested, strbuf *o, const char **why) {
     size_t start = *i;
+    int after_class = 0; /* the item just written was a nested class */
+    if (nested > ONIG_MAX_CLASS_DEPTH) {
+        *why = "character classes nested too deep";
+        return 1;
+    }
     while (*i < n) {
         char c = s[*i];
         if (c == ']' && *i > start) {
             (*i)++;
             return 0;
         }
-        int rc;
+        int rc, was_class = after_class;
         size_t pb;
+        after_class = 0;
         if (c == ']') { /* first in its class: a literal, which must stay one wherever it lands */
             (*i)++;
             rc = sb_str(o, "\\]");
-        } else if (c == '-' && nested && (*i == start || (*i + 1 < n && s[*i + 1] == ']'))) {
-            /* a literal at an inner class's edge would make a range once flattened */
+        } else if (c == '-' && (was_class || (nested && (*i == start || (*i + 1 < n && s[*i + 1] == ']'))))) {
+            /* a literal at an inner class's edge, or just after an inner class
+             * (Oniguruma's [[a]-z] is a, '-' and z), would make a range once
+             * flattened */
             (*i)++;
             rc = sb_str(o, "\\-");
+        } else if (c == '-' && *i > start && *i + 1 < n && s[*i + 1] == '[' && !posix_bracket(s, n, *i + 1)) {
+            /* Oniguruma's [a-[bc]] is neither a range nor a union */
+            *why = "a range that ends in a nested class";
+            return 1;
         } else if (c == '\\') {
             rc = tr_escape(s, n, i, 1, o, why);
         } else if (c == '&' && *i + 1 < n && s[*i + 1] == '&') {
@@ -134,7 +155,8 @@ static int tr_class_body(const char *s, size_t n, size_t *i, int nested, strbuf 
                 return 1;
             }
             (*i)++;
-            rc = tr_class_body(s, n, i, 1, o, why);
+            rc = tr_class_body(s, n, i, nested + 1, o, why);
+            after_class = 1;
         } else {
             rc = copy_char(s, n, i, o);
         }
@@ -208,6 +230,9 @@ static gpt2c_status push_step(gpt2c_tokenizer *t, tok_pretok step, const char *p
     return GPT2C_OK;
 }
 
+static gpt2c_status compile_pattern(gpt2c_tokenizer *t, const char *src, size_t len, int re, pcre2_code **out,
+                                    const char *path, const char *field);
+
 /* Split's pattern: {"Regex": Oniguruma syntax} or {"String": literal text},
  * compiled for PCRE2 (an empty String never matches, as in tokenizers). */
 static gpt2c_status read_split_pattern(gpt2c_tokenizer *t, json_t *pat, tok_pretok *step, const char *path,
@@ -222,6 +247,13 @@ static gpt2c_status read_split_pattern(gpt2c_tokenizer *t, json_t *pat, tok_pret
     if (strlen(src) != len)
         return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: field '%s.pattern' holds a NUL character", path, field);
     if (str && len == 0) return GPT2C_OK;
+    return compile_pattern(t, src, len, re != NULL, &step->re, path, field);
+}
+
+/* src[0..len), Oniguruma syntax (regex) or literal text, compiled for PCRE2
+ * into *out; `field` names the step in messages. */
+static gpt2c_status compile_pattern(gpt2c_tokenizer *t, const char *src, size_t len, int re, pcre2_code **out,
+                                    const char *path, const char *field) {
     strbuf pcre = {0};
     const char *why = NULL;
     int rc = re ? onig_to_pcre2(src, len, &pcre, &why) : sb_add(&pcre, src, len);
@@ -234,15 +266,16 @@ static gpt2c_status read_split_pattern(gpt2c_tokenizer *t, json_t *pat, tok_pret
     int code;
     PCRE2_SIZE off;
     /* (PCRE2_LITERAL allows no UCP, which literal text has no use for) */
-    step->re = pcre2_compile((PCRE2_SPTR)pcre.p, pcre.n, PCRE2_UTF | (re ? PCRE2_UCP : PCRE2_LITERAL), &code, &off, NULL);
+    uint32_t opts = re ? PCRE2_UCP | PCRE2_MULTILINE | PCRE2_NEVER_BACKSLASH_C : PCRE2_LITERAL;
+    *out = pcre2_compile((PCRE2_SPTR)pcre.p, pcre.n, PCRE2_UTF | opts, &code, &off, NULL);
     free(pcre.p);
-    if (!step->re) {
+    if (!*out) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(code, msg, sizeof msg);
         return err_set(&t->err, GPT2C_ERR_UNSUPPORTED, "%s: field '%s.pattern': regex '%.80s' does not compile: %s",
                        path, field, src, (const char *)msg);
     }
-    pcre2_jit_compile(step->re, PCRE2_JIT_COMPLETE); /* faster where JIT exists; correct either way */
+    pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE); /* faster where JIT exists; correct either way */
     return GPT2C_OK;
 }
 
@@ -272,6 +305,10 @@ static gpt2c_status read_step(gpt2c_tokenizer *t, json_t *p, const char *path, c
         /* tokenizers' defaults: add_prefix_space true, use_regex true */
         s = get_bool(t, p, "add_prefix_space", 1, &step.add_prefix_space, path, field);
         if (!s) s = get_bool(t, p, "use_regex", 1, &step.use_regex, path, field);
+        /* tokenizers runs GPT-2's pattern with Oniguruma too: its \s is
+         * White_Space, not PCRE2's (which takes U+180E) */
+        if (!s && step.use_regex)
+            s = compile_pattern(t, tok_gpt2_pattern, strlen(tok_gpt2_pattern), 1, &step.re, path, field);
     } else if (!strcmp(type, "Digits")) {
         int individual;
         step.kind = PRETOK_DIGITS;
@@ -381,7 +418,7 @@ static gpt2c_status regex_hits(gpt2c_tokenizer *t, const pcre2_code *re, tok_pie
         if (rc < 0) return err_set(&t->err, GPT2C_ERR_INVALID, "tokenize: pre-tokenizer regex failed (PCRE2 error %d)", rc);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(p->md); /* rc 0: groups did not fit; the whole match did */
         size_t a = ov[0], b = ov[1];
-        if (b < a || a < start)
+        if (b < a || a < start || b > len)
             return err_set(&t->err, GPT2C_ERR_INVALID, "tokenize: pre-tokenizer regex gave a match outside its text (\\K?)");
         if (a == b && b == last_end) {
             start++;
@@ -475,7 +512,7 @@ static gpt2c_status byte_level(gpt2c_tokenizer *t, const tok_pretok *st, tok_pie
         return spans_push(&p->next, piece.off, piece.len, 0) ? err_set(&t->err, GPT2C_ERR_NOMEM, "tokenize: out of memory")
                                                              : GPT2C_OK;
     p->hits.n = 0;
-    gpt2c_status s = regex_hits(t, t->re, p, piece);
+    gpt2c_status s = regex_hits(t, st->re, p, piece);
     if (!s && apply_behavior(SPLIT_ISOLATED, &p->hits, &p->next))
         s = err_set(&t->err, GPT2C_ERR_NOMEM, "tokenize: out of memory");
     return s;

@@ -33,7 +33,8 @@ typedef struct tok_pretok {
     tok_pretok_kind kind;
     tok_split_behavior behavior; /* Split; Digits (Isolated or Contiguous) */
     int invert;                  /* Split: what lies between matches is what is split off */
-    pcre2_code *re;              /* Split: the pattern for PCRE2; NULL: an empty String, which never matches */
+    pcre2_code *re;              /* Split: the pattern for PCRE2 (NULL: an empty String, which never matches);
+                                    ByteLevel with use_regex: GPT-2's pattern with Oniguruma's \s */
     int add_prefix_space;        /* ByteLevel: a space before every piece that does not start with one */
     int use_regex;               /* ByteLevel: split each piece with GPT-2's pattern */
     int map_bytes;               /* ByteLevel with steps after it: they see bytes as printable code points */
@@ -112,6 +113,10 @@ gpt2c_status tok_collect_bytes(const gpt2c_tokenizer *t, const int32_t *ids, int
                                char **bytes, size_t *len);
 /* Bytes to text: UTF-8 replacement, then clean-up unless flags turn it off. */
 gpt2c_status tok_bytes_to_text(const char *bytes, size_t n, unsigned flags, char **text, size_t *len);
+
+/* bpe.c: the GPT-2 pattern (PCRE2 syntax, which pretok.c also reads as
+ * Oniguruma's for tokenizer.json's ByteLevel step). */
+extern const char tok_gpt2_pattern[];
 
 /* pretok.c */
 /* Reads tokenizer.json's "pre_tokenizer" (pt; NULL when the key is absent)
