@@ -152,7 +152,7 @@ static void test_config_errors(void **state) {
     write_str(dir, "config.json", "{\"n_embd\": 9, \"n_head\": 2}");
     expect_load(dir, GPT2C_ERR_FORMAT, "config.json", "n_embd 9 is not divisible by n_head 2");
     write_str(dir, "config.json", "{\"model_type\": \"llama\"}");
-    expect_load(dir, GPT2C_ERR_UNSUPPORTED, "config.json", "model_type 'llama' is not supported (supported: gpt2, gpt_neo, opt, gpt_neox)");
+    expect_load(dir, GPT2C_ERR_UNSUPPORTED, "config.json", "model_type 'llama' is not supported (supported: gpt2, gpt_neo, opt, gpt_neox, bloom, gpt_bigcode, codegen)");
     write_str(dir, "config.json", "{\"activation_function\": \"swish\"}");
     expect_load(dir, GPT2C_ERR_UNSUPPORTED, "config.json", "activation_function 'swish'");
     write_str(dir, "config.json", "{\"n_layer\": \"two\"}");

@@ -349,8 +349,10 @@ static void test_starcoder_tokenizer(void **state) {
  * and BPE never merges across pieces, so the merges that span a '-' show
  * where the cuts fell. */
 static const char *const MINI_MERGES[] = {
-    "a -", "- b", "- -", "1 2", "\xc4\xa0 a" /* Ġ a */, "b -", "- c", "x \xc3\x82" /* x Â */, "d \xc3\xa1" /* d á */};
-enum { MINI_A_DASH = 256, MINI_DASH_B, MINI_DASH_DASH, MINI_12, MINI_SP_A, MINI_B_DASH, MINI_DASH_C, MINI_X_C2, MINI_D_E1 };
+    "a -", "- b", "- -", "1 2", "\xc4\xa0 a" /* Ġ a */, "b -", "- c", "x \xc3\x82" /* x Â */, "d \xc3\xa1" /* d á */,
+    "\xc4\xb0 !" /* İ (the byte 0x8e) ! */};
+enum { MINI_A_DASH = 256, MINI_DASH_B, MINI_DASH_DASH, MINI_12, MINI_SP_A, MINI_B_DASH, MINI_DASH_C, MINI_X_C2, MINI_D_E1,
+       MINI_8E_BANG };
 
 /* Writes the tokenizer.json into a new temporary folder (named in dir);
  * pre_json NULL leaves the pre_tokenizer key out, decoder_json NULL the decoder. */
@@ -463,6 +465,17 @@ static void test_pre_tokenizers(void **state) {
     mini_expect(SEQ(SPLIT("{\"Regex\": \"-*\"}", "MergedWithPrevious", "false")), "a-b", IDS(MINI_A_DASH, b), 1);
     mini_expect(SEQ(SPLIT("{\"Regex\": \"-*\"}", "MergedWithNext", "false")), "a-b", IDS(a, MINI_DASH_B), 1);
     mini_expect(SEQ(SPLIT("{\"Regex\": \"-*\"}", "Contiguous", "false")), "a-b", IDS(a, dash, b), 1);
+    /* A long match of a repeated group outgrows JIT's stack (PCRE2 error
+     * -46 from about 5,000 characters): the interpreter takes it over. */
+    {
+        enum { LONG = 20000 };
+        char *ab = malloc(LONG + 3);
+        assert_non_null(ab);
+        for (int i = 0; i < LONG; i++) ab[i] = i % 2 ? 'b' : 'a';
+        memcpy(ab + LONG, "-c", 3);
+        mini_expect(SEQ(SPLIT("{\"Regex\": \"(a|b)+\"}", "Removed", "false")), ab, IDS(MINI_DASH_C), 0);
+        free(ab);
+    }
     /* Digits with individual_digits: 1 and 2 apart */
     mini_expect("{\"type\": \"Sequence\", \"pretokenizers\": [" SPLIT("{\"Regex\": \"-\"}", "Isolated", "false")
                 ", {\"type\": \"Digits\", \"individual_digits\": true}, {\"type\": \"ByteLevel\", \"add_prefix_space\": "
@@ -496,6 +509,18 @@ static void test_pre_tokenizers(void **state) {
      * [:space:] is White_Space too: U+180E stays, U+0085 cuts */
     mini_expect(BLOOMISH(" ?[^[:space:][\\\\u002d]]+"), "ab-d\xe1\xa0\x8e\xc2\x85" "x",
                 IDS(MINI_SP_A, b, sp, dash, sp, MINI_D_E1, 0xa0, 0x8e, sp, 0xc2, 0x85, sp, 'x'), 0);
+    /* Oniguruma's ^ and $ are line anchors: "-" ends the first line and
+     * starts the second (PCRE2's, without MULTILINE, matched neither). */
+    mini_expect(SEQ(SPLIT("{\"Regex\": \"^-|-$\"}", "Isolated", "false")), "a-\n-b", IDS(a, dash, '\n', dash, b), 1);
+    /* A '-' just after a nested class is a literal in Oniguruma ([[a]-c] is
+     * a, '-' and c), not a range once the class is flattened. */
+    mini_expect(SEQ(SPLIT("{\"Regex\": \"[[a]-c]\"}", "Isolated", "false")), text, IDS(a, dash, b, dash, dash, c, MINI_12), 1);
+    /* ByteLevel's own regex (StarCoder's Digits + ByteLevel) is Oniguruma's
+     * too: U+180E is no \s there, so " ?[^\s\p{L}\p{N}]+" keeps U+180E and
+     * "!" in one piece (PCRE2's \s would cut them apart: no 0x8e+! merge). */
+    mini_expect("{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Digits\", \"individual_digits\": true}, "
+                "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}]}",
+                "\xe1\xa0\x8e!", IDS(0xe1, 0xa0, MINI_8E_BANG), 1);
 }
 
 static void test_pre_tokenizers_refused(void **state) {
@@ -513,6 +538,25 @@ static void test_pre_tokenizers_refused(void **state) {
     mini_refused("{\"type\": \"ByteLevel\", \"add_prefix_space\": 1}", NULL, GPT2C_ERR_FORMAT,
                  (const char *const[]){"pre_tokenizer.add_prefix_space"}, 1);
     mini_refused(NULL, "{\"type\": \"WordPiece\"}", GPT2C_ERR_UNSUPPORTED, (const char *const[]){"decoder", "WordPiece"}, 2);
+    /* PCRE2's \C matches one byte of a character, and the pieces it cut
+     * would go to PCRE2 as invalid UTF-8 (Oniguruma's \C is "\C-x") */
+    mini_refused(SPLIT("{\"Regex\": \"\\\\C\"}", "Isolated", "false"), NULL, GPT2C_ERR_UNSUPPORTED,
+                 (const char *const[]){"pre_tokenizer.pattern", "does not compile"}, 2);
+    mini_refused(SPLIT("{\"Regex\": \"[a-[bc]]\"}", "Isolated", "false"), NULL, GPT2C_ERR_UNSUPPORTED,
+                 (const char *const[]){"pre_tokenizer.pattern", "nested class"}, 2);
+    /* 60,000 nested classes: refused, not a stack overflow while
+     * translating; a pattern of a million bytes: refused by its length */
+    const int sizes[2] = {60000, 1000000};
+    const char *why[2] = {"nested too deep", "at most 65536"};
+    for (int i = 0; i < 2; i++) {
+        char *deep = malloc((size_t)sizes[i] + 128);
+        assert_non_null(deep);
+        int k = snprintf(deep, 128, "{\"type\": \"Split\", \"behavior\": \"Isolated\", \"pattern\": {\"Regex\": \"");
+        memset(deep + k, '[', (size_t)sizes[i]);
+        strcpy(deep + k + sizes[i], "\"}}");
+        mini_refused(deep, NULL, GPT2C_ERR_UNSUPPORTED, (const char *const[]){"pre_tokenizer.pattern", why[i]}, 2);
+        free(deep);
+    }
 }
 
 /* Streaming must release exactly the pipeline's new text:

@@ -131,7 +131,9 @@ static enum MHD_Result post_tokenize(server *sv, struct MHD_Connection *c, conn_
         int n;
         gpt2c_status st = gpt2c_tokenize(sv->t, json_string_value(v), json_string_length(v), &ids, &n);
         if (st) {
-            ok = respond_error(c, x, 400, "invalid_value", "content", "%s", gpt2c_tokenizer_errmsg(sv->t));
+            /* (the tokenizer's own message is shared by every thread using it) */
+            ok = respond_error(c, x, st == GPT2C_ERR_NOMEM ? 500 : 400, "invalid_value", "content", "%s",
+                               gpt2c_status_string(st));
         } else {
             json_t *arr = json_array();
             for (int i = 0; i < n; i++) json_array_append_new(arr, json_integer(ids[i]));

@@ -16,6 +16,11 @@
 /* Bounds that keep a hostile file from nesting or listing steps without end. */
 #define PRETOK_MAX_STEPS 64
 #define PRETOK_MAX_DEPTH 8
+/* ... or a pattern without end: the longest Split pattern (bytes; BLOOM's
+ * is 40), and the memory one match of it may take (KiB; PCRE2's default is
+ * 20 GB). Its default step limit (10 million a match) bounds the time. */
+#define PRETOK_MAX_PATTERN 65536
+#define PRETOK_HEAP_LIMIT_KIB 65536
 
 /* ---------------------------------------------------------------- Oniguruma
  * tokenizers compiles Split's Regex with Oniguruma; gpt2c has PCRE2. The two
@@ -254,6 +259,12 @@ static gpt2c_status read_split_pattern(gpt2c_tokenizer *t, json_t *pat, tok_pret
  * into *out; `field` names the step in messages. */
 static gpt2c_status compile_pattern(gpt2c_tokenizer *t, const char *src, size_t len, int re, pcre2_code **out,
                                     const char *path, const char *field) {
+    if (len > PRETOK_MAX_PATTERN)
+        return err_set(&t->err, GPT2C_ERR_UNSUPPORTED, "%s: field '%s.pattern' is %zu bytes long (at most %d)", path,
+                       field, len, PRETOK_MAX_PATTERN);
+    if (!t->pretok_match && (!(t->pretok_match = pcre2_match_context_create(NULL)) ||
+                             pcre2_set_heap_limit(t->pretok_match, PRETOK_HEAP_LIMIT_KIB) != 0))
+        return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
     strbuf pcre = {0};
     const char *why = NULL;
     int rc = re ? onig_to_pcre2(src, len, &pcre, &why) : sb_add(&pcre, src, len);
@@ -376,6 +387,8 @@ void tok_pretok_free(gpt2c_tokenizer *t) {
     free(t->pretok);
     t->pretok = NULL;
     t->n_pretok = 0;
+    pcre2_match_context_free(t->pretok_match);
+    t->pretok_match = NULL;
 }
 
 /* ---------------------------------------------------------------- running */
@@ -413,9 +426,18 @@ static gpt2c_status regex_hits(gpt2c_tokenizer *t, const pcre2_code *re, tok_pie
     const char *s = p->text + piece.off;
     size_t len = piece.len, prev = 0, start = 0, last_end = SIZE_MAX;
     while (start <= len) {
-        int rc = pcre2_match(re, (PCRE2_SPTR)s, len, start, PCRE2_NO_UTF_CHECK, p->md, NULL);
+        int rc = pcre2_match(re, (PCRE2_SPTR)s, len, start, PCRE2_NO_UTF_CHECK, p->md, t->pretok_match);
+        /* JIT code runs on a 32 KiB stack, which a long match of a
+         * repeated group outgrows; the interpreter keeps to the heap limit. */
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+            rc = pcre2_match(re, (PCRE2_SPTR)s, len, start, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, p->md, t->pretok_match);
         if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) return err_set(&t->err, GPT2C_ERR_INVALID, "tokenize: pre-tokenizer regex failed (PCRE2 error %d)", rc);
+        if (rc < 0) {
+            PCRE2_UCHAR msg[120];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            return err_set(&t->err, GPT2C_ERR_INVALID, "tokenize: the pre-tokenizer's pattern failed on this text: %s",
+                           (const char *)msg);
+        }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(p->md); /* rc 0: groups did not fit; the whole match did */
         size_t a = ov[0], b = ov[1];
         if (b < a || a < start || b > len)

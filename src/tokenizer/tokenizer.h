@@ -90,6 +90,7 @@ struct gpt2c_tokenizer {
     int custom_pretok;     /* 1: tokenizer.json's own pre_tokenizer, pretok[] (none: no split); 0: GPT-2's pattern alone */
     tok_pretok *pretok;
     int n_pretok;
+    pcre2_match_context *pretok_match; /* their patterns' limits (pretok.c); read-only while encoding */
     pthread_mutex_t cache_lock;
     strmap cache;          /* pre-token bytes -> index into cache_ids */
     int *cache_ids;        /* [n, id0, id1, ...] records */
