@@ -13,7 +13,7 @@ each model's median over the rounds and its ratio to the GPT-2 of its size (gpt2
 alone) at the same format (the issue asks for >= 0.90), and the KV cache's bytes per position
 (tiny_starcoder's multi-query attention keeps one head's).
 
-  bench/arch_bench.py [--dir build/bench-arch] [--formats f16,q8] [--rounds 3] [--threads 0]
+  bench/arch_bench.py [--dir build/bench-arch] [--formats f16,q8] [--rounds 3] [--threads 0] [--models a,b]
 """
 import argparse
 import json
@@ -46,13 +46,28 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--prompt-tokens", type=int, default=64)
     p.add_argument("--gen-tokens", type=int, default=64)
+    p.add_argument("--models", help="only these (comma-separated), with the GPT-2s they are compared with")
     a = p.parse_args()
+    global MODELS
+    if a.models:
+        want = set(a.models.split(","))
+        want |= {base for name, _, _, base in MODELS if name in want}
+        MODELS = [m for m in MODELS if m[0] in want]
     for name, tool, preset, _ in MODELS:
         out = os.path.join(a.dir, name)
         if not os.path.exists(os.path.join(out, "config.json")):
             print(f"making {out}", file=sys.stderr, flush=True)
             subprocess.run([PY, os.path.join(REPO, "tools", tool), "--preset", preset, "--dtype", "F16", "--out", out],
                            check=True)
+    def warm(folder):
+        """Reads the model's files into the page cache first: this VM's memory monitor reclaims
+        cached pages between runs, and a decode that faults its weights back in from disk
+        measures the disk (the read probe swung 28-61 GB/s between runs without this)."""
+        for f in os.listdir(folder):
+            with open(os.path.join(folder, f), "rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+
     runs, roof = {}, 0.0
     for r in range(a.rounds):
         for fmt in a.formats.split(","):
@@ -61,6 +76,7 @@ def main():
                        "--prompt-tokens", str(a.prompt_tokens), "--gen-tokens", str(a.gen_tokens)]
                 if fmt != "f16":
                     cmd += ["--dtype", fmt]
+                warm(os.path.join(a.dir, name))
                 res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
                 runs.setdefault((name, fmt), []).append(res)
                 roof = max(roof, res["roofline_gb_per_s"])
