@@ -413,12 +413,18 @@ try:
     result = {}
 
     def streamer():
-        result["r"] = stream(B, dict(long, max_tokens=40), key=None)
+        result["r"] = stream(B, dict(long, max_tokens=200), key=None)  # long enough to outlast the checks below
 
     t = threading.Thread(target=streamer)
     t.start()
     time.sleep(0.5)
     big.p.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    # While it drains, a new request is answered 503 and /health says so.
+    st_new, body_new, _ = post(B, {"prompt": "Hello", "max_tokens": 2}, key=None)
+    st_health, _, health = request(B, "GET", "/health", key=None)
+    check(st_new == 503 and body_new["error"]["code"] == "shutting_down" and st_health == 503 and
+          b"stopping" in health, f"SIGTERM: new requests refused while draining ({st_new} {body_new}, {st_health})")
     t.join(timeout=60)
     st, events = result.get("r", (0, []))
     texts, finish = streamed_texts(events, 1)

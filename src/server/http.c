@@ -494,9 +494,14 @@ int server_run(const server_opts *o, server_load_fn load, void *user) {
     sigwait(&set, &sig);
     fprintf(stderr, "gpt2c serve: %s: finishing in-flight requests (up to %.0f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
             o->shutdown_grace_s);
+    /* New requests are answered 503 (and /health "stopping") while the
+     * running ones finish. The listening socket stays open until the end:
+     * MHD_quiesce_daemon races with the pool's own workers in
+     * libmicrohttpd 0.9.75 (Debian 12) -- a worker taking the listening
+     * socket out of its epoll set at the same moment makes it abort the
+     * process ("Failed to remove listen FD from epoll set"), as a loaded
+     * server under the sanitizers did on SIGTERM. */
     atomic_store(&sv->stopping, 1);
-    MHD_socket ls = MHD_quiesce_daemon(sv->d); /* no new connections */
-    if (ls != MHD_INVALID_SOCKET) close(ls);
     sched_shutdown(sv->s, o->shutdown_grace_s);
     /* Every job is done; give their connections a moment to send the end. */
     for (int i = 0; i < 200 && atomic_load(&sv->open_jobs) > 0; i++) nanosleep(&(struct timespec){0, 10000000}, NULL);
