@@ -20,8 +20,8 @@ static gpt2c_status config(json_t *r, const char *path, gpt2_config *c, gpt2_err
     /* BloomConfig's defaults. It names its shapes n_layer and n_head, with
      * the usual names as aliases (attribute_map), and takes n_embed for
      * hidden_size. It has no position limit: ALiBi extends to any length;
-     * gpt2c sizes its cache to seq_length, the trained length (2048 for
-     * every released BLOOM) unless the config says otherwise. */
+     * gpt2c bounds a sequence by seq_length, the trained length, when the
+     * config gives it, else by 2048, BLOOM's. */
     c->n_vocab = 250880, c->n_ctx = 2048, c->n_embd = 64, c->n_head = 8, c->n_layer = 2;
     c->act = ACT_GELU_TANH; /* bloom_gelu_forward: the tanh curve, written with 0.79788456 */
     c->tied = 1;
