@@ -78,13 +78,11 @@ static gpt2c_status load(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
     const int C = c->n_embd;
     gpt2c_status s;
-    if ((s = model_matrix(m, "transformer.word_embeddings.weight", c->n_vocab, C, c->tied ? MAT_LINEAR : MAT_PLAIN,
-                          &m->wte)) ||
+    if ((s = model_embedding_head(m, "transformer.word_embeddings.weight", "lm_head.weight")) ||
         (s = model_vector(m, "transformer.word_embeddings_layernorm.weight", C, &m->emb_ln_g)) ||
         (s = model_vector(m, "transformer.word_embeddings_layernorm.bias", C, &m->emb_ln_b)) ||
         (s = model_vector(m, "transformer.ln_f.weight", C, &m->lnf_g)) ||
-        (s = model_vector(m, "transformer.ln_f.bias", C, &m->lnf_b)) ||
-        (s = model_head(m, "lm_head.weight", c->tied)))
+        (s = model_vector(m, "transformer.ln_f.bias", C, &m->lnf_b)))
         return s;
     float *slope = model_own(m, (size_t)c->n_head * sizeof *slope);
     if (!slope) return GPT2C_ERR_NOMEM;

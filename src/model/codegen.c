@@ -65,11 +65,10 @@ static gpt2c_status load(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
     const int C = c->n_embd;
     gpt2c_status s;
-    if ((s = model_matrix(m, "transformer.wte.weight", c->n_vocab, C, c->tied ? MAT_LINEAR : MAT_PLAIN, &m->wte)) ||
+    if ((s = model_embedding_head(m, "transformer.wte.weight", "lm_head.weight")) ||
+        (s = model_vector(m, "lm_head.bias", c->n_vocab, &m->lm_head_b)) ||
         (s = model_vector(m, "transformer.ln_f.weight", C, &m->lnf_g)) ||
-        (s = model_vector(m, "transformer.ln_f.bias", C, &m->lnf_b)) ||
-        (s = model_head(m, "lm_head.weight", c->tied)) ||
-        (s = model_vector(m, "lm_head.bias", c->n_vocab, &m->lm_head_b)))
+        (s = model_vector(m, "transformer.ln_f.bias", C, &m->lnf_b)))
         return s;
     return model_layers(m, "transformer.h.%d.", LAYER, sizeof LAYER / sizeof *LAYER);
 }

@@ -36,15 +36,11 @@
 static size_t kv_run(int n_pos) { return n_pos < GPT2_KV_BLOCK ? (size_t)n_pos : GPT2_KV_BLOCK; }
 static size_t kv_slot_positions(int n_pos) { return (n_pos + kv_run(n_pos) - 1) / kv_run(n_pos) * kv_run(n_pos); }
 
-/* A cached position's width: n_kv_head heads of keys (and of values), all
- * n_head but with multi-query attention, where one serves every query head. */
-static size_t kv_width(const gpt2_config *c) { return (size_t)c->n_kv_head * (size_t)(c->n_embd / c->n_head); }
-
 /* The element where key/value head kh's position p of a slot in layer l
  * starts: the head's first run, then kv_offset (the kernels' view), runs
- * (run x kv_width) apart. */
+ * (run x gpt2_kv_width) apart. */
 static size_t kv_index(const gpt2_state *s, const gpt2_config *c, int l, int slot, int kh, int p) {
-    const size_t run = kv_run(s->n_pos), hd = (size_t)(c->n_embd / c->n_head), W = kv_width(c);
+    const size_t run = kv_run(s->n_pos), hd = (size_t)(c->n_embd / c->n_head), W = (size_t)gpt2_kv_width(c);
     return ((size_t)l * (size_t)s->n_slots + (size_t)slot) * kv_slot_positions(s->n_pos) * W + (size_t)kh * run * hd +
            kv_offset(p, (int)hd, run * W);
 }
@@ -61,7 +57,7 @@ gpt2c_status gpt2_state_init(gpt2_state *s, const gpt2c_model *m, int n_slots, i
     s->n_pos = n_pos;
     s->max_tokens = max_tokens;
     const size_t C = (size_t)c->n_embd, T = (size_t)max_tokens;
-    const size_t cache = (size_t)c->n_layer * (size_t)n_slots * kv_slot_positions(n_pos) * kv_width(c);
+    const size_t cache = (size_t)c->n_layer * (size_t)n_slots * kv_slot_positions(n_pos) * (size_t)gpt2_kv_width(c);
     s->pool = pool_new(n_threads);
     const size_t esz = weight_type_size(m->kv_type);
     s->k_cache = mem_alloc(cache * esz);
@@ -245,7 +241,7 @@ static int attn_next(const par_op *p, attn_unit *u, int H, int ith, int nth) {
 
 /* The byte where unit u's keys start in the K cache, and its values in the
  * V cache: its key/value head's run in each block of positions of its
- * sequence's slot in this layer, a block (run x kv_width) apart. */
+ * sequence's slot in this layer, a block (run x gpt2_kv_width) apart. */
 static size_t attn_at(const par_op *p, const attn_unit *u, size_t esz) {
     const gpt2_config *c = &p->m->cfg;
     return kv_index(p->s, c, p->layer, p->b->slot[p->i0 + u->i], u->hh / (c->n_head / c->n_kv_head), 0) * esz;
@@ -341,7 +337,7 @@ static void par_run(void *ctx, int ith, int nth) {
              * heads of one token (hd apart, step 0). */
             const size_t qs = u.nh > 1 ? (size_t)hd : (size_t)3 * C, os = u.nh > 1 ? (size_t)hd : (size_t)C;
             const gpt2_attn_args a = {b->pos[p->i0 + u.i] + 1, u.nh > 1 ? 0 : 1, p->window, hd,
-                                      kv_run(p->s->n_pos) * kv_width(c), p->scale,
+                                      kv_run(p->s->n_pos) * (size_t)gpt2_kv_width(c), p->scale,
                                       p->m->alibi ? p->m->alibi[u.hh] : 0.0f};
             k->attention(p->s->att + (size_t)u.i * C + u.hh * hd, os, p->s->qkv + (size_t)u.i * 3 * C + u.hh * hd, qs,
                          u.nh > 1 ? u.nh : u.nq, kw, vw, &a, scores);

@@ -60,10 +60,10 @@ static gpt2c_status load(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
     const int C = c->n_embd;
     gpt2c_status s;
-    if ((s = model_matrix(m, "transformer.wte.weight", c->n_vocab, C, c->tied ? MAT_LINEAR : MAT_PLAIN, &m->wte)) ||
+    if ((s = model_embedding_head(m, "transformer.wte.weight", "lm_head.weight")) ||
         (s = model_matrix(m, "transformer.wpe.weight", c->n_ctx, C, MAT_PLAIN, &m->wpe)) ||
         (s = model_vector(m, "transformer.ln_f.weight", C, &m->lnf_g)) ||
-        (s = model_vector(m, "transformer.ln_f.bias", C, &m->lnf_b)) || (s = model_head(m, "lm_head.weight", c->tied)))
+        (s = model_vector(m, "transformer.ln_f.bias", C, &m->lnf_b)))
         return s;
     return model_layers(m, "transformer.h.%d.", LAYER, sizeof LAYER / sizeof *LAYER);
 }
@@ -94,7 +94,7 @@ static void forward(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, in
 
         /* Attention: scores / sqrt(head dim). */
         fwd_layernorm(m, s, h, x, L->ln1_g, L->ln1_b, n, C);
-        fwd_linear(m, s, s->qkv, h, L->qkv_w, L->qkv_b, n, C, C + 2 * c->n_kv_head * hd);
+        fwd_linear(m, s, s->qkv, h, L->qkv_w, L->qkv_b, n, C, C + 2 * gpt2_kv_width(c));
         if (multi_query) spread_multi_query(s, n, C, hd);
         else fwd_unfuse_heads(s, n, C, c->n_head);
         fwd_attention(m, s, b, i0, n, l, 0, c->scale_attn_weights ? sqrtf((float)hd) : 1.0f);

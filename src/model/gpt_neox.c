@@ -63,10 +63,9 @@ static gpt2c_status load(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
     const int C = c->n_embd;
     gpt2c_status s;
-    if ((s = model_matrix(m, "gpt_neox.embed_in.weight", c->n_vocab, C, c->tied ? MAT_LINEAR : MAT_PLAIN, &m->wte)) ||
+    if ((s = model_embedding_head(m, "gpt_neox.embed_in.weight", "embed_out.weight")) ||
         (s = model_vector(m, "gpt_neox.final_layer_norm.weight", C, &m->lnf_g)) ||
-        (s = model_vector(m, "gpt_neox.final_layer_norm.bias", C, &m->lnf_b)) ||
-        (s = model_head(m, "embed_out.weight", c->tied)))
+        (s = model_vector(m, "gpt_neox.final_layer_norm.bias", C, &m->lnf_b)))
         return s;
     return model_layers(m, "gpt_neox.layers.%d.", LAYER, sizeof LAYER / sizeof *LAYER);
 }

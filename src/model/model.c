@@ -369,6 +369,12 @@ gpt2c_status model_head(gpt2c_model *m, const char *name, int tied) {
     return model_matrix(m, name, m->cfg.n_vocab, m->cfg.n_proj, MAT_LINEAR, &m->lm_head);
 }
 
+gpt2c_status model_embedding_head(gpt2c_model *m, const char *wte, const char *head) {
+    const gpt2_config *c = &m->cfg;
+    gpt2c_status s = model_matrix(m, wte, c->n_vocab, c->n_proj, c->tied ? MAT_LINEAR : MAT_PLAIN, &m->wte);
+    return s ? s : model_head(m, head, c->tied);
+}
+
 gpt2c_status model_no_extra_layer(gpt2c_model *m, const char *fmt) {
     char n[128];
     snprintf(n, sizeof n, fmt, m->cfg.n_layer);
@@ -383,7 +389,7 @@ static int dim_size(const gpt2_config *c, gpt2_dim d) {
     case DIM_C: return c->n_embd;
     case DIM_3C: return 3 * c->n_embd;
     case DIM_F: return c->n_inner;
-    case DIM_QKV: return c->n_embd + 2 * c->n_kv_head * (c->n_embd / c->n_head);
+    case DIM_QKV: return c->n_embd + 2 * gpt2_kv_width(c);
     case DIM_NONE: break;
     }
     return 0;
@@ -570,7 +576,7 @@ void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info) {
     *info = (gpt2c_model_info){c->n_vocab, c->n_ctx, c->n_embd, c->n_head, c->n_layer, c->n_inner,
                                c->bos_id, c->eos_id, c->pad_id, m->dtype ? m->dtype : "?", m->k->name,
                                (uint64_t)m->weight_bytes, wtype_name(m->kv_type), m->arch->model_type,
-                               (uint64_t)2 * (uint64_t)c->n_layer * (uint64_t)c->n_kv_head *
-                                   (uint64_t)(c->n_embd / c->n_head) * weight_type_size(m->kv_type),
+                               (uint64_t)2 * (uint64_t)c->n_layer * (uint64_t)gpt2_kv_width(c) *
+                                   weight_type_size(m->kv_type),
                                c->bos_id >= 0 ? c->bos_id : c->eos_id};
 }

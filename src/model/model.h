@@ -88,6 +88,11 @@ typedef struct gpt2_tensor {
     const float **v;      /* vectors, held as f32 */
 } gpt2_tensor;
 
+/* The width of a cached position: n_kv_head heads of keys (and as many of
+ * values) -- all n_head, but with multi-query attention, where one serves
+ * every query head. */
+static inline int gpt2_kv_width(const gpt2_config *c) { return c->n_kv_head * (c->n_embd / c->n_head); }
+
 typedef struct gpt2_state gpt2_state;
 typedef struct gpt2_batch gpt2_batch;
 
@@ -162,6 +167,10 @@ int model_has(const gpt2c_model *m, const char *name);
  * from_pretrained ties them); otherwise the tensor `name` -- unless it lies
  * on the embedding's own storage (a .bin saves a tied head twice). */
 gpt2c_status model_head(gpt2c_model *m, const char *name, int tied);
+/* The token embedding `wte` (V, n_proj) and the head, by cfg.tied: a tied
+ * embedding is also the head's product matrix; an untied one is read by
+ * rows only, and the head is the tensor `head` (model_head). */
+gpt2c_status model_embedding_head(gpt2c_model *m, const char *wte, const char *head);
 /* Fails when the checkpoint has layer n_layer (named by fmt): more layers
  * than config.json says is a mismatch, not something to truncate. */
 gpt2c_status model_no_extra_layer(gpt2c_model *m, const char *fmt);

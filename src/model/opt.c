@@ -75,10 +75,8 @@ static gpt2c_status load(gpt2c_model *m) {
     const gpt2_config *c = &m->cfg;
     const int C = c->n_embd, E = c->n_proj;
     gpt2c_status s;
-    if ((s = model_matrix(m, "model.decoder.embed_tokens.weight", c->n_vocab, E, c->tied ? MAT_LINEAR : MAT_PLAIN,
-                          &m->wte)) ||
-        (s = model_matrix(m, "model.decoder.embed_positions.weight", c->n_ctx + POS_OFFSET, C, MAT_PLAIN, &m->wpe)) ||
-        (s = model_head(m, "lm_head.weight", c->tied)))
+    if ((s = model_embedding_head(m, "model.decoder.embed_tokens.weight", "lm_head.weight")) ||
+        (s = model_matrix(m, "model.decoder.embed_positions.weight", c->n_ctx + POS_OFFSET, C, MAT_PLAIN, &m->wpe)))
         return s;
     if (c->final_ln && ((s = model_vector(m, "model.decoder.final_layer_norm.weight", C, &m->lnf_g)) ||
                         (s = model_vector(m, "model.decoder.final_layer_norm.bias", C, &m->lnf_b))))
