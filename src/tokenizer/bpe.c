@@ -242,8 +242,10 @@ gpt2c_status gpt2c_tokenize(gpt2c_tokenizer *t, const char *text, size_t len, in
     if (bad != len)
         return err_set(&t->err, GPT2C_ERR_INVALID, "tokenize: text is not valid UTF-8 (byte offset %zu, 0x%02x)", bad,
                        (unsigned char)text[bad]);
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
-    if (!md) return err_set(&t->err, GPT2C_ERR_NOMEM, "tokenize: out of memory");
+    /* GPT-2's split matches here; a pre-tokenizer of the file's own keeps
+     * its match data in `pieces`. */
+    pcre2_match_data *md = t->custom_pretok ? NULL : pcre2_match_data_create_from_pattern(t->re, NULL);
+    if (!t->custom_pretok && !md) return err_set(&t->err, GPT2C_ERR_NOMEM, "tokenize: out of memory");
     idvec out = {0};
     tok_pieces pieces = {0};
     gpt2c_status s = GPT2C_OK;

@@ -544,26 +544,21 @@ static gpt2c_status byte_level(gpt2c_tokenizer *t, const tok_pretok *st, tok_pie
  * as ByteLevel leaves them for the steps after it, or back (to = 0) for BPE,
  * which gpt2c runs on raw bytes. */
 static gpt2c_status remap(gpt2c_tokenizer *t, tok_pieces *p, int to) {
-    int b2cp[256], cp2b[324];
-    tok_byte_table(b2cp);
-    for (int i = 0; i < 324; i++) cp2b[i] = -1;
-    for (int b = 0; b < 256; b++) cp2b[b2cp[b]] = b;
+    int b2cp[256], cp2b[TOK_CP_LIMIT];
+    if (to) tok_byte_table(b2cp);
+    else tok_byte_table_inverse(cp2b);
     for (size_t k = 0; k < p->cur.n; k++) {
         tok_span *x = &p->cur.v[k];
         if (text_reserve(p, 2 * x->len)) return err_set(&t->err, GPT2C_ERR_NOMEM, "tokenize: out of memory");
         const unsigned char *s = (const unsigned char *)p->text + x->off;
         size_t o = p->len;
-        for (size_t i = 0; i < x->len;) {
-            if (to) {
-                o += utf8_encode((unsigned)b2cp[s[i++]], p->text + o);
-                continue;
-            }
-            /* every stand-in is one or two bytes: below U+0800 */
-            int cp = s[i] < 0x80 ? s[i] : i + 1 < x->len ? ((s[i] & 0x1f) << 6) | (s[i + 1] & 0x3f) : 0x7ff;
-            i += s[i] < 0x80 ? 1 : 2;
-            if (cp >= 324 || cp2b[cp] < 0)
+        if (to) {
+            for (size_t i = 0; i < x->len; i++) o += utf8_encode((unsigned)b2cp[s[i]], p->text + o);
+        } else {
+            long nb = tok_string_to_bytes(cp2b, (const char *)s, x->len, p->text + o);
+            if (nb < 0)
                 return err_set(&t->err, GPT2C_ERR_INVALID, "tokenize: a pre-tokenizer step left a character that is no byte");
-            p->text[o++] = (char)cp2b[cp];
+            o += (size_t)nb;
         }
         *x = (tok_span){p->len, o - p->len, 0};
         p->len = o;

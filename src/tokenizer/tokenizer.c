@@ -20,9 +20,14 @@ void tok_byte_table(int byte_to_cp[256]) {
     }
 }
 
-/* Turns a vocabulary string (printable code points) back into raw bytes.
- * Returns the byte count, or -1 if a code point is outside the table. */
-static long token_string_to_bytes(const int cp_to_byte[324], const char *s, size_t n, char *out) {
+void tok_byte_table_inverse(int cp_to_byte[TOK_CP_LIMIT]) {
+    int b2cp[256];
+    tok_byte_table(b2cp);
+    for (int i = 0; i < TOK_CP_LIMIT; i++) cp_to_byte[i] = -1;
+    for (int b = 0; b < 256; b++) cp_to_byte[b2cp[b]] = b;
+}
+
+long tok_string_to_bytes(const int cp_to_byte[TOK_CP_LIMIT], const char *s, size_t n, char *out) {
     size_t i = 0;
     long o = 0;
     while (i < n) {
@@ -31,7 +36,7 @@ static long token_string_to_bytes(const int cp_to_byte[324], const char *s, size
         if (c < 0x80) cp = c, k = 1;
         else if ((c & 0xe0) == 0xc0 && i + 1 < n) cp = ((c & 0x1f) << 6) | (s[i + 1] & 0x3f), k = 2;
         else return -1; /* every table code point is below U+0800 */
-        if (cp >= 324 || cp_to_byte[cp] < 0) return -1;
+        if (cp >= TOK_CP_LIMIT || cp_to_byte[cp] < 0) return -1;
         out[o++] = (char)cp_to_byte[cp];
         i += (size_t)k;
     }
@@ -40,7 +45,7 @@ static long token_string_to_bytes(const int cp_to_byte[324], const char *s, size
 
 typedef struct loader {
     gpt2c_tokenizer *t;
-    int cp_to_byte[324];
+    int cp_to_byte[TOK_CP_LIMIT];
     char *scratch; /* decoding buffer for one token string */
     size_t scratch_cap;
     tok_special *added; /* added_tokens.json: ids beyond vocab.json's */
@@ -66,7 +71,7 @@ static gpt2c_status add_vocab_entry(loader *L, const char *key, size_t klen, lon
     if (t->vocab.n >= TOK_MAX_VOCAB)
         return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: more than the %d tokens allowed", where, TOK_MAX_VOCAB);
     if (ensure_scratch(L, klen + 1)) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
-    long n = token_string_to_bytes(L->cp_to_byte, key, klen, L->scratch);
+    long n = tok_string_to_bytes(L->cp_to_byte, key, klen, L->scratch);
     if (n < 0)
         return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: token '%.40s' has a character outside GPT-2's byte alphabet",
                        where, key);
@@ -266,8 +271,8 @@ static gpt2c_status add_merge(loader *L, const char *a, size_t alen, const char 
                               const char *where, long line) {
     gpt2c_tokenizer *t = L->t;
     if (ensure_scratch(L, alen + blen + 1)) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
-    long na = token_string_to_bytes(L->cp_to_byte, a, alen, L->scratch);
-    long nb = na < 0 ? -1 : token_string_to_bytes(L->cp_to_byte, b, blen, L->scratch + na);
+    long na = tok_string_to_bytes(L->cp_to_byte, a, alen, L->scratch);
+    long nb = na < 0 ? -1 : tok_string_to_bytes(L->cp_to_byte, b, blen, L->scratch + na);
     if (na <= 0 || nb <= 0)
         return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: merge %ld ('%.*s %.*s'): not two GPT-2 byte-alphabet tokens",
                        where, line, (int)(alen > 40 ? 40 : alen), a, (int)(blen > 40 ? 40 : blen), b);
@@ -542,7 +547,7 @@ static int token_id(loader *L, const char *text, size_t len) {
     for (int i = 0; i < L->n_added; i++)
         if (L->added[i].len == len && !memcmp(L->added[i].text, text, len)) return L->added[i].id;
     if (ensure_scratch(L, len + 1)) return -1;
-    long n = token_string_to_bytes(L->cp_to_byte, text, len, L->scratch);
+    long n = tok_string_to_bytes(L->cp_to_byte, text, len, L->scratch);
     int *id = n >= 0 ? strmap_get(&L->t->vocab, L->scratch, (size_t)n) : NULL;
     return id ? *id : -1;
 }
@@ -628,10 +633,7 @@ gpt2c_status gpt2c_tokenizer_load(const char *dir, gpt2c_tokenizer **out) {
     t->eos_id = t->add_bos_id = -1;
     if (!dir) return err_set(&t->err, GPT2C_ERR_INVALID, "tokenizer path is NULL");
     loader L = {.t = t};
-    int b2cp[256];
-    tok_byte_table(b2cp);
-    for (int i = 0; i < 324; i++) L.cp_to_byte[i] = -1;
-    for (int b = 0; b < 256; b++) L.cp_to_byte[b2cp[b]] = b;
+    tok_byte_table_inverse(L.cp_to_byte);
 
     char *vocab = path_join(dir, "vocab.json"), *merges = path_join(dir, "merges.txt"),
          *tj = path_join(dir, "tokenizer.json");

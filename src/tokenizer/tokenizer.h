@@ -98,8 +98,16 @@ struct gpt2c_tokenizer {
     int no_cache;          /* 1: never use the cache (the differential fuzzer's reference) */
 };
 
-/* The GPT-2 byte <-> printable code point table (bytes_to_unicode). */
+/* The GPT-2 byte <-> printable code point table (bytes_to_unicode); every
+ * code point it uses is below TOK_CP_LIMIT. */
+#define TOK_CP_LIMIT 324
 void tok_byte_table(int byte_to_cp[256]);
+/* Its inverse: cp_to_byte[cp] is the byte code point cp stands for, or -1. */
+void tok_byte_table_inverse(int cp_to_byte[TOK_CP_LIMIT]);
+/* A string of the table's code points (a vocabulary entry, or a piece a
+ * ByteLevel step rewrote) back into raw bytes at out (n bytes at most):
+ * the byte count, or -1 if a character is not in the table. */
+long tok_string_to_bytes(const int cp_to_byte[TOK_CP_LIMIT], const char *s, size_t n, char *out);
 
 /* bpe.c */
 gpt2c_status tok_compile_pattern(gpt2c_tokenizer *t);
