@@ -199,18 +199,13 @@ static const char *const *fim_markers(const gpt2c_tokenizer *t) {
  * <fim_prefix>prompt<fim_suffix>suffix<fim_middle>, which the tokenizer
  * splits at the markers. */
 static json_t *fim_prompt(const char *const *fim, json_t *prompt, json_t *suffix) {
-    size_t lp = json_string_length(prompt), ls = json_string_length(suffix);
-    size_t l0 = strlen(fim[0]), l1 = strlen(fim[1]), l2 = strlen(fim[2]);
-    char *buf = malloc(l0 + lp + l1 + ls + l2);
-    if (!buf) return NULL;
-    char *o = buf;
-    memcpy(o, fim[0], l0), o += l0;
-    memcpy(o, json_string_value(prompt), lp), o += lp;
-    memcpy(o, fim[1], l1), o += l1;
-    memcpy(o, json_string_value(suffix), ls), o += ls;
-    memcpy(o, fim[2], l2), o += l2;
-    json_t *v = json_stringn_nocheck(buf, (size_t)(o - buf));
-    free(buf);
+    strbuf b = {0};
+    json_t *v = NULL;
+    if (!sb_add(&b, fim[0], strlen(fim[0])) && !sb_add(&b, json_string_value(prompt), json_string_length(prompt)) &&
+        !sb_add(&b, fim[1], strlen(fim[1])) && !sb_add(&b, json_string_value(suffix), json_string_length(suffix)) &&
+        !sb_add(&b, fim[2], strlen(fim[2])))
+        v = json_stringn_nocheck(b.p, b.n);
+    sb_free(&b);
     return v;
 }
 
