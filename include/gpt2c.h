@@ -91,6 +91,10 @@ gpt2c_status gpt2c_detokenize(const gpt2c_tokenizer *t, const int32_t *ids, int 
 
 /* The raw bytes of one token (not NUL-terminated), or NULL for a bad id. */
 const char *gpt2c_token_bytes(const gpt2c_tokenizer *t, int32_t id, size_t *len);
+/* convert_tokens_to_ids for one token: the id of an added or special token
+ * of that text, else of the vocabulary entry spelled so (vocab.json's
+ * spelling: "\u0120world" for " world"); -1 when there is none. */
+int32_t gpt2c_token_id(const gpt2c_tokenizer *t, const char *token);
 /* One token as vocab.json spells it, as transformers' convert_ids_to_tokens()
  * returns it: each byte as GPT-2's printable stand-in (" world" is
  * "\u0120world"; the pieces of a character split over tokens show their own
@@ -125,9 +129,10 @@ void gpt2c_stream_free(gpt2c_stream *s);
 typedef struct gpt2c_model gpt2c_model;
 
 /* Loads a checkpoint folder: config.json, whose model_type chooses the
- * architecture ("gpt2", "gpt_neo", "opt", "gpt_neox"; another is refused
- * with that list), and the weights (model.safetensors, pytorch_model.bin or
- * their shards), mapped in place. Every tensor's name, dtype, shape and
+ * architecture ("gpt2", "gpt_neo", "opt", "gpt_neox", "bloom",
+ * "gpt_bigcode", "codegen"; another is refused with that list), and the
+ * weights (model.safetensors, pytorch_model.bin or their shards), mapped in
+ * place. Every tensor's name, dtype, shape and
  * offsets are checked against the config before use. */
 gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out);
 const char *gpt2c_model_errmsg(const gpt2c_model *m);
@@ -275,6 +280,14 @@ double gpt2c_gen_score(const gpt2c_gen *g, int i);
  * alternatives written, or -1 if out of range. */
 int gpt2c_gen_logprobs(const gpt2c_gen *g, int i, int j, float *chosen,
                        int32_t *top_ids, float *top_lps);
+/* transformers' output_scores: asks, before the first step, that each step
+ * keep every sequence's scores as they stood when its token was chosen --
+ * after the processors and, when sampling, the warpers (-inf where top-k or
+ * top-p removed a token). Greedy and sampling only. */
+gpt2c_status gpt2c_gen_keep_scores(gpt2c_gen *g);
+/* Those scores (n_vocab floats) for sequence i's latest token, valid until
+ * the next step; NULL when none are kept or it has no new token yet. */
+const float *gpt2c_gen_scores(const gpt2c_gen *g, int i);
 /* Seconds spent in the prompt pass and in the token steps so far. */
 void gpt2c_gen_timings(const gpt2c_gen *g, double *prefill_s, double *decode_s);
 /* Frees the generation; on a shared engine its slots become free. */
@@ -314,6 +327,12 @@ gpt2c_status gpt2c_engine_step(gpt2c_engine *e);
  * one free slot for the duration of the call. */
 gpt2c_status gpt2c_engine_score(gpt2c_engine *e, const int32_t *ids, int n, int k, float *chosen, int32_t *top_ids,
                                 float *top_lps);
+
+/* The model's output for one sequence, as model(input_ids).logits gives it:
+ * logits (n x n_vocab floats) receives, for each position j, the scores of
+ * the token after ids[0..j]. The sequence runs as one batch (in chunks).
+ * Needs one free slot for the duration of the call. */
+gpt2c_status gpt2c_engine_logits(gpt2c_engine *e, const int32_t *ids, int n, float *logits);
 
 /* ---------------------------------------------------------------------- hub */
 

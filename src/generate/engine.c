@@ -113,40 +113,66 @@ gpt2c_status gpt2c_engine_step(gpt2c_engine *e) {
     return s ? s : GPT2C_OK;
 }
 
-gpt2c_status gpt2c_engine_score(gpt2c_engine *e, const int32_t *ids, int n, int k, float *chosen, int32_t *top_ids,
-                                float *top_lps) {
+/* Checks a sequence the engine is to run whole and finds it a free slot. */
+static gpt2c_status whole_sequence(gpt2c_engine *e, const int32_t *ids, int n, int *slot) {
     const int V = e->m->cfg.n_vocab;
     err_clear(&e->err);
     if (n < 1 || n > e->n_pos)
         return err_set(&e->err, GPT2C_ERR_CONTEXT, "%d tokens do not fit the context of %d", n, e->n_pos);
-    if (k < 0 || k > 20) return err_set(&e->err, GPT2C_ERR_INVALID, "k must be in 0..20 (got %d)", k);
     for (int j = 0; j < n; j++)
         if (ids[j] < 0 || ids[j] >= V)
             return err_set(&e->err, GPT2C_ERR_INVALID, "token %d = %d is outside the vocabulary", j, ids[j]);
-    int slot = 0;
-    while (slot < e->n_slots && e->used[slot]) slot++;
-    if (slot == e->n_slots) return err_set(&e->err, GPT2C_ERR_BUSY, "every slot of the engine is taken");
-    /* Runs the tokens in chunks of up to n_slots, each token writing its own
-     * row of the logits: the row of token j predicts token j + 1. */
+    *slot = 0;
+    while (*slot < e->n_slots && e->used[*slot]) (*slot)++;
+    if (*slot == e->n_slots) return err_set(&e->err, GPT2C_ERR_BUSY, "every slot of the engine is taken");
+    return GPT2C_OK;
+}
+
+/* Runs ids[j0, j1) at their positions in slot, token j writing row j - j0
+ * of logits. */
+static gpt2c_status run_rows(gpt2c_engine *e, int slot, const int32_t *ids, int j0, int j1, float *logits) {
+    for (int j = 0; j < j1 - j0; j++) {
+        e->b_tok[j] = ids[j0 + j];
+        e->b_pos[j] = j0 + j;
+        e->b_slot[j] = slot;
+        e->b_row[j] = j;
+    }
+    gpt2_batch b = {j1 - j0, e->b_tok, e->b_pos, e->b_slot, e->b_row};
+    return gpt2_forward(e->m, &e->st, &b, logits, &e->err);
+}
+
+gpt2c_status gpt2c_engine_score(gpt2c_engine *e, const int32_t *ids, int n, int k, float *chosen, int32_t *top_ids,
+                                float *top_lps) {
+    const int V = e->m->cfg.n_vocab;
+    int slot;
+    gpt2c_status s = whole_sequence(e, ids, n, &slot);
+    if (s) return s;
+    if (k < 0 || k > 20) return err_set(&e->err, GPT2C_ERR_INVALID, "k must be in 0..20 (got %d)", k);
     chosen[0] = NAN;
     for (int t = 0; t < k; t++) {
         top_ids[t] = -1;
         top_lps[t] = NAN;
     }
+    /* Chunks of up to n_slots tokens, as many as the engine's logits hold:
+     * the row of token j predicts token j + 1. */
     for (int j0 = 0; j0 < n - 1; j0 += e->n_slots) {
         int j1 = j0 + e->n_slots < n - 1 ? j0 + e->n_slots : n - 1;
-        for (int j = 0; j < j1 - j0; j++) {
-            e->b_tok[j] = ids[j0 + j];
-            e->b_pos[j] = j0 + j;
-            e->b_slot[j] = slot;
-            e->b_row[j] = j;
-        }
-        gpt2_batch b = {j1 - j0, e->b_tok, e->b_pos, e->b_slot, e->b_row};
-        gpt2c_status s = gpt2_forward(e->m, &e->st, &b, e->logits, &e->err);
-        if (s) return s;
+        if ((s = run_rows(e, slot, ids, j0, j1, e->logits))) return s;
         for (int j = j0; j < j1; j++)
             logits_logprobs(e->logits + (size_t)(j - j0) * V, V, ids[j + 1], k, &chosen[j + 1],
                             top_ids + (size_t)(j + 1) * k, top_lps + (size_t)(j + 1) * k);
     }
     return GPT2C_OK;
+}
+
+gpt2c_status gpt2c_engine_logits(gpt2c_engine *e, const int32_t *ids, int n, float *logits) {
+    const size_t V = (size_t)e->m->cfg.n_vocab;
+    int slot;
+    gpt2c_status s = whole_sequence(e, ids, n, &slot);
+    /* The caller's array takes the rows directly, so chunks are bounded by
+     * the pass's scratch and the batch arrays only. */
+    const int chunk = e->cap < ENGINE_CHUNK ? e->cap : ENGINE_CHUNK;
+    for (int j0 = 0; !s && j0 < n; j0 += chunk)
+        s = run_rows(e, slot, ids, j0, j0 + chunk < n ? j0 + chunk : n, logits + (size_t)j0 * V);
+    return s;
 }

@@ -60,6 +60,7 @@ struct gpt2c_gen {
     gpt2c_engine *own;         /* that engine, when private to this generation */
     int *slot;                 // (n_live,) the engine's KV slot of each sequence
     float *scores;             // (V,) one row after processing
+    float *kept;               // (n_live, V) each sequence's latest processed row, when asked (output_scores)
     float *fscratch;           // (V,)
     logits_pair *pairs;        // (V,)
     float *cand;               // (2 * num_beams,) beam candidates' scores
@@ -364,6 +365,7 @@ static void choose(gpt2c_gen *g, int i) {
     } else {
         next = logits_argmax(g->scores, V);
     }
+    if (g->kept) memcpy(g->kept + (size_t)i * V, g->scores, (size_t)V * sizeof(float));
     /* Log-probabilities come from the model's own distribution, before any
      * processing, so they mean the same whatever the knobs. They cost a pass
      * over the vocabulary, so only when asked for. */
@@ -649,6 +651,20 @@ int gpt2c_gen_logprobs(const gpt2c_gen *g, int i, int j, float *chosen, int32_t 
     return k;
 }
 
+gpt2c_status gpt2c_gen_keep_scores(gpt2c_gen *g) {
+    if (g->mode == MODE_BEAM)
+        return err_set(&g->err, GPT2C_ERR_UNSUPPORTED, "the scores of each step are not kept in beam search");
+    if (g->started) return err_set(&g->err, GPT2C_ERR_INVALID, "scores must be asked for before the first step");
+    if (!g->kept && !(g->kept = malloc((size_t)g->n_live * (size_t)g->m->cfg.n_vocab * sizeof(float))))
+        return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory for the scores of %d sequences", g->n_live);
+    return GPT2C_OK;
+}
+
+const float *gpt2c_gen_scores(const gpt2c_gen *g, int i) {
+    if (!g->kept || i < 0 || i >= g->n_out || g->seqs[i].n == g->seqs[i].n_prompt) return NULL;
+    return g->kept + (size_t)i * (size_t)g->m->cfg.n_vocab;
+}
+
 void gpt2c_gen_timings(const gpt2c_gen *g, double *prefill_s, double *decode_s) {
     *prefill_s = g->t_prefill;
     *decode_s = g->t_decode;
@@ -672,6 +688,7 @@ void gpt2c_gen_free(gpt2c_gen *g) {
     gpt2c_engine_free(g->own);
     free(g->slot);
     free(g->scores);
+    free(g->kept);
     free(g->fscratch);
     free(g->pairs);
     free(g->cand);

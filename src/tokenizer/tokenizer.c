@@ -708,4 +708,19 @@ char *gpt2c_token_string(const gpt2c_tokenizer *t, int32_t id) {
     return s;
 }
 
+int32_t gpt2c_token_id(const gpt2c_tokenizer *t, const char *token) {
+    if (!t || !token) return -1;
+    size_t len = strlen(token);
+    for (int i = 0; i < t->n_specials; i++)
+        if (t->specials[i].len == len && !memcmp(t->specials[i].text, token, len)) return t->specials[i].id;
+    char *bytes = malloc(len + 1);
+    if (!bytes) return -1;
+    int cp2b[TOK_CP_LIMIT];
+    tok_byte_table_inverse(cp2b);
+    long n = tok_string_to_bytes(cp2b, token, len, bytes);
+    const int *id = n > 0 ? strmap_get(&t->vocab, bytes, (size_t)n) : NULL;
+    free(bytes);
+    return id ? *id : -1;
+}
+
 void gpt2c_free(void *p) { free(p); }
