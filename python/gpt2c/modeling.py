@@ -1,0 +1,610 @@
+"""modeling.py -- the model classes scripts use from transformers
+(AutoModelForCausalLM, GPT2LMHeadModel and the other architectures'):
+from_pretrained, generate() with transformers' argument names, defaults and
+return shapes, and model(input_ids).logits.
+
+Generation runs in libgpt2c (gpt2c_gen_*) one step per call, the GIL
+released for each, so a streamer can be read from another thread. What is
+here is transformers' bookkeeping: the generation config and its
+overrides, padding and attention masks, output shapes and kinds."""
+import copy
+import ctypes
+import json
+import logging
+import os
+import threading
+import warnings
+
+from . import _arrays, _seed
+from ._lib import (DEFAULTS_GENERATE, DONE, GenParams, HUB_MODEL, Handle, ModelInfo, ModelParams, OK, P, c_float,
+                   c_int, c_int32, c_void_p, check, error, int32_array, lib, resolve, text)
+
+logger = logging.getLogger("gpt2c")
+
+
+class ModelOutput(dict):
+    """transformers' ModelOutput: a dict of the fields that are set, whose keys
+    are also attributes, indexable by position as a tuple."""
+
+    def __init__(self, **fields):
+        super().__init__((k, v) for k, v in fields.items() if v is not None)
+        for k, v in fields.items():
+            object.__setattr__(self, k, v)
+
+    def __getitem__(self, k):
+        if isinstance(k, (int, slice)):
+            return tuple(self.values())[k]
+        return super().__getitem__(k)
+
+    def to_tuple(self):
+        return tuple(self.values())
+
+
+class CausalLMOutputWithCrossAttentions(ModelOutput):
+    def __init__(self, loss=None, logits=None, past_key_values=None, hidden_states=None, attentions=None,
+                 cross_attentions=None):
+        super().__init__(loss=loss, logits=logits, past_key_values=past_key_values, hidden_states=hidden_states,
+                         attentions=attentions, cross_attentions=cross_attentions)
+
+
+class GreedySearchDecoderOnlyOutput(ModelOutput):
+    def __init__(self, sequences=None, scores=None, attentions=None, hidden_states=None):
+        super().__init__(sequences=sequences, scores=scores, attentions=attentions, hidden_states=hidden_states)
+
+
+class SampleDecoderOnlyOutput(GreedySearchDecoderOnlyOutput):
+    pass
+
+
+class BeamSearchDecoderOnlyOutput(ModelOutput):
+    def __init__(self, sequences=None, sequences_scores=None, scores=None, beam_indices=None, attentions=None,
+                 hidden_states=None):
+        super().__init__(sequences=sequences, sequences_scores=sequences_scores, scores=scores,
+                         beam_indices=beam_indices, attentions=attentions, hidden_states=hidden_states)
+
+
+class PretrainedConfig:
+    """config.json as attributes (model.config.n_positions, ...)."""
+
+    def __init__(self, d=None, **kwargs):
+        for k, v in dict(d or {}, **kwargs).items():
+            setattr(self, k, v)
+
+    def to_dict(self):
+        return dict(vars(self))
+
+    def __repr__(self):
+        return f"{type(self).__name__} {json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)}"
+
+
+# generate()'s settings that gpt2c runs, with transformers' defaults (4.30).
+_GEN_FIELDS = {"max_length": 20, "max_new_tokens": None, "min_length": 0, "min_new_tokens": None,
+               "early_stopping": False, "max_time": None, "do_sample": False, "num_beams": 1, "use_cache": True,
+               "temperature": 1.0, "top_k": 50, "top_p": 1.0, "typical_p": 1.0, "repetition_penalty": 1.0,
+               "length_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None, "suppress_tokens": None,
+               "num_return_sequences": 1, "output_scores": False, "return_dict_in_generate": False,
+               "pad_token_id": None, "bos_token_id": None, "eos_token_id": None,
+               "output_attentions": False, "output_hidden_states": False}
+# Those it does not run: an error when set to anything but their default.
+_UNSUPPORTED = {"num_beam_groups": 1, "penalty_alpha": None, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
+                "diversity_penalty": 0.0, "encoder_repetition_penalty": 1.0, "force_words_ids": None,
+                "renormalize_logits": False, "constraints": None, "forced_bos_token_id": None,
+                "forced_eos_token_id": None, "remove_invalid_values": False,
+                "exponential_decay_length_penalty": None, "begin_suppress_tokens": None,
+                "forced_decoder_ids": None, "sequence_bias": None, "guidance_scale": None,
+                "encoder_no_repeat_ngram_size": 0, "decoder_start_token_id": None}
+
+
+class GenerationConfig:
+    """transformers' GenerationConfig: generate()'s settings, defaulted by the
+    checkpoint (generation_config.json) and overridden per call."""
+
+    def __init__(self, **kwargs):
+        for k, v in _GEN_FIELDS.items():
+            setattr(self, k, kwargs.pop(k, v))
+        for k, v in _UNSUPPORTED.items():
+            setattr(self, k, kwargs.pop(k, v))
+        for k, v in kwargs.items():  # kept, as transformers keeps unknown fields
+            setattr(self, k, v)
+
+    def update(self, **kwargs):
+        """Sets the fields it has; returns the other arguments."""
+        rest = {}
+        for k, v in kwargs.items():
+            if k in _GEN_FIELDS or k in _UNSUPPORTED or k in vars(self):
+                setattr(self, k, v)
+            else:
+                rest[k] = v
+        return rest
+
+    def to_dict(self):
+        return dict(vars(self))
+
+    def __repr__(self):
+        return f"GenerationConfig {json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)}"
+
+
+def _dtype_name(torch_dtype, load_in_8bit):
+    """torch_dtype (torch.float16, "float16", "auto", ...) as gpt2c's storage dtype."""
+    if load_in_8bit:
+        return "q8"
+    if torch_dtype is None or torch_dtype == "auto":
+        return None  # as stored: f16 and bf16 weights are multiplied in f32, as transformers' f32 upcast
+    name = str(torch_dtype).replace("torch.", "")
+    names = {"float32": "f32", "float": "f32", "float16": "f16", "half": "f16", "bfloat16": "bf16"}
+    if name not in names:
+        raise ValueError(f"torch_dtype {torch_dtype!r} is not one gpt2c stores weights in "
+                         "(float32, float16, bfloat16, or load_in_8bit=True)")
+    return names[name]
+
+
+class _CModel(Handle):
+    _free = staticmethod(lib.gpt2c_model_free)
+    _what = "model"
+
+
+class _CEngine(Handle):
+    _free = staticmethod(lib.gpt2c_engine_free)
+    _what = "engine"
+
+
+class _CGen(Handle):
+    _free = staticmethod(lib.gpt2c_gen_free)
+    _what = "generation"
+
+
+class PreTrainedModel:
+    """A causal language model loaded by gpt2c, with transformers' interface."""
+    main_input_name = "input_ids"
+
+    def __init__(self, folder, name_or_path=None, torch_dtype=None, load_in_8bit=False, n_threads=0, **kwargs):
+        dtype = _dtype_name(torch_dtype, load_in_8bit)
+        params = ModelParams(dtype.encode() if dtype else None, None)
+        m = c_void_p()
+        st = lib.gpt2c_model_load_ex(os.fsencode(folder), ctypes.byref(params), ctypes.byref(m))
+        self._m = _CModel(m.value)
+        if st:
+            msg = text(lib.gpt2c_model_errmsg(m))
+            self._m.close()
+            raise error(st, msg)
+        info = ModelInfo()
+        lib.gpt2c_model_get_info(self._m.ptr, ctypes.byref(info))
+        self._info = info
+        # The info's strings live in the model: copied, so they outlive close().
+        self._strings = {k: text(getattr(info, k)) for k in ("model_type", "weight_dtype", "kernels")}
+        self.name_or_path = name_or_path if name_or_path is not None else folder
+        self._folder = folder
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            self.config = PretrainedConfig(json.load(f))
+        self.config.name_or_path = self.name_or_path
+        for k, v in kwargs.items():  # from_pretrained(..., pad_token_id=...) sets the config, as in transformers
+            if k.startswith("_") or k in ("low_cpu_mem_usage", "device_map", "trust_remote_code", "use_safetensors",
+                                          "offload_folder", "attn_implementation"):
+                continue
+            setattr(self.config, k, v)
+        self.n_threads = int(n_threads)
+        self.generation_config = self._gen_config(DEFAULTS_GENERATE)
+        for k in ("pad_token_id", "eos_token_id", "bos_token_id"):  # the config's ids reach generate()
+            if k in kwargs:
+                setattr(self.generation_config, k, kwargs[k])
+        self._engine = None
+        self._engine_lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, revision=None, cache_dir=None,
+                        local_files_only=False, torch_dtype=None, token=None, use_auth_token=None,
+                        force_download=False, resume_download=None, proxies=None, subfolder="", **kwargs):
+        """Loads a checkpoint folder or a hub name ("gpt2", "org/name"), through the HF cache."""
+        tok = token if isinstance(token, str) else use_auth_token if isinstance(use_auth_token, str) else None
+        if tok:
+            os.environ.setdefault("HF_TOKEN", tok)
+        folder = resolve(pretrained_model_name_or_path, HUB_MODEL, revision, cache_dir, local_files_only)
+        if subfolder:
+            folder = os.path.join(folder, subfolder)
+        model = cls(folder, name_or_path=os.fspath(pretrained_model_name_or_path), torch_dtype=torch_dtype, **kwargs)
+        arch = getattr(cls, "_arch", None)
+        if arch and model.model_type != arch:
+            logger.warning("You are using a model of type %s to instantiate a model of type %s. This is not "
+                           "supported for all configurations of models and can yield errors.", model.model_type, arch)
+        return model
+
+    def _gen_config(self, mode):
+        """The generation defaults of generate() or of the pipeline, from the checkpoint."""
+        p = GenParams()
+        lib.gpt2c_model_gen_defaults(self._m.ptr, mode, ctypes.byref(p))
+        info = self._info
+        gc = GenerationConfig(max_length=p.max_length, do_sample=bool(p.do_sample), temperature=p.temperature,
+                              top_k=p.top_k, top_p=p.top_p, typical_p=p.typical_p,
+                              repetition_penalty=p.repetition_penalty, no_repeat_ngram_size=p.no_repeat_ngram_size,
+                              num_beams=p.num_beams, length_penalty=p.length_penalty,
+                              early_stopping=bool(p.early_stopping), num_return_sequences=p.num_return_sequences,
+                              min_length=p.min_length, use_cache=bool(p.use_cache))
+        if p.max_new_tokens >= 0:
+            gc.max_new_tokens = p.max_new_tokens
+        if p.min_new_tokens > 0:
+            gc.min_new_tokens = p.min_new_tokens
+        eos = p.eos_token_id if p.eos_token_id != -2 else info.eos_token_id
+        gc.eos_token_id = eos if eos >= 0 else None
+        gc.bos_token_id = info.bos_token_id if info.bos_token_id >= 0 else None
+        gc.pad_token_id = info.pad_token_id if info.pad_token_id >= 0 else None
+        return gc
+
+    # ---------------------------------------------------------- properties
+
+    @property
+    def model_type(self):
+        return self._strings["model_type"]
+
+    @property
+    def device(self):
+        if _arrays.torch_loaded():
+            import torch
+            return torch.device("cpu")
+        return "cpu"
+
+    @property
+    def dtype(self):
+        return self._strings["weight_dtype"].lower()
+
+    def close(self):
+        """Frees the model now; later calls raise."""
+        with self._engine_lock:
+            if self._engine:
+                self._engine.close()
+                self._engine = None
+        self._m.close()
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        if mode:
+            raise NotImplementedError("gpt2c's Python package runs models; it does not train them")
+        return self
+
+    def to(self, *args, **kwargs):
+        """The CPU is the only device: to("cpu") returns the model; anything else is refused."""
+        for a in list(args) + list(kwargs.values()):
+            if str(a) not in ("cpu", "-1") and a not in (-1, None):
+                raise ValueError(f"gpt2c runs on the CPU: cannot move the model to {a!r} "
+                                 "(load with torch_dtype= to change the weights' dtype)")
+        return self
+
+    def cpu(self):
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        return self
+
+    def can_generate(self):
+        return True
+
+    def __repr__(self):
+        i = self._info
+        return (f"{type(self).__name__}({self.model_type}: {i.n_layer} layers, n_embd {i.n_embd}, {i.n_head} heads, "
+                f"vocab {i.n_vocab}, context {i.n_ctx}, weights {self._strings['weight_dtype']}, "
+                f"kernels {self._strings['kernels']})")
+
+    # -------------------------------------------------------------- forward
+
+    def __call__(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, past_key_values=None,
+                 token_type_ids=None, position_ids=None, head_mask=None, inputs_embeds=None, use_cache=None,
+                 output_attentions=None, output_hidden_states=None, **kwargs):
+        """model(input_ids).logits: (batch, length, vocab) scores, and the
+        mean next-token cross-entropy as .loss when labels are given."""
+        import numpy as np
+        if kwargs:
+            raise TypeError(f"forward() got unexpected keyword arguments {sorted(kwargs)}")
+        for name, v in (("past_key_values", past_key_values), ("token_type_ids", token_type_ids),
+                        ("position_ids", position_ids), ("head_mask", head_mask), ("inputs_embeds", inputs_embeds)):
+            if v is not None:
+                raise NotImplementedError(f"gpt2c's forward takes input_ids only, not {name}")
+        if output_attentions or output_hidden_states:
+            raise NotImplementedError("gpt2c does not return attentions or hidden states")
+        if input_ids is None:
+            raise ValueError("You have to specify either input_ids or inputs_embeds")
+        kind = _arrays.kind_of(input_ids)
+        flat = _arrays.to_list(input_ids)
+        one_d = isinstance(flat, list) and (not flat or not isinstance(flat[0], list))
+        rows = _arrays.ids_2d(input_ids)
+        if len({len(r) for r in rows}) != 1 or not rows[0]:
+            raise ValueError("input_ids must be a non-empty rectangular batch")
+        if attention_mask is not None and any(v != 1 for r in _arrays.ids_2d(attention_mask, "attention_mask")
+                                              for v in r):
+            raise NotImplementedError("model(...) with padding in attention_mask: gpt2c scores each sequence "
+                                      "alone; pass them one at a time without padding")
+        V = self._info.n_vocab
+        T = len(rows[0])
+        logits = np.empty((len(rows), T, V), dtype=np.float32)
+        with self._m.hold(), self._engine_lock:
+            if self._engine is None:
+                e = c_void_p()
+                st = lib.gpt2c_engine_new(self._m.ptr, 1, self.n_threads, ctypes.byref(e))
+                eng = _CEngine(e.value)
+                if st:
+                    msg = text(lib.gpt2c_engine_errmsg(e))
+                    eng.close()
+                    raise error(st, msg)
+                self._engine = eng
+            for b, r in enumerate(rows):
+                bad = [i for i in r if not 0 <= i < V]
+                if bad:
+                    raise IndexError(f"token id {bad[0]} is outside the vocabulary of {V}")
+                out = logits[b].ctypes.data_as(P(c_float))
+                st = lib.gpt2c_engine_logits(self._engine.ptr, int32_array(r), T, out)
+                check(st, lib.gpt2c_engine_errmsg, self._engine.ptr)
+        loss = None
+        if labels is not None:
+            lab = np.array(_arrays.ids_2d(labels, "labels"), dtype=np.int64)
+            if lab.shape != (len(rows), T):
+                raise ValueError(f"labels must have the shape of input_ids {(len(rows), T)} (got {lab.shape})")
+            # Token t predicts label t + 1; -100 is ignored (CrossEntropyLoss, mean).
+            x = logits[:, :-1, :].astype(np.float64)
+            y = lab[:, 1:]
+            keep = y != -100
+            lse = np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1)) + x.max(-1)
+            picked = np.take_along_axis(x, np.where(keep, y, 0)[..., None], -1)[..., 0]
+            n = keep.sum()
+            loss = np.float32(((lse - picked) * keep).sum() / n) if n else np.float32("nan")
+            if kind == "pt":
+                import torch
+                loss = torch.tensor(loss)
+        if one_d:
+            logits = logits[0]
+        out = CausalLMOutputWithCrossAttentions(loss=loss, logits=_arrays.from_numpy(logits, kind))
+        return out if return_dict is not False else out.to_tuple()
+
+    forward = __call__
+
+    # ------------------------------------------------------------- generate
+
+    def generate(self, inputs=None, generation_config=None, logits_processor=None, stopping_criteria=None,
+                 prefix_allowed_tokens_fn=None, synced_gpus=None, assistant_model=None, streamer=None, **kwargs):
+        """transformers' generate(): greedy, sampling or beam search, with its
+        argument names and defaults; returns the prompt and new tokens, in the
+        kind of array given (torch, numpy or lists)."""
+        if logits_processor or stopping_criteria or prefix_allowed_tokens_fn or assistant_model:
+            raise NotImplementedError("custom logits processors, stopping criteria, prefix_allowed_tokens_fn and "
+                                      "assisted generation are not available in gpt2c")
+        gc = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
+        rest = gc.update(**kwargs)
+        input_ids = inputs if inputs is not None else rest.pop("input_ids", None)
+        attention_mask = rest.pop("attention_mask", None)
+        for ignored in ("token_type_ids", "position_ids"):
+            if rest.get(ignored) is None:
+                rest.pop(ignored, None)
+        if rest:
+            raise ValueError(f"The following `model_kwargs` are not used by the model: {sorted(rest)} (note: typos in "
+                             "the generate arguments will also show up in this list)")
+        for k, default in _UNSUPPORTED.items():
+            if getattr(gc, k, default) not in (default, None) and getattr(gc, k) != default:
+                raise NotImplementedError(f"generate(): {k} is not available in gpt2c")
+        if gc.output_attentions or gc.output_hidden_states:
+            raise NotImplementedError("generate(): gpt2c does not return attentions or hidden states")
+        if gc.max_time is not None:
+            raise NotImplementedError("generate(): max_time is not available in gpt2c")
+        with self._m.hold():
+            return _Generation(self, gc, input_ids, attention_mask, streamer).run()
+
+
+def _one_id(v, name):
+    """eos_token_id and the like: an int, or a list holding one."""
+    if v is None:
+        return None
+    v = _arrays.to_list(v)
+    if isinstance(v, list):
+        if len(v) != 1:
+            raise NotImplementedError(f"{name}: gpt2c takes one id (got {v})")
+        v = v[0]
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(f"{name} must be an integer (got {type(v).__name__})")
+    return v
+
+
+class _Generation:
+    """One generate() call: its prompts, parameters and run."""
+
+    def __init__(self, model, gc, input_ids, attention_mask, streamer):
+        self.model, self.gc, self.streamer = model, gc, streamer
+        info = model._info
+        self.eos = _one_id(gc.eos_token_id, "eos_token_id")
+        self.pad = _one_id(gc.pad_token_id, "pad_token_id")
+        if self.pad is None and self.eos is not None:
+            if attention_mask is None:
+                logger.warning("The attention mask and the pad token id were not set. As a consequence, you may "
+                               "observe unexpected behavior. Please pass your input's `attention_mask` to obtain "
+                               "reliable results.")
+            logger.warning("Setting `pad_token_id` to `eos_token_id`:%d for open-end generation.", self.eos)
+            self.pad = self.eos
+        if input_ids is None:
+            bos = _one_id(gc.bos_token_id, "bos_token_id")
+            if bos is None:
+                bos = info.start_token_id if info.start_token_id >= 0 else None
+            if bos is None:
+                raise ValueError("`bos_token_id` has to be defined when no `input_ids` are provided.")
+            self.kind = "pt" if _arrays.torch_loaded() else "list"
+            self.rows = [[bos]]
+        else:
+            self.kind = _arrays.kind_of(input_ids)
+            self.rows = _arrays.ids_2d(input_ids)
+        if not self.rows or any(len(r) == 0 for r in self.rows):
+            raise ValueError("generate(): input_ids is empty")
+        if attention_mask is not None:
+            masks = _arrays.ids_2d(attention_mask, "attention_mask")
+            if [len(m) for m in masks] != [len(r) for r in self.rows]:
+                raise ValueError("attention_mask must have the shape of input_ids")
+        elif self.pad is not None and self.pad != self.eos and any(self.pad in r for r in self.rows):
+            masks = [[int(t != self.pad) for t in r] for r in self.rows]  # inferred, as transformers does
+        else:
+            masks = [[1] * len(r) for r in self.rows]
+        # Each prompt runs without its padding (left or right): positions
+        # then count from its first real token, as transformers' position_ids
+        # from the attention mask make them.
+        self.prompts = []
+        for b, (r, m) in enumerate(zip(self.rows, masks)):
+            on = [j for j, v in enumerate(m) if v]
+            if not on:
+                raise ValueError(f"generate(): row {b} of attention_mask is all zeros")
+            if on != list(range(on[0], on[-1] + 1)):
+                raise NotImplementedError(f"generate(): row {b} of attention_mask has holes; gpt2c takes left or "
+                                          "right padding")
+            self.prompts.append(r[on[0]:on[-1] + 1])
+
+    def params(self):
+        gc, T = self.gc, max(len(r) for r in self.rows)
+        p = GenParams()
+        lib.gpt2c_gen_params_init(ctypes.byref(p))
+        # Lengths count the padded input, as input_ids.shape[-1] does in transformers.
+        if gc.max_new_tokens is not None:
+            p.max_new_tokens = int(gc.max_new_tokens)
+        else:
+            if gc.max_length is None:
+                raise ValueError("generate(): set max_length or max_new_tokens")
+            p.max_new_tokens = max(0, int(gc.max_length) - T)
+        p.min_length = 0
+        p.min_new_tokens = max(int(gc.min_new_tokens or 0), int(gc.min_length or 0) - T, 0)
+        p.do_sample = int(bool(gc.do_sample))
+        p.temperature = float(gc.temperature if gc.temperature is not None else 1.0)
+        p.top_k = int(gc.top_k or 0)
+        p.top_p = float(gc.top_p if gc.top_p is not None else 1.0)
+        p.typical_p = float(gc.typical_p if gc.typical_p is not None else 1.0)
+        p.repetition_penalty = float(gc.repetition_penalty if gc.repetition_penalty is not None else 1.0)
+        p.no_repeat_ngram_size = int(gc.no_repeat_ngram_size or 0)
+        p.num_beams = int(gc.num_beams or 1)
+        p.length_penalty = float(gc.length_penalty if gc.length_penalty is not None else 1.0)
+        if gc.early_stopping == "never":
+            raise NotImplementedError("generate(): early_stopping='never' is not available in gpt2c")
+        p.early_stopping = int(bool(gc.early_stopping))
+        p.num_return_sequences = int(gc.num_return_sequences or 1)
+        p.use_cache = int(gc.use_cache is not False)
+        p.n_threads = self.model.n_threads
+        p.eos_token_id = self.eos if self.eos is not None else -1
+        seed = _seed.next_seed()
+        if seed is not None:
+            p.has_seed, p.seed = 1, seed
+        keep = []
+        if gc.suppress_tokens:
+            sup = int32_array([int(t) for t in _arrays.to_list(gc.suppress_tokens)])
+            keep.append(sup)
+            p.suppress_tokens, p.n_suppress_tokens = ctypes.cast(sup, P(c_int32)), len(sup)
+        if gc.bad_words_ids:
+            words = [_arrays.ids_1d(w, "bad_words_ids") for w in _arrays.to_list(gc.bad_words_ids)]
+            arrs = [int32_array(w) for w in words]
+            ptrs = (P(c_int32) * len(arrs))(*[ctypes.cast(a, P(c_int32)) for a in arrs])
+            lens = (c_int * len(arrs))(*[len(w) for w in words])
+            keep += [arrs, ptrs, lens]
+            p.bad_words_ids, p.bad_words_lens, p.n_bad_words = ptrs, lens, len(arrs)
+        return p, keep
+
+    def run(self):
+        import numpy as np
+        gc, streamer, model = self.gc, self.streamer, self.model
+        p, keep = self.params()
+        n_prompts = len(self.prompts)
+        if streamer is not None and (n_prompts > 1 or p.num_return_sequences > 1 or p.num_beams > 1):
+            raise ValueError("a streamer takes one sequence: batch size 1, num_return_sequences 1, no beam search")
+        arrays = [int32_array(pr) for pr in self.prompts]
+        ptrs = (P(c_int32) * n_prompts)(*[ctypes.cast(a, P(c_int32)) for a in arrays])
+        lens = (c_int * n_prompts)(*[len(pr) for pr in self.prompts])
+        g = c_void_p()
+        streaming = False
+        st = lib.gpt2c_gen_start(model._m.ptr, ctypes.byref(p), n_prompts, ptrs, lens, ctypes.byref(g))
+        gen = _CGen(g.value)
+        try:
+            check(st, lib.gpt2c_gen_errmsg, gen.ptr)
+            n_seqs = lib.gpt2c_gen_n_seqs(gen.ptr)
+            V = model._info.n_vocab
+            want_scores = bool(gc.output_scores) and p.num_beams == 1
+            if want_scores:
+                check(lib.gpt2c_gen_keep_scores(gen.ptr), lib.gpt2c_gen_errmsg, gen.ptr)
+            steps = []
+            counts = [0] * n_seqs
+            if streamer is not None:
+                streamer.put(_arrays.tensor([self.rows[0]], self.kind))
+                streaming = True
+            while True:
+                st = lib.gpt2c_gen_step(gen.ptr)
+                if st not in (OK, DONE):
+                    check(st, lib.gpt2c_gen_errmsg, gen.ptr)
+                if p.num_beams == 1:
+                    if want_scores:
+                        row = np.full((n_seqs, V), -np.inf, dtype=np.float32)
+                        row[:, self.pad if self.pad is not None else 0] = 0.0
+                    grew = False
+                    for i in range(n_seqs):
+                        n = c_int()
+                        toks = lib.gpt2c_gen_tokens(gen.ptr, i, ctypes.byref(n))
+                        if n.value > counts[i]:
+                            grew = True
+                            if want_scores:
+                                sc = lib.gpt2c_gen_scores(gen.ptr, i)
+                                row[i] = np.ctypeslib.as_array(sc, (V,))
+                            if streamer is not None and i == 0:
+                                streamer.put(_arrays.tensor([toks[counts[i]]], self.kind))
+                            counts[i] = n.value
+                    if want_scores and grew:
+                        steps.append(row)
+                if st == DONE:
+                    break
+            if streamer is not None:
+                streaming = False
+                streamer.end()
+            outs = []
+            for i in range(n_seqs):
+                n = c_int()
+                toks = lib.gpt2c_gen_tokens(gen.ptr, i, ctypes.byref(n))
+                outs.append(self.rows[i // p.num_return_sequences] + toks[:n.value])
+            width = max(len(o) for o in outs)
+            pad = self.pad if self.pad is not None else 0
+            outs = [o + [pad] * (width - len(o)) for o in outs]
+            seq_scores = [lib.gpt2c_gen_score(gen.ptr, i) for i in range(n_seqs)] if p.num_beams > 1 else None
+        finally:
+            gen.close()
+            del keep
+            if streaming:  # an error ends the stream too, so a reader in another thread is not left waiting
+                streamer.end()
+        sequences = _arrays.tensor(outs, self.kind)
+        if not gc.return_dict_in_generate:
+            return sequences
+        fl = "pt" if self.kind == "pt" else "np"
+        scores = tuple(_arrays.from_numpy(s, fl) for s in steps) if want_scores else None
+        if p.num_beams > 1:
+            if gc.output_scores:  # transformers gives both; gpt2c only the final ones
+                warnings.warn("gpt2c keeps no per-step scores in beam search: only sequences_scores are returned")
+            ss = _arrays.from_numpy(np.array(seq_scores, dtype=np.float32), fl) if gc.output_scores else None
+            return BeamSearchDecoderOnlyOutput(sequences=sequences, sequences_scores=ss)
+        cls = SampleDecoderOnlyOutput if p.do_sample else GreedySearchDecoderOnlyOutput
+        return cls(sequences=sequences, scores=scores)
+
+
+def _model_class(name, model_type=None):
+    return type(name, (PreTrainedModel,), {"_arch": model_type, "__doc__": PreTrainedModel.__doc__})
+
+
+GPT2LMHeadModel = _model_class("GPT2LMHeadModel", "gpt2")
+GPTNeoForCausalLM = _model_class("GPTNeoForCausalLM", "gpt_neo")
+OPTForCausalLM = _model_class("OPTForCausalLM", "opt")
+GPTNeoXForCausalLM = _model_class("GPTNeoXForCausalLM", "gpt_neox")
+BloomForCausalLM = _model_class("BloomForCausalLM", "bloom")
+GPTBigCodeForCausalLM = _model_class("GPTBigCodeForCausalLM", "gpt_bigcode")
+CodeGenForCausalLM = _model_class("CodeGenForCausalLM", "codegen")
+
+
+class AutoModelForCausalLM:
+    """Loads whichever architecture config.json's model_type names."""
+
+    def __init__(self):
+        raise EnvironmentError("AutoModelForCausalLM is designed to be instantiated using "
+                               "`AutoModelForCausalLM.from_pretrained(pretrained_model_name_or_path)`.")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        model = PreTrainedModel.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        for c in (GPT2LMHeadModel, GPTNeoForCausalLM, OPTForCausalLM, GPTNeoXForCausalLM, BloomForCausalLM,
+                  GPTBigCodeForCausalLM, CodeGenForCausalLM):
+            if c._arch == model.model_type:
+                model.__class__ = c
+        return model
+
+
+AutoModelWithLMHead = AutoModelForCausalLM
