@@ -29,14 +29,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
-TORCH_CHILD = r'''
+# The PyTorch side's model, shared with python_bench.py: argv[1] the tools folder, argv[2] the
+# checkpoint, argv[3] the threads; defines forward(ids, pos0, cache) -> the last position's
+# logits, and `ready`, the seconds from start to loaded.
+TORCH_MODEL = r'''
 import json, math, os, sys, time
 t0 = time.monotonic()
 import numpy as np
 import torch
 sys.path.insert(0, sys.argv[1])
 import safetensors_np
-folder, threads, n_prompt, n_new = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+folder, threads = sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(threads)
 cfg = json.load(open(os.path.join(folder, "config.json")))
 L, C, H = cfg["n_layer"], cfg["n_embd"], cfg["n_head"]
@@ -61,6 +64,10 @@ def forward(ids, pos0, cache):
         x = x + a.transpose(0, 1).reshape(n, C) @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
         x = x + gelu(ln(x, p + "ln_2") @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"]) @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
     return ln(x[-1:], "ln_f") @ head.T
+'''
+
+TORCH_CHILD = TORCH_MODEL + r'''
+n_prompt, n_new = int(sys.argv[4]), int(sys.argv[5])
 with torch.no_grad():
     ids = [(1 + 7919 * i) % (cfg["vocab_size"] - 1) for i in range(n_prompt)]
     cache = {}
