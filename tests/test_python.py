@@ -171,6 +171,9 @@ check(enc["input_ids"][0][:12 - n0] == [50256] * (12 - n0) and enc["attention_ma
       len(enc["input_ids"][1]) == 12 and enc["input_ids"][1] == tok.encode(texts[1])[:12],
       "padding='max_length' on the left, truncation to max_length")
 check(tok(texts[1], max_length=3)["input_ids"] == tok.encode(texts[1])[:3], "max_length alone truncates")
+padded = tok.pad([{"input_ids": [1, 2]}, {"input_ids": [3]}], return_tensors="np")
+check(padded["input_ids"].tolist() == [[1, 2], [50256, 3]] and padded["attention_mask"].tolist() == [[1, 1], [0, 1]],
+      "pad() a list of encodings, on the left")
 one = tok(PROMPT, return_tensors="np")
 check(one["input_ids"].shape == (1, 8) and tok(PROMPT)["input_ids"] == one["input_ids"][0].tolist() and
       set(one.keys()) == {"input_ids", "attention_mask"}, "one text: lists, or (1, n) tensors with return_tensors")

@@ -254,12 +254,14 @@ class Hub(Handle):
     _free = staticmethod(lib.gpt2c_hub_free)
     _what = "hub client"
 
-    def __init__(self, cache_dir=None, offline=False):
+    def __init__(self, cache_dir=None, offline=False, token=None):
         env = {}
         if cache_dir:
             env["HF_HUB_CACHE"] = os.fspath(cache_dir)
         if offline:
             env["HF_HUB_OFFLINE"] = "1"
+        if token:
+            env["HF_TOKEN"] = token
         # The hub client reads its settings from the environment when made.
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
@@ -282,16 +284,28 @@ class Hub(Handle):
         return take_string(out.value).decode()
 
 
-def resolve(name_or_path, what, revision=None, cache_dir=None, local_files_only=False):
-    """A folder for a hub name or a folder (as from_pretrained takes them)."""
+# from_pretrained's arguments about where the files come from; those gpt2c has no use for
+# (downloads resume and are verified anyway, there is no remote code) are accepted and ignored.
+HUB_ARGS = ("revision", "cache_dir", "local_files_only", "token", "use_auth_token", "subfolder", "force_download",
+            "resume_download", "proxies", "trust_remote_code", "mirror", "_commit_hash")
+
+
+def pop_hub_args(kwargs):
+    return {k: kwargs.pop(k) for k in HUB_ARGS if k in kwargs}
+
+
+def resolve(name_or_path, what, revision=None, cache_dir=None, local_files_only=False, token=None,
+            use_auth_token=None, subfolder="", **ignored):
+    """A folder for a hub name or a folder, as from_pretrained takes them."""
     path = os.fspath(name_or_path)
     if not isinstance(path, str):
         raise TypeError(f"a model name or folder must be a string or a path, not {type(name_or_path).__name__}")
-    if os.path.isdir(path) or os.path.isfile(path):
-        return path
-    spec = path + (f"@{revision}" if revision and "@" not in path else "")
-    hub = Hub(cache_dir, local_files_only)
-    try:
-        return hub.resolve(spec, what)
-    finally:
-        hub.close()
+    if not (os.path.isdir(path) or os.path.isfile(path)):
+        spec = path + (f"@{revision}" if revision and "@" not in path else "")
+        token = token if isinstance(token, str) else use_auth_token if isinstance(use_auth_token, str) else None
+        hub = Hub(cache_dir, local_files_only, token)
+        try:
+            path = hub.resolve(spec, what)
+        finally:
+            hub.close()
+    return os.path.join(path, subfolder) if subfolder else path

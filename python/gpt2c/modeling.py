@@ -17,7 +17,7 @@ import warnings
 
 from . import _arrays, _seed
 from ._lib import (DEFAULTS_GENERATE, DONE, GenParams, HUB_MODEL, Handle, ModelInfo, ModelParams, OK, P, c_float,
-                   c_int, c_int32, c_void_p, check, error, int32_array, lib, resolve, text)
+                   c_int, c_int32, c_void_p, check, error, int32_array, lib, pop_hub_args, resolve, text)
 
 logger = logging.getLogger("gpt2c")
 
@@ -191,17 +191,10 @@ class PreTrainedModel:
         self._engine_lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, revision=None, cache_dir=None,
-                        local_files_only=False, torch_dtype=None, token=None, use_auth_token=None,
-                        force_download=False, resume_download=None, proxies=None, subfolder="", **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """Loads a checkpoint folder or a hub name ("gpt2", "org/name"), through the HF cache."""
-        tok = token if isinstance(token, str) else use_auth_token if isinstance(use_auth_token, str) else None
-        if tok:
-            os.environ.setdefault("HF_TOKEN", tok)
-        folder = resolve(pretrained_model_name_or_path, HUB_MODEL, revision, cache_dir, local_files_only)
-        if subfolder:
-            folder = os.path.join(folder, subfolder)
-        model = cls(folder, name_or_path=os.fspath(pretrained_model_name_or_path), torch_dtype=torch_dtype, **kwargs)
+        folder = resolve(pretrained_model_name_or_path, HUB_MODEL, **pop_hub_args(kwargs))
+        model = cls(folder, name_or_path=os.fspath(pretrained_model_name_or_path), **kwargs)
         arch = getattr(cls, "_arch", None)
         if arch and model.model_type != arch:
             logger.warning("You are using a model of type %s to instantiate a model of type %s. This is not "

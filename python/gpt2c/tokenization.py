@@ -13,7 +13,7 @@ import os
 
 from . import _arrays
 from ._lib import (DECODE_NO_CLEANUP, DECODE_SKIP_SPECIAL, DECODE_SKIP_UNKNOWN, HUB_TOKENIZER, Handle, c_int,
-                   c_size_t, c_void_p, check, int32_array, lib, resolve, take_string, P, c_int32)
+                   c_size_t, c_void_p, check, int32_array, lib, pop_hub_args, resolve, take_string, P, c_int32)
 
 VERY_LARGE_INTEGER = int(1e30)  # transformers' model_max_length when a tokenizer names none
 LARGE_INTEGER = int(1e20)  # above it, a model_max_length means "no maximum"
@@ -124,18 +124,9 @@ class PreTrainedTokenizer:
     # ------------------------------------------------------------ loading
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *inputs, revision=None, cache_dir=None,
-                        local_files_only=False, use_fast=True, trust_remote_code=None, token=None,
-                        use_auth_token=None, force_download=False, resume_download=None, proxies=None,
-                        subfolder="", **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *inputs, use_fast=True, **kwargs):
         """Loads from a folder or a hub name ("gpt2", "org/name"), through the HF cache."""
-        if token or use_auth_token:
-            tok = token if isinstance(token, str) else use_auth_token if isinstance(use_auth_token, str) else None
-            if tok:
-                os.environ.setdefault("HF_TOKEN", tok)
-        folder = resolve(pretrained_model_name_or_path, HUB_TOKENIZER, revision, cache_dir, local_files_only)
-        if subfolder:
-            folder = os.path.join(folder, subfolder)
+        folder = resolve(pretrained_model_name_or_path, HUB_TOKENIZER, **pop_hub_args(kwargs))
         return cls(folder, name_or_path=os.fspath(pretrained_model_name_or_path), **kwargs)
 
     def close(self):
@@ -263,6 +254,21 @@ class PreTrainedTokenizer:
                              f"a multiple of pad_to_multiple_of ({pad_to_multiple_of}).")
         return padding, truncation, max_length
 
+    def _pad_rows(self, rows, masks, padding, max_length, pad_to_multiple_of):
+        """Pads rows (and their masks) in place, on padding_side, to the longest or to max_length."""
+        if padding == "do_not_pad":
+            return
+        target = max(len(r) for r in rows) if padding == "longest" else max_length
+        if pad_to_multiple_of and target % pad_to_multiple_of:
+            target += pad_to_multiple_of - target % pad_to_multiple_of
+        pad = self.pad_token_id
+        for i, r in enumerate(rows):
+            k = target - len(r)
+            if k > 0 and self.padding_side == "left":
+                rows[i], masks[i] = [pad] * k + r, [0] * k + masks[i]
+            elif k > 0:
+                rows[i], masks[i] = r + [pad] * k, masks[i] + [0] * k
+
     def __call__(self, text=None, text_pair=None, text_target=None, add_special_tokens=True, padding=False,
                  truncation=None, max_length=None, stride=0, is_split_into_words=False, pad_to_multiple_of=None,
                  return_tensors=None, return_token_type_ids=None, return_attention_mask=None,
@@ -282,18 +288,7 @@ class PreTrainedTokenizer:
             rows = [r[:max_length] if self.truncation_side == "right" else r[max(0, len(r) - max_length):]
                     for r in rows]
         masks = [[1] * len(r) for r in rows]
-        if padding != "do_not_pad":
-            target = max(len(r) for r in rows) if padding == "longest" else max_length
-            if pad_to_multiple_of and target % pad_to_multiple_of:
-                target += pad_to_multiple_of - target % pad_to_multiple_of
-            pad = self.pad_token_id
-            for i, r in enumerate(rows):
-                k = target - len(r)
-                if k > 0:
-                    if self.padding_side == "left":
-                        rows[i], masks[i] = [pad] * k + r, [0] * k + masks[i]
-                    else:
-                        rows[i], masks[i] = r + [pad] * k, masks[i] + [0] * k
+        self._pad_rows(rows, masks, padding, max_length, pad_to_multiple_of)
         if return_tensors is not None and len({len(r) for r in rows}) > 1:
             raise ValueError("Unable to create tensor, you should probably activate truncation and/or padding with "
                              "'padding=True' 'truncation=True' to have batched tensors with the same length.")
@@ -339,17 +334,7 @@ class PreTrainedTokenizer:
         masks = _arrays.to_list(encoded_inputs.get("attention_mask")) or None
         masks = (masks if batched else [masks]) if masks else [[1] * len(r) for r in rows]
         padding, _, max_length = self._lengths(padding, False, max_length, pad_to_multiple_of)
-        if padding != "do_not_pad":
-            target = max(len(r) for r in rows) if padding == "longest" else max_length
-            if pad_to_multiple_of and target % pad_to_multiple_of:
-                target += pad_to_multiple_of - target % pad_to_multiple_of
-            for i, r in enumerate(rows):
-                k = target - len(r)
-                if k > 0:
-                    if self.padding_side == "left":
-                        rows[i], masks[i] = [self.pad_token_id] * k + r, [0] * k + masks[i]
-                    else:
-                        rows[i], masks[i] = r + [self.pad_token_id] * k, masks[i] + [0] * k
+        self._pad_rows(rows, masks, padding, max_length, pad_to_multiple_of)
         out = BatchEncoding()
         conv = (lambda v: _arrays.tensor(v, return_tensors)) if return_tensors else (lambda v: v if batched else v[0])
         out["input_ids"] = conv(rows)
@@ -447,9 +432,8 @@ class AutoTokenizer:
                                "`AutoTokenizer.from_pretrained(pretrained_model_name_or_path)`.")
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *inputs, use_fast=True, revision=None, cache_dir=None,
-                        local_files_only=False, **kwargs):
-        folder = resolve(pretrained_model_name_or_path, HUB_TOKENIZER, revision, cache_dir, local_files_only)
+    def from_pretrained(cls, pretrained_model_name_or_path, *inputs, use_fast=True, **kwargs):
+        folder = resolve(pretrained_model_name_or_path, HUB_TOKENIZER, **pop_hub_args(kwargs))
         name = _read_json(folder, "tokenizer_config.json").get("tokenizer_class")
         if name not in _CLASSES:
             mt = _read_json(folder, "config.json").get("model_type")
