@@ -534,6 +534,24 @@ static void test_engine_equals_alone(void **state) {
         assert_ids_equal(top_ids + (5 + j) * 3, 3, ids, 3, "scored top ids");
         assert_true(top_lps[(5 + j) * 3] == lps[0]);
     }
+    /* The logits of every position: their log-softmax at the next token is its score. */
+    gpt2c_model_info info;
+    gpt2c_model_get_info(m, &info);
+    float *logits = malloc((size_t)(5 + n0) * (size_t)info.n_vocab * sizeof(float));
+    assert_non_null(logits);
+    assert_int_equal(gpt2c_engine_logits(e, seq, 5 + n0, logits), GPT2C_OK);
+    for (int j = 0; j + 1 < 5 + n0; j++) {
+        const float *row = logits + (size_t)j * info.n_vocab;
+        double mx = row[0], sum = 0;
+        for (int v = 1; v < info.n_vocab; v++) mx = row[v] > mx ? row[v] : mx;
+        for (int v = 0; v < info.n_vocab; v++) sum += exp(row[v] - mx);
+        assert_true(fabs(row[seq[j + 1]] - mx - log(sum) - chosen[j + 1]) < 1e-5);
+    }
+    int32_t bad_id[2] = {1, info.n_vocab};
+    assert_int_equal(gpt2c_engine_logits(e, seq, 0, logits), GPT2C_ERR_CONTEXT);
+    assert_int_equal(gpt2c_engine_logits(e, bad_id, 2, logits), GPT2C_ERR_INVALID);
+    assert_non_null(strstr(gpt2c_engine_errmsg(e), "outside the vocabulary"));
+    free(logits);
     for (int i = 0; i < 4; i++) gpt2c_gen_free(cases[i].alone);
     assert_int_equal(gpt2c_engine_free_slots(e), 8);
     gpt2c_engine_free(e);
