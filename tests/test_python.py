@@ -292,6 +292,27 @@ m2.close()
 check(raises(ValueError, m2.generate, [tiny_ids], contains="closed") and raises(ValueError, m2, [tiny_ids]),
       "a closed model raises instead of crashing")
 
+# The classic loop feeding past_key_values back gives generate()'s tokens.
+cur, past, loop = [tiny_ids], None, []
+for _ in range(5):
+    o = model(cur, past_key_values=past, use_cache=True)
+    past = o.past_key_values
+    loop.append(int(o.logits[0, -1].argmax()))
+    cur = [[loop[-1]]]
+check(loop == list(model.generate([tiny_ids], max_new_tokens=5, pad_token_id=50256)[0][len(tiny_ids):]),
+      "model(..., past_key_values=...) in a loop: generate()'s tokens")
+check(model.config.pad_token_id is None and model.config.n_layer == 2 and model.config.max_length == 20 and
+      model.generation_config.eos_token_id == 50256, "model.config: the file's fields and transformers' defaults")
+boolmask = np.ones((1, len(tiny_ids)), dtype=bool)
+check(model.generate(np.array([tiny_ids]), attention_mask=boolmask, token_type_ids=np.zeros((1, len(tiny_ids)), dtype=int),
+                     max_new_tokens=2, pad_token_id=50256).shape == (1, len(tiny_ids) + 2),
+      "a bool attention_mask and all-zero token_type_ids are taken")
+tok.pad_token_id = 50256
+check(tok.pad_token == "<|endoftext|>" and tok("world", add_prefix_space=True)["input_ids"] == tok(" world")["input_ids"]
+      and tok.convert_ids_to_tokens(50256, skip_special_tokens=True) == "<|endoftext|>" and
+      raises(ValueError, tok.decode, [15496, -100], contains="-100"),
+      "pad_token_id setter, add_prefix_space, one id with skip_special_tokens, decode of -100")
+
 # Streaming: the streamer's pieces add up to the decoded new text.
 streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
 holder = {}
@@ -309,6 +330,27 @@ check(buf.getvalue() == tok.decode(model.generate([tiny_ids], max_new_tokens=6, 
       "TextStreamer prints prompt and new text, then a newline")
 check(raises(ValueError, model.generate, [tiny_ids, tiny_ids], streamer=TextStreamer(tok)),
       "a streamer with a batch: refused")
+# A generation that fails ends its stream: the reader in another thread is not left waiting.
+streamer = TextIteratorStreamer(tok, timeout=30)
+th = threading.Thread(target=lambda: holder.update(err=raises(ValueError, model.generate, [[1] * 1100], streamer=streamer)))
+th.start()
+pieces = list(streamer)
+th.join()
+check(holder["err"] and pieces == [""], "a failed generate() ends its stream")
+
+
+class Closer(TextStreamer):
+    """Closes the model from inside the generation it is streaming."""
+
+    def on_finalized_text(self, text, stream_end=False):
+        self.tokenizer.closing_model.close()
+
+
+m3 = GPT2LMHeadModel.from_pretrained(TINY)
+tok.closing_model = m3
+got3 = m3.generate([tiny_ids], max_new_tokens=3, streamer=Closer(tok), pad_token_id=50256)
+check(len(got3[0]) == len(tiny_ids) + 3 and raises(ValueError, m3.generate, [tiny_ids], contains="closed"),
+      "close() from a streamer's callback: the generation ends, then the model is gone")
 
 # The GIL is released while the engine runs: another thread counts meanwhile.
 big = AutoModelForCausalLM.from_pretrained(os.path.join(REF, "gpt2-f32"))
@@ -361,6 +403,10 @@ try:
           "pipeline('text-generation', model='gpt2') after set_seed(42): the CLI's --pipeline text for seed 42")
     check(generator(PROMPT, max_new_tokens=4, do_sample=False, return_full_text=False)[0]["generated_text"] ==
           tok.decode(model.generate([tiny_ids[:8]], max_new_tokens=4)[0][8:]), "return_full_text=False: the new text only")
+    fixed = pipeline("text-generation", model="gpt2", max_new_tokens=3, do_sample=False)
+    check(fixed(PROMPT, batch_size=2)[0]["generated_text"] == tok.decode(model.generate([tiny_ids[:8]], max_new_tokens=3)[0])
+          and len(fixed(PROMPT, max_new_tokens=1)[0]["generated_text"]) < len(fixed(PROMPT)[0]["generated_text"]),
+          "pipeline(..., max_new_tokens=3, do_sample=False): every call's defaults, a call's own win")
     many = generator(["One", "Two"], max_new_tokens=3, num_return_sequences=2)
     check(len(many) == 2 and all(len(x) == 2 and x[0]["generated_text"].startswith(p) for x, p in zip(many, ["One", "Two"])),
           "a list of prompts: a list of lists")

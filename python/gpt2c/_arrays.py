@@ -48,6 +48,17 @@ def ids_2d(x, what="input_ids"):
     return x
 
 
+def mask_2d(x, what="attention_mask"):
+    """An attention mask's rows as 0/1 ints: from ints, bools or floats (as transformers takes them)."""
+    x = to_list(x)
+    if isinstance(x, list) and x and not isinstance(x[0], list):
+        x = [x]
+    if not isinstance(x, list) or not all(isinstance(r, list) and all(isinstance(v, (int, float)) for v in r)
+                                          for r in x):
+        raise TypeError(f"{what}: expected a batch of 0/1 values (a 2-D list, array or tensor)")
+    return [[1 if v else 0 for v in r] for r in x]
+
+
 def tensor(rows, kind, dtype="int64"):
     """rows (nested lists) as kind: 'pt' (torch), 'np' (numpy) or 'list'."""
     if kind == "pt":

@@ -125,7 +125,7 @@ class ModelInfo(ctypes.Structure):
 
 DECODE_SKIP_SPECIAL, DECODE_NO_CLEANUP, DECODE_SKIP_UNKNOWN = 1, 2, 4
 HUB_TOKENIZER, HUB_MODEL = 1, 2
-DEFAULTS_GENERATE, DEFAULTS_PIPELINE = 0, 1
+DEFAULTS_GENERATE = 0
 FINISH_NONE, FINISH_LENGTH, FINISH_EOS, FINISH_STOP = range(4)
 
 _DECLS = {
@@ -184,7 +184,9 @@ def text(ptr):
 def check(status, errmsg, handle):
     """Raises the exception for status (a gpt2c_status) with the handle's message."""
     if status not in (OK, DONE):
-        msg = text(errmsg(handle)) or text(lib.gpt2c_status_string(status))
+        msg = text(errmsg(handle))
+        if not msg or msg == "no error":  # a call that sets no message of its own
+            msg = text(lib.gpt2c_status_string(status))
         raise error(status, msg)
 
 
@@ -205,15 +207,17 @@ def take_string(ptr, n=None):
 
 class Handle:
     """An owned C handle: freed once, by close() or when collected; using it
-    after that raises instead of crashing, and close() waits for the calls
-    that hold it (another thread's generate()) to end first."""
+    after that raises instead of crashing. A close() while calls hold it
+    (another thread's generate(), or a streamer's callback inside one) frees
+    it when the last of them ends."""
     _free = None
     _what = "object"
 
     def __init__(self, ptr):
         self._ptr = ptr
-        self._cond = threading.Condition()
+        self._cond = threading.Lock()
         self._users = 0
+        self._pending = None
 
     @property
     def ptr(self):
@@ -233,13 +237,17 @@ class Handle:
         finally:
             with self._cond:
                 self._users -= 1
-                self._cond.notify_all()
+                last = self._users == 0 and self._ptr is None and self._pending
+                if last:
+                    self._pending = None
+            if last:
+                type(self)._free(p)
 
     def close(self):
         with self._cond:
             p, self._ptr = self._ptr, None
-            while self._users:
-                self._cond.wait()
+            if p and self._users:
+                self._pending, p = p, None  # the last hold frees it
         if p:
             type(self)._free(p)
 
@@ -248,6 +256,9 @@ class Handle:
             self.close()
         except Exception:
             pass
+
+
+_env_lock = threading.Lock()
 
 
 class Hub(Handle):
@@ -262,18 +273,20 @@ class Hub(Handle):
             env["HF_HUB_OFFLINE"] = "1"
         if token:
             env["HF_TOKEN"] = token
-        # The hub client reads its settings from the environment when made.
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            h = c_void_p()
-            st = lib.gpt2c_hub_new(ctypes.byref(h))
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        # The hub client reads its settings from the environment when made:
+        # these are set around that, one hub at a time.
+        with _env_lock:
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                h = c_void_p()
+                st = lib.gpt2c_hub_new(ctypes.byref(h))
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
         super().__init__(h.value)
         check(st, lib.gpt2c_hub_errmsg, h)
 

@@ -47,6 +47,18 @@ class CausalLMOutputWithCrossAttentions(ModelOutput):
                          attentions=attentions, cross_attentions=cross_attentions)
 
 
+class PastIds:
+    """What model() returns as past_key_values: not keys and values but the
+    ids run so far, which a later call given it runs again in front of its
+    own input (the same logits as a cache, recomputed)."""
+
+    def __init__(self, rows):
+        self.rows = [list(r) for r in rows]
+
+    def __len__(self):
+        return len(self.rows)
+
+
 class GreedySearchDecoderOnlyOutput(ModelOutput):
     def __init__(self, sequences=None, scores=None, attentions=None, hidden_states=None):
         super().__init__(sequences=sequences, scores=scores, attentions=attentions, hidden_states=hidden_states)
@@ -64,11 +76,21 @@ class BeamSearchDecoderOnlyOutput(ModelOutput):
 
 
 class PretrainedConfig:
-    """config.json as attributes (model.config.n_positions, ...)."""
+    """config.json as attributes (model.config.n_positions, ...), with
+    transformers' PretrainedConfig defaults for what the file leaves out."""
+    DEFAULTS = {"pad_token_id": None, "bos_token_id": None, "eos_token_id": None, "max_length": 20,
+                "min_length": 0, "is_encoder_decoder": False, "use_return_dict": True, "return_dict": True,
+                "output_hidden_states": False, "output_attentions": False, "use_cache": True,
+                "task_specific_params": None, "prefix": None, "tie_word_embeddings": True}
 
     def __init__(self, d=None, **kwargs):
         for k, v in dict(d or {}, **kwargs).items():
             setattr(self, k, v)
+
+    def __getattr__(self, name):
+        if name in PretrainedConfig.DEFAULTS:
+            return PretrainedConfig.DEFAULTS[name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def to_dict(self):
         return dict(vars(self))
@@ -183,7 +205,7 @@ class PreTrainedModel:
                 continue
             setattr(self.config, k, v)
         self.n_threads = int(n_threads)
-        self.generation_config = self._gen_config(DEFAULTS_GENERATE)
+        self.generation_config = self._gen_config()
         for k in ("pad_token_id", "eos_token_id", "bos_token_id"):  # the config's ids reach generate()
             if k in kwargs:
                 setattr(self.generation_config, k, kwargs[k])
@@ -201,10 +223,11 @@ class PreTrainedModel:
                            "supported for all configurations of models and can yield errors.", model.model_type, arch)
         return model
 
-    def _gen_config(self, mode):
-        """The generation defaults of generate() or of the pipeline, from the checkpoint."""
+    def _gen_config(self):
+        """generate()'s defaults for this checkpoint (transformers' own, then generation_config.json)."""
         p = GenParams()
-        lib.gpt2c_model_gen_defaults(self._m.ptr, mode, ctypes.byref(p))
+        with self._m.hold() as m:
+            lib.gpt2c_model_gen_defaults(m, DEFAULTS_GENERATE, ctypes.byref(p))
         info = self._info
         gc = GenerationConfig(max_length=p.max_length, do_sample=bool(p.do_sample), temperature=p.temperature,
                               top_k=p.top_k, top_p=p.top_p, typical_p=p.typical_p,
@@ -288,10 +311,13 @@ class PreTrainedModel:
         import numpy as np
         if kwargs:
             raise TypeError(f"forward() got unexpected keyword arguments {sorted(kwargs)}")
-        for name, v in (("past_key_values", past_key_values), ("token_type_ids", token_type_ids),
-                        ("position_ids", position_ids), ("head_mask", head_mask), ("inputs_embeds", inputs_embeds)):
+        if token_type_ids is not None and any(v for r in _arrays.ids_2d(token_type_ids, "token_type_ids") for v in r):
+            raise NotImplementedError("gpt2c's forward takes no token_type_ids (all zeros are accepted)")
+        for name, v in (("position_ids", position_ids), ("head_mask", head_mask), ("inputs_embeds", inputs_embeds)):
             if v is not None:
                 raise NotImplementedError(f"gpt2c's forward takes input_ids only, not {name}")
+        if past_key_values is not None and not isinstance(past_key_values, PastIds):
+            raise NotImplementedError("past_key_values: gpt2c takes back only the ones its own model() returned")
         if output_attentions or output_hidden_states:
             raise NotImplementedError("gpt2c does not return attentions or hidden states")
         if input_ids is None:
@@ -302,12 +328,17 @@ class PreTrainedModel:
         rows = _arrays.ids_2d(input_ids)
         if len({len(r) for r in rows}) != 1 or not rows[0]:
             raise ValueError("input_ids must be a non-empty rectangular batch")
-        if attention_mask is not None and any(v != 1 for r in _arrays.ids_2d(attention_mask, "attention_mask")
-                                              for v in r):
+        n_past = 0
+        if past_key_values is not None:
+            if len(past_key_values.rows) != len(rows):
+                raise ValueError("past_key_values holds another batch size than input_ids")
+            n_past = len(past_key_values.rows[0])
+            rows = [p + r for p, r in zip(past_key_values.rows, rows)]
+        if attention_mask is not None and any(v != 1 for r in _arrays.mask_2d(attention_mask) for v in r):
             raise NotImplementedError("model(...) with padding in attention_mask: gpt2c scores each sequence "
                                       "alone; pass them one at a time without padding")
         V = self._info.n_vocab
-        T = len(rows[0])
+        T = len(rows[0])  # past included
         logits = np.empty((len(rows), T, V), dtype=np.float32)
         with self._m.hold(), self._engine_lock:
             if self._engine is None:
@@ -328,6 +359,8 @@ class PreTrainedModel:
                 check(st, lib.gpt2c_engine_errmsg, self._engine.ptr)
         loss = None
         if labels is not None:
+            if n_past:
+                raise NotImplementedError("labels with past_key_values: pass the whole sequence")
             lab = np.array(_arrays.ids_2d(labels, "labels"), dtype=np.int64)
             if lab.shape != (len(rows), T):
                 raise ValueError(f"labels must have the shape of input_ids {(len(rows), T)} (got {lab.shape})")
@@ -342,9 +375,15 @@ class PreTrainedModel:
             if kind == "pt":
                 import torch
                 loss = torch.tensor(loss)
+        if n_past:
+            logits = logits[:, n_past:]
         if one_d:
             logits = logits[0]
-        out = CausalLMOutputWithCrossAttentions(loss=loss, logits=_arrays.from_numpy(logits, kind))
+        # The cache a caller hands back (the classic loop feeding past_key_values):
+        # the ids so far, which the next call runs again in front of its own.
+        past = PastIds(rows) if use_cache is not False and self.config.use_cache else None
+        out = CausalLMOutputWithCrossAttentions(loss=loss, logits=_arrays.from_numpy(logits, kind),
+                                                past_key_values=past)
         return out if return_dict is not False else out.to_tuple()
 
     forward = __call__
@@ -363,9 +402,11 @@ class PreTrainedModel:
         rest = gc.update(**kwargs)
         input_ids = inputs if inputs is not None else rest.pop("input_ids", None)
         attention_mask = rest.pop("attention_mask", None)
-        for ignored in ("token_type_ids", "position_ids"):
-            if rest.get(ignored) is None:
-                rest.pop(ignored, None)
+        if rest.get("position_ids") is None:
+            rest.pop("position_ids", None)
+        tt = rest.get("token_type_ids")
+        if tt is None or not any(v for r in _arrays.ids_2d(tt, "token_type_ids") for v in r):
+            rest.pop("token_type_ids", None)  # GPT-2 takes all-zero token types: they change nothing
         if rest:
             raise ValueError(f"The following `model_kwargs` are not used by the model: {sorted(rest)} (note: typos in "
                              "the generate arguments will also show up in this list)")
@@ -376,8 +417,22 @@ class PreTrainedModel:
             raise NotImplementedError("generate(): gpt2c does not return attentions or hidden states")
         if gc.max_time is not None:
             raise NotImplementedError("generate(): max_time is not available in gpt2c")
-        with self._m.hold():
-            return _Generation(self, gc, input_ids, attention_mask, streamer).run()
+        if generation_config is None:
+            # The config's ids, when the generation config has none (transformers
+            # rebuilds the generation config from an edited model.config).
+            for k in ("pad_token_id", "eos_token_id", "bos_token_id"):
+                if getattr(gc, k) is None and getattr(self.config, k) is not None and k not in kwargs:
+                    setattr(gc, k, getattr(self.config, k))
+        run = None
+        try:
+            with self._m.hold():
+                run = _Generation(self, gc, input_ids, attention_mask, streamer)
+                return run.run()
+        except BaseException:
+            # An error ends the stream too, so that a reader in another thread is not left waiting.
+            if streamer is not None and not (run and run.stream_ended):
+                streamer.end()
+            raise
 
 
 def _one_id(v, name):
@@ -399,6 +454,7 @@ class _Generation:
 
     def __init__(self, model, gc, input_ids, attention_mask, streamer):
         self.model, self.gc, self.streamer = model, gc, streamer
+        self.stream_ended = False
         info = model._info
         self.eos = _one_id(gc.eos_token_id, "eos_token_id")
         self.pad = _one_id(gc.pad_token_id, "pad_token_id")
@@ -423,7 +479,7 @@ class _Generation:
         if not self.rows or any(len(r) == 0 for r in self.rows):
             raise ValueError("generate(): input_ids is empty")
         if attention_mask is not None:
-            masks = _arrays.ids_2d(attention_mask, "attention_mask")
+            masks = _arrays.mask_2d(attention_mask)
             if [len(m) for m in masks] != [len(r) for r in self.rows]:
                 raise ValueError("attention_mask must have the shape of input_ids")
         elif self.pad is not None and self.pad != self.eos and any(self.pad in r for r in self.rows):
@@ -433,6 +489,11 @@ class _Generation:
         # Each prompt runs without its padding (left or right): positions
         # then count from its first real token, as transformers' position_ids
         # from the attention mask make them.
+        if any(m[-1] == 0 for m in masks):
+            logger.warning("A decoder-only architecture is being used, but right-padding was detected! For correct "
+                           "generation results, please set `padding_side='left'` when initializing the tokenizer. "
+                           "(gpt2c continues each row from its last real token, and the new tokens follow the "
+                           "padding in the output.)")
         self.prompts = []
         for b, (r, m) in enumerate(zip(self.rows, masks)):
             on = [j for j, v in enumerate(m) if v]
@@ -472,7 +533,7 @@ class _Generation:
         p.use_cache = int(gc.use_cache is not False)
         p.n_threads = self.model.n_threads
         p.eos_token_id = self.eos if self.eos is not None else -1
-        seed = _seed.next_seed()
+        seed = _seed.next_seed() if p.do_sample else None  # greedy and beam search draw nothing
         if seed is not None:
             p.has_seed, p.seed = 1, seed
         keep = []
@@ -500,7 +561,6 @@ class _Generation:
         ptrs = (P(c_int32) * n_prompts)(*[ctypes.cast(a, P(c_int32)) for a in arrays])
         lens = (c_int * n_prompts)(*[len(pr) for pr in self.prompts])
         g = c_void_p()
-        streaming = False
         st = lib.gpt2c_gen_start(model._m.ptr, ctypes.byref(p), n_prompts, ptrs, lens, ctypes.byref(g))
         gen = _CGen(g.value)
         try:
@@ -514,7 +574,6 @@ class _Generation:
             counts = [0] * n_seqs
             if streamer is not None:
                 streamer.put(_arrays.tensor([self.rows[0]], self.kind))
-                streaming = True
             while True:
                 st = lib.gpt2c_gen_step(gen.ptr)
                 if st not in (OK, DONE):
@@ -540,7 +599,7 @@ class _Generation:
                 if st == DONE:
                     break
             if streamer is not None:
-                streaming = False
+                self.stream_ended = True
                 streamer.end()
             outs = []
             for i in range(n_seqs):
@@ -554,8 +613,6 @@ class _Generation:
         finally:
             gen.close()
             del keep
-            if streaming:  # an error ends the stream too, so a reader in another thread is not left waiting
-                streamer.end()
         sequences = _arrays.tensor(outs, self.kind)
         if not gc.return_dict_in_generate:
             return sequences

@@ -2,11 +2,10 @@
 TextGenerationPipeline over gpt2c's model and tokenizer, with its defaults
 (the checkpoint's task_specific_params: gpt2 samples, max_length 50), its
 arguments and its output shapes."""
+import copy
 import enum
-import os
 import warnings
 
-from ._lib import DEFAULTS_PIPELINE
 from .modeling import AutoModelForCausalLM, PreTrainedModel
 from .tokenization import AutoTokenizer, PreTrainedTokenizer
 
@@ -19,6 +18,10 @@ class ReturnType(enum.Enum):
     FULL_TEXT = 2
 
 
+# Arguments of a pipeline call about batching, which gpt2c does not need: accepted, unused.
+_BATCHING = ("batch_size", "num_workers")
+
+
 class Pipeline:
     task = None
 
@@ -27,7 +30,8 @@ class Pipeline:
         self.tokenizer = tokenizer
         self.device = model.device
         self.framework = "pt"
-        self._defaults = kwargs
+        # Arguments given at creation are every call's defaults; a call's own win.
+        self._defaults = {k: v for k, v in kwargs.items() if k not in _BATCHING and k != "torch_dtype"}
 
 
 class TextGenerationPipeline(Pipeline):
@@ -35,18 +39,21 @@ class TextGenerationPipeline(Pipeline):
     a list of strings a list of such lists."""
     task = "text-generation"
 
-    def __init__(self, model, tokenizer, **kwargs):
-        super().__init__(model, tokenizer, **kwargs)
-        # The pipeline's generation defaults: generate()'s plus config.json's
-        # task_specific_params["text-generation"] (as transformers folds them
-        # into the model's config).
-        self.generation_config = model._gen_config(DEFAULTS_PIPELINE)
+    def _generation_config(self):
+        """The model's generation config with config.json's
+        task_specific_params["text-generation"] on top (gpt2: sampling,
+        max_length 50), as transformers' pipeline sets them."""
+        gc = copy.deepcopy(self.model.generation_config)
+        params = (self.model.config.task_specific_params or {}).get(self.task) or {}
+        gc.update(**params)
+        return gc
 
     def _sanitize(self, return_full_text=None, return_tensors=None, return_text=None, return_type=None,
                   clean_up_tokenization_spaces=None, prefix=None, handle_long_generation=None, stop_sequence=None,
                   **generate_kwargs):
         pre, post = {}, {}
-        prefix = prefix if prefix is not None else self._defaults.get("prefix")
+        for k in _BATCHING:
+            generate_kwargs.pop(k, None)
         if prefix:
             pre["prefix"] = prefix
             generate_kwargs["prefix_length"] = len(self.tokenizer(prefix, padding=False,
@@ -80,7 +87,7 @@ class TextGenerationPipeline(Pipeline):
         return pre, generate_kwargs, post
 
     def __call__(self, text_inputs, **kwargs):
-        pre, gen_kwargs, post = self._sanitize(**kwargs)
+        pre, gen_kwargs, post = self._sanitize(**dict(self._defaults, **kwargs))
         if isinstance(text_inputs, str):
             return self._one(text_inputs, pre, dict(gen_kwargs), post)
         if isinstance(text_inputs, (list, tuple)):
@@ -92,7 +99,7 @@ class TextGenerationPipeline(Pipeline):
             raise TypeError(f"text-generation takes strings (got {type(prompt_text).__name__})")
         prefix = pre.get("prefix", "")
         ids = self.tokenizer(prefix + prompt_text, padding=False, add_special_tokens=False)["input_ids"]
-        gc = self.generation_config
+        gc = self._generation_config()
         if pre.get("handle_long_generation") == "hole":
             new = gen_kwargs.get("max_new_tokens")
             if new is None:

@@ -115,8 +115,13 @@ class PreTrainedTokenizer:
         self.clean_up_tokenization_spaces = bool(kwargs.pop("clean_up_tokenization_spaces",
                                                              config.get("clean_up_tokenization_spaces", True)))
         # The C tokenizer prepends the bos token itself when the config asks
-        # (OPT); add_special_tokens=False takes it off again.
-        self.add_bos_token = bool(config.get("add_bos_token", False))
+        # (OPT) and the vocabulary has it; add_bos_token (which from_pretrained
+        # may override) and add_special_tokens=False are applied on top.
+        bos = self.bos_token
+        self._c_adds_bos = bool(config.get("add_bos_token", False)) and bos is not None and \
+            lib.gpt2c_token_id(self._t.ptr, bos.encode("utf-8", "surrogatepass")) >= 0
+        self.add_bos_token = bool(kwargs.pop("add_bos_token", config.get("add_bos_token", False)))
+        self.add_prefix_space = bool(kwargs.pop("add_prefix_space", config.get("add_prefix_space", False)))
         self.init_kwargs = kwargs
         if self.padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right' (got {self.padding_side!r})")
@@ -151,13 +156,21 @@ class PreTrainedTokenizer:
         text = getattr(self, key)
         return None if text is None else self.convert_tokens_to_ids(text)
 
-    bos_token_id = property(lambda self: self._special_id("bos_token"))
-    eos_token_id = property(lambda self: self._special_id("eos_token"))
-    unk_token_id = property(lambda self: self._special_id("unk_token"))
-    sep_token_id = property(lambda self: self._special_id("sep_token"))
-    pad_token_id = property(lambda self: self._special_id("pad_token"))
-    cls_token_id = property(lambda self: self._special_id("cls_token"))
-    mask_token_id = property(lambda self: self._special_id("mask_token"))
+    def _set_special_id(self, key, value):
+        # tokenizer.pad_token_id = tokenizer.eos_token_id: the token of that id.
+        setattr(self, key, None if value is None else self.convert_ids_to_tokens(int(value)))
+
+    @staticmethod
+    def _id_property(key):
+        return property(lambda self: self._special_id(key), lambda self, v: self._set_special_id(key, v))
+
+    bos_token_id = _id_property.__func__("bos_token")
+    eos_token_id = _id_property.__func__("eos_token")
+    unk_token_id = _id_property.__func__("unk_token")
+    sep_token_id = _id_property.__func__("sep_token")
+    pad_token_id = _id_property.__func__("pad_token")
+    cls_token_id = _id_property.__func__("cls_token")
+    mask_token_id = _id_property.__func__("mask_token")
 
     @property
     def special_tokens_map(self):
@@ -181,7 +194,9 @@ class PreTrainedTokenizer:
             if k not in SPECIAL_KEYS:
                 raise NotImplementedError(f"add_special_tokens: {k!r}: gpt2c's vocabularies are fixed")
             text = _token_text(v)
-            if text is None or lib.gpt2c_token_id(self._t.ptr, text.encode()) < 0:
+            with self._t.hold() as t:
+                known = text is not None and lib.gpt2c_token_id(t, text.encode("utf-8", "surrogatepass")) >= 0
+            if not known:
                 raise NotImplementedError(f"add_special_tokens: {text!r} is not in the vocabulary, and gpt2c "
                                           "cannot add tokens (use one it has: tokenizer.pad_token = tokenizer.eos_token)")
             setattr(self, k, text)
@@ -191,7 +206,8 @@ class PreTrainedTokenizer:
 
     @property
     def vocab_size(self):
-        return lib.gpt2c_tokenizer_vocab_size(self._t.ptr)
+        with self._t.hold() as t:
+            return lib.gpt2c_tokenizer_vocab_size(t)
 
     def __len__(self):
         return self.vocab_size
@@ -202,9 +218,11 @@ class PreTrainedTokenizer:
 
     # ----------------------------------------------------------- encoding
 
-    def _encode_one(self, text, add_special_tokens=True):
+    def _encode_one(self, text, add_special_tokens=True, add_prefix_space=None):
         if not isinstance(text, str):
             raise TypeError(f"text input must be a str or a list of str (got {type(text).__name__})")
+        if add_prefix_space if add_prefix_space is not None else self.add_prefix_space:
+            text = " " + text  # as GPT2Tokenizer's prepare_for_tokenization does
         data = text.encode("utf-8", "surrogatepass")
         ids = P(c_int32)()
         n = c_int()
@@ -215,13 +233,16 @@ class PreTrainedTokenizer:
                 out = ids[:n.value]
             finally:
                 lib.gpt2c_free(ids)
-        if not add_special_tokens and self.add_bos_token and out:
+        want_bos = add_special_tokens and self.add_bos_token
+        if self._c_adds_bos and not want_bos:
             out = out[1:]
+        elif want_bos and not self._c_adds_bos and self.bos_token_id is not None:
+            out = [self.bos_token_id] + out
         return out
 
-    def tokenize(self, text, **kwargs):
+    def tokenize(self, text, add_prefix_space=None, **kwargs):
         """The tokens of text, as vocab.json spells them."""
-        return self.convert_ids_to_tokens(self._encode_one(text, add_special_tokens=False))
+        return self.convert_ids_to_tokens(self._encode_one(text, False, add_prefix_space))
 
     def _lengths(self, padding, truncation, max_length, pad_to_multiple_of):
         """transformers' reading of the padding and truncation arguments."""
@@ -242,7 +263,7 @@ class PreTrainedTokenizer:
         if max_length is None and (padding == "max_length" or truncation != "do_not_truncate"):
             if self.model_max_length > LARGE_INTEGER:  # no maximum: neither pad nor truncate to one
                 if padding == "max_length":
-                    padding = "longest"
+                    padding = "do_not_pad"
                 truncation = "do_not_truncate"
             else:
                 max_length = self.model_max_length
@@ -256,7 +277,7 @@ class PreTrainedTokenizer:
 
     def _pad_rows(self, rows, masks, padding, max_length, pad_to_multiple_of):
         """Pads rows (and their masks) in place, on padding_side, to the longest or to max_length."""
-        if padding == "do_not_pad":
+        if padding == "do_not_pad" or not rows:
             return
         target = max(len(r) for r in rows) if padding == "longest" else max_length
         if pad_to_multiple_of and target % pad_to_multiple_of:
@@ -273,7 +294,7 @@ class PreTrainedTokenizer:
                  truncation=None, max_length=None, stride=0, is_split_into_words=False, pad_to_multiple_of=None,
                  return_tensors=None, return_token_type_ids=None, return_attention_mask=None,
                  return_overflowing_tokens=False, return_special_tokens_mask=False, return_offsets_mapping=False,
-                 return_length=False, verbose=True, **kwargs):
+                 return_length=False, verbose=True, add_prefix_space=None, **kwargs):
         if text is None:
             raise ValueError("You need to specify either `text` or `text_target`.")
         if text_pair is not None or text_target is not None or is_split_into_words or return_offsets_mapping or \
@@ -283,7 +304,7 @@ class PreTrainedTokenizer:
         batched = isinstance(text, (list, tuple))
         texts = list(text) if batched else [text]
         padding, truncation, max_length = self._lengths(padding, truncation, max_length, pad_to_multiple_of)
-        rows = [self._encode_one(t, add_special_tokens) for t in texts]
+        rows = [self._encode_one(t, add_special_tokens, add_prefix_space) for t in texts]
         if truncation != "do_not_truncate":
             rows = [r[:max_length] if self.truncation_side == "right" else r[max(0, len(r) - max_length):]
                     for r in rows]
@@ -352,7 +373,7 @@ class PreTrainedTokenizer:
         flags = DECODE_SKIP_UNKNOWN | (DECODE_SKIP_SPECIAL if skip_special_tokens else 0) | \
             (0 if clean_up_tokenization_spaces else DECODE_NO_CLEANUP)
         out, n = c_void_p(), c_size_t()
-        bad = [i for i in ids if not -2 ** 31 <= i < 2 ** 31]
+        bad = [i for i in ids if not 0 <= i < 2 ** 31]  # (-100, the ignored label, among them)
         if bad:
             raise ValueError(f"decode: token id {bad[0]} is outside the vocabulary")
         with self._t.hold() as t:
@@ -369,7 +390,7 @@ class PreTrainedTokenizer:
         """One id's token text (vocab.json's spelling), or a list's; None for an unknown id."""
         single = isinstance(_arrays.to_list(ids), int)
         out = []
-        specials = set(self.all_special_ids) if skip_special_tokens else ()
+        specials = set(self.all_special_ids) if skip_special_tokens and not single else ()
         with self._t.hold() as t:
             for i in _arrays.ids_1d(ids):
                 if i in specials:
