@@ -182,7 +182,46 @@ build-fuzz/obj/%.o: %.c $(wildcard include/*.h src/*/*.h src/*/*/*.h)
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
 
+# Installing (GNU conventions: PREFIX, DESTDIR and the directory variables):
+# the command, both libraries (the shared one with its SONAME links), the
+# header, gpt2c.pc for pkg-config, the man pages made from the help text
+# (tools/make_man.sh: gpt2c(1) and gpt2c-COMMAND(1)), and bash completion.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL ?= install
+
+$(BUILD)/man/gpt2c.1: $(BUILD)/gpt2c tools/make_man.sh
+	sh tools/make_man.sh $(BUILD)/gpt2c $(BUILD)/man
+
+man: $(BUILD)/man/gpt2c.1
+
+install: all man
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(COMPLETIONDIR)
+	$(INSTALL) -m 755 $(BUILD)/gpt2c $(DESTDIR)$(BINDIR)/gpt2c
+	$(INSTALL) -m 755 $(BUILD)/libgpt2c.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libgpt2c.so.$(VERSION)
+	ln -sf libgpt2c.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libgpt2c.so.$(SOMAJOR)
+	ln -sf libgpt2c.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libgpt2c.so
+	$(INSTALL) -m 644 $(BUILD)/libgpt2c.a $(DESTDIR)$(LIBDIR)/libgpt2c.a
+	$(INSTALL) -m 644 include/gpt2c.h $(DESTDIR)$(INCLUDEDIR)/gpt2c.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(LDLIBS)|' contrib/gpt2c.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/gpt2c.pc
+	$(INSTALL) -m 644 $(BUILD)/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 contrib/bash-completion/gpt2c $(DESTDIR)$(COMPLETIONDIR)/gpt2c
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/gpt2c $(DESTDIR)$(LIBDIR)/libgpt2c.so $(DESTDIR)$(LIBDIR)/libgpt2c.so.$(SOMAJOR) \
+	    $(DESTDIR)$(LIBDIR)/libgpt2c.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libgpt2c.a $(DESTDIR)$(INCLUDEDIR)/gpt2c.h \
+	    $(DESTDIR)$(PKGCONFIGDIR)/gpt2c.pc $(DESTDIR)$(MANDIR)/man1/gpt2c.1 $(DESTDIR)$(MANDIR)/man1/gpt2c-*.1 \
+	    $(DESTDIR)$(COMPLETIONDIR)/gpt2c
+
 clean:
 	rm -rf build build-san build-clang build-arm64 build-fuzz
 
-.PHONY: all tests test check arm-test fuzz fuzz-smoke clean
+.PHONY: all tests test check arm-test fuzz fuzz-smoke clean man install uninstall

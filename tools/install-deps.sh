@@ -4,7 +4,9 @@
 # OpenSSL (hub downloads, SHA-256), libmicrohttpd (the HTTP server), cmocka (unit tests), numpy (the reference
 # implementation the tests compare against) and torch (which writes the
 # pytorch_model.bin files the .bin reader is tested on); venv (the Python
-# package's test installs it with pip into a fresh virtual environment); clang and its libFuzzer runtime
+# package's test installs it with pip into a fresh virtual environment);
+# help2man and man-db (`make install` makes the man pages from the help text;
+# its test renders them); clang and its libFuzzer runtime
 # for the second compiler and the fuzz runs; Chromium and Node.js (Debian's 18
 # will do; tests/node pins packages that run on it) for the server's browser
 # page and OpenAI SDK tests; the AArch64 cross compiler, qemu-user and the
@@ -16,7 +18,7 @@
 # with everything present this script changes nothing, needs no root, and
 # exits 0.
 set -e
-PKGS="build-essential pkg-config libpcre2-dev libjansson-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev python3-numpy python3-torch python3-venv clang libclang-rt-14-dev chromium"
+PKGS="build-essential pkg-config libpcre2-dev libjansson-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev python3-numpy python3-torch python3-venv help2man man-db clang libclang-rt-14-dev chromium"
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 ARM_PKGS="gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libpcre2-dev:arm64 libjansson-dev:arm64 libutf8proc-dev:arm64 libcmocka-dev:arm64"
 NATIVE=$(dpkg --print-architecture)
