@@ -257,6 +257,12 @@ logits = model([tiny_ids]).logits[0, -1]
 check(type(r).__name__ == "GreedySearchDecoderOnlyOutput" and len(r.scores) == 5 and r.scores[0].shape == (1, 50257) and
       [int(s[0].argmax()) for s in r.scores] == list(r.sequences[0][len(tiny_ids):]) and
       float(np.abs(r.scores[0][0] - logits).max()) < 1e-5, "output_scores, greedy: the processed scores of each step")
+ts = model.compute_transition_scores(r.sequences, r.scores, normalize_logits=True)
+full = model([list(r.sequences[0])]).logits[0].astype(np.float64)
+lsm = full - full.max(-1, keepdims=True) - np.log(np.exp(full - full.max(-1, keepdims=True)).sum(-1, keepdims=True))
+want = [lsm[len(tiny_ids) - 1 + j, r.sequences[0][len(tiny_ids) + j]] for j in range(5)]
+check(ts.shape == (1, 5) and float(np.abs(ts[0] - np.array(want)).max()) < 1e-4,
+      "compute_transition_scores(normalize_logits=True): the tokens' log-probabilities, as model() scores them")
 r = model.generate([tiny_ids], max_new_tokens=4, do_sample=True, top_k=3, output_scores=True,
                    return_dict_in_generate=True, pad_token_id=50256)
 fin = [int(np.isfinite(s[0]).sum()) for s in r.scores]

@@ -388,6 +388,22 @@ class PreTrainedModel:
 
     forward = __call__
 
+    def compute_transition_scores(self, sequences, scores, beam_indices=None, normalize_logits=False):
+        """Each generated token's score from generate(output_scores=True): (batch, new tokens);
+        with normalize_logits, its log-probability under that step's processed scores."""
+        import numpy as np
+        if beam_indices is not None:
+            raise NotImplementedError("compute_transition_scores: gpt2c keeps no per-step beam scores")
+        kind = _arrays.kind_of(scores[0]) if scores else "np"
+        steps = np.stack([np.asarray(_arrays.to_list(s) if kind == "list" else s, dtype=np.float32) for s in scores], 1)
+        if normalize_logits:  # log_softmax over the vocabulary, in float64 as a guard against -inf rows
+            x = steps.astype(np.float64)
+            m = x.max(-1, keepdims=True)
+            steps = (x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))).astype(np.float32)
+        seq = np.array(_arrays.ids_2d(sequences), dtype=np.int64)[:, -steps.shape[1]:]
+        out = np.take_along_axis(steps, seq[..., None], -1)[..., 0]
+        return _arrays.from_numpy(out, kind if kind == "pt" else "np")
+
     # ------------------------------------------------------------- generate
 
     def generate(self, inputs=None, generation_config=None, logits_processor=None, stopping_criteria=None,
