@@ -170,7 +170,11 @@ _DECLS = {
     "gpt2c_hub_resolve": (c_int, [c_void_p, c_char_p, c_uint, P(c_void_p)]),
 }
 for _name, (_res, _args) in _DECLS.items():
-    _f = getattr(lib, _name)
+    try:
+        _f = getattr(lib, _name)
+    except AttributeError:
+        raise ImportError(f"gpt2c: {lib._name} has no {_name}: it is older than this package; rebuild it "
+                          "(make) or point GPT2C_LIBRARY at a current one") from None
     _f.restype, _f.argtypes = _res, _args
 
 version = lib.gpt2c_version().decode()
