@@ -2,8 +2,8 @@
 shared library copied into it so the installed package needs nothing else.
 
 The library is $GPT2C_LIBRARY if set, else libgpt2c.so of the build folder
-($GPT2C_BUILD, default the source tree's build/), which is made with `make`
-first when missing. Built outside the source tree and with neither given,
+$GPT2C_BUILD (made with `make` if missing), else of the source tree's build/,
+which `make` first brings up to date. Built outside the source tree and with neither given,
 the package uses a system-wide libgpt2c.so.0 (`make install`)."""
 import os
 import re
@@ -31,9 +31,13 @@ class build_with_library(build_py):
         super().run()
         lib = os.environ.get("GPT2C_LIBRARY")
         if not lib and os.path.exists(HEADER):
-            build = os.path.abspath(os.environ.get("GPT2C_BUILD", os.path.join(REPO, "build")))
+            given = os.environ.get("GPT2C_BUILD")
+            build = os.path.abspath(given or os.path.join(REPO, "build"))
             lib = os.path.join(build, "libgpt2c.so")
-            if not os.path.exists(lib):
+            # The source tree's own build is brought up to date (make does nothing when it
+            # is), so a pull without a make cannot bundle a stale library; a build folder
+            # given by name is taken as it is (it may have been made with other flags).
+            if not given or not os.path.exists(lib):
                 subprocess.run(["make", "-C", REPO, f"BUILD={build}", lib], check=True)
         if lib and os.path.exists(lib):
             dest = os.path.join(self.build_lib, "gpt2c", "libgpt2c.so")
