@@ -444,6 +444,13 @@ for seq in out:
     }
     SNIPPETS["top_k"] = SNIPPETS["top_p"].replace("temperature=1.0, top_k=0, top_p=0.9",
                                                   "temperature=0.85, top_k=50, top_p=0.99")
+    if torch is not None and not SANITIZED:
+        code = ("import torch\nfrom gpt2c import GPT2LMHeadModel\nm = GPT2LMHeadModel.from_pretrained('gpt2')\n"
+                "run = lambda: m.generate([[15496, 11]], do_sample=True, max_new_tokens=8, pad_token_id=50256)\n"
+                "torch.manual_seed(3); a = run(); b = run(); torch.manual_seed(3); c = run()\n"
+                "print(a == c, a != b)\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        check(r.stdout.strip() == "True True", f"torch.manual_seed alone makes sampling repeat ({r.stdout} {r.stderr[-300:]})")
     for name, code in SNIPPETS.items():
         if "return_tensors='pt'" in code and (torch is None or SANITIZED):
             code = code.replace("return_tensors='pt'", "return_tensors='np'")

@@ -4,7 +4,8 @@ follow, as transformers' set_seed seeds torch's global generator.
 The first generation after set_seed(n) draws exactly as `gpt2c generate
 --seed n` does with the same settings; each later call takes the next seed
 of a fixed sequence, so repeated calls differ (as with torch's generator)
-and the whole script repeats run to run."""
+and the whole script repeats run to run. A script that seeds only torch
+(torch.manual_seed) repeats too: its seeds are drawn from torch's generator."""
 import random
 import sys
 import threading
@@ -28,10 +29,16 @@ def set_seed(seed):
 
 
 def next_seed():
-    """The seed for the next generation, or None when set_seed was never called."""
+    """The seed for the next generation. Without set_seed, a script that seeds
+    torch (torch.manual_seed) gets one drawn from torch's generator, so it
+    repeats run to run as it did on transformers; otherwise None (fresh
+    randomness)."""
     with _lock:
         s = _state["seed"]
         if s is None:
+            torch = sys.modules.get("torch")
+            if torch is not None and hasattr(torch, "randint"):
+                return int(torch.randint(0, 2 ** 62, (1,)).item())
             return None
         # splitmix64's step: the next seed of the sequence.
         z = (s + 0x9E3779B97F4A7C15) & MASK
