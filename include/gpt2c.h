@@ -132,8 +132,8 @@ typedef struct gpt2c_model gpt2c_model;
  * architecture ("gpt2", "gpt_neo", "opt", "gpt_neox", "bloom",
  * "gpt_bigcode", "codegen"; another is refused with that list), and the
  * weights (model.safetensors, pytorch_model.bin or their shards), mapped in
- * place. Every tensor's name, dtype, shape and
- * offsets are checked against the config before use. */
+ * place. Every tensor's name, dtype, shape and offsets are checked against
+ * the config before use. */
 gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out);
 const char *gpt2c_model_errmsg(const gpt2c_model *m);
 void gpt2c_model_free(gpt2c_model *m);
