@@ -444,6 +444,17 @@ for seq in out:
     }
     SNIPPETS["top_k"] = SNIPPETS["top_p"].replace("temperature=1.0, top_k=0, top_p=0.9",
                                                   "temperature=0.85, top_k=50, top_p=0.99")
+    # numpy is optional: tokenizing, generate() on lists and the pipeline run without it.
+    code = ("import sys\nsys.modules['numpy'] = None  # import numpy now fails\n"
+            "from gpt2c import pipeline, set_seed, GPT2Tokenizer, GPT2LMHeadModel\n"
+            "tok = GPT2Tokenizer.from_pretrained('gpt2'); m = GPT2LMHeadModel.from_pretrained('gpt2')\n"
+            "print(m.generate([tok('Hello')['input_ids']], max_new_tokens=3, pad_token_id=50256)[0])\n"
+            "set_seed(1); print(pipeline('text-generation', model='gpt2')('Hi', max_new_tokens=3)[0]['generated_text'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    lines = r.stdout.strip().split("\n")
+    check(r.returncode == 0 and lines[0] == str([15496] + list(model.generate([[15496]], max_new_tokens=3,
+                                                                            pad_token_id=50256)[0][1:])) and
+          lines[1].startswith("Hi"), f"without numpy: tokenizer, generate() on lists, pipeline ({r.stdout} {r.stderr[-300:]})")
     if torch is not None and not SANITIZED:
         code = ("import torch\nfrom gpt2c import GPT2LMHeadModel\nm = GPT2LMHeadModel.from_pretrained('gpt2')\n"
                 "run = lambda: m.generate([[15496, 11]], do_sample=True, max_new_tokens=8, pad_token_id=50256)\n"

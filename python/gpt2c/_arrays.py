@@ -84,4 +84,4 @@ def from_numpy(a, kind):
 
 
 def torch_loaded():
-    return "torch" in sys.modules
+    return sys.modules.get("torch") is not None

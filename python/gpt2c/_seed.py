@@ -20,10 +20,11 @@ def set_seed(seed):
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"set_seed takes an integer (got {type(seed).__name__})")
     random.seed(seed)
-    if "numpy" in sys.modules:
-        sys.modules["numpy"].random.seed(seed & 0xFFFFFFFF)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
+    numpy, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    if numpy is not None:
+        numpy.random.seed(seed & 0xFFFFFFFF)
+    if torch is not None:
+        torch.manual_seed(seed)
     with _lock:
         _state["seed"] = seed & MASK
 

@@ -567,9 +567,10 @@ class _Generation:
         return p, keep
 
     def run(self):
-        import numpy as np
         gc, streamer, model = self.gc, self.streamer, self.model
         p, keep = self.params()
+        if gc.output_scores:
+            import numpy as np  # only scores need it: generation itself runs on lists
         n_prompts = len(self.prompts)
         if streamer is not None and (n_prompts > 1 or p.num_return_sequences > 1 or p.num_beams > 1):
             raise ValueError("a streamer takes one sequence: batch size 1, num_return_sequences 1, no beam search")
