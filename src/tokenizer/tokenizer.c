@@ -541,15 +541,22 @@ static gpt2c_status read_added_tokens(loader *L, const char *dir) {
     return s;
 }
 
+/* vocab.json's entry spelled `text` (the byte alphabet's code points), with
+ * buf (len bytes) to decode it into; -1 if there is none. */
+static int vocab_id(const gpt2c_tokenizer *t, const int cp_to_byte[TOK_CP_LIMIT], const char *text, size_t len,
+                    char *buf) {
+    long n = tok_string_to_bytes(cp_to_byte, text, len, buf);
+    const int *id = n >= 0 ? strmap_get(&t->vocab, buf, (size_t)n) : NULL;
+    return id ? *id : -1;
+}
+
 /* The id of a token named by its text, as convert_tokens_to_ids finds it:
  * an added token's, else vocab.json's entry of that string; -1 if neither. */
 static int token_id(loader *L, const char *text, size_t len) {
     for (int i = 0; i < L->n_added; i++)
         if (L->added[i].len == len && !memcmp(L->added[i].text, text, len)) return L->added[i].id;
     if (ensure_scratch(L, len + 1)) return -1;
-    long n = tok_string_to_bytes(L->cp_to_byte, text, len, L->scratch);
-    int *id = n >= 0 ? strmap_get(&L->t->vocab, L->scratch, (size_t)n) : NULL;
-    return id ? *id : -1;
+    return vocab_id(L->t, L->cp_to_byte, text, len, L->scratch);
 }
 
 /* A special token's text: a string, or an AddedToken's "content". */
@@ -713,14 +720,14 @@ int32_t gpt2c_token_id(const gpt2c_tokenizer *t, const char *token) {
     size_t len = strlen(token);
     for (int i = 0; i < t->n_specials; i++)
         if (t->specials[i].len == len && !memcmp(t->specials[i].text, token, len)) return t->specials[i].id;
+    if (len == 0) return -1; /* "" names no vocabulary entry here */
     char *bytes = malloc(len + 1);
     if (!bytes) return -1;
     int cp2b[TOK_CP_LIMIT];
     tok_byte_table_inverse(cp2b);
-    long n = tok_string_to_bytes(cp2b, token, len, bytes);
-    const int *id = n > 0 ? strmap_get(&t->vocab, bytes, (size_t)n) : NULL;
+    int id = vocab_id(t, cp2b, token, len, bytes);
     free(bytes);
-    return id ? *id : -1;
+    return id;
 }
 
 void gpt2c_free(void *p) { free(p); }
