@@ -215,13 +215,25 @@ class Handle:
     (another thread's generate(), or a streamer's callback inside one) frees
     it when the last of them ends."""
     _free = None
+    _errmsg = None
     _what = "object"
 
     def __init__(self, ptr):
         self._ptr = ptr
-        self._cond = threading.Lock()
+        self._lock = threading.Lock()
         self._users = 0
         self._pending = None
+
+    @classmethod
+    def made(cls, status, out):
+        """The handle a C constructor put in `out` (a c_void_p); when it
+        failed, the error with the handle's message, the handle freed."""
+        h = cls(out.value)
+        if status:
+            msg = text(cls._errmsg(out))
+            h.close()
+            raise error(status, msg)
+        return h
 
     @property
     def ptr(self):
@@ -233,13 +245,13 @@ class Handle:
     @contextlib.contextmanager
     def hold(self):
         """The pointer, kept alive until the block ends."""
-        with self._cond:
+        with self._lock:
             p = self.ptr
             self._users += 1
         try:
             yield p
         finally:
-            with self._cond:
+            with self._lock:
                 self._users -= 1
                 last = self._users == 0 and self._ptr is None and self._pending
                 if last:
@@ -248,7 +260,7 @@ class Handle:
                 type(self)._free(p)
 
     def close(self):
-        with self._cond:
+        with self._lock:
             p, self._ptr = self._ptr, None
             if p and self._users:
                 self._pending, p = p, None  # the last hold frees it
@@ -267,9 +279,11 @@ _env_lock = threading.Lock()
 
 class Hub(Handle):
     _free = staticmethod(lib.gpt2c_hub_free)
+    _errmsg = staticmethod(lib.gpt2c_hub_errmsg)
     _what = "hub client"
 
-    def __init__(self, cache_dir=None, offline=False, token=None):
+    @classmethod
+    def new(cls, cache_dir=None, offline=False, token=None):
         env = {}
         if cache_dir:
             env["HF_HUB_CACHE"] = os.fspath(cache_dir)
@@ -291,8 +305,7 @@ class Hub(Handle):
                         os.environ.pop(k, None)
                     else:
                         os.environ[k] = v
-        super().__init__(h.value)
-        check(st, lib.gpt2c_hub_errmsg, h)
+        return cls.made(st, h)
 
     def resolve(self, spec, what):
         out = c_void_p()
@@ -320,7 +333,7 @@ def resolve(name_or_path, what, revision=None, cache_dir=None, local_files_only=
     if not (os.path.isdir(path) or os.path.isfile(path)):
         spec = path + (f"@{revision}" if revision and "@" not in path else "")
         token = token if isinstance(token, str) else use_auth_token if isinstance(use_auth_token, str) else None
-        hub = Hub(cache_dir, local_files_only, token)
+        hub = Hub.new(cache_dir, local_files_only, token)
         try:
             path = hub.resolve(spec, what)
         finally:

@@ -16,8 +16,8 @@ import threading
 import warnings
 
 from . import _arrays, _seed
-from ._lib import (DEFAULTS_GENERATE, DONE, GenParams, HUB_MODEL, Handle, ModelInfo, ModelParams, OK, P, c_float,
-                   c_int, c_int32, c_void_p, check, error, int32_array, lib, pop_hub_args, resolve, text)
+from ._lib import (DEFAULTS_GENERATE, DONE, GenParams, HUB_MODEL, Handle, ModelInfo, ModelParams, P, c_float, c_int,
+                   c_int32, c_void_p, check, int32_array, lib, pop_hub_args, resolve, text)
 
 logger = logging.getLogger("gpt2c")
 
@@ -133,7 +133,7 @@ class GenerationConfig:
         """Sets the fields it has; returns the other arguments."""
         rest = {}
         for k, v in kwargs.items():
-            if k in _GEN_FIELDS or k in _UNSUPPORTED or k in vars(self):
+            if k in vars(self):  # every field of _GEN_FIELDS and _UNSUPPORTED is set in __init__
                 setattr(self, k, v)
             else:
                 rest[k] = v
@@ -162,16 +162,19 @@ def _dtype_name(torch_dtype, load_in_8bit):
 
 class _CModel(Handle):
     _free = staticmethod(lib.gpt2c_model_free)
+    _errmsg = staticmethod(lib.gpt2c_model_errmsg)
     _what = "model"
 
 
 class _CEngine(Handle):
     _free = staticmethod(lib.gpt2c_engine_free)
+    _errmsg = staticmethod(lib.gpt2c_engine_errmsg)
     _what = "engine"
 
 
 class _CGen(Handle):
     _free = staticmethod(lib.gpt2c_gen_free)
+    _errmsg = staticmethod(lib.gpt2c_gen_errmsg)
     _what = "generation"
 
 
@@ -183,12 +186,7 @@ class PreTrainedModel:
         dtype = _dtype_name(torch_dtype, load_in_8bit)
         params = ModelParams(dtype.encode() if dtype else None, None)
         m = c_void_p()
-        st = lib.gpt2c_model_load_ex(os.fsencode(folder), ctypes.byref(params), ctypes.byref(m))
-        self._m = _CModel(m.value)
-        if st:
-            msg = text(lib.gpt2c_model_errmsg(m))
-            self._m.close()
-            raise error(st, msg)
+        self._m = _CModel.made(lib.gpt2c_model_load_ex(os.fsencode(folder), ctypes.byref(params), ctypes.byref(m)), m)
         info = ModelInfo()
         lib.gpt2c_model_get_info(self._m.ptr, ctypes.byref(info))
         self._info = info
@@ -343,13 +341,7 @@ class PreTrainedModel:
         with self._m.hold(), self._engine_lock:
             if self._engine is None:
                 e = c_void_p()
-                st = lib.gpt2c_engine_new(self._m.ptr, 1, self.n_threads, ctypes.byref(e))
-                eng = _CEngine(e.value)
-                if st:
-                    msg = text(lib.gpt2c_engine_errmsg(e))
-                    eng.close()
-                    raise error(st, msg)
-                self._engine = eng
+                self._engine = _CEngine.made(lib.gpt2c_engine_new(self._m.ptr, 1, self.n_threads, ctypes.byref(e)), e)
             for b, r in enumerate(rows):
                 bad = [i for i in r if not 0 <= i < V]
                 if bad:
@@ -427,7 +419,8 @@ class PreTrainedModel:
             raise ValueError(f"The following `model_kwargs` are not used by the model: {sorted(rest)} (note: typos in "
                              "the generate arguments will also show up in this list)")
         for k, default in _UNSUPPORTED.items():
-            if getattr(gc, k, default) not in (default, None) and getattr(gc, k) != default:
+            v = getattr(gc, k, default)
+            if v is not None and v != default:
                 raise NotImplementedError(f"generate(): {k} is not available in gpt2c")
         if gc.output_attentions or gc.output_hidden_states:
             raise NotImplementedError("generate(): gpt2c does not return attentions or hidden states")
@@ -578,10 +571,8 @@ class _Generation:
         ptrs = (P(c_int32) * n_prompts)(*[ctypes.cast(a, P(c_int32)) for a in arrays])
         lens = (c_int * n_prompts)(*[len(pr) for pr in self.prompts])
         g = c_void_p()
-        st = lib.gpt2c_gen_start(model._m.ptr, ctypes.byref(p), n_prompts, ptrs, lens, ctypes.byref(g))
-        gen = _CGen(g.value)
+        gen = _CGen.made(lib.gpt2c_gen_start(model._m.ptr, ctypes.byref(p), n_prompts, ptrs, lens, ctypes.byref(g)), g)
         try:
-            check(st, lib.gpt2c_gen_errmsg, gen.ptr)
             n_seqs = lib.gpt2c_gen_n_seqs(gen.ptr)
             V = model._info.n_vocab
             want_scores = bool(gc.output_scores) and p.num_beams == 1
@@ -593,8 +584,7 @@ class _Generation:
                 streamer.put(_arrays.tensor([self.rows[0]], self.kind))
             while True:
                 st = lib.gpt2c_gen_step(gen.ptr)
-                if st not in (OK, DONE):
-                    check(st, lib.gpt2c_gen_errmsg, gen.ptr)
+                check(st, lib.gpt2c_gen_errmsg, gen.ptr)
                 if p.num_beams == 1:
                     if want_scores:
                         row = np.full((n_seqs, V), -np.inf, dtype=np.float32)

@@ -77,6 +77,7 @@ class BatchEncoding(dict):
 
 class _CTokenizer(Handle):
     _free = staticmethod(lib.gpt2c_tokenizer_free)
+    _errmsg = staticmethod(lib.gpt2c_tokenizer_errmsg)
     _what = "tokenizer"
 
 
@@ -89,12 +90,7 @@ class PreTrainedTokenizer:
 
     def __init__(self, folder, name_or_path=None, **kwargs):
         t = c_void_p()
-        st = lib.gpt2c_tokenizer_load(os.fsencode(folder), ctypes.byref(t))
-        self._t = _CTokenizer(t.value)
-        if st:
-            msg = lib.gpt2c_tokenizer_errmsg(t)
-            self._t.close()
-            check(st, lambda _h: msg, None)
+        self._t = _CTokenizer.made(lib.gpt2c_tokenizer_load(os.fsencode(folder), ctypes.byref(t)), t)
         self.name_or_path = name_or_path if name_or_path is not None else folder
         self._folder = folder
         config = _read_json(folder, "tokenizer_config.json")
