@@ -20,6 +20,14 @@ endif
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Iinclude -Wall -Wextra -Werror -g -fPIC -fvisibility=hidden $(OPT)
 LDLIBS = -lcurl -lcrypto -lpcre2-8 -lutf8proc -ljansson -lm -lpthread
 SERVER_LIBS = -lmicrohttpd
+# `gpt2c serve` tells systemd it is ready (sd_notify) where libsystemd's
+# development files are installed; without them it runs the same, and a
+# supervisor polls GET /health instead.
+SYSTEMD_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null)
+ifneq ($(SYSTEMD_LIBS),)
+SERVER_LIBS += $(SYSTEMD_LIBS)
+SERVER_DEFS = -DGPT2C_HAVE_SYSTEMD
+endif
 
 LIB_SRC = $(wildcard src/core/*.c src/kernels/*.c src/kernels/generic/*.c src/model/*.c \
                      src/tokenizer/*.c src/generate/*.c src/hub/*.c)
@@ -53,6 +61,7 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h src/*/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+$(BUILD)/src/server/notify.o: CFLAGS += $(SERVER_DEFS)
 $(BUILD)/src/kernels/x86/avx2.o: CFLAGS += -mavx2 -mfma -mf16c
 AVX512_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 $(BUILD)/src/kernels/x86/avx512.o: CFLAGS += $(AVX512_FLAGS)

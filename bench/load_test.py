@@ -3,11 +3,13 @@
 
     bench/load_test.py --url http://127.0.0.1:8080 [--clients 32] [--seconds 60] [--max-tokens 64]
     bench/load_test.py --serve "build/gpt2c serve -m build/ref/gpt2-f32 --slots 32" ...
+    bench/load_test.py --serve "build/gpt2c serve -m A -m B" --model A --model B ...
 
 First one client alone for --solo-seconds, then --clients at once for --seconds; each client
 loops over streamed completions. Every stream is checked: each event parses, the stream ends
 with [DONE], the usage matches, and the text equals the non-streamed answer for the same seed
-(computed once per seed before the run), so a lost or garbled chunk is an error. Prints the
+(computed once per seed before the run), so a lost or garbled chunk is an error. With several
+--model, seed s asks for the (s mod n)-th, so the clients spread over the server's models. Prints the
 aggregate tokens/s against the single client's and exits 1 on any error. With --serve it
 starts the server itself (on a free port) and stops it with SIGTERM at the end.
 """
@@ -35,6 +37,7 @@ ap.add_argument("--temperature", type=float, default=0.9)
 ap.add_argument("--top-p", type=float, default=1.0)
 ap.add_argument("--seeds", type=int, default=16, help="distinct seeds (expected texts computed up front)")
 ap.add_argument("--key", default=os.environ.get("GPT2C_API_KEY"))
+ap.add_argument("--model", action="append", help="a model to ask for (repeat: seeds alternate between them)")
 ap.add_argument("--json", action="store_true")
 args = ap.parse_args()
 
@@ -58,7 +61,8 @@ PROMPTS = ["The history of the city begins", "In a shocking finding, scientists 
 
 def body(seed, stream):
     return {"prompt": PROMPTS[seed % len(PROMPTS)], "max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p,
-            "seed": seed, "stream": stream, "stream_options": {"include_usage": True} if stream else None}
+            "seed": seed, "stream": stream, "stream_options": {"include_usage": True} if stream else None,
+            "model": args.model[seed % len(args.model)] if args.model else None}
 
 
 def post(obj, timeout=600):

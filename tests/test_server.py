@@ -117,9 +117,11 @@ def cli(*args):
     return json.loads(out.stdout)
 
 
-def metric(port, name):
+def metric(port, name, model=None):
+    """A sample's value: the model's series, or the first of the family."""
     st, _, data = request(port, "GET", "/metrics")
-    m = re.search(rf"^{name} (\S+)$", data.decode(), re.M)
+    labels = r'\{model="%s"\}' % re.escape(model) if model else r"(?:\{[^}]*\})?"
+    m = re.search("^" + re.escape(name) + labels + r" (\S+)$", data.decode(), re.M)
     return float(m.group(1)) if m else None
 
 
@@ -325,8 +327,10 @@ try:
 
     st, _, data = request(P, "GET", "/metrics")
     text = data.decode()
-    check(st == 200 and re.search(r"^gpt2c_time_to_first_token_seconds_count [1-9]", text, re.M) and
-          re.search(r'^gpt2c_requests_total\{code="400"\} [1-9]', text, re.M) and "gpt2c_queue_depth 0" in text,
+    check(st == 200 and re.search(r'^gpt2c_time_to_first_token_seconds_count\{model="tiny-f32"\} [1-9]', text, re.M) and
+          re.search(r'^gpt2c_requests_total\{model="tiny-f32",code="400"\} [1-9]', text, re.M) and
+          re.search(r'^gpt2c_requests_total\{code="404"\} [1-9]', text, re.M) and
+          re.search(r'^gpt2c_queue_depth\{model="tiny-f32"\} 0$', text, re.M),
           "metrics: counters, gauges, histograms")
 finally:
     rc = srv.stop()
@@ -493,6 +497,187 @@ try:
     check(st == 200, f"an empty suffix is no suffix: {st} {body}")
 finally:
     srv.stop()
+
+# ------------------------------------------------------- several models in one server
+# Each model answers as it does alone (the CLI's text for its folder), loads on its first
+# request (or at start with --preload), and counts in metrics labelled by its name. Under
+# --max-memory the least recently used idle model is unloaded to make room; a busy one never is.
+NEO, OPT = os.path.join(REF, "neo-mini-f32"), os.path.join(REF, "opt-postln-f32")
+MULTI = [(os.path.basename(TINY), TINY), ("neo", NEO), (os.path.basename(OPT), OPT)]
+
+
+def models_list(port):
+    st, _, body = request(port, "GET", "/v1/models")
+    return {m["id"]: m for m in json.loads(body)["data"]} if st == 200 else {}
+
+
+def cli_text(folder, *args):
+    out = subprocess.run([BIN, "generate", "-m", folder, "--json", "--no-stream", *args], capture_output=True, check=True)
+    return json.loads(out.stdout)["sequences"][0]["text"]
+
+
+multi = Server(TINY, "-m", "neo=" + NEO, "-m", OPT, "--slots", "4", "--api-key", KEY)
+M = multi.port
+try:
+    listed = models_list(M)
+    check(list(listed) == [name for name, _ in MULTI] and all(m["status"] == "unloaded" for m in listed.values()),
+          f"several models: /v1/models lists them in order, none loaded yet ({listed})")
+    sent = {name: [0, 0] for name, _ in MULTI}  # prompt and completion tokens answered per model
+    for name, folder in MULTI:
+        for extra, args in (({"temperature": 0}, ["--greedy"]),
+                            ({"temperature": 0.9, "seed": 11}, ["--seed", "11", "--temperature", "0.9", "--do-sample", "--top-k", "0"])):
+            req = dict({"model": name, "prompt": PROMPT, "max_tokens": 7}, **extra)
+            st, body, _ = post(M, req)
+            want = cli_text(folder, "-n", "7", "-p", PROMPT, *args)
+            check(st == 200 and body["model"] == name and body["choices"][0]["text"] == want,
+                  f"several models: {name} {extra} answers as the CLI does for its folder ({st} {body})")
+            if st == 200:
+                sent[name][0] += body["usage"]["prompt_tokens"]
+                sent[name][1] += body["usage"]["completion_tokens"]
+            st2, events = stream(M, req)
+            check(st2 == 200 and streamed_texts(events, 1)[0][0] == want and
+                  all(e["model"] == name for e in events if isinstance(e, dict)),
+                  f"several models: {name} {extra}: streamed equals non-streamed")
+            if st2 == 200:
+                sent[name][0] += body["usage"]["prompt_tokens"]
+                sent[name][1] += body["usage"]["completion_tokens"]
+        st, tok, _ = post(M, {"model": name, "content": PROMPT}, path="/tokenize")
+        ids = subprocess.run([BIN, "tokenize", "-m", folder, "-p", PROMPT], capture_output=True, text=True).stdout.split()
+        check(st == 200 and tok["tokens"] == [int(x) for x in ids], f"several models: /tokenize with {name}: {st} {tok}")
+    st, body, _ = post(M, {"prompt": PROMPT, "max_tokens": 7, "temperature": 0})
+    check(st == 200 and body["model"] == MULTI[0][0] and body["choices"][0]["text"] == cli_text(TINY, "-n", "7", "-p", PROMPT, "--greedy"),
+          f"several models: a request naming none gets the first ({st} {body})")
+    if st == 200:
+        sent[MULTI[0][0]][0] += body["usage"]["prompt_tokens"]
+        sent[MULTI[0][0]][1] += body["usage"]["completion_tokens"]
+    st, body, _ = post(M, {"model": "other", "prompt": PROMPT})
+    check(st == 404 and body["error"]["code"] == "model_not_found" and all(f"'{n}'" in body["error"]["message"] for n, _ in MULTI),
+          f"several models: an unknown one is 404, naming those served ({st} {body})")
+    listed = models_list(M)
+    check(all(m["status"] == "loaded" and m["meta"]["model_type"] == t for m, t in
+              zip(listed.values(), ("gpt2", "gpt_neo", "opt"))), f"several models: each loaded on its first request ({listed})")
+    for name, _ in MULTI:
+        got = (metric(M, "gpt2c_prompt_tokens_total", name), metric(M, "gpt2c_generation_tokens_total", name),
+               metric(M, "gpt2c_model_loads_total", name), metric(M, "gpt2c_model_loaded", name))
+        check(got == (sent[name][0], sent[name][1], 1, 1), f"several models: {name}'s metrics ({got}, sent {sent[name]})")
+    check(metric(M, "gpt2c_requests_total", None) is not None and
+          re.search(r'^gpt2c_requests_total\{model="neo",code="200"\} [1-9]', request(M, "GET", "/metrics")[2].decode(), re.M),
+          "several models: requests counted by model")
+finally:
+    check(multi.stop() == 0, "several models: SIGTERM")
+
+# Concurrent streams spread over the three models, each checked against its non-streamed text.
+load = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "load_test.py"),
+                       "--serve", f"{BIN} serve -m {TINY} -m neo={NEO} -m {OPT} --slots 4 --preload", "--clients", "9",
+                       "--seconds", "4", "--solo-seconds", "1", "--max-tokens", "16", "--seeds", "6", "--json",
+                       *[a for name, _ in MULTI for a in ("--model", name)]],
+                      capture_output=True, text=True, timeout=300)
+try:
+    rep = json.loads(load.stdout.strip().splitlines()[-1])
+except (ValueError, IndexError):
+    rep = {}
+check(load.returncode == 0 and rep.get("errors") == 0 and rep.get("streams", 0) > 9 and rep.get("server_exit") == 0,
+      f"several models: 9 streaming clients over 3 models, no lost or garbled stream ({rep}, {load.stderr[-500:]})")
+
+# --preload loads all before /health says ok; models that cannot fit together fail the start.
+pre = Server(TINY, "-m", BIG, "--preload", "--slots", "1", "--quiet")
+try:
+    listed = models_list(pre.port)
+    check(all(m["status"] == "loaded" for m in listed.values()), f"--preload: all loaded when ready ({listed})")
+    sizes = {name: m["meta"]["memory_bytes"] for name, m in listed.items()}
+finally:
+    check(pre.stop() == 0, "--preload: SIGTERM")
+tiny_b, big_b = sizes[os.path.basename(TINY)], sizes[os.path.basename(BIG)]
+p = subprocess.Popen([BIN, "serve", "-m", TINY, "-m", BIG, "--preload", "--slots", "1", "--port", "0", "--max-memory",
+                      str(big_b + tiny_b - 1)], stderr=subprocess.PIPE, text=True)
+try:
+    err = p.communicate(timeout=120)[1]
+except subprocess.TimeoutExpired:  # it started: the budget was not applied
+    p.kill()
+    err = p.communicate()[1]
+check(p.returncode == 1 and "--max-memory" in err, f"--preload over the budget: exit 1 saying why ({p.returncode} {err[-300:]})")
+for bad, why in ((["-m", TINY, "-m", TINY], "two models answer to the name"),
+                 (["-m", TINY, "-m", BIG, "--model-id", "x"], "--model-id names one model"),
+                 (["-m", "=" + TINY], "NAME=MODEL needs both"),
+                 (["-m", TINY, "--max-memory", "lots"], "--max-memory: 'lots' is not a size")):
+    p = subprocess.run([BIN, "serve", *bad, "--port", "0"], capture_output=True, text=True, timeout=60)
+    check(p.returncode == 2 and why in p.stderr, f"serve {bad}: usage error ({p.returncode} {p.stderr})")
+
+# The budget holds one of the two: the idle one is unloaded for the other, a busy one is not
+# (503 with Retry-After), and a reloaded model answers as before.
+budget = Server(TINY, "-m", "big=" + BIG, "--slots", "1", "--max-memory", str(big_b + tiny_b - 1), "--timeout", "5")
+U = budget.port
+try:
+    small = {"prompt": PROMPT, "max_tokens": 6, "temperature": 0}
+    st, first, _ = post(U, small, key=None)
+    s = socket.create_connection(("127.0.0.1", U))
+    body = json.dumps({"model": "big", "prompt": PROMPT, "max_tokens": 400, "ignore_eos": True, "stream": True}).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+              str(len(body)).encode() + b"\r\n\r\n" + body)
+    got = b""
+    while got.count(b"data: ") < 2:
+        got += s.recv(4096)
+    check(metric(U, "gpt2c_model_loaded", os.path.basename(TINY)) == 0 and metric(U, "gpt2c_model_loaded", "big") == 1 and
+          metric(U, "gpt2c_model_unloads_total", os.path.basename(TINY)) == 1,
+          "--max-memory: the idle model is unloaded to make room for the requested one")
+    st2, busy, h = post(U, small, key=None)
+    check(st2 == 503 and busy["error"]["code"] == "model_unavailable" and h.get("Retry-After") == "1" and
+          metric(U, "gpt2c_model_loaded", "big") == 1,
+          f"--max-memory: no room while the other model is busy: 503 with Retry-After ({st2} {busy})")
+    s.close()
+    t0 = time.monotonic()
+    st3, again = 0, None
+    while st3 != 200 and time.monotonic() - t0 < 30:
+        st3, again, _ = post(U, small, key=None)
+        time.sleep(0.05)
+    check(st == 200 and st3 == 200 and again["choices"][0]["text"] == first["choices"][0]["text"] and
+          metric(U, "gpt2c_model_loaded", "big") == 0 and metric(U, "gpt2c_model_loads_total", os.path.basename(TINY)) == 2,
+          f"--max-memory: once the other is idle, the reloaded model answers as before ({st} {st3} {again})")
+finally:
+    check(budget.stop() == 0, "--max-memory: SIGTERM")
+
+# Under systemd: READY=1 once the model is loaded and STOPPING=1 on SIGTERM (sd_notify,
+# where the build links libsystemd, as tools/install-deps.sh provides), and log lines that
+# carry their level ("<6>" info, "<4>" warning, "<3>" error) when stderr is the journal's
+# stream, which systemd names in JOURNAL_STREAM; anywhere else, plain lines.
+linked = "libsystemd" in subprocess.run(["ldd", BIN], capture_output=True, text=True).stdout
+sock_path = os.path.join(tmp, "notify.sock")
+ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+ns.bind(sock_path)
+ns.settimeout(60)
+journal = open(os.path.join(tmp, "journal.log"), "wb")
+jst = os.fstat(journal.fileno())
+port_file = os.path.join(tmp, "notify.port")
+p = subprocess.Popen([BIN, "serve", "-m", TINY, "--port", "0", "--port-file", port_file], stdout=journal, stderr=journal,
+                     env=dict(os.environ, NOTIFY_SOCKET=sock_path, JOURNAL_STREAM=f"{jst.st_dev}:{jst.st_ino}"))
+try:
+    if linked:
+        ready = ns.recv(4096)
+        port = int(open(port_file).read())
+        check(ready == b"READY=1" and request(port, "GET", "/health")[0] == 200,
+              f"sd_notify: READY=1 once /health is ok ({ready})")
+        post(port, {"prompt": "Hello", "max_tokens": 2})
+        p.send_signal(signal.SIGTERM)
+        check(ns.recv(4096) == b"STOPPING=1", "sd_notify: STOPPING=1 on SIGTERM")
+    else:
+        print("server: sd_notify not checked: this build has no libsystemd (tools/install-deps.sh installs it)")
+        for _ in range(600):
+            if os.path.exists(port_file) and open(port_file).read().strip() and \
+                    request(int(open(port_file).read()), "GET", "/health")[0] == 200:
+                break
+            time.sleep(0.05)
+        post(int(open(port_file).read()), {"prompt": "Hello", "max_tokens": 2})
+        p.send_signal(signal.SIGTERM)
+    check(p.wait(timeout=60) == 0, "under systemd: exit 0 on SIGTERM")
+finally:
+    if p.poll() is None:
+        p.kill()
+    ns.close()
+    journal.close()
+lines = open(os.path.join(tmp, "journal.log"), "rb").read().decode().splitlines()
+check(lines and all(re.match(r"<[346]>", ln) for ln in lines) and any(re.match(r'<6>\{.*"status":200', ln) for ln in lines),
+      f"the journal gets each line with its level ({lines[:4]})")
+check(not open(os.path.join(tmp, "serve.log"), "rb").read().startswith(b"<"), "elsewhere, lines carry no level prefix")
 
 # A short load: concurrent streams, each checked against its non-streamed text (the
 # full 32-client, 60 s run is bench/load_test.py's default; its figure is in the README).

@@ -37,7 +37,11 @@ char *read_all(FILE *f, size_t *len);
 char *read_file_arg(const char *path, size_t *len);
 int parse_ids(const char *s, int32_t **ids, int *n);
 double now_s(void);
+/* A folder as given, or a hub name resolved (and downloaded) to one. NULL
+ * after printing why; *rc is then the exit code (a malformed name is a usage
+ * error). resolve_model_msg writes why to msg instead. */
 char *resolve_model(const char *spec, unsigned what, int *rc);
+char *resolve_model_msg(const char *spec, unsigned what, int *rc, char *msg, size_t n);
 /* The folder's tokenizer, or NULL after a message. With `absent` given, a
  * folder without tokenizer files (a model run from token ids) is no error:
  * NULL, no message, *absent = 1. */

@@ -216,25 +216,24 @@ static void on_progress(void *user, const char *file, uint64_t done, uint64_t to
 }
 
 /* A folder as given, or a hub name resolved (and downloaded) to one. NULL
- * after printing why; *rc is then the exit code (a malformed name is a usage
- * error). */
-char *resolve_model(const char *spec, unsigned what, int *rc) {
+ * with why in msg (n bytes); *rc is then the exit code (a malformed name is a
+ * usage error). */
+char *resolve_model_msg(const char *spec, unsigned what, int *rc, char *msg, size_t n) {
     /* A file where a folder is expected: said as such, rather than "no such
      * folder" or a hub lookup of its name. A tokenizer may be one
      * tokenizer.json file. */
     struct stat sb;
+    *rc = EXIT_RUN;
     if (spec && stat(spec, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
-        size_t n = strlen(spec);
+        size_t len = strlen(spec);
         int tok_only = what == GPT2C_HUB_TOKENIZER;
-        if (tok_only && n >= 5 && strcmp(spec + n - 5, ".json") == 0) {
+        if (tok_only && len >= 5 && strcmp(spec + len - 5, ".json") == 0) {
             char *dir = strdup(spec);
-            *rc = EXIT_RUN;
-            if (!dir) fprintf(stderr, "%s: out of memory\n", prog);
+            if (!dir) snprintf(msg, n, "out of memory");
             return dir;
         }
-        fprintf(stderr, "%s: %s is a file; -m takes a %s folder%s or a hub name\n", prog, spec,
-                tok_only ? "tokenizer" : "checkpoint", tok_only ? ", a tokenizer.json file" : "");
-        *rc = EXIT_RUN;
+        snprintf(msg, n, "%s is a file; -m takes a %s folder%s or a hub name", spec, tok_only ? "tokenizer" : "checkpoint",
+                 tok_only ? ", a tokenizer.json file" : "");
         return NULL;
     }
     gpt2c_hub *h;
@@ -245,10 +244,17 @@ char *resolve_model(const char *spec, unsigned what, int *rc) {
         if (isatty(2)) gpt2c_hub_set_progress(h, on_progress, &pr);
         s = gpt2c_hub_resolve(h, spec, what, &dir);
     }
-    if (s != GPT2C_OK) fprintf(stderr, "%s: %s\n", prog, gpt2c_hub_errmsg(h));
-    *rc = s == GPT2C_ERR_INVALID ? EXIT_USAGE : EXIT_RUN;
+    if (s != GPT2C_OK) snprintf(msg, n, "%s", gpt2c_hub_errmsg(h));
+    if (s == GPT2C_ERR_INVALID) *rc = EXIT_USAGE;
     gpt2c_hub_free(h);
     return s == GPT2C_OK ? dir : NULL;
+}
+
+char *resolve_model(const char *spec, unsigned what, int *rc) {
+    char msg[1024];
+    char *dir = resolve_model_msg(spec, what, rc, msg, sizeof msg);
+    if (!dir) fprintf(stderr, "%s: %s\n", prog, msg);
+    return dir;
 }
 
 gpt2c_tokenizer *open_tokenizer(const char *dir, int *absent) {

@@ -1,6 +1,9 @@
 /* serve.c -- `gpt2c serve`: parses the options, then hands over to the
- * server (src/server), giving it a loader that resolves -m (a folder or a
- * hub name) once the HTTP port is already answering /health with 503. */
+ * server (src/server), giving it a loader that resolves each -m (a folder or
+ * a hub name) when the server wants that model: at start, once the HTTP
+ * port already answers /health with 503, or on the model's first request. */
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -12,19 +15,28 @@
 #include "cli.h"
 
 static const char SERVE_HELP[] =
-    "usage: gpt2c serve -m MODEL [options]\n"
+    "usage: gpt2c serve -m MODEL [-m MODEL ...] [options]\n"
     "\n"
     "Serves the model over HTTP with OpenAI's Completions API: POST /v1/completions (streaming\n"
     "with \"stream\": true), GET /v1/models, GET /health, GET /metrics (Prometheus), POST /tokenize,\n"
     "POST /detokenize, and a page to try it at /. Every client's sequences are generated together,\n"
     "one forward pass per token for all (continuous batching).\n"
     "\n"
-    "  -m, --model MODEL        checkpoint folder or hub name (required)\n"
-    "      --model-id NAME      the only name clients may give as \"model\"; without it, MODEL as\n"
-    "                           typed and its short name are accepted: a folder's base name\n"
-    "                           (-m ./models/gpt2-q8: \"gpt2-q8\"), a hub name without @revision.\n"
-    "                           /v1/models and responses give the one name, or the short name\n"
-    "      --dtype T            convert the weights at load: f32, f16, bf16, q8\n"
+    "Several -m serve several models: a request's \"model\" picks one (none named: the first).\n"
+    "Each has its own slots, queue and metrics (labelled model=\"NAME\"); it loads on its first\n"
+    "request, or at start with --preload; with --max-memory, idle ones are unloaded to make room.\n"
+    "\n"
+    "  -m, --model MODEL        checkpoint folder or hub name (required; repeat for more models).\n"
+    "                           Clients may name it as typed or by its short name: a folder's\n"
+    "                           base name (-m ./models/gpt2-q8: \"gpt2-q8\"), a hub name without\n"
+    "                           @revision, which /v1/models lists. NAME=MODEL names it NAME alone\n"
+    "      --model-id NAME      with one -m: the only name clients may give as \"model\"\n"
+    "      --preload            load every model at start (one model always is)\n"
+    "      --max-memory SIZE    keep the loaded models' weights and KV caches (at --slots) within\n"
+    "                           SIZE bytes (suffix K, M, G: powers of 1024) by unloading the least\n"
+    "                           recently used idle model; a request for a model that cannot fit\n"
+    "                           while the others are busy gets 503 (default: no limit)\n"
+    "      --dtype T            convert the weights at load: f32, f16, bf16, q8 (every model)\n"
     "      --kv-cache T         the KV cache in f32 (default) or f16 (half the memory per slot)\n"
     "      --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
     "      --port N             port (default 8080; 0 picks a free one)\n"
@@ -69,27 +81,58 @@ static void short_name(const char *spec, char *out) {
     snprintf(out, PATH_MAX, "%.*s", (int)n, name);
 }
 
+#define MAX_MODELS 64 /* -m given at most this often (the usage error says 64) */
+
 typedef struct loader {
-    const char *model, *dtype, *kv_cache;
+    const char *specs[MAX_MODELS]; /* -m as typed, NAME= taken off */
+    const char *dtype, *kv_cache;
 } loader;
 
-static int load(void *user, gpt2c_model **m, gpt2c_tokenizer **t) {
+static int load(void *user, int index, gpt2c_model **m, gpt2c_tokenizer **t, char *err, size_t errlen) {
     loader *l = user;
     int rc;
-    char *dir = resolve_model(l->model, GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc);
+    *m = NULL;
+    *t = NULL;
+    char *dir = resolve_model_msg(l->specs[index], GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc, err, errlen);
     if (!dir) return -1;
     gpt2c_model_params mp = {.dtype = l->dtype, .kv_cache = l->kv_cache};
-    if (gpt2c_model_load_ex(dir, &mp, m) != GPT2C_OK) {
-        fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(*m));
+    gpt2c_status st = gpt2c_model_load_ex(dir, &mp, m);
+    if (st != GPT2C_OK) {
+        snprintf(err, errlen, "%s", gpt2c_model_errmsg(*m));
         gpt2c_model_free(*m);
         *m = NULL;
-        gpt2c_free(dir);
-        return -1;
+    } else if ((st = gpt2c_tokenizer_load(dir, t)) != GPT2C_OK) {
+        /* No tokenizer files: the server takes and answers token ids. */
+        if (st != GPT2C_ERR_NOT_FOUND) snprintf(err, errlen, "%s", gpt2c_tokenizer_errmsg(*t));
+        gpt2c_tokenizer_free(*t);
+        *t = NULL;
+        if (st == GPT2C_ERR_NOT_FOUND) st = GPT2C_OK;
+        else gpt2c_model_free(*m), *m = NULL;
     }
-    int absent = 0;
-    *t = open_tokenizer(dir, &absent); /* none: the server takes and answers token ids */
     gpt2c_free(dir);
-    return *t || absent ? 0 : -1;
+    return st == GPT2C_OK ? 0 : -1;
+}
+
+/* SIZE: bytes, or with a K, M, G or T suffix (powers of 1024; an optional
+ * trailing B or iB). 0 on success. */
+static int parse_size(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v >= 0)) return -1;
+    static const char units[] = "KMGT";
+    const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+    if (u && *u) {
+        for (const char *k = units; k <= u; k++) v *= 1024;
+        end++;
+        if (*end == 'i' && end[1] == 'B') end += 2;
+        else if (*end == 'B' || *end == 'b') end++;
+    } else if (*end == 'B' || *end == 'b') {
+        end++;
+    }
+    if (*end || v > 1.8e19) return -1;
+    *out = (uint64_t)v;
+    return 0;
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -98,11 +141,15 @@ int cmd_serve(int argc, char **argv) {
     o.api_key = getenv("GPT2C_API_KEY");
     if (o.api_key && !*o.api_key) o.api_key = NULL;
     loader l = {0};
+    server_model models[MAX_MODELS];
+    char shorts[MAX_MODELS][PATH_MAX];
+    int n = 0;
     const char *model_id = NULL;
-    enum { O_ID = 256, O_DTYPE, O_KV, O_HOST, O_PORT, O_KEY, O_SLOTS, O_THREADS, O_QUEUE, O_MAXTOK, O_BODY, O_TIMEOUT, O_CONNS,
+    enum { O_ID = 256, O_PRELOAD, O_MAXMEM, O_DTYPE, O_KV, O_HOST, O_PORT, O_KEY, O_SLOTS, O_THREADS, O_QUEUE, O_MAXTOK, O_BODY, O_TIMEOUT, O_CONNS,
            O_GRACE, O_PORTFILE, O_QUIET };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"model-id", required_argument, 0, O_ID},
+        {"preload", no_argument, 0, O_PRELOAD}, {"max-memory", required_argument, 0, O_MAXMEM},
         {"dtype", required_argument, 0, O_DTYPE}, {"kv-cache", required_argument, 0, O_KV}, {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT}, {"api-key", required_argument, 0, O_KEY},
         {"slots", required_argument, 0, O_SLOTS}, {"threads", required_argument, 0, O_THREADS},
@@ -116,8 +163,26 @@ int cmd_serve(int argc, char **argv) {
     float f;
     while ((c = getopt_long(argc, argv, ":m:h", lo, NULL)) != -1) {
         switch (c) {
-        case 'm': l.model = optarg; break;
+        case 'm': {
+            if (n == MAX_MODELS) return usage_error("-m %s: at most 64 models", optarg);
+            /* NAME=MODEL names it; a folder whose own name has '=' is taken as it is. */
+            struct stat st;
+            const char *eq = strchr(optarg, '=');
+            if (eq && stat(optarg, &st) != 0) {
+                if (eq == optarg || !eq[1]) return usage_error("-m %s: NAME=MODEL needs both", optarg);
+                snprintf(shorts[n], PATH_MAX, "%.*s", (int)(eq - optarg), optarg);
+                models[n] = (server_model){.id = shorts[n]};
+                l.specs[n++] = eq + 1;
+            } else {
+                short_name(optarg, shorts[n]);
+                models[n] = (server_model){.id = shorts[n], .alias = strcmp(shorts[n], optarg) ? optarg : NULL};
+                l.specs[n++] = optarg;
+            }
+            break;
+        }
         case O_ID: model_id = optarg; break;
+        case O_PRELOAD: o.preload = 1; break;
+        case O_MAXMEM: if (parse_size(optarg, &o.max_memory)) return usage_error("--max-memory: '%s' is not a size (bytes, or with K, M, G or T)", optarg); break;
         case O_DTYPE: l.dtype = optarg; break;
         case O_KV: l.kv_cache = optarg; break;
         case O_HOST: o.host = optarg; break;
@@ -140,16 +205,19 @@ int cmd_serve(int argc, char **argv) {
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
-    if (!l.model) return usage_error("%s", "serve: -m MODEL is required");
+    if (!n) return usage_error("%s", "serve: -m MODEL is required");
     if (model_id && !*model_id) return usage_error("%s", "--model-id: the name is empty");
-    /* With --model-id, that name alone; else the short name, and -m as typed. */
-    char name[PATH_MAX];
-    if (model_id) {
-        o.model_id = model_id;
-    } else {
-        short_name(l.model, name);
-        o.model_id = name;
-        if (strcmp(name, l.model) != 0) o.model_alias = l.model;
-    }
+    if (model_id && n > 1) return usage_error("%s", "--model-id names one model: with several, name each as -m NAME=MODEL");
+    if (model_id) models[0] = (server_model){.id = model_id}; /* that name alone */
+    /* Every name must pick one model. */
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < i; k++) {
+            const char *a[2] = {models[i].id, models[i].alias}, *b[2] = {models[k].id, models[k].alias};
+            for (int x = 0; x < 4; x++)
+                if (a[x / 2] && b[x % 2] && !strcmp(a[x / 2], b[x % 2]))
+                    return usage_error("two models answer to the name '%s': name one as -m NAME=MODEL", a[x / 2]);
+        }
+    o.models = models;
+    o.n_models = n;
     return server_run(&o, load, &l);
 }

@@ -86,7 +86,7 @@ static int type_error(api_error *e, const char *field, const char *want, const j
 }
 
 /* Optional fields: absent or null leaves *out at its default. */
-static int get_number(json_t *o, const char *f, double lo, double hi, double *out, api_error *e) {
+static int get_number(const json_t *o, const char *f, double lo, double hi, double *out, api_error *e) {
     json_t *v = json_object_get(o, f);
     if (!v || json_is_null(v)) return 0;
     if (!json_is_number(v)) return type_error(e, f, "a number", v);
@@ -96,7 +96,7 @@ static int get_number(json_t *o, const char *f, double lo, double hi, double *ou
     return 0;
 }
 
-static int get_int(json_t *o, const char *f, long long lo, long long hi, long long *out, api_error *e) {
+static int get_int(const json_t *o, const char *f, long long lo, long long hi, long long *out, api_error *e) {
     json_t *v = json_object_get(o, f);
     if (!v || json_is_null(v)) return 0;
     if (!json_is_integer(v)) return type_error(e, f, "an integer", v);
@@ -106,7 +106,7 @@ static int get_int(json_t *o, const char *f, long long lo, long long hi, long lo
     return 0;
 }
 
-static int get_bool(json_t *o, const char *f, int *out, api_error *e) {
+static int get_bool(const json_t *o, const char *f, int *out, api_error *e) {
     json_t *v = json_object_get(o, f);
     if (!v || json_is_null(v)) return 0;
     if (!json_is_boolean(v)) return type_error(e, f, "a boolean", v);
@@ -289,34 +289,37 @@ static int parse_bias(completion_req *r, json_t *v, const gpt2c_model_info *info
     return 0;
 }
 
-int api_model_known(const server_opts *o, const char *name) {
-    return strcmp(name, o->model_id) == 0 || (o->model_alias && strcmp(name, o->model_alias) == 0);
-}
-
-int api_parse_completion(const char *body, size_t len, const gpt2c_tokenizer *t, const gpt2c_model_info *info,
-                         const server_opts *o, int n_slots, completion_req *r, api_error *e) {
-    memset(r, 0, sizeof *r);
+json_t *api_load_body(const char *body, size_t len, api_error *e) {
     memset(e, 0, sizeof *e);
     json_error_t je;
     json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, &je);
-    if (!root) return fail(e, 400, NULL, "invalid_json", "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
-    int rc = -1;
+    if (!root) {
+        fail(e, 400, NULL, "invalid_json", "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+        return NULL;
+    }
     if (!json_is_object(root)) {
         type_error(e, "body", "a JSON object", root);
-        goto out;
+        json_decref(root);
+        return NULL;
     }
+    return root;
+}
+
+int api_body_model(const json_t *root, const char **name, api_error *e) {
     json_t *v = json_object_get(root, "model");
-    if (v && !json_is_null(v)) {
-        if (!json_is_string(v)) {
-            type_error(e, "model", "a string", v);
-            goto out;
-        }
-        if (!api_model_known(o, json_string_value(v))) {
-            fail(e, 404, "model", "model_not_found", "The model '%.200s' does not exist: this server serves '%.200s'",
-                 json_string_value(v), o->model_id);
-            goto out;
-        }
-    }
+    *name = NULL;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v)) return type_error(e, "model", "a string", v);
+    *name = json_string_value(v);
+    return 0;
+}
+
+int api_parse_completion(const json_t *root, const gpt2c_tokenizer *t, const gpt2c_model_info *info,
+                         const server_opts *o, int n_slots, completion_req *r, api_error *e) {
+    memset(r, 0, sizeof *r);
+    memset(e, 0, sizeof *e);
+    int rc = -1;
+    json_t *v;
     /* A suffix asks for the text between the prompt and it: models trained
      * for fill-in-the-middle do that; others only continue text. */
     json_t *suffix = json_object_get(root, "suffix");
@@ -438,7 +441,6 @@ int api_parse_completion(const char *body, size_t len, const gpt2c_tokenizer *t,
     p->num_return_sequences = p->do_sample ? (int)n : 1;
     rc = 0;
 out:
-    json_decref(root);
     return rc;
 }
 

@@ -26,12 +26,9 @@
 typedef struct server {
     const server_opts *o;
     struct MHD_Daemon *d;
-    sched *s;
-    metrics mx;
-    gpt2c_model *m;
-    gpt2c_tokenizer *t;
-    gpt2c_model_info info;
-    atomic_int ready;   /* the model is loaded and the scheduler runs */
+    models *models;
+    metrics mx;         /* requests that named no model of ours */
+    atomic_int ready;   /* the preloaded models are loaded */
     atomic_int stopping;
     atomic_long next_id;
     atomic_int open_jobs; /* jobs still tied to a connection */
@@ -42,11 +39,13 @@ typedef struct conn_ctx {
     char method[16], path[128], remote[64];
     strbuf body;
     int too_big, status;
+    served *sm; /* the model the request named (its metrics count the request) */
+    int held;   /* ... and holds (models_acquire) until the connection ends */
     job *j;
 } conn_ctx;
 
 void server_opts_init(server_opts *o) {
-    *o = (server_opts){.model_id = "gpt2", .host = "127.0.0.1", .port = 8080, .slots = 16, .queue_max = 64,
+    *o = (server_opts){.host = "127.0.0.1", .port = 8080, .slots = 16, .queue_max = 64,
                        .max_tokens_limit = 1 << 20, .body_limit = 1 << 20, .timeout_s = 30, .max_connections = 4096,
                        .shutdown_grace_s = 10};
 }
@@ -97,30 +96,79 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, conn_ctx *x, int 
 
 /* ----------------------------------------------------------- the routes */
 
+/* A model's /v1/models entry; meta (the model's shape) while it is loaded. */
+static json_t *model_json(const server_opts *o, served *m) {
+    pthread_mutex_lock(&m->lock);
+    static const char *const STATE[] = {"unloaded", "loading", "loaded", "stopped"};
+    json_t *v = json_pack("{s:s,s:s,s:i,s:s,s:s}", "id", m->id, "object", "model", "created", 0, "owned_by", "gpt2c",
+                          "status", STATE[m->state]);
+    const gpt2c_model_info *in = &m->info;
+    if (m->state == MODEL_READY)
+        json_object_set_new(v, "meta", json_pack("{s:i,s:i,s:i,s:s,s:s,s:I}", "n_ctx", in->n_ctx, "n_vocab", in->n_vocab,
+                                                 "slots", o->slots, "dtype", in->weight_dtype ? in->weight_dtype : "",
+                                                 "model_type", in->model_type ? in->model_type : "", "memory_bytes",
+                                                 (json_int_t)m->bytes));
+    pthread_mutex_unlock(&m->lock);
+    return v;
+}
+
+/* 404 for a "model" this server does not have, naming those it has. */
+static enum MHD_Result unknown_model(server *sv, struct MHD_Connection *c, conn_ctx *x, const char *name) {
+    strbuf b = {0};
+    for (int i = 0; i < models_count(sv->models); i++)
+        sb_printf(&b, "%s'%.100s'", i ? ", " : "", models_at(sv->models, i)->id);
+    enum MHD_Result ok = respond_error(c, x, 404, "model_not_found", "model",
+                                       "The model '%.200s' does not exist: this server serves %.300s", name,
+                                       b.p ? b.p : "");
+    sb_free(&b);
+    return ok;
+}
+
 static enum MHD_Result get_models(server *sv, struct MHD_Connection *c, conn_ctx *x, const char *one) {
-    json_t *m = json_pack("{s:s,s:s,s:i,s:s,s:{s:i,s:i,s:i,s:s,s:s}}", "id", sv->o->model_id, "object", "model", "created", 0,
-                          "owned_by", "gpt2c", "meta", "n_ctx", sv->info.n_ctx, "n_vocab", sv->info.n_vocab, "slots",
-                          sv->o->slots, "dtype", sv->info.weight_dtype ? sv->info.weight_dtype : "", "model_type",
-                          sv->info.model_type ? sv->info.model_type : "");
     if (one) {
-        if (!api_model_known(sv->o, one)) {
-            json_decref(m);
-            return respond_error(c, x, 404, "model_not_found", "model", "The model '%.200s' does not exist", one);
-        }
-        return respond_json(c, x, 200, m);
+        served *m = models_find(sv->models, one);
+        return m ? respond_json(c, x, 200, model_json(sv->o, m)) : unknown_model(sv, c, x, one);
     }
-    return respond_json(c, x, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", m));
+    json_t *data = json_array();
+    for (int i = 0; i < models_count(sv->models); i++)
+        json_array_append_new(data, model_json(sv->o, models_at(sv->models, i)));
+    return respond_json(c, x, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+}
+
+/* The body as a JSON object and the model it names (the first when it names
+ * none), held for the rest of the request: 0, or -1 once answered with the
+ * error. */
+static int take_model(server *sv, struct MHD_Connection *c, conn_ctx *x, json_t **root, enum MHD_Result *answered) {
+    api_error e;
+    const char *name;
+    if (!(*root = api_load_body(x->body.p ? x->body.p : "", x->body.n, &e)) || api_body_model(*root, &name, &e)) {
+        json_decref(*root);
+        *answered = respond_json(c, x, e.status, api_error_json(&e));
+        return -1;
+    }
+    if (!(x->sm = models_find(sv->models, name))) {
+        *answered = unknown_model(sv, c, x, name);
+        json_decref(*root);
+        return -1;
+    }
+    if (models_acquire(sv->models, x->sm, &e)) {
+        *answered = respond_json(c, x, e.status, api_error_json(&e));
+        json_decref(*root);
+        return -1;
+    }
+    x->held = 1;
+    return 0;
 }
 
 static enum MHD_Result post_tokenize(server *sv, struct MHD_Connection *c, conn_ctx *x, int detok) {
-    if (!sv->t) return respond_error(c, x, 400, "no_tokenizer", NULL, "this model has no tokenizer files");
-    json_error_t je;
-    json_t *root = json_loadb(x->body.p ? x->body.p : "", x->body.n, JSON_ALLOW_NUL, &je);
-    if (!root || !json_is_object(root)) {
-        json_decref(root);
-        return respond_error(c, x, 400, "invalid_json", NULL, "the body must be a JSON object");
-    }
+    json_t *root;
     enum MHD_Result ok;
+    if (take_model(sv, c, x, &root, &ok)) return ok;
+    gpt2c_tokenizer *t = x->sm->t;
+    if (!t) {
+        json_decref(root);
+        return respond_error(c, x, 400, "no_tokenizer", NULL, "this model has no tokenizer files");
+    }
     if (!detok) {
         json_t *v = json_object_get(root, "content");
         if (!json_is_string(v)) {
@@ -129,7 +177,7 @@ static enum MHD_Result post_tokenize(server *sv, struct MHD_Connection *c, conn_
         }
         int32_t *ids;
         int n;
-        gpt2c_status st = gpt2c_tokenize(sv->t, json_string_value(v), json_string_length(v), &ids, &n);
+        gpt2c_status st = gpt2c_tokenize(t, json_string_value(v), json_string_length(v), &ids, &n);
         if (st) {
             /* (the tokenizer's own message is shared by every thread using it) */
             ok = respond_error(c, x, st == GPT2C_ERR_NOMEM ? 500 : 400, "invalid_value", "content", "%s",
@@ -147,14 +195,14 @@ static enum MHD_Result post_tokenize(server *sv, struct MHD_Connection *c, conn_
         int bad = !json_is_array(v) || !ids;
         for (size_t i = 0; !bad && i < n; i++) {
             json_t *e = json_array_get(v, i);
-            bad = !json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) >= sv->info.n_vocab;
+            bad = !json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) >= x->sm->info.n_vocab;
             if (!bad) ids[i] = (int32_t)json_integer_value(e);
         }
         char *text = NULL;
         size_t len = 0;
-        if (bad || gpt2c_detokenize(sv->t, ids, (int)n, 0, &text, &len) != GPT2C_OK)
+        if (bad || gpt2c_detokenize(t, ids, (int)n, 0, &text, &len) != GPT2C_OK)
             ok = respond_error(c, x, 400, "invalid_value", "tokens", "'tokens' must be an array of token ids in 0..%d",
-                               sv->info.n_vocab - 1);
+                               x->sm->info.n_vocab - 1);
         else
             ok = respond_json(c, x, 200, json_pack("{s:s#}", "content", text, (int)len));
         free(ids);
@@ -192,11 +240,16 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 }
 
 static enum MHD_Result post_completions(server *sv, struct MHD_Connection *c, conn_ctx *x) {
+    json_t *root;
+    enum MHD_Result answered;
+    if (take_model(sv, c, x, &root, &answered)) return answered;
+    served *m = x->sm;
     job *j = calloc(1, sizeof *j);
-    if (!j) return respond_error(c, x, 500, NULL, NULL, "out of memory");
     api_error e;
-    if (api_parse_completion(x->body.p ? x->body.p : "", x->body.n, sv->t, &sv->info, sv->o, sched_n_slots(sv->s), &j->req,
-                             &e)) {
+    int bad = !j || api_parse_completion(root, m->t, &m->info, sv->o, sched_n_slots(m->s), &j->req, &e);
+    json_decref(root);
+    if (!j) return respond_error(c, x, 500, NULL, NULL, "out of memory");
+    if (bad) {
         api_req_free(&j->req);
         free(j);
         return respond_json(c, x, e.status, api_error_json(&e));
@@ -213,7 +266,7 @@ static enum MHD_Result post_completions(server *sv, struct MHD_Connection *c, co
              (unsigned long)(atomic_fetch_add(&sv->next_id, 1) + 1) * 0x9E3779B97F4A7C15UL);
     x->j = j;
     atomic_fetch_add(&sv->open_jobs, 1);
-    int rc = sched_submit(sv->s, j);
+    int rc = sched_submit(m->s, j);
     if (rc == -1)
         return respond_error(c, x, 429, "rate_limit_exceeded", NULL,
                              "the server is busy: %d requests are already waiting; retry shortly", sv->o->queue_max);
@@ -289,11 +342,26 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, conn_ctx *x) 
                              "GPT-2 is not a chat model: this server offers /v1/completions, not /v1/chat/completions");
     if (!known) return respond_error(c, x, 404, "unknown_url", NULL, "Unknown request URL: %s %.100s", m, p);
     if (!atomic_load(&sv->ready))
-        return respond_error(c, x, 503, "model_loading", NULL, "the model is still loading; retry shortly");
+        return respond_error(c, x, 503, "model_loading", NULL, "the models are still loading; retry shortly");
     if (!strcmp(p, "/metrics")) {
         if (!get) goto method;
+        int n = models_count(sv->models);
+        model_gauges g[n];
+        for (int i = 0; i < n; i++) {
+            served *sm = models_at(sv->models, i);
+            g[i] = (model_gauges){.id = sm->id, .mx = &sm->mx};
+            pthread_mutex_lock(&sm->lock);
+            if (sm->state == MODEL_READY) {
+                g[i].loaded = 1;
+                g[i].bytes = sm->bytes;
+                g[i].slots = sched_n_slots(sm->s);
+                g[i].queue_depth = sched_queue_depth(sm->s);
+                g[i].active = sched_active(sm->s);
+            }
+            pthread_mutex_unlock(&sm->lock);
+        }
         strbuf b = {0};
-        if (metrics_render(&sv->mx, &b, sched_queue_depth(sv->s), sched_active(sv->s), sv->o->slots)) {
+        if (metrics_render(&sv->mx, g, n, &b)) {
             sb_free(&b);
             return respond_error(c, x, 500, NULL, NULL, "out of memory");
         }
@@ -398,11 +466,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         ct = x->j->completion_tokens;
         if (x->status == 200 && x->j->status != 200 && !x->j->req.stream) x->status = x->j->status;
         pthread_mutex_unlock(&x->j->lock);
-        if (sv->s) sched_wake(sv->s);
+        sched_wake(x->sm->s);
         job_release(x->j);
         atomic_fetch_sub(&sv->open_jobs, 1);
     }
-    metrics_request(&sv->mx, x->status ? x->status : 499);
+    if (x->held) models_release(sv->models, x->sm);
+    metrics_request(x->sm ? &x->sm->mx : &sv->mx, x->status ? x->status : 499);
     if (!sv->o->quiet) {
         char ts[32];
         time_t now = time(NULL);
@@ -412,8 +481,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
                                  "path", x->path, "status", x->status ? x->status : 499, "ms",
                                  (server_now() - x->t0) * 1000.0, "prompt_tokens", pt, "completion_tokens", ct, "end",
                                  termination(toe));
+        if (line && x->sm) json_object_set_new(line, "model", json_string(x->sm->id));
         char *s = line ? json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(4)) : NULL;
-        if (s) fprintf(stderr, "%s\n", s);
+        if (s) server_log(x->status >= 500 ? 4 : 6, "%s", s);
         free(s);
         json_decref(line);
     }
@@ -440,7 +510,7 @@ static struct MHD_Daemon *start_daemon(server *sv, char *err, size_t errlen) {
     }
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)sv->o->port, NULL, NULL, on_request, sv, MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_THREAD_POOL_SIZE, 2u, MHD_OPTION_CONNECTION_LIMIT, (unsigned)sv->o->max_connections,
+        MHD_OPTION_THREAD_POOL_SIZE, sv->o->n_models > 1 ? 4u : 2u, MHD_OPTION_CONNECTION_LIMIT, (unsigned)sv->o->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)sv->o->timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, sv,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!d) snprintf(err, errlen, "cannot listen on %s port %d: %s", sv->o->host, sv->o->port, strerror(errno));
@@ -449,7 +519,11 @@ static struct MHD_Daemon *start_daemon(server *sv, char *err, size_t errlen) {
 
 int server_run(const server_opts *o, server_load_fn load, void *user) {
     server *sv = calloc(1, sizeof *sv);
-    if (!sv) return 1;
+    if (!sv || !(sv->models = models_new(o, load, user))) {
+        free(sv);
+        fprintf(stderr, "gpt2c serve: out of memory\n");
+        return 1;
+    }
     sv->o = o;
     metrics_init(&sv->mx);
     /* Signals are taken by sigwait below: every thread started from here on
@@ -466,15 +540,22 @@ int server_run(const server_opts *o, server_load_fn load, void *user) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    char err[512];
+    char err[1024];
     int rc = 1;
     if (!(sv->d = start_daemon(sv, err, sizeof err))) {
-        fprintf(stderr, "gpt2c serve: %s\n", err);
+        server_log(3, "gpt2c serve: %s", err);
         goto out;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(sv->d, MHD_DAEMON_INFO_BIND_PORT);
     int port = di ? di->port : o->port;
-    fprintf(stderr, "gpt2c serve: listening on http://%s:%d (loading %s)\n", o->host, port, o->model_id);
+    /* One model always loads before the server is ready; several, with
+     * --preload (else each on its first request). */
+    int preload = o->preload || o->n_models == 1;
+    strbuf names = {0};
+    for (int i = 0; i < o->n_models; i++) sb_printf(&names, "%s%s", i ? ", " : "", o->models[i].id);
+    server_log(6, "gpt2c serve: listening on http://%s:%d (%s %s)", o->host, port, preload ? "loading" : "serving",
+               names.p ? names.p : "");
+    sb_free(&names);
     if (o->port_file) {
         FILE *f = fopen(o->port_file, "w");
         if (f) {
@@ -482,18 +563,16 @@ int server_run(const server_opts *o, server_load_fn load, void *user) {
             fclose(f);
         }
     }
-    if (load(user, &sv->m, &sv->t)) goto out;
-    gpt2c_model_get_info(sv->m, &sv->info);
-    if (!(sv->s = sched_new(sv->m, sv->t, o, &sv->mx, err, sizeof err))) {
-        fprintf(stderr, "gpt2c serve: %s\n", err);
-        goto out;
-    }
+    if (preload && models_preload(sv->models)) goto out;
     atomic_store(&sv->ready, 1);
-    fprintf(stderr, "gpt2c serve: ready: %s, %d slot%s, kernels %s\n", o->model_id, o->slots, o->slots == 1 ? "" : "s", sv->info.kernels);
+    server_notify("READY=1");
+    server_log(6, "gpt2c serve: ready: %d model%s, %d slot%s each", o->n_models, o->n_models == 1 ? "" : "s", o->slots,
+               o->slots == 1 ? "" : "s");
     int sig = 0;
     sigwait(&set, &sig);
-    fprintf(stderr, "gpt2c serve: %s: finishing in-flight requests (up to %.0f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-            o->shutdown_grace_s);
+    server_notify("STOPPING=1");
+    server_log(6, "gpt2c serve: %s: finishing in-flight requests (up to %.0f s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+               o->shutdown_grace_s);
     /* New requests are answered 503 (and /health "stopping") while the
      * running ones finish. The listening socket stays open until the end:
      * MHD_quiesce_daemon races with the pool's own workers in
@@ -502,17 +581,15 @@ int server_run(const server_opts *o, server_load_fn load, void *user) {
      * process ("Failed to remove listen FD from epoll set"), as a loaded
      * server under the sanitizers did on SIGTERM. */
     atomic_store(&sv->stopping, 1);
-    sched_shutdown(sv->s, o->shutdown_grace_s);
+    models_shutdown(sv->models, o->shutdown_grace_s);
     /* Every job is done; give their connections a moment to send the end. */
     for (int i = 0; i < 200 && atomic_load(&sv->open_jobs) > 0; i++) nanosleep(&(struct timespec){0, 10000000}, NULL);
     rc = 0;
 out:
     if (sv->d) MHD_stop_daemon(sv->d);
-    sched_free(sv->s);
-    gpt2c_model_free(sv->m);
-    gpt2c_tokenizer_free(sv->t);
+    models_free(sv->models);
     pthread_mutex_destroy(&sv->mx.lock);
     free(sv);
-    if (rc == 0) fprintf(stderr, "gpt2c serve: stopped\n");
+    if (rc == 0) server_log(6, "gpt2c serve: stopped");
     return rc;
 }

@@ -53,44 +53,88 @@ void metrics_step(metrics *m, int seqs) {
     pthread_mutex_unlock(&m->lock);
 }
 
-static int histogram(strbuf *o, const char *name, const char *help, const double *le, const unsigned long *b, double sum,
-                     unsigned long n) {
-    int r = sb_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-    unsigned long acc = 0;
-    for (int i = 0; i < METRICS_BUCKETS; i++) {
-        acc += b[i];
-        r |= sb_printf(o, "%s_bucket{le=\"%g\"} %lu\n", name, le[i], acc);
-    }
-    r |= sb_printf(o, "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.6f\n%s_count %lu\n", name, n, name, sum, name, n);
+/* A label value as the exposition format writes it: \\, \" and \n escaped. */
+static int label(strbuf *o, const char *v) {
+    int r = 0;
+    for (; *v; v++) r |= *v == '\\' ? sb_add(o, "\\\\", 2) : *v == '"' ? sb_add(o, "\\\"", 2) : *v == '\n' ? sb_add(o, "\\n", 2) : sb_add(o, v, 1);
     return r;
 }
 
-int metrics_render(metrics *m, strbuf *o, int queue_depth, int active, int slots) {
-    pthread_mutex_lock(&m->lock);
-    int r = sb_printf(o, "# HELP gpt2c_requests_total HTTP requests answered, by status code.\n"
-                         "# TYPE gpt2c_requests_total counter\n");
+static int header(strbuf *o, const char *name, const char *type, const char *help) {
+    return sb_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{model="id"[,extra]} */
+static int series(strbuf *o, const char *name, const char *id, const char *extra) {
+    int r = sb_printf(o, "%s{model=\"", name) | label(o, id);
+    return r | sb_printf(o, "\"%s%s} ", extra ? "," : "", extra ? extra : "");
+}
+
+static int histogram(strbuf *o, const char *name, const char *help, const double *le, const model_gauges *g, int n,
+                     int tpot) {
+    int r = header(o, name, "histogram", help);
+    char b[64], bucket[128], sum[128], count[128];
+    snprintf(bucket, sizeof bucket, "%s_bucket", name);
+    snprintf(sum, sizeof sum, "%s_sum", name);
+    snprintf(count, sizeof count, "%s_count", name);
+    for (int k = 0; k < n; k++) {
+        const metrics *m = g[k].mx;
+        const unsigned long *bk = tpot ? m->tpot_b : m->ttft_b, total = tpot ? m->tpot_n : m->ttft_n;
+        unsigned long acc = 0;
+        for (int i = 0; i < METRICS_BUCKETS; i++) {
+            acc += bk[i];
+            snprintf(b, sizeof b, "le=\"%g\"", le[i]);
+            r |= series(o, bucket, g[k].id, b) | sb_printf(o, "%lu\n", acc);
+        }
+        r |= series(o, bucket, g[k].id, "le=\"+Inf\"") | sb_printf(o, "%lu\n", total);
+        r |= series(o, sum, g[k].id, NULL) | sb_printf(o, "%.6f\n", tpot ? m->tpot_sum : m->ttft_sum);
+        r |= series(o, count, g[k].id, NULL) | sb_printf(o, "%lu\n", total);
+    }
+    return r;
+}
+
+/* One counter or gauge family, a series per model. */
+#define FAMILY(name, type, help, fmt, expr)                                                                            \
+    do {                                                                                                               \
+        r |= header(o, name, type, help);                                                                              \
+        for (int k = 0; k < n; k++) r |= series(o, name, g[k].id, NULL) | sb_printf(o, fmt "\n", expr);                \
+    } while (0)
+
+int metrics_render(metrics *server, const model_gauges *g, int n, strbuf *o) {
+    /* Every model's lock is taken for the whole rendering, so each family
+     * shows one moment; always in the table's order, after the server's. */
+    pthread_mutex_lock(&server->lock);
+    for (int k = 0; k < n; k++) pthread_mutex_lock(&g[k].mx->lock);
+    int r = header(o, "gpt2c_requests_total", "counter",
+                   "HTTP requests answered, by status code (and model, for those that named one the server has).");
     for (int c = 100; c < 600; c++)
-        if (m->req_by_code[c]) r |= sb_printf(o, "gpt2c_requests_total{code=\"%d\"} %lu\n", c, m->req_by_code[c]);
-    r |= sb_printf(o,
-                   "# HELP gpt2c_prompt_tokens_total Prompt tokens processed.\n# TYPE gpt2c_prompt_tokens_total counter\n"
-                   "gpt2c_prompt_tokens_total %lu\n"
-                   "# HELP gpt2c_generation_tokens_total Tokens generated.\n# TYPE gpt2c_generation_tokens_total counter\n"
-                   "gpt2c_generation_tokens_total %lu\n"
-                   "# HELP gpt2c_steps_total Forward passes of the batching engine.\n# TYPE gpt2c_steps_total counter\n"
-                   "gpt2c_steps_total %lu\n"
-                   "# HELP gpt2c_step_sequences_total Sequences advanced, summed over steps (divide by steps for the mean batch).\n"
-                   "# TYPE gpt2c_step_sequences_total counter\ngpt2c_step_sequences_total %lu\n"
-                   "# HELP gpt2c_queue_depth Requests waiting for free slots.\n# TYPE gpt2c_queue_depth gauge\n"
-                   "gpt2c_queue_depth %d\n"
-                   "# HELP gpt2c_active_requests Requests being generated.\n# TYPE gpt2c_active_requests gauge\n"
-                   "gpt2c_active_requests %d\n"
-                   "# HELP gpt2c_slots KV-cache slots (sequences generated together).\n# TYPE gpt2c_slots gauge\n"
-                   "gpt2c_slots %d\n",
-                   m->prompt_tokens, m->completion_tokens, m->steps, m->step_seqs, queue_depth, active, slots);
+        if (server->req_by_code[c]) r |= sb_printf(o, "gpt2c_requests_total{code=\"%d\"} %lu\n", c, server->req_by_code[c]);
+    for (int k = 0; k < n; k++)
+        for (int c = 100; c < 600; c++)
+            if (g[k].mx->req_by_code[c]) {
+                char code[32];
+                snprintf(code, sizeof code, "code=\"%d\"", c);
+                r |= series(o, "gpt2c_requests_total", g[k].id, code) | sb_printf(o, "%lu\n", g[k].mx->req_by_code[c]);
+            }
+    FAMILY("gpt2c_prompt_tokens_total", "counter", "Prompt tokens processed.", "%lu", g[k].mx->prompt_tokens);
+    FAMILY("gpt2c_generation_tokens_total", "counter", "Tokens generated.", "%lu", g[k].mx->completion_tokens);
+    FAMILY("gpt2c_steps_total", "counter", "Forward passes of the batching engine.", "%lu", g[k].mx->steps);
+    FAMILY("gpt2c_step_sequences_total", "counter",
+           "Sequences advanced, summed over steps (divide by steps for the mean batch).", "%lu", g[k].mx->step_seqs);
+    FAMILY("gpt2c_queue_depth", "gauge", "Requests waiting for free slots.", "%d", g[k].queue_depth);
+    FAMILY("gpt2c_active_requests", "gauge", "Requests being generated.", "%d", g[k].active);
+    FAMILY("gpt2c_slots", "gauge", "KV-cache slots (sequences generated together) of the loaded model.", "%d", g[k].slots);
+    FAMILY("gpt2c_model_loaded", "gauge", "1 while the model is loaded.", "%d", g[k].loaded);
+    FAMILY("gpt2c_model_memory_bytes", "gauge", "Weights and KV cache of the loaded model (what --max-memory counts).",
+           "%llu", (unsigned long long)g[k].bytes);
+    FAMILY("gpt2c_model_loads_total", "counter", "Times the model was loaded.", "%lu", g[k].mx->loads);
+    FAMILY("gpt2c_model_unloads_total", "counter", "Times the model was unloaded, idle, to make room for another.", "%lu",
+           g[k].mx->unloads);
     r |= histogram(o, "gpt2c_time_to_first_token_seconds", "Time from a request's arrival to its first token.", TTFT_LE,
-                   m->ttft_b, m->ttft_sum, m->ttft_n);
-    r |= histogram(o, "gpt2c_time_per_output_token_seconds", "Time between a request's successive tokens.", TPOT_LE,
-                   m->tpot_b, m->tpot_sum, m->tpot_n);
-    pthread_mutex_unlock(&m->lock);
+                   g, n, 0);
+    r |= histogram(o, "gpt2c_time_per_output_token_seconds", "Time between a request's successive tokens.", TPOT_LE, g,
+                   n, 1);
+    for (int k = n - 1; k >= 0; k--) pthread_mutex_unlock(&g[k].mx->lock);
+    pthread_mutex_unlock(&server->lock);
     return r;
 }

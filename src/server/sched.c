@@ -50,6 +50,7 @@ typedef struct run {
 
 struct sched {
     gpt2c_tokenizer *t;
+    const char *model_id; /* the name responses give */
     const server_opts *o;
     metrics *mx;
     gpt2c_engine *e;
@@ -244,7 +245,7 @@ static void emit_chunk(sched *s, run *r, int index, const char *text, size_t len
                        json_t *ids) {
     job *j = r->j;
     json_t *ch = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", j->id, "object", "text_completion", "created",
-                           (json_int_t)j->created, "model", s->o->model_id, "choices",
+                           (json_int_t)j->created, "model", s->model_id, "choices",
                            choice_json(text, len, index, lp, finish, ids));
     job_emit_json(j, ch, 1, 0);
     r->t_out = server_now();
@@ -286,7 +287,7 @@ static void finish_run(sched *s, run *r) {
     if (q->stream) {
         if (q->include_usage) {
             json_t *last = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", j->id, "object", "text_completion", "created",
-                                     (json_int_t)j->created, "model", s->o->model_id, "choices", "usage", usage);
+                                     (json_int_t)j->created, "model", s->model_id, "choices", "usage", usage);
             job_emit_json(j, last, 1, 1);
         } else {
             json_decref(usage);
@@ -301,7 +302,7 @@ static void finish_run(sched *s, run *r) {
                                                    c->finish ? c->finish : "length", json_incref(c->ids)));
     }
     json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", j->id, "object", "text_completion", "created",
-                             (json_int_t)j->created, "model", s->o->model_id, "choices", choices, "usage", usage);
+                             (json_int_t)j->created, "model", s->model_id, "choices", choices, "usage", usage);
     job_emit_json(j, body, 0, 1);
 }
 
@@ -579,13 +580,15 @@ static void *sched_main(void *arg) {
     return NULL;
 }
 
-sched *sched_new(gpt2c_model *m, gpt2c_tokenizer *t, const server_opts *o, metrics *mx, char *err, size_t errlen) {
+sched *sched_new(gpt2c_model *m, gpt2c_tokenizer *t, const char *model_id, const server_opts *o, metrics *mx, char *err,
+                 size_t errlen) {
     sched *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     s->t = t;
+    s->model_id = model_id;
     s->o = o;
     s->mx = mx;
     gpt2c_status st = gpt2c_engine_new(m, o->slots, o->threads, &s->e);

@@ -5,12 +5,22 @@
 #define GPT2C_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gpt2c.h"
 
+/* One model the server offers, by the names a request's "model" may give. */
+typedef struct server_model {
+    const char *id;    /* the name /v1/models lists and responses give */
+    const char *alias; /* another name it answers to (-m as typed), or NULL */
+} server_model;
+
 typedef struct server_opts {
-    const char *model_id;    /* the name /v1/models lists and responses give */
-    const char *model_alias; /* another name a request's "model" may give (-m as typed), or NULL */
+    const server_model *models; /* the first is the default, for requests that name none */
+    int n_models;
+    int preload;             /* load every model before answering (always so with one) */
+    uint64_t max_memory;     /* 0: no budget; else idle models are unloaded so that the loaded
+                                ones' weights and KV caches stay within this many bytes */
     const char *host;        /* 127.0.0.1 */
     int port;                /* 8080; 0 picks a free port */
     const char *api_key;     /* NULL: no authentication */
@@ -28,9 +38,11 @@ typedef struct server_opts {
 
 void server_opts_init(server_opts *o);
 
-/* Loads the model and tokenizer (printing why on failure); returns 0 on
- * success. Called once the HTTP server is up, so /health says 503 meanwhile. */
-typedef int (*server_load_fn)(void *user, gpt2c_model **m, gpt2c_tokenizer **t);
+/* Loads model `index` of o->models and its tokenizer (NULL for a folder that
+ * has none); returns 0, or -1 with why in err. Called once the HTTP server is
+ * up (preloading: /health says 503 meanwhile), or on an HTTP thread when a
+ * request first names the model; for several models at once. */
+typedef int (*server_load_fn)(void *user, int index, gpt2c_model **m, gpt2c_tokenizer **t, char *err, size_t errlen);
 
 /* Runs until SIGTERM or SIGINT; returns the process exit code. */
 int server_run(const server_opts *o, server_load_fn load, void *user);

@@ -15,10 +15,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!tok && gpt2c_tokenizer_load("tests/fixtures/gpt2-tokenizer", &tok) != GPT2C_OK) abort();
     const gpt2c_model_info info = {.n_vocab = 50257, .n_ctx = 64, .n_embd = 32, .n_head = 2, .n_layer = 1,
                                    .n_inner = 128, .bos_token_id = 50256, .eos_token_id = 50256, .pad_token_id = -1};
-    server_opts o = {.model_id = "gpt2", .max_tokens_limit = 48, .slots = 8};
-    completion_req r;
+    server_opts o = {.max_tokens_limit = 48, .slots = 8};
+    completion_req r = {0};
     api_error e;
-    if (api_parse_completion((const char *)data, size, tok, &info, &o, o.slots, &r, &e) == 0) {
+    const char *model;
+    json_t *root = api_load_body((const char *)data, size, &e);
+    int rc = root && !api_body_model(root, &model, &e) ? api_parse_completion(root, tok, &info, &o, o.slots, &r, &e) : -1;
+    json_decref(root);
+    if (rc == 0) {
         if (r.n_prompts < 1 || r.n < 1 || r.n * r.n_prompts > o.slots || r.n_stops > 4) abort();
         if (r.max_tokens < 0 || r.logprobs < -1 || r.logprobs > 5) abort();
         for (int i = 0; i < r.n_prompts; i++) {

@@ -1,6 +1,7 @@
 // page_test.mjs BUILD MODEL -- the browser page of gpt2c serve in headless
 // Chromium (Debian's /usr/bin/chromium, driven by playwright-core): it shows the
-// model, streams a greedy completion equal to the CLI's, and reports errors.
+// model, streams a greedy completion equal to the CLI's, and reports errors;
+// with several models, it offers them and asks the one chosen.
 import { chromium } from "playwright-core";
 import { startServer, cliGenerate, checker } from "./serve.mjs";
 
@@ -41,7 +42,31 @@ try {
   t.check(/temperature/.test(await page.textContent("#status")), "a 400 shows the server's message");
   t.check(errors.length === 0, "no JavaScript errors: " + errors.join("; "));
 } finally {
-  await browser.close();
   t.check((await srv.stop()) === 0, "server exits 0");
+}
+// Two models (the same folder under a second name): a choice between them; the
+// chosen one, not yet loaded, serves the request.
+const two = await startServer(build, model, ["-m", "second=" + model, "--slots", "2"]);
+try {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(two.url + "/");
+  await page.waitForFunction(() => document.getElementById("models").options.length === 2);
+  t.check(await page.isVisible("#models") && /loads on first use/.test(await page.textContent("#model")),
+          "several models: a choice, each loading on first use");
+  await page.selectOption("#models", "second");
+  await page.fill("#temperature", "0");
+  await page.fill("#max_tokens", "8");
+  await page.click("#go");
+  await page.waitForSelector('#out[data-done="1"]', { timeout: 30000 });
+  const want = cliGenerate(build, model, ["-p", await page.inputValue("#prompt"), "-n", "8", "--greedy"]).sequences[0].text;
+  t.check((await page.textContent("#generated")) === want, "several models: the chosen model's text");
+  const listed = await (await fetch(two.url + "/v1/models")).json();
+  t.check(listed.data.map((m) => m.status).join() === "unloaded,loaded", "several models: the request went to the chosen one");
+  t.check(errors.length === 0, "several models: no JavaScript errors: " + errors.join("; "));
+} finally {
+  await browser.close();
+  t.check((await two.stop()) === 0, "several models: server exits 0");
 }
 t.done();
