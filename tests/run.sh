@@ -30,6 +30,8 @@ echo "=== tests/test_server.py"
 if "$PYTHON" tests/test_server.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_server.py"; fi
 echo "=== tests/test_python.py"
 if "$PYTHON" tests/test_python.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_python.py"; fi
+echo "=== tests/test_nginx.py"
+if "$PYTHON" tests/test_nginx.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_nginx.py"; fi
 echo "=== tests/test_install.sh"
 if sh tests/test_install.sh "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_install.sh"; fi
 echo "=== tests/node: the official OpenAI Node SDK and the page in headless Chromium"

@@ -6,7 +6,8 @@
 # pytorch_model.bin files the .bin reader is tested on); venv (the Python
 # package's test installs it with pip into a fresh virtual environment);
 # help2man and man-db (`make install` makes the man pages from the help text;
-# its test renders them); clang and its libFuzzer runtime
+# its test renders them); libsystemd (`gpt2c serve` reports readiness with
+# sd_notify) and nginx (the scale-out test runs replicas behind it); clang and its libFuzzer runtime
 # for the second compiler and the fuzz runs; Chromium and Node.js (Debian's 18
 # will do; tests/node pins packages that run on it) for the server's browser
 # page and OpenAI SDK tests; the AArch64 cross compiler, qemu-user and the
@@ -18,7 +19,7 @@
 # with everything present this script changes nothing, needs no root, and
 # exits 0.
 set -e
-PKGS="build-essential pkg-config libpcre2-dev libjansson-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev python3-numpy python3-torch python3-venv help2man man-db clang libclang-rt-14-dev chromium"
+PKGS="build-essential pkg-config libpcre2-dev libjansson-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev python3-numpy python3-torch python3-venv help2man man-db libsystemd-dev nginx clang libclang-rt-14-dev chromium"
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 ARM_PKGS="gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libpcre2-dev:arm64 libjansson-dev:arm64 libutf8proc-dev:arm64 libcmocka-dev:arm64"
 NATIVE=$(dpkg --print-architecture)
@@ -61,6 +62,16 @@ if [ -n "$arm_missing" ] && ! dpkg --print-foreign-architectures | grep -qx arm6
 fi
 $APT update -qq || [ -z "$missing" ] # a mirror without arm64 indexes must not stop the rest
 [ -z "$missing" ] || $APT install -y -qq --no-install-recommends $missing
+# nginx is here for the scale-out test, which runs its own instance: the
+# system's web server that the package starts (where systemd runs) is stopped
+# and disabled again, so installing the test tools opens no port 80.
+case " $missing " in
+*" nginx "*)
+    if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now nginx >/dev/null 2>&1 &&
+            echo "install-deps: nginx is installed for the tests; its service is disabled (systemctl enable --now nginx to use it)"
+    fi ;;
+esac
 # The AArch64 test stage is skipped, with a message, where these cannot be had.
 [ -z "$arm_missing" ] || $APT install -y -qq --no-install-recommends $arm_missing ||
     echo "install-deps: the arm64 packages could not be installed; make check will skip arm-test" >&2
