@@ -567,17 +567,22 @@ finally:
     check(multi.stop() == 0, "several models: SIGTERM")
 
 # Concurrent streams spread over the three models, each checked against its non-streamed text.
-load = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "load_test.py"),
-                       "--serve", f"{BIN} serve -m {TINY} -m neo={NEO} -m {OPT} --slots 4 --preload", "--clients", "9",
-                       "--seconds", "4", "--solo-seconds", "1", "--max-tokens", "16", "--seeds", "6", "--json",
-                       *[a for name, _ in MULTI for a in ("--model", name)]],
-                      capture_output=True, text=True, timeout=300)
-try:
-    rep = json.loads(load.stdout.strip().splitlines()[-1])
-except (ValueError, IndexError):
-    rep = {}
-check(load.returncode == 0 and rep.get("errors") == 0 and rep.get("streams", 0) > 9 and rep.get("server_exit") == 0,
-      f"several models: 9 streaming clients over 3 models, no lost or garbled stream ({rep}, {load.stderr[-500:]})")
+def load_test(serve, clients, max_tokens, what, *extra):
+    """bench/load_test.py for 4 s: every stream equal to its non-streamed text, no error."""
+    load = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "load_test.py"),
+                           "--serve", serve, "--clients", str(clients), "--seconds", "4", "--solo-seconds", "1",
+                           "--max-tokens", str(max_tokens), "--seeds", "6", "--json", *extra],
+                          capture_output=True, text=True, timeout=300)
+    try:
+        rep = json.loads(load.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        rep = {}
+    check(load.returncode == 0 and rep.get("errors") == 0 and rep.get("streams", 0) > clients and rep.get("server_exit") == 0,
+          f"{what}: no lost or garbled stream ({rep}, {load.stderr[-500:]})")
+
+
+load_test(f"{BIN} serve -m {TINY} -m neo={NEO} -m {OPT} --slots 4 --preload", 9, 16,
+          "several models: 9 streaming clients over 3 models", *[a for name, _ in MULTI for a in ("--model", name)])
 
 # --preload loads all before /health says ok; models that cannot fit together fail the start.
 pre = Server(TINY, "-m", BIG, "--preload", "--slots", "1", "--quiet")
@@ -681,16 +686,7 @@ check(not open(os.path.join(tmp, "serve.log"), "rb").read().startswith(b"<"), "e
 
 # A short load: concurrent streams, each checked against its non-streamed text (the
 # full 32-client, 60 s run is bench/load_test.py's default; its figure is in the README).
-load = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "load_test.py"),
-                       "--serve", f"{BIN} serve -m {TINY} --slots 16", "--clients", "12", "--seconds", "4",
-                       "--solo-seconds", "1", "--max-tokens", "24", "--seeds", "6", "--json"],
-                      capture_output=True, text=True, timeout=300)
-try:
-    rep = json.loads(load.stdout.strip().splitlines()[-1])
-except (ValueError, IndexError):
-    rep = {}
-check(load.returncode == 0 and rep.get("errors") == 0 and rep.get("streams", 0) > 12 and rep.get("server_exit") == 0,
-      f"12 concurrent streaming clients: no lost or garbled stream ({rep}, {load.stderr[-500:]})")
+load_test(f"{BIN} serve -m {TINY} --slots 16", 12, 24, "12 concurrent streaming clients")
 
 print(f"server: {results['pass']} passed, {results['fail']} failed")
 sys.exit(1 if results["fail"] else 0)
