@@ -45,6 +45,9 @@ endif
 # test build, whose suites never download, needs no arm64 libcurl.
 ifeq ($(NO_HUB),1)
 LIB_SRC := $(filter-out src/hub/%,$(LIB_SRC))
+# Nor OpenSSL's SHA-256, which keys the tokenizer images: that build parses
+# the tokenizer files every time.
+CFLAGS += -DGPT2C_NO_CRYPTO
 endif
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 # The library's version; the shared library's SONAME carries its major number.

@@ -6,6 +6,11 @@ BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
 # The reference fixtures do not depend on the build flavour: one copy serves all.
 export GPT2C_REF_DIR="${GPT2C_REF_DIR:-build/ref}"
+# Tokenizer images (src/tokenizer/image.c) go to the build's folder, not the
+# user's cache: the suites' first load of each tokenizer parses and writes one,
+# the later loads map it, so both paths run (test_tokenizer compares them).
+case $BUILD in /*) cache="$BUILD/cache" ;; *) cache="$PWD/$BUILD/cache" ;; esac # tests change folders
+export GPT2C_CACHE_DIR="${GPT2C_CACHE_DIR-$cache}"
 pass=0
 fail=0
 if ! "$PYTHON" tests/make_reference.py "$GPT2C_REF_DIR"; then

@@ -2,15 +2,19 @@
  * GPT2Tokenizer: every golden case's ids and decodes, streaming decode,
  * tokenizer.json loading (its pre-tokenizers included), invalid input and
  * pathological lengths. */
+#include <dirent.h>
 #include <time.h>
 
 #include "testutil.h"
+#include "tokenizer/tokenizer.h"
 
 static gpt2c_tokenizer *tok;
 static json_t *cases; /* array of case objects */
 
 static int setup(void **state) {
     (void)state;
+    /* The reference is parsed from the files; test_image turns images on. */
+    setenv("GPT2C_CACHE_DIR", "", 1);
     if (gpt2c_tokenizer_load(TOKENIZER_DIR, &tok) != GPT2C_OK) {
         fprintf(stderr, "tokenizer: %s\n", gpt2c_tokenizer_errmsg(tok));
         return -1;
@@ -888,6 +892,96 @@ static void test_cache_consistent(void **state) {
     gpt2c_free(first);
 }
 
+/* The one image file in dir/tokenizers (its path into out), or -1. */
+static int image_file(const char *dir, char out[512]) {
+    char sub[300];
+    snprintf(sub, sizeof sub, "%s/tokenizers", dir);
+    DIR *d = opendir(sub);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (strstr(e->d_name, ".img")) snprintf(out, 512, "%.200s/%.250s", sub, e->d_name), n++;
+    if (d) closedir(d);
+    return n == 1 ? 0 : -1;
+}
+
+/* Every token's bytes and every golden text's ids are the same in t as in
+ * the tokenizer parsed from the files. */
+static void assert_same_tokenizer(gpt2c_tokenizer *t, const char *what) {
+    assert_int_equal(gpt2c_tokenizer_vocab_size(t), gpt2c_tokenizer_vocab_size(tok));
+    for (int32_t id = 0; id < gpt2c_tokenizer_vocab_size(tok); id++) {
+        size_t la, lb;
+        const char *a = gpt2c_token_bytes(tok, id, &la), *b = gpt2c_token_bytes(t, id, &lb);
+        if ((a == NULL) != (b == NULL) || la != lb || (a && memcmp(a, b, la) != 0))
+            fail_msg("%s: token %d differs from the parsed tokenizer's", what, id);
+    }
+    assert_int_equal(gpt2c_token_id(t, "<|endoftext|>"), gpt2c_token_id(tok, "<|endoftext|>"));
+    assert_same_encoding(t, what);
+}
+
+/* The tokenizer image (image.c): written by the first load into the cache,
+ * mapped by the next with the same tables as parsing gives; a damaged,
+ * truncated or foreign image is not followed but rebuilt. */
+static void test_image(void **state) {
+    (void)state;
+#ifdef GPT2C_NO_CRYPTO
+    skip(); /* this build has no SHA-256 to key images by: it parses every time */
+#endif
+    char dir[] = "/tmp/gpt2c-image-XXXXXX", img[512];
+    assert_non_null(mkdtemp(dir));
+    setenv("GPT2C_CACHE_DIR", dir, 1);
+    gpt2c_tokenizer *t;
+    assert_int_equal(gpt2c_tokenizer_load(TOKENIZER_DIR, &t), GPT2C_OK);
+    assert_null(t->image); /* parsed, then saved */
+    assert_same_tokenizer(t, "parsed with images on");
+    gpt2c_tokenizer_free(t);
+    assert_int_equal(image_file(dir, img), 0);
+    assert_int_equal(gpt2c_tokenizer_load(TOKENIZER_DIR, &t), GPT2C_OK);
+    assert_non_null(t->image);
+    assert_same_tokenizer(t, "mapped from the image");
+    gpt2c_tokenizer_free(t);
+
+    FILE *f = fopen(img, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    unsigned char *good = malloc((size_t)size), *bad = malloc((size_t)size);
+    assert_int_equal(fread(good, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    /* The header is 128 bytes: magic, version, byte order, key, ten counts;
+     * the first table (id -> offset, off[0] = 0) starts right after it, and
+     * the last (the merge results, ids < n_vocab) ends the file. */
+    struct {
+        const char *what;
+        long at, len; /* bytes set to 0xff; len -1: the file cut at `at` */
+    } damage[] = {{"magic", 0, 1, }, {"version", 8, 1}, {"key", 16, 1}, {"a count", 48, 8}, {"off[0]", 128, 8},
+                  {"the last merge's result", size - 4, 4}, {"cut short", size - 1, -1}, {"header only", 64, -1}};
+    for (size_t k = 0; k < sizeof damage / sizeof *damage; k++) {
+        memcpy(bad, good, (size_t)size);
+        long n = damage[k].len < 0 ? damage[k].at : size;
+        if (damage[k].len > 0) memset(bad + damage[k].at, 0xff, (size_t)damage[k].len);
+        f = fopen(img, "wb");
+        assert_int_equal(fwrite(bad, 1, (size_t)n, f), (size_t)n);
+        fclose(f);
+        assert_int_equal(gpt2c_tokenizer_load(TOKENIZER_DIR, &t), GPT2C_OK);
+        if (t->image) fail_msg("image with %s damaged: mapped", damage[k].what);
+        assert_same_tokenizer(t, damage[k].what);
+        gpt2c_tokenizer_free(t);
+        /* ... and rewritten whole. */
+        assert_int_equal(gpt2c_tokenizer_load(TOKENIZER_DIR, &t), GPT2C_OK);
+        if (!t->image) fail_msg("image with %s damaged: not rewritten", damage[k].what);
+        gpt2c_tokenizer_free(t);
+    }
+    free(good);
+    free(bad);
+    remove(img);
+    char sub[300];
+    snprintf(sub, sizeof sub, "%s/tokenizers", dir);
+    rmdir(sub);
+    rmdir(dir);
+    setenv("GPT2C_CACHE_DIR", "", 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_encode_decode), cmocka_unit_test(test_opt_tokenizer),
@@ -899,6 +993,7 @@ int main(void) {
         cmocka_unit_test(test_escaped_vocab),
         cmocka_unit_test(test_invalid_utf8_refused), cmocka_unit_test(test_bad_ids_refused),
         cmocka_unit_test(test_long_inputs), cmocka_unit_test(test_cache_consistent),
+        cmocka_unit_test(test_image),
     };
     return cmocka_run_group_tests_name("tokenizer", tests, setup, teardown);
 }

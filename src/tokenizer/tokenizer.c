@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../core/file.h"
 #include "../core/utf8.h"
@@ -75,9 +76,9 @@ static gpt2c_status add_vocab_entry(loader *L, const char *key, size_t klen, lon
     if (n < 0)
         return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: token '%.40s' has a character outside GPT-2's byte alphabet",
                        where, key);
-    if (strmap_get(&t->vocab, L->scratch, (size_t)n))
-        return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: token '%.40s' appears twice", where, key);
-    if (strmap_put(&t->vocab, L->scratch, (size_t)n, (int)id)) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
+    int rc = strmap_add(&t->vocab, L->scratch, (size_t)n, (int)id);
+    if (rc == 1) return err_set(&t->err, GPT2C_ERR_FORMAT, "%s: token '%.40s' appears twice", where, key);
+    if (rc) return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
     if (id > *max_id) *max_id = (int)id;
     return GPT2C_OK;
 }
@@ -100,7 +101,7 @@ static gpt2c_status finish_vocab(loader *L, int max_id, const char *where) {
         return err_set(&t->err, GPT2C_ERR_NOMEM, "out of memory");
     }
     for (size_t i = 0; i < t->vocab.n; i++) {
-        int id = t->vocab.val[i];
+        int id = t->vocab.e[i].val;
         if (t->present[id]) {
             free(len);
             free(src);
@@ -314,6 +315,12 @@ static gpt2c_status load_merges_txt(loader *L, const char *path) {
     if (s) return s;
     long line = 0;
     char *p = data, *end = data + n;
+    size_t lines = 1; /* a rank per line: sized once */
+    for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) lines++;
+    if (u64map_reserve(&L->t->merges, lines)) {
+        free(data);
+        return err_set(&L->t->err, GPT2C_ERR_NOMEM, "out of memory");
+    }
     while (p < end && s == GPT2C_OK) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
         char *le = nl ? nl : end;
@@ -482,6 +489,11 @@ static gpt2c_status load_vocab_merges(loader *L, const char *vocab_path, const c
     size_t n;
     gpt2c_status s = read_utf8_file(L->t, vocab_path, &data, &n);
     if (s) return s;
+    /* Sized once (GPT-2's file: 50k entries in 1 MB, keys a third of it). */
+    if (strmap_reserve(&L->t->vocab, n / 16, n / 3)) {
+        free(data);
+        return err_set(&L->t->err, GPT2C_ERR_NOMEM, "out of memory");
+    }
     if (scan_vocab(L, data, data + n, vocab_path, &s) == 1) {
         json_error_t je;
         json_t *root = json_loadb(data, n, JSON_REJECT_DUPLICATES, &je);
@@ -492,6 +504,22 @@ static gpt2c_status load_vocab_merges(loader *L, const char *vocab_path, const c
     free(data);
     if (s) return s;
     return load_merges_txt(L, merges_path);
+}
+
+/* The same, from the image of an earlier load of these very files when the
+ * cache has one (image.c), else parsed and then saved as one. added_tokens.json
+ * is part of the key: its ids extend the id -> bytes table. */
+static gpt2c_status load_vocab_merges_cached(loader *L, const char *dir, const char *vocab_path,
+                                             const char *merges_path) {
+    char *added = path_join(dir, "added_tokens.json");
+    const char *sources[3] = {vocab_path, merges_path, added};
+    unsigned char key[32];
+    int keyed = added && tok_image_key(sources, 3, key) == 0;
+    free(added);
+    if (keyed && tok_image_load(L->t, key)) return GPT2C_OK;
+    gpt2c_status s = load_vocab_merges(L, vocab_path, merges_path);
+    if (s == GPT2C_OK && keyed) tok_image_save(L->t, key);
+    return s;
 }
 
 /* ---------------------------------------- the slow tokenizer's companion files
@@ -651,7 +679,7 @@ gpt2c_status gpt2c_tokenizer_load(const char *dir, gpt2c_tokenizer **out) {
     else if (path_has_suffix(dir, ".json") && file_exists(dir)) s = load_tokenizer_json(&L, dir);
     else if (file_exists(vocab) && file_exists(merges)) {
         where = vocab;
-        if (!(s = read_added_tokens(&L, dir)) && !(s = load_vocab_merges(&L, vocab, merges)) &&
+        if (!(s = read_added_tokens(&L, dir)) && !(s = load_vocab_merges_cached(&L, dir, vocab, merges)) &&
             !(s = finish_load(t, where)) && !(s = add_added_tokens(&L)))
             s = read_special_tokens(&L, dir);
         slow = 1;
@@ -673,14 +701,18 @@ const char *gpt2c_tokenizer_errmsg(const gpt2c_tokenizer *t) { return err_msg_or
 
 void gpt2c_tokenizer_free(gpt2c_tokenizer *t) {
     if (!t) return;
-    strmap_free(&t->vocab);
+    if (t->image) { /* the tables are the image's */
+        munmap(t->image, t->image_size);
+    } else {
+        strmap_free(&t->vocab);
+        u64map_free(&t->merges);
+        free(t->merge_result);
+        free(t->bytes);
+        free(t->off);
+        free(t->present);
+        free(t->special);
+    }
     strmap_free(&t->cache);
-    u64map_free(&t->merges);
-    free(t->merge_result);
-    free(t->bytes);
-    free(t->off);
-    free(t->present);
-    free(t->special);
     for (int i = 0; i < t->n_specials; i++) free(t->specials[i].text);
     free(t->specials);
     free(t->cache_ids);

@@ -96,7 +96,20 @@ struct gpt2c_tokenizer {
     int *cache_ids;        /* [n, id0, id1, ...] records */
     size_t cache_len, cache_cap;
     int no_cache;          /* 1: never use the cache (the differential fuzzer's reference) */
+    void *image;           /* the mapped image (image.c) that bytes, off, present, special, vocab,
+                              merges and merge_result point into; NULL: they are malloc'd */
+    size_t image_size;
 };
+
+/* The tokenizer image (image.c): the tables vocab.json + merges.txt build,
+ * cached by the SHA-256 of the source files. tok_image_key hashes them (an
+ * absent file counts as such): 0, or -1 when there is no key (no OpenSSL in
+ * this build, a file unreadable). tok_image_load maps a valid image for key
+ * into t (1) or finds none (0); tok_image_save writes t's tables, best
+ * effort, as they are right after the vocabulary and merges are built. */
+int tok_image_key(const char *const *paths, int n, unsigned char key[32]);
+int tok_image_load(gpt2c_tokenizer *t, const unsigned char key[32]);
+void tok_image_save(const gpt2c_tokenizer *t, const unsigned char key[32]);
 
 /* The GPT-2 byte <-> printable code point table (bytes_to_unicode); every
  * code point it uses is below TOK_CP_LIMIT. */
