@@ -313,6 +313,16 @@ const char *gpt2c_engine_errmsg(const gpt2c_engine *e);
 void gpt2c_engine_free(gpt2c_engine *e);
 int gpt2c_engine_n_slots(const gpt2c_engine *e);
 int gpt2c_engine_free_slots(const gpt2c_engine *e);
+/* The prompt cache, on by default: a slot keeps the keys and values of its
+ * last sequence after it ends, and a new prompt takes the free slot holding
+ * the longest prefix of it and starts after that prefix (a system text, a
+ * few-shot block, the previous turn). The tokens are the same with it and
+ * without: every position's keys and values depend only on the tokens
+ * before it, computed in a fixed order. */
+void gpt2c_engine_set_prompt_cache(gpt2c_engine *e, int on);
+/* The prompt tokens a generation on an engine did not compute again: the
+ * prompt cache's share of its prompts (0 for gpt2c_gen_start's). */
+int gpt2c_gen_reused_tokens(const gpt2c_gen *g);
 /* As gpt2c_gen_start, on the engine: the generation holds one slot per
  * sequence (n_prompts x num_return_sequences, or x num_beams) until freed;
  * GPT2C_ERR_BUSY when fewer slots are free. n_threads in p is ignored. */

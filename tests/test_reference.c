@@ -216,11 +216,85 @@ static void test_beam_matches_reference(void **state) {
     assert_true(checked >= 2);
 }
 
+/* One generation on engine e, run to its end; the tokens of its sequences
+ * must equal those of the same generation alone (gpt2c_gen_start), and its
+ * reused prompt tokens are returned. */
+static int on_engine(gpt2c_model *m, gpt2c_engine *e, const gpt2c_gen_params *gp, const int32_t *ids, int n,
+                     const char *what) {
+    const int32_t *p1[1] = {ids};
+    gpt2c_gen *g, *alone;
+    if (gpt2c_engine_add(e, gp, 1, p1, &n, &g) != GPT2C_OK) fail_msg("%s: %s", what, gpt2c_gen_errmsg(g));
+    while (gpt2c_engine_step(e) == GPT2C_OK && gpt2c_gen_status(g) == GPT2C_OK) {
+    }
+    assert_int_equal(gpt2c_gen_status(g), GPT2C_DONE);
+    if (gpt2c_gen_start(m, gp, 1, p1, &n, &alone) != GPT2C_OK) fail_msg("%s", gpt2c_gen_errmsg(alone));
+    while (gpt2c_gen_step(alone) == GPT2C_OK) {
+    }
+    for (int i = 0; i < gpt2c_gen_n_seqs(g); i++) {
+        int a, b;
+        const int32_t *ta = gpt2c_gen_tokens(g, i, &a), *tb = gpt2c_gen_tokens(alone, i, &b);
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s, sequence %d", what, i);
+        assert_ids_equal(ta, a, tb, b, msg);
+    }
+    int reused = gpt2c_gen_reused_tokens(g);
+    gpt2c_gen_free(g);
+    gpt2c_gen_free(alone);
+    return reused;
+}
+
+/* The prompt cache: a prompt that extends one an engine ran before starts
+ * after the shared prefix, with the same tokens as without the cache --
+ * greedy, sampled and beam search, for every variant (every architecture,
+ * q8, the 280-token prompt across the cache's blocks); off, nothing is
+ * reused. */
+static void test_prompt_cache(void **state) {
+    (void)state;
+    for (int k = 0; k < n_cases; k++) {
+        const ref_case *c = &cases[k];
+        gpt2c_model *m = load(c);
+        int n, ng;
+        int32_t *ids = parse_list(c->ids, &n), *greedy = parse_list(c->greedy, &ng);
+        int32_t *longer = malloc(sizeof *longer * (size_t)(n + 3));
+        memcpy(longer, ids, sizeof *ids * (size_t)n);
+        longer[n] = ids[0], longer[n + 1] = ids[1], longer[n + 2] = ids[n - 1];
+        gpt2c_engine *e;
+        if (gpt2c_engine_new(m, 3, 1, &e) != GPT2C_OK) fail_msg("%s", gpt2c_engine_errmsg(e));
+        gpt2c_gen_params gp;
+        gpt2c_gen_params_init(&gp);
+        gp.max_new_tokens = ng < 6 ? ng : 6;
+        gp.eos_token_id = -1;
+        char what[128];
+        snprintf(what, sizeof what, "%.63s: the first prompt", c->name);
+        assert_int_equal(on_engine(m, e, &gp, ids, n, what), 0);
+        snprintf(what, sizeof what, "%.63s: greedy after it", c->name);
+        if (on_engine(m, e, &gp, longer, n + 2, what) < n) fail_msg("%s: less than the %d-token prefix reused", what, n);
+        gp.do_sample = 1, gp.top_k = 0, gp.seed = 7, gp.has_seed = 1;
+        snprintf(what, sizeof what, "%.63s: sampled, the same prompt again", c->name);
+        if (on_engine(m, e, &gp, ids, n, what) != n - 1) fail_msg("%s: not all but the last token reused", what);
+        gpt2c_gen_params_init(&gp);
+        gp.max_new_tokens = 4;
+        gp.eos_token_id = -1;
+        gp.num_beams = 3;
+        snprintf(what, sizeof what, "%.63s: beam search after it", c->name);
+        if (on_engine(m, e, &gp, longer, n + 3, what) < n) fail_msg("%s: less than the prefix reused", what);
+        gpt2c_engine_set_prompt_cache(e, 0);
+        snprintf(what, sizeof what, "%.63s: the cache off", c->name);
+        assert_int_equal(on_engine(m, e, &gp, longer, n + 3, what), 0);
+        gpt2c_engine_free(e);
+        free(longer);
+        free(ids);
+        free(greedy);
+        gpt2c_model_free(m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_match_reference),
         cmocka_unit_test(test_greedy_cache_batch),
         cmocka_unit_test(test_beam_matches_reference),
+        cmocka_unit_test(test_prompt_cache),
     };
     return cmocka_run_group_tests_name("reference", tests, setup, NULL);
 }

@@ -117,6 +117,11 @@ def cli(*args):
     return json.loads(out.stdout)
 
 
+def cli_text(folder, *args):
+    out = subprocess.run([BIN, "generate", "-m", folder, "--json", "--no-stream", *args], capture_output=True, check=True)
+    return json.loads(out.stdout)["sequences"][0]["text"]
+
+
 def metric(port, name, model=None):
     """A sample's value: the model's series, or the first of the family."""
     st, _, data = request(port, "GET", "/metrics")
@@ -444,6 +449,28 @@ finally:
     if big.p.poll() is None:
         big.p.kill()
 
+# The prompt cache: a request whose prompt starts as an earlier one's did starts after the
+# shared prefix, and answers exactly as without the cache (and as the CLI); /metrics counts
+# the hits and the tokens not computed again. --no-prompt-cache computes every prompt whole.
+PREFIX = "The following is a long shared context. " * 30
+for args, cached in (([], True), (["--no-prompt-cache"], False)):
+    pc = Server(TINY, "--slots", "2", "--quiet", *args)
+    try:
+        texts = []
+        for q in ("Question one:", "Question two:", "Question one:"):
+            st, body, _ = post(pc.port, {"prompt": PREFIX + q, "max_tokens": 8, "temperature": 0}, key=None)
+            want = cli_text(TINY, "-n", "8", "-p", PREFIX + q, "--greedy")
+            check(st == 200 and body["choices"][0]["text"] == want,
+                  f"prompt cache {'on' if cached else 'off'}: {q} answers as the CLI ({st} {body})")
+            texts.append(body["choices"][0]["text"] if st == 200 else None)
+        n_prefix = len(subprocess.run([BIN, "tokenize", "-m", TINY, "-p", PREFIX], capture_output=True,
+                                      text=True).stdout.split())
+        hits, reused = metric(pc.port, "gpt2c_prompt_cache_hits_total"), metric(pc.port, "gpt2c_prompt_cache_tokens_total")
+        check((hits == 2 and reused >= 2 * n_prefix) if cached else (hits == 0 and reused == 0),
+              f"prompt cache {'on' if cached else 'off'}: hits {hits}, reused {reused} tokens (prefix {n_prefix})")
+    finally:
+        check(pc.stop() == 0, "prompt cache: SIGTERM")
+
 # The other architectures served as GPT-2 is: a greedy completion and a sampled one equal
 # the CLI's, streamed equals non-streamed, and /v1/models names the architecture.
 ARCH_TYPES = {"neo": "gpt_neo", "opt": "opt", "neox": "gpt_neox", "bloom": "bloom", "starcoder": "gpt_bigcode",
@@ -509,11 +536,6 @@ MULTI = [(os.path.basename(TINY), TINY), ("neo", NEO), (os.path.basename(OPT), O
 def models_list(port):
     st, _, body = request(port, "GET", "/v1/models")
     return {m["id"]: m for m in json.loads(body)["data"]} if st == 200 else {}
-
-
-def cli_text(folder, *args):
-    out = subprocess.run([BIN, "generate", "-m", folder, "--json", "--no-stream", *args], capture_output=True, check=True)
-    return json.loads(out.stdout)["sequences"][0]["text"]
 
 
 multi = Server(TINY, "-m", "neo=" + NEO, "-m", OPT, "--slots", "4", "--api-key", KEY)

@@ -52,6 +52,9 @@ static const char SERVE_HELP[] =
     "      --shutdown-grace S   on SIGTERM, time in-flight requests get to finish (default 10)\n"
     "      --port-file FILE     write the port there once listening (for scripts with --port 0)\n"
     "      --quiet              no access log (one JSON line per request on stderr)\n"
+    "      --no-prompt-cache    compute every prompt whole (by default a request whose prompt\n"
+    "                           starts as a recent one's did starts after that prefix: the same\n"
+    "                           tokens, sooner)\n"
     "  -h, --help               this help\n";
 
 /* The short name of -m spec, which /v1/models lists and requests may give
@@ -146,7 +149,7 @@ int cmd_serve(int argc, char **argv) {
     int n = 0;
     const char *model_id = NULL;
     enum { O_ID = 256, O_PRELOAD, O_MAXMEM, O_DTYPE, O_KV, O_HOST, O_PORT, O_KEY, O_SLOTS, O_THREADS, O_QUEUE, O_MAXTOK, O_BODY, O_TIMEOUT, O_CONNS,
-           O_GRACE, O_PORTFILE, O_QUIET };
+           O_GRACE, O_PORTFILE, O_QUIET, O_NOCACHE };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"model-id", required_argument, 0, O_ID},
         {"preload", no_argument, 0, O_PRELOAD}, {"max-memory", required_argument, 0, O_MAXMEM},
@@ -157,6 +160,7 @@ int cmd_serve(int argc, char **argv) {
         {"body-limit", required_argument, 0, O_BODY}, {"timeout", required_argument, 0, O_TIMEOUT},
         {"max-connections", required_argument, 0, O_CONNS}, {"shutdown-grace", required_argument, 0, O_GRACE},
         {"port-file", required_argument, 0, O_PORTFILE}, {"quiet", no_argument, 0, O_QUIET},
+        {"no-prompt-cache", no_argument, 0, O_NOCACHE},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
     int c, v;
@@ -200,6 +204,7 @@ int cmd_serve(int argc, char **argv) {
             o.shutdown_grace_s = f; break;
         case O_PORTFILE: o.port_file = optarg; break;
         case O_QUIET: o.quiet = 1; break;
+        case O_NOCACHE: o.no_prompt_cache = 1; break;
         case 'h': fputs(SERVE_HELP, stdout); return 0;
         default: return option_error(c, argv, lo);
         }

@@ -46,7 +46,11 @@ gpt2c_status engine_create(gpt2c_model *m, int n_slots, int n_pos, int n_threads
     e->b_pos = malloc((size_t)e->cap * sizeof *e->b_pos);
     e->b_slot = malloc((size_t)e->cap * sizeof *e->b_slot);
     e->b_row = malloc((size_t)e->cap * sizeof *e->b_row);
-    if (!e->used || !e->planned || !e->logits || !e->gens || !e->b_tok || !e->b_pos || !e->b_slot || !e->b_row)
+    e->hist = malloc((size_t)n_slots * (size_t)n_pos * sizeof *e->hist);
+    e->hist_n = calloc((size_t)n_slots, sizeof *e->hist_n);
+    e->prompt_cache = 1;
+    if (!e->used || !e->planned || !e->logits || !e->gens || !e->b_tok || !e->b_pos || !e->b_slot || !e->b_row || !e->hist ||
+        !e->hist_n)
         return err_set(&e->err, GPT2C_ERR_NOMEM, "out of memory for an engine of %d slots", n_slots);
     return GPT2C_OK;
 }
@@ -68,6 +72,8 @@ void gpt2c_engine_free(gpt2c_engine *e) {
     free(e->b_pos);
     free(e->b_slot);
     free(e->b_row);
+    free(e->hist);
+    free(e->hist_n);
     free(e);
 }
 
@@ -78,6 +84,43 @@ int gpt2c_engine_free_slots(const gpt2c_engine *e) {
 }
 
 int gpt2c_engine_n_slots(const gpt2c_engine *e) { return e->n_slots; }
+
+void gpt2c_engine_set_prompt_cache(gpt2c_engine *e, int on) { e->prompt_cache = on != 0; }
+
+int engine_take_slot(gpt2c_engine *e, const int32_t *ids, int n, int *reuse) {
+    int best = -1, best_reuse = -1;
+    for (int j = 0; j < e->n_slots; j++) {
+        if (e->used[j]) continue;
+        int k = 0;
+        if (e->prompt_cache) {
+            const int32_t *h = e->hist + (size_t)j * e->n_pos;
+            int lim = n - 1 < e->hist_n[j] ? n - 1 : e->hist_n[j];
+            while (k < lim && h[k] == ids[k]) k++;
+        } else if (best >= 0) {
+            break; /* the first free slot */
+        }
+        if (k > best_reuse || (k == best_reuse && e->hist_n[j] < e->hist_n[best])) best = j, best_reuse = k;
+    }
+    e->used[best] = 1;
+    *reuse = best_reuse;
+    return best;
+}
+
+void engine_slot_holds(gpt2c_engine *e, int slot, const int32_t *ids, int n) {
+    memcpy(e->hist + (size_t)slot * e->n_pos, ids, (size_t)n * sizeof *ids);
+    e->hist_n[slot] = n;
+}
+
+/* After a pass: the positions it wrote now hold its tokens, and a slot's
+ * later positions no longer count (they were computed from other tokens, or
+ * never); a failed pass leaves its slots holding nothing. */
+static void note_batch(gpt2c_engine *e, const gpt2_batch *b, gpt2c_status s) {
+    for (int i = 0; i < b->n; i++) {
+        int slot = b->slot[i];
+        e->hist[(size_t)slot * e->n_pos + b->pos[i]] = b->token[i];
+        e->hist_n[slot] = s ? 0 : b->pos[i] + 1;
+    }
+}
 
 void engine_queue(gpt2c_engine *e, int slot, const int32_t *ids, int from, int to) {
     for (int j = from; j < to; j++) {
@@ -102,6 +145,7 @@ gpt2c_status gpt2c_engine_step(gpt2c_engine *e) {
     gpt2_batch b = {e->nb, e->b_tok, e->b_pos, e->b_slot, e->b_row};
     gpt2_err err = {0};
     gpt2c_status s = gpt2_forward(e->m, &e->st, &b, e->logits, &err);
+    note_batch(e, &b, s);
     double dt = now_s() - t0;
     for (int i = 0; i < e->n_gens; i++) {
         if (!e->planned[i]) continue;
@@ -138,7 +182,9 @@ static gpt2c_status run_rows(gpt2c_engine *e, int slot, const int32_t *ids, int 
         e->b_row[j] = j;
     }
     gpt2_batch b = {j1 - j0, e->b_tok, e->b_pos, e->b_slot, e->b_row};
-    return gpt2_forward(e->m, &e->st, &b, logits, &e->err);
+    gpt2c_status s = gpt2_forward(e->m, &e->st, &b, logits, &e->err);
+    note_batch(e, &b, s);
+    return s;
 }
 
 gpt2c_status gpt2c_engine_score(gpt2c_engine *e, const int32_t *ids, int n, int k, float *chosen, int32_t *top_ids,

@@ -20,6 +20,14 @@ struct gpt2c_engine {
     gpt2c_gen **gens;            // (n_slots,) the attached generations, in arrival order
     unsigned char *planned;      // (n_slots,) by gens index: 1 if in this step's batch
     int n_gens;
+    /* The prompt cache: what each slot's keys and values were computed from,
+     * kept after its sequence ends, so that a new prompt sharing a prefix with
+     * it starts after that prefix (positions depend only on the tokens
+     * before them, and every pass sums in a fixed order, so the reused rows
+     * are the bits a new computation would give). */
+    int32_t *hist;               // (n_slots, n_pos) the tokens slot s holds, from position 0
+    int *hist_n;                 // (n_slots,) how many
+    int prompt_cache;            /* 1: new sequences take the slot holding the longest prefix of their prompt */
 };
 
 /* Makes an engine of n_slots sequences of up to n_pos positions. */
@@ -27,6 +35,14 @@ gpt2c_status engine_create(gpt2c_model *m, int n_slots, int n_pos, int n_threads
 /* Queues tokens [from, to) of ids, at those positions in `slot`, asking
  * for that slot's logits after the last one. */
 void engine_queue(gpt2c_engine *e, int slot, const int32_t *ids, int from, int to);
+/* Takes a free slot for a new sequence whose prompt is ids[0..n) (n 0: a
+ * copy of another slot's will fill it): with the prompt cache, the one
+ * holding the longest prefix of the prompt, the emptiest among equals; else
+ * the first free. *reuse: the prompt's positions it already holds and the
+ * sequence need not compute (at most n - 1: the last runs for its logits). */
+int engine_take_slot(gpt2c_engine *e, const int32_t *ids, int n, int *reuse);
+/* Slot now holds the keys and values of ids[0..n) (copied from another). */
+void engine_slot_holds(gpt2c_engine *e, int slot, const int32_t *ids, int n);
 
 /* The generation's side of a step (gen.c). gen_plan queues the tokens this
  * step runs and returns how many sequences take part (0: nothing to do, the

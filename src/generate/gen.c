@@ -24,6 +24,7 @@ typedef enum { MODE_GREEDY, MODE_SAMPLE, MODE_BEAM } gen_mode;
 typedef struct gen_seq {
     int32_t *ids;           /* (limit,) prompt then new tokens */
     int n_prompt, n, limit; /* limit: the total length at which it stops */
+    int reused;             /* prompt positions its slot already held (the prompt cache) */
     gpt2c_finish finish;
     float *lp;              /* (limit - n_prompt, 1 + 2k) chosen lp, then (id, lp) pairs */
     rng rng;
@@ -267,10 +268,12 @@ static gpt2c_status attach(gpt2c_gen *g, gpt2c_engine *e) {
     if (gpt2c_engine_free_slots(e) < g->n_live)
         return err_set(&g->err, GPT2C_ERR_BUSY, "the engine has %d free slots; this generation needs %d",
                        gpt2c_engine_free_slots(e), g->n_live);
-    for (int i = 0, j = 0; i < g->n_live; i++) {
-        while (e->used[j]) j++;
-        e->used[j] = 1;
-        g->slot[i] = j;
+    /* A prompt's first sequence computes it (from what its slot holds of
+     * it); the others copy that slot. */
+    for (int i = 0; i < g->n_live; i++) {
+        gen_seq *q = &g->seqs[i];
+        int first = i % g->per_prompt == 0 && g->p.use_cache;
+        g->slot[i] = engine_take_slot(e, q->ids, first ? q->n : 0, &q->reused);
     }
     e->gens[e->n_gens++] = g;
     g->e = e;
@@ -485,6 +488,7 @@ static gpt2c_status beam_step(gpt2c_gen *g, int gi) {
     free(tmp);
     if (g->p.use_cache && (s = gpt2_state_copy_slots(&g->e->st, g->m, slot_src, slot_dst, nn, cur_len, &g->err)))
         return s;
+    for (int j = 0; j < nn && g->p.use_cache; j++) engine_slot_holds(g->e, slot_dst[j], beams[j].ids, cur_len);
     if (grp->done || cur_len + 1 >= beams[0].limit)
         for (int b = 0; b < nb; b++) beams[b].finish = GPT2C_FINISH_LENGTH;
     return GPT2C_OK;
@@ -533,7 +537,7 @@ int gen_plan(gpt2c_gen *g) {
         int first = i % g->per_prompt == 0;
         if (!g->p.use_cache) queue(g, i, 0, q->n); /* recompute the whole sequence */
         else if (g->started) queue(g, i, q->n - 1, q->n);
-        else if (first) queue(g, i, 0, q->n); /* the prompt runs once per prompt */
+        else if (first) queue(g, i, q->reused, q->n); /* the prompt runs once per prompt */
     }
     if (active == 0) gen_end(g);
     return active;
@@ -555,6 +559,8 @@ void gen_after(gpt2c_gen *g, double seconds) {
             }
             if ((s = gpt2_state_copy_slots(&g->e->st, g->m, src, dst, g->per_prompt - 1, g->seqs[first].n, &g->err)))
                 return;
+            for (int r = 0; r < g->per_prompt - 1; r++)
+                engine_slot_holds(g->e, dst[r], g->seqs[first].ids, g->seqs[first].n);
         }
     }
     if (g->mode == MODE_BEAM) {
@@ -575,6 +581,12 @@ void gen_after(gpt2c_gen *g, double seconds) {
 void gen_fail(gpt2c_gen *g, const gpt2_err *err) {
     err_set(&g->err, err->status, "%s", err->msg);
     g->done = 1;
+}
+
+int gpt2c_gen_reused_tokens(const gpt2c_gen *g) {
+    int n = 0;
+    for (int i = 0; i < g->n_live; i++) n += g->seqs[i].reused;
+    return n;
 }
 
 gpt2c_status gpt2c_gen_status(const gpt2c_gen *g) {

@@ -108,6 +108,7 @@ struct metrics {
     unsigned long ttft_n, tpot_n;
     unsigned long ttft_b[METRICS_BUCKETS], tpot_b[METRICS_BUCKETS]; /* counts per bucket, summed when rendered */
     unsigned long loads, unloads; /* a model's loads and unloads (the memory budget's) */
+    unsigned long cache_hits, cache_tokens; /* requests that reused cached prompt positions, and how many */
 };
 void metrics_init(metrics *m);
 void metrics_request(metrics *m, int status);
@@ -115,6 +116,8 @@ void metrics_ttft(metrics *m, double s);
 void metrics_tpot(metrics *m, double s);
 void metrics_tokens(metrics *m, int prompt, int completion);
 void metrics_step(metrics *m, int seqs);
+/* A request's prompt positions taken from the prompt cache (0: none). */
+void metrics_prompt_cache(metrics *m, int reused);
 /* A model's gauges at the time of rendering, with its metrics. */
 typedef struct model_gauges {
     const char *id;

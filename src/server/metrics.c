@@ -70,6 +70,13 @@ static int series(strbuf *o, const char *name, const char *id, const char *extra
     return r | sb_printf(o, "\"%s%s} ", extra ? "," : "", extra ? extra : "");
 }
 
+void metrics_prompt_cache(metrics *m, int reused) {
+    pthread_mutex_lock(&m->lock);
+    m->cache_hits += reused > 0;
+    m->cache_tokens += (unsigned long)reused;
+    pthread_mutex_unlock(&m->lock);
+}
+
 static int histogram(strbuf *o, const char *name, const char *help, const double *le, const model_gauges *g, int n,
                      int tpot) {
     int r = header(o, name, "histogram", help);
@@ -121,6 +128,11 @@ int metrics_render(metrics *server, const model_gauges *g, int n, strbuf *o) {
     FAMILY("gpt2c_steps_total", "counter", "Forward passes of the batching engine.", "%lu", g[k].mx->steps);
     FAMILY("gpt2c_step_sequences_total", "counter",
            "Sequences advanced, summed over steps (divide by steps for the mean batch).", "%lu", g[k].mx->step_seqs);
+    FAMILY("gpt2c_prompt_cache_hits_total", "counter",
+           "Requests whose prompt started after a prefix a slot still held (the prompt cache).", "%lu",
+           g[k].mx->cache_hits);
+    FAMILY("gpt2c_prompt_cache_tokens_total", "counter", "Prompt tokens taken from the prompt cache, not computed.",
+           "%lu", g[k].mx->cache_tokens);
     FAMILY("gpt2c_queue_depth", "gauge", "Requests waiting for free slots.", "%d", g[k].queue_depth);
     FAMILY("gpt2c_active_requests", "gauge", "Requests being generated.", "%d", g[k].active);
     FAMILY("gpt2c_slots", "gauge", "KV-cache slots (sequences generated together) of the loaded model.", "%d", g[k].slots);

@@ -435,6 +435,7 @@ static void start_job(sched *s, job *j) {
             run_free(r);
             return;
         }
+        metrics_prompt_cache(s->mx, gpt2c_gen_reused_tokens(r->g));
     }
     for (int i = 0; i < r->n_choices; i++) {
         choice *c = &r->c[i];
@@ -598,6 +599,7 @@ sched *sched_new(gpt2c_model *m, gpt2c_tokenizer *t, const char *model_id, const
         free(s);
         return NULL;
     }
+    gpt2c_engine_set_prompt_cache(s->e, !o->no_prompt_cache);
     s->q_cap = o->slots + o->queue_max;
     s->queue = calloc((size_t)s->q_cap, sizeof *s->queue);
     s->runs = calloc((size_t)o->slots + 1, sizeof *s->runs);

@@ -34,6 +34,7 @@ typedef struct server_opts {
     double shutdown_grace_s; /* on SIGTERM, in-flight work gets this long to finish */
     const char *port_file;   /* if set, the bound port is written there once listening */
     int quiet;               /* no access log */
+    int no_prompt_cache;     /* recompute every prompt whole */
 } server_opts;
 
 void server_opts_init(server_opts *o);
