@@ -46,6 +46,8 @@ char *resolve_model_msg(const char *spec, unsigned what, int *rc, char *msg, siz
  * folder without tokenizer files (a model run from token ids) is no error:
  * NULL, no message, *absent = 1. */
 gpt2c_tokenizer *open_tokenizer(const char *dir, int *absent);
+/* The same, why written to msg instead (left as it was when absent). */
+gpt2c_tokenizer *open_tokenizer_msg(const char *dir, int *absent, char *msg, size_t n);
 json_t *token_text_json(const gpt2c_tokenizer *t, int32_t id);
 
 int cmd_generate(int argc, char **argv);

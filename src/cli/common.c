@@ -257,19 +257,20 @@ char *resolve_model(const char *spec, unsigned what, int *rc) {
     return dir;
 }
 
-gpt2c_tokenizer *open_tokenizer(const char *dir, int *absent) {
+gpt2c_tokenizer *open_tokenizer_msg(const char *dir, int *absent, char *msg, size_t n) {
     gpt2c_tokenizer *t;
     gpt2c_status s = gpt2c_tokenizer_load(dir, &t);
     if (absent) *absent = s == GPT2C_ERR_NOT_FOUND;
-    if (s == GPT2C_ERR_NOT_FOUND && absent) {
-        gpt2c_tokenizer_free(t);
-        return NULL;
-    }
-    if (s != GPT2C_OK) {
-        fprintf(stderr, "%s: %s\n", prog, gpt2c_tokenizer_errmsg(t));
-        gpt2c_tokenizer_free(t);
-        return NULL;
-    }
+    if (s == GPT2C_OK) return t;
+    if (s != GPT2C_ERR_NOT_FOUND || !absent) snprintf(msg, n, "%s", gpt2c_tokenizer_errmsg(t));
+    gpt2c_tokenizer_free(t);
+    return NULL;
+}
+
+gpt2c_tokenizer *open_tokenizer(const char *dir, int *absent) {
+    char msg[1024] = "";
+    gpt2c_tokenizer *t = open_tokenizer_msg(dir, absent, msg, sizeof msg);
+    if (!t && *msg) fprintf(stderr, "%s: %s\n", prog, msg);
     return t;
 }
 

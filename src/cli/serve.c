@@ -104,13 +104,13 @@ static int load(void *user, int index, gpt2c_model **m, gpt2c_tokenizer **t, cha
         snprintf(err, errlen, "%s", gpt2c_model_errmsg(*m));
         gpt2c_model_free(*m);
         *m = NULL;
-    } else if ((st = gpt2c_tokenizer_load(dir, t)) != GPT2C_OK) {
-        /* No tokenizer files: the server takes and answers token ids. */
-        if (st != GPT2C_ERR_NOT_FOUND) snprintf(err, errlen, "%s", gpt2c_tokenizer_errmsg(*t));
-        gpt2c_tokenizer_free(*t);
-        *t = NULL;
-        if (st == GPT2C_ERR_NOT_FOUND) st = GPT2C_OK;
-        else gpt2c_model_free(*m), *m = NULL;
+    } else {
+        int absent = 0; /* no tokenizer files: the server takes and answers token ids */
+        if (!(*t = open_tokenizer_msg(dir, &absent, err, errlen)) && !absent) {
+            st = GPT2C_ERR_FORMAT;
+            gpt2c_model_free(*m);
+            *m = NULL;
+        }
     }
     gpt2c_free(dir);
     return st == GPT2C_OK ? 0 : -1;

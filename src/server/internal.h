@@ -88,8 +88,10 @@ int sched_n_slots(const sched *s);
  * shutting down. */
 int sched_submit(sched *s, job *j);
 /* Stops taking jobs, lets running ones finish for up to grace seconds,
- * cancels the rest, and returns once every job is done. */
+ * cancels the rest, and returns once every job is done; once only (later
+ * calls return at once). */
 void sched_shutdown(sched *s, double grace_s);
+/* Shuts down (with no grace) if that was not done, then frees. */
 void sched_free(sched *s);
 int sched_queue_depth(sched *s);
 int sched_active(sched *s);

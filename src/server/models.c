@@ -60,11 +60,10 @@ served *models_find(models *t, const char *name) {
 
 static double mib(uint64_t b) { return (double)b / (1024.0 * 1024.0); }
 
-/* Frees what a load made (the model's lock held, or the model not yet
- * published). The scheduler first cancels whatever it still runs: only
- * requests whose clients are gone, since nobody holds the model. */
+/* Frees what a load made (the model's lock held, the model not yet
+ * published, or the server gone). The scheduler cancels whatever it still
+ * runs: only requests whose clients are gone, since nobody holds the model. */
 static void unload(served *m) {
-    if (m->s) sched_shutdown(m->s, 0);
     sched_free(m->s);
     gpt2c_model_free(m->m);
     gpt2c_tokenizer_free(m->t);
@@ -145,6 +144,7 @@ static int load(models *t, served *m, api_error *e) {
     if (ok) {
         m->state = MODEL_READY;
         m->users = 1;
+        m->last_used = server_now();
         pthread_mutex_lock(&m->mx.lock);
         m->mx.loads++;
         pthread_mutex_unlock(&m->mx.lock);
@@ -182,13 +182,7 @@ int models_acquire(models *t, served *m, api_error *e) {
     m->state = MODEL_LOADING; /* this thread loads it; others wait for the outcome */
     pthread_mutex_unlock(&m->lock);
     server_log(6, "gpt2c serve: loading %s", m->id);
-    int rc = load(t, m, e);
-    if (rc == 0) {
-        pthread_mutex_lock(&m->lock);
-        m->last_used = server_now();
-        pthread_mutex_unlock(&m->lock);
-    }
-    return rc;
+    return load(t, m, e);
 }
 
 void models_release(models *t, served *m) {
@@ -234,10 +228,7 @@ void models_free(models *t) {
     if (!t->stopping) models_shutdown(t, 0); /* the server failed to start: stop what runs */
     for (int i = 0; i < t->n; i++) {
         served *m = &t->v[i];
-        sched_free(m->s); /* shut down already, or never started */
-        m->s = NULL;
-        gpt2c_model_free(m->m);
-        gpt2c_tokenizer_free(m->t);
+        unload(m);
         pthread_mutex_destroy(&m->lock);
         pthread_cond_destroy(&m->changed);
         pthread_mutex_destroy(&m->mx.lock);

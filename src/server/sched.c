@@ -64,6 +64,7 @@ struct sched {
     int n_active;
     run **runs;           /* scheduler thread only */
     int n_runs;
+    int joined;           /* the scheduler thread has ended (sched_shutdown's caller only) */
 };
 
 int sched_n_slots(const sched *s) { return gpt2c_engine_n_slots(s->e); }
@@ -617,6 +618,7 @@ sched *sched_new(gpt2c_model *m, gpt2c_tokenizer *t, const char *model_id, const
 }
 
 void sched_shutdown(sched *s, double grace_s) {
+    if (s->joined) return;
     pthread_mutex_lock(&s->lock);
     s->stopping = 1;
     s->deadline = server_now() + grace_s;
@@ -633,10 +635,12 @@ void sched_shutdown(sched *s, double grace_s) {
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->th, NULL);
+    s->joined = 1;
 }
 
 void sched_free(sched *s) {
     if (!s) return;
+    sched_shutdown(s, 0); /* cancels what still runs; nothing after sched_shutdown */
     gpt2c_engine_free(s->e);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
