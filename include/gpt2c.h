@@ -231,6 +231,15 @@ typedef struct gpt2c_gen_params {
      * loses frequency_penalty per time it was generated, and presence_penalty
      * once if it was generated at all. */
     float presence_penalty, frequency_penalty;
+    /* Speculative decoding (transformers' assisted generation): a smaller
+     * model of the same tokenizer -- or this one in q8 -- proposes tokens,
+     * up to num_assistant_tokens at first (1..12, default 5; then +2 after
+     * a step whose proposals all held, -1 otherwise), which this model
+     * checks in one pass. Greedy output is exactly that without it, sampled
+     * output follows the same distribution (speculative sampling). Beam
+     * search and use_cache 0 do not speculate. NULL: none. */
+    gpt2c_model *assistant_model;
+    int num_assistant_tokens;
 } gpt2c_gen_params;
 
 /* Fills p with transformers' generate() defaults: greedy, max_length 20,
@@ -323,6 +332,14 @@ void gpt2c_engine_set_prompt_cache(gpt2c_engine *e, int on);
 /* The prompt tokens a generation on an engine did not compute again: the
  * prompt cache's share of its prompts (0 for gpt2c_gen_start's). */
 int gpt2c_gen_reused_tokens(const gpt2c_gen *g);
+/* Gives the engine a draft model for speculative decoding (NULL: none):
+ * every generation added after it speculates, as gpt2c_gen_params'
+ * assistant_model says. The draft gets a KV cache of as many slots. Only
+ * while no generation is attached. */
+gpt2c_status gpt2c_engine_set_draft(gpt2c_engine *e, gpt2c_model *draft, int num_assistant_tokens);
+/* Speculation so far: tokens the draft proposed, and how many of them the
+ * model kept. */
+void gpt2c_gen_draft_stats(const gpt2c_gen *g, long *drafted, long *accepted);
 /* As gpt2c_gen_start, on the engine: the generation holds one slot per
  * sequence (n_prompts x num_return_sequences, or x num_beams) until freed;
  * GPT2C_ERR_BUSY when fewer slots are free. n_threads in p is ignored. */

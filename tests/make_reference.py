@@ -68,6 +68,10 @@ VARIANTS = [  # name, make_checkpoint arguments, vocabulary size, greedy tokens
 # Logits only (OUTDIR/NAME.f32, not in the manifest): the common 8-bit scheme, weights alone,
 # which test_agreement holds gpt2c's q8 against.
 COMMON_Q8 = [("tiny-q8w", "tiny-f32"), ("gpt2-q8w", "gpt2-f32")]
+# Checkpoints only: tiny-f32's weights at a smaller scale (the same seed, so the same draws),
+# a draft model whose distribution is like tiny-f32's but flatter, for test_reference's test
+# of speculative sampling.
+DRAFTS = [("tiny-draft", ["--preset", "tiny", "--seed", "1", "--std", "0.12"])]
 
 
 def fingerprint():
@@ -117,6 +121,9 @@ def main():
         subprocess.run([PY, os.path.join(TOOLS, "ref_gpt2.py"), os.path.join(out, source), "--ids", ids, "--out",
                         os.path.join(out, name + ".f32"), "--dtype", "q8w"], check=True)
         print(f"reference: {name} ready", flush=True)
+    for name, args in DRAFTS:
+        subprocess.run([PY, os.path.join(TOOLS, "make_checkpoint.py"), "--out", os.path.join(out, name)] + args,
+                       check=True)
     with open(os.path.join(out, "manifest.txt"), "w") as f:
         f.writelines(lines)
     with open(stamp, "w") as f:

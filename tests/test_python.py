@@ -294,6 +294,18 @@ check(raises(OSError, AutoModelForCausalLM.from_pretrained, "/nonexistent/model"
       "a missing model: OSError naming it")
 m2 = AutoModelForCausalLM.from_pretrained(TINY, torch_dtype="float16")
 check(m2.dtype == "f16" and m2.generate([tiny_ids], max_new_tokens=3).__class__ is list, "torch_dtype float16; lists in, lists out")
+# Assisted generation: the f16 copy drafts; greedy tokens are generate()'s own, and sampled ones
+# the CLI's with the same draft and seed.
+plain = model.generate([tiny_ids], max_new_tokens=12, pad_token_id=50256)
+check(model.generate([tiny_ids], max_new_tokens=12, pad_token_id=50256, assistant_model=m2) == plain,
+      "generate(assistant_model=...) greedy: the tokens without it")
+set_seed(5)
+drafted = model.generate([tiny_ids], max_new_tokens=12, do_sample=True, top_k=0, assistant_model=m2, pad_token_id=50256)
+cli = cli_json("-m", TINY, "--ids", ",".join(map(str, tiny_ids)), "-n", "12", "--do-sample", "--top-k", "0", "--seed", "5",
+               "--draft-dtype", "f16")
+check(drafted[0][len(tiny_ids):] == cli["sequences"][0]["token_ids"] and cli["draft"]["proposed"] > 0,
+      "generate(assistant_model=..., do_sample) with set_seed: the CLI's --draft-dtype tokens for that seed")
+check(raises(TypeError, model.generate, [tiny_ids], assistant_model="gpt2"), "assistant_model must be a model")
 m2.close()
 check(raises(ValueError, m2.generate, [tiny_ids], contains="closed") and raises(ValueError, m2, [tiny_ids]),
       "a closed model raises instead of crashing")

@@ -6,7 +6,9 @@
  * architecture (tests/make_reference.py lists them). Checks the
  * logits at every position (|diff| <= 1e-4; 3e-3 for q8, see TOL_Q8), greedy tokens, and that the KV
  * cache, full recomputation and batching all give the same tokens, and
- * that beam search matches the reference's (F32 variants). The
+ * that beam search matches the reference's (F32 variants); that the prompt
+ * cache and speculative decoding change no token (and that speculative
+ * sampling follows the model's distribution: a chi-square test). The
  * fixtures come from tests/make_reference.py (tests/run.sh makes them). */
 #include <math.h>
 
@@ -289,12 +291,262 @@ static void test_prompt_cache(void **state) {
     }
 }
 
+/* ------------------------------------------------------ speculative decoding */
+
+/* Runs gp on one prompt alone, to the end. */
+static gpt2c_gen *alone(gpt2c_model *m, const gpt2c_gen_params *gp, const int32_t *ids, int n) {
+    const int32_t *p1[1] = {ids};
+    gpt2c_gen *g;
+    if (gpt2c_gen_start(m, gp, 1, p1, &n, &g) != GPT2C_OK) fail_msg("%s", gpt2c_gen_errmsg(g));
+    while (gpt2c_gen_step(g) == GPT2C_OK) {
+    }
+    if (gpt2c_gen_status(g) != GPT2C_DONE) fail_msg("%s", gpt2c_gen_errmsg(g));
+    return g;
+}
+
+/* The same tokens, and the same log-probabilities to the bit. */
+static void assert_same_run(gpt2c_gen *a, gpt2c_gen *b, const char *what) {
+    int na, nb;
+    const int32_t *ta = gpt2c_gen_tokens(a, 0, &na), *tb = gpt2c_gen_tokens(b, 0, &nb);
+    assert_ids_equal(ta, na, tb, nb, what);
+    assert_int_equal(gpt2c_gen_finish_reason(a, 0), gpt2c_gen_finish_reason(b, 0));
+    for (int j = 0; j < na; j++) {
+        float la = 0, lb = 1;
+        int32_t ia[2], ib[2];
+        float pa[2], pb[2];
+        gpt2c_gen_logprobs(a, 0, j, &la, ia, pa);
+        gpt2c_gen_logprobs(b, 0, j, &lb, ib, pb);
+        if (memcmp(&la, &lb, sizeof la) || memcmp(ia, ib, sizeof ia) || memcmp(pa, pb, sizeof pa))
+            fail_msg("%s: the log-probabilities of token %d differ (%.9g vs %.9g)", what, j, la, lb);
+    }
+}
+
+static const ref_case *find_case(const char *name) {
+    for (int k = 0; k < n_cases; k++)
+        if (strcmp(cases[k].name, name) == 0) return &cases[k];
+    return NULL;
+}
+
+/* Greedy decoding with a draft gives exactly the tokens (and log-
+ * probabilities) of decoding without one: for every variant, drafting for
+ * itself in q8 (most proposals hold) and, where the vocabulary is GPT-2's,
+ * with GPT-Neo's mini checkpoint as the draft (most are turned down); with
+ * 1, 4 and 12 proposals at first; with processors that read the drafted
+ * tokens (repetition penalty, no-repeat n-grams); with an EOS met inside a
+ * draft; and on a shared engine, two generations joining at different
+ * steps. */
+static void test_speculative_greedy(void **state) {
+    (void)state;
+    const ref_case *neo = find_case("neo-mini-f32");
+    long drafted_total = 0, kept_total = 0;
+    for (int k = 0; k < n_cases; k++) {
+        const ref_case *c = &cases[k];
+        gpt2c_model *m = load(c), *drafts[2] = {NULL, NULL};
+        /* q8 where the shapes allow (whole blocks of 32 inputs), else f16. */
+        gpt2c_model_params q8 = {.dtype = "q8"}, f16 = {.dtype = "f16"};
+        if (gpt2c_model_load_ex(c->dir, &q8, &drafts[0]) != GPT2C_OK) {
+            gpt2c_model_free(drafts[0]);
+            if (gpt2c_model_load_ex(c->dir, &f16, &drafts[0]) != GPT2C_OK) fail_msg("%s", gpt2c_model_errmsg(drafts[0]));
+        }
+        gpt2c_model_info mi;
+        gpt2c_model_get_info(m, &mi);
+        /* gpt2's shapes take the q8 draft, one k and no processors: their
+         * passes cost 100 times the tiny ones'. */
+        const int big = mi.n_embd >= 768;
+        if (!big && neo && neo != c && mi.n_vocab == 50257 && gpt2c_model_load(neo->dir, &drafts[1]) != GPT2C_OK)
+            fail_msg("%s", gpt2c_model_errmsg(drafts[1]));
+        int n, ng;
+        int32_t *ids = parse_list(c->ids, &n), *greedy = parse_list(c->greedy, &ng);
+        gpt2c_gen_params gp;
+        gpt2c_gen_params_init(&gp);
+        gp.max_new_tokens = 16;
+        gp.eos_token_id = -1;
+        gp.n_logprobs = 2;
+        gpt2c_gen *plain = alone(m, &gp, ids, n);
+        gpt2c_gen_params pp = gp;
+        pp.repetition_penalty = 1.3f;
+        pp.no_repeat_ngram_size = 2;
+        gpt2c_gen *plain_pp = alone(m, &pp, ids, n);
+        /* An EOS the plain run meets at its 6th token. */
+        int nt;
+        const int32_t *pt = gpt2c_gen_tokens(plain, 0, &nt);
+        gpt2c_gen_params ep = gp;
+        ep.eos_token_id = pt[5];
+        gpt2c_gen *plain_eos = alone(m, &ep, ids, n);
+        for (int di = 0; di < 2; di++) {
+            if (!drafts[di]) continue;
+            const int ks[3] = {4, 1, 12};
+            for (int ki = 0; ki < (big ? 1 : 3); ki++) {
+                char what[160];
+                gpt2c_gen_params sp = gp;
+                sp.assistant_model = drafts[di];
+                sp.num_assistant_tokens = ks[ki];
+                gpt2c_gen *g = alone(m, &sp, ids, n);
+                snprintf(what, sizeof what, "%.63s, %s draft, k %d", c->name, di ? "neo" : "q8", ks[ki]);
+                assert_same_run(g, plain, what);
+                long drafted, kept;
+                gpt2c_gen_draft_stats(g, &drafted, &kept);
+                if (drafted == 0) fail_msg("%s: nothing was drafted", what);
+                drafted_total += drafted, kept_total += kept;
+                gpt2c_gen_free(g);
+                if (big) continue;
+                sp = pp;
+                sp.assistant_model = drafts[di];
+                sp.num_assistant_tokens = ks[ki];
+                g = alone(m, &sp, ids, n);
+                snprintf(what, sizeof what, "%.63s, %s draft, k %d, with processors", c->name, di ? "neo" : "q8", ks[ki]);
+                assert_same_run(g, plain_pp, what);
+                gpt2c_gen_free(g);
+                sp = ep;
+                sp.assistant_model = drafts[di];
+                sp.num_assistant_tokens = ks[ki];
+                g = alone(m, &sp, ids, n);
+                snprintf(what, sizeof what, "%.63s, %s draft, k %d, EOS", c->name, di ? "neo" : "q8", ks[ki]);
+                assert_same_run(g, plain_eos, what);
+                gpt2c_gen_free(g);
+            }
+        }
+        /* A shared engine drafting for two generations at once, the second
+         * joining two steps after the first, with another prompt. */
+        gpt2c_engine *e;
+        if (gpt2c_engine_new(m, 2, 1, &e) != GPT2C_OK) fail_msg("%s", gpt2c_engine_errmsg(e));
+        if (gpt2c_engine_set_draft(e, drafts[drafts[1] ? 1 : 0], 3) != GPT2C_OK) fail_msg("%s", gpt2c_engine_errmsg(e));
+        gpt2c_gen_params sp = gp;
+        sp.assistant_model = drafts[drafts[1] ? 1 : 0];
+        const int32_t *p1[1] = {ids}, *p2[1] = {ids + 1};
+        int n2 = n - 1 < 5 ? n - 1 : 5;
+        gpt2c_gen *ga, *gb;
+        if (gpt2c_engine_add(e, &sp, 1, p1, &n, &ga) != GPT2C_OK) fail_msg("%s", gpt2c_gen_errmsg(ga));
+        gpt2c_engine_step(e);
+        gpt2c_engine_step(e);
+        if (gpt2c_engine_add(e, &sp, 1, p2, &n2, &gb) != GPT2C_OK) fail_msg("%s", gpt2c_gen_errmsg(gb));
+        while (gpt2c_engine_step(e) == GPT2C_OK) {
+        }
+        gpt2c_gen *pb = alone(m, &gp, ids + 1, n2);
+        char what[160];
+        snprintf(what, sizeof what, "%.63s, shared engine, first", c->name);
+        assert_same_run(ga, plain, what);
+        snprintf(what, sizeof what, "%.63s, shared engine, second", c->name);
+        assert_same_run(gb, pb, what);
+        gpt2c_gen_free(ga);
+        gpt2c_gen_free(gb);
+        gpt2c_gen_free(pb);
+        gpt2c_engine_free(e);
+        gpt2c_gen_free(plain);
+        gpt2c_gen_free(plain_pp);
+        gpt2c_gen_free(plain_eos);
+        free(ids);
+        free(greedy);
+        gpt2c_model_free(drafts[0]);
+        gpt2c_model_free(drafts[1]);
+        gpt2c_model_free(m);
+    }
+    /* Both kinds of verdict were exercised. */
+    assert_true(kept_total > 0 && kept_total < drafted_total);
+}
+
+/* Speculative sampling follows the model's distribution. 1500 runs of 3
+ * new tokens from the tiny checkpoint at temperature 0.5, drafted by
+ * tiny-draft (its weights at 0.6 of the scale: a flatter distribution of
+ * the same shape, so that proposals are often kept and often turned down,
+ * and the residual max(0, p - q) differs from p): the 2nd and
+ * 3rd tokens -- the drafted ones; the 1st comes from the prompt's pass --
+ * are binned by their probability under the model's own distribution given
+ * the tokens before them (computed here from its logits), and the bins' counts
+ * tested against the probabilities (chi-square, p = 0.001). Drawing from the
+ * draft's distribution instead, or accepting every proposal, fails it. */
+static void test_speculative_sampling(void **state) {
+    (void)state;
+    const ref_case *tc = find_case("tiny-f32");
+    if (!tc) fail_msg("the tiny-f32 variant is needed");
+    char ddir[600];
+    snprintf(ddir, sizeof ddir, "%s/../tiny-draft", tc->dir);
+    gpt2c_model *m, *d;
+    if (gpt2c_model_load(tc->dir, &m) != GPT2C_OK || gpt2c_model_load(ddir, &d) != GPT2C_OK)
+        fail_msg("cannot load tiny-f32 and %s (tests/make_reference.py makes them)", ddir);
+    const int V = 50257, N = 1500;
+    /* Bins of probability: [0.2, 1], [0.1, 0.2), ... [0, 0.0003). */
+    enum { NB = 9 };
+    const double edge[NB] = {0.2, 0.1, 0.05, 0.02, 0.01, 0.003, 0.001, 0.0003, 0};
+    const float T = 0.5f;
+    int n;
+    int32_t *ids = parse_list(tc->ids, &n);
+    if (n > 3) n = 3; /* short: the reference pass below runs it whole each time */
+    gpt2c_engine *e, *ref;
+    if (gpt2c_engine_new(m, 1, 1, &e) != GPT2C_OK || gpt2c_engine_set_draft(e, d, 2) != GPT2C_OK ||
+        gpt2c_engine_new(m, 1, 1, &ref) != GPT2C_OK)
+        fail_msg("cannot make the engines");
+    float *logits = malloc(sizeof(float) * (size_t)V * (size_t)(n + 2));
+    double *p = malloc(sizeof(double) * (size_t)V);
+    int32_t seq[16];
+    double expect[2][NB] = {{0}}, count[2][NB] = {{0}};
+    long drafted = 0, kept = 0;
+    gpt2c_gen_params gp;
+    gpt2c_gen_params_init(&gp);
+    gp.do_sample = 1, gp.top_k = 0, gp.temperature = T, gp.has_seed = 1, gp.max_new_tokens = 3, gp.eos_token_id = -1;
+    gp.assistant_model = d;
+    for (int r = 0; r < N; r++) {
+        gp.seed = 1000 + (uint64_t)r;
+        const int32_t *p1[1] = {ids};
+        gpt2c_gen *g;
+        if (gpt2c_engine_add(e, &gp, 1, p1, &n, &g) != GPT2C_OK) fail_msg("%s", gpt2c_gen_errmsg(g));
+        while (gpt2c_engine_step(e) == GPT2C_OK) {
+        }
+        int nt;
+        const int32_t *t = gpt2c_gen_tokens(g, 0, &nt);
+        assert_int_equal(nt, 3);
+        long a, b;
+        gpt2c_gen_draft_stats(g, &a, &b);
+        drafted += a, kept += b;
+        memcpy(seq, ids, sizeof *ids * (size_t)n);
+        memcpy(seq + n, t, sizeof *t * 3);
+        gpt2c_gen_free(g);
+        if (gpt2c_engine_logits(ref, seq, n + 2, logits) != GPT2C_OK) fail_msg("%s", gpt2c_engine_errmsg(ref));
+        for (int j = 0; j < 2; j++) { /* token n + 1 + j, predicted by row n + j */
+            const float *row = logits + (size_t)(n + j) * V;
+            double mx = -INFINITY, z = 0;
+            for (int v = 0; v < V; v++) mx = row[v] / T > mx ? row[v] / T : mx;
+            for (int v = 0; v < V; v++) z += p[v] = exp(row[v] / T - mx);
+            for (int v = 0; v < V; v++) {
+                double pv = p[v] / z;
+                int bin = 0;
+                while (pv < edge[bin]) bin++;
+                expect[j][bin] += pv;
+                if (v == seq[n + 1 + j]) count[j][bin]++;
+            }
+        }
+    }
+    /* Chi-square critical value at p = 0.001, 8 degrees of freedom. */
+    for (int j = 0; j < 2; j++) {
+        double chi = 0;
+        char bins[512] = "";
+        for (int b = 0; b < NB; b++) {
+            chi += (count[j][b] - expect[j][b]) * (count[j][b] - expect[j][b]) / expect[j][b];
+            snprintf(bins + strlen(bins), sizeof bins - strlen(bins), " %.0f/%.1f", count[j][b], expect[j][b]);
+        }
+        if (getenv("GPT2C_TEST_VERBOSE")) fprintf(stderr, "drafted token %d: chi-square %.2f, counts/expected%s\n", j + 2, chi, bins);
+        if (chi > 26.12) fail_msg("drafted token %d: chi-square %.2f > 26.12 (counts/expected%s)", j + 2, chi, bins);
+    }
+    /* Both verdicts were exercised. */
+    if (!(kept > drafted / 20 && kept < drafted - drafted / 20))
+        fail_msg("%ld of %ld proposals kept: the test needs both verdicts", kept, drafted);
+    free(logits);
+    free(p);
+    free(ids);
+    gpt2c_engine_free(e);
+    gpt2c_engine_free(ref);
+    gpt2c_model_free(d);
+    gpt2c_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_match_reference),
         cmocka_unit_test(test_greedy_cache_batch),
         cmocka_unit_test(test_beam_matches_reference),
         cmocka_unit_test(test_prompt_cache),
+        cmocka_unit_test(test_speculative_greedy),
+        cmocka_unit_test(test_speculative_sampling),
     };
     return cmocka_run_group_tests_name("reference", tests, setup, NULL);
 }

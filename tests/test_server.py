@@ -471,6 +471,50 @@ for args, cached in (([], True), (["--no-prompt-cache"], False)):
     finally:
         check(pc.stop() == 0, "prompt cache: SIGTERM")
 
+# Speculative decoding: with a draft model, concurrent greedy requests answer exactly as the CLI
+# without one, a seeded sampled request as the CLI with the same draft and seed, streamed as
+# not; /metrics counts the drafted and kept tokens. --draft-dtype lets each of several models
+# draft for itself; --draft with several models is a usage error.
+DRAFT = os.path.join(REF, "tiny-draft")
+sp = Server(TINY, "--slots", "4", "--quiet", "--draft", DRAFT, "--num-assistant-tokens", "3")
+try:
+    prompts = ["Hello, my name is", "The meaning of life", "Once upon a time", "In the beginning"]
+    got = {}
+    threads = [threading.Thread(target=lambda q=q: got.update({q: post(sp.port, {"prompt": q, "max_tokens": 16,
+                                                                                 "temperature": 0}, key=None)}))
+               for q in prompts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for q in prompts:
+        st, body, _ = got.get(q, (0, None, None))
+        check(st == 200 and body["choices"][0]["text"] == cli_text(TINY, "-n", "16", "-p", q, "--greedy"),
+              f"draft: concurrent greedy '{q}' answers as the CLI without a draft ({st} {body})")
+    req = {"prompt": PROMPT, "max_tokens": 16, "temperature": 0.8, "seed": 11}
+    st, body, _ = post(sp.port, req, key=None)
+    want = cli_text(TINY, "-n", "16", "-p", PROMPT, "--do-sample", "--top-k", "0", "--temperature", "0.8", "--seed",
+                    "11", "--draft", DRAFT, "--num-assistant-tokens", "3")
+    check(st == 200 and body["choices"][0]["text"] == want,
+          f"draft: a seeded sampled request answers as the CLI with the same draft ({body})")
+    st2, events = stream(sp.port, req, key=None)
+    check(st2 == 200 and streamed_texts(events, 1)[0][0] == want, "draft: streamed equals non-streamed")
+    drafted, kept = metric(sp.port, "gpt2c_draft_tokens_total"), metric(sp.port, "gpt2c_draft_accepted_tokens_total")
+    check(drafted and drafted > 0 and 0 < kept <= drafted, f"draft: /metrics counts {drafted} drafted, {kept} kept")
+finally:
+    check(sp.stop() == 0, "draft: SIGTERM")
+sp = Server(TINY, "-m", os.path.join(REF, "neo-mini-f32"), "--quiet", "--preload", "--draft-dtype", "f16")
+try:
+    for name, folder in (("tiny-f32", TINY), ("neo-mini-f32", os.path.join(REF, "neo-mini-f32"))):
+        st, body, _ = post(sp.port, {"model": name, "prompt": PROMPT, "max_tokens": 10, "temperature": 0}, key=None)
+        check(st == 200 and body["choices"][0]["text"] == cli_text(folder, "-n", "10", "-p", PROMPT, "--greedy") and
+              metric(sp.port, "gpt2c_draft_tokens_total", name) > 0,
+              f"--draft-dtype f16, two models: {name} drafts for itself and answers as the CLI ({body})")
+finally:
+    check(sp.stop() == 0, "draft-dtype: SIGTERM")
+r = subprocess.run([BIN, "serve", "-m", TINY, "-m", DRAFT, "--draft", DRAFT], capture_output=True, text=True)
+check(r.returncode == 2 and "--draft" in r.stderr, f"--draft with two models: usage error ({r.returncode} {r.stderr})")
+
 # The other architectures served as GPT-2 is: a greedy completion and a sampled one equal
 # the CLI's, streamed equals non-streamed, and /v1/models names the architecture.
 ARCH_TYPES = {"neo": "gpt_neo", "opt": "opt", "neox": "gpt_neox", "bloom": "bloom", "starcoder": "gpt_bigcode",

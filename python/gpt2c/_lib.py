@@ -108,7 +108,8 @@ class GenParams(ctypes.Structure):
                 ("suppress_tokens", P(c_int32)), ("n_suppress_tokens", c_int),
                 ("bad_words_ids", P(P(c_int32))), ("bad_words_lens", P(c_int)), ("n_bad_words", c_int),
                 ("logit_bias_ids", P(c_int32)), ("logit_bias", P(c_float)), ("n_logit_bias", c_int),
-                ("presence_penalty", c_float), ("frequency_penalty", c_float)]
+                ("presence_penalty", c_float), ("frequency_penalty", c_float),
+                ("assistant_model", c_void_p), ("num_assistant_tokens", c_int)]
 
 
 class ModelParams(ctypes.Structure):

@@ -7,6 +7,7 @@ Generation runs in libgpt2c (gpt2c_gen_*) one step per call, the GIL
 released for each, so a streamer can be read from another thread. What is
 here is transformers' bookkeeping: the generation config and its
 overrides, padding and attention masks, output shapes and kinds."""
+import contextlib
 import copy
 import ctypes
 import json
@@ -403,9 +404,11 @@ class PreTrainedModel:
         """transformers' generate(): greedy, sampling or beam search, with its
         argument names and defaults; returns the prompt and new tokens, in the
         kind of array given (torch, numpy or lists)."""
-        if logits_processor or stopping_criteria or prefix_allowed_tokens_fn or assistant_model:
-            raise NotImplementedError("custom logits processors, stopping criteria, prefix_allowed_tokens_fn and "
-                                      "assisted generation are not available in gpt2c")
+        if logits_processor or stopping_criteria or prefix_allowed_tokens_fn:
+            raise NotImplementedError("custom logits processors, stopping criteria and prefix_allowed_tokens_fn are "
+                                      "not available in gpt2c")
+        if assistant_model is not None and not isinstance(assistant_model, PreTrainedModel):
+            raise TypeError("assistant_model must be a gpt2c model (AutoModelForCausalLM.from_pretrained)")
         gc = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
         rest = gc.update(**kwargs)
         input_ids = inputs if inputs is not None else rest.pop("input_ids", None)
@@ -434,8 +437,12 @@ class PreTrainedModel:
                     setattr(gc, k, getattr(self.config, k))
         run = None
         try:
-            with self._m.hold():
+            with self._m.hold(), (assistant_model._m.hold() if assistant_model else contextlib.nullcontext()) as d:
                 run = _Generation(self, gc, input_ids, attention_mask, streamer)
+                # Assisted generation: the assistant drafts tokens that this model
+                # checks (greedy output unchanged, sampling the same distribution);
+                # transformers keeps the draft length on the assistant.
+                run.assistant = d, int(getattr(assistant_model, "max_assistant_tokens", 5))
                 return run.run()
         except BaseException:
             # An error ends the stream too, so that a reader in another thread is not left waiting.
@@ -464,6 +471,7 @@ class _Generation:
     def __init__(self, model, gc, input_ids, attention_mask, streamer):
         self.model, self.gc, self.streamer = model, gc, streamer
         self.stream_ended = False
+        self.assistant = None, 5  # the draft model's handle and first draft length
         info = model._info
         self.eos = _one_id(gc.eos_token_id, "eos_token_id")
         self.pad = _one_id(gc.pad_token_id, "pad_token_id")
@@ -562,6 +570,7 @@ class _Generation:
     def run(self):
         gc, streamer, model = self.gc, self.streamer, self.model
         p, keep = self.params()
+        p.assistant_model, p.num_assistant_tokens = self.assistant
         if gc.output_scores:
             import numpy as np  # only scores need it: generation itself runs on lists
         n_prompts = len(self.prompts)

@@ -12,13 +12,16 @@
 
 static const char BENCH_HELP[] =
     "usage: gpt2c bench -m MODEL [--threads N] [--prompt-tokens N] [--gen-tokens N] [--batch B] [--json]\n"
+    "                   [--draft MODEL] [--draft-dtype T] [--text TEXT]\n"
     "\n"
     "Measures, in one run: load time (process start to model ready, and to the first token),\n"
     "prefill and decode speed, peak RSS, and the achieved bandwidth against a roofline measured\n"
     "in the same process (reading the model's own weights on the same threads) and the f32 FMA\n"
     "peak (which bounds prefill, and batched decode once the batch is large enough; the 8-bit\n"
     "products are integer sums and can exceed it). The prompt is fixed pseudo-random token ids;\n"
-    "decoding is greedy with EOS off.\n"
+    "decoding is greedy with EOS off. With a draft model (speculative decoding), decoding runs\n"
+    "again with it, and the bench reports its speed against the first run's, the share of\n"
+    "proposals kept, and whether the tokens are the same (they must be).\n"
     "\n"
     "  -m, --model MODEL      folder or hub name\n"
     "      --threads N        threads (default: one per physical core)\n"
@@ -27,15 +30,21 @@ static const char BENCH_HELP[] =
     "      --batch B          decode B sequences together (default 1)\n"
     "      --dtype T          convert the weights at load: f32, f16, bf16, q8\n"
     "      --kv-cache T       the KV cache in f32 (default) or f16\n"
+    "      --draft MODEL      the draft model of speculative decoding (same tokenizer)\n"
+    "      --draft-dtype T    the draft's dtype; without --draft, the model itself in T\n"
+    "      --num-assistant-tokens N  tokens drafted at first (default 5)\n"
+    "      --text TEXT        the prompt: this text, tokenized (instead of pseudo-random ids)\n"
     "      --json             one JSON object\n";
 
 int cmd_bench(int argc, char **argv, double process_start_s) {
-    const char *model = NULL, *dtype = NULL, *kv_cache = NULL;
-    int threads = 0, prompt = 512, gen = 128, batch = 1, json = 0, c;
+    const char *model = NULL, *dtype = NULL, *kv_cache = NULL, *draft_spec = NULL, *draft_dtype = NULL, *text = NULL;
+    int threads = 0, prompt = 512, gen = 128, batch = 1, json = 0, n_assist = 5, c;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
                                        {"prompt-tokens", required_argument, 0, 'p'}, {"gen-tokens", required_argument, 0, 'g'},
                                        {"batch", required_argument, 0, 'b'}, {"json", no_argument, 0, 'j'},
                                        {"dtype", required_argument, 0, 'd'}, {"kv-cache", required_argument, 0, 'k'},
+                                       {"draft", required_argument, 0, 'D'}, {"draft-dtype", required_argument, 0, 'T'},
+                                       {"num-assistant-tokens", required_argument, 0, 'N'}, {"text", required_argument, 0, 'x'},
                                        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":m:h", lo, NULL)) != -1) {
@@ -48,6 +57,11 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
         case 'j': json = 1; break;
         case 'd': dtype = optarg; break;
         case 'k': kv_cache = optarg; break;
+        case 'D': draft_spec = optarg; break;
+        case 'T': if (check_dtype(optarg)) return EXIT_USAGE;
+            draft_dtype = optarg; break;
+        case 'N': if (parse_int(optarg, 1, 12, &n_assist)) return usage_error("--num-assistant-tokens: '%s' is not an integer in 1..12", optarg); break;
+        case 'x': text = optarg; break;
         case 'h': fputs(BENCH_HELP, stdout); return 0;
         default: return option_error(c, argv, lo);
         }
@@ -65,16 +79,31 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     double t_model = now_s() - t0;
     if (st == GPT2C_OK) tok = open_tokenizer(dir, NULL);
     double t_ready = now_s() - process_start_s, t_tok = now_s() - t0 - t_model;
+    gpt2c_model *draft = NULL;
+    if (st == GPT2C_OK && tok && (draft_spec || draft_dtype)) draft = load_draft(draft_spec, draft_dtype, dir, kv_cache, &rc);
     gpt2c_free(dir);
-    if (st != GPT2C_OK || !tok) {
+    if (st != GPT2C_OK || !tok || ((draft_spec || draft_dtype) && !draft)) {
         if (st != GPT2C_OK) fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         gpt2c_model_free(m);
         gpt2c_tokenizer_free(tok);
         return EXIT_RUN;
     }
+    int32_t *text_ids = NULL;
+    if (text) {
+        if (gpt2c_tokenize(tok, text, strlen(text), &text_ids, &prompt) != GPT2C_OK || prompt < 1) {
+            fprintf(stderr, "%s: --text: %s\n", prog, prompt < 1 ? "no tokens" : gpt2c_tokenizer_errmsg(tok));
+            gpt2c_free(text_ids);
+            gpt2c_model_free(draft);
+            gpt2c_model_free(m);
+            gpt2c_tokenizer_free(tok);
+            return EXIT_USAGE;
+        }
+    }
     gpt2c_model_info info;
     gpt2c_model_get_info(m, &info);
     if (prompt + gen > info.n_ctx) {
+        gpt2c_free(text_ids);
+        gpt2c_model_free(draft);
         gpt2c_model_free(m);
         gpt2c_tokenizer_free(tok);
         return usage_error("%s", "bench: --prompt-tokens + --gen-tokens exceed the model's context");
@@ -86,8 +115,9 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     uint64_t x = 0x9e3779b97f4a7c15ull;
     for (int i = 0; i < prompt; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        ids[i] = (int32_t)(x % (uint64_t)(info.n_vocab - 1));
+        ids[i] = text_ids ? text_ids[i] : (int32_t)(x % (uint64_t)(info.n_vocab - 1));
     }
+    gpt2c_free(text_ids);
     for (int b = 0; b < batch; b++) prompts[b] = ids, lens[b] = prompt;
     gpt2c_gen_params p;
     gpt2c_gen_params_init(&p);
@@ -95,8 +125,8 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     p.eos_token_id = -1;
     p.n_threads = threads;
     if (threads == 0) threads = gpt2c_default_threads(); /* for the report */
-    gpt2c_gen *g = NULL;
-    double t_first = 0, pre = 0, dec = 0;
+    gpt2c_gen *g = NULL, *gd = NULL;
+    double t_first = 0, pre = 0, dec = 0, dpre = 0, ddec = 0;
     rc = EXIT_RUN;
     if (gpt2c_gen_start(m, &p, batch, prompts, lens, &g) != GPT2C_OK) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_gen_errmsg(g));
@@ -112,6 +142,28 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
         }
     }
     gpt2c_gen_timings(g, &pre, &dec);
+    /* The same decode with the draft: speed, proposals kept, and the tokens,
+     * which must be the first run's. */
+    long drafted = 0, kept = 0;
+    int identical = 1;
+    if (draft) {
+        gpt2c_gen_params pd = p;
+        pd.assistant_model = draft;
+        pd.num_assistant_tokens = n_assist;
+        gpt2c_status s = gpt2c_gen_start(m, &pd, batch, prompts, lens, &gd);
+        while (s == GPT2C_OK) s = gpt2c_gen_step(gd);
+        if (s != GPT2C_DONE) {
+            fprintf(stderr, "%s: %s\n", prog, gpt2c_gen_errmsg(gd));
+            goto out;
+        }
+        gpt2c_gen_timings(gd, &dpre, &ddec);
+        gpt2c_gen_draft_stats(gd, &drafted, &kept);
+        for (int b = 0; b < batch; b++) {
+            int na, nb;
+            const int32_t *ta = gpt2c_gen_tokens(g, b, &na), *tb = gpt2c_gen_tokens(gd, b, &nb);
+            identical &= na == nb && !memcmp(ta, tb, sizeof *ta * (size_t)na);
+        }
+    }
     double bw = 0, flops = 0;
     if (gpt2c_model_measure_limits(m, threads, &bw, &flops) != GPT2C_OK) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
@@ -132,6 +184,9 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     double prefill_flops = 2.0 * weights * prefill_tps, decode_flops = 2.0 * weights * decode_tps;
     /* The cache this run's sequences fill: their positions' keys and values. */
     const uint64_t kv_bytes = info.kv_bytes_per_token * (uint64_t)batch * (uint64_t)(prompt + gen);
+    const double draft_tps = ddec > 0 ? batch * steps / ddec : 0, accept = drafted ? (double)kept / (double)drafted : 0;
+    gpt2c_model_info dinfo = {0};
+    if (draft) gpt2c_model_get_info(draft, &dinfo);
     if (json) {
         printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"kv_cache\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, "
                "\"prompt_tokens\": %d, \"gen_tokens\": %d, \"load_model_s\": %.4f, \"load_tokenizer_s\": %.4f, "
@@ -140,11 +195,18 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
                "\"weight_bytes_per_token\": %llu, \"achieved_gb_per_s\": %.2f, \"roofline_gb_per_s\": %.2f, "
                "\"roofline_decode_tokens_per_s\": %.2f, \"roofline_fraction\": %.3f, \"fma_peak_gflops\": %.1f, "
                "\"prefill_gflops\": %.1f, \"prefill_peak_fraction\": %.3f, \"decode_gflops\": %.1f, "
-               "\"decode_peak_fraction\": %.3f, \"kv_cache_bytes_per_token\": %llu, \"kv_cache_bytes\": %llu}\n",
+               "\"decode_peak_fraction\": %.3f, \"kv_cache_bytes_per_token\": %llu, \"kv_cache_bytes\": %llu",
                model, info.weight_dtype, info.kv_cache_dtype, info.kernels, threads, batch, prompt, gen, t_model, t_tok, t_ready, t_first,
                prefill_tps, decode_tps, step_s * 1e3, ru.ru_maxrss / 1024.0, (unsigned long long)info.weight_bytes,
                achieved / 1e9, bw / 1e9, roof_tps, achieved / bw, flops / 1e9, prefill_flops / 1e9, prefill_flops / flops, decode_flops / 1e9,
                decode_flops / flops, (unsigned long long)info.kv_bytes_per_token, (unsigned long long)kv_bytes);
+        if (draft)
+            printf(", \"draft_model\": \"%s\", \"draft_weight_dtype\": \"%s\", \"draft_decode_tokens_per_s\": %.2f, "
+                   "\"draft_speedup\": %.3f, \"draft_proposed\": %ld, \"draft_accepted\": %ld, \"draft_acceptance\": %.3f, "
+                   "\"draft_identical\": %s",
+                   draft_spec ? draft_spec : model, dinfo.weight_dtype, draft_tps, draft_tps / decode_tps, drafted, kept,
+                   accept, identical ? "true" : "false");
+        printf("}\n");
     } else {
         printf("model %s (%s weights, %s KV cache, %s kernels), %d thread%s, batch %d\n", model, info.weight_dtype,
                info.kv_cache_dtype, info.kernels, threads, plural(threads), batch);
@@ -158,10 +220,17 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
                100 * decode_flops / flops);
         printf("KV cache: %llu bytes per position, %.2f MiB for %d x %d positions\n",
                (unsigned long long)info.kv_bytes_per_token, kv_bytes / 1048576.0, batch, prompt + gen);
+        if (draft)
+            printf("speculative decode (draft %s, %s weights): %.1f tokens/s, %.2fx the decode above; %ld of %ld "
+                   "proposals kept (%.0f%%); tokens %s\n",
+                   draft_spec ? draft_spec : model, dinfo.weight_dtype, draft_tps, draft_tps / decode_tps, kept, drafted,
+                   100 * accept, identical ? "identical" : "DIFFERENT");
         printf("peak RSS: %.1f MB\n", ru.ru_maxrss / 1024.0);
     }
-    rc = 0;
+    rc = identical ? 0 : EXIT_RUN;
 out:
+    gpt2c_gen_free(gd);
+    gpt2c_model_free(draft);
     free(ids);
     free(prompts);
     free(lens);

@@ -48,6 +48,14 @@ char *resolve_model_msg(const char *spec, unsigned what, int *rc, char *msg, siz
 gpt2c_tokenizer *open_tokenizer(const char *dir, int *absent);
 /* The same, why written to msg instead (left as it was when absent). */
 gpt2c_tokenizer *open_tokenizer_msg(const char *dir, int *absent, char *msg, size_t n);
+/* The draft model of speculative decoding: the checkpoint `draft` (a folder
+ * or hub name) in draft_dtype (NULL: as stored), or, with draft NULL, the
+ * model's own folder in draft_dtype (self-speculation). NULL after saying
+ * why (load_draft_msg: into msg), *rc the exit code. */
+gpt2c_model *load_draft(const char *draft, const char *draft_dtype, const char *model_dir, const char *kv_cache,
+                        int *rc);
+gpt2c_model *load_draft_msg(const char *draft, const char *draft_dtype, const char *model_dir, const char *kv_cache,
+                            int *rc, char *msg, size_t n);
 json_t *token_text_json(const gpt2c_tokenizer *t, int32_t id);
 
 int cmd_generate(int argc, char **argv);

@@ -285,3 +285,32 @@ json_t *token_text_json(const gpt2c_tokenizer *t, int32_t id) {
     return j;
 }
 
+
+gpt2c_model *load_draft_msg(const char *draft, const char *draft_dtype, const char *model_dir, const char *kv_cache,
+                            int *rc, char *msg, size_t n) {
+    /* Self-speculation (no --draft): the model's own folder, in the
+     * draft's dtype. */
+    *rc = EXIT_RUN;
+    char *dir = draft ? resolve_model_msg(draft, GPT2C_HUB_MODEL, rc, msg, n) : strdup(model_dir);
+    gpt2c_model *d = NULL;
+    if (!dir) {
+        if (!draft) snprintf(msg, n, "out of memory");
+        return NULL;
+    }
+    gpt2c_model_params mp = {.dtype = draft_dtype, .kv_cache = kv_cache};
+    if (gpt2c_model_load_ex(dir, &mp, &d) != GPT2C_OK) {
+        snprintf(msg, n, "the draft model %s: %s", dir, gpt2c_model_errmsg(d));
+        gpt2c_model_free(d);
+        d = NULL;
+    }
+    gpt2c_free(dir);
+    return d;
+}
+
+gpt2c_model *load_draft(const char *draft, const char *draft_dtype, const char *model_dir, const char *kv_cache,
+                        int *rc) {
+    char msg[1024];
+    gpt2c_model *d = load_draft_msg(draft, draft_dtype, model_dir, kv_cache, rc, msg, sizeof msg);
+    if (!d) fprintf(stderr, "%s: %s\n", prog, msg);
+    return d;
+}

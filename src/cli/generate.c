@@ -72,6 +72,13 @@ static const char GENERATE_HELP[] =
     "      --dtype T              convert the weights at load: f32, f16, bf16, or q8 (8-bit, blocks\n"
     "                             of 32 with an f16 scale); default: as stored in the checkpoint\n"
     "      --kv-cache T           the KV cache in f32 (default) or f16 (half the memory)\n"
+    "      --draft MODEL          speculative decoding: MODEL (of the same tokenizer, smaller)\n"
+    "                             proposes tokens that the model checks in one pass; greedy\n"
+    "                             text is the same as without it, sampled text follows the\n"
+    "                             same distribution\n"
+    "      --draft-dtype T        the draft's dtype (f32, f16, bf16, q8); without --draft, the\n"
+    "                             draft is the model itself in T (self-speculation)\n"
+    "      --num-assistant-tokens N  tokens drafted at first (1..12, default 5; then adapted)\n"
     "      --pipeline             pipeline(\"text-generation\") defaults instead of generate()'s\n"
     "  -h, --help                 this help\n"
     "\n"
@@ -90,7 +97,7 @@ static const char GENERATE_HELP[] =
 #define MAX_LIST 1024
 
 typedef struct gen_opts {
-    const char *model, *prompt, *prompt_file, *ids, *dtype, *kv_cache;
+    const char *model, *prompt, *prompt_file, *ids, *dtype, *kv_cache, *draft, *draft_dtype;
     gpt2c_gen_params p;
     gpt2c_defaults defaults;
     int json, verbose, new_only, truncate, stream;
@@ -107,7 +114,8 @@ typedef struct gen_opts {
 enum {
     O_MAXLEN = 256, O_MINLEN, O_MINNEW, O_GREEDY, O_SAMPLE, O_TEMP, O_TOPK, O_TOPP, O_TYPICAL, O_REP, O_NGRAM,
     O_SUPPRESS, O_BADWORDS, O_BIAS, O_BEAMS, O_LENPEN, O_EARLY, O_NRET, O_SEED, O_EOS, O_NOCACHE, O_PIPELINE,
-    O_TRUNC, O_LOGPROBS, O_NEWONLY, O_NOCLEAN, O_JSON, O_IDS, O_STOP, O_STREAM, O_NOSTREAM, O_THREADS, O_DTYPE, O_KV
+    O_TRUNC, O_LOGPROBS, O_NEWONLY, O_NOCLEAN, O_JSON, O_IDS, O_STOP, O_STREAM, O_NOSTREAM, O_THREADS, O_DTYPE, O_KV,
+    O_DRAFT, O_DRAFT_DTYPE, O_NASSIST
 };
 
 static const struct option GEN_OPTIONS[] = {
@@ -130,7 +138,8 @@ static const struct option GEN_OPTIONS[] = {
     {"stop", required_argument, 0, O_STOP},        {"stream", no_argument, 0, O_STREAM},
     {"no-stream", no_argument, 0, O_NOSTREAM},     {"verbose", no_argument, 0, 'v'},
     {"threads", required_argument, 0, O_THREADS},  {"dtype", required_argument, 0, O_DTYPE},
-    {"kv-cache", required_argument, 0, O_KV},
+    {"kv-cache", required_argument, 0, O_KV},      {"draft", required_argument, 0, O_DRAFT},
+    {"draft-dtype", required_argument, 0, O_DRAFT_DTYPE}, {"num-assistant-tokens", required_argument, 0, O_NASSIST},
     {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
 
 /* "1,2,3" into at most MAX_LIST ids; -1 if malformed. */
@@ -262,6 +271,14 @@ static int apply_option(gen_opts *o, int c, const char *arg, char **argv) {
     case O_DTYPE:
         if (check_dtype(arg)) return EXIT_USAGE;
         o->dtype = arg;
+        break;
+    case O_DRAFT: o->draft = arg; break;
+    case O_DRAFT_DTYPE:
+        if (check_dtype(arg)) return EXIT_USAGE;
+        o->draft_dtype = arg;
+        break;
+    case O_NASSIST:
+        if (parse_int(arg, 1, 12, &p->num_assistant_tokens)) return usage_error("--num-assistant-tokens: '%s' is not an integer in 1..12", arg);
         break;
     case O_KV:
         if (strcmp(arg, "f32") && strcmp(arg, "f16")) return usage_error("--kv-cache: '%s' is not one of f32, f16", arg);
@@ -451,7 +468,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     int rc = EXIT_RUN;
     double t0 = now_s();
     gpt2c_tokenizer *tok = NULL;
-    gpt2c_model *m = NULL;
+    gpt2c_model *m = NULL, *draft = NULL;
     gpt2c_gen *g = NULL;
     seq_out *outs = NULL;
     int *n_kept = NULL; /* per sequence: the new tokens reported (fewer after a stop string) */
@@ -466,6 +483,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         goto out;
     }
+    if ((o->draft || o->draft_dtype) && !(draft = load_draft(o->draft, o->draft_dtype, dir, o->kv_cache, &rc))) goto out;
     /* A folder without tokenizer files runs from --ids, and answers in ids. */
     int no_tokenizer = 0;
     if (!(tok = open_tokenizer(dir, &no_tokenizer)) && !no_tokenizer) goto out;
@@ -480,6 +498,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     gpt2c_model_gen_defaults(m, o->defaults, &o->p);
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, ":m:p:f:n:vh", GEN_OPTIONS, NULL)) != -1;) apply_option(o, c, optarg, argv);
+    o->p.assistant_model = draft;
     if (o->ids) {
         if (parse_ids(o->ids, &ids, &n_ids)) {
             fprintf(stderr, "%s: --ids: not a list of token ids\n", prog);
@@ -650,6 +669,11 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
         json_t *root = json_pack("{s:s,s:s#,s:o,s:o,s:o,s:{s:f,s:f,s:f}}", "model", o->model, "prompt", shown_prompt,
                                  (int)shown_len, "prompt_ids", pids, "params", params_json(&o->p, o->defaults),
                                  "sequences", seqs, "timings", "load_s", t_load, "prefill_s", pre, "decode_s", dec);
+        if (draft) {
+            long drafted, kept;
+            gpt2c_gen_draft_stats(g, &drafted, &kept);
+            json_object_set_new(root, "draft", json_pack("{s:I,s:I}", "proposed", (json_int_t)drafted, "accepted", (json_int_t)kept));
+        }
         /* Streamed, the result is the last line of JSON Lines; else indented. */
         if (!tok) json_object_del(root, "prompt");
         char *s = root ? json_dumps(root, (o->stream ? JSON_COMPACT : JSON_INDENT(2)) | JSON_ENSURE_ASCII) : NULL;
@@ -677,6 +701,12 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     if (o->verbose)
         fprintf(stderr, "load %.3f s, prompt %d token%s in %.3f s, %d new token%s in %.3f s, kernels: %s\n", t_load,
                 n_ids, plural(n_ids), pre, total_new, plural(total_new), pre + dec, info.kernels);
+    if (o->verbose && draft) {
+        long drafted, kept;
+        gpt2c_gen_draft_stats(g, &drafted, &kept);
+        fprintf(stderr, "draft: %ld of %ld proposed token%s accepted (%.0f%%)\n", kept, drafted, plural(drafted),
+                drafted ? 100.0 * (double)kept / (double)drafted : 0.0);
+    }
     rc = 0;
 out:
     fflush(stdout);
@@ -691,6 +721,7 @@ out:
     gpt2c_free(prompt_text);
     gpt2c_free(ids);
     gpt2c_gen_free(g);
+    gpt2c_model_free(draft);
     gpt2c_model_free(m);
     gpt2c_tokenizer_free(tok);
     return rc;

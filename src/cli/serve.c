@@ -38,6 +38,12 @@ static const char SERVE_HELP[] =
     "                           while the others are busy gets 503 (default: no limit)\n"
     "      --dtype T            convert the weights at load: f32, f16, bf16, q8 (every model)\n"
     "      --kv-cache T         the KV cache in f32 (default) or f16 (half the memory per slot)\n"
+    "      --draft MODEL        speculative decoding (one -m): MODEL, smaller and of the same\n"
+    "                           tokenizer, drafts tokens the model checks in one pass; greedy\n"
+    "                           text is unchanged, sampled text follows the same distribution\n"
+    "      --draft-dtype T      the draft's dtype; without --draft, each model drafts for itself\n"
+    "                           in T (self-speculation: --draft-dtype q8)\n"
+    "      --num-assistant-tokens N  tokens drafted at first (1..12, default 5; then adapted)\n"
     "      --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
     "      --port N             port (default 8080; 0 picks a free one)\n"
     "      --api-key KEY        require 'Authorization: Bearer KEY' on all but /health and /\n"
@@ -88,13 +94,15 @@ static void short_name(const char *spec, char *out) {
 
 typedef struct loader {
     const char *specs[MAX_MODELS]; /* -m as typed, NAME= taken off */
-    const char *dtype, *kv_cache;
+    const char *dtype, *kv_cache, *draft, *draft_dtype;
 } loader;
 
-static int load(void *user, int index, gpt2c_model **m, gpt2c_tokenizer **t, char *err, size_t errlen) {
+static int load(void *user, int index, gpt2c_model **m, gpt2c_model **draft, gpt2c_tokenizer **t, char *err,
+                size_t errlen) {
     loader *l = user;
     int rc;
     *m = NULL;
+    *draft = NULL;
     *t = NULL;
     char *dir = resolve_model_msg(l->specs[index], GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc, err, errlen);
     if (!dir) return -1;
@@ -110,6 +118,13 @@ static int load(void *user, int index, gpt2c_model **m, gpt2c_tokenizer **t, cha
             st = GPT2C_ERR_FORMAT;
             gpt2c_model_free(*m);
             *m = NULL;
+        } else if ((l->draft || l->draft_dtype) &&
+                   !(*draft = load_draft_msg(l->draft, l->draft_dtype, dir, l->kv_cache, &rc, err, errlen))) {
+            st = GPT2C_ERR_FORMAT;
+            gpt2c_model_free(*m);
+            gpt2c_tokenizer_free(*t);
+            *m = NULL;
+            *t = NULL;
         }
     }
     gpt2c_free(dir);
@@ -149,7 +164,7 @@ int cmd_serve(int argc, char **argv) {
     int n = 0;
     const char *model_id = NULL;
     enum { O_ID = 256, O_PRELOAD, O_MAXMEM, O_DTYPE, O_KV, O_HOST, O_PORT, O_KEY, O_SLOTS, O_THREADS, O_QUEUE, O_MAXTOK, O_BODY, O_TIMEOUT, O_CONNS,
-           O_GRACE, O_PORTFILE, O_QUIET, O_NOCACHE };
+           O_GRACE, O_PORTFILE, O_QUIET, O_NOCACHE, O_DRAFT, O_DRAFT_DTYPE, O_NASSIST };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"model-id", required_argument, 0, O_ID},
         {"preload", no_argument, 0, O_PRELOAD}, {"max-memory", required_argument, 0, O_MAXMEM},
@@ -160,7 +175,8 @@ int cmd_serve(int argc, char **argv) {
         {"body-limit", required_argument, 0, O_BODY}, {"timeout", required_argument, 0, O_TIMEOUT},
         {"max-connections", required_argument, 0, O_CONNS}, {"shutdown-grace", required_argument, 0, O_GRACE},
         {"port-file", required_argument, 0, O_PORTFILE}, {"quiet", no_argument, 0, O_QUIET},
-        {"no-prompt-cache", no_argument, 0, O_NOCACHE},
+        {"no-prompt-cache", no_argument, 0, O_NOCACHE}, {"draft", required_argument, 0, O_DRAFT},
+        {"draft-dtype", required_argument, 0, O_DRAFT_DTYPE}, {"num-assistant-tokens", required_argument, 0, O_NASSIST},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
     int c, v;
@@ -205,6 +221,10 @@ int cmd_serve(int argc, char **argv) {
         case O_PORTFILE: o.port_file = optarg; break;
         case O_QUIET: o.quiet = 1; break;
         case O_NOCACHE: o.no_prompt_cache = 1; break;
+        case O_DRAFT: l.draft = optarg; break;
+        case O_DRAFT_DTYPE: if (check_dtype(optarg)) return EXIT_USAGE;
+            l.draft_dtype = optarg; break;
+        case O_NASSIST: if (parse_int(optarg, 1, 12, &o.num_assistant_tokens)) return usage_error("--num-assistant-tokens: '%s' is not an integer in 1..12", optarg); break;
         case 'h': fputs(SERVE_HELP, stdout); return 0;
         default: return option_error(c, argv, lo);
         }
@@ -212,6 +232,7 @@ int cmd_serve(int argc, char **argv) {
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
     if (!n) return usage_error("%s", "serve: -m MODEL is required");
     if (model_id && !*model_id) return usage_error("%s", "--model-id: the name is empty");
+    if (l.draft && n > 1) return usage_error("%s", "--draft drafts for one model: with several, --draft-dtype T lets each draft for itself");
     if (model_id && n > 1) return usage_error("%s", "--model-id names one model: with several, name each as -m NAME=MODEL");
     if (model_id) models[0] = (server_model){.id = model_id}; /* that name alone */
     /* Every name must pick one model. */

@@ -35,6 +35,8 @@ gpt2c_status engine_create(gpt2c_model *m, int n_slots, int n_pos, int n_threads
     if (s) return s;
     e->n_slots = n_slots;
     e->n_pos = n_pos;
+    e->n_threads = n_threads;
+    e->rows = 1;
     /* Without the KV cache a step reruns every sequence whole. */
     e->cap = n_slots * n_pos;
     const size_t V = (size_t)m->cfg.n_vocab;
@@ -63,6 +65,7 @@ const char *gpt2c_engine_errmsg(const gpt2c_engine *e) { return err_msg_or_nomem
 
 void gpt2c_engine_free(gpt2c_engine *e) {
     if (!e) return;
+    gpt2c_engine_free(e->draft);
     gpt2_state_free(&e->st);
     free(e->used);
     free(e->planned);
@@ -92,11 +95,8 @@ int engine_take_slot(gpt2c_engine *e, const int32_t *ids, int n, int *reuse) {
     for (int j = 0; j < e->n_slots; j++) {
         if (e->used[j]) continue;
         int k = 0;
-        if (e->prompt_cache) {
-            const int32_t *h = e->hist + (size_t)j * e->n_pos;
-            int lim = n - 1 < e->hist_n[j] ? n - 1 : e->hist_n[j];
-            while (k < lim && h[k] == ids[k]) k++;
-        } else if (best >= 0) {
+        if (e->prompt_cache) k = engine_held(e, j, ids, n - 1);
+        else if (best >= 0) {
             break; /* the first free slot */
         }
         if (k > best_reuse || (k == best_reuse && e->hist_n[j] < e->hist_n[best])) best = j, best_reuse = k;
@@ -104,6 +104,13 @@ int engine_take_slot(gpt2c_engine *e, const int32_t *ids, int n, int *reuse) {
     e->used[best] = 1;
     *reuse = best_reuse;
     return best;
+}
+
+int engine_held(const gpt2c_engine *e, int slot, const int32_t *ids, int n) {
+    const int32_t *h = e->hist + (size_t)slot * e->n_pos;
+    int k = 0, lim = n < e->hist_n[slot] ? n : e->hist_n[slot];
+    while (k < lim && h[k] == ids[k]) k++;
+    return k;
 }
 
 void engine_slot_holds(gpt2c_engine *e, int slot, const int32_t *ids, int n) {
@@ -122,18 +129,46 @@ static void note_batch(gpt2c_engine *e, const gpt2_batch *b, gpt2c_status s) {
     }
 }
 
-void engine_queue(gpt2c_engine *e, int slot, const int32_t *ids, int from, int to) {
+void engine_queue(gpt2c_engine *e, int slot, const int32_t *ids, int from, int to, int rows) {
     for (int j = from; j < to; j++) {
         e->b_tok[e->nb] = ids[j];
         e->b_pos[e->nb] = j;
         e->b_slot[e->nb] = slot;
-        e->b_row[e->nb] = j == to - 1 ? slot : -1;
+        e->b_row[e->nb] = j >= to - rows ? slot * e->rows + j - (to - rows) : -1;
         e->nb++;
+    }
+}
+
+/* Runs the batch queued since e->nb was zeroed. */
+static gpt2c_status run_batch(gpt2c_engine *e, gpt2_err *err) {
+    gpt2_batch b = {e->nb, e->b_tok, e->b_pos, e->b_slot, e->b_row};
+    gpt2c_status s = gpt2_forward(e->m, &e->st, &b, e->logits, err);
+    note_batch(e, &b, s);
+    return s;
+}
+
+/* The draft's rounds of a step: each proposes one more token for every
+ * sequence still drafting, all in one pass of the draft model. */
+static void draft_rounds(gpt2c_engine *e) {
+    gpt2c_engine *d = e->draft;
+    for (int r = 0; r < GEN_MAX_DRAFT; r++) {
+        d->nb = 0;
+        int any = 0;
+        for (int i = 0; i < e->n_gens; i++) any |= gen_draft_plan(e->gens[i], r) > 0;
+        if (!any) return;
+        gpt2_err err = {0};
+        gpt2c_status s = run_batch(d, &err);
+        for (int i = 0; i < e->n_gens; i++)
+            if (s) gen_fail(e->gens[i], &err);
+            else gen_draft_after(e->gens[i], r);
+        if (s) return;
     }
 }
 
 gpt2c_status gpt2c_engine_step(gpt2c_engine *e) {
     if (e->err.status) return e->err.status;
+    double t0 = now_s();
+    if (e->draft) draft_rounds(e);
     e->nb = 0;
     int any = 0;
     for (int i = 0; i < e->n_gens; i++) {
@@ -141,11 +176,8 @@ gpt2c_status gpt2c_engine_step(gpt2c_engine *e) {
         any |= e->planned[i];
     }
     if (!any) return GPT2C_DONE;
-    double t0 = now_s();
-    gpt2_batch b = {e->nb, e->b_tok, e->b_pos, e->b_slot, e->b_row};
     gpt2_err err = {0};
-    gpt2c_status s = gpt2_forward(e->m, &e->st, &b, e->logits, &err);
-    note_batch(e, &b, s);
+    gpt2c_status s = run_batch(e, &err);
     double dt = now_s() - t0;
     for (int i = 0; i < e->n_gens; i++) {
         if (!e->planned[i]) continue;
@@ -208,6 +240,36 @@ gpt2c_status gpt2c_engine_score(gpt2c_engine *e, const int32_t *ids, int n, int 
             logits_logprobs(e->logits + (size_t)(j - j0) * V, V, ids[j + 1], k, &chosen[j + 1],
                             top_ids + (size_t)(j + 1) * k, top_lps + (size_t)(j + 1) * k);
     }
+    return GPT2C_OK;
+}
+
+gpt2c_status gpt2c_engine_set_draft(gpt2c_engine *e, gpt2c_model *draft, int num_assistant_tokens) {
+    err_clear(&e->err);
+    if (e->n_gens) return err_set(&e->err, GPT2C_ERR_BUSY, "a draft can only be set on an engine with no generations");
+    if (num_assistant_tokens < 1 || num_assistant_tokens > GEN_MAX_DRAFT)
+        return err_set(&e->err, GPT2C_ERR_INVALID, "num_assistant_tokens must be in 1..%d (got %d)", GEN_MAX_DRAFT,
+                       num_assistant_tokens);
+    if (draft && draft->cfg.n_vocab != e->m->cfg.n_vocab)
+        return err_set(&e->err, GPT2C_ERR_INVALID,
+                       "the draft model's vocabulary has %d tokens, the model's %d: a draft must share its tokenizer",
+                       draft->cfg.n_vocab, e->m->cfg.n_vocab);
+    gpt2c_engine_free(e->draft);
+    e->draft = NULL;
+    const int rows = draft ? 1 + GEN_MAX_DRAFT : 1;
+    float *l = realloc(e->logits, (size_t)e->n_slots * rows * (size_t)e->m->cfg.n_vocab * sizeof(float));
+    if (!l) return err_set(&e->err, GPT2C_ERR_NOMEM, "out of memory for the logits of %d drafted tokens", rows);
+    e->logits = l;
+    e->rows = rows;
+    if (!draft) return GPT2C_OK;
+    const int n_pos = e->n_pos < draft->cfg.n_ctx ? e->n_pos : draft->cfg.n_ctx;
+    gpt2c_status s = engine_create(draft, e->n_slots, n_pos, e->n_threads, &e->draft);
+    if (s) {
+        err_set(&e->err, s, "the draft model: %s", gpt2c_engine_errmsg(e->draft));
+        gpt2c_engine_free(e->draft);
+        e->draft = NULL;
+        return s;
+    }
+    e->draft_k = num_assistant_tokens;
     return GPT2C_OK;
 }
 

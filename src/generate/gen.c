@@ -29,6 +29,12 @@ typedef struct gen_seq {
     float *lp;              /* (limit - n_prompt, 1 + 2k) chosen lp, then (id, lp) pairs */
     rng rng;
     double beam_score;      /* beam search: running sum of log-probabilities */
+    /* Speculation: the draft's proposals of this step sit in ids[n, n + nd)
+     * (kd the most this step may take), with, when sampling, the draft's
+     * distribution each was drawn from. k adapts as transformers' assisted
+     * generation does: +2 after a step whose proposals all held, else -1. */
+    int k, kd, nd;
+    float *dprob;           /* (GEN_MAX_DRAFT, V) sampling only */
 } gen_seq;
 
 /* Beam search: the finished hypotheses of one prompt (BeamHypotheses). */
@@ -71,13 +77,16 @@ struct gpt2c_gen {
     int32_t *suppress, **bad, *bad_lens, *bias_ids;
     float *bias;
     double t_prefill, t_decode;
+    int spec;                  /* its sequences speculate with the engine's draft */
+    long drafted, accepted;    /* proposals made and kept */
+    float *probs;              // (V,) the target's distribution, speculative sampling
 };
 
 void gpt2c_gen_params_init(gpt2c_gen_params *p) {
     *p = (gpt2c_gen_params){.max_new_tokens = -1, .max_length = 20, .temperature = 1.0f, .top_k = 50,
                             .top_p = 1.0f, .typical_p = 1.0f, .repetition_penalty = 1.0f, .num_beams = 1,
                             .length_penalty = 1.0f, .num_return_sequences = 1, .eos_token_id = -2,
-                            .use_cache = 1};
+                            .use_cache = 1, .num_assistant_tokens = 5};
 }
 
 static gpt2c_status check_params(gpt2c_gen *g, const gpt2c_gen_params *p) {
@@ -121,6 +130,9 @@ static gpt2c_status check_params(gpt2c_gen *g, const gpt2c_gen_params *p) {
         return err_set(e, GPT2C_ERR_INVALID, "n_threads must be in 0..1024 (got %d)", p->n_threads);
     if (p->n_logprobs < 0 || p->n_logprobs > GEN_MAX_LOGPROBS)
         return err_set(e, GPT2C_ERR_INVALID, "logprobs must be in 0..%d (got %d)", GEN_MAX_LOGPROBS, p->n_logprobs);
+    if (p->assistant_model && (p->num_assistant_tokens < 1 || p->num_assistant_tokens > GEN_MAX_DRAFT))
+        return err_set(e, GPT2C_ERR_INVALID, "num_assistant_tokens must be in 1..%d (got %d)", GEN_MAX_DRAFT,
+                       p->num_assistant_tokens);
     if (p->n_suppress_tokens < 0 || p->n_bad_words < 0 || p->n_logit_bias < 0)
         return err_set(e, GPT2C_ERR_INVALID, "list lengths must be >= 0");
     for (int i = 0; i < p->n_logit_bias; i++) {
@@ -270,6 +282,15 @@ static gpt2c_status attach(gpt2c_gen *g, gpt2c_engine *e) {
                        gpt2c_engine_free_slots(e), g->n_live);
     /* A prompt's first sequence computes it (from what its slot holds of
      * it); the others copy that slot. */
+    const size_t V = (size_t)g->m->cfg.n_vocab;
+    g->spec = e->draft && g->mode != MODE_BEAM && g->p.use_cache;
+    if (g->spec && g->mode == MODE_SAMPLE && !(g->probs = malloc(V * sizeof(float))))
+        return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory");
+    for (int i = 0; g->spec && i < g->n_live; i++) {
+        g->seqs[i].k = e->draft_k;
+        if (g->mode == MODE_SAMPLE && !(g->seqs[i].dprob = malloc(GEN_MAX_DRAFT * V * sizeof(float))))
+            return err_set(&g->err, GPT2C_ERR_NOMEM, "out of memory for the draft's distributions");
+    }
     for (int i = 0; i < g->n_live; i++) {
         gen_seq *q = &g->seqs[i];
         int first = i % g->per_prompt == 0 && g->p.use_cache;
@@ -306,6 +327,8 @@ gpt2c_status gpt2c_gen_start(gpt2c_model *m, const gpt2c_gen_params *p, int n_pr
         g->own = NULL;
         return s;
     }
+    if (g->p.assistant_model && (s = gpt2c_engine_set_draft(g->own, g->p.assistant_model, g->p.num_assistant_tokens)))
+        return err_set(&g->err, s, "%s", gpt2c_engine_errmsg(g->own));
     return attach(g, g->own);
 }
 
@@ -317,11 +340,17 @@ gpt2c_status gpt2c_engine_add(gpt2c_engine *e, const gpt2c_gen_params *p, int n_
     if (max_total > e->n_pos)
         return err_set(&(*out)->err, GPT2C_ERR_CONTEXT, "sequences of %d tokens do not fit the engine's %d positions",
                        max_total, e->n_pos);
+    if (p && p->assistant_model && (!e->draft || e->draft->m != p->assistant_model))
+        return err_set(&(*out)->err, GPT2C_ERR_INVALID,
+                       "assistant_model must be the engine's draft model (gpt2c_engine_set_draft)");
     return attach(*out, e);
 }
 
-/* Queues tokens [from, to) of sequence i, asking for logits after the last. */
-static void queue(gpt2c_gen *g, int i, int from, int to) { engine_queue(g->e, g->slot[i], g->seqs[i].ids, from, to); }
+/* Queues tokens [from, to) of sequence i, asking for logits after each of
+ * the last `rows`. */
+static void queue(gpt2c_gen *g, int i, int from, int to, int rows) {
+    engine_queue(g->e, g->slot[i], g->seqs[i].ids, from, to, rows);
+}
 
 /* The processors, in transformers' order, on sequence q's scores. */
 static void process(gpt2c_gen *g, const gen_seq *q, float *s) {
@@ -353,18 +382,45 @@ static void append(gpt2c_gen *g, gen_seq *q, int token) {
     else if (q->n >= q->limit) q->finish = GPT2C_FINISH_LENGTH;
 }
 
-/* Greedy or sampled choice of sequence i's next token. */
-static void choose(gpt2c_gen *g, int i) {
+/* Speculative sampling's verdict (Leviathan et al. 2023, Chen et al. 2023)
+ * on the draft's token x, drawn from qd, where the model's warped scores
+ * are s: x stays with probability min(1, p(x) / qd(x)); otherwise the token
+ * is drawn from max(0, p - qd), renormalised. Either way the token follows
+ * p exactly. */
+static int spec_sample(gpt2c_gen *g, gen_seq *q, const float *s, int x, const float *qd) {
+    const int V = g->m->cfg.n_vocab;
+    float *p = g->probs;
+    logits_softmax(s, V, p);
+    if (rng_uniform(&q->rng) * qd[x] < p[x]) return x;
+    double z = 0.0;
+    for (int j = 0; j < V; j++)
+        if (p[j] > qd[j]) z += (double)p[j] - qd[j];
+    if (!(z > 0.0)) return logits_sample_probs(p, V, &q->rng); /* p == qd up to rounding */
+    double u = rng_uniform(&q->rng) * z, cum = 0.0;
+    int last = x;
+    for (int j = 0; j < V; j++) {
+        if (!(p[j] > qd[j])) continue;
+        cum += (double)p[j] - qd[j];
+        last = j;
+        if (u < cum) return j;
+    }
+    return last;
+}
+
+/* Sequence i's next token from logits row `row`: the greedy or sampled
+ * choice, or, given the draft's proposal (draft >= 0, and when sampling the
+ * draft's distribution dprob), the verdict on it. Returns 1 if the token is
+ * the draft's. */
+static int choose(gpt2c_gen *g, int i, const float *row, int draft, const float *dprob) {
     const int V = g->m->cfg.n_vocab, k = g->p.n_logprobs;
     gen_seq *q = &g->seqs[i];
-    const float *row = g->e->logits + (size_t)g->slot[i] * V;
     float *lp = q->lp + (size_t)(q->n - q->n_prompt) * (1 + 2 * (size_t)k);
     memcpy(g->scores, row, (size_t)V * sizeof(float));
     process(g, q, g->scores);
     int next;
     if (g->mode == MODE_SAMPLE) {
         warp(g, g->scores);
-        next = logits_sample(g->scores, V, &q->rng);
+        next = draft >= 0 ? spec_sample(g, q, g->scores, draft, dprob) : logits_sample(g->scores, V, &q->rng);
     } else {
         next = logits_argmax(g->scores, V);
     }
@@ -382,6 +438,95 @@ static void choose(gpt2c_gen *g, int i) {
         }
     }
     append(g, q, next);
+    return next == draft;
+}
+
+/* --------------------------------------------------- speculative decoding */
+
+int gen_draft_plan(gpt2c_gen *g, int r) {
+    if (!g->spec || !g->started || g->err.status || g->done) return 0;
+    gpt2c_engine *d = g->e->draft;
+    int active = 0;
+    for (int i = 0; i < g->n_live; i++) {
+        gen_seq *q = &g->seqs[i];
+        if (q->finish) continue;
+        const int slot = g->slot[i];
+        if (r == 0) {
+            /* Room for the proposals: the target's pass gives one token more
+             * than were drafted, and the draft feeds positions up to
+             * n + kd - 2 of its own context. */
+            int kd = q->k;
+            if (kd > q->limit - q->n - 1) kd = q->limit - q->n - 1;
+            if (kd > d->n_pos - q->n) kd = d->n_pos - q->n;
+            q->kd = kd > 0 ? kd : 0;
+            q->nd = 0;
+            if (!q->kd) continue;
+            /* The draft's slot still holds what it computed of this sequence
+             * (all of it but the proposals the target turned down). */
+            engine_queue(d, slot, q->ids, engine_held(d, slot, q->ids, q->n - 1), q->n, 1);
+        } else {
+            if (r >= q->kd || q->nd != r) continue;
+            engine_queue(d, slot, q->ids, q->n + r - 1, q->n + r, 1);
+        }
+        active++;
+    }
+    return active;
+}
+
+void gen_draft_after(gpt2c_gen *g, int r) {
+    if (!g->spec || !g->started || g->err.status || g->done) return;
+    const int V = g->m->cfg.n_vocab;
+    gpt2c_engine *d = g->e->draft;
+    for (int i = 0; i < g->n_live; i++) {
+        gen_seq *q = &g->seqs[i];
+        if (q->finish || r >= q->kd || q->nd != r) continue;
+        /* The draft's choice, made as the model's would be: the same
+         * processors on the sequence as it would stand. */
+        gen_seq at = *q;
+        at.n = q->n + r;
+        memcpy(g->scores, engine_row(d, g->slot[i], 0), (size_t)V * sizeof(float));
+        process(g, &at, g->scores);
+        int tok;
+        if (g->mode == MODE_SAMPLE) {
+            warp(g, g->scores);
+            float *qd = q->dprob + (size_t)r * V;
+            logits_softmax(g->scores, V, qd);
+            tok = logits_sample_probs(qd, V, &q->rng);
+        } else {
+            tok = logits_argmax(g->scores, V);
+        }
+        q->ids[q->n + r] = tok;
+        q->nd = r + 1;
+        if (tok == g->eos) q->kd = q->nd; /* nothing follows an EOS */
+    }
+}
+
+/* Sequence i's tokens from this step's rows: the verdict on each proposal
+ * in turn, until one is turned down (its replacement is the last token) or
+ * all held (the row after the last gives one more). With no proposals this
+ * is the plain choice. */
+static void verify(gpt2c_gen *g, int i) {
+    gen_seq *q = &g->seqs[i];
+    const int nd = q->nd;
+    int32_t d[GEN_MAX_DRAFT];
+    memcpy(d, q->ids + q->n, (size_t)nd * sizeof *d);
+    int kept = 0;
+    for (int r = 0; r <= nd && !q->finish; r++) {
+        const float *dp = r < nd && q->dprob ? q->dprob + (size_t)r * g->m->cfg.n_vocab : NULL;
+        if (!choose(g, i, engine_row(g->e, g->slot[i], r), r < nd ? d[r] : -1, dp)) break;
+        kept++;
+    }
+    if (nd) {
+        g->drafted += nd;
+        g->accepted += kept;
+        q->k = kept == nd ? (q->k + 2 < GEN_MAX_DRAFT ? q->k + 2 : GEN_MAX_DRAFT) : (q->k > 1 ? q->k - 1 : 1);
+    }
+    q->nd = 0;
+}
+
+void gpt2c_gen_draft_stats(const gpt2c_gen *g, long *drafted, long *accepted) {
+    *drafted = g->drafted;
+    *accepted = g->accepted;
 }
 
 /* ------------------------------------------------------------ beam search */
@@ -438,7 +583,7 @@ static gpt2c_status beam_step(gpt2c_gen *g, int gi) {
     /* The best 2 * num_beams of (beam score + processed log-softmax) over
      * every beam and token; ties keep the lower flat index first. */
     for (int b = 0; b < nb; b++) {
-        const float *row = g->e->logits + (size_t)g->slot[gi * nb + b] * V;
+        const float *row = engine_row(g->e, g->slot[gi * nb + b], 0);
         double lse = logits_logsumexp(row, V);
         for (int t = 0; t < V; t++) g->scores[t] = (float)(row[t] - lse);
         process(g, &beams[b], g->scores);
@@ -535,9 +680,9 @@ int gen_plan(gpt2c_gen *g) {
         if (q->finish) continue;
         active++;
         int first = i % g->per_prompt == 0;
-        if (!g->p.use_cache) queue(g, i, 0, q->n); /* recompute the whole sequence */
-        else if (g->started) queue(g, i, q->n - 1, q->n);
-        else if (first) queue(g, i, q->reused, q->n); /* the prompt runs once per prompt */
+        if (!g->p.use_cache) queue(g, i, 0, q->n, 1); /* recompute the whole sequence */
+        else if (g->started) queue(g, i, q->n - 1, q->n + q->nd, q->nd + 1); /* with the draft's proposals */
+        else if (first) queue(g, i, q->reused, q->n, 1); /* the prompt runs once per prompt */
     }
     if (active == 0) gen_end(g);
     return active;
@@ -551,11 +696,11 @@ void gen_after(gpt2c_gen *g, double seconds) {
         for (int pi = 0; pi < g->n_prompts; pi++) {
             int first = pi * g->per_prompt;
             int src[256], dst[256];
-            const float *row = g->e->logits + (size_t)g->slot[first] * V;
+            const float *row = engine_row(g->e, g->slot[first], 0);
             for (int r = 1; r < g->per_prompt; r++) {
                 src[r - 1] = g->slot[first];
                 dst[r - 1] = g->slot[first + r];
-                memcpy(g->e->logits + (size_t)dst[r - 1] * V, row, (size_t)V * sizeof(float));
+                memcpy(engine_row(g->e, dst[r - 1], 0), row, (size_t)V * sizeof(float));
             }
             if ((s = gpt2_state_copy_slots(&g->e->st, g->m, src, dst, g->per_prompt - 1, g->seqs[first].n, &g->err)))
                 return;
@@ -568,7 +713,7 @@ void gen_after(gpt2c_gen *g, double seconds) {
             if (!g->seqs[gi * g->per_prompt].finish && (s = beam_step(g, gi))) return;
     } else {
         for (int i = 0; i < g->n_live; i++)
-            if (!g->seqs[i].finish) choose(g, i);
+            if (!g->seqs[i].finish) verify(g, i);
     }
     if (g->started) g->t_decode += seconds;
     else g->t_prefill += seconds;
@@ -687,6 +832,7 @@ void gpt2c_gen_free(gpt2c_gen *g) {
     for (int i = 0; i < g->n_live && g->seqs; i++) {
         free(g->seqs[i].ids);
         free(g->seqs[i].lp);
+        free(g->seqs[i].dprob);
     }
     free(g->seqs);
     for (int i = 0; g->groups && i < g->n_prompts; i++) {
@@ -700,6 +846,7 @@ void gpt2c_gen_free(gpt2c_gen *g) {
     gpt2c_engine_free(g->own);
     free(g->slot);
     free(g->scores);
+    free(g->probs);
     free(g->kept);
     free(g->fscratch);
     free(g->pairs);

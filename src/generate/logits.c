@@ -287,3 +287,28 @@ int logits_sample(const float *scores, int n, rng *r) {
     }
     return last; /* u fell in the rounding gap at the very end */
 }
+
+void logits_softmax(const float *scores, int n, float *p) {
+    const int best = logits_argmax(scores, n);
+    double mx = scores[best], z = 0.0;
+    if (!isfinite(mx)) { /* as logits_sample: the argmax, surely */
+        for (int i = 0; i < n; i++) p[i] = i == best;
+        return;
+    }
+    for (int i = 0; i < n; i++) z += exp((double)scores[i] - mx);
+    for (int i = 0; i < n; i++) p[i] = (float)(exp((double)scores[i] - mx) / z);
+}
+
+int logits_sample_probs(const float *p, int n, rng *r) {
+    double z = 0.0;
+    for (int i = 0; i < n; i++) z += p[i];
+    double u = rng_uniform(r) * z, cum = 0.0;
+    int last = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] == 0.0f) continue;
+        cum += p[i];
+        last = i;
+        if (u < cum) return i;
+    }
+    return last; /* u fell in the rounding gap at the very end */
+}

@@ -65,5 +65,9 @@ void rng_seed(rng *r, uint64_t seed, uint64_t stream);
 double rng_uniform(rng *r); /* [0, 1), 53 random bits */
 /* Draws an index with probability softmax(scores); -inf scores never. */
 int logits_sample(const float *scores, int n, rng *r);
+/* p = softmax(scores), summed in double. */
+void logits_softmax(const float *scores, int n, float *p);
+/* Draws an index with probability p[i] (p sums to 1); zeros never. */
+int logits_sample_probs(const float *p, int n, rng *r);
 
 #endif

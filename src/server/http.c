@@ -47,7 +47,7 @@ typedef struct conn_ctx {
 void server_opts_init(server_opts *o) {
     *o = (server_opts){.host = "127.0.0.1", .port = 8080, .slots = 16, .queue_max = 64,
                        .max_tokens_limit = 1 << 20, .body_limit = 1 << 20, .timeout_s = 30, .max_connections = 4096,
-                       .shutdown_grace_s = 10};
+                       .shutdown_grace_s = 10, .num_assistant_tokens = 5};
 }
 
 /* ------------------------------------------------------------- responses */

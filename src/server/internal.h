@@ -81,7 +81,7 @@ void job_release(job *j);
 typedef struct sched sched;
 typedef struct metrics metrics;
 /* model_id: the name responses give. */
-sched *sched_new(gpt2c_model *m, gpt2c_tokenizer *t, const char *model_id, const server_opts *o, metrics *mx, char *err,
+sched *sched_new(gpt2c_model *m, gpt2c_model *draft, gpt2c_tokenizer *t, const char *model_id, const server_opts *o, metrics *mx, char *err,
                  size_t errlen);
 int sched_n_slots(const sched *s);
 /* Queues a job (taking a reference); -1 when the queue is full, -2 while
@@ -111,6 +111,7 @@ struct metrics {
     unsigned long ttft_b[METRICS_BUCKETS], tpot_b[METRICS_BUCKETS]; /* counts per bucket, summed when rendered */
     unsigned long loads, unloads; /* a model's loads and unloads (the memory budget's) */
     unsigned long cache_hits, cache_tokens; /* requests that reused cached prompt positions, and how many */
+    unsigned long drafted, accepted; /* speculative decoding: tokens the draft proposed, and those kept */
 };
 void metrics_init(metrics *m);
 void metrics_request(metrics *m, int status);
@@ -120,6 +121,8 @@ void metrics_tokens(metrics *m, int prompt, int completion);
 void metrics_step(metrics *m, int seqs);
 /* A request's prompt positions taken from the prompt cache (0: none). */
 void metrics_prompt_cache(metrics *m, int reused);
+/* A finished request's speculation: tokens drafted and kept. */
+void metrics_draft(metrics *m, long drafted, long accepted);
 /* A model's gauges at the time of rendering, with its metrics. */
 typedef struct model_gauges {
     const char *id;
@@ -147,6 +150,7 @@ typedef struct served {
     int users;                /* requests holding it */
     double last_used;
     gpt2c_model *m;
+    gpt2c_model *d;           /* its draft model, or NULL */
     gpt2c_tokenizer *t;       /* NULL: token ids only */
     gpt2c_model_info info;
     sched *s;

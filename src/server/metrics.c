@@ -77,6 +77,13 @@ void metrics_prompt_cache(metrics *m, int reused) {
     pthread_mutex_unlock(&m->lock);
 }
 
+void metrics_draft(metrics *m, long drafted, long accepted) {
+    pthread_mutex_lock(&m->lock);
+    m->drafted += (unsigned long)drafted;
+    m->accepted += (unsigned long)accepted;
+    pthread_mutex_unlock(&m->lock);
+}
+
 static int histogram(strbuf *o, const char *name, const char *help, const double *le, const model_gauges *g, int n,
                      int tpot) {
     int r = header(o, name, "histogram", help);
@@ -133,6 +140,11 @@ int metrics_render(metrics *server, const model_gauges *g, int n, strbuf *o) {
            g[k].mx->cache_hits);
     FAMILY("gpt2c_prompt_cache_tokens_total", "counter", "Prompt tokens taken from the prompt cache, not computed.",
            "%lu", g[k].mx->cache_tokens);
+    FAMILY("gpt2c_draft_tokens_total", "counter", "Tokens the draft model proposed (speculative decoding).", "%lu",
+           g[k].mx->drafted);
+    FAMILY("gpt2c_draft_accepted_tokens_total", "counter",
+           "Proposed tokens the model kept (divide by gpt2c_draft_tokens_total for the acceptance rate).", "%lu",
+           g[k].mx->accepted);
     FAMILY("gpt2c_queue_depth", "gauge", "Requests waiting for free slots.", "%d", g[k].queue_depth);
     FAMILY("gpt2c_active_requests", "gauge", "Requests being generated.", "%d", g[k].active);
     FAMILY("gpt2c_slots", "gauge", "KV-cache slots (sequences generated together) of the loaded model.", "%d", g[k].slots);

@@ -66,9 +66,11 @@ static double mib(uint64_t b) { return (double)b / (1024.0 * 1024.0); }
 static void unload(served *m) {
     sched_free(m->s);
     gpt2c_model_free(m->m);
+    gpt2c_model_free(m->d);
     gpt2c_tokenizer_free(m->t);
     m->s = NULL;
     m->m = NULL;
+    m->d = NULL;
     m->t = NULL;
     m->bytes = 0;
 }
@@ -124,11 +126,17 @@ static int make_room(models *t, served *m, char *err, size_t errlen) {
 static int load(models *t, served *m, api_error *e) {
     char err[512] = "";
     int status = 500;
-    if (t->load(t->user, m->index, &m->m, &m->t, err, sizeof err) == 0) {
+    if (t->load(t->user, m->index, &m->m, &m->d, &m->t, err, sizeof err) == 0) {
         gpt2c_model_get_info(m->m, &m->info);
-        /* The charge: the matrices as loaded and a full KV cache for every slot. */
+        /* The charge: the matrices as loaded and a full KV cache for every
+         * slot, the draft's likewise. */
         m->bytes = m->info.weight_bytes + m->info.kv_bytes_per_token * (uint64_t)m->info.n_ctx * (uint64_t)t->o->slots;
-        m->s = sched_new(m->m, m->t, m->id, t->o, &m->mx, err, sizeof err);
+        if (m->d) {
+            gpt2c_model_info di;
+            gpt2c_model_get_info(m->d, &di);
+            m->bytes += di.weight_bytes + di.kv_bytes_per_token * (uint64_t)di.n_ctx * (uint64_t)t->o->slots;
+        }
+        m->s = sched_new(m->m, m->d, m->t, m->id, t->o, &m->mx, err, sizeof err);
     }
     pthread_mutex_lock(&t->lock);
     int ok = m->s != NULL, stopping = t->stopping;

@@ -278,6 +278,11 @@ static void finish_run(sched *s, run *r) {
         completion += n;
     }
     metrics_tokens(s->mx, prompt, completion);
+    if (r->g) {
+        long drafted, kept;
+        gpt2c_gen_draft_stats(r->g, &drafted, &kept);
+        metrics_draft(s->mx, drafted, kept);
+    }
     pthread_mutex_lock(&j->lock);
     j->prompt_tokens = prompt;
     j->completion_tokens = completion;
@@ -582,7 +587,7 @@ static void *sched_main(void *arg) {
     return NULL;
 }
 
-sched *sched_new(gpt2c_model *m, gpt2c_tokenizer *t, const char *model_id, const server_opts *o, metrics *mx, char *err,
+sched *sched_new(gpt2c_model *m, gpt2c_model *draft, gpt2c_tokenizer *t, const char *model_id, const server_opts *o, metrics *mx, char *err,
                  size_t errlen) {
     sched *s = calloc(1, sizeof *s);
     if (!s) {
@@ -601,6 +606,12 @@ sched *sched_new(gpt2c_model *m, gpt2c_tokenizer *t, const char *model_id, const
         return NULL;
     }
     gpt2c_engine_set_prompt_cache(s->e, !o->no_prompt_cache);
+    if (draft && (st = gpt2c_engine_set_draft(s->e, draft, o->num_assistant_tokens))) {
+        snprintf(err, errlen, "%s", gpt2c_engine_errmsg(s->e));
+        gpt2c_engine_free(s->e);
+        free(s);
+        return NULL;
+    }
     s->q_cap = o->slots + o->queue_max;
     s->queue = calloc((size_t)s->q_cap, sizeof *s->queue);
     s->runs = calloc((size_t)o->slots + 1, sizeof *s->runs);

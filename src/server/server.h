@@ -35,15 +35,18 @@ typedef struct server_opts {
     const char *port_file;   /* if set, the bound port is written there once listening */
     int quiet;               /* no access log */
     int no_prompt_cache;     /* recompute every prompt whole */
+    int num_assistant_tokens; /* with a draft model: tokens drafted at first (5) */
 } server_opts;
 
 void server_opts_init(server_opts *o);
 
-/* Loads model `index` of o->models and its tokenizer (NULL for a folder that
- * has none); returns 0, or -1 with why in err. Called once the HTTP server is
+/* Loads model `index` of o->models, its draft model for speculative
+ * decoding (NULL: none) and its tokenizer (NULL for a folder that has none);
+ * returns 0, or -1 with why in err. Called once the HTTP server is
  * up (preloading: /health says 503 meanwhile), or on an HTTP thread when a
  * request first names the model; for several models at once. */
-typedef int (*server_load_fn)(void *user, int index, gpt2c_model **m, gpt2c_tokenizer **t, char *err, size_t errlen);
+typedef int (*server_load_fn)(void *user, int index, gpt2c_model **m, gpt2c_model **draft, gpt2c_tokenizer **t,
+                              char *err, size_t errlen);
 
 /* Runs until SIGTERM or SIGINT; returns the process exit code. */
 int server_run(const server_opts *o, server_load_fn load, void *user);
