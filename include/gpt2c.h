@@ -233,7 +233,7 @@ typedef struct gpt2c_gen_params {
     float presence_penalty, frequency_penalty;
     /* Speculative decoding (transformers' assisted generation): a smaller
      * model of the same tokenizer -- or this one in q8 -- proposes tokens,
-     * up to num_assistant_tokens at first (1..12, default 5; then +2 after
+     * up to num_assistant_tokens at first (1..7, default 5; then +2 after
      * a step whose proposals all held, -1 otherwise), which this model
      * checks in one pass. Greedy output is exactly that without it, sampled
      * output follows the same distribution (speculative sampling). Beam

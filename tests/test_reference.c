@@ -331,7 +331,7 @@ static const ref_case *find_case(const char *name) {
  * probabilities) of decoding without one: for every variant, drafting for
  * itself in q8 (most proposals hold) and, where the vocabulary is GPT-2's,
  * with GPT-Neo's mini checkpoint as the draft (most are turned down); with
- * 1, 4 and 12 proposals at first; with processors that read the drafted
+ * 1, 4 and 7 proposals at first; with processors that read the drafted
  * tokens (repetition penalty, no-repeat n-grams); with an EOS met inside a
  * draft; and on a shared engine, two generations joining at different
  * steps. */
@@ -375,7 +375,7 @@ static void test_speculative_greedy(void **state) {
         gpt2c_gen *plain_eos = alone(m, &ep, ids, n);
         for (int di = 0; di < 2; di++) {
             if (!drafts[di]) continue;
-            const int ks[3] = {4, 1, 12};
+            const int ks[3] = {4, 1, 7};
             for (int ki = 0; ki < (big ? 1 : 3); ki++) {
                 char what[160];
                 gpt2c_gen_params sp = gp;

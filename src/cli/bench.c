@@ -60,7 +60,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
         case 'D': draft_spec = optarg; break;
         case 'T': if (check_dtype(optarg)) return EXIT_USAGE;
             draft_dtype = optarg; break;
-        case 'N': if (parse_int(optarg, 1, 12, &n_assist)) return usage_error("--num-assistant-tokens: '%s' is not an integer in 1..12", optarg); break;
+        case 'N': if (parse_int(optarg, 1, 7, &n_assist)) return usage_error("--num-assistant-tokens: '%s' is not an integer in 1..7", optarg); break;
         case 'x': text = optarg; break;
         case 'h': fputs(BENCH_HELP, stdout); return 0;
         default: return option_error(c, argv, lo);

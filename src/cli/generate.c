@@ -78,7 +78,7 @@ static const char GENERATE_HELP[] =
     "                             same distribution\n"
     "      --draft-dtype T        the draft's dtype (f32, f16, bf16, q8); without --draft, the\n"
     "                             draft is the model itself in T (self-speculation)\n"
-    "      --num-assistant-tokens N  tokens drafted at first (1..12, default 5; then adapted)\n"
+    "      --num-assistant-tokens N  tokens drafted at first (1..7, default 5; then adapted)\n"
     "      --pipeline             pipeline(\"text-generation\") defaults instead of generate()'s\n"
     "  -h, --help                 this help\n"
     "\n"
@@ -278,7 +278,7 @@ static int apply_option(gen_opts *o, int c, const char *arg, char **argv) {
         o->draft_dtype = arg;
         break;
     case O_NASSIST:
-        if (parse_int(arg, 1, 12, &p->num_assistant_tokens)) return usage_error("--num-assistant-tokens: '%s' is not an integer in 1..12", arg);
+        if (parse_int(arg, 1, 7, &p->num_assistant_tokens)) return usage_error("--num-assistant-tokens: '%s' is not an integer in 1..7", arg);
         break;
     case O_KV:
         if (strcmp(arg, "f32") && strcmp(arg, "f16")) return usage_error("--kv-cache: '%s' is not one of f32, f16", arg);

@@ -43,7 +43,7 @@ static const char SERVE_HELP[] =
     "                           text is unchanged, sampled text follows the same distribution\n"
     "      --draft-dtype T      the draft's dtype; without --draft, each model drafts for itself\n"
     "                           in T (self-speculation: --draft-dtype q8)\n"
-    "      --num-assistant-tokens N  tokens drafted at first (1..12, default 5; then adapted)\n"
+    "      --num-assistant-tokens N  tokens drafted at first (1..7, default 5; then adapted)\n"
     "      --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
     "      --port N             port (default 8080; 0 picks a free one)\n"
     "      --api-key KEY        require 'Authorization: Bearer KEY' on all but /health and /\n"
@@ -224,7 +224,7 @@ int cmd_serve(int argc, char **argv) {
         case O_DRAFT: l.draft = optarg; break;
         case O_DRAFT_DTYPE: if (check_dtype(optarg)) return EXIT_USAGE;
             l.draft_dtype = optarg; break;
-        case O_NASSIST: if (parse_int(optarg, 1, 12, &o.num_assistant_tokens)) return usage_error("--num-assistant-tokens: '%s' is not an integer in 1..12", optarg); break;
+        case O_NASSIST: if (parse_int(optarg, 1, 7, &o.num_assistant_tokens)) return usage_error("--num-assistant-tokens: '%s' is not an integer in 1..7", optarg); break;
         case 'h': fputs(SERVE_HELP, stdout); return 0;
         default: return option_error(c, argv, lo);
         }

@@ -38,7 +38,13 @@ struct gpt2c_engine {
     int draft_k;                 /* tokens a sequence drafts at first (then adapted) */
 };
 
-#define GEN_MAX_DRAFT 12
+/* At most this many proposals a step: with the token before them the model
+ * checks 8 rows, the most its streamed product reads the weights once for
+ * (forward.c's DECODE_ROWS; more take the tiled product, which measured 1.8x
+ * slower for 13 rows than for 8 on gpt2-xl f16). gpt2-xl f16 drafted by its
+ * q8 self, two runs each: 0.85 and 0.91x plain decode with up to 12, 0.85
+ * and 0.93x with up to 7. */
+#define GEN_MAX_DRAFT 7
 
 /* Logits row r of slot's rows. */
 static inline float *engine_row(const gpt2c_engine *e, int slot, int r) {
