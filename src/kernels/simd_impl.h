@@ -83,7 +83,7 @@ static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t 
  * (batched decode) do more arithmetic per line of weights, so fewer loads
  * are in flight: they take sixteen weight rows per pass, a tile of R rows x
  * the vectors that hold one 64-byte line of a weight row (at most NV), and
- * prefetch half a block ahead (one thread, 8 rows, gpt2 fc_proj 7-11 ->
+ * (until the change below) prefetched half a block ahead (one thread, 8 rows, gpt2 fc_proj 7-11 ->
  * 17-18 GB/s). gpt2 batch 8, five alternating runs against the row-tiled
  * product the batch took before: f32 215-236 -> 245-311 tokens/s, f16
  * 333-384 -> 415-437. A line a row rather than NV vectors (AVX-512: 1 for
@@ -92,17 +92,27 @@ static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t 
  * 25.5 -> 30.4 GB/s, f16 19.4 -> 19.6, bf16 17.7 -> 20.9; bench, batch 8, 6
  * alternating runs, tokens/s: f32 288-348 -> 307-381, f16 449-495 ->
  * 479-506, bf16 327-468 -> 337-509 (f32 batch 4 186-194 -> 197-209,
- * gpt2-medium batch 8 85-86 -> 92-106). */
+ * gpt2-medium batch 8 85-86 -> 92-106). Then, for gpt2-xl's wider rows
+ * (speculative decoding checks up to 8 rows): fetching MM_PREFETCH ahead as
+ * one row does, rather than half a block (820 KiB of a 6400-wide f16 block,
+ * most of L2), and for 7 and 8 rows one vector a row per step (16 chains
+ * rather than 32 beside the broadcasts). One thread, cold 1600 x 6400 f16,
+ * GB/s: 2 rows 13.2-13.5 -> 19.6-25.2, 4 rows 13.2-16.5 -> 16.3-22.8, 6 rows
+ * 11.6-15.3 -> 14.2-21.3, 8 rows 6.8-10.7 -> 16.5-16.9. bench, two threads,
+ * 4 alternating rounds, medians, ms per step: gpt2-xl f16 batch 4 154 ->
+ * 147, batch 6 207 -> 177, batch 8 240 -> 222; gpt2 batch 8 f32 48 -> 40,
+ * f16 28.8 -> 28.1, bf16 30.8 -> 30.3, f16 batch 4 20.9 -> 20.6 (the
+ * machine was busy: the spread within each is 10-40%). */
 static inline __attribute__((always_inline)) void mm_part_ru(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
                                                              const int R, int n, int din, int dout, int b0, int b1,
                                                              const int PR, const int U) {
     const int jv = dout / (VW * U) * (VW * U);
     const size_t esz = weight_type_size(t), block_bytes = (size_t)GPT2_KBLOCK * dout * esz;
     /* Lines of weights to prefetch per step of the loop below, PF bytes
-     * ahead, at the pace the block is read. */
+     * ahead, at the pace the block is read (see above for PF). */
     const int steps = GPT2_KBLOCK / PR * (jv / (VW * U));
     const size_t pf_lines = steps ? (block_bytes / 64 + (size_t)steps - 1) / (size_t)steps : 0;
-    const size_t PF = R > 1 ? block_bytes / 2 : MM_PREFETCH;
+    const size_t PF = MM_PREFETCH;
     for (int b = b0; b < b1; b++) {
         /* The block's first pass starts its chains from zero in registers
          * rather than from a cleared partial (clearing cost 6% of f16 decode). */
@@ -181,9 +191,9 @@ static inline __attribute__((always_inline)) void mm_part_ru(float *part, const 
  * 16, 256 KiB worse. */
 static inline __attribute__((always_inline)) void mm_part_r(float *part, const float *x, gpt2_weight w, gpt2_wtype t,
                                                             const int R, int n, int din, int dout, int b0, int b1) {
-    if (R > 1) { /* one line of each weight row a step, at most NV vectors */
+    if (R > 1) { /* one line of each weight row a step, at most NV vectors; one vector for 7 and 8 rows */
         const int line = 64 / (VW * (t == WT_F32 ? 4 : 2));
-        mm_part_ru(part, x, w, t, R, n, din, dout, b0, b1, 16, line < 1 ? 1 : line < NV ? line : NV);
+        mm_part_ru(part, x, w, t, R, n, din, dout, b0, b1, 16, R > 6 || line < 1 ? 1 : line < NV ? line : NV);
     } else if (t == WT_BF16) mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 4);
     else mm_part_ru(part, x, w, t, 1, n, din, dout, b0, b1, 1, 2);
 }
