@@ -233,9 +233,10 @@ typedef struct gpt2c_gen_params {
     float presence_penalty, frequency_penalty;
     /* Speculative decoding (transformers' assisted generation): a smaller
      * model of the same tokenizer -- or this one in q8 -- proposes tokens,
-     * up to num_assistant_tokens at first (1..7, default 5; then +2 after
-     * a step whose proposals all held, -1 otherwise), which this model
-     * checks in one pass. Greedy output is exactly that without it, sampled
+     * num_assistant_tokens of them at first (1..7, default 5), then as many
+     * (0..7) as maximise the expected tokens per unit of time, from the
+     * share of its proposals that held and the draft's size against this
+     * model's, which this model checks in one pass. Greedy output is exactly that without it, sampled
      * output follows the same distribution (speculative sampling). Beam
      * search and use_cache 0 do not speculate. NULL: none. */
     gpt2c_model *assistant_model;
