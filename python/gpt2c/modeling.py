@@ -441,8 +441,9 @@ class PreTrainedModel:
                 run = _Generation(self, gc, input_ids, attention_mask, streamer)
                 # Assisted generation: the assistant drafts tokens that this model
                 # checks (greedy output unchanged, sampling the same distribution);
-                # transformers keeps the draft length on the assistant.
-                run.assistant = d, int(getattr(assistant_model, "max_assistant_tokens", 5))
+                # transformers keeps the draft length on the assistant (and grows
+                # it without bound): the first step's, within gpt2c's 1..7.
+                run.assistant = d, min(max(int(getattr(assistant_model, "max_assistant_tokens", 5)), 1), 7)
                 return run.run()
         except BaseException:
             # An error ends the stream too, so that a reader in another thread is not left waiting.

@@ -177,11 +177,17 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     double achieved = step_s > 0 ? (double)info.weight_bytes / step_s : 0;
     /* A decode step reads the weights once for the whole batch. */
     double roof_tps = batch * bw / (double)info.weight_bytes;
-    /* 2 flops per weight per token, plus attention (small at these lengths):
-     * what bounds prefill, and batched decode once the batch does more
-     * arithmetic per byte than the machine (gpt2 f16, batch 8, here). */
-    double C = info.n_embd, weights = (double)info.n_vocab * C + info.n_layer * (4.0 * C * C + 2.0 * C * info.n_inner);
-    double prefill_flops = 2.0 * weights * prefill_tps, decode_flops = 2.0 * weights * decode_tps;
+    /* The arithmetic that bounds prefill, and batched decode once the batch
+     * does more per byte than the machine (gpt2 f16, batch 8, here): 2
+     * flops per weight of the layers per token, attention's 4 C per position
+     * attended to per layer (full attention), and the LM head's 2 V C only
+     * where logits are computed: for every decoded token but only for a
+     * prompt's last (counting it for every prompt token, as this bench once
+     * did, overstated gpt2's prefill rate by 38-43%). */
+    const double C = info.n_embd, L = info.n_layer, layers = L * (4.0 * C * C + 2.0 * C * info.n_inner),
+                 head = 2.0 * info.n_vocab * C, P = prompt;
+    const double prefill_flops = batch * (2.0 * layers * P + L * 4.0 * C * P * (P + 1) / 2 + head) / pre;
+    const double decode_flops = decode_tps * (2.0 * layers + head + L * 4.0 * C * (P + gen / 2.0));
     /* The cache this run's sequences fill: their positions' keys and values. */
     const uint64_t kv_bytes = info.kv_bytes_per_token * (uint64_t)batch * (uint64_t)(prompt + gen);
     const double draft_tps = ddec > 0 ? batch * steps / ddec : 0, accept = drafted ? (double)kept / (double)drafted : 0;
