@@ -225,9 +225,9 @@ expect_exit 0 "a 7.5 MB prompt with --truncate" -- $BIN generate -m "$CK" -f "$T
 # speed is asserted: timings belong to benchmarks, not tests).
 for t in 0 1; do
     expect_exit 0 "bench --threads $t" -- $BIN bench -m "$CK" --threads $t --prompt-tokens 5 --gen-tokens 4 --batch 3 --json
-    $PY - "$TMP/out" $t <<'PYEOF' && ok || bad "bench --threads $t reports what it ran"
+    $PY - "$TMP/out" $t "$CK/config.json" <<'PYEOF' && ok || bad "bench --threads $t reports what it ran"
 import json, os, sys
-b = json.load(open(sys.argv[1])); t = int(sys.argv[2])
+b = json.load(open(sys.argv[1])); t = int(sys.argv[2]); cfg = json.load(open(sys.argv[3]))
 assert b["threads"] == t if t else 1 <= b["threads"] <= os.cpu_count(), b["threads"]
 assert (b["batch"], b["prompt_tokens"], b["gen_tokens"]) == (3, 5, 4), b
 assert b["weight_dtype"] == "F32" and b["decode_tokens_per_s"] > 0 and b["roofline_gb_per_s"] > 0
@@ -238,9 +238,17 @@ assert abs(b["achieved_gb_per_s"] / b["roofline_gb_per_s"] - b["roofline_fractio
 # during the short FMA probe can make the peak small (7.8 GFLOP/s once in CI).
 close = lambda a, b, d: abs(a - b) <= d + 0.01 * abs(b)
 assert close(b["decode_tokens_per_s"] / b["roofline_decode_tokens_per_s"], b["roofline_fraction"], 0.001), b
-# Decode and prefill count the same flops a token, against the same peak.
-per_token = b["prefill_gflops"] / b["prefill_tokens_per_s"]
-assert close(b["decode_gflops"], per_token * b["decode_tokens_per_s"], 0.05 + 0.05 * b["decode_tokens_per_s"] / b["prefill_tokens_per_s"]), b
+# The flops counted: 2 per weight of the layers per token, attention's 4 C per
+# position attended per layer, and the LM head (2 V C) for every decoded token
+# but once per prompt (its last token's logits).
+C, L, V = cfg["n_embd"], cfg["n_layer"], cfg["vocab_size"]
+F = cfg.get("n_inner") or 4 * C
+P, G, B = b["prompt_tokens"], b["gen_tokens"], b["batch"]
+layers, head = L * (4 * C * C + 2 * C * F), 2 * V * C
+prefill = B * (2 * layers * P + L * 4 * C * P * (P + 1) / 2 + head)
+decode_token = 2 * layers + head + L * 4 * C * (P + G / 2)
+assert close(b["prefill_gflops"], prefill / (P * B) * b["prefill_tokens_per_s"] / 1e9, 0.051), b
+assert close(b["decode_gflops"], decode_token * b["decode_tokens_per_s"] / 1e9, 0.051), b
 assert close(b["decode_peak_fraction"] * b["fma_peak_gflops"], b["decode_gflops"],
              0.1 + 0.0005 * b["fma_peak_gflops"] + 0.05 * b["decode_peak_fraction"]), b
 PYEOF
