@@ -451,7 +451,7 @@ static void test_speculative_sampling(void **state) {
     if (!tc) fail_msg("the tiny-f32 variant is needed");
     char ddir[600];
     snprintf(ddir, sizeof ddir, "%s/../tiny-draft", tc->dir);
-    gpt2c_model *m, *d;
+    gpt2c_model *m = NULL, *d = NULL;
     if (gpt2c_model_load(tc->dir, &m) != GPT2C_OK || gpt2c_model_load(ddir, &d) != GPT2C_OK)
         fail_msg("cannot load tiny-f32 and %s (tests/make_reference.py makes them)", ddir);
     const int V = 50257, N = 1500;
@@ -462,7 +462,7 @@ static void test_speculative_sampling(void **state) {
     int n;
     int32_t *ids = parse_list(tc->ids, &n);
     if (n > 3) n = 3; /* short: the reference pass below runs it whole each time */
-    gpt2c_engine *e, *ref;
+    gpt2c_engine *e = NULL, *ref = NULL;
     if (gpt2c_engine_new(m, 1, 1, &e) != GPT2C_OK || gpt2c_engine_set_draft(e, d, 2) != GPT2C_OK ||
         gpt2c_engine_new(m, 1, 1, &ref) != GPT2C_OK)
         fail_msg("cannot make the engines");

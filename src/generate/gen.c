@@ -498,7 +498,8 @@ int gen_draft_plan(gpt2c_gen *g, int r) {
              * than were drafted, and the draft feeds positions up to
              * n + kd - 2 of its own context. */
             int kd = q->k;
-            if (kd == 0 && ++q->idle >= SPEC_RETRY) kd = 1, q->idle = 0;
+            if (kd) q->idle = 0;
+            else if (++q->idle >= SPEC_RETRY) kd = 1, q->idle = 0;
             if (kd > q->limit - q->n - 1) kd = q->limit - q->n - 1;
             if (kd > d->n_pos - q->n) kd = d->n_pos - q->n;
             q->kd = kd > 0 ? kd : 0;
