@@ -87,7 +87,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
         if (st != GPT2C_OK) fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         gpt2c_model_free(m);
         gpt2c_tokenizer_free(tok);
-        return EXIT_RUN;
+        return st == GPT2C_OK && tok ? rc : EXIT_RUN; /* a malformed draft name is a usage error */
     }
     int32_t *text_ids = NULL;
     if (text) {

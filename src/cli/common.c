@@ -285,7 +285,6 @@ json_t *token_text_json(const gpt2c_tokenizer *t, int32_t id) {
     return j;
 }
 
-
 gpt2c_model *load_draft_msg(const char *draft, const char *draft_dtype, const char *model_dir, const char *kv_cache,
                             int *rc, char *msg, size_t n) {
     /* Self-speculation (no --draft): the model's own folder, in the
