@@ -30,7 +30,7 @@ SERVER_DEFS = -DGPT2C_HAVE_SYSTEMD
 endif
 
 LIB_SRC = $(wildcard src/core/*.c src/kernels/*.c src/kernels/generic/*.c src/model/*.c \
-                     src/tokenizer/*.c src/generate/*.c src/hub/*.c)
+                     src/tokenizer/*.c src/generate/*.c src/hub/*.c src/train/*.c)
 # ISA-specific kernels: only these files are built for those instruction sets,
 # and the dispatcher runs them only where CPUID says they exist.
 # The target is the compiler's (so CC=aarch64-linux-gnu-gcc cross-builds).

@@ -1,0 +1,70 @@
+/* ops.h -- the operations a training pass is written with, forward and
+ * backward, over n = B x T rows. Products run on the kernel table the model
+ * chose (kernels.h), split over the pool's threads; the rest is plain C
+ * split by rows or heads. Each product has a plain-C reference (ref_*)
+ * that tests hold the fast one to. No two threads write one value, so
+ * results do not depend on the thread count. */
+#ifndef GPT2C_TRAIN_OPS_H
+#define GPT2C_TRAIN_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/pool.h"
+#include "../kernels/kernels.h"
+
+/* A product's matrix as stored: GPT-2's Conv1D (din, dout), or an
+ * nn.Linear weight and the LM head, (dout, din). */
+typedef struct op_mat {
+    const float *w;
+    int linear;
+} op_mat;
+
+/* y (n, dout) = x (n, din) A + bias (bias may be NULL). */
+void op_matmul(gpt2_pool *p, const gpt2_kernels *k, float *y, const float *x, op_mat a, const float *bias, int n,
+               int din, int dout);
+/* dx (n, din) = dy (n, dout) A^T, written (not added). */
+void op_matmul_dx(gpt2_pool *p, const gpt2_kernels *k, float *dx, const float *dy, op_mat a, int n, int din,
+                  int dout);
+/* dA += x^T dy in A's storage, and dbias (dout,) += the column sums of dy
+ * (dbias may be NULL). scratch: op_matmul_dw_scratch floats. */
+void op_matmul_dw(gpt2_pool *p, const gpt2_kernels *k, float *dA, float *dbias, const float *x, const float *dy,
+                  int linear, int n, int din, int dout, float *scratch);
+size_t op_matmul_dw_scratch(int n_threads, int n, int widest);
+
+/* The references: plain loops in one fixed order, single-threaded. */
+void ref_matmul(float *y, const float *x, op_mat a, const float *bias, int n, int din, int dout);
+void ref_matmul_dx(float *dx, const float *dy, op_mat a, int n, int din, int dout);
+void ref_matmul_dw(float *dA, float *dbias, const float *x, const float *dy, int linear, int n, int din, int dout);
+
+/* LayerNorm of rows of d: y = (x - mean) * rstd * g + b, keeping mean and
+ * rstd (n,) for backward; and backward, adding to dx, dg and db. */
+void op_layernorm(gpt2_pool *p, float *y, float *mean, float *rstd, const float *x, const float *g, const float *b,
+                  int n, int d, float eps);
+void op_layernorm_dx(gpt2_pool *p, float *dx, float *dg, float *db, const float *dy, const float *x,
+                     const float *mean, const float *rstd, const float *g, int n, int d);
+
+/* y = act(x) over count values (the table's activation, as inference); dx = dy * act'(x) (written). */
+void op_act(gpt2_pool *p, const gpt2_kernels *k, float *y, const float *x, size_t count, gpt2_act act);
+void op_act_dx(gpt2_pool *p, float *dx, const float *dy, const float *x, size_t count, gpt2_act act);
+
+/* Causal self-attention of B sequences of T tokens: qkv (B, T, 3C) holds
+ * q | k | v, each H heads of hd = C / H; out (B, T, C) = softmax(q k^T /
+ * scale_div) v per head. Backward recomputes the probabilities and writes
+ * dqkv (B, T, 3C) from dout. scratch:
+ * op_attention_scratch floats. */
+void op_attention(gpt2_pool *p, float *out, const float *qkv, int B, int T, int C, int H, float scale_div,
+                  float *scratch);
+void op_attention_dx(gpt2_pool *p, float *dqkv, const float *dout, const float *qkv, int B, int T, int C, int H,
+                     float scale_div, float *scratch);
+size_t op_attention_scratch(int n_threads, int T);
+
+/* Cross-entropy of the rows of logits (n, V) against target[i]
+ * (TRAIN_IGNORE: none): returns the summed loss of the rows with a target
+ * and keeps each row's log-sum-exp in lse (n,). Backward turns logits into
+ * d(scale x that sum) / d logits in place (rows without a target: zero). */
+double op_cross_entropy(gpt2_pool *p, float *lse, const float *logits, const int32_t *target, int n, int V);
+void op_cross_entropy_dx(gpt2_pool *p, float *logits, const float *lse, const int32_t *target, int n, int V,
+                         float scale);
+
+#endif

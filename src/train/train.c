@@ -1,0 +1,207 @@
+/* train.c -- the trainer (train.h): the model's tensors copied into one
+ * trainable buffer the model is repointed at, gradients and AdamW's
+ * moments beside it, the loss's targets, clipping by the global norm, the
+ * AdamW update and HF's linear schedule. The passes are the
+ * architecture's (train_arch). */
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/mem.h"
+#include "../core/pool.h"
+
+static const train_arch *const ARCHS[] = {&train_gpt2};
+
+static size_t tensor_count(const gpt2_tensor *t) { return (size_t)t->d0 * (size_t)(t->d1 > 0 ? t->d1 : 1); }
+
+gpt2c_status trainer_new(gpt2c_model *m, int B, int T, int n_threads, trainer **out, gpt2_err *e) {
+    *out = NULL;
+    const train_arch *arch = NULL;
+    for (size_t i = 0; i < sizeof ARCHS / sizeof *ARCHS; i++)
+        if (!strcmp(ARCHS[i]->model_type, m->arch->model_type)) arch = ARCHS[i];
+    if (!arch) return err_set(e, GPT2C_ERR_UNSUPPORTED, "fine-tuning supports model_type gpt2; this model is %s",
+                              m->arch->model_type);
+    if (B < 1 || T < 2 || T > m->cfg.n_ctx || (size_t)B * (size_t)T > (size_t)1 << 24)
+        return err_set(e, GPT2C_ERR_INVALID, "batch of %d sequences of %d tokens: need T in 2..%d", B, T,
+                       m->cfg.n_ctx);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].w && m->tensors[i].w->type != WT_F32)
+            return err_set(e, GPT2C_ERR_INVALID, "fine-tuning needs f32 weights; %s is %s (load with dtype f32)",
+                           m->tensors[i].name, wtype_name(m->tensors[i].w->type));
+    if (n_threads == 0) n_threads = pool_default_threads();
+    trainer *t = calloc(1, sizeof *t);
+    if (!t) return err_set(e, GPT2C_ERR_NOMEM, "out of memory");
+    t->m = m, t->arch = arch, t->B = B, t->T = T;
+    t->offset = calloc((size_t)m->n_tensors + 1, sizeof *t->offset);
+    for (int i = 0; t->offset && i < m->n_tensors; i++) t->offset[i + 1] = t->offset[i] + tensor_count(&m->tensors[i]);
+    t->n_params = t->offset ? t->offset[m->n_tensors] : 0;
+    const size_t bytes = t->n_params * sizeof(float), nt = (size_t)B * (size_t)T;
+    t->pool = pool_new(n_threads);
+    t->params = mem_alloc(bytes);
+    t->grads = mem_alloc(bytes);
+    t->m1 = mem_alloc(bytes);
+    t->m2 = mem_alloc(bytes);
+    t->acts = mem_alloc(arch->act_floats(&m->cfg, B, T, n_threads) * sizeof(float));
+    t->tokens = malloc(nt * sizeof *t->tokens);
+    t->targets = malloc(nt * sizeof *t->targets);
+    if (!t->offset || !t->pool || !t->params || !t->grads || !t->m1 || !t->m2 || !t->acts || !t->tokens ||
+        !t->targets) {
+        trainer_free(t);
+        return err_set(e, GPT2C_ERR_NOMEM, "out of memory for training (%.1f GiB of parameters, gradients and "
+                       "moments)", 4.0 * (double)bytes / (1 << 30));
+    }
+    memset(t->grads, 0, bytes);
+    memset(t->m1, 0, bytes);
+    memset(t->m2, 0, bytes);
+    /* The model reads its weights from here from now on: a tied head is the
+     * embedding's storage, as before. */
+    const int tied = m->lm_head.data == m->wte.data;
+    for (int i = 0; i < m->n_tensors; i++) {
+        gpt2_tensor *x = &m->tensors[i];
+        float *p = t->params + t->offset[i];
+        if (x->w) {
+            memcpy(p, x->w->data, tensor_count(x) * sizeof(float));
+            x->w->data = p;
+        } else {
+            memcpy(p, *x->v, tensor_count(x) * sizeof(float));
+            *x->v = p;
+        }
+    }
+    if (tied) m->lm_head = m->wte;
+    *out = t;
+    return GPT2C_OK;
+}
+
+void trainer_free(trainer *t) {
+    if (!t) return;
+    pool_free(t->pool);
+    free(t->params);
+    free(t->grads);
+    free(t->m1);
+    free(t->m2);
+    free(t->acts);
+    free(t->tokens);
+    free(t->targets);
+    free(t->offset);
+    free(t);
+}
+
+size_t trainer_n_params(const trainer *t) { return t->n_params; }
+long trainer_steps(const trainer *t) { return t->steps; }
+void trainer_set_steps(trainer *t, long steps) { t->steps = steps; }
+float *trainer_moments(trainer *t, int which) { return which ? t->m2 : t->m1; }
+
+float *trainer_param(trainer *t, int i, size_t *count) {
+    if (i < 0 || i >= t->m->n_tensors) return NULL;
+    *count = t->offset[i + 1] - t->offset[i];
+    return t->params + t->offset[i];
+}
+
+float *trainer_grad(trainer *t, int i, size_t *count) {
+    float *p = trainer_param(t, i, count);
+    return p ? trainer_grad_of(t, p) : NULL;
+}
+
+gpt2c_status trainer_forward(trainer *t, const int32_t *tokens, const int32_t *labels, int B, int T, double *loss,
+                             long *n_targets, gpt2_err *e) {
+    const int V = t->m->cfg.n_vocab;
+    if (B < 1 || B > t->B || T < 1 || T > t->T)
+        return err_set(e, GPT2C_ERR_INVALID, "batch of %d x %d tokens: the trainer takes up to %d x %d", B, T, t->B,
+                       t->T);
+    if (!labels) labels = tokens;
+    long n = 0;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < T; i++) {
+            const size_t at = (size_t)b * T + (size_t)i;
+            if (tokens[at] < 0 || tokens[at] >= V)
+                return err_set(e, GPT2C_ERR_INVALID, "token id %d at (%d, %d) is outside the vocabulary (%d)",
+                               (int)tokens[at], b, i, V);
+            const int32_t y = i + 1 < T ? labels[at + 1] : TRAIN_IGNORE;
+            if (y != TRAIN_IGNORE && (y < 0 || y >= V))
+                return err_set(e, GPT2C_ERR_INVALID, "label %d at (%d, %d) is outside the vocabulary (%d)", (int)y,
+                               b, i + 1, V);
+            t->tokens[at] = tokens[at];
+            t->targets[at] = y;
+            n += y != TRAIN_IGNORE;
+        }
+    t->fB = B, t->fT = T;
+    *n_targets = n;
+    *loss = t->arch->forward(t, t->tokens, B, T);
+    return GPT2C_OK;
+}
+
+void trainer_backward(trainer *t, float scale) { t->arch->backward(t, scale); }
+
+void trainer_zero_grad(trainer *t) { memset(t->grads, 0, t->n_params * sizeof(float)); }
+
+/* ------------------------------------------------------------- the update */
+
+typedef struct step_op {
+    trainer *t;
+    double *sq;        /* (n_tensors,) each gradient's sum of squares */
+    float lr, clip, bc1, bc2_sqrt;
+    const train_hparams *h;
+} step_op;
+
+/* Tensors dealt out in turn; each tensor's sum is one thread's, in order. */
+static void sumsq_run(void *ctx, int ith, int nth) {
+    const step_op *o = ctx;
+    for (int i = ith; i < o->t->m->n_tensors; i += nth) {
+        const float *g = o->t->grads + o->t->offset[i];
+        double s = 0.0;
+        for (size_t j = 0; j < o->t->offset[i + 1] - o->t->offset[i]; j++) s += (double)g[j] * g[j];
+        o->sq[i] = s;
+    }
+}
+
+/* torch.optim.AdamW's single-tensor update, element by element:
+ *   p *= 1 - lr wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+ *   p -= lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
+static void adamw_run(void *ctx, int ith, int nth) {
+    const step_op *o = ctx;
+    trainer *t = o->t;
+    const train_hparams *h = o->h;
+    const size_t lo = t->n_params * (size_t)ith / (size_t)nth, hi = t->n_params * (size_t)(ith + 1) / (size_t)nth;
+    int i = 0;
+    while (t->offset[i + 1] <= lo && i + 1 < t->m->n_tensors) i++;
+    const float step_size = o->lr / o->bc1;
+    for (size_t j = lo; j < hi; j++) {
+        while (j >= t->offset[i + 1]) i++;
+        const float g = t->grads[j] * o->clip;
+        t->grads[j] = g;
+        /* HF's Trainer decays all but biases and LayerNorm weights: the vectors. */
+        if (t->m->tensors[i].w && h->weight_decay != 0.0f) t->params[j] *= 1.0f - o->lr * h->weight_decay;
+        t->m1[j] = t->m1[j] * h->beta1 + g * (1.0f - h->beta1);
+        t->m2[j] = t->m2[j] * h->beta2 + g * g * (1.0f - h->beta2);
+        const float denom = sqrtf(t->m2[j]) / o->bc2_sqrt + h->eps;
+        t->params[j] -= step_size * (t->m1[j] / denom);
+    }
+}
+
+double trainer_step(trainer *t, const train_hparams *h, float lr) {
+    const int n = t->m->n_tensors;
+    double *sq = malloc((size_t)n * sizeof *sq), norm = 0.0;
+    step_op o = {.t = t, .sq = sq, .h = h, .lr = lr, .clip = 1.0f};
+    if (sq) { /* without the memory, no clipping: the step itself still runs */
+        pool_run(t->pool, sumsq_run, &o);
+        for (int i = 0; i < n; i++) norm += sq[i];
+        free(sq);
+        norm = sqrt(norm);
+        /* torch.nn.utils.clip_grad_norm_: max_norm / (norm + 1e-6), at most 1. */
+        const double coef = h->max_grad_norm / (norm + 1e-6);
+        if (h->max_grad_norm > 0.0f && coef < 1.0) o.clip = (float)coef;
+    }
+    t->steps++;
+    o.bc1 = (float)(1.0 - pow(h->beta1, (double)t->steps));
+    o.bc2_sqrt = (float)sqrt(1.0 - pow(h->beta2, (double)t->steps));
+    pool_run(t->pool, adamw_run, &o);
+    return norm;
+}
+
+double train_linear_schedule(long step, long warmup, long total) {
+    if (step < warmup) return (double)step / (double)(warmup > 1 ? warmup : 1);
+    const double left = (double)(total - step) / (double)(total - warmup > 1 ? total - warmup : 1);
+    return left > 0.0 ? left : 0.0;
+}

@@ -1,0 +1,113 @@
+/* train.h -- fine-tuning a loaded model: its parameters as one trainable f32
+ * buffer (with gradients and AdamW's two moments beside it), a forward pass
+ * that keeps what backward needs and returns the causal-LM loss, the
+ * backward pass, and the optimiser step (torch.optim.AdamW's update, after
+ * clipping by the global norm as HF's Trainer does).
+ *
+ * The model itself is repointed at the trainable buffer, so that the
+ * inference engine (samples, perplexity) and gpt2c_model_save see the
+ * weights as they are trained. Each architecture's pass lives in a file of
+ * its own (gpt2_train.c) behind train_arch; the operations they share, each
+ * with a plain-C reference beside the fast one, in ops.c. */
+#ifndef GPT2C_TRAIN_TRAIN_H
+#define GPT2C_TRAIN_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/err.h"
+#include "../model/model.h"
+
+/* The label that takes no part in the loss (transformers' ignore_index). */
+#define TRAIN_IGNORE (-100)
+
+typedef struct trainer trainer;
+
+/* AdamW and the clipping before it; HF Trainer's defaults are lr 5e-5,
+ * betas 0.9 / 0.999, eps 1e-8, weight decay 0, max_grad_norm 1 (0: no
+ * clipping). */
+typedef struct train_hparams {
+    float beta1, beta2, eps, weight_decay, max_grad_norm;
+} train_hparams;
+
+/* A trainer for m, for micro-batches of up to B sequences of up to T
+ * tokens. m must hold F32 weights (gpt2c_model_load_ex's dtype "f32"): its
+ * tensors are copied into the trainer's buffer and m is repointed at it;
+ * the trainer must be freed before m. n_threads 0: one per core. */
+gpt2c_status trainer_new(gpt2c_model *m, int B, int T, int n_threads, trainer **out, gpt2_err *e);
+void trainer_free(trainer *t);
+
+/* The number of trainable values, and of optimiser steps taken. */
+size_t trainer_n_params(const trainer *t);
+long trainer_steps(const trainer *t);
+
+/* Forward over tokens (B, T), B and T at most the trainer's: *loss gets
+ * the summed cross-entropy of every position t < T - 1 whose next label
+ * labels[b, t + 1] is not TRAIN_IGNORE (GPT2LMHeadModel's shifted loss),
+ * and *n_targets the number of such targets. labels NULL: the tokens
+ * themselves. Keeps the activations for trainer_backward. */
+gpt2c_status trainer_forward(trainer *t, const int32_t *tokens, const int32_t *labels, int B, int T, double *loss,
+                             long *n_targets, gpt2_err *e);
+/* Adds to the gradients those of (scale x the summed loss) of the last
+ * forward: scale 1 / (targets x accumulation steps) gives the mean HF's
+ * Trainer differentiates. */
+void trainer_backward(trainer *t, float scale);
+void trainer_zero_grad(trainer *t);
+
+/* One optimiser step at learning rate lr: the gradients clipped to
+ * h->max_grad_norm by their global L2 norm, then AdamW, with weight decay on
+ * matrices only (HF's Trainer excludes biases and LayerNorm weights, which
+ * here are the vectors). Returns the norm before clipping. */
+double trainer_step(trainer *t, const train_hparams *h, float lr);
+
+/* Tensor i of the model's list (m->tensors order): its values and
+ * gradient (count elements); NULL past the end. */
+float *trainer_param(trainer *t, int i, size_t *count);
+float *trainer_grad(trainer *t, int i, size_t *count);
+
+/* The optimiser's state for checkpoints: the two moments (n_params each)
+ * and the step count. */
+float *trainer_moments(trainer *t, int which);
+void trainer_set_steps(trainer *t, long steps);
+
+/* HF's get_linear_schedule_with_warmup: the multiplier of the base learning
+ * rate for optimiser step `step` (counted from 0) of `total`. */
+double train_linear_schedule(long step, long warmup, long total);
+
+/* ------------------------------------------------- an architecture's pass */
+
+/* What an architecture supplies (gpt2_train.c): the floats its saved
+ * activations and scratch take for (B, T) on n_threads, and its forward
+ * and backward over them (trainer_forward and trainer_backward's
+ * contracts; the targets are in t->targets). */
+typedef struct train_arch {
+    const char *model_type;
+    size_t (*act_floats)(const gpt2_config *c, int B, int T, int n_threads);
+    double (*forward)(trainer *t, const int32_t *tokens, int B, int T);
+    void (*backward)(trainer *t, float scale);
+} train_arch;
+
+extern const train_arch train_gpt2;
+
+struct trainer {
+    gpt2c_model *m;
+    const train_arch *arch;
+    gpt2_pool *pool;
+    int B, T;                 /* the largest micro-batch */
+    int fB, fT;               /* the last forward's */
+    size_t n_params;
+    float *params, *grads;    // (n_params,) in m->tensors order
+    float *m1, *m2;           // (n_params,) AdamW's moments
+    size_t *offset;           // (n_tensors + 1,) where each tensor starts
+    float *acts;              /* the architecture's activations and scratch */
+    int32_t *tokens, *targets; // (B, T) of the last forward; targets shifted (TRAIN_IGNORE: none)
+    long steps;
+};
+
+/* The gradient of a parameter the model points at (a matrix's data or a
+ * vector): the same offset in the gradients. */
+static inline float *trainer_grad_of(trainer *t, const void *param) {
+    return t->grads + ((const float *)param - t->params);
+}
+
+#endif

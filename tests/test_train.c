@@ -1,0 +1,251 @@
+/* test_train.c -- the training operations and passes: each fast product
+ * (forward, d input, d weight) against its plain-C reference on odd shapes
+ * for every kernel table this CPU runs; gradients that do not depend on the
+ * thread count; gradients against central finite differences (double
+ * check, independent of torch); and one AdamW step by hand.
+ *
+ * `test_train --grads DIR IDS OUT` is the helper tests/test_train.py uses to
+ * compare with torch: it loads DIR in f32, reads "B T id..." from IDS, and
+ * writes OUT: the mean loss, then every tensor's gradient of it (f32, in
+ * the model's tensor order), and OUT.names, one "name count" a line. */
+#include "testutil.h"
+
+#include <math.h>
+
+#include "model/model.h"
+#include "train/ops.h"
+#include "train/train.h"
+
+static float frand(uint32_t *s) {
+    *s = *s * 1664525u + 1013904223u;
+    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static float *rand_buf(size_t n, uint32_t seed) {
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = frand(&seed);
+    return p;
+}
+
+static void assert_close(const float *got, const float *want, size_t n, float tol, const char *what) {
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(got[i] - want[i]) <= tol * (1.0f + fabsf(want[i]))))
+            fail_msg("%s: element %zu is %.9g, expected %.9g", what, i, got[i], want[i]);
+}
+
+/* Every product of ops.h on every table against ref_*, with shapes that
+ * are not multiples of any vector width or block. */
+static void test_products(void **state) {
+    (void)state;
+    const gpt2_kernels *tables[8];
+    const int n_tables = gpt2_kernels_available(tables, 8);
+    static const int shapes[][3] = {{1, 1, 1}, {3, 7, 5}, {17, 65, 33}, {70, 129, 47}, {9, 64, 160}};
+    gpt2_pool *pool = pool_new(2);
+    for (int ti = 0; ti < n_tables; ti++)
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+            for (int linear = 0; linear < 2; linear++) {
+                const int n = shapes[si][0], din = shapes[si][1], dout = shapes[si][2];
+                float *x = rand_buf((size_t)n * din, 1), *w = rand_buf((size_t)din * dout, 2);
+                float *bias = rand_buf((size_t)dout, 3), *dy = rand_buf((size_t)n * dout, 4);
+                float *y = malloc(sizeof(float) * n * dout), *yr = malloc(sizeof(float) * n * dout);
+                float *dx = malloc(sizeof(float) * n * din), *dxr = malloc(sizeof(float) * n * din);
+                float *dw = rand_buf((size_t)din * dout, 5), *dwr = rand_buf((size_t)din * dout, 5);
+                float *db = rand_buf((size_t)dout, 6), *dbr = rand_buf((size_t)dout, 6);
+                float *scratch = malloc(sizeof(float) * op_matmul_dw_scratch(2, n, din > dout ? din : dout));
+                const op_mat a = {w, linear};
+                char what[128];
+                snprintf(what, sizeof what, "%s %dx%dx%d %s", tables[ti]->name, n, din, dout,
+                         linear ? "linear" : "conv1d");
+                op_matmul(pool, tables[ti], y, x, a, bias, n, din, dout);
+                ref_matmul(yr, x, a, bias, n, din, dout);
+                assert_close(y, yr, (size_t)n * dout, 1e-5f, what);
+                op_matmul_dx(pool, tables[ti], dx, dy, a, n, din, dout);
+                ref_matmul_dx(dxr, dy, a, n, din, dout);
+                assert_close(dx, dxr, (size_t)n * din, 1e-5f, what);
+                op_matmul_dw(pool, tables[ti], dw, db, x, dy, linear, n, din, dout, scratch);
+                ref_matmul_dw(dwr, dbr, x, dy, linear, n, din, dout);
+                assert_close(dw, dwr, (size_t)din * dout, 1e-5f, what);
+                assert_close(db, dbr, (size_t)dout, 1e-5f, what);
+                free(x), free(w), free(bias), free(dy), free(y), free(yr), free(dx), free(dxr);
+                free(dw), free(dwr), free(db), free(dbr), free(scratch);
+            }
+    pool_free(pool);
+}
+
+/* The reference checkpoints (tests/make_reference.py), or skip. */
+static const char *ref_model(const char *name) {
+    static char buf[1024];
+    const char *d = getenv("GPT2C_REF_DIR");
+    snprintf(buf, sizeof buf, "%s/%s", d ? d : "build/ref", name);
+    return path_is_dir(buf) ? buf : NULL;
+}
+
+static gpt2c_model *load_f32(const char *dir) {
+    gpt2c_model_params mp = {.dtype = "f32"};
+    gpt2c_model *m = NULL;
+    if (gpt2c_model_load_ex(dir, &mp, &m)) fail_msg("%s: %s", dir, m ? gpt2c_model_errmsg(m) : "no memory");
+    return m;
+}
+
+/* Gradients of the mean loss over one batch, into a new buffer. */
+static float *grads_of(gpt2c_model *m, int threads, const int32_t *ids, int B, int T, double *loss) {
+    trainer *t = NULL;
+    gpt2_err e = {0};
+    if (trainer_new(m, B, T, threads, &t, &e)) fail_msg("trainer_new: %s", e.msg);
+    long n = 0;
+    if (trainer_forward(t, ids, NULL, B, T, loss, &n, &e)) fail_msg("forward: %s", e.msg);
+    trainer_backward(t, 1.0f / (float)n);
+    *loss /= (double)n;
+    float *g = malloc(trainer_n_params(t) * sizeof *g);
+    memcpy(g, t->grads, trainer_n_params(t) * sizeof *g);
+    trainer_free(t);
+    return g;
+}
+
+static int32_t *batch_ids(int B, int T, int V, uint32_t seed) {
+    int32_t *ids = malloc(sizeof *ids * (size_t)B * T);
+    for (int i = 0; i < B * T; i++) seed = seed * 1664525u + 1013904223u, ids[i] = (int32_t)((seed >> 8) % (uint32_t)V);
+    return ids;
+}
+
+/* One and two threads give the same bits; and against central differences
+ * of the loss (in double) for a sample of every tensor's values, on the
+ * variant with every option of the architecture (untied head, erf GELU,
+ * inverse-layer scaling). */
+static void test_gradients(void **state) {
+    (void)state;
+    const char *dir = ref_model("tiny-variant");
+    if (!dir) {
+        print_message("skipped: no reference checkpoints (run tests/make_reference.py)\n");
+        return;
+    }
+    const int B = 2, T = 9;
+    gpt2c_model *m = load_f32(dir);
+    int32_t *ids = batch_ids(B, T, m->cfg.n_vocab, 7);
+    double loss1, loss2;
+    float *g1 = grads_of(m, 1, ids, B, T, &loss1);
+    gpt2c_model_free(m);
+    m = load_f32(dir);
+    trainer *t = NULL;
+    gpt2_err e = {0};
+    float *g2 = grads_of(m, 2, ids, B, T, &loss2);
+    assert_true(loss1 == loss2);
+    size_t np = 0;
+    if (trainer_new(m, B, T, 2, &t, &e)) fail_msg("%s", e.msg);
+    np = trainer_n_params(t);
+    assert_memory_equal(g1, g2, np * sizeof *g1);
+
+    /* Finite differences on a few values of each tensor. */
+    int checked = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        size_t count;
+        float *p = trainer_param(t, i, &count);
+        for (int s = 0; s < 3; s++) {
+            const size_t j = (size_t)(s * 7919 + i * 31) % count;
+            const float keep = p[j], h = 1e-2f * (fabsf(keep) > 1.0f ? fabsf(keep) : 1.0f);
+            double lp, lm;
+            long n;
+            p[j] = keep + h;
+            trainer_forward(t, ids, NULL, B, T, &lp, &n, &e);
+            p[j] = keep - h;
+            trainer_forward(t, ids, NULL, B, T, &lm, &n, &e);
+            p[j] = keep;
+            const double fd = (lp - lm) / (2.0 * (double)h) / (double)n, an = g1[p - t->params + j];
+            if (fabs(fd - an) > 2e-3 * fabs(an) + 2e-4)
+                fail_msg("%s[%zu]: gradient %.6g, finite difference %.6g", m->tensors[i].name, j, an, fd);
+            checked++;
+        }
+    }
+    assert_true(checked >= 3 * 12);
+    trainer_free(t);
+    gpt2c_model_free(m);
+    free(g1), free(g2), free(ids);
+}
+
+/* One step of AdamW and clipping, against the formulas by hand. */
+static void test_adamw(void **state) {
+    (void)state;
+    const char *dir = ref_model("tiny-f32");
+    if (!dir) {
+        print_message("skipped: no reference checkpoints\n");
+        return;
+    }
+    gpt2c_model *m = load_f32(dir);
+    trainer *t = NULL;
+    gpt2_err e = {0};
+    if (trainer_new(m, 1, 4, 2, &t, &e)) fail_msg("%s", e.msg);
+    const size_t np = trainer_n_params(t);
+    float *p0 = malloc(np * sizeof *p0);
+    memcpy(p0, t->params, np * sizeof *p0);
+    uint32_t seed = 3;
+    double sq = 0.0;
+    for (size_t j = 0; j < np; j++) t->grads[j] = frand(&seed) * 1e-3f, sq += (double)t->grads[j] * t->grads[j];
+    const train_hparams h = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.1f, .max_grad_norm = 0.5f};
+    const double norm = trainer_step(t, &h, 1e-3f);
+    assert_true(fabs(norm - sqrt(sq)) < 1e-6 * sqrt(sq));
+    for (int i = 0; i < m->n_tensors; i++) {
+        size_t count;
+        const float *p = trainer_param(t, i, &count);
+        const size_t off = (size_t)(p - t->params);
+        for (size_t j = off; j < off + count; j += 97) {
+            const double g = t->grads[j]; /* the step leaves the gradients clipped */
+            const double decay = m->tensors[i].w ? 1.0 - 1e-3 * 0.1 : 1.0;
+            const double mm = 0.1 * g, vv = 0.001 * g * g;
+            const double want = p0[j] * decay - 1e-3 / 0.1 * mm / (sqrt(vv) / sqrt(0.001) + 1e-8);
+            if (fabs(p[j - off] - want) > 1e-6 * (1.0 + fabs(want)))
+                fail_msg("%s: %.9g after one step, expected %.9g", m->tensors[i].name, p[j - off], want);
+        }
+    }
+    assert_true(trainer_steps(t) == 1);
+    free(p0);
+    trainer_free(t);
+    gpt2c_model_free(m);
+}
+
+static int dump_grads(const char *dir, const char *ids_path, const char *out) {
+    FILE *f = fopen(ids_path, "r");
+    int B, T;
+    if (!f || fscanf(f, "%d %d", &B, &T) != 2) return fprintf(stderr, "%s: unreadable\n", ids_path), 1;
+    int32_t *ids = malloc(sizeof *ids * (size_t)B * T);
+    for (int i = 0; i < B * T; i++)
+        if (fscanf(f, "%d", &ids[i]) != 1) return fprintf(stderr, "%s: short\n", ids_path), 1;
+    fclose(f);
+    gpt2c_model_params mp = {.dtype = "f32"};
+    gpt2c_model *m = NULL;
+    if (gpt2c_model_load_ex(dir, &mp, &m)) return fprintf(stderr, "%s: %s\n", dir, gpt2c_model_errmsg(m)), 1;
+    trainer *t = NULL;
+    gpt2_err e = {0};
+    double loss;
+    long n;
+    if (trainer_new(m, B, T, 0, &t, &e) || trainer_forward(t, ids, NULL, B, T, &loss, &n, &e))
+        return fprintf(stderr, "%s\n", e.msg), 1;
+    trainer_backward(t, 1.0f / (float)n);
+    FILE *o = fopen(out, "wb");
+    char names[1100];
+    snprintf(names, sizeof names, "%s.names", out);
+    FILE *nf = fopen(names, "w");
+    const float l = (float)(loss / (double)n);
+    fwrite(&l, sizeof l, 1, o);
+    fwrite(t->grads, sizeof(float), trainer_n_params(t), o);
+    for (int i = 0; i < m->n_tensors; i++) {
+        size_t count;
+        trainer_param(t, i, &count);
+        fprintf(nf, "%s %zu\n", m->tensors[i].name, count);
+    }
+    fclose(o);
+    fclose(nf);
+    trainer_free(t);
+    gpt2c_model_free(m);
+    free(ids);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && !strcmp(argv[1], "--grads")) return dump_grads(argv[2], argv[3], argv[4]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_products),
+        cmocka_unit_test(test_gradients),
+        cmocka_unit_test(test_adamw),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
