@@ -400,6 +400,69 @@ gpt2c_status gpt2c_hub_remove(gpt2c_hub *h, const char *repo_id);
 /* Network requests made by this handle so far (for tests and diagnostics). */
 long gpt2c_hub_requests(const gpt2c_hub *h);
 
+/* -------------------------------------------------------------- fine-tuning */
+
+/* What gpt2c_finetune does, with the defaults of transformers' Trainer and
+ * run_clm.py (gpt2c_finetune_defaults). The model trains in f32 whatever
+ * its stored dtype; dropout is not applied (as with model.eval()). */
+typedef struct gpt2c_finetune_params {
+    const char *model_dir;        /* the checkpoint folder to start from */
+    const char *train_file;       /* plain text, or JSON lines (.jsonl/.json): {"text"} or {"prompt", "completion"} */
+    const char *validation_file;  /* NULL: validation_split of train_file's examples */
+    double validation_split;      /* percent held out when there is no validation_file (5; 0: none) */
+    const char *output_dir;       /* must not exist; checkpoints go to output_dir/checkpoint-STEP */
+    int epochs;                   /* 3 */
+    long max_steps;               /* > 0: this many optimiser steps, overriding epochs */
+    int batch_size;               /* blocks per micro-batch (8) */
+    int grad_accum;               /* micro-batches per optimiser step (1) */
+    int block_size;               /* tokens per block (0: the context, at most 1024) */
+    float lr;                     /* peak learning rate (5e-5), linear decay to 0 */
+    long warmup_steps;            /* linear warm-up from 0 (0) */
+    float weight_decay;           /* AdamW's, on matrices only (0) */
+    float adam_beta1, adam_beta2, adam_eps; /* 0.9, 0.999, 1e-8 */
+    float max_grad_norm;          /* clipping by global norm (1; 0: none) */
+    uint64_t seed;                /* the order of the blocks (42) */
+    int shuffle;                  /* 1: a new order each epoch; 0: file order */
+    long eval_every;              /* evaluate every N steps too (0: at the end only) */
+    long save_every;              /* a checkpoint every N steps (0: none) */
+    const char *resume_dir;       /* continue from this checkpoint folder, bit for bit */
+    int n_threads;                /* 0: one per core */
+} gpt2c_finetune_params;
+void gpt2c_finetune_defaults(gpt2c_finetune_params *p);
+
+typedef enum gpt2c_finetune_kind {
+    GPT2C_FT_START = 0, /* data read, model loaded: sizes filled in */
+    GPT2C_FT_STEP = 1,  /* an optimiser step is done */
+    GPT2C_FT_EVAL = 2,  /* an evaluation is done */
+    GPT2C_FT_SAVE = 3   /* a checkpoint or the final model was written: path */
+} gpt2c_finetune_kind;
+
+typedef struct gpt2c_finetune_event {
+    gpt2c_finetune_kind kind;
+    long step, max_steps;         /* optimiser steps done, and in all */
+    double epoch;                 /* fractional epochs done */
+    double loss;                  /* the step's mean loss */
+    double lr, grad_norm;         /* the step's learning rate, and the norm before clipping */
+    double tokens_per_s;          /* training tokens a second, over the run so far */
+    double eval_loss, eval_perplexity;
+    const char *path;
+    long train_blocks, eval_blocks, block_size;
+    uint64_t n_params;
+} gpt2c_finetune_event;
+/* Called for each event; returning nonzero stops the run after writing a
+ * checkpoint of the present step (an interrupt: resume from it). */
+typedef int (*gpt2c_finetune_fn)(void *user, const gpt2c_finetune_event *ev);
+
+/* Fine-tunes every parameter with AdamW (torch.optim.AdamW's update, HF
+ * Trainer's grouping, schedule and clipping) on the causal-LM loss, then
+ * evaluates and writes output_dir as a checkpoint folder gpt2c and
+ * transformers both load (model.safetensors in f32, config, generation
+ * config, tokenizer files). On failure msg (n bytes) says why, naming the
+ * file, line or parameter; GPT2C_ERR_INVALID: a parameter that cannot
+ * work. *stopped is set to 1 when fn stopped it (NULL allowed). */
+gpt2c_status gpt2c_finetune(const gpt2c_finetune_params *p, gpt2c_finetune_fn fn, void *user, int *stopped,
+                            char *msg, size_t n);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

@@ -31,6 +31,8 @@ echo "=== tests/test_torchbin.py"
 if "$PYTHON" tests/test_torchbin.py "$BUILD"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_torchbin.py"; fi
 echo "=== tests/test_hostile_files.py"
 if "$PYTHON" tests/test_hostile_files.py "$BUILD"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_hostile_files.py"; fi
+echo "=== tests/test_train.py"
+if "$PYTHON" tests/test_train.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_train.py"; fi
 echo "=== tests/test_server.py"
 if "$PYTHON" tests/test_server.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_server.py"; fi
 echo "=== tests/test_python.py"

@@ -202,6 +202,59 @@ static void test_adamw(void **state) {
     gpt2c_model_free(m);
 }
 
+/* Two steps, then the model saved and loaded again: every tensor has the
+ * trained bits, and so the loss over a batch is the same bits. */
+static void test_save_reload(void **state) {
+    (void)state;
+    const char *dir = ref_model("tiny-f32");
+    if (!dir) {
+        print_message("skipped: no reference checkpoints\n");
+        return;
+    }
+    const int B = 2, T = 12;
+    gpt2c_model *m = load_f32(dir);
+    trainer *t = NULL;
+    gpt2_err e = {0};
+    if (trainer_new(m, B, T, 2, &t, &e)) fail_msg("%s", e.msg);
+    int32_t *ids = batch_ids(B, T, m->cfg.n_vocab, 11);
+    const train_hparams h = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f, .max_grad_norm = 1.0f};
+    double loss, again;
+    long n;
+    for (int s = 0; s < 2; s++) {
+        trainer_zero_grad(t);
+        if (trainer_forward(t, ids, NULL, B, T, &loss, &n, &e)) fail_msg("%s", e.msg);
+        trainer_backward(t, 1.0f / (float)n);
+        trainer_step(t, &h, 1e-3f);
+    }
+    if (trainer_forward(t, ids, NULL, B, T, &loss, &n, &e)) fail_msg("%s", e.msg);
+    char out[] = "/tmp/gpt2c-train-XXXXXX";
+    assert_non_null(mkdtemp(out));
+    char saved[64];
+    snprintf(saved, sizeof saved, "%s/model", out);
+    if (gpt2c_model_save(m, saved)) fail_msg("save: %s", gpt2c_model_errmsg(m));
+    gpt2c_model *r = load_f32(saved);
+    trainer *tr = NULL;
+    if (trainer_new(r, B, T, 1, &tr, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(r->n_tensors, m->n_tensors);
+    for (int i = 0; i < m->n_tensors; i++) {
+        size_t c1, c2;
+        const float *a = trainer_param(t, i, &c1), *b = trainer_param(tr, i, &c2);
+        assert_string_equal(m->tensors[i].name, r->tensors[i].name);
+        assert_int_equal(c1, c2);
+        assert_memory_equal(a, b, c1 * sizeof *a);
+    }
+    if (trainer_forward(tr, ids, NULL, B, T, &again, &n, &e)) fail_msg("%s", e.msg);
+    assert_memory_equal(&loss, &again, sizeof loss);
+    trainer_free(tr);
+    gpt2c_model_free(r);
+    trainer_free(t);
+    gpt2c_model_free(m);
+    free(ids);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out);
+    assert_int_equal(system(cmd), 0);
+}
+
 static int dump_grads(const char *dir, const char *ids_path, const char *out) {
     FILE *f = fopen(ids_path, "r");
     int B, T;
@@ -246,6 +299,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_products),
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_adamw),
+        cmocka_unit_test(test_save_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,5 +61,6 @@ json_t *token_text_json(const gpt2c_tokenizer *t, int32_t id);
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv, double process_start_s);
 int cmd_serve(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 
 #endif

@@ -39,13 +39,16 @@ gpt2c_status trainer_new(gpt2c_model *m, int B, int T, int n_threads, trainer **
     t->n_params = t->offset ? t->offset[m->n_tensors] : 0;
     const size_t bytes = t->n_params * sizeof(float), nt = (size_t)B * (size_t)T;
     t->pool = pool_new(n_threads);
-    t->params = mem_alloc(bytes);
     t->grads = mem_alloc(bytes);
     t->m1 = mem_alloc(bytes);
     t->m2 = mem_alloc(bytes);
     t->acts = mem_alloc(arch->act_floats(&m->cfg, B, T, n_threads) * sizeof(float));
     t->tokens = malloc(nt * sizeof *t->tokens);
     t->targets = malloc(nt * sizeof *t->targets);
+    /* The weights belong to the model, which keeps them trained once the
+     * trainer is gone (to generate, evaluate or save). */
+    if (t->offset && t->grads && t->m1 && t->m2 && t->acts && t->tokens && t->targets)
+        t->params = model_own(m, bytes);
     if (!t->offset || !t->pool || !t->params || !t->grads || !t->m1 || !t->m2 || !t->acts || !t->tokens ||
         !t->targets) {
         trainer_free(t);
@@ -77,7 +80,6 @@ gpt2c_status trainer_new(gpt2c_model *m, int B, int T, int n_threads, trainer **
 void trainer_free(trainer *t) {
     if (!t) return;
     pool_free(t->pool);
-    free(t->params);
     free(t->grads);
     free(t->m1);
     free(t->m2);

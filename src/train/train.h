@@ -4,9 +4,9 @@
  * backward pass, and the optimiser step (torch.optim.AdamW's update, after
  * clipping by the global norm as HF's Trainer does).
  *
- * The model itself is repointed at the trainable buffer, so that the
- * inference engine (samples, perplexity) and gpt2c_model_save see the
- * weights as they are trained. Each architecture's pass lives in a file of
+ * The model itself is repointed at the trainable buffer (which it owns),
+ * so that the inference engine (samples, perplexity) and gpt2c_model_save
+ * see the weights as they are trained. Each architecture's pass lives in a file of
  * its own (gpt2_train.c) behind train_arch; the operations they share, each
  * with a plain-C reference beside the fast one, in ops.c. */
 #ifndef GPT2C_TRAIN_TRAIN_H
@@ -32,8 +32,9 @@ typedef struct train_hparams {
 
 /* A trainer for m, for micro-batches of up to B sequences of up to T
  * tokens. m must hold F32 weights (gpt2c_model_load_ex's dtype "f32"): its
- * tensors are copied into the trainer's buffer and m is repointed at it;
- * the trainer must be freed before m. n_threads 0: one per core. */
+ * tensors are copied into one buffer that m owns and reads from then on,
+ * trained or not, after the trainer is freed too (which must come before
+ * m is). n_threads 0: one per core. */
 gpt2c_status trainer_new(gpt2c_model *m, int B, int T, int n_threads, trainer **out, gpt2_err *e);
 void trainer_free(trainer *t);
 

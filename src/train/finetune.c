@@ -1,0 +1,431 @@
+/* finetune.c -- gpt2c_finetune: the training loop of transformers' Trainer
+ * over run_clm.py's data (data.h), on the trainer (train.h): micro-batches
+ * of blocks in a seeded order, gradient accumulation, the linear schedule,
+ * evaluation, checkpoints that hold the optimiser's state and the data
+ * position (so that a resumed run continues bit for bit), and the final
+ * model written as a checkpoint folder.
+ *
+ * Output: output_dir/checkpoint-STEP/ (the model's files plus
+ * optimizer.safetensors and trainer_state.json), each written under
+ * checkpoint-STEP.partial and renamed when whole; the final model's files
+ * in output_dir itself, model.safetensors renamed into place last. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/file.h"
+#include "../core/safetensors.h"
+#include "data.h"
+#include "train.h"
+
+void gpt2c_finetune_defaults(gpt2c_finetune_params *p) {
+    memset(p, 0, sizeof *p);
+    p->validation_split = 5.0;
+    p->epochs = 3;
+    p->batch_size = 8;
+    p->grad_accum = 1;
+    p->lr = 5e-5f;
+    p->adam_beta1 = 0.9f, p->adam_beta2 = 0.999f, p->adam_eps = 1e-8f;
+    p->max_grad_norm = 1.0f;
+    p->seed = 42;
+    p->shuffle = 1;
+}
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ files */
+
+static int write_synced(const char *path, const void *a, size_t na, const void *b, size_t nb, const void *c,
+                        size_t nc) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    const void *parts[3] = {a, b, c};
+    const size_t lens[3] = {na, nb, nc};
+    int bad = 0;
+    for (int i = 0; i < 3 && !bad; i++) {
+        const char *p = parts[i];
+        size_t n = lens[i];
+        while (n > 0 && !bad) {
+            ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) bad = 1;
+            else p += k, n -= (size_t)k;
+        }
+    }
+    if (!bad) bad = fsync(fd) != 0;
+    if (close(fd) != 0) bad = 1;
+    return bad ? -1 : 0;
+}
+
+static int sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
+}
+
+/* Removes a folder of plain files (a stale .partial of ours). */
+static void remove_flat_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *de; (de = readdir(d));) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char *p = path_join(dir, de->d_name);
+        if (p) unlink(p);
+        free(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* generation_config.json from the config's special ids, where the source
+ * folder had none (save_pretrained writes one for a model that generates). */
+static gpt2c_status write_generation_config(const gpt2c_model *m, const char *dir, gpt2_err *e) {
+    char *path = path_join(dir, "generation_config.json");
+    if (!path) return err_set(e, GPT2C_ERR_NOMEM, "out of memory");
+    gpt2c_status s = GPT2C_OK;
+    if (!file_exists(path)) {
+        json_t *g = json_object();
+        if (m->cfg.bos_id >= 0) json_object_set_new(g, "bos_token_id", json_integer(m->cfg.bos_id));
+        if (m->cfg.eos_id >= 0) json_object_set_new(g, "eos_token_id", json_integer(m->cfg.eos_id));
+        json_object_set_new(g, "_from_model_config", json_true());
+        char *txt = json_dumps(g, JSON_INDENT(2) | JSON_SORT_KEYS);
+        json_decref(g);
+        if (!txt || write_synced(path, txt, strlen(txt), "\n", 1, NULL, 0))
+            s = err_set(e, GPT2C_ERR_IO, "%s: %s", path, txt ? strerror(errno) : "out of memory");
+        free(txt);
+    }
+    free(path);
+    return s;
+}
+
+/* The state a checkpoint holds besides the weights. */
+typedef struct run_state {
+    long step, micro; /* optimiser steps and micro-batches done */
+} run_state;
+
+/* optimizer.safetensors: AdamW's two moments, each (n_params,) in the
+ * model's tensor order. */
+static gpt2c_status write_optimizer(trainer *t, const char *dir, gpt2_err *e) {
+    const size_t n = trainer_n_params(t), bytes = n * sizeof(float);
+    char head[512];
+    int len = snprintf(head + 8, sizeof head - 8,
+                       "{\"__metadata__\":{\"format\":\"gpt2c-adamw\",\"order\":\"the model's tensors as "
+                       "trainer_state.json lists them\"},\"exp_avg\":{\"dtype\":\"F32\",\"shape\":[%zu],"
+                       "\"data_offsets\":[0,%zu]},\"exp_avg_sq\":{\"dtype\":\"F32\",\"shape\":[%zu],"
+                       "\"data_offsets\":[%zu,%zu]}}",
+                       n, bytes, n, bytes, 2 * bytes);
+    while (len % 8) head[8 + len++] = ' ';
+    for (int i = 0; i < 8; i++) head[i] = (char)(((uint64_t)len >> (8 * i)) & 0xff);
+    char *path = path_join(dir, "optimizer.safetensors");
+    const int bad = !path || write_synced(path, head, 8 + (size_t)len, trainer_moments(t, 0), bytes,
+                                          trainer_moments(t, 1), bytes);
+    gpt2c_status s = bad ? err_set(e, GPT2C_ERR_IO, "%s: %s", path ? path : dir, strerror(errno)) : GPT2C_OK;
+    free(path);
+    return s;
+}
+
+static gpt2c_status write_state(trainer *t, const gpt2c_finetune_params *p, const run_state *rs, long max_steps,
+                                const char *dir, gpt2_err *e) {
+    json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b}", "global_step", (json_int_t)rs->step,
+                          "micro_batches", (json_int_t)rs->micro, "max_steps", (json_int_t)max_steps, "batch_size",
+                          (json_int_t)p->batch_size, "grad_accum", (json_int_t)p->grad_accum, "block_size",
+                          (json_int_t)t->T, "seed", (json_int_t)p->seed, "learning_rate", (double)p->lr, "shuffle",
+                          p->shuffle);
+    json_t *names = json_array();
+    for (int i = 0; j && names && i < t->m->n_tensors; i++) json_array_append_new(names, json_string(t->m->tensors[i].name));
+    char *txt = NULL;
+    if (j && names && !json_object_set_new(j, "tensors", names)) names = NULL, txt = json_dumps(j, JSON_INDENT(2));
+    json_decref(j);
+    json_decref(names);
+    char *path = path_join(dir, "trainer_state.json");
+    const int bad = !txt || !path || write_synced(path, txt, strlen(txt), "\n", 1, NULL, 0);
+    gpt2c_status s = bad ? err_set(e, GPT2C_ERR_IO, "%s: could not write", path ? path : dir) : GPT2C_OK;
+    free(txt);
+    free(path);
+    return s;
+}
+
+/* The model (and, with rs, the optimiser and run state) as the folder dir,
+ * which appears whole or not at all. */
+static gpt2c_status save_checkpoint(trainer *t, const gpt2c_finetune_params *p, const run_state *rs, long max_steps,
+                                    const char *dir, gpt2_err *e) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.partial", dir) >= (int)sizeof tmp)
+        return err_set(e, GPT2C_ERR_INVALID, "%s: name too long", dir);
+    remove_flat_dir(tmp);
+    gpt2c_model *m = t->m;
+    if (gpt2c_model_save(m, tmp)) return err_set(e, GPT2C_ERR_IO, "%s", gpt2c_model_errmsg(m));
+    gpt2c_status s = write_generation_config(m, tmp, e);
+    if (!s) s = write_optimizer(t, tmp, e);
+    if (!s) s = write_state(t, p, rs, max_steps, tmp, e);
+    if (!s && (sync_dir(tmp) || rename(tmp, dir) || sync_dir(p->output_dir)))
+        s = err_set(e, GPT2C_ERR_IO, "%s: %s", dir, strerror(errno));
+    if (s) remove_flat_dir(tmp);
+    return s;
+}
+
+/* The final model's files into output_dir, model.safetensors last. */
+static gpt2c_status save_final(trainer *t, const char *out, gpt2_err *e) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s/.final.partial", out) >= (int)sizeof tmp)
+        return err_set(e, GPT2C_ERR_INVALID, "%s: name too long", out);
+    remove_flat_dir(tmp);
+    if (gpt2c_model_save(t->m, tmp)) return err_set(e, GPT2C_ERR_IO, "%s", gpt2c_model_errmsg(t->m));
+    gpt2c_status s = write_generation_config(t->m, tmp, e);
+    DIR *d = s ? NULL : opendir(tmp);
+    for (struct dirent *de; d && !s && (de = readdir(d));) {
+        if (de->d_name[0] == '.' || !strcmp(de->d_name, "model.safetensors")) continue;
+        char *from = path_join(tmp, de->d_name), *to = path_join(out, de->d_name);
+        if (!from || !to || rename(from, to)) s = err_set(e, GPT2C_ERR_IO, "%s: %s", to ? to : out, strerror(errno));
+        free(from);
+        free(to);
+    }
+    if (d) closedir(d);
+    if (!s) {
+        char *from = path_join(tmp, "model.safetensors"), *to = path_join(out, "model.safetensors");
+        if (!from || !to || rename(from, to) || sync_dir(out))
+            s = err_set(e, GPT2C_ERR_IO, "%s: %s", to ? to : out, strerror(errno));
+        free(from);
+        free(to);
+    }
+    remove_flat_dir(tmp);
+    return s;
+}
+
+/* Reads a checkpoint's optimiser and run state into t and rs. */
+static gpt2c_status load_resume(trainer *t, const char *dir, run_state *rs, gpt2_err *e) {
+    char *path = path_join(dir, "trainer_state.json");
+    json_t *j = NULL;
+    gpt2c_status s = path ? file_read_json(path, (size_t)1 << 24, &j, e) : err_set(e, GPT2C_ERR_NOMEM, "out of memory");
+    json_int_t step = -1, micro = -1;
+    if (!s && json_unpack(j, "{s:I, s:I}", "global_step", &step, "micro_batches", &micro) != 0)
+        s = err_set(e, GPT2C_ERR_FORMAT, "%s: needs integers global_step and micro_batches", path);
+    if (!s && (step < 0 || micro < step))
+        s = err_set(e, GPT2C_ERR_FORMAT, "%s: global_step %lld and micro_batches %lld do not fit", path,
+                    (long long)step, (long long)micro);
+    json_decref(j);
+    free(path);
+    if (s) return s;
+    rs->step = (long)step, rs->micro = (long)micro;
+    path = path_join(dir, "optimizer.safetensors");
+    st_file f;
+    s = path ? st_open(path, &f, e) : err_set(e, GPT2C_ERR_NOMEM, "out of memory");
+    const int opened = !s;
+    for (int k = 0; !s && k < 2; k++) {
+        const st_tensor *x = st_find(&f, k ? "exp_avg_sq" : "exp_avg");
+        if (!x || x->dtype != ST_F32 || x->ndim != 1 || (uint64_t)x->numel != trainer_n_params(t))
+            s = err_set(e, GPT2C_ERR_FORMAT, "%s: needs F32 %s of %zu values (this model's parameters)", path,
+                        k ? "exp_avg_sq" : "exp_avg", trainer_n_params(t));
+        else
+            memcpy(trainer_moments(t, k), x->data, x->nbytes);
+    }
+    if (opened) st_close(&f);
+    free(path);
+    if (!s) trainer_set_steps(t, rs->step);
+    return s;
+}
+
+/* ------------------------------------------------------------------- loop */
+
+typedef struct run {
+    const gpt2c_finetune_params *p;
+    trainer *t;
+    train_data train, val;
+    long *order, epoch_of_order, batches_per_epoch;
+    int32_t *btok, *blab; // (B, block) the micro-batch
+    gpt2_err *e;
+} run;
+
+/* Micro-batch g's blocks (in epoch g / batches_per_epoch's order) into
+ * btok and blab; returns how many. */
+static int gather(run *r, long g) {
+    const int B = r->p->batch_size, T = r->train.block;
+    const long epoch = g / r->batches_per_epoch, bi = g % r->batches_per_epoch;
+    if (epoch != r->epoch_of_order) {
+        if (r->p->shuffle) train_shuffle(r->order, r->train.n_blocks, r->p->seed, epoch);
+        else
+            for (long i = 0; i < r->train.n_blocks; i++) r->order[i] = i;
+        r->epoch_of_order = epoch;
+    }
+    int n = 0;
+    for (long i = bi * B; i < r->train.n_blocks && n < B; i++, n++) {
+        memcpy(r->btok + (size_t)n * T, r->train.tokens + (size_t)r->order[i] * T, sizeof(int32_t) * (size_t)T);
+        memcpy(r->blab + (size_t)n * T, r->train.labels + (size_t)r->order[i] * T, sizeof(int32_t) * (size_t)T);
+    }
+    return n;
+}
+
+/* The mean loss over every target of the validation blocks. */
+static gpt2c_status evaluate(run *r, double *mean) {
+    const int B = r->p->batch_size, T = r->val.block;
+    double sum = 0.0;
+    long targets = 0;
+    for (long b0 = 0; b0 < r->val.n_blocks; b0 += B) {
+        const int n = r->val.n_blocks - b0 < B ? (int)(r->val.n_blocks - b0) : B;
+        double l;
+        long k;
+        gpt2c_status s = trainer_forward(r->t, r->val.tokens + (size_t)b0 * T, r->val.labels + (size_t)b0 * T, n, T,
+                                         &l, &k, r->e);
+        if (s) return s;
+        sum += l, targets += k;
+    }
+    *mean = targets ? sum / (double)targets : NAN;
+    return GPT2C_OK;
+}
+
+static gpt2c_status check_params(const gpt2c_finetune_params *p, gpt2_err *e) {
+    if (!p->train_file) return err_set(e, GPT2C_ERR_INVALID, "no training file");
+    if (!p->output_dir || !*p->output_dir) return err_set(e, GPT2C_ERR_INVALID, "no output folder");
+    if (!p->model_dir && !p->resume_dir) return err_set(e, GPT2C_ERR_INVALID, "no model");
+    if (p->batch_size < 1 || p->grad_accum < 1 || p->epochs < 0 || p->max_steps < 0 || p->block_size < 0 ||
+        p->warmup_steps < 0 || p->eval_every < 0 || p->save_every < 0)
+        return err_set(e, GPT2C_ERR_INVALID, "batch size, accumulation, epochs, steps and block size cannot be "
+                       "negative (batch size and accumulation at least 1)");
+    if (!(p->lr >= 0) || !(p->weight_decay >= 0) || !(p->max_grad_norm >= 0) || !(p->adam_eps > 0) ||
+        !(p->adam_beta1 >= 0 && p->adam_beta1 < 1) || !(p->adam_beta2 >= 0 && p->adam_beta2 < 1))
+        return err_set(e, GPT2C_ERR_INVALID, "learning rate, weight decay and max grad norm must be >= 0, betas in "
+                       "[0, 1), eps > 0");
+    if (!(p->validation_split >= 0 && p->validation_split < 100))
+        return err_set(e, GPT2C_ERR_INVALID, "validation split %g%%: must be in [0, 100)", p->validation_split);
+    if (p->epochs == 0 && p->max_steps == 0) return err_set(e, GPT2C_ERR_INVALID, "0 epochs and no max steps");
+    return GPT2C_OK;
+}
+
+/* An output folder to create, or (resuming) one that may exist. */
+static gpt2c_status make_output(const gpt2c_finetune_params *p, gpt2_err *e) {
+    struct stat st;
+    if (lstat(p->output_dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return err_set(e, GPT2C_ERR_INVALID, "%s exists and is not a folder", p->output_dir);
+        char *mp = path_join(p->output_dir, "model.safetensors");
+        const int done = mp && file_exists(mp);
+        free(mp);
+        if (!p->resume_dir || done)
+            return err_set(e, GPT2C_ERR_INVALID, "%s exists; give a new folder (or --resume a checkpoint in it)",
+                           p->output_dir);
+        return GPT2C_OK;
+    }
+    if (mkdir(p->output_dir, 0755) != 0) return err_set(e, GPT2C_ERR_IO, "%s: %s", p->output_dir, strerror(errno));
+    return GPT2C_OK;
+}
+
+gpt2c_status gpt2c_finetune(const gpt2c_finetune_params *p, gpt2c_finetune_fn fn, void *user, int *stopped,
+                            char *msg, size_t msg_n) {
+    gpt2_err e = {0};
+    run r = {.p = p, .e = &e, .epoch_of_order = -1};
+    gpt2c_model *m = NULL;
+    gpt2c_tokenizer *tok = NULL;
+    if (stopped) *stopped = 0;
+    gpt2c_status s = check_params(p, &e);
+    const char *start = p->resume_dir ? p->resume_dir : p->model_dir;
+    gpt2c_model_params mp = {.dtype = "f32"};
+    if (!s && gpt2c_model_load_ex(start, &mp, &m)) s = err_set(&e, GPT2C_ERR_FORMAT, "%s", m ? gpt2c_model_errmsg(m) : "out of memory");
+    if (!s && gpt2c_tokenizer_load(p->model_dir ? p->model_dir : start, &tok))
+        s = err_set(&e, GPT2C_ERR_FORMAT, "%s", tok ? gpt2c_tokenizer_errmsg(tok) : "out of memory");
+    int block = p->block_size;
+    if (!s) {
+        if (!block) block = m->cfg.n_ctx < 1024 ? m->cfg.n_ctx : 1024;
+        if (block < 2 || block > m->cfg.n_ctx)
+            s = err_set(&e, GPT2C_ERR_INVALID, "block size %d: must be in 2..%d (the model's context)", block,
+                        m->cfg.n_ctx);
+    }
+    int eos = m ? m->cfg.eos_id : -1;
+    if (eos < 0 && tok) eos = gpt2c_tokenizer_eos_id(tok);
+    if (!s) s = train_data_load(tok, p->train_file, block, eos, p->validation_file ? 0 : p->validation_split,
+                                &r.train, &r.val, &e);
+    if (!s && p->validation_file) s = train_data_load(tok, p->validation_file, block, eos, 0, &r.val, NULL, &e);
+    if (!s) s = make_output(p, &e);
+    if (!s) s = trainer_new(m, p->batch_size, block, p->n_threads, &r.t, &e);
+    const size_t bt = (size_t)p->batch_size * (size_t)block;
+    if (!s) {
+        r.order = malloc(sizeof *r.order * (size_t)r.train.n_blocks);
+        r.btok = malloc(sizeof *r.btok * bt);
+        r.blab = malloc(sizeof *r.blab * bt);
+        if (!r.order || !r.btok || !r.blab) s = err_set(&e, GPT2C_ERR_NOMEM, "out of memory");
+    }
+    run_state rs = {0, 0};
+    if (!s && p->resume_dir) s = load_resume(r.t, p->resume_dir, &rs, &e);
+
+    /* HF's Trainer: update steps per epoch = batches // accumulation (at least 1). */
+    r.batches_per_epoch = (r.train.n_blocks + p->batch_size - 1) / p->batch_size;
+    long per_epoch = r.batches_per_epoch / p->grad_accum;
+    if (per_epoch < 1) per_epoch = 1;
+    const long max_steps = p->max_steps > 0 ? p->max_steps : (long)p->epochs * per_epoch;
+    const train_hparams h = {.beta1 = p->adam_beta1, .beta2 = p->adam_beta2, .eps = p->adam_eps,
+                             .weight_decay = p->weight_decay, .max_grad_norm = p->max_grad_norm};
+    gpt2c_finetune_event ev = {.max_steps = max_steps, .train_blocks = r.train.n_blocks, .eval_blocks = r.val.n_blocks,
+                               .block_size = block, .n_params = s ? 0 : trainer_n_params(r.t), .eval_loss = NAN,
+                               .eval_perplexity = NAN};
+    int stop = !s && fn && fn(user, &ev);
+    const double t0 = mono_s();
+    long tokens = 0;
+    char dir[4200];
+    while (!s && rs.step < max_steps && !stop) {
+        trainer_zero_grad(r.t);
+        double loss = 0.0;
+        for (int a = 0; a < p->grad_accum && !s; a++, rs.micro++) {
+            const int n = gather(&r, rs.micro);
+            double l;
+            long k;
+            s = trainer_forward(r.t, r.btok, r.blab, n, block, &l, &k, &e);
+            if (s || k == 0) continue; /* a batch of prompts alone has no loss */
+            trainer_backward(r.t, (float)(1.0 / ((double)k * p->grad_accum)));
+            loss += l / (double)k / p->grad_accum;
+            tokens += (long)n * block;
+        }
+        if (s) break;
+        const double lr = p->lr * train_linear_schedule(rs.step, p->warmup_steps, max_steps);
+        ev.grad_norm = trainer_step(r.t, &h, (float)lr);
+        rs.step++;
+        ev.kind = GPT2C_FT_STEP, ev.step = rs.step, ev.loss = loss, ev.lr = lr;
+        ev.epoch = (double)rs.micro / (double)r.batches_per_epoch;
+        ev.tokens_per_s = (double)tokens / (mono_s() - t0);
+        stop = fn && fn(user, &ev);
+        if (!s && r.val.n_blocks && p->eval_every && rs.step % p->eval_every == 0 && rs.step < max_steps) {
+            s = evaluate(&r, &ev.eval_loss);
+            ev.kind = GPT2C_FT_EVAL, ev.eval_perplexity = exp(ev.eval_loss);
+            if (!s && fn && fn(user, &ev)) stop = 1;
+        }
+        if (!s && ((p->save_every && rs.step % p->save_every == 0) || (stop && rs.step < max_steps))) {
+            snprintf(dir, sizeof dir, "%s/checkpoint-%ld", p->output_dir, rs.step);
+            s = save_checkpoint(r.t, p, &rs, max_steps, dir, &e);
+            ev.kind = GPT2C_FT_SAVE, ev.path = dir;
+            if (!s && fn && fn(user, &ev)) stop = 1;
+        }
+    }
+    if (!s && stop && rs.step < max_steps) {
+        if (stopped) *stopped = 1;
+    } else if (!s) {
+        if (r.val.n_blocks) {
+            s = evaluate(&r, &ev.eval_loss);
+            ev.kind = GPT2C_FT_EVAL, ev.step = rs.step, ev.eval_perplexity = exp(ev.eval_loss);
+            if (!s && fn) fn(user, &ev);
+        }
+        if (!s) s = save_final(r.t, p->output_dir, &e);
+        ev.kind = GPT2C_FT_SAVE, ev.path = p->output_dir;
+        if (!s && fn) fn(user, &ev);
+    }
+    if (s && msg && msg_n) snprintf(msg, msg_n, "%s", e.msg[0] ? e.msg : gpt2c_status_string(s));
+    trainer_free(r.t);
+    train_data_free(&r.train);
+    train_data_free(&r.val);
+    free(r.order);
+    free(r.btok);
+    free(r.blab);
+    gpt2c_tokenizer_free(tok);
+    gpt2c_model_free(m);
+    return s;
+}

@@ -1,0 +1,275 @@
+#!/usr/bin/python3
+"""test_train.py BUILD_DIR REF_DIR -- fine-tuning against PyTorch (Debian's python3-torch).
+
+A small GPT-2 written here in torch loads the same safetensors as gpt2c. Checked:
+  - the gradient of every parameter for a batch equals torch autograd's within 1e-4 of the
+    tensor's largest (tiny, the variant with every option, and a gpt2-shaped checkpoint);
+  - 20 steps of `gpt2c finetune` (AdamW with weight decay, warm-up and linear decay, clipping)
+    follow torch's loss curve (torch.optim.AdamW, LambdaLR, clip_grad_norm_) within 1e-4
+    relative, and the saved weights match torch's;
+  - the blocks are run_clm.py's: the file's tokens plus EOS, cut into whole blocks;
+  - a run stopped at a checkpoint and resumed writes the same bytes as the uninterrupted run;
+  - bad options and data give exit 2 and 1 with a message naming them.
+Prints "train: N passed, N failed". Skips (passing) without torch or the reference checkpoints.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import safetensors_np  # noqa: E402
+
+BUILD, REF = sys.argv[1], sys.argv[2]
+BIN = os.path.join(BUILD, "gpt2c")
+HELPER = os.path.join(BUILD, "tests", "test_train")
+results = {"pass": 0, "fail": 0}
+
+
+def check(ok, what):
+    results["pass" if ok else "fail"] += 1
+    if not ok:
+        print("FAIL:", what)
+
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    print("train: skipped (no python3-torch)")
+    sys.exit(0)
+if not os.path.isdir(os.path.join(REF, "tiny-f32")):
+    print("train: skipped (no reference checkpoints in %s)" % REF)
+    sys.exit(0)
+torch.set_num_threads(2)
+
+
+def strip(name):
+    return name[len("transformer."):] if name.startswith("transformer.") else name
+
+
+class TorchGPT2:
+    """GPT2LMHeadModel's forward (dropout off) over the checkpoint's own tensors."""
+
+    def __init__(self, folder):
+        self.cfg = json.load(open(os.path.join(folder, "config.json")))
+        arrays = safetensors_np.read(os.path.join(folder, "model.safetensors"), np.float32)
+        self.p = {strip(k): torch.tensor(np.ascontiguousarray(v), dtype=torch.float32, requires_grad=True)
+                  for k, v in arrays.items() if not k.endswith(".attn.bias") and not k.endswith("masked_bias")}
+
+    def head(self):
+        return self.p.get("lm_head.weight", self.p["wte.weight"])
+
+    def loss(self, ids):
+        c, p = self.cfg, self.p
+        B, T = ids.shape
+        C, H = c["n_embd"], c["n_head"]
+        eps = c.get("layer_norm_epsilon", 1e-5)
+        act = c.get("activation_function", "gelu_new")
+        x = p["wte.weight"][ids] + p["wpe.weight"][:T]
+        mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        for l in range(c["n_layer"]):
+            g = lambda n: p["h.%d.%s" % (l, n)]  # noqa: E731
+            h = F.layer_norm(x, (C,), g("ln_1.weight"), g("ln_1.bias"), eps)
+            q, k, v = (h @ g("attn.c_attn.weight") + g("attn.c_attn.bias")).split(C, dim=2)
+            q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))
+            w = q @ k.transpose(-1, -2)
+            if c.get("scale_attn_weights", True):
+                w = w / (C // H) ** 0.5
+            if c.get("scale_attn_by_inverse_layer_idx", False):
+                w = w / float(l + 1)
+            w = torch.where(mask, w, torch.tensor(torch.finfo(torch.float32).min))
+            y = (w.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
+            x = x + y @ g("attn.c_proj.weight") + g("attn.c_proj.bias")
+            h = F.layer_norm(x, (C,), g("ln_2.weight"), g("ln_2.bias"), eps)
+            f = h @ g("mlp.c_fc.weight") + g("mlp.c_fc.bias")
+            f = {"gelu_new": lambda t: F.gelu(t, approximate="tanh"), "gelu": F.gelu, "relu": F.relu}[act](f)
+            x = x + f @ g("mlp.c_proj.weight") + g("mlp.c_proj.bias")
+        x = F.layer_norm(x, (C,), p["ln_f.weight"], p["ln_f.bias"], eps)
+        logits = x @ self.head().T
+        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+
+def test_gradients(tmp, name, B, T):
+    folder = os.path.join(REF, name)
+    model = TorchGPT2(folder)
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, model.cfg["vocab_size"], size=(B, T))
+    with open(os.path.join(tmp, "ids.txt"), "w") as f:
+        f.write("%d %d %s\n" % (B, T, " ".join(map(str, ids.reshape(-1)))))
+    out = os.path.join(tmp, "grads.f32")
+    r = subprocess.run([HELPER, "--grads", folder, os.path.join(tmp, "ids.txt"), out], capture_output=True, text=True)
+    check(r.returncode == 0, "%s: test_train --grads: %s" % (name, r.stderr))
+    if r.returncode:
+        return
+    ours = np.fromfile(out, dtype=np.float32)
+    loss = model.loss(torch.tensor(ids))
+    loss.backward()
+    check(abs(ours[0] - loss.item()) <= 1e-5 * abs(loss.item()), "%s: loss %r, torch %r" % (name, ours[0], loss.item()))
+    at, worst = 1, 0.0
+    names = [line.split() for line in open(out + ".names")]
+    check(len(names) == len(model.p), "%s: %d tensors, torch has %d" % (name, len(names), len(model.p)))
+    for tname, count in names:
+        count = int(count)
+        g = ours[at:at + count]
+        at += count
+        ref = model.p[strip(tname)].grad.numpy().reshape(-1)
+        err = np.abs(g - ref).max() / max(np.abs(ref).max(), 1e-30)
+        worst = max(worst, err)
+        check(err <= 1e-4, "%s: gradient of %s differs from torch's by %.3g of its largest" % (name, tname, err))
+    check(at == ours.size, "%s: gradient file has %d values, names cover %d" % (name, ours.size, at))
+    print("train: %s gradients of %d tensors, worst %.2g of the largest (limit 1e-4)" % (name, len(names), worst))
+
+
+def gpt2c(*args, **kw):
+    return subprocess.run([BIN] + list(args), capture_output=True, text=True, **kw)
+
+
+def tokens_of(path, folder):
+    r = gpt2c("tokenize", "-m", folder, "-f", path, "--json")
+    return json.loads(r.stdout)["ids"] if r.returncode == 0 else None
+
+
+def write_text(path, lines, seed):
+    rng = np.random.default_rng(seed)
+    words = "the cat sat on a mat and a dog ran to the park while birds sang in tall green trees".split()
+    with open(path, "w") as f:
+        for _ in range(lines):
+            f.write(" ".join(rng.choice(words, size=10)) + ".\n")
+
+
+def test_curve(tmp):
+    folder = os.path.join(REF, "tiny-f32")
+    data = os.path.join(tmp, "train.txt")
+    write_text(data, 40, 1)
+    block, steps, lr, warmup, wd = 32, 20, 2e-3, 3, 0.01
+    out = os.path.join(tmp, "curve")
+    r = gpt2c("finetune", "-m", folder, "--train", data, "-o", out, "--block-size", str(block),
+              "--batch-size", "64", "--max-steps", str(steps), "--lr", str(lr), "--warmup-steps", str(warmup),
+              "--weight-decay", str(wd), "--validation-split", "0", "--no-shuffle", "--json")
+    check(r.returncode == 0, "finetune: exit %d: %s" % (r.returncode, r.stderr))
+    if r.returncode:
+        return
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    ours = [e["loss"] for e in events if e["event"] == "step"]
+    norms = [e["grad_norm"] for e in events if e["event"] == "step"]
+    lrs = [e["learning_rate"] for e in events if e["event"] == "step"]
+
+    ids = tokens_of(data, folder)
+    eos = json.load(open(os.path.join(folder, "config.json"))).get("eos_token_id", 50256)
+    ids = ids + [eos]
+    n = len(ids) // block
+    start = [e for e in events if e["event"] == "start"][0]
+    check(start["train_blocks"] == n, "blocks: %d, run_clm's group_texts gives %d" % (start["train_blocks"], n))
+    batch = torch.tensor(np.array(ids[:n * block]).reshape(n, block))
+
+    model = TorchGPT2(folder)
+    params = list(model.p.values())
+    groups = [{"params": [p for p in params if p.dim() == 2], "weight_decay": wd},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: s / max(1, warmup) if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
+    theirs, their_norms, their_lrs = [], [], []
+    for _ in range(steps):
+        loss = model.loss(batch)
+        loss.backward()
+        # The exact norm: torch's own (f32 sums) is 1.8e-4 off on the embedding's gradient.
+        their_norms.append(float(np.sqrt(sum((p.grad.double() ** 2).sum().item() for p in params))))
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        their_lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        theirs.append(loss.item())
+    check(len(ours) == steps, "finetune ran %d steps, asked %d" % (len(ours), steps))
+    worst = max(abs(a - b) / abs(b) for a, b in zip(ours, theirs))
+    check(worst <= 1e-4, "loss curve differs from torch's by %.3g relative: %s vs %s" % (worst, ours, theirs))
+    check(all(abs(a - b) <= 1e-9 + 1e-6 * b for a, b in zip(lrs, their_lrs)), "learning rates %s vs %s" % (lrs, their_lrs))
+    check(all(abs(a - b) <= 1e-4 * b for a, b in zip(norms, their_norms)), "grad norms %s vs %s" % (norms, their_norms))
+    check(theirs[-1] < theirs[0] - 1.0, "the loss fell: %.3f -> %.3f" % (theirs[0], theirs[-1]))
+    print("train: 20-step loss %.4f -> %.4f, worst %.2g relative to torch's (limit 1e-4)" % (ours[0], ours[-1], worst))
+
+    # The saved model: torch's weights after the same steps.
+    saved = safetensors_np.read(os.path.join(out, "model.safetensors"), np.float32)
+    # Per tensor, the difference's norm over the weights'. The key bias's gradient is zero but for
+    # rounding (softmax ignores a score added to every key), and Adam turns that noise into whole
+    # steps either way in both programs: its slice of c_attn.bias is left out.
+    C = model.cfg["n_embd"]
+
+    def rel(k):
+        a, b = saved[k], model.p[strip(k)].detach().numpy()
+        if k.endswith("attn.c_attn.bias"):
+            a, b = np.delete(a, np.s_[C:2 * C]), np.delete(b, np.s_[C:2 * C])
+        return np.linalg.norm(a - b) / np.linalg.norm(b)
+    werr = max(rel(k) for k in saved)
+    check(werr <= 1e-4, "saved weights differ from torch's by %.3g (norm of the difference over the weights')" % werr)
+    print("train: saved weights, worst tensor %.2g from torch's (norm of the difference over the weights')" % werr)
+    for f in ("config.json", "generation_config.json", "vocab.json", "merges.txt"):
+        check(os.path.exists(os.path.join(out, f)), "output lacks " + f)
+    check(not [f for f in os.listdir(out) if f.startswith(".")], "output keeps temporary files")
+    r = gpt2c("generate", "-m", out, "-p", "the cat", "-n", "5")
+    check(r.returncode == 0, "the output does not generate: " + r.stderr)
+
+
+def test_resume(tmp):
+    folder = os.path.join(REF, "tiny-f32")
+    data = os.path.join(tmp, "resume.txt")
+    write_text(data, 60, 2)
+    common = ["-m", folder, "--train", data, "--block-size", "16", "--batch-size", "3", "--grad-accum", "2",
+              "--max-steps", "6", "--lr", "1e-3", "--warmup-steps", "2", "--weight-decay", "0.1", "--json"]
+    a = gpt2c("finetune", "-o", os.path.join(tmp, "a"), *common)
+    b = gpt2c("finetune", "-o", os.path.join(tmp, "b"), "--save-every", "3", *common)
+    ckpt = os.path.join(tmp, "b", "checkpoint-3")
+    check(a.returncode == 0 and b.returncode == 0 and os.path.isdir(ckpt), "runs: %s %s" % (a.stderr, b.stderr))
+    for f in ("model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.json", "vocab.json"):
+        check(os.path.exists(os.path.join(ckpt, f)), "checkpoint lacks " + f)
+    c = gpt2c("finetune", "-o", os.path.join(tmp, "c"), "--resume", ckpt, *common)
+    check(c.returncode == 0, "resume: " + c.stderr)
+    if a.returncode or c.returncode:
+        return
+    steps = lambda r: [json.loads(x) for x in r.stdout.splitlines() if json.loads(x)["event"] == "step"]  # noqa: E731
+    la, lc = steps(a), steps(c)
+    check([e["step"] for e in lc] == [4, 5, 6], "resumed steps: %s" % [e["step"] for e in lc])
+    check([e["loss"] for e in la[3:]] == [e["loss"] for e in lc], "resumed losses differ: %s vs %s" % (la[3:], lc))
+    same = open(os.path.join(tmp, "a", "model.safetensors"), "rb").read() == \
+        open(os.path.join(tmp, "c", "model.safetensors"), "rb").read()
+    check(same, "the resumed run's model.safetensors differs from the uninterrupted run's")
+    print("train: resumed at step 3 of 6: the same losses and bytes as the uninterrupted run")
+
+
+def test_errors(tmp):
+    folder = os.path.join(REF, "tiny-f32")
+    data = os.path.join(tmp, "train.txt")
+    cases = [
+        (["finetune", "-m", folder, "--train", data], 2, "required"),
+        (["finetune", "-m", folder, "--train", data, "-o", tmp], 2, "exists"),
+        (["finetune", "-m", folder, "--train", data, "-o", tmp + "/x", "--lr", "-1"], 2, "learning rate"),
+        (["finetune", "-m", folder, "--train", data, "-o", tmp + "/x", "--block-size", "5000"], 2, "block size"),
+        (["finetune", "-m", folder, "--train", tmp + "/none.txt", "-o", tmp + "/x"], 1, "none.txt"),
+        (["finetune", "-m", os.path.join(REF, "tiny-f16"), "--train", data, "-o", tmp + "/y", "--block-size", "100000"], 2, "block size"),
+    ]
+    bad = os.path.join(tmp, "bad.jsonl")
+    with open(bad, "w") as f:
+        f.write('{"text": "fine"}\n{"prompt": 3}\n')
+    cases.append((["finetune", "-m", folder, "--train", bad, "-o", tmp + "/z"], 1, "bad.jsonl:2"))
+    for args, code, word in cases:
+        r = gpt2c(*args)
+        check(r.returncode == code and word in r.stderr, "%s: exit %d (want %d), %r" % (args[-2:], r.returncode, code, r.stderr))
+        check(not os.path.exists(tmp + "/z") or os.listdir(tmp + "/z") == [], "a failed run leaves files")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    test_gradients(tmp, "tiny-f32", 3, 17)
+    test_gradients(tmp, "tiny-variant", 2, 23)
+    test_gradients(tmp, "gpt2-f32", 1, 24)
+    test_curve(tmp)
+    test_resume(tmp)
+    test_errors(tmp)
+print("train: %d passed, %d failed" % (results["pass"], results["fail"]))
+sys.exit(1 if results["fail"] else 0)
