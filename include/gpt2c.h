@@ -176,6 +176,21 @@ typedef struct gpt2c_model_info {
 } gpt2c_model_info;
 void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info);
 
+/* The perplexity of n token ids by the sliding-window method of
+ * transformers' perplexity guide: windows of up to `context` tokens (0: the
+ * model's) starting every `stride` (0: context) tokens; each window's loss
+ * is the mean negative log-likelihood of the tokens that the window before
+ * it did not end with (the first window: all but its first token), and the
+ * perplexity is exp of the mean of the windows' losses. n_threads 0: one
+ * per core. */
+typedef struct gpt2c_perplexity_result {
+    double perplexity;
+    double mean_nll;     /* the mean of the windows' losses */
+    long windows, targets;
+} gpt2c_perplexity_result;
+gpt2c_status gpt2c_perplexity(gpt2c_model *m, const int32_t *ids, long n, int context, int stride, int n_threads,
+                              gpt2c_perplexity_result *out);
+
 /* Measures the limits a benchmark compares against, on n_threads threads (0:
  * one per core) with the model's kernels: the read bandwidth over the model's
  * own mapped weights (bytes/s, best of a few passes) and the f32 FMA rate

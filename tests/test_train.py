@@ -66,6 +66,10 @@ class TorchGPT2:
         return self.p.get("lm_head.weight", self.p["wte.weight"])
 
     def loss(self, ids):
+        return self.loss_masked(ids, ids.shape[1])
+
+    def loss_masked(self, ids, trg_len):
+        """GPT2LMHeadModel(ids, labels) with labels[:, :-trg_len] = -100."""
         c, p = self.cfg, self.p
         B, T = ids.shape
         C, H = c["n_embd"], c["n_head"]
@@ -92,7 +96,9 @@ class TorchGPT2:
             x = x + f @ g("mlp.c_proj.weight") + g("mlp.c_proj.bias")
         x = F.layer_norm(x, (C,), p["ln_f.weight"], p["ln_f.bias"], eps)
         logits = x @ self.head().T
-        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+        labels = ids.clone()
+        labels[:, :-trg_len] = -100
+        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
 
 
 def test_gradients(tmp, name, B, T):
@@ -243,6 +249,43 @@ def test_resume(tmp):
     print("train: resumed at step 3 of 6: the same losses and bytes as the uninterrupted run")
 
 
+def test_perplexity(tmp):
+    """gpt2c perplexity against the guide's recipe run on the torch model."""
+    folder = os.path.join(REF, "tiny-f32")
+    data = os.path.join(tmp, "ppl.txt")
+    write_text(data, 30, 3)
+    ids = tokens_of(data, folder)
+    model = TorchGPT2(folder)
+    for context, stride in ((64, 24), (64, 64), (50, 1)):
+        nlls, prev_end = [], 0
+        with torch.no_grad():
+            for begin in range(0, len(ids), stride):
+                end = min(begin + context, len(ids))
+                trg = end - prev_end
+                window = torch.tensor([ids[begin:end]])
+                logits_loss = model.loss_masked(window, trg)
+                nlls.append(logits_loss)
+                prev_end = end
+                if end == len(ids):
+                    break
+        want = float(np.exp(np.mean(nlls)))
+        r = gpt2c("perplexity", "-m", folder, "-f", data, "--context", str(context), "--stride", str(stride), "--json")
+        check(r.returncode == 0, "perplexity: " + r.stderr)
+        if r.returncode:
+            continue
+        got = json.loads(r.stdout)
+        check(abs(got["perplexity"] - want) <= 1e-5 * want and got["windows"] == len(nlls),
+              "perplexity context %d stride %d: %r (%d windows), torch's recipe %r (%d)" %
+              (context, stride, got["perplexity"], got["windows"], want, len(nlls)))
+        print("train: perplexity context %d stride %d: %.6g, torch's recipe %.6g" % (context, stride, got["perplexity"], want))
+    f16 = json.loads(gpt2c("perplexity", "-m", folder, "-f", data, "--context", "64", "--dtype", "f16", "--json").stdout)
+    f32 = json.loads(gpt2c("perplexity", "-m", folder, "-f", data, "--context", "64", "--json").stdout)
+    check(f16["dtype"] == "F16" and abs(f16["mean_nll"] - f32["mean_nll"]) < 1e-2 * f32["mean_nll"],
+          "f16 perplexity %r, f32 %r" % (f16, f32))
+    r = gpt2c("perplexity", "-m", folder, "-f", data, "--context", "16", "--stride", "17")
+    check(r.returncode == 2 and "stride" in r.stderr, "stride above context: %d %r" % (r.returncode, r.stderr))
+
+
 def test_errors(tmp):
     folder = os.path.join(REF, "tiny-f32")
     data = os.path.join(tmp, "train.txt")
@@ -270,6 +313,7 @@ with tempfile.TemporaryDirectory() as tmp:
     test_gradients(tmp, "gpt2-f32", 1, 24)
     test_curve(tmp)
     test_resume(tmp)
+    test_perplexity(tmp)
     test_errors(tmp)
 print("train: %d passed, %d failed" % (results["pass"], results["fail"]))
 sys.exit(1 if results["fail"] else 0)

@@ -62,5 +62,6 @@ int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv, double process_start_s);
 int cmd_serve(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 #endif

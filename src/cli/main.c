@@ -32,6 +32,7 @@ static const char MAIN_HELP[] =
     "  bench        measure load time, prefill and decode speed against the hardware's limits\n"
     "  serve        serve the model over HTTP with OpenAI's Completions API\n"
     "  finetune     train a model further on your text (AdamW, as transformers' Trainer)\n"
+    "  perplexity   score a text file under a model (transformers' sliding-window recipe)\n"
     "\n"
     "-m takes a checkpoint folder or a hub name (gpt2, openai-community/gpt2-medium,\n"
     "distilbert/distilgpt2, org/name@revision). Names are looked up in the Hugging Face cache\n"
@@ -391,7 +392,8 @@ int main(int argc, char **argv) {
         int (*run)(int, char **);
     } commands[] = {{"generate", cmd_generate}, {"tokenize", cmd_tokenize}, {"detokenize", cmd_detokenize},
                     {"info", cmd_info},         {"pull", cmd_pull},         {"convert", cmd_convert},
-                    {"serve", cmd_serve},       {"finetune", cmd_finetune}};
+                    {"serve", cmd_serve},       {"finetune", cmd_finetune},
+                    {"perplexity", cmd_perplexity}};
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(cmd, commands[i].name)) {
             set_command(commands[i].name); /* usage errors point to its help */
