@@ -1,5 +1,6 @@
 /* test_train.c -- the training operations and passes: each fast product
- * (forward, d input, d weight) against its plain-C reference on odd shapes
+ * (forward, d input, d weight) and attention (forward, backward) against
+ * its plain-C reference on odd shapes
  * for every kernel table this CPU runs; gradients that do not depend on the
  * thread count; gradients against central finite differences (double
  * check, independent of torch); and one AdamW step by hand.
@@ -69,6 +70,34 @@ static void test_products(void **state) {
                 free(x), free(w), free(bias), free(dy), free(y), free(yr), free(dx), free(dxr);
                 free(dw), free(dwr), free(db), free(dbr), free(scratch);
             }
+    pool_free(pool);
+}
+
+/* Attention forward and backward on every table against the references. */
+static void test_attention(void **state) {
+    (void)state;
+    const gpt2_kernels *tables[8];
+    const int n_tables = gpt2_kernels_available(tables, 8);
+    static const int shapes[][4] = {{1, 1, 8, 1}, {2, 5, 48, 2}, {1, 37, 20, 4}, {3, 70, 64, 1}}; // B, T, C, H
+    gpt2_pool *pool = pool_new(2);
+    for (int ti = 0; ti < n_tables; ti++)
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            const int B = shapes[si][0], T = shapes[si][1], C = shapes[si][2], H = shapes[si][3];
+            const size_t n = (size_t)B * T;
+            float *qkv = rand_buf(n * 3 * C, 8), *g = rand_buf(n * C, 9);
+            float *y = malloc(sizeof(float) * n * C), *yr = malloc(sizeof(float) * n * C);
+            float *d = malloc(sizeof(float) * n * 3 * C), *dr = malloc(sizeof(float) * n * 3 * C);
+            float *scratch = malloc(sizeof(float) * op_attention_scratch(2, T, C / H));
+            char what[96];
+            snprintf(what, sizeof what, "%s attention B %d T %d C %d H %d", tables[ti]->name, B, T, C, H);
+            op_attention(pool, tables[ti], y, qkv, B, T, C, H, 1.7f, scratch);
+            ref_attention(yr, qkv, B, T, C, H, 1.7f);
+            assert_close(y, yr, n * C, 1e-5f, what);
+            op_attention_dx(pool, tables[ti], d, g, qkv, B, T, C, H, 1.7f, scratch);
+            ref_attention_dx(dr, g, qkv, B, T, C, H, 1.7f);
+            assert_close(d, dr, n * 3 * C, 1e-5f, what);
+            free(qkv), free(g), free(y), free(yr), free(d), free(dr), free(scratch);
+        }
     pool_free(pool);
 }
 
@@ -297,6 +326,7 @@ int main(int argc, char **argv) {
     if (argc == 5 && !strcmp(argv[1], "--grads")) return dump_grads(argv[2], argv[3], argv[4]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_products),
+        cmocka_unit_test(test_attention),
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_save_reload),

@@ -46,7 +46,7 @@ static size_t layout(const gpt2_config *c, int B, int T, int nth, float *base, a
     TAKE(logits, N * V), TAKE(lse, N);
     TAKE(dres, N * C), TAKE(dtmp, N * C), TAKE(dqkv, N * 3 * C), TAKE(dfch, N * F), TAKE(dfch2, N * F);
     const size_t widest = V > 3 * C ? V : (F > 3 * C ? F : 3 * C);
-    const size_t mm = op_matmul_dw_scratch(nth, (int)N, (int)widest), at_s = op_attention_scratch(nth, T);
+    const size_t mm = op_matmul_dw_scratch(nth, (int)N, (int)widest), at_s = op_attention_scratch(nth, T, c->n_embd / c->n_head);
     TAKE(scratch, mm > at_s ? mm : at_s);
 #undef TAKE
     return at;
@@ -94,7 +94,7 @@ static double forward(trainer *t, const int32_t *tokens, int B, int T) {
 
         op_layernorm(p, ln1, a.ln1_mean + l * NM, a.ln1_rstd + l * NM, res, ly->ln1_g, ly->ln1_b, N, C, c->eps);
         op_matmul(p, m->k, qkv, ln1, conv(ly->qkv_w), ly->qkv_b, N, C, 3 * C);    // (N, 3C)
-        op_attention(p, atty, qkv, B, T, C, c->n_head, attn_scale(c, l), a.scratch); // (N, C)
+        op_attention(p, m->k, atty, qkv, B, T, C, c->n_head, attn_scale(c, l), a.scratch); // (N, C)
         op_matmul(p, m->k, res2, atty, conv(ly->o_w), ly->o_b, N, C, C);
         add(res2, res, (size_t)N * C);
 
@@ -148,7 +148,7 @@ static void backward(trainer *t, float scale) {
         /* Attention: res2 = res + o(attn(qkv(ln_1(res)))). */
         op_matmul_dx(p, k, a.dtmp, a.dres, conv(ly->o_w), N, C, C); // (N, C) d atty
         op_matmul_dw(p, k, G(ly->o_w.data), G(ly->o_b), atty, a.dres, 0, N, C, C, a.scratch);
-        op_attention_dx(p, a.dqkv, a.dtmp, qkv, B, T, C, c->n_head, attn_scale(c, l), a.scratch); // (N, 3C)
+        op_attention_dx(p, k, a.dqkv, a.dtmp, qkv, B, T, C, c->n_head, attn_scale(c, l), a.scratch); // (N, 3C)
         op_matmul_dx(p, k, a.dtmp, a.dqkv, conv(ly->qkv_w), N, C, 3 * C);                      // (N, C)
         op_matmul_dw(p, k, G(ly->qkv_w.data), G(ly->qkv_b), ln1, a.dqkv, 0, N, C, 3 * C, a.scratch);
         op_layernorm_dx(p, a.dres, G(ly->ln1_g), G(ly->ln1_b), a.dtmp, res, a.ln1_mean + l * NM,

@@ -273,16 +273,9 @@ void op_act_dx(gpt2_pool *p, float *dx, const float *dy, const float *x, size_t 
 
 /* --------------------------------------------------------------- attention */
 
-typedef struct attn_op {
-    float *out, *dqkv, *scratch;
-    const float *qkv, *dout;
-    int B, T, C, H;
-    float scale_div;
-} attn_op;
-
-/* p[0..t] = softmax over t2 <= t of q . k_t2 / scale_div: the one
- * computation forward and backward (which recomputes it) share. */
-static void attn_probs(float *p, const float *q, const float *k0, size_t stride, int t, int hd, float scale_div) {
+/* p[0..t] = softmax over t2 <= t of q . k_t2 / scale_div, one key at a time
+ * (the references). */
+static void ref_probs(float *p, const float *q, const float *k0, size_t stride, int t, int hd, float scale_div) {
     float mx = -INFINITY, sum = 0.0f;
     for (int t2 = 0; t2 <= t; t2++) {
         const float *k = k0 + (size_t)t2 * stride;
@@ -295,81 +288,170 @@ static void attn_probs(float *p, const float *q, const float *k0, size_t stride,
     for (int t2 = 0; t2 <= t; t2++) p[t2] /= sum;
 }
 
-size_t op_attention_scratch(int n_threads, int T) { return (size_t)n_threads * 2 * (size_t)T; }
+void ref_attention(float *out, const float *qkv, int B, int T, int C, int H, float scale_div) {
+    const int hd = C / H;
+    const size_t stride = 3 * (size_t)C;
+    float *p = malloc(sizeof(float) * (size_t)T);
+    for (int b = 0; p && b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *base = qkv + (size_t)b * T * stride + (size_t)h * hd;
+            for (int t = 0; t < T; t++) {
+                ref_probs(p, base + (size_t)t * stride, base + C, stride, t, hd, scale_div);
+                float *y = out + ((size_t)b * T + (size_t)t) * C + (size_t)h * hd;
+                for (int d = 0; d < hd; d++) {
+                    float s = 0.0f;
+                    for (int t2 = 0; t2 <= t; t2++) s += p[t2] * base[2 * (size_t)C + (size_t)t2 * stride + d];
+                    y[d] = s;
+                }
+            }
+        }
+    free(p);
+}
+
+void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, int T, int C, int H, float scale_div) {
+    const int hd = C / H;
+    const size_t stride = 3 * (size_t)C;
+    float *p = malloc(sizeof(float) * 2 * (size_t)T), *dp = p ? p + T : NULL;
+    for (int b = 0; p && b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *base = qkv + (size_t)b * T * stride + (size_t)h * hd;
+            float *dbase = dqkv + (size_t)b * T * stride + (size_t)h * hd;
+            for (int t = 0; t < T; t++)
+                for (int part = 0; part < 3; part++)
+                    memset(dbase + (size_t)t * stride + (size_t)part * C, 0, sizeof(float) * (size_t)hd);
+            for (int t = 0; t < T; t++) {
+                const float *q = base + (size_t)t * stride, *g = dout + ((size_t)b * T + (size_t)t) * C + (size_t)h * hd;
+                ref_probs(p, q, base + C, stride, t, hd, scale_div);
+                float dot = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    float s = 0.0f;
+                    for (int d = 0; d < hd; d++) s += g[d] * base[2 * (size_t)C + (size_t)t2 * stride + d];
+                    dp[t2] = s;
+                    dot += p[t2] * s;
+                }
+                float *dq = dbase + (size_t)t * stride;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float ds = p[t2] * (dp[t2] - dot) / scale_div;
+                    const float *k = base + C + (size_t)t2 * stride;
+                    float *dk = dbase + C + (size_t)t2 * stride, *dv = dbase + 2 * (size_t)C + (size_t)t2 * stride;
+                    for (int d = 0; d < hd; d++) {
+                        dq[d] += ds * k[d];
+                        dk[d] += ds * q[d];
+                        dv[d] += p[t2] * g[d];
+                    }
+                }
+            }
+        }
+    free(p);
+}
+
+typedef struct attn_op {
+    const gpt2_kernels *k;
+    float *out, *dqkv, *scratch;
+    const float *qkv, *dout;
+    int B, T, C, H;
+    float scale_div;
+} attn_op;
+
+size_t op_attention_scratch(int n_threads, int T, int hd) {
+    return (size_t)n_threads * (3 * (size_t)T * T + 5 * (size_t)T * hd);
+}
+
+/* Copies head h's hd columns of T rows `stride` apart into (T, hd), or
+ * back (to 1: from `head` into the strided rows). */
+static void head_copy(float *head, float *rows, size_t stride, int T, int hd, int to) {
+    for (int t = 0; t < T; t++) {
+        float *r = rows + (size_t)t * stride, *x = head + (size_t)t * hd;
+        if (to) memcpy(r, x, sizeof(float) * (size_t)hd);
+        else memcpy(x, r, sizeof(float) * (size_t)hd);
+    }
+}
+
+/* P (T, T) = causal softmax(Q K^T / scale_div), zero above the diagonal:
+ * forward and backward's recomputation both come here. */
+static void head_probs(const gpt2_kernels *k, float *P, const float *Q, const float *K, int T, int hd,
+                       float scale_div) {
+    k->matmul_t(P, Q, f32_weight(K), T, hd, T, 0, T);
+    for (int t = 0; t < T; t++) {
+        float *row = P + (size_t)t * T, mx = -INFINITY, sum = 0.0f;
+        for (int t2 = 0; t2 <= t; t2++) {
+            row[t2] /= scale_div;
+            mx = row[t2] > mx ? row[t2] : mx;
+        }
+        for (int t2 = 0; t2 <= t; t2++) sum += row[t2] = expf(row[t2] - mx);
+        for (int t2 = 0; t2 <= t; t2++) row[t2] /= sum;
+        memset(row + t + 1, 0, sizeof(float) * (size_t)(T - t - 1));
+    }
+}
+
+/* x (T, T) = m^T. */
+static void square_transpose(float *x, const float *m, int T) {
+    for (int i = 0; i < T; i++)
+        for (int j = 0; j < T; j++) x[(size_t)j * T + i] = m[(size_t)i * T + j];
+}
 
 /* Units are (sequence, head) pairs, dealt out in turn. */
 static void attn_run(void *ctx, int ith, int nth) {
     const attn_op *o = ctx;
-    const int C = o->C, hd = C / o->H;
-    const size_t stride = 3 * (size_t)C;
-    float *p = o->scratch + (size_t)ith * 2 * (size_t)o->T;
+    const int C = o->C, T = o->T, hd = C / o->H;
+    const size_t stride = 3 * (size_t)C, TT = (size_t)T * T, Th = (size_t)T * hd;
+    float *P = o->scratch + (size_t)ith * (3 * TT + 5 * Th), *Q = P + 3 * TT, *K = Q + Th, *V = K + Th, *O = V + Th;
     for (int u = ith; u < o->B * o->H; u += nth) {
         const int b = u / o->H, h = u % o->H;
-        const float *base = o->qkv + (size_t)b * o->T * stride + (size_t)h * hd;
-        for (int t = 0; t < o->T; t++) {
-            attn_probs(p, base + (size_t)t * stride, base + C, stride, t, hd, o->scale_div);
-            float *y = o->out + ((size_t)b * o->T + (size_t)t) * C + (size_t)h * hd;
-            memset(y, 0, sizeof(float) * (size_t)hd);
-            for (int t2 = 0; t2 <= t; t2++) {
-                const float *v = base + 2 * (size_t)C + (size_t)t2 * stride;
-                for (int d = 0; d < hd; d++) y[d] += p[t2] * v[d];
-            }
-        }
+        float *base = (float *)o->qkv + (size_t)b * T * stride + (size_t)h * hd;
+        head_copy(Q, base, stride, T, hd, 0);
+        head_copy(K, base + C, stride, T, hd, 0);
+        head_copy(V, base + 2 * C, stride, T, hd, 0);
+        head_probs(o->k, P, Q, K, T, hd, o->scale_div);
+        o->k->matmul(O, P, f32_weight(V), NULL, T, T, hd, 0, hd); // (T, hd) = P V
+        head_copy(O, o->out + (size_t)b * T * C + (size_t)h * hd, (size_t)C, T, hd, 1);
     }
 }
 
-void op_attention(gpt2_pool *p, float *out, const float *qkv, int B, int T, int C, int H, float scale_div,
-                  float *scratch) {
-    attn_op o = {.out = out, .qkv = qkv, .B = B, .T = T, .C = C, .H = H, .scale_div = scale_div, .scratch = scratch};
+void op_attention(gpt2_pool *p, const gpt2_kernels *k, float *out, const float *qkv, int B, int T, int C, int H,
+                  float scale_div, float *scratch) {
+    attn_op o = {.k = k, .out = out, .qkv = qkv, .B = B, .T = T, .C = C, .H = H, .scale_div = scale_div,
+                 .scratch = scratch};
     pool_run(p, attn_run, &o);
 }
 
-/* With p the probabilities of query t and g its output's gradient:
- * dp_t2 = g . v_t2, ds_t2 = p_t2 (dp_t2 - sum_j p_j dp_j) / scale_div,
- * dq_t += ds_t2 k_t2, dk_t2 += ds_t2 q_t, dv_t2 += p_t2 g. A unit writes
- * only its own head's slices of its own sequence. */
 static void attn_dx_run(void *ctx, int ith, int nth) {
     const attn_op *o = ctx;
-    const int C = o->C, hd = C / o->H;
-    const size_t stride = 3 * (size_t)C;
-    float *p = o->scratch + (size_t)ith * 2 * (size_t)o->T, *dp = p + o->T;
+    const int C = o->C, T = o->T, hd = C / o->H;
+    const size_t stride = 3 * (size_t)C, TT = (size_t)T * T, Th = (size_t)T * hd;
+    float *P = o->scratch + (size_t)ith * (3 * TT + 5 * Th), *D = P + TT, *X = D + TT;
+    float *Q = X + TT, *K = Q + Th, *V = K + Th, *G = V + Th, *O = G + Th; // O: each (T, hd) result in turn
     for (int u = ith; u < o->B * o->H; u += nth) {
         const int b = u / o->H, h = u % o->H;
-        const float *base = o->qkv + (size_t)b * o->T * stride + (size_t)h * hd;
-        float *dbase = o->dqkv + (size_t)b * o->T * stride + (size_t)h * hd;
-        for (int t = 0; t < o->T; t++)
-            for (int part = 0; part < 3; part++) memset(dbase + (size_t)t * stride + (size_t)part * C, 0, sizeof(float) * (size_t)hd);
-        for (int t = 0; t < o->T; t++) {
-            const float *q = base + (size_t)t * stride;
-            const float *g = o->dout + ((size_t)b * o->T + (size_t)t) * C + (size_t)h * hd;
-            attn_probs(p, q, base + C, stride, t, hd, o->scale_div);
-            float dot = 0.0f;
-            for (int t2 = 0; t2 <= t; t2++) {
-                const float *v = base + 2 * (size_t)C + (size_t)t2 * stride;
-                float s = 0.0f;
-                for (int d = 0; d < hd; d++) s += g[d] * v[d];
-                dp[t2] = s;
-                dot += p[t2] * s;
-            }
-            float *dq = dbase + (size_t)t * stride;
-            for (int t2 = 0; t2 <= t; t2++) {
-                const float ds = p[t2] * (dp[t2] - dot) / o->scale_div;
-                const float *k = base + C + (size_t)t2 * stride;
-                float *dk = dbase + C + (size_t)t2 * stride, *dv = dbase + 2 * (size_t)C + (size_t)t2 * stride;
-                for (int d = 0; d < hd; d++) {
-                    dq[d] += ds * k[d];
-                    dk[d] += ds * q[d];
-                    dv[d] += p[t2] * g[d];
-                }
-            }
+        float *base = (float *)o->qkv + (size_t)b * T * stride + (size_t)h * hd;
+        float *dbase = o->dqkv + (size_t)b * T * stride + (size_t)h * hd;
+        head_copy(Q, base, stride, T, hd, 0);
+        head_copy(K, base + C, stride, T, hd, 0);
+        head_copy(V, base + 2 * C, stride, T, hd, 0);
+        head_copy(G, (float *)o->dout + (size_t)b * T * C + (size_t)h * hd, (size_t)C, T, hd, 0);
+        head_probs(o->k, P, Q, K, T, hd, o->scale_div);
+        o->k->matmul_t(D, G, f32_weight(V), T, hd, T, 0, T); // dP (T, T) = G V^T
+        for (int t = 0; t < T; t++) {                         // dS, in place
+            float *dp = D + (size_t)t * T, *pr = P + (size_t)t * T, dot = 0.0f;
+            for (int t2 = 0; t2 <= t; t2++) dot += pr[t2] * dp[t2];
+            for (int t2 = 0; t2 <= t; t2++) dp[t2] = pr[t2] * (dp[t2] - dot) / o->scale_div;
+            memset(dp + t + 1, 0, sizeof(float) * (size_t)(T - t - 1));
         }
+        o->k->matmul(O, D, f32_weight(K), NULL, T, T, hd, 0, hd); // dQ = dS K
+        head_copy(O, dbase, stride, T, hd, 1);
+        square_transpose(X, D, T);
+        o->k->matmul(O, X, f32_weight(Q), NULL, T, T, hd, 0, hd); // dK = dS^T Q
+        head_copy(O, dbase + C, stride, T, hd, 1);
+        square_transpose(X, P, T);
+        o->k->matmul(O, X, f32_weight(G), NULL, T, T, hd, 0, hd); // dV = P^T G
+        head_copy(O, dbase + 2 * C, stride, T, hd, 1);
     }
 }
 
-void op_attention_dx(gpt2_pool *p, float *dqkv, const float *dout, const float *qkv, int B, int T, int C, int H,
-                     float scale_div, float *scratch) {
-    attn_op o = {.dqkv = dqkv, .dout = dout, .qkv = qkv, .B = B, .T = T, .C = C, .H = H, .scale_div = scale_div,
-                 .scratch = scratch};
+void op_attention_dx(gpt2_pool *p, const gpt2_kernels *k, float *dqkv, const float *dout, const float *qkv, int B,
+                     int T, int C, int H, float scale_div, float *scratch) {
+    attn_op o = {.k = k, .dqkv = dqkv, .dout = dout, .qkv = qkv, .B = B, .T = T, .C = C, .H = H,
+                 .scale_div = scale_div, .scratch = scratch};
     pool_run(p, attn_dx_run, &o);
 }
 

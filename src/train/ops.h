@@ -51,13 +51,18 @@ void op_act_dx(gpt2_pool *p, float *dx, const float *dy, const float *x, size_t 
 /* Causal self-attention of B sequences of T tokens: qkv (B, T, 3C) holds
  * q | k | v, each H heads of hd = C / H; out (B, T, C) = softmax(q k^T /
  * scale_div) v per head. Backward recomputes the probabilities and writes
- * dqkv (B, T, 3C) from dout. scratch:
- * op_attention_scratch floats. */
-void op_attention(gpt2_pool *p, float *out, const float *qkv, int B, int T, int C, int H, float scale_div,
-                  float *scratch);
-void op_attention_dx(gpt2_pool *p, float *dqkv, const float *dout, const float *qkv, int B, int T, int C, int H,
-                     float scale_div, float *scratch);
-size_t op_attention_scratch(int n_threads, int T);
+ * dqkv (B, T, 3C) from dout. Each (sequence, head) runs as products on
+ * the kernel table: S = Q K^T, P = causal softmax(S), O = P V; dP = G V^T,
+ * dS = P (dP - rowsum(P dP)) / scale_div, dQ = dS K, dK = dS^T Q,
+ * dV = P^T G. scratch: op_attention_scratch floats. */
+void op_attention(gpt2_pool *p, const gpt2_kernels *k, float *out, const float *qkv, int B, int T, int C, int H,
+                  float scale_div, float *scratch);
+void op_attention_dx(gpt2_pool *p, const gpt2_kernels *k, float *dqkv, const float *dout, const float *qkv, int B,
+                     int T, int C, int H, float scale_div, float *scratch);
+size_t op_attention_scratch(int n_threads, int T, int hd);
+/* The references: one query and one key at a time, in plain loops. */
+void ref_attention(float *out, const float *qkv, int B, int T, int C, int H, float scale_div);
+void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, int T, int C, int H, float scale_div);
 
 /* Cross-entropy of the rows of logits (n, V) against target[i]
  * (TRAIN_IGNORE: none): returns the summed loss of the rows with a target

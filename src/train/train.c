@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../core/mem.h"
 #include "../core/pool.h"
@@ -73,6 +74,10 @@ gpt2c_status trainer_new(gpt2c_model *m, int B, int T, int n_threads, trainer **
         }
     }
     if (tied) m->lm_head = m->wte;
+    /* Nothing reads the checkpoint's mapping now: its pages leave this
+     * process's memory (a full fine-tune is weights x 4 without them). */
+    for (int i = 0; i < m->n_st; i++)
+        if (m->st[i].map.data) madvise((void *)m->st[i].map.data, m->st[i].map.size, MADV_DONTNEED);
     *out = t;
     return GPT2C_OK;
 }
