@@ -419,7 +419,8 @@ long gpt2c_hub_requests(const gpt2c_hub *h);
 
 /* What gpt2c_finetune does, with the defaults of transformers' Trainer and
  * run_clm.py (gpt2c_finetune_defaults). The model trains in f32 whatever
- * its stored dtype; dropout is not applied (as with model.eval()). */
+ * its stored dtype, with the dropout its config.json gives (GPT-2: 0.1 at
+ * each site, as model.train()), masks drawn from the seed. */
 typedef struct gpt2c_finetune_params {
     const char *model_dir;        /* the checkpoint folder to start from */
     const char *train_file;       /* plain text, or JSON lines (.jsonl/.json): {"text"} or {"prompt", "completion"} */
@@ -442,6 +443,7 @@ typedef struct gpt2c_finetune_params {
     long save_every;              /* a checkpoint every N steps (0: none) */
     const char *resume_dir;       /* continue from this checkpoint folder, bit for bit */
     int n_threads;                /* 0: one per core */
+    int no_dropout;               /* 1: train without dropout (else the config's embd/attn/resid_pdrop) */
 } gpt2c_finetune_params;
 void gpt2c_finetune_defaults(gpt2c_finetune_params *p);
 

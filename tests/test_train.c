@@ -5,8 +5,9 @@
  * thread count; gradients against central finite differences (double
  * check, independent of torch); and one AdamW step by hand.
  *
- * `test_train --grads DIR IDS OUT` is the helper tests/test_train.py uses to
- * compare with torch: it loads DIR in f32, reads "B T id..." from IDS, and
+ * `test_train --grads DIR IDS OUT [P SEED COUNTER]` is the helper
+ * tests/test_train.py uses to compare with torch: it loads DIR in f32,
+ * reads "B T id..." from IDS, drops P at every site (ops.h's masks), and
  * writes OUT: the mean loss, then every tensor's gradient of it (f32, in
  * the model's tensor order), and OUT.names, one "name count" a line. */
 #include "testutil.h"
@@ -90,12 +91,15 @@ static void test_attention(void **state) {
             float *scratch = malloc(sizeof(float) * op_attention_scratch(2, T, C / H));
             char what[96];
             snprintf(what, sizeof what, "%s attention B %d T %d C %d H %d", tables[ti]->name, B, T, C, H);
-            op_attention(pool, tables[ti], y, qkv, B, T, C, H, 1.7f, scratch);
-            ref_attention(yr, qkv, B, T, C, H, 1.7f);
-            assert_close(y, yr, n * C, 1e-5f, what);
-            op_attention_dx(pool, tables[ti], d, g, qkv, B, T, C, H, 1.7f, scratch);
-            ref_attention_dx(dr, g, qkv, B, T, C, H, 1.7f);
-            assert_close(d, dr, n * 3 * C, 1e-5f, what);
+            for (int drop = 0; drop < 2; drop++) { /* without dropout, and dropping 30% */
+                const op_dropout d0 = {drop ? 0.3f : 0.0f, op_dropout_key(5, 6, 7)};
+                op_attention(pool, tables[ti], y, qkv, B, T, C, H, 1.7f, d0, scratch);
+                ref_attention(yr, qkv, B, T, C, H, 1.7f, d0);
+                assert_close(y, yr, n * C, 1e-5f, what);
+                op_attention_dx(pool, tables[ti], d, g, qkv, B, T, C, H, 1.7f, d0, scratch);
+                ref_attention_dx(dr, g, qkv, B, T, C, H, 1.7f, d0);
+                assert_close(d, dr, n * 3 * C, 1e-5f, what);
+            }
             free(qkv), free(g), free(y), free(yr), free(d), free(dr), free(scratch);
         }
     pool_free(pool);
@@ -116,11 +120,14 @@ static gpt2c_model *load_f32(const char *dir) {
     return m;
 }
 
-/* Gradients of the mean loss over one batch, into a new buffer. */
-static float *grads_of(gpt2c_model *m, int threads, const int32_t *ids, int B, int T, double *loss) {
+/* Gradients of the mean loss over one batch, into a new buffer (dropout
+ * p on every site, masks of counter 3). */
+static float *grads_of(gpt2c_model *m, int threads, const int32_t *ids, int B, int T, float p, double *loss) {
     trainer *t = NULL;
     gpt2_err e = {0};
     if (trainer_new(m, B, T, threads, &t, &e)) fail_msg("trainer_new: %s", e.msg);
+    trainer_set_dropout(t, p, p, p, 9);
+    trainer_set_mode(t, 1, 3);
     long n = 0;
     if (trainer_forward(t, ids, NULL, B, T, loss, &n, &e)) fail_msg("forward: %s", e.msg);
     trainer_backward(t, 1.0f / (float)n);
@@ -140,9 +147,16 @@ static int32_t *batch_ids(int B, int T, int V, uint32_t seed) {
 /* One and two threads give the same bits; and against central differences
  * of the loss (in double) for a sample of every tensor's values, on the
  * variant with every option of the architecture (untied head, erf GELU,
- * inverse-layer scaling). */
+ * inverse-layer scaling), without dropout and with 20% dropped at every
+ * site (the masks are the same at every evaluation of one counter). */
+static void check_gradients(float p);
 static void test_gradients(void **state) {
     (void)state;
+    check_gradients(0.0f);
+    check_gradients(0.2f);
+}
+
+static void check_gradients(float pdrop) {
     const char *dir = ref_model("tiny-variant");
     if (!dir) {
         print_message("skipped: no reference checkpoints (run tests/make_reference.py)\n");
@@ -152,15 +166,17 @@ static void test_gradients(void **state) {
     gpt2c_model *m = load_f32(dir);
     int32_t *ids = batch_ids(B, T, m->cfg.n_vocab, 7);
     double loss1, loss2;
-    float *g1 = grads_of(m, 1, ids, B, T, &loss1);
+    float *g1 = grads_of(m, 1, ids, B, T, pdrop, &loss1);
     gpt2c_model_free(m);
     m = load_f32(dir);
     trainer *t = NULL;
     gpt2_err e = {0};
-    float *g2 = grads_of(m, 2, ids, B, T, &loss2);
+    float *g2 = grads_of(m, 2, ids, B, T, pdrop, &loss2);
     assert_true(loss1 == loss2);
     size_t np = 0;
     if (trainer_new(m, B, T, 2, &t, &e)) fail_msg("%s", e.msg);
+    trainer_set_dropout(t, pdrop, pdrop, pdrop, 9);
+    trainer_set_mode(t, 1, 3);
     np = trainer_n_params(t);
     assert_memory_equal(g1, g2, np * sizeof *g1);
 
@@ -181,7 +197,8 @@ static void test_gradients(void **state) {
             p[j] = keep;
             const double fd = (lp - lm) / (2.0 * (double)h) / (double)n, an = g1[p - t->params + j];
             if (fabs(fd - an) > 2e-3 * fabs(an) + 2e-4)
-                fail_msg("%s[%zu]: gradient %.6g, finite difference %.6g", m->tensors[i].name, j, an, fd);
+                fail_msg("%s[%zu]: gradient %.6g, finite difference %.6g (dropout %g)", m->tensors[i].name, j, an, fd,
+                         pdrop);
             checked++;
         }
     }
@@ -284,7 +301,8 @@ static void test_save_reload(void **state) {
     assert_int_equal(system(cmd), 0);
 }
 
-static int dump_grads(const char *dir, const char *ids_path, const char *out) {
+static int dump_grads(const char *dir, const char *ids_path, const char *out, float pdrop, uint64_t seed,
+                      uint64_t counter) {
     FILE *f = fopen(ids_path, "r");
     int B, T;
     if (!f || fscanf(f, "%d %d", &B, &T) != 2) return fprintf(stderr, "%s: unreadable\n", ids_path), 1;
@@ -299,8 +317,10 @@ static int dump_grads(const char *dir, const char *ids_path, const char *out) {
     gpt2_err e = {0};
     double loss;
     long n;
-    if (trainer_new(m, B, T, 0, &t, &e) || trainer_forward(t, ids, NULL, B, T, &loss, &n, &e))
-        return fprintf(stderr, "%s\n", e.msg), 1;
+    if (trainer_new(m, B, T, 0, &t, &e)) return fprintf(stderr, "%s\n", e.msg), 1;
+    trainer_set_dropout(t, pdrop, pdrop, pdrop, seed);
+    trainer_set_mode(t, 1, counter);
+    if (trainer_forward(t, ids, NULL, B, T, &loss, &n, &e)) return fprintf(stderr, "%s\n", e.msg), 1;
     trainer_backward(t, 1.0f / (float)n);
     FILE *o = fopen(out, "wb");
     char names[1100];
@@ -323,7 +343,9 @@ static int dump_grads(const char *dir, const char *ids_path, const char *out) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 5 && !strcmp(argv[1], "--grads")) return dump_grads(argv[2], argv[3], argv[4]);
+    if ((argc == 5 || argc == 8) && !strcmp(argv[1], "--grads"))
+        return dump_grads(argv[2], argv[3], argv[4], argc == 8 ? strtof(argv[5], NULL) : 0.0f,
+                          argc == 8 ? strtoull(argv[6], NULL, 10) : 0, argc == 8 ? strtoull(argv[7], NULL, 10) : 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_products),
         cmocka_unit_test(test_attention),

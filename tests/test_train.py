@@ -3,7 +3,8 @@
 
 A small GPT-2 written here in torch loads the same safetensors as gpt2c. Checked:
   - the gradient of every parameter for a batch equals torch autograd's within 1e-4 of the
-    tensor's largest (tiny, the variant with every option, and a gpt2-shaped checkpoint);
+    tensor's largest (tiny, the variant with every option, and a gpt2-shaped checkpoint), and
+    in train mode with dropout, the torch model applying masks drawn as gpt2c documents them;
   - 20 steps of `gpt2c finetune` (AdamW with weight decay, warm-up and linear decay, clipping)
     follow torch's loss curve (torch.optim.AdamW, LambdaLR, clip_grad_norm_) within 1e-4
     relative, and the saved weights match torch's;
@@ -49,6 +50,31 @@ if not os.path.isdir(os.path.join(REF, "tiny-f32")):
 torch.set_num_threads(2)
 
 
+M64 = (1 << 64) - 1
+
+
+def mix(z):
+    """SplitMix64's finaliser on Python ints (scalars) or uint64 arrays."""
+    if isinstance(z, np.ndarray):
+        with np.errstate(over="ignore"):
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xbf58476d1ce4e5b9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94d049bb133111eb)
+            return z ^ (z >> np.uint64(31))
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+    return z ^ (z >> 31)
+
+
+def dropout_mask(p, seed, counter, site, shape):
+    """gpt2c's dropout scales for a site (src/train/ops.h), written again from its comment."""
+    key = mix((mix((seed * 0x9E3779B97F4A7C15 + counter) & M64) + site * 0xD1B54A32D192ED03) & M64)
+    i = np.arange(int(np.prod(shape)), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        u = mix(np.uint64(key) + (i + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+    keep = u.astype(np.float64) >= p * 16777216.0
+    return torch.tensor(np.where(keep, 1.0 / np.float32(1.0 - p), 0.0).astype(np.float32).reshape(shape))
+
+
 def strip(name):
     return name[len("transformer."):] if name.startswith("transformer.") else name
 
@@ -65,17 +91,22 @@ class TorchGPT2:
     def head(self):
         return self.p.get("lm_head.weight", self.p["wte.weight"])
 
-    def loss(self, ids):
-        return self.loss_masked(ids, ids.shape[1])
+    def loss(self, ids, drop=None):
+        return self.loss_masked(ids, ids.shape[1], drop)
 
-    def loss_masked(self, ids, trg_len):
-        """GPT2LMHeadModel(ids, labels) with labels[:, :-trg_len] = -100."""
+    def loss_masked(self, ids, trg_len, drop=None):
+        """GPT2LMHeadModel(ids, labels) with labels[:, :-trg_len] = -100; drop (p, seed, counter):
+        train mode with gpt2c's masks."""
         c, p = self.cfg, self.p
         B, T = ids.shape
         C, H = c["n_embd"], c["n_head"]
         eps = c.get("layer_norm_epsilon", 1e-5)
         act = c.get("activation_function", "gelu_new")
+        L = c["n_layer"]
+        d = (lambda site, shape: dropout_mask(drop[0], drop[1], drop[2], site, shape)) if drop else None
         x = p["wte.weight"][ids] + p["wpe.weight"][:T]
+        if d:
+            x = x * d(3 * L, (B, T, C))
         mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
         for l in range(c["n_layer"]):
             g = lambda n: p["h.%d.%s" % (l, n)]  # noqa: E731
@@ -88,12 +119,16 @@ class TorchGPT2:
             if c.get("scale_attn_by_inverse_layer_idx", False):
                 w = w / float(l + 1)
             w = torch.where(mask, w, torch.tensor(torch.finfo(torch.float32).min))
-            y = (w.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
-            x = x + y @ g("attn.c_proj.weight") + g("attn.c_proj.bias")
+            w = w.softmax(-1)
+            if d:
+                w = w * d(3 * l, (B, H, T, T))
+            y = (w @ v).transpose(1, 2).reshape(B, T, C) @ g("attn.c_proj.weight") + g("attn.c_proj.bias")
+            x = x + (y * d(3 * l + 1, (B, T, C)) if d else y)
             h = F.layer_norm(x, (C,), g("ln_2.weight"), g("ln_2.bias"), eps)
             f = h @ g("mlp.c_fc.weight") + g("mlp.c_fc.bias")
             f = {"gelu_new": lambda t: F.gelu(t, approximate="tanh"), "gelu": F.gelu, "relu": F.relu}[act](f)
-            x = x + f @ g("mlp.c_proj.weight") + g("mlp.c_proj.bias")
+            f = f @ g("mlp.c_proj.weight") + g("mlp.c_proj.bias")
+            x = x + (f * d(3 * l + 2, (B, T, C)) if d else f)
         x = F.layer_norm(x, (C,), p["ln_f.weight"], p["ln_f.bias"], eps)
         logits = x @ self.head().T
         labels = ids.clone()
@@ -101,7 +136,8 @@ class TorchGPT2:
         return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
 
 
-def test_gradients(tmp, name, B, T):
+def test_gradients(tmp, name, B, T, drop=None):
+    """drop (p, seed, counter): in train mode with that dropout, masks as gpt2c draws them."""
     folder = os.path.join(REF, name)
     model = TorchGPT2(folder)
     rng = np.random.default_rng(5)
@@ -109,12 +145,14 @@ def test_gradients(tmp, name, B, T):
     with open(os.path.join(tmp, "ids.txt"), "w") as f:
         f.write("%d %d %s\n" % (B, T, " ".join(map(str, ids.reshape(-1)))))
     out = os.path.join(tmp, "grads.f32")
-    r = subprocess.run([HELPER, "--grads", folder, os.path.join(tmp, "ids.txt"), out], capture_output=True, text=True)
+    extra = [str(drop[0]), str(drop[1]), str(drop[2])] if drop else []
+    r = subprocess.run([HELPER, "--grads", folder, os.path.join(tmp, "ids.txt"), out] + extra, capture_output=True,
+                       text=True)
     check(r.returncode == 0, "%s: test_train --grads: %s" % (name, r.stderr))
     if r.returncode:
         return
     ours = np.fromfile(out, dtype=np.float32)
-    loss = model.loss(torch.tensor(ids))
+    loss = model.loss(torch.tensor(ids), drop)
     loss.backward()
     check(abs(ours[0] - loss.item()) <= 1e-5 * abs(loss.item()), "%s: loss %r, torch %r" % (name, ours[0], loss.item()))
     at, worst = 1, 0.0
@@ -129,7 +167,8 @@ def test_gradients(tmp, name, B, T):
         worst = max(worst, err)
         check(err <= 1e-4, "%s: gradient of %s differs from torch's by %.3g of its largest" % (name, tname, err))
     check(at == ours.size, "%s: gradient file has %d values, names cover %d" % (name, ours.size, at))
-    print("train: %s gradients of %d tensors, worst %.2g of the largest (limit 1e-4)" % (name, len(names), worst))
+    print("train: %s gradients of %d tensors%s, worst %.2g of the largest (limit 1e-4)" % (
+        name, len(names), " with %g dropout" % drop[0] if drop else "", worst))
 
 
 def gpt2c(*args, **kw):
@@ -157,7 +196,7 @@ def test_curve(tmp):
     out = os.path.join(tmp, "curve")
     r = gpt2c("finetune", "-m", folder, "--train", data, "-o", out, "--block-size", str(block),
               "--batch-size", "64", "--max-steps", str(steps), "--lr", str(lr), "--warmup-steps", str(warmup),
-              "--weight-decay", str(wd), "--validation-split", "0", "--no-shuffle", "--json")
+              "--weight-decay", str(wd), "--validation-split", "0", "--no-shuffle", "--no-dropout", "--json")
     check(r.returncode == 0, "finetune: exit %d: %s" % (r.returncode, r.stderr))
     if r.returncode:
         return
@@ -311,6 +350,8 @@ with tempfile.TemporaryDirectory() as tmp:
     test_gradients(tmp, "tiny-f32", 3, 17)
     test_gradients(tmp, "tiny-variant", 2, 23)
     test_gradients(tmp, "gpt2-f32", 1, 24)
+    test_gradients(tmp, "tiny-f32", 3, 17, (0.1, 42, 7))
+    test_gradients(tmp, "tiny-variant", 2, 23, (0.3, 5, 0))
     test_curve(tmp)
     test_resume(tmp)
     test_perplexity(tmp)

@@ -19,8 +19,8 @@ static const char FINETUNE_HELP[] =
     "run_clm.py, and writes DIR: a checkpoint folder that gpt2c and transformers load. FILE is\n"
     "plain text (one document; its lines are the examples) or JSON lines (.jsonl, .json) of\n"
     "{\"text\": ...} or {\"prompt\": ..., \"completion\": ...} (the loss on the completion only);\n"
-    "documents end with EOS, are joined and cut into blocks. Training runs in f32, without\n"
-    "dropout. Ctrl-C stops after the present step with a checkpoint in DIR.\n"
+    "documents end with EOS, are joined and cut into blocks. Training runs in f32, with the\n"
+    "config's dropout. Ctrl-C stops after the present step with a checkpoint in DIR.\n"
     "\n"
     "  -m, --model MODEL        checkpoint folder or hub name (GPT-2 architecture)\n"
     "      --train FILE         training data\n"
@@ -37,7 +37,8 @@ static const char FINETUNE_HELP[] =
     "      --weight-decay X     AdamW's, on matrices only (0)\n"
     "      --max-grad-norm X    clip gradients to this global norm (1; 0: no clipping)\n"
     "      --adam-beta1 X, --adam-beta2 X, --adam-eps X   (0.9, 0.999, 1e-8)\n"
-    "      --seed N             the order of the blocks (42)\n"
+    "      --seed N             the order of the blocks and the dropout masks (42)\n"
+    "      --no-dropout         train without dropout (default: the config's, GPT-2's 0.1)\n"
     "      --no-shuffle         blocks in file order\n"
     "      --eval-every N       evaluate every N steps too (the end always)\n"
     "      --save-every N       write DIR/checkpoint-STEP every N steps\n"
@@ -123,7 +124,7 @@ int cmd_finetune(int argc, char **argv) {
     const char *model = NULL;
     int json = 0, log_every = 10, c;
     enum { O_TRAIN = 256, O_VAL, O_SPLIT, O_EPOCHS, O_STEPS, O_LR, O_WARM, O_BATCH, O_ACC, O_BLOCK, O_WD, O_CLIP,
-           O_B1, O_B2, O_EPS, O_SEED, O_NOSHUF, O_EVAL, O_SAVE, O_RESUME, O_JSON, O_LOG };
+           O_B1, O_B2, O_EPS, O_SEED, O_NOSHUF, O_EVAL, O_SAVE, O_RESUME, O_JSON, O_LOG, O_NODROP };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},        {"train", required_argument, 0, O_TRAIN},
         {"validation", required_argument, 0, O_VAL}, {"validation-split", required_argument, 0, O_SPLIT},
@@ -137,7 +138,8 @@ int cmd_finetune(int argc, char **argv) {
         {"no-shuffle", no_argument, 0, O_NOSHUF},    {"eval-every", required_argument, 0, O_EVAL},
         {"save-every", required_argument, 0, O_SAVE}, {"resume", required_argument, 0, O_RESUME},
         {"threads", required_argument, 0, 't'},      {"json", no_argument, 0, O_JSON},
-        {"log-every", required_argument, 0, O_LOG},  {"help", no_argument, 0, 'h'},
+        {"log-every", required_argument, 0, O_LOG},  {"no-dropout", no_argument, 0, O_NODROP},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     opterr = 0;
     int n;
@@ -201,6 +203,7 @@ int cmd_finetune(int argc, char **argv) {
             break;
         }
         case O_NOSHUF: p.shuffle = 0; break;
+        case O_NODROP: p.no_dropout = 1; break;
         case O_RESUME: p.resume_dir = optarg; break;
         case O_JSON: json = 1; break;
         case 'h': fputs(FINETUNE_HELP, stdout); return 0;

@@ -239,6 +239,26 @@ static gpt2c_status load_resume(trainer *t, const char *dir, run_state *rs, gpt2
     return s;
 }
 
+/* The config's dropout probabilities (GPT2Config's names and defaults). */
+static gpt2c_status read_dropout(const gpt2c_model *m, float pd[3], gpt2_err *e) {
+    pd[0] = pd[1] = pd[2] = 0.1f;
+    char *path = path_join(m->dir, "config.json");
+    json_t *root = NULL;
+    gpt2c_status s = path ? file_read_json(path, (size_t)64 << 20, &root, e) : err_set(e, GPT2C_ERR_NOMEM, "out of memory");
+    static const char *const keys[3] = {"embd_pdrop", "attn_pdrop", "resid_pdrop"};
+    for (int i = 0; !s && i < 3; i++) {
+        json_t *v = json_object_get(root, keys[i]);
+        if (!v || json_is_null(v)) continue;
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) >= 1)
+            s = err_set(e, GPT2C_ERR_FORMAT, "%s: %s must be a number in [0, 1)", path, keys[i]);
+        else
+            pd[i] = (float)json_number_value(v);
+    }
+    json_decref(root);
+    free(path);
+    return s;
+}
+
 /* ------------------------------------------------------------------- loop */
 
 typedef struct run {
@@ -274,6 +294,7 @@ static gpt2c_status evaluate(run *r, double *mean) {
     const int B = r->p->batch_size, T = r->val.block;
     double sum = 0.0;
     long targets = 0;
+    trainer_set_mode(r->t, 0, 0); /* model.eval(): no dropout */
     for (long b0 = 0; b0 < r->val.n_blocks; b0 += B) {
         const int n = r->val.n_blocks - b0 < B ? (int)(r->val.n_blocks - b0) : B;
         double l;
@@ -358,6 +379,9 @@ gpt2c_status gpt2c_finetune(const gpt2c_finetune_params *p, gpt2c_finetune_fn fn
     }
     run_state rs = {0, 0};
     if (!s && p->resume_dir) s = load_resume(r.t, p->resume_dir, &rs, &e);
+    float pdrop[3] = {0, 0, 0};
+    if (!s && !p->no_dropout) s = read_dropout(m, pdrop, &e);
+    if (!s) trainer_set_dropout(r.t, pdrop[0], pdrop[1], pdrop[2], p->seed);
 
     /* HF's Trainer: update steps per epoch = batches // accumulation (at least 1). */
     r.batches_per_epoch = (r.train.n_blocks + p->batch_size - 1) / p->batch_size;
@@ -380,6 +404,7 @@ gpt2c_status gpt2c_finetune(const gpt2c_finetune_params *p, gpt2c_finetune_fn fn
             const int n = gather(&r, rs.micro);
             double l;
             long k;
+            trainer_set_mode(r.t, 1, (uint64_t)rs.micro); /* each micro-batch its own masks */
             s = trainer_forward(r.t, r.btok, r.blab, n, block, &l, &k, &e);
             if (s || k == 0) continue; /* a batch of prompts alone has no loss */
             trainer_backward(r.t, (float)(1.0 / ((double)k * p->grad_accum)));

@@ -1,9 +1,10 @@
 /* gpt2_train.c -- GPT-2's training pass (GPT2LMHeadModel in train mode,
- * dropout aside): the forward pass of gpt2.c over B sequences of T tokens,
+ * dropout included): the forward pass of gpt2.c over B sequences of T tokens,
  * keeping what backward needs, and the backward pass, which mirrors it
  * from the loss back to the embeddings:
- *   x = wte[token] + wpe[pos]
- *   for each layer: x += attn(ln_1(x)); x += mlp(ln_2(x))
+ *   x = dropout(wte[token] + wpe[pos])
+ *   for each layer: x += dropout(attn(ln_1(x))); x += dropout(mlp(ln_2(x)))
+ *   (attention drops its probabilities too)
  *   loss = cross-entropy(ln_f(x) @ head^T, next token)
  * Attention's probabilities are not kept: backward recomputes them. */
 #include <math.h>
@@ -27,6 +28,7 @@ typedef struct acts {
     float *logits;                    // (N, V); backward's d logits in place
     float *lse;                       // (N,) each row's log-sum-exp
     float *dres, *dtmp, *dqkv;        // (N, C), (N, C), (N, 3C)
+    float *ddrop;                     // (N, C) a dropped sublayer output's gradient
     float *dfch, *dfch2;              // (N, F), (N, F)
     float *scratch;                   /* the products' and attention's */
 } acts;
@@ -44,7 +46,7 @@ static size_t layout(const gpt2_config *c, int B, int T, int nth, float *base, a
     TAKE(fch, L * N * F), TAKE(fch_act, L * N * F), TAKE(res3, L * N * C);
     TAKE(lnf, N * C), TAKE(lnf_mean, N), TAKE(lnf_rstd, N);
     TAKE(logits, N * V), TAKE(lse, N);
-    TAKE(dres, N * C), TAKE(dtmp, N * C), TAKE(dqkv, N * 3 * C), TAKE(dfch, N * F), TAKE(dfch2, N * F);
+    TAKE(dres, N * C), TAKE(dtmp, N * C), TAKE(ddrop, N * C), TAKE(dqkv, N * 3 * C), TAKE(dfch, N * F), TAKE(dfch2, N * F);
     const size_t widest = V > 3 * C ? V : (F > 3 * C ? F : 3 * C);
     const size_t mm = op_matmul_dw_scratch(nth, (int)N, (int)widest), at_s = op_attention_scratch(nth, T, c->n_embd / c->n_head);
     TAKE(scratch, mm > at_s ? mm : at_s);
@@ -67,6 +69,15 @@ static float attn_scale(const gpt2_config *c, int l) {
 
 static op_mat conv(gpt2_weight w) { return (op_mat){w.data, 0}; }
 
+/* The dropout sites: per layer the attention's probabilities, its output
+ * and the MLP's output (resid_pdrop both), then the embeddings. Off
+ * outside training mode. */
+enum { SITE_ATTN, SITE_ATTN_OUT, SITE_MLP_OUT, SITES_PER_LAYER };
+static op_dropout dropout(const trainer *t, float p, int l, int site) {
+    const uint64_t s = (uint64_t)l * SITES_PER_LAYER + (uint64_t)site;
+    return (op_dropout){t->training ? p : 0.0f, op_dropout_key(t->drop_seed, t->drop_counter, s)};
+}
+
 static void add(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
@@ -84,6 +95,7 @@ static double forward(trainer *t, const int32_t *tokens, int B, int T) {
     for (int i = 0; i < N; i++) // (N, C)
         for (int j = 0; j < C; j++)
             a.enc[(size_t)i * C + j] = wte[(size_t)tokens[i] * C + j] + wpe[(size_t)(i % T) * C + j];
+    op_dropout_apply(p, a.enc, (size_t)N * C, dropout(t, t->pdrop_embd, L, 0));
 
     for (int l = 0; l < L; l++) {
         const gpt2_layer *ly = &m->layers[l];
@@ -94,14 +106,17 @@ static double forward(trainer *t, const int32_t *tokens, int B, int T) {
 
         op_layernorm(p, ln1, a.ln1_mean + l * NM, a.ln1_rstd + l * NM, res, ly->ln1_g, ly->ln1_b, N, C, c->eps);
         op_matmul(p, m->k, qkv, ln1, conv(ly->qkv_w), ly->qkv_b, N, C, 3 * C);    // (N, 3C)
-        op_attention(p, m->k, atty, qkv, B, T, C, c->n_head, attn_scale(c, l), a.scratch); // (N, C)
+        op_attention(p, m->k, atty, qkv, B, T, C, c->n_head, attn_scale(c, l), dropout(t, t->pdrop_attn, l, SITE_ATTN),
+                     a.scratch); // (N, C)
         op_matmul(p, m->k, res2, atty, conv(ly->o_w), ly->o_b, N, C, C);
+        op_dropout_apply(p, res2, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_ATTN_OUT));
         add(res2, res, (size_t)N * C);
 
         op_layernorm(p, ln2, a.ln2_mean + l * NM, a.ln2_rstd + l * NM, res2, ly->ln2_g, ly->ln2_b, N, C, c->eps);
         op_matmul(p, m->k, fch, ln2, conv(ly->fc_w), ly->fc_b, N, C, F); // (N, F)
         op_act(p, m->k, fch_act, fch, (size_t)N * F, c->act);
         op_matmul(p, m->k, res3, fch_act, conv(ly->proj_w), ly->proj_b, N, F, C);
+        op_dropout_apply(p, res3, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_MLP_OUT));
         add(res3, res2, (size_t)N * C);
     }
     op_layernorm(p, a.lnf, a.lnf_mean, a.lnf_rstd, a.res3 + (L - 1) * NM * C, m->lnf_g, m->lnf_b, N, C, c->eps);
@@ -136,19 +151,24 @@ static void backward(trainer *t, float scale) {
         const float *res2 = a.res2 + l * NM * C, *ln2 = a.ln2 + l * NM * C, *fch = a.fch + l * NM * F;
         const float *fch_act = a.fch_act + l * NM * F;
 
-        /* MLP: res3 = res2 + proj(act(fc(ln_2(res2)))). */
-        op_matmul_dx(p, k, a.dfch2, a.dres, conv(ly->proj_w), N, F, C); // (N, F)
-        op_matmul_dw(p, k, G(ly->proj_w.data), G(ly->proj_b), fch_act, a.dres, 0, N, F, C, a.scratch);
+        /* MLP: res3 = res2 + dropout(proj(act(fc(ln_2(res2))))). */
+        memcpy(a.ddrop, a.dres, sizeof(float) * (size_t)N * C);
+        op_dropout_apply(p, a.ddrop, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_MLP_OUT));
+        op_matmul_dx(p, k, a.dfch2, a.ddrop, conv(ly->proj_w), N, F, C); // (N, F)
+        op_matmul_dw(p, k, G(ly->proj_w.data), G(ly->proj_b), fch_act, a.ddrop, 0, N, F, C, a.scratch);
         op_act_dx(p, a.dfch, a.dfch2, fch, (size_t)N * F, c->act);
         op_matmul_dx(p, k, a.dtmp, a.dfch, conv(ly->fc_w), N, C, F); // (N, C)
         op_matmul_dw(p, k, G(ly->fc_w.data), G(ly->fc_b), ln2, a.dfch, 0, N, C, F, a.scratch);
         op_layernorm_dx(p, a.dres, G(ly->ln2_g), G(ly->ln2_b), a.dtmp, res2, a.ln2_mean + l * NM,
                         a.ln2_rstd + l * NM, ly->ln2_g, N, C);
 
-        /* Attention: res2 = res + o(attn(qkv(ln_1(res)))). */
-        op_matmul_dx(p, k, a.dtmp, a.dres, conv(ly->o_w), N, C, C); // (N, C) d atty
-        op_matmul_dw(p, k, G(ly->o_w.data), G(ly->o_b), atty, a.dres, 0, N, C, C, a.scratch);
-        op_attention_dx(p, k, a.dqkv, a.dtmp, qkv, B, T, C, c->n_head, attn_scale(c, l), a.scratch); // (N, 3C)
+        /* Attention: res2 = res + dropout(o(attn(qkv(ln_1(res))))). */
+        memcpy(a.ddrop, a.dres, sizeof(float) * (size_t)N * C);
+        op_dropout_apply(p, a.ddrop, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_ATTN_OUT));
+        op_matmul_dx(p, k, a.dtmp, a.ddrop, conv(ly->o_w), N, C, C); // (N, C) d atty
+        op_matmul_dw(p, k, G(ly->o_w.data), G(ly->o_b), atty, a.ddrop, 0, N, C, C, a.scratch);
+        op_attention_dx(p, k, a.dqkv, a.dtmp, qkv, B, T, C, c->n_head, attn_scale(c, l),
+                        dropout(t, t->pdrop_attn, l, SITE_ATTN), a.scratch); // (N, 3C)
         op_matmul_dx(p, k, a.dtmp, a.dqkv, conv(ly->qkv_w), N, C, 3 * C);                      // (N, C)
         op_matmul_dw(p, k, G(ly->qkv_w.data), G(ly->qkv_b), ln1, a.dqkv, 0, N, C, 3 * C, a.scratch);
         op_layernorm_dx(p, a.dres, G(ly->ln1_g), G(ly->ln1_b), a.dtmp, res, a.ln1_mean + l * NM,
@@ -156,6 +176,7 @@ static void backward(trainer *t, float scale) {
     }
 
     /* The embeddings: each token's row and each position's row gather d x. */
+    op_dropout_apply(p, a.dres, (size_t)N * C, dropout(t, t->pdrop_embd, L, 0));
     float *dwte = G(m->wte.data), *dwpe = G(m->wpe.data);
     for (int i = 0; i < N; i++) {
         const float *d = a.dres + (size_t)i * C;

@@ -18,6 +18,32 @@ static void range(int total, int align, int ith, int nth, int *lo, int *hi) {
 
 static gpt2_weight f32_weight(const float *w) { return (gpt2_weight){.data = w, .type = WT_F32}; }
 
+/* ----------------------------------------------------------------- dropout */
+
+uint64_t op_dropout_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+typedef struct drop_op {
+    float *x;
+    size_t count;
+    op_dropout d;
+} drop_op;
+
+static void drop_run(void *ctx, int ith, int nth) {
+    const drop_op *o = ctx;
+    const size_t lo = o->count * (size_t)ith / (size_t)nth, hi = o->count * (size_t)(ith + 1) / (size_t)nth;
+    for (size_t i = lo; i < hi; i++) o->x[i] *= op_dropout_scale(o->d, i);
+}
+
+void op_dropout_apply(gpt2_pool *p, float *x, size_t count, op_dropout d) {
+    if (d.p <= 0.0f) return;
+    drop_op o = {x, count, d};
+    pool_run(p, drop_run, &o);
+}
+
 /* ---------------------------------------------------------------- products */
 
 typedef struct mm_op {
@@ -288,7 +314,12 @@ static void ref_probs(float *p, const float *q, const float *k0, size_t stride, 
     for (int t2 = 0; t2 <= t; t2++) p[t2] /= sum;
 }
 
-void ref_attention(float *out, const float *qkv, int B, int T, int C, int H, float scale_div) {
+/* The dropout scale of query t's probability for key t2 (op_attention). */
+static float attn_keep(op_dropout d, int b, int h, int t, int t2, int H, int T) {
+    return d.p > 0.0f ? op_dropout_scale(d, (((uint64_t)b * H + h) * T + t) * T + t2) : 1.0f;
+}
+
+void ref_attention(float *out, const float *qkv, int B, int T, int C, int H, float scale_div, op_dropout drop) {
     const int hd = C / H;
     const size_t stride = 3 * (size_t)C;
     float *p = malloc(sizeof(float) * (size_t)T);
@@ -300,7 +331,8 @@ void ref_attention(float *out, const float *qkv, int B, int T, int C, int H, flo
                 float *y = out + ((size_t)b * T + (size_t)t) * C + (size_t)h * hd;
                 for (int d = 0; d < hd; d++) {
                     float s = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++) s += p[t2] * base[2 * (size_t)C + (size_t)t2 * stride + d];
+                    for (int t2 = 0; t2 <= t; t2++)
+                        s += p[t2] * attn_keep(drop, b, h, t, t2, H, T) * base[2 * (size_t)C + (size_t)t2 * stride + d];
                     y[d] = s;
                 }
             }
@@ -308,7 +340,8 @@ void ref_attention(float *out, const float *qkv, int B, int T, int C, int H, flo
     free(p);
 }
 
-void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, int T, int C, int H, float scale_div) {
+void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, int T, int C, int H, float scale_div,
+                      op_dropout drop) {
     const int hd = C / H;
     const size_t stride = 3 * (size_t)C;
     float *p = malloc(sizeof(float) * 2 * (size_t)T), *dp = p ? p + T : NULL;
@@ -326,8 +359,8 @@ void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, i
                 for (int t2 = 0; t2 <= t; t2++) {
                     float s = 0.0f;
                     for (int d = 0; d < hd; d++) s += g[d] * base[2 * (size_t)C + (size_t)t2 * stride + d];
-                    dp[t2] = s;
-                    dot += p[t2] * s;
+                    dp[t2] = s * attn_keep(drop, b, h, t, t2, H, T); /* d of the kept probability */
+                    dot += p[t2] * dp[t2];
                 }
                 float *dq = dbase + (size_t)t * stride;
                 for (int t2 = 0; t2 <= t; t2++) {
@@ -337,7 +370,7 @@ void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, i
                     for (int d = 0; d < hd; d++) {
                         dq[d] += ds * k[d];
                         dk[d] += ds * q[d];
-                        dv[d] += p[t2] * g[d];
+                        dv[d] += p[t2] * attn_keep(drop, b, h, t, t2, H, T) * g[d];
                     }
                 }
             }
@@ -347,6 +380,7 @@ void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, i
 
 typedef struct attn_op {
     const gpt2_kernels *k;
+    op_dropout drop;
     float *out, *dqkv, *scratch;
     const float *qkv, *dout;
     int B, T, C, H;
@@ -384,6 +418,13 @@ static void head_probs(const gpt2_kernels *k, float *P, const float *Q, const fl
     }
 }
 
+/* Row t of P times its dropout scales, into out (the kept probabilities). */
+static void head_drop(float *out, const float *P, op_dropout d, int b, int h, int H, int T) {
+    for (int t = 0; t < T; t++)
+        for (int t2 = 0; t2 < T; t2++)
+            out[(size_t)t * T + t2] = t2 <= t ? P[(size_t)t * T + t2] * attn_keep(d, b, h, t, t2, H, T) : 0.0f;
+}
+
 /* x (T, T) = m^T. */
 static void square_transpose(float *x, const float *m, int T) {
     for (int i = 0; i < T; i++)
@@ -403,14 +444,15 @@ static void attn_run(void *ctx, int ith, int nth) {
         head_copy(K, base + C, stride, T, hd, 0);
         head_copy(V, base + 2 * C, stride, T, hd, 0);
         head_probs(o->k, P, Q, K, T, hd, o->scale_div);
+        if (o->drop.p > 0.0f) head_drop(P, P, o->drop, b, h, o->H, T);
         o->k->matmul(O, P, f32_weight(V), NULL, T, T, hd, 0, hd); // (T, hd) = P V
         head_copy(O, o->out + (size_t)b * T * C + (size_t)h * hd, (size_t)C, T, hd, 1);
     }
 }
 
 void op_attention(gpt2_pool *p, const gpt2_kernels *k, float *out, const float *qkv, int B, int T, int C, int H,
-                  float scale_div, float *scratch) {
-    attn_op o = {.k = k, .out = out, .qkv = qkv, .B = B, .T = T, .C = C, .H = H, .scale_div = scale_div,
+                  float scale_div, op_dropout drop, float *scratch) {
+    attn_op o = {.k = k, .drop = drop, .out = out, .qkv = qkv, .B = B, .T = T, .C = C, .H = H, .scale_div = scale_div,
                  .scratch = scratch};
     pool_run(p, attn_run, &o);
 }
@@ -431,6 +473,7 @@ static void attn_dx_run(void *ctx, int ith, int nth) {
         head_copy(G, (float *)o->dout + (size_t)b * T * C + (size_t)h * hd, (size_t)C, T, hd, 0);
         head_probs(o->k, P, Q, K, T, hd, o->scale_div);
         o->k->matmul_t(D, G, f32_weight(V), T, hd, T, 0, T); // dP (T, T) = G V^T
+        if (o->drop.p > 0.0f) head_drop(D, D, o->drop, b, h, o->H, T); /* d of the kept probabilities */
         for (int t = 0; t < T; t++) {                         // dS, in place
             float *dp = D + (size_t)t * T, *pr = P + (size_t)t * T, dot = 0.0f;
             for (int t2 = 0; t2 <= t; t2++) dot += pr[t2] * dp[t2];
@@ -442,15 +485,16 @@ static void attn_dx_run(void *ctx, int ith, int nth) {
         square_transpose(X, D, T);
         o->k->matmul(O, X, f32_weight(Q), NULL, T, T, hd, 0, hd); // dK = dS^T Q
         head_copy(O, dbase + C, stride, T, hd, 1);
+        if (o->drop.p > 0.0f) head_drop(P, P, o->drop, b, h, o->H, T);
         square_transpose(X, P, T);
-        o->k->matmul(O, X, f32_weight(G), NULL, T, T, hd, 0, hd); // dV = P^T G
+        o->k->matmul(O, X, f32_weight(G), NULL, T, T, hd, 0, hd); // dV = P^T G (the kept P)
         head_copy(O, dbase + 2 * C, stride, T, hd, 1);
     }
 }
 
 void op_attention_dx(gpt2_pool *p, const gpt2_kernels *k, float *dqkv, const float *dout, const float *qkv, int B,
-                     int T, int C, int H, float scale_div, float *scratch) {
-    attn_op o = {.k = k, .dqkv = dqkv, .dout = dout, .qkv = qkv, .B = B, .T = T, .C = C, .H = H,
+                     int T, int C, int H, float scale_div, op_dropout drop, float *scratch) {
+    attn_op o = {.k = k, .drop = drop, .dqkv = dqkv, .dout = dout, .qkv = qkv, .B = B, .T = T, .C = C, .H = H,
                  .scale_div = scale_div, .scratch = scratch};
     pool_run(p, attn_dx_run, &o);
 }

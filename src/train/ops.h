@@ -20,6 +20,33 @@ typedef struct op_mat {
     int linear;
 } op_mat;
 
+/* Dropout as torch's training mode applies it: each value kept with
+ * probability 1 - p and then scaled by 1 / (1 - p), else zeroed. The masks
+ * are not stored: value i of a site's tensor is kept when
+ *   mix(key + (i + 1) * 0x9E3779B97F4A7C15) >> 40  >=  p * 2^24
+ * with mix SplitMix64's finaliser and key = op_dropout_key(seed, counter,
+ * site), so backward regenerates them, a resumed run draws the same ones,
+ * and another program can reproduce them (tests/test_train.py does, in
+ * numpy). p 0: off. */
+typedef struct op_dropout {
+    float p;
+    uint64_t key;
+} op_dropout;
+uint64_t op_dropout_mix(uint64_t z);
+/* The key of a site (a tensor the pass drops values of) in micro-batch
+ * `counter` of a run seeded with `seed`. */
+static inline uint64_t op_dropout_key(uint64_t seed, uint64_t counter, uint64_t site) {
+    return op_dropout_mix(op_dropout_mix(seed * 0x9E3779B97F4A7C15ull + counter) + site * 0xD1B54A32D192ED03ull);
+}
+/* What value i is multiplied by: 0 or 1 / (1 - p). */
+static inline float op_dropout_scale(op_dropout d, uint64_t i) {
+    const uint64_t u = op_dropout_mix(d.key + (i + 1) * 0x9E3779B97F4A7C15ull) >> 40;
+    return (double)u >= (double)d.p * 16777216.0 ? 1.0f / (1.0f - d.p) : 0.0f;
+}
+/* x (count,) *= the mask: forward on a value, and backward on its
+ * gradient alike. */
+void op_dropout_apply(gpt2_pool *p, float *x, size_t count, op_dropout d);
+
 /* y (n, dout) = x (n, din) A + bias (bias may be NULL). */
 void op_matmul(gpt2_pool *p, const gpt2_kernels *k, float *y, const float *x, op_mat a, const float *bias, int n,
                int din, int dout);
@@ -49,20 +76,23 @@ void op_act(gpt2_pool *p, const gpt2_kernels *k, float *y, const float *x, size_
 void op_act_dx(gpt2_pool *p, float *dx, const float *dy, const float *x, size_t count, gpt2_act act);
 
 /* Causal self-attention of B sequences of T tokens: qkv (B, T, 3C) holds
- * q | k | v, each H heads of hd = C / H; out (B, T, C) = softmax(q k^T /
- * scale_div) v per head. Backward recomputes the probabilities and writes
+ * q | k | v, each H heads of hd = C / H; out (B, T, C) = dropout(softmax(q
+ * k^T / scale_div)) v per head, the probability of query t for key t2 of
+ * head h in sequence b being value ((b H + h) T + t) T + t2 of the dropout
+ * site. Backward recomputes the probabilities and writes
  * dqkv (B, T, 3C) from dout. Each (sequence, head) runs as products on
  * the kernel table: S = Q K^T, P = causal softmax(S), O = P V; dP = G V^T,
  * dS = P (dP - rowsum(P dP)) / scale_div, dQ = dS K, dK = dS^T Q,
  * dV = P^T G. scratch: op_attention_scratch floats. */
 void op_attention(gpt2_pool *p, const gpt2_kernels *k, float *out, const float *qkv, int B, int T, int C, int H,
-                  float scale_div, float *scratch);
+                  float scale_div, op_dropout drop, float *scratch);
 void op_attention_dx(gpt2_pool *p, const gpt2_kernels *k, float *dqkv, const float *dout, const float *qkv, int B,
-                     int T, int C, int H, float scale_div, float *scratch);
+                     int T, int C, int H, float scale_div, op_dropout drop, float *scratch);
 size_t op_attention_scratch(int n_threads, int T, int hd);
 /* The references: one query and one key at a time, in plain loops. */
-void ref_attention(float *out, const float *qkv, int B, int T, int C, int H, float scale_div);
-void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, int T, int C, int H, float scale_div);
+void ref_attention(float *out, const float *qkv, int B, int T, int C, int H, float scale_div, op_dropout drop);
+void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, int T, int C, int H, float scale_div,
+                      op_dropout drop);
 
 /* Cross-entropy of the rows of logits (n, V) against target[i]
  * (TRAIN_IGNORE: none): returns the summed loss of the rows with a target

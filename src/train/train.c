@@ -95,6 +95,14 @@ void trainer_free(trainer *t) {
     free(t);
 }
 
+void trainer_set_dropout(trainer *t, float embd, float attn, float resid, uint64_t seed) {
+    t->pdrop_embd = embd, t->pdrop_attn = attn, t->pdrop_resid = resid, t->drop_seed = seed;
+}
+
+void trainer_set_mode(trainer *t, int training, uint64_t counter) {
+    t->training = training, t->drop_counter = counter;
+}
+
 size_t trainer_n_params(const trainer *t) { return t->n_params; }
 long trainer_steps(const trainer *t) { return t->steps; }
 void trainer_set_steps(trainer *t, long steps) { t->steps = steps; }

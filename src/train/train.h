@@ -38,6 +38,14 @@ typedef struct train_hparams {
 gpt2c_status trainer_new(gpt2c_model *m, int B, int T, int n_threads, trainer **out, gpt2_err *e);
 void trainer_free(trainer *t);
 
+/* Dropout probabilities (GPT-2's embd_pdrop, attn_pdrop, resid_pdrop; all 0
+ * by default) and the seed of their masks. */
+void trainer_set_dropout(trainer *t, float embd, float attn, float resid, uint64_t seed);
+/* Training mode (dropout on) or evaluation mode (off), as model.train() and
+ * model.eval(); and the counter that picks a forward's masks (the
+ * micro-batch's number, so that a resumed run draws the same ones). */
+void trainer_set_mode(trainer *t, int training, uint64_t counter);
+
 /* The number of trainable values, and of optimiser steps taken. */
 size_t trainer_n_params(const trainer *t);
 long trainer_steps(const trainer *t);
@@ -103,6 +111,11 @@ struct trainer {
     float *acts;              /* the architecture's activations and scratch */
     int32_t *tokens, *targets; // (B, T) of the last forward; targets shifted (TRAIN_IGNORE: none)
     long steps;
+    /* Dropout (ops.h's masks): on in training mode; each micro-batch's
+     * counter picks its masks (trainer_set_dropout). */
+    float pdrop_embd, pdrop_attn, pdrop_resid;
+    uint64_t drop_seed, drop_counter;
+    int training;
 };
 
 /* The gradient of a parameter the model points at (a matrix's data or a
