@@ -54,7 +54,7 @@ static void test_products(void **state) {
                 float *dw = rand_buf((size_t)din * dout, 5), *dwr = rand_buf((size_t)din * dout, 5);
                 float *db = rand_buf((size_t)dout, 6), *dbr = rand_buf((size_t)dout, 6);
                 float *scratch = malloc(sizeof(float) * op_matmul_dw_scratch(2, n, din > dout ? din : dout));
-                const op_mat a = {w, linear};
+                const op_mat a = {w, linear, WT_F32};
                 char what[128];
                 snprintf(what, sizeof what, "%s %dx%dx%d %s", tables[ti]->name, n, din, dout,
                          linear ? "linear" : "conv1d");
@@ -208,6 +208,66 @@ static void check_gradients(float pdrop) {
     free(g1), free(g2), free(ids);
 }
 
+/* LoRA: the adapters' gradients against central differences (B made
+ * nonzero first: at its zero start A's gradient is zero), every module
+ * adapted, with dropout; nothing else has a gradient. */
+static void test_lora_gradients(void **state) {
+    (void)state;
+    const char *dir = ref_model("tiny-variant");
+    if (!dir) {
+        print_message("skipped: no reference checkpoints\n");
+        return;
+    }
+    const int B = 2, T = 7;
+    gpt2c_model *m = load_f32(dir);
+    trainer *t = NULL;
+    gpt2_err e = {0};
+    char bad[32];
+    const train_lora lo = {3, 6.0f, lora_parse_targets("c_attn,c_proj,c_fc", bad, sizeof bad)};
+    assert_int_equal(lo.targets, LORA_QKV | LORA_ATTN_OUT | LORA_FC | LORA_MLP_OUT);
+    assert_int_equal(lora_parse_targets("attn.c_proj", bad, sizeof bad), LORA_ATTN_OUT);
+    assert_int_equal(lora_parse_targets("c_attn,q_proj", bad, sizeof bad), 0);
+    assert_string_equal(bad, "q_proj");
+    if (trainer_new_lora(m, B, T, 2, &lo, 1, &t, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(trainer_n_tensors(t), 2 * 4 * m->cfg.n_layer);
+    uint32_t seed = 17;
+    for (int i = 1; i < trainer_n_tensors(t); i += 2) {
+        size_t n;
+        float *Bm = trainer_param(t, i, &n);
+        for (size_t j = 0; j < n; j++) Bm[j] = 0.05f * frand(&seed);
+    }
+    trainer_set_dropout(t, 0.1f, 0.1f, 0.1f, 4);
+    trainer_set_mode(t, 1, 2);
+    int32_t *ids = batch_ids(B, T, m->cfg.n_vocab, 3);
+    double loss;
+    long n;
+    if (trainer_forward(t, ids, NULL, B, T, &loss, &n, &e)) fail_msg("%s", e.msg);
+    trainer_backward(t, 1.0f / (float)n);
+    for (int i = 0; i < trainer_n_tensors(t); i++) {
+        size_t count;
+        float *p = trainer_param(t, i, &count), *g = trainer_grad(t, i, &count);
+        char name[96];
+        for (int s = 0; s < 2; s++) {
+            const size_t j = (size_t)(s * 31 + i * 7) % count;
+            const float keep = p[j], h = 1e-2f;
+            double lp, lm;
+            p[j] = keep + h;
+            trainer_forward(t, ids, NULL, B, T, &lp, &n, &e);
+            p[j] = keep - h;
+            trainer_forward(t, ids, NULL, B, T, &lm, &n, &e);
+            p[j] = keep;
+            const double fd = (lp - lm) / (2.0 * h) / (double)n;
+            if (fabs(fd - g[j]) > 2e-3 * fabs(fd) + 2e-4)
+                fail_msg("%s[%zu]: gradient %.6g, finite difference %.6g", trainer_tensor_name(t, i, name, sizeof name),
+                         j, g[j], fd);
+        }
+    }
+    assert_null(trainer_grad_of(t, m->wte.data));
+    trainer_free(t);
+    gpt2c_model_free(m);
+    free(ids);
+}
+
 /* One step of AdamW and clipping, against the formulas by hand. */
 static void test_adamw(void **state) {
     (void)state;
@@ -350,6 +410,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_products),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_gradients),
+        cmocka_unit_test(test_lora_gradients),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_save_reload),
     };

@@ -17,6 +17,7 @@
  * largest batch apart; then backward's buffers and the shared scratch. */
 typedef struct acts {
     float *enc;                       // (N, C) embeddings
+    float *tmp_row;                   // (C,)
     float *ln1, *ln1_mean, *ln1_rstd; // (L, N, C), (L, N), (L, N)
     float *qkv;                       // (L, N, 3C)
     float *atty;                      // (L, N, C) attention's output, before its projection
@@ -39,7 +40,7 @@ static size_t layout(const gpt2_config *c, int B, int T, int nth, float *base, a
                  V = (size_t)c->n_vocab;
     size_t at = 0;
 #define TAKE(field, count) (a->field = base ? base + at : NULL, at += ((count) + 15) / 16 * 16)
-    TAKE(enc, N * C);
+    TAKE(enc, N * C), TAKE(tmp_row, C);
     TAKE(ln1, L * N * C), TAKE(ln1_mean, L * N), TAKE(ln1_rstd, L * N);
     TAKE(qkv, L * N * 3 * C), TAKE(atty, L * N * C), TAKE(res2, L * N * C);
     TAKE(ln2, L * N * C), TAKE(ln2_mean, L * N), TAKE(ln2_rstd, L * N);
@@ -67,7 +68,65 @@ static float attn_scale(const gpt2_config *c, int l) {
     return s;
 }
 
-static op_mat conv(gpt2_weight w) { return (op_mat){w.data, 0}; }
+static void add(float *x, const float *y, size_t n);
+
+/* The layer's four products, by LoRA's module numbers (train.h). */
+static void module(const gpt2c_model *m, int l, int mod, gpt2_weight *w, const float **bias, int *din, int *dout) {
+    const gpt2_layer *ly = &m->layers[l];
+    const int C = m->cfg.n_embd, F = m->cfg.n_inner;
+    switch (mod) {
+    case 0: *w = ly->qkv_w, *bias = ly->qkv_b, *din = C, *dout = 3 * C; break;
+    case 1: *w = ly->o_w, *bias = ly->o_b, *din = C, *dout = C; break;
+    case 2: *w = ly->fc_w, *bias = ly->fc_b, *din = C, *dout = F; break;
+    default: *w = ly->proj_w, *bias = ly->proj_b, *din = F, *dout = C; break;
+    }
+}
+
+/* y (N, dout) = x W + b, plus the adapter's s (x A^T) B^T where there is one
+ * (its s x A^T kept for backward). */
+static void product(trainer *t, int l, int mod, float *y, const float *x, int N) {
+    const gpt2c_model *m = t->m;
+    gpt2_weight w;
+    const float *bias;
+    int din, dout;
+    module(m, l, mod, &w, &bias, &din, &dout);
+    op_matmul(t->pool, m->k, y, x, (op_mat){w.data, 0, w.type}, bias, N, din, dout);
+    const int slot = t->slot_of ? t->slot_of[l * LORA_MODULES + mod] : -1;
+    if (slot < 0) return;
+    const int r = t->lora_rank;
+    size_t na, nb;
+    const float *A = trainer_param(t, 2 * slot, &na), *Bm = trainer_param(t, 2 * slot + 1, &nb);
+    float *h = t->lora_h + (size_t)slot * t->B * t->T * r;
+    op_matmul(t->pool, m->k, h, x, (op_mat){A, 1, WT_F32}, NULL, N, din, r); // (N, r)
+    for (size_t i = 0; i < (size_t)N * r; i++) h[i] *= t->lora_scale;
+    op_matmul(t->pool, m->k, t->lora_tmp, h, (op_mat){Bm, 1, WT_F32}, NULL, N, r, dout); // (N, dout)
+    add(y, t->lora_tmp, (size_t)N * dout);
+}
+
+/* Backward of product: dx (N, din) = dy W^T (+ the adapter's part), and
+ * the gradients of what trains: W and b (full fine-tuning), or A and B. */
+static void product_dx(trainer *t, int l, int mod, float *dx, const float *dy, const float *x, int N, float *scratch) {
+    const gpt2c_model *m = t->m;
+    gpt2_weight w;
+    const float *bias;
+    int din, dout;
+    module(m, l, mod, &w, &bias, &din, &dout);
+    op_matmul_dx(t->pool, m->k, dx, dy, (op_mat){w.data, 0, w.type}, N, din, dout);
+    op_matmul_dw(t->pool, m->k, trainer_grad_of(t, w.data), trainer_grad_of(t, bias), x, dy, 0, N, din, dout, scratch);
+    const int slot = t->slot_of ? t->slot_of[l * LORA_MODULES + mod] : -1;
+    if (slot < 0) return;
+    const int r = t->lora_rank;
+    size_t na, nb;
+    const float *A = trainer_param(t, 2 * slot, &na), *Bm = trainer_param(t, 2 * slot + 1, &nb);
+    float *gA = trainer_grad(t, 2 * slot, &na), *gB = trainer_grad(t, 2 * slot + 1, &nb);
+    const float *h = t->lora_h + (size_t)slot * t->B * t->T * r;
+    op_matmul_dw(t->pool, m->k, gB, NULL, h, dy, 1, N, r, dout, scratch);                  // dB += dy^T h
+    op_matmul_dx(t->pool, m->k, t->lora_dh, dy, (op_mat){Bm, 1, WT_F32}, N, r, dout);      // d h = dy B
+    for (size_t i = 0; i < (size_t)N * r; i++) t->lora_dh[i] *= t->lora_scale;
+    op_matmul_dw(t->pool, m->k, gA, NULL, x, t->lora_dh, 1, N, din, r, scratch);           // dA += dh^T x
+    op_matmul_dx(t->pool, m->k, t->lora_tmp, t->lora_dh, (op_mat){A, 1, WT_F32}, N, din, r); // dh A
+    add(dx, t->lora_tmp, (size_t)N * din);
+}
 
 /* The dropout sites: per layer the attention's probabilities, its output
  * and the MLP's output (resid_pdrop both), then the embeddings. Off
@@ -91,10 +150,12 @@ static double forward(trainer *t, const int32_t *tokens, int B, int T) {
     acts a;
     layout(c, t->B, t->T, pool_size(p), t->acts, &a);
 
-    const float *wte = m->wte.data, *wpe = m->wpe.data;
-    for (int i = 0; i < N; i++) // (N, C)
-        for (int j = 0; j < C; j++)
-            a.enc[(size_t)i * C + j] = wte[(size_t)tokens[i] * C + j] + wpe[(size_t)(i % T) * C + j];
+    for (int i = 0; i < N; i++) { // (N, C), in whatever dtype the embeddings are (frozen under LoRA)
+        float *x = a.enc + (size_t)i * C;
+        weight_to_f32(m->wte, (size_t)tokens[i] * C, (size_t)C, x);
+        weight_to_f32(m->wpe, (size_t)(i % T) * C, (size_t)C, a.tmp_row);
+        add(x, a.tmp_row, (size_t)C);
+    }
     op_dropout_apply(p, a.enc, (size_t)N * C, dropout(t, t->pdrop_embd, L, 0));
 
     for (int l = 0; l < L; l++) {
@@ -105,22 +166,22 @@ static double forward(trainer *t, const int32_t *tokens, int B, int T) {
         float *fch_act = a.fch_act + l * NM * F, *res3 = a.res3 + l * NM * C;
 
         op_layernorm(p, ln1, a.ln1_mean + l * NM, a.ln1_rstd + l * NM, res, ly->ln1_g, ly->ln1_b, N, C, c->eps);
-        op_matmul(p, m->k, qkv, ln1, conv(ly->qkv_w), ly->qkv_b, N, C, 3 * C);    // (N, 3C)
+        product(t, l, 0, qkv, ln1, N); // (N, 3C)
         op_attention(p, m->k, atty, qkv, B, T, C, c->n_head, attn_scale(c, l), dropout(t, t->pdrop_attn, l, SITE_ATTN),
                      a.scratch); // (N, C)
-        op_matmul(p, m->k, res2, atty, conv(ly->o_w), ly->o_b, N, C, C);
+        product(t, l, 1, res2, atty, N);
         op_dropout_apply(p, res2, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_ATTN_OUT));
         add(res2, res, (size_t)N * C);
 
         op_layernorm(p, ln2, a.ln2_mean + l * NM, a.ln2_rstd + l * NM, res2, ly->ln2_g, ly->ln2_b, N, C, c->eps);
-        op_matmul(p, m->k, fch, ln2, conv(ly->fc_w), ly->fc_b, N, C, F); // (N, F)
+        product(t, l, 2, fch, ln2, N); // (N, F)
         op_act(p, m->k, fch_act, fch, (size_t)N * F, c->act);
-        op_matmul(p, m->k, res3, fch_act, conv(ly->proj_w), ly->proj_b, N, F, C);
+        product(t, l, 3, res3, fch_act, N);
         op_dropout_apply(p, res3, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_MLP_OUT));
         add(res3, res2, (size_t)N * C);
     }
     op_layernorm(p, a.lnf, a.lnf_mean, a.lnf_rstd, a.res3 + (L - 1) * NM * C, m->lnf_g, m->lnf_b, N, C, c->eps);
-    op_matmul(p, m->k, a.logits, a.lnf, (op_mat){m->lm_head.data, 1}, NULL, N, C, V); // (N, V)
+    op_matmul(p, m->k, a.logits, a.lnf, (op_mat){m->lm_head.data, 1, m->lm_head.type}, NULL, N, C, V); // (N, V)
     return op_cross_entropy(p, a.lse, a.logits, t->targets, N, V);
 }
 
@@ -137,7 +198,7 @@ static void backward(trainer *t, float scale) {
 
     /* The head: d logits in place, then d ln_f (N, C) and the head's matrix. */
     op_cross_entropy_dx(p, a.logits, a.lse, t->targets, N, V, scale);
-    const op_mat head = {m->lm_head.data, 1};
+    const op_mat head = {m->lm_head.data, 1, m->lm_head.type};
     op_matmul_dx(p, k, a.dtmp, a.logits, head, N, C, V);
     op_matmul_dw(p, k, G(m->lm_head.data), NULL, a.lnf, a.logits, 1, N, C, V, a.scratch);
     memset(a.dres, 0, sizeof(float) * (size_t)N * C); // (N, C) d of the residual stream
@@ -154,23 +215,19 @@ static void backward(trainer *t, float scale) {
         /* MLP: res3 = res2 + dropout(proj(act(fc(ln_2(res2))))). */
         memcpy(a.ddrop, a.dres, sizeof(float) * (size_t)N * C);
         op_dropout_apply(p, a.ddrop, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_MLP_OUT));
-        op_matmul_dx(p, k, a.dfch2, a.ddrop, conv(ly->proj_w), N, F, C); // (N, F)
-        op_matmul_dw(p, k, G(ly->proj_w.data), G(ly->proj_b), fch_act, a.ddrop, 0, N, F, C, a.scratch);
+        product_dx(t, l, 3, a.dfch2, a.ddrop, fch_act, N, a.scratch); // (N, F)
         op_act_dx(p, a.dfch, a.dfch2, fch, (size_t)N * F, c->act);
-        op_matmul_dx(p, k, a.dtmp, a.dfch, conv(ly->fc_w), N, C, F); // (N, C)
-        op_matmul_dw(p, k, G(ly->fc_w.data), G(ly->fc_b), ln2, a.dfch, 0, N, C, F, a.scratch);
+        product_dx(t, l, 2, a.dtmp, a.dfch, ln2, N, a.scratch); // (N, C)
         op_layernorm_dx(p, a.dres, G(ly->ln2_g), G(ly->ln2_b), a.dtmp, res2, a.ln2_mean + l * NM,
                         a.ln2_rstd + l * NM, ly->ln2_g, N, C);
 
         /* Attention: res2 = res + dropout(o(attn(qkv(ln_1(res))))). */
         memcpy(a.ddrop, a.dres, sizeof(float) * (size_t)N * C);
         op_dropout_apply(p, a.ddrop, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_ATTN_OUT));
-        op_matmul_dx(p, k, a.dtmp, a.ddrop, conv(ly->o_w), N, C, C); // (N, C) d atty
-        op_matmul_dw(p, k, G(ly->o_w.data), G(ly->o_b), atty, a.ddrop, 0, N, C, C, a.scratch);
+        product_dx(t, l, 1, a.dtmp, a.ddrop, atty, N, a.scratch); // (N, C) d atty
         op_attention_dx(p, k, a.dqkv, a.dtmp, qkv, B, T, C, c->n_head, attn_scale(c, l),
                         dropout(t, t->pdrop_attn, l, SITE_ATTN), a.scratch); // (N, 3C)
-        op_matmul_dx(p, k, a.dtmp, a.dqkv, conv(ly->qkv_w), N, C, 3 * C);                      // (N, C)
-        op_matmul_dw(p, k, G(ly->qkv_w.data), G(ly->qkv_b), ln1, a.dqkv, 0, N, C, 3 * C, a.scratch);
+        product_dx(t, l, 0, a.dtmp, a.dqkv, ln1, N, a.scratch); // (N, C)
         op_layernorm_dx(p, a.dres, G(ly->ln1_g), G(ly->ln1_b), a.dtmp, res, a.ln1_mean + l * NM,
                         a.ln1_rstd + l * NM, ly->ln1_g, N, C);
     }
@@ -178,7 +235,7 @@ static void backward(trainer *t, float scale) {
     /* The embeddings: each token's row and each position's row gather d x. */
     op_dropout_apply(p, a.dres, (size_t)N * C, dropout(t, t->pdrop_embd, L, 0));
     float *dwte = G(m->wte.data), *dwpe = G(m->wpe.data);
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; dwte && dwpe && i < N; i++) {
         const float *d = a.dres + (size_t)i * C;
         add(dwte + (size_t)t->tokens[i] * C, d, (size_t)C);
         add(dwpe + (size_t)(i % T) * C, d, (size_t)C);

@@ -17,6 +17,7 @@ static void range(int total, int align, int ith, int nth, int *lo, int *hi) {
 }
 
 static gpt2_weight f32_weight(const float *w) { return (gpt2_weight){.data = w, .type = WT_F32}; }
+static gpt2_weight typed_weight(const void *w, gpt2_wtype t) { return (gpt2_weight){.data = w, .type = t}; }
 
 /* ----------------------------------------------------------------- dropout */
 
@@ -49,7 +50,9 @@ void op_dropout_apply(gpt2_pool *p, float *x, size_t count, op_dropout d) {
 typedef struct mm_op {
     const gpt2_kernels *k;
     float *y, *dA, *db, *scratch;
-    const float *x, *bias, *w;
+    const float *x, *bias;
+    const void *w;
+    gpt2_wtype type;
     int n, din, dout, linear, S;
     size_t per_thread;
 } mm_op;
@@ -62,23 +65,24 @@ static void mm_run(void *ctx, int ith, int nth) {
     range(o->dout, 16, ith, nth, &lo, &hi);
     if (lo >= hi) return;
     if (!o->linear) {
-        o->k->matmul(o->y, o->x, f32_weight(o->w), o->bias, o->n, o->din, o->dout, lo, hi);
+        o->k->matmul(o->y, o->x, typed_weight(o->w, o->type), o->bias, o->n, o->din, o->dout, lo, hi);
         return;
     }
-    o->k->matmul_t(o->y, o->x, f32_weight(o->w), o->n, o->din, o->dout, lo, hi);
+    o->k->matmul_t(o->y, o->x, typed_weight(o->w, o->type), o->n, o->din, o->dout, lo, hi);
     for (int i = 0; o->bias && i < o->n; i++)
         for (int j = lo; j < hi; j++) o->y[(size_t)i * o->dout + j] += o->bias[j];
 }
 
-static void mm(gpt2_pool *p, const gpt2_kernels *k, float *y, const float *x, const float *w, int linear,
+static void mm(gpt2_pool *p, const gpt2_kernels *k, float *y, const float *x, op_mat a, int linear,
                const float *bias, int n, int din, int dout) {
-    mm_op o = {.k = k, .y = y, .x = x, .w = w, .linear = linear, .bias = bias, .n = n, .din = din, .dout = dout};
+    mm_op o = {.k = k, .y = y, .x = x, .w = a.w, .type = a.type, .linear = linear, .bias = bias, .n = n, .din = din,
+               .dout = dout};
     pool_run(p, mm_run, &o);
 }
 
 void op_matmul(gpt2_pool *p, const gpt2_kernels *k, float *y, const float *x, op_mat a, const float *bias, int n,
                int din, int dout) {
-    mm(p, k, y, x, a.w, a.linear, bias, n, din, dout);
+    mm(p, k, y, x, a, a.linear, bias, n, din, dout);
 }
 
 void op_matmul_dx(gpt2_pool *p, const gpt2_kernels *k, float *dx, const float *dy, op_mat a, int n, int din,
@@ -86,7 +90,7 @@ void op_matmul_dx(gpt2_pool *p, const gpt2_kernels *k, float *dx, const float *d
     /* dx = dy A^T: a Conv1D A (din, dout) is, read by rows, the (dout',
      * din') = (din, dout) storage matmul_t takes; a Linear A (dout, din) is
      * the (din', dout') = (dout, din) one matmul takes. */
-    mm(p, k, dx, dy, a.w, !a.linear, NULL, n, dout, din);
+    mm(p, k, dx, dy, a, !a.linear, NULL, n, dout, din);
 }
 
 /* Rows of dW (R, S) += P^T Q, P (n, R), Q (n, S), a chunk of AT_ROWS rows
@@ -100,7 +104,7 @@ static void atb_run(void *ctx, int ith, int nth) {
         const int rc = o->din - r0 < AT_ROWS ? o->din - r0 : AT_ROWS;
         for (int i = 0; i < o->n; i++)
             for (int r = 0; r < rc; r++) pt[(size_t)r * o->n + i] = o->x[(size_t)i * o->din + r0 + r];
-        o->k->matmul(tmp, pt, f32_weight(o->w), NULL, rc, o->n, o->S, 0, o->S);
+        o->k->matmul(tmp, pt, f32_weight((const float *)o->w), NULL, rc, o->n, o->S, 0, o->S);
         float *d = o->dA + (size_t)r0 * o->S;
         for (size_t v = 0; v < (size_t)rc * o->S; v++) d[v] += tmp[v];
     }
@@ -122,21 +126,24 @@ size_t op_matmul_dw_scratch(int n_threads, int n, int widest) {
 void op_matmul_dw(gpt2_pool *p, const gpt2_kernels *k, float *dA, float *dbias, const float *x, const float *dy,
                   int linear, int n, int din, int dout, float *scratch) {
     /* Conv1D: dA (din, dout) += x^T dy; Linear: dA (dout, din) += dy^T x. */
+    if (!dA && !dbias) return;
     const float *P = linear ? dy : x, *Q = linear ? x : dy;
     const int R = linear ? dout : din, S = linear ? din : dout;
     mm_op o = {.k = k, .dA = dA, .x = P, .w = Q, .n = n, .din = R, .S = S, .scratch = scratch,
                .per_thread = (size_t)AT_ROWS * ((size_t)n + (size_t)S)};
     /* The scratch was sized for the widest S: per_thread follows this S. */
-    pool_run(p, atb_run, &o);
+    if (dA) pool_run(p, atb_run, &o);
     if (dbias) {
         mm_op c = {.db = dbias, .x = dy, .n = n, .dout = dout};
         pool_run(p, colsum_run, &c);
     }
 }
 
-/* A's element (k, j) of the product x A, whatever its storage. */
+/* A's element (k, j) of the product x A, whatever its storage (F32: the
+ * references serve the f32 products). */
 static float mat_at(op_mat a, int k, int j, int din, int dout) {
-    return a.linear ? a.w[(size_t)j * din + k] : a.w[(size_t)k * dout + j];
+    const float *w = a.w;
+    return a.linear ? w[(size_t)j * din + k] : w[(size_t)k * dout + j];
 }
 
 void ref_matmul(float *y, const float *x, op_mat a, const float *bias, int n, int din, int dout) {
@@ -244,7 +251,7 @@ void op_layernorm_dx(gpt2_pool *p, float *dx, float *dg, float *db, const float 
                      const float *mean, const float *rstd, const float *g, int n, int d) {
     ln_op o = {.dx = dx, .dg = dg, .db = db, .dy = dy, .x = x, .cmean = mean, .crstd = rstd, .g = g, .n = n, .d = d};
     pool_run(p, ln_dx_run, &o);
-    pool_run(p, ln_dg_run, &o);
+    if (dg) pool_run(p, ln_dg_run, &o);
 }
 
 /* ------------------------------------------------------------- activations */

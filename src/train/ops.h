@@ -14,10 +14,13 @@
 #include "../kernels/kernels.h"
 
 /* A product's matrix as stored: GPT-2's Conv1D (din, dout), or an
- * nn.Linear weight and the LM head, (dout, din). */
+ * nn.Linear weight and the LM head, (dout, din); F32 unless type says
+ * otherwise (a frozen F16 or BF16 matrix under LoRA: products and d input
+ * only). */
 typedef struct op_mat {
-    const float *w;
+    const void *w;
     int linear;
+    gpt2_wtype type;
 } op_mat;
 
 /* Dropout as torch's training mode applies it: each value kept with
@@ -53,8 +56,9 @@ void op_matmul(gpt2_pool *p, const gpt2_kernels *k, float *y, const float *x, op
 /* dx (n, din) = dy (n, dout) A^T, written (not added). */
 void op_matmul_dx(gpt2_pool *p, const gpt2_kernels *k, float *dx, const float *dy, op_mat a, int n, int din,
                   int dout);
-/* dA += x^T dy in A's storage, and dbias (dout,) += the column sums of dy
- * (dbias may be NULL). scratch: op_matmul_dw_scratch floats. */
+/* dA += x^T dy in A's storage (f32), and dbias (dout,) += the column sums
+ * of dy; either may be NULL (frozen). scratch: op_matmul_dw_scratch
+ * floats. */
 void op_matmul_dw(gpt2_pool *p, const gpt2_kernels *k, float *dA, float *dbias, const float *x, const float *dy,
                   int linear, int n, int din, int dout, float *scratch);
 size_t op_matmul_dw_scratch(int n_threads, int n, int widest);
@@ -65,7 +69,8 @@ void ref_matmul_dx(float *dx, const float *dy, op_mat a, int n, int din, int dou
 void ref_matmul_dw(float *dA, float *dbias, const float *x, const float *dy, int linear, int n, int din, int dout);
 
 /* LayerNorm of rows of d: y = (x - mean) * rstd * g + b, keeping mean and
- * rstd (n,) for backward; and backward, adding to dx, dg and db. */
+ * rstd (n,) for backward; and backward, adding to dx, dg and db (dg and db
+ * NULL: frozen). */
 void op_layernorm(gpt2_pool *p, float *y, float *mean, float *rstd, const float *x, const float *g, const float *b,
                   int n, int d, float eps);
 void op_layernorm_dx(gpt2_pool *p, float *dx, float *dg, float *db, const float *dy, const float *x,

@@ -46,6 +46,32 @@ void trainer_set_dropout(trainer *t, float embd, float attn, float resid, uint64
  * micro-batch's number, so that a resumed run draws the same ones). */
 void trainer_set_mode(trainer *t, int training, uint64_t counter);
 
+/* LoRA (Hu et al. 2021, as PEFT applies it): the chosen matrices W of
+ * every layer get y = x W + b + (alpha / r) (x A^T) B^T with A (r, din)
+ * and B (dout, r) trained and everything else frozen, read where the model
+ * holds it (the mapping, F32, F16 or BF16). A starts as PEFT's
+ * kaiming_uniform(a = sqrt(5)), uniform in +-1 / sqrt(din), B at zero. */
+enum { LORA_QKV = 1, LORA_ATTN_OUT = 2, LORA_FC = 4, LORA_MLP_OUT = 8 };
+#define LORA_MODULES 4
+/* The modules by GPT-2's names, in the bits' order. */
+extern const char *const lora_module_names[LORA_MODULES];
+typedef struct train_lora {
+    int rank;
+    float alpha;
+    unsigned targets; /* LORA_* bits */
+} train_lora;
+/* PEFT's target_modules list ("c_attn,c_proj": a name matches the modules
+ * whose path ends in it, so c_proj is both projections) into LORA_* bits;
+ * 0 for an unknown name (bad: it). */
+unsigned lora_parse_targets(const char *list, char *bad, size_t n);
+gpt2c_status trainer_new_lora(gpt2c_model *m, int B, int T, int n_threads, const train_lora *lo, uint64_t seed,
+                              trainer **out, gpt2_err *e);
+
+/* The trainable tensors: the model's (full fine-tuning) or the adapters
+ * (LoRA, named as the model names a layer's tensors: "h.0.attn.c_attn.lora_A.weight"). */
+int trainer_n_tensors(const trainer *t);
+const char *trainer_tensor_name(const trainer *t, int i, char *buf, size_t n);
+
 /* The number of trainable values, and of optimiser steps taken. */
 size_t trainer_n_params(const trainer *t);
 long trainer_steps(const trainer *t);
@@ -69,8 +95,8 @@ void trainer_zero_grad(trainer *t);
  * here are the vectors). Returns the norm before clipping. */
 double trainer_step(trainer *t, const train_hparams *h, float lr);
 
-/* Tensor i of the model's list (m->tensors order): its values and
- * gradient (count elements); NULL past the end. */
+/* Trainable tensor i: its values and gradient (count elements); NULL past
+ * the end. */
 float *trainer_param(trainer *t, int i, size_t *count);
 float *trainer_grad(trainer *t, int i, size_t *count);
 
@@ -111,6 +137,15 @@ struct trainer {
     float *acts;              /* the architecture's activations and scratch */
     int32_t *tokens, *targets; // (B, T) of the last forward; targets shifted (TRAIN_IGNORE: none)
     long steps;
+    int n_tensors, owns_params;
+    unsigned char *decay;     // (n_tensors,) AdamW decays it (matrices)
+    /* LoRA: slot_of[l * LORA_MODULES + module] is the adapter's index or -1;
+     * an adapter's A and B are tensors 2 i and 2 i + 1. */
+    int lora_rank;
+    float lora_scale;         /* alpha / r */
+    int *slot_of;
+    float *lora_h;            // (adapters, N, r) s x A's output of the last forward
+    float *lora_dh, *lora_tmp; // (N, r), (N, max(3C, F))
     /* Dropout (ops.h's masks): on in training mode; each micro-batch's
      * counter picks its masks (trainer_set_dropout). */
     float pdrop_embd, pdrop_attn, pdrop_resid;
@@ -119,9 +154,10 @@ struct trainer {
 };
 
 /* The gradient of a parameter the model points at (a matrix's data or a
- * vector): the same offset in the gradients. */
+ * vector): the same offset in the gradients; NULL for a frozen one. */
 static inline float *trainer_grad_of(trainer *t, const void *param) {
-    return t->grads + ((const float *)param - t->params);
+    const uintptr_t p = (uintptr_t)param, b = (uintptr_t)t->params;
+    return p >= b && p < b + t->n_params * sizeof(float) ? t->grads + (p - b) / sizeof(float) : NULL;
 }
 
 #endif
