@@ -148,6 +148,10 @@ typedef struct gpt2c_model_params {
      * half the memory per cached position (each key and value rounded to
      * nearest even as it is stored). */
     const char *kv_cache;
+    /* NULL, or a LoRA adapter folder as PEFT saves it (adapter_config.json
+     * + adapter_model.safetensors): merged into the weights at load, W +=
+     * lora_alpha / r * (B A), before any dtype conversion. */
+    const char *lora;
 } gpt2c_model_params;
 gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, gpt2c_model **out);
 
@@ -444,6 +448,18 @@ typedef struct gpt2c_finetune_params {
     const char *resume_dir;       /* continue from this checkpoint folder, bit for bit */
     int n_threads;                /* 0: one per core */
     int no_dropout;               /* 1: train without dropout (else the config's embd/attn/resid_pdrop) */
+    /* LoRA: lora_rank > 0 trains only adapters of that rank on lora_targets
+     * (PEFT's target_modules, comma-separated: "c_attn" by default; "c_proj"
+     * is both projections), scaled by lora_alpha / rank (alpha 0: 2 x rank),
+     * over the model as stored (f32, f16 or bf16, not copied); output_dir
+     * and checkpoints then hold adapter_config.json and
+     * adapter_model.safetensors as PEFT writes them (a resumed run takes
+     * the base from model_dir), and lora_merge also writes the merged model
+     * into output_dir. */
+    int lora_rank;
+    float lora_alpha;
+    const char *lora_targets;
+    int lora_merge;
 } gpt2c_finetune_params;
 void gpt2c_finetune_defaults(gpt2c_finetune_params *p);
 
@@ -470,7 +486,7 @@ typedef struct gpt2c_finetune_event {
  * checkpoint of the present step (an interrupt: resume from it). */
 typedef int (*gpt2c_finetune_fn)(void *user, const gpt2c_finetune_event *ev);
 
-/* Fine-tunes every parameter with AdamW (torch.optim.AdamW's update, HF
+/* Fine-tunes every parameter (or LoRA adapters) with AdamW (torch.optim.AdamW's update, HF
  * Trainer's grouping, schedule and clipping) on the causal-LM loss, then
  * evaluates and writes output_dir as a checkpoint folder gpt2c and
  * transformers both load (model.safetensors in f32, config, generation

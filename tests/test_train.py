@@ -83,6 +83,7 @@ class TorchGPT2:
     """GPT2LMHeadModel's forward (dropout off) over the checkpoint's own tensors."""
 
     def __init__(self, folder):
+        self.lora, self.lora_scale = {}, 1.0  # "h.0.attn.c_attn" -> (A (r, in), B (out, r)): PEFT's forward
         self.cfg = json.load(open(os.path.join(folder, "config.json")))
         arrays = safetensors_np.read(os.path.join(folder, "model.safetensors"), np.float32)
         self.p = {strip(k): torch.tensor(np.ascontiguousarray(v), dtype=torch.float32, requires_grad=True)
@@ -110,8 +111,13 @@ class TorchGPT2:
         mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
         for l in range(c["n_layer"]):
             g = lambda n: p["h.%d.%s" % (l, n)]  # noqa: E731
+
+            def lin(x, mod):  # a Conv1D, plus its adapter as PEFT's LoRA layer adds it
+                y = x @ g(mod + ".weight") + g(mod + ".bias")
+                ab = self.lora.get("h.%d.%s" % (l, mod))
+                return y + (x @ ab[0].T @ ab[1].T) * self.lora_scale if ab else y
             h = F.layer_norm(x, (C,), g("ln_1.weight"), g("ln_1.bias"), eps)
-            q, k, v = (h @ g("attn.c_attn.weight") + g("attn.c_attn.bias")).split(C, dim=2)
+            q, k, v = lin(h, "attn.c_attn").split(C, dim=2)
             q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))
             w = q @ k.transpose(-1, -2)
             if c.get("scale_attn_weights", True):
@@ -122,12 +128,12 @@ class TorchGPT2:
             w = w.softmax(-1)
             if d:
                 w = w * d(3 * l, (B, H, T, T))
-            y = (w @ v).transpose(1, 2).reshape(B, T, C) @ g("attn.c_proj.weight") + g("attn.c_proj.bias")
+            y = lin((w @ v).transpose(1, 2).reshape(B, T, C), "attn.c_proj")
             x = x + (y * d(3 * l + 1, (B, T, C)) if d else y)
             h = F.layer_norm(x, (C,), g("ln_2.weight"), g("ln_2.bias"), eps)
-            f = h @ g("mlp.c_fc.weight") + g("mlp.c_fc.bias")
+            f = lin(h, "mlp.c_fc")
             f = {"gelu_new": lambda t: F.gelu(t, approximate="tanh"), "gelu": F.gelu, "relu": F.relu}[act](f)
-            f = f @ g("mlp.c_proj.weight") + g("mlp.c_proj.bias")
+            f = lin(f, "mlp.c_proj")
             x = x + (f * d(3 * l + 2, (B, T, C)) if d else f)
         x = F.layer_norm(x, (C,), p["ln_f.weight"], p["ln_f.bias"], eps)
         logits = x @ self.head().T
@@ -288,6 +294,19 @@ def test_resume(tmp):
     print("train: resumed at step 3 of 6: the same losses and bytes as the uninterrupted run")
 
 
+def recipe_ppl(model, ids, context, stride):
+    """transformers' perplexity guide, on the torch model."""
+    nlls, prev_end = [], 0
+    with torch.no_grad():
+        for begin in range(0, len(ids), stride):
+            end = min(begin + context, len(ids))
+            nlls.append(model.loss_masked(torch.tensor([ids[begin:end]]), end - prev_end).item())
+            prev_end = end
+            if end == len(ids):
+                break
+    return float(np.exp(np.mean(nlls))), len(nlls)
+
+
 def test_perplexity(tmp):
     """gpt2c perplexity against the guide's recipe run on the torch model."""
     folder = os.path.join(REF, "tiny-f32")
@@ -296,26 +315,15 @@ def test_perplexity(tmp):
     ids = tokens_of(data, folder)
     model = TorchGPT2(folder)
     for context, stride in ((64, 24), (64, 64), (50, 1)):
-        nlls, prev_end = [], 0
-        with torch.no_grad():
-            for begin in range(0, len(ids), stride):
-                end = min(begin + context, len(ids))
-                trg = end - prev_end
-                window = torch.tensor([ids[begin:end]])
-                logits_loss = model.loss_masked(window, trg)
-                nlls.append(logits_loss)
-                prev_end = end
-                if end == len(ids):
-                    break
-        want = float(np.exp(np.mean(nlls)))
+        want, windows = recipe_ppl(model, ids, context, stride)
         r = gpt2c("perplexity", "-m", folder, "-f", data, "--context", str(context), "--stride", str(stride), "--json")
         check(r.returncode == 0, "perplexity: " + r.stderr)
         if r.returncode:
             continue
         got = json.loads(r.stdout)
-        check(abs(got["perplexity"] - want) <= 1e-5 * want and got["windows"] == len(nlls),
+        check(abs(got["perplexity"] - want) <= 1e-5 * want and got["windows"] == windows,
               "perplexity context %d stride %d: %r (%d windows), torch's recipe %r (%d)" %
-              (context, stride, got["perplexity"], got["windows"], want, len(nlls)))
+              (context, stride, got["perplexity"], got["windows"], want, windows))
         print("train: perplexity context %d stride %d: %.6g, torch's recipe %.6g" % (context, stride, got["perplexity"], want))
     f16 = json.loads(gpt2c("perplexity", "-m", folder, "-f", data, "--context", "64", "--dtype", "f16", "--json").stdout)
     f32 = json.loads(gpt2c("perplexity", "-m", folder, "-f", data, "--context", "64", "--json").stdout)
@@ -323,6 +331,122 @@ def test_perplexity(tmp):
           "f16 perplexity %r, f32 %r" % (f16, f32))
     r = gpt2c("perplexity", "-m", folder, "-f", data, "--context", "16", "--stride", "17")
     check(r.returncode == 2 and "stride" in r.stderr, "stride above context: %d %r" % (r.returncode, r.stderr))
+
+
+LORA_MODULES = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
+
+
+def lora_init(model, rank, modules, seed):
+    """gpt2c's initial adapters (src/train/train.c), written again: A uniform in +-1/sqrt(in) from
+    SplitMix64, one draw per value, layer by layer and module by module; B zero."""
+    c = model.cfg
+    x = (seed ^ 0x4c6f5241) & M64
+    out = {}
+    for l in range(c["n_layer"]):
+        for mod in LORA_MODULES:
+            if mod not in modules:
+                continue
+            w = model.p["h.%d.%s.weight" % (l, mod)]
+            din, dout = w.shape
+            n = rank * din
+            xs = (np.uint64(x) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9e3779b97f4a7c15))
+            x = (x + n * 0x9e3779b97f4a7c15) & M64
+            u = (mix(xs) >> np.uint64(11)).astype(np.float64) / 9007199254740992.0
+            A = ((2.0 * u - 1.0) * np.float32(1.0 / np.sqrt(np.float32(din)))).astype(np.float32).reshape(rank, din)
+            out["h.%d.%s" % (l, mod)] = (torch.tensor(A, requires_grad=True),
+                                         torch.zeros(dout, rank, requires_grad=True))
+    return out
+
+
+def test_lora(tmp):
+    """LoRA against a torch re-implementation of PEFT's forward: the training curve, the adapter
+    files (PEFT's names, shapes, config), --lora at load, --merge."""
+    folder = os.path.join(REF, "tiny-f32")
+    data = os.path.join(tmp, "lora.txt")
+    write_text(data, 40, 4)
+    rank, alpha, steps, lr, wd = 4, 16.0, 10, 5e-3, 0.01
+    out = os.path.join(tmp, "lora")
+    r = gpt2c("finetune", "-m", folder, "--train", data, "-o", out, "--block-size", "32", "--batch-size", "64",
+              "--max-steps", str(steps), "--lr", str(lr), "--warmup-steps", "2", "--weight-decay", str(wd),
+              "--validation-split", "0", "--no-shuffle", "--no-dropout", "--json", "--lora-rank", str(rank),
+              "--lora-alpha", str(alpha), "--lora-targets", "c_attn,c_proj", "--merge", "--seed", "3")
+    check(r.returncode == 0, "finetune --lora-rank: exit %d: %s" % (r.returncode, r.stderr))
+    if r.returncode:
+        return
+    ours = [json.loads(x)["loss"] for x in r.stdout.splitlines() if '"step"' in x and "loss" in x]
+    ids = tokens_of(data, folder) + [50256]
+    n = len(ids) // 32
+    batch = torch.tensor(np.array(ids[:n * 32]).reshape(n, 32))
+    model = TorchGPT2(folder)
+    for t in model.p.values():
+        t.requires_grad_(False)
+    mods = ["attn.c_attn", "attn.c_proj", "mlp.c_proj"]
+    model.lora, model.lora_scale = lora_init(model, rank, mods, 3), alpha / rank
+    params = [t for ab in model.lora.values() for t in ab]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: s / 2 if s < 2 else max(0.0, (steps - s) / (steps - 2)))
+    theirs = []
+    for _ in range(steps):
+        loss = model.loss(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        theirs.append(loss.item())
+    worst = max(abs(a - b) / b for a, b in zip(ours, theirs))
+    check(len(ours) == steps and worst <= 1e-4, "LoRA loss curve %s, torch's %s" % (ours, theirs))
+    print("train: LoRA r=%d 10-step loss %.4f -> %.4f, worst %.2g relative to torch's PEFT forward" % (
+        rank, ours[0], ours[-1], worst))
+
+    # PEFT's files: names, shapes and config as save_pretrained writes them.
+    cfg = json.load(open(os.path.join(out, "adapter_config.json")))
+    check(cfg["peft_type"] == "LORA" and cfg["r"] == rank and cfg["lora_alpha"] == alpha and
+          cfg["task_type"] == "CAUSAL_LM" and cfg["fan_in_fan_out"] is True and
+          sorted(cfg["target_modules"]) == sorted(mods), "adapter_config.json: %s" % cfg)
+    saved = safetensors_np.read(os.path.join(out, "adapter_model.safetensors"), np.float32)
+    want = {"base_model.model.transformer.%s.lora_%s.weight" % (k, ab) for k in model.lora for ab in "AB"}
+    check(set(saved) == want, "adapter keys %s, PEFT's %s" % (sorted(saved)[:3], sorted(want)[:3]))
+    err = max(np.abs(saved["base_model.model.transformer.%s.lora_%s.weight" % (k, ab)] -
+                     model.lora[k][i].detach().numpy()).max() for k in model.lora for i, ab in enumerate("AB"))
+    check(err < 1e-4, "saved adapters differ from torch's by %g" % err)
+
+    # --lora at load and the merged model: the same bits; and the perplexity of PEFT's forward
+    # with the saved adapters (the guide's recipe in torch).
+    model.lora = {k: (torch.tensor(saved["base_model.model.transformer.%s.lora_A.weight" % k]),
+                      torch.tensor(saved["base_model.model.transformer.%s.lora_B.weight" % k])) for k in model.lora}
+    want = recipe_ppl(model, tokens_of(data, folder), 64, 64)[0]
+    r1 = gpt2c("perplexity", "-m", folder, "--lora", out, "-f", data, "--context", "64", "--json")
+    r2 = gpt2c("perplexity", "-m", out, "-f", data, "--context", "64", "--json")
+    check(r1.returncode == 0 and r2.returncode == 0, "perplexity --lora: %s %s" % (r1.stderr, r2.stderr))
+    if r1.returncode == 0 and r2.returncode == 0:
+        p1, p2 = json.loads(r1.stdout), json.loads(r2.stdout)
+        check(p1["perplexity"] == p2["perplexity"], "--lora %r and the merged model %r differ" % (p1, p2))
+        check(abs(p1["perplexity"] - want) <= 1e-5 * want, "--lora perplexity %r, PEFT's forward %r" % (p1, want))
+        print("train: perplexity with the adapter %.6g (--lora and merged), PEFT's forward in torch %.6g" % (
+            p1["perplexity"], want))
+    r3 = gpt2c("generate", "-m", folder, "--lora", out, "-p", "the cat", "-n", "8", "--greedy")
+    r4 = gpt2c("generate", "-m", out, "-p", "the cat", "-n", "8", "--greedy")
+    check(r3.returncode == 0 and r3.stdout == r4.stdout, "generate --lora %r, merged %r" % (r3.stdout, r4.stdout))
+    # The adapter on an f16 base (frozen as stored): trains, and leaves no model files without --merge.
+    out16 = os.path.join(tmp, "lora16")
+    r = gpt2c("finetune", "-m", os.path.join(REF, "tiny-f16"), "--train", data, "-o", out16, "--block-size", "32",
+              "--max-steps", "2", "--lora-rank", "2", "--validation-split", "0")
+    check(r.returncode == 0 and sorted(os.listdir(out16)) == ["adapter_config.json", "adapter_model.safetensors"],
+          "LoRA on f16: %s %s" % (r.stderr, os.listdir(out16) if os.path.isdir(out16) else None))
+    # Resuming LoRA: the base from -m, the adapters and moments from the checkpoint.
+    common = ["-m", folder, "--train", data, "--block-size", "16", "--batch-size", "2", "--max-steps", "4",
+              "--lora-rank", "2", "--lora-targets", "c_fc", "--lr", "1e-3", "--validation-split", "0"]
+    a = gpt2c("finetune", "-o", os.path.join(tmp, "la"), *common)
+    b = gpt2c("finetune", "-o", os.path.join(tmp, "lb2"), "--save-every", "2", *common)
+    c = gpt2c("finetune", "-o", os.path.join(tmp, "lc"), "--resume", os.path.join(tmp, "lb2", "checkpoint-2"), *common)
+    check(a.returncode == b.returncode == c.returncode == 0, "LoRA resume runs: %s %s %s" % (a.stderr, b.stderr, c.stderr))
+    if a.returncode == c.returncode == 0:
+        read = lambda d: open(os.path.join(tmp, d, "adapter_model.safetensors"), "rb").read()  # noqa: E731
+        check(read("la") == read("lc"), "the resumed LoRA run's adapters differ from the uninterrupted run's")
+    bad = gpt2c("finetune", "-m", folder, "--train", data, "-o", os.path.join(tmp, "lb"), "--lora-rank", "2",
+                "--lora-targets", "q_proj")
+    check(bad.returncode == 2 and "q_proj" in bad.stderr, "unknown target: %d %r" % (bad.returncode, bad.stderr))
 
 
 def test_errors(tmp):
@@ -355,6 +479,7 @@ with tempfile.TemporaryDirectory() as tmp:
     test_curve(tmp)
     test_resume(tmp)
     test_perplexity(tmp)
+    test_lora(tmp)
     test_errors(tmp)
 print("train: %d passed, %d failed" % (results["pass"], results["fail"]))
 sys.exit(1 if results["fail"] else 0)

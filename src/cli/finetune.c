@@ -42,6 +42,13 @@ static const char FINETUNE_HELP[] =
     "      --no-shuffle         blocks in file order\n"
     "      --eval-every N       evaluate every N steps too (the end always)\n"
     "      --save-every N       write DIR/checkpoint-STEP every N steps\n"
+    "      --lora-rank R        train LoRA adapters of rank R instead of every weight; DIR then holds\n"
+    "                           PEFT's adapter_config.json + adapter_model.safetensors (use with\n"
+    "                           generate/serve/perplexity --lora DIR)\n"
+    "      --lora-alpha A       the adapters' scale is A / R (2 x R)\n"
+    "      --lora-targets LIST  PEFT's target_modules: c_attn (default), c_proj (both), c_fc,\n"
+    "                           attn.c_proj, mlp.c_proj, comma-separated\n"
+    "      --merge              also write the model with the adapters merged into DIR\n"
     "      --resume CKPT        continue from a checkpoint folder, as the uninterrupted run would\n"
     "                           (give the same options; -m may then be left out)\n"
     "  -t, --threads N          threads (one per core)\n"
@@ -97,7 +104,7 @@ static int on_event(void *user, const gpt2c_finetune_event *ev) {
     }
     switch (ev->kind) {
     case GPT2C_FT_START:
-        fprintf(stderr, "%s: %.1fM parameters; %ld training blocks of %ld tokens, %ld for evaluation; %ld steps\n",
+        fprintf(stderr, "%s: %.4gM trainable parameters; %ld training blocks of %ld tokens, %ld for evaluation; %ld steps\n",
                 prog, (double)ev->n_params / 1e6, ev->train_blocks, ev->block_size, ev->eval_blocks, ev->max_steps);
         break;
     case GPT2C_FT_STEP:
@@ -124,7 +131,8 @@ int cmd_finetune(int argc, char **argv) {
     const char *model = NULL;
     int json = 0, log_every = 10, c;
     enum { O_TRAIN = 256, O_VAL, O_SPLIT, O_EPOCHS, O_STEPS, O_LR, O_WARM, O_BATCH, O_ACC, O_BLOCK, O_WD, O_CLIP,
-           O_B1, O_B2, O_EPS, O_SEED, O_NOSHUF, O_EVAL, O_SAVE, O_RESUME, O_JSON, O_LOG, O_NODROP };
+           O_B1, O_B2, O_EPS, O_SEED, O_NOSHUF, O_EVAL, O_SAVE, O_RESUME, O_JSON, O_LOG, O_NODROP,
+           O_RANK, O_ALPHA, O_TARGETS, O_MERGE };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},        {"train", required_argument, 0, O_TRAIN},
         {"validation", required_argument, 0, O_VAL}, {"validation-split", required_argument, 0, O_SPLIT},
@@ -139,6 +147,8 @@ int cmd_finetune(int argc, char **argv) {
         {"save-every", required_argument, 0, O_SAVE}, {"resume", required_argument, 0, O_RESUME},
         {"threads", required_argument, 0, 't'},      {"json", no_argument, 0, O_JSON},
         {"log-every", required_argument, 0, O_LOG},  {"no-dropout", no_argument, 0, O_NODROP},
+        {"lora-rank", required_argument, 0, O_RANK}, {"lora-alpha", required_argument, 0, O_ALPHA},
+        {"lora-targets", required_argument, 0, O_TARGETS}, {"merge", no_argument, 0, O_MERGE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     opterr = 0;
@@ -204,6 +214,15 @@ int cmd_finetune(int argc, char **argv) {
         }
         case O_NOSHUF: p.shuffle = 0; break;
         case O_NODROP: p.no_dropout = 1; break;
+        case O_RANK:
+            if (parse_int(optarg, 1, 4096, &p.lora_rank)) bad = "--lora-rank: a whole number in 1..4096";
+            break;
+        case O_ALPHA:
+            if (parse_float(optarg, &f) || !(f > 0) || !isfinite(f)) bad = "--lora-alpha: a number > 0";
+            else p.lora_alpha = f;
+            break;
+        case O_TARGETS: p.lora_targets = optarg; break;
+        case O_MERGE: p.lora_merge = 1; break;
         case O_RESUME: p.resume_dir = optarg; break;
         case O_JSON: json = 1; break;
         case 'h': fputs(FINETUNE_HELP, stdout); return 0;
@@ -212,6 +231,9 @@ int cmd_finetune(int argc, char **argv) {
         if (bad) return usage_error("%s", bad);
     }
     if (optind < argc) return usage_error("finetune: unexpected argument '%s'", argv[optind]);
+    if ((p.lora_alpha > 0 || p.lora_targets || p.lora_merge) && !p.lora_rank)
+        return usage_error("%s", "finetune: --lora-alpha, --lora-targets and --merge need --lora-rank");
+    if (p.lora_rank && !model) return usage_error("%s", "finetune: LoRA needs -m MODEL (the base), resuming too");
     if ((!model && !p.resume_dir) || !p.train_file || !p.output_dir)
         return usage_error("%s", "finetune: -m MODEL, --train FILE and -o DIR are required");
     if (!(p.adam_beta1 < 1 && p.adam_beta2 < 1) || !(p.adam_eps > 0))

@@ -72,6 +72,7 @@ static const char GENERATE_HELP[] =
     "      --dtype T              convert the weights at load: f32, f16, bf16, or q8 (8-bit, blocks\n"
     "                             of 32 with an f16 scale); default: as stored in the checkpoint\n"
     "      --kv-cache T           the KV cache in f32 (default) or f16 (half the memory)\n"
+    "      --lora DIR             merge a LoRA adapter (PEFT's adapter_config.json + safetensors) at load\n"
     "      --draft MODEL          speculative decoding: MODEL (of the same tokenizer, smaller)\n"
     "                             proposes tokens that the model checks in one pass; greedy\n"
     "                             text is the same as without it, sampled text follows the\n"
@@ -97,7 +98,7 @@ static const char GENERATE_HELP[] =
 #define MAX_LIST 1024
 
 typedef struct gen_opts {
-    const char *model, *prompt, *prompt_file, *ids, *dtype, *kv_cache, *draft, *draft_dtype;
+    const char *model, *prompt, *prompt_file, *ids, *dtype, *kv_cache, *draft, *draft_dtype, *lora;
     gpt2c_gen_params p;
     gpt2c_defaults defaults;
     int json, verbose, new_only, truncate, stream;
@@ -115,7 +116,7 @@ enum {
     O_MAXLEN = 256, O_MINLEN, O_MINNEW, O_GREEDY, O_SAMPLE, O_TEMP, O_TOPK, O_TOPP, O_TYPICAL, O_REP, O_NGRAM,
     O_SUPPRESS, O_BADWORDS, O_BIAS, O_BEAMS, O_LENPEN, O_EARLY, O_NRET, O_SEED, O_EOS, O_NOCACHE, O_PIPELINE,
     O_TRUNC, O_LOGPROBS, O_NEWONLY, O_NOCLEAN, O_JSON, O_IDS, O_STOP, O_STREAM, O_NOSTREAM, O_THREADS, O_DTYPE, O_KV,
-    O_DRAFT, O_DRAFT_DTYPE, O_NASSIST
+    O_DRAFT, O_DRAFT_DTYPE, O_NASSIST, O_LORA
 };
 
 static const struct option GEN_OPTIONS[] = {
@@ -140,7 +141,8 @@ static const struct option GEN_OPTIONS[] = {
     {"threads", required_argument, 0, O_THREADS},  {"dtype", required_argument, 0, O_DTYPE},
     {"kv-cache", required_argument, 0, O_KV},      {"draft", required_argument, 0, O_DRAFT},
     {"draft-dtype", required_argument, 0, O_DRAFT_DTYPE}, {"num-assistant-tokens", required_argument, 0, O_NASSIST},
-    {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
+    {"lora", required_argument, 0, O_LORA},        {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0}};
 
 /* "1,2,3" into at most MAX_LIST ids; -1 if malformed. */
 static int parse_id_list(const char *s, int32_t *out, int max) {
@@ -280,6 +282,7 @@ static int apply_option(gen_opts *o, int c, const char *arg, char **argv) {
     case O_NASSIST:
         if (parse_int(arg, 1, 7, &p->num_assistant_tokens)) return usage_error("--num-assistant-tokens: '%s' is not an integer in 1..7", arg);
         break;
+    case O_LORA: o->lora = arg; break;
     case O_KV:
         if (strcmp(arg, "f32") && strcmp(arg, "f16")) return usage_error("--kv-cache: '%s' is not one of f32, f16", arg);
         o->kv_cache = arg;
@@ -478,7 +481,7 @@ static int run_generate(gen_opts *o, int argc, char **argv) {
     int n_ids = 0, n_seqs = 0;
     char *dir = resolve_model(o->model, GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc);
     if (!dir) goto out;
-    gpt2c_model_params mp = {.dtype = o->dtype, .kv_cache = o->kv_cache};
+    gpt2c_model_params mp = {.dtype = o->dtype, .kv_cache = o->kv_cache, .lora = o->lora};
     if (gpt2c_model_load_ex(dir, &mp, &m) != GPT2C_OK) {
         fprintf(stderr, "%s: %s\n", prog, gpt2c_model_errmsg(m));
         goto out;

@@ -38,6 +38,7 @@ static const char SERVE_HELP[] =
     "                           while the others are busy gets 503 (default: no limit)\n"
     "      --dtype T            convert the weights at load: f32, f16, bf16, q8 (every model)\n"
     "      --kv-cache T         the KV cache in f32 (default) or f16 (half the memory per slot)\n"
+    "      --lora DIR           merge a LoRA adapter (PEFT's folder) into the model at load (one -m)\n"
     "      --draft MODEL        speculative decoding (one -m): MODEL, smaller and of the same\n"
     "                           tokenizer, drafts tokens the model checks in one pass; greedy\n"
     "                           text is unchanged, sampled text follows the same distribution\n"
@@ -94,7 +95,7 @@ static void short_name(const char *spec, char *out) {
 
 typedef struct loader {
     const char *specs[MAX_MODELS]; /* -m as typed, NAME= taken off */
-    const char *dtype, *kv_cache, *draft, *draft_dtype;
+    const char *dtype, *kv_cache, *draft, *draft_dtype, *lora;
 } loader;
 
 static int load(void *user, int index, gpt2c_model **m, gpt2c_model **draft, gpt2c_tokenizer **t, char *err,
@@ -106,7 +107,7 @@ static int load(void *user, int index, gpt2c_model **m, gpt2c_model **draft, gpt
     *t = NULL;
     char *dir = resolve_model_msg(l->specs[index], GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc, err, errlen);
     if (!dir) return -1;
-    gpt2c_model_params mp = {.dtype = l->dtype, .kv_cache = l->kv_cache};
+    gpt2c_model_params mp = {.dtype = l->dtype, .kv_cache = l->kv_cache, .lora = l->lora};
     gpt2c_status st = gpt2c_model_load_ex(dir, &mp, m);
     if (st != GPT2C_OK) {
         snprintf(err, errlen, "%s", gpt2c_model_errmsg(*m));
@@ -164,7 +165,7 @@ int cmd_serve(int argc, char **argv) {
     int n = 0;
     const char *model_id = NULL;
     enum { O_ID = 256, O_PRELOAD, O_MAXMEM, O_DTYPE, O_KV, O_HOST, O_PORT, O_KEY, O_SLOTS, O_THREADS, O_QUEUE, O_MAXTOK, O_BODY, O_TIMEOUT, O_CONNS,
-           O_GRACE, O_PORTFILE, O_QUIET, O_NOCACHE, O_DRAFT, O_DRAFT_DTYPE, O_NASSIST };
+           O_GRACE, O_PORTFILE, O_QUIET, O_NOCACHE, O_DRAFT, O_DRAFT_DTYPE, O_NASSIST, O_LORA };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"model-id", required_argument, 0, O_ID},
         {"preload", no_argument, 0, O_PRELOAD}, {"max-memory", required_argument, 0, O_MAXMEM},
@@ -177,7 +178,7 @@ int cmd_serve(int argc, char **argv) {
         {"port-file", required_argument, 0, O_PORTFILE}, {"quiet", no_argument, 0, O_QUIET},
         {"no-prompt-cache", no_argument, 0, O_NOCACHE}, {"draft", required_argument, 0, O_DRAFT},
         {"draft-dtype", required_argument, 0, O_DRAFT_DTYPE}, {"num-assistant-tokens", required_argument, 0, O_NASSIST},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"lora", required_argument, 0, O_LORA}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
     int c, v;
     float f;
@@ -205,6 +206,7 @@ int cmd_serve(int argc, char **argv) {
         case O_MAXMEM: if (parse_size(optarg, &o.max_memory)) return usage_error("--max-memory: '%s' is not a size (bytes, or with K, M, G or T)", optarg); break;
         case O_DTYPE: l.dtype = optarg; break;
         case O_KV: l.kv_cache = optarg; break;
+        case O_LORA: l.lora = optarg; break;
         case O_HOST: o.host = optarg; break;
         case O_PORT: if (parse_int(optarg, 0, 65535, &o.port)) return usage_error("--port: '%s' is not a port number", optarg); break;
         case O_KEY: o.api_key = *optarg ? optarg : NULL; break;

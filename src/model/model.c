@@ -546,6 +546,7 @@ gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, g
     m->layers = calloc((size_t)m->cfg.n_layer, sizeof *m->layers);
     if (!m->layers) return err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
     if ((s = m->arch->load(m))) return s;
+    if (p && p->lora && (s = model_lora_load(m, p->lora))) return s;
     m->dtype = wtype_name(m->lm_head.type);
     if (p && p->dtype && (s = convert_weights(m, p->dtype))) return s;
     if (p && p->kv_cache && strcasecmp(p->kv_cache, "f32") != 0) {

@@ -194,6 +194,22 @@ gpt2c_status model_layers(gpt2c_model *m, const char *prefix, const layer_tensor
  * memory, with m's error set). */
 void *model_own(gpt2c_model *m, size_t bytes);
 
+/* LoRA adapters (lora.c): one adapted matrix, named as the architecture
+ * names its tensor ("h.0.attn.c_attn.weight"), A (r, din) and B (dout, r). */
+typedef struct lora_adapter {
+    char name[128];
+    int r, din, dout;
+    const float *A, *B;
+} lora_adapter;
+/* W += scale (B A) for each adapter, in W's orientation (Conv1D (din, dout)
+ * or Linear (dout, din)), in f32, then back to W's type (F32, F16, BF16)
+ * in memory the model owns. */
+gpt2c_status model_lora_merge(gpt2c_model *m, const lora_adapter *a, int n, float scale);
+/* The same from a PEFT adapter folder: adapter_config.json's r and
+ * lora_alpha, adapter_model.safetensors' base_model.model.PATH.lora_A.weight
+ * and lora_B.weight for each adapted module PATH. */
+gpt2c_status model_lora_load(gpt2c_model *m, const char *dir);
+
 /* "F32", "F16", "BF16", "Q8". */
 const char *wtype_name(gpt2_wtype t);
 

@@ -146,7 +146,9 @@ static gpt2c_status write_state(trainer *t, const gpt2c_finetune_params *p, cons
                           (json_int_t)t->T, "seed", (json_int_t)p->seed, "learning_rate", (double)p->lr, "shuffle",
                           p->shuffle);
     json_t *names = json_array();
-    for (int i = 0; j && names && i < t->m->n_tensors; i++) json_array_append_new(names, json_string(t->m->tensors[i].name));
+    char name[128];
+    for (int i = 0; j && names && i < trainer_n_tensors(t); i++)
+        json_array_append_new(names, json_string(trainer_tensor_name(t, i, name, sizeof name)));
     char *txt = NULL;
     if (j && names && !json_object_set_new(j, "tensors", names)) names = NULL, txt = json_dumps(j, JSON_INDENT(2));
     json_decref(j);
@@ -155,6 +157,91 @@ static gpt2c_status write_state(trainer *t, const gpt2c_finetune_params *p, cons
     const int bad = !txt || !path || write_synced(path, txt, strlen(txt), "\n", 1, NULL, 0);
     gpt2c_status s = bad ? err_set(e, GPT2C_ERR_IO, "%s: could not write", path ? path : dir) : GPT2C_OK;
     free(txt);
+    free(path);
+    return s;
+}
+
+/* The PEFT key of trainable tensor i: "base_model.model." + the model's
+ * path to it (the architecture's prefix, then the layer's name). */
+static const char *peft_key(const trainer *t, int i, char *buf, size_t n) {
+    char name[128];
+    snprintf(buf, n, "base_model.model.%s%s", t->m->arch->prefix, trainer_tensor_name(t, i, name, sizeof name));
+    return buf;
+}
+
+/* adapter_config.json and adapter_model.safetensors, as PEFT's
+ * save_pretrained writes them for a GPT-2 (Conv1D: fan_in_fan_out). */
+static gpt2c_status write_adapter(trainer *t, const gpt2c_finetune_params *p, const char *dir, gpt2_err *e) {
+    json_t *targets = json_array(), *hdr = json_object();
+    for (int mod = 0; mod < LORA_MODULES; mod++)
+        if (t->lora_targets >> mod & 1) json_array_append_new(targets, json_string(lora_module_names[mod]));
+    json_t *cfg = json_pack("{s:s?, s:s, s:b, s:b, s:b, s:f, s:f, s:n, s:s, s:i, s:n, s:o, s:s, s:n, s:n}",
+                            "base_model_name_or_path", p->model_dir, "bias", "none", "fan_in_fan_out", 1,
+                            "inference_mode", 1, "init_lora_weights", 1, "lora_alpha",
+                            (double)(t->lora_scale * t->lora_rank), "lora_dropout", 0.0, "modules_to_save", "peft_type",
+                            "LORA", "r", t->lora_rank, "revision", "target_modules", targets, "task_type", "CAUSAL_LM",
+                            "layers_to_transform", "layers_pattern");
+    char *txt = cfg ? json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    json_decref(cfg);
+    /* The safetensors header: every adapter's A and B in order, F32. */
+    size_t off = 0;
+    int bad = !txt || !hdr || json_object_set_new(hdr, "__metadata__", json_pack("{s:s}", "format", "pt"));
+    for (int i = 0; !bad && i < trainer_n_tensors(t); i++) {
+        size_t count;
+        trainer_param(t, i, &count);
+        char key[256];
+        const size_t other = count / (size_t)t->lora_rank; /* A (r, din), B (dout, r) */
+        json_t *shape = i % 2 ? json_pack("[I, i]", (json_int_t)other, t->lora_rank)
+                              : json_pack("[i, I]", t->lora_rank, (json_int_t)other);
+        bad = json_object_set_new(hdr, peft_key(t, i, key, sizeof key),
+                                  json_pack("{s:s, s:o, s:[I, I]}", "dtype", "F32", "shape", shape, "data_offsets",
+                                            (json_int_t)off, (json_int_t)(off + count * sizeof(float))));
+        off += count * sizeof(float);
+    }
+    char *h = bad ? NULL : json_dumps(hdr, JSON_COMPACT);
+    json_decref(hdr);
+    gpt2c_status s = GPT2C_OK;
+    char *cpath = path_join(dir, "adapter_config.json"), *spath = path_join(dir, "adapter_model.safetensors");
+    if (!h || !cpath || !spath || write_synced(cpath, txt, strlen(txt), "\n", 1, NULL, 0))
+        s = err_set(e, GPT2C_ERR_IO, "%s: could not write", cpath ? cpath : dir);
+    if (!s) {
+        size_t len = strlen(h), padded = (len + 7) / 8 * 8;
+        char *buf = malloc(8 + padded);
+        if (buf) {
+            for (int i = 0; i < 8; i++) buf[i] = (char)(((uint64_t)padded >> (8 * i)) & 0xff);
+            memcpy(buf + 8, h, len);
+            memset(buf + 8 + len, ' ', padded - len);
+        }
+        /* The adapters are one contiguous run of the trainer's buffer. */
+        if (!buf || write_synced(spath, buf, 8 + padded, t->params, t->n_params * sizeof(float), NULL, 0))
+            s = err_set(e, GPT2C_ERR_IO, "%s: %s", spath, buf ? strerror(errno) : "out of memory");
+        free(buf);
+    }
+    free(h);
+    free(txt);
+    free(cpath);
+    free(spath);
+    return s;
+}
+
+/* A PEFT adapter folder's tensors into the trainer (resuming). */
+static gpt2c_status read_adapter(trainer *t, const char *dir, gpt2_err *e) {
+    char *path = path_join(dir, "adapter_model.safetensors");
+    st_file f;
+    gpt2c_status s = path ? st_open(path, &f, e) : err_set(e, GPT2C_ERR_NOMEM, "out of memory");
+    const int opened = !s;
+    for (int i = 0; !s && i < trainer_n_tensors(t); i++) {
+        size_t count;
+        float *dst = trainer_param(t, i, &count);
+        char key[256];
+        const st_tensor *x = st_find(&f, peft_key(t, i, key, sizeof key));
+        if (!x || x->dtype != ST_F32 || (size_t)x->numel != count)
+            s = err_set(e, GPT2C_ERR_FORMAT, "%s: needs F32 %s of %zu values (rank and targets as this run's)", path,
+                        key, count);
+        else
+            memcpy(dst, x->data, x->nbytes);
+    }
+    if (opened) st_close(&f);
     free(path);
     return s;
 }
@@ -168,8 +255,14 @@ static gpt2c_status save_checkpoint(trainer *t, const gpt2c_finetune_params *p, 
         return err_set(e, GPT2C_ERR_INVALID, "%s: name too long", dir);
     remove_flat_dir(tmp);
     gpt2c_model *m = t->m;
-    if (gpt2c_model_save(m, tmp)) return err_set(e, GPT2C_ERR_IO, "%s", gpt2c_model_errmsg(m));
-    gpt2c_status s = write_generation_config(m, tmp, e);
+    gpt2c_status s = GPT2C_OK;
+    if (t->slot_of) { /* LoRA: the adapters, not the frozen model */
+        if (mkdir(tmp, 0755) != 0) return err_set(e, GPT2C_ERR_IO, "%s: %s", dir, strerror(errno));
+        s = write_adapter(t, p, tmp, e);
+    } else {
+        if (gpt2c_model_save(m, tmp)) return err_set(e, GPT2C_ERR_IO, "%s", gpt2c_model_errmsg(m));
+        s = write_generation_config(m, tmp, e);
+    }
     if (!s) s = write_optimizer(t, tmp, e);
     if (!s) s = write_state(t, p, rs, max_steps, tmp, e);
     if (!s && (sync_dir(tmp) || rename(tmp, dir) || sync_dir(p->output_dir)))
@@ -206,8 +299,36 @@ static gpt2c_status save_final(trainer *t, const char *out, gpt2_err *e) {
     return s;
 }
 
+/* LoRA's output: the adapter files, and with lora_merge the model with
+ * them merged (PEFT's merge_and_unload) beside them. */
+static gpt2c_status save_lora_final(trainer *t, const gpt2c_finetune_params *p, gpt2_err *e) {
+    gpt2c_status s = write_adapter(t, p, p->output_dir, e);
+    if (s || !p->lora_merge) return s;
+    const int n = trainer_n_tensors(t) / 2;
+    lora_adapter *list = calloc((size_t)n + 1, sizeof *list);
+    if (!list) return err_set(e, GPT2C_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        size_t na, nb;
+        char name[128];
+        list[i].A = trainer_param(t, 2 * i, &na), list[i].B = trainer_param(t, 2 * i + 1, &nb);
+        list[i].r = t->lora_rank, list[i].din = (int)(na / (size_t)t->lora_rank), list[i].dout = (int)(nb / (size_t)t->lora_rank);
+        /* "h.0.attn.c_attn.lora_A.weight" -> "h.0.attn.c_attn.weight" */
+        trainer_tensor_name(t, 2 * i, name, sizeof name);
+        char *cut = strstr(name, ".lora_A.weight");
+        if (cut) strcpy(cut, ".weight");
+        snprintf(list[i].name, sizeof list[i].name, "%s", name);
+    }
+    if (model_lora_merge(t->m, list, n, t->lora_scale)) s = err_set(e, GPT2C_ERR_FORMAT, "%s", gpt2c_model_errmsg(t->m));
+    free(list);
+    return s ? s : save_final(t, p->output_dir, e);
+}
+
 /* Reads a checkpoint's optimiser and run state into t and rs. */
 static gpt2c_status load_resume(trainer *t, const char *dir, run_state *rs, gpt2_err *e) {
+    if (t->slot_of) {
+        gpt2c_status s = read_adapter(t, dir, e);
+        if (s) return s;
+    }
     char *path = path_join(dir, "trainer_state.json");
     json_t *j = NULL;
     gpt2c_status s = path ? file_read_json(path, (size_t)1 << 24, &j, e) : err_set(e, GPT2C_ERR_NOMEM, "out of memory");
@@ -351,8 +472,18 @@ gpt2c_status gpt2c_finetune(const gpt2c_finetune_params *p, gpt2c_finetune_fn fn
     gpt2c_tokenizer *tok = NULL;
     if (stopped) *stopped = 0;
     gpt2c_status s = check_params(p, &e);
-    const char *start = p->resume_dir ? p->resume_dir : p->model_dir;
-    gpt2c_model_params mp = {.dtype = "f32"};
+    /* Full fine-tuning starts from the checkpoint's weights when resuming,
+     * in f32; LoRA from the base model as stored, its adapters from the
+     * checkpoint. */
+    const int lora = p->lora_rank > 0;
+    if (!s && lora && !p->model_dir) s = err_set(&e, GPT2C_ERR_INVALID, "LoRA needs the base model (-m), resuming too");
+    const char *start = p->resume_dir && !lora ? p->resume_dir : p->model_dir;
+    gpt2c_model_params mp = {.dtype = lora ? NULL : "f32"};
+    train_lora lo = {p->lora_rank, p->lora_alpha > 0 ? p->lora_alpha : 2.0f * (float)p->lora_rank, 0};
+    char bad[64] = "";
+    if (!s && lora && !(lo.targets = lora_parse_targets(p->lora_targets ? p->lora_targets : "c_attn", bad, sizeof bad)))
+        s = err_set(&e, GPT2C_ERR_INVALID, "LoRA target module '%s' is not one of GPT-2's c_attn, c_proj, c_fc "
+                    "(attn.c_proj, mlp.c_proj)", bad);
     if (!s && gpt2c_model_load_ex(start, &mp, &m)) s = err_set(&e, GPT2C_ERR_FORMAT, "%s", m ? gpt2c_model_errmsg(m) : "out of memory");
     if (!s && gpt2c_tokenizer_load(p->model_dir ? p->model_dir : start, &tok))
         s = err_set(&e, GPT2C_ERR_FORMAT, "%s", tok ? gpt2c_tokenizer_errmsg(tok) : "out of memory");
@@ -369,7 +500,8 @@ gpt2c_status gpt2c_finetune(const gpt2c_finetune_params *p, gpt2c_finetune_fn fn
                                 &r.train, &r.val, &e);
     if (!s && p->validation_file) s = train_data_load(tok, p->validation_file, block, eos, 0, &r.val, NULL, &e);
     if (!s) s = make_output(p, &e);
-    if (!s) s = trainer_new(m, p->batch_size, block, p->n_threads, &r.t, &e);
+    if (!s) s = lora ? trainer_new_lora(m, p->batch_size, block, p->n_threads, &lo, p->seed, &r.t, &e)
+                     : trainer_new(m, p->batch_size, block, p->n_threads, &r.t, &e);
     const size_t bt = (size_t)p->batch_size * (size_t)block;
     if (!s) {
         r.order = malloc(sizeof *r.order * (size_t)r.train.n_blocks);
@@ -439,7 +571,8 @@ gpt2c_status gpt2c_finetune(const gpt2c_finetune_params *p, gpt2c_finetune_fn fn
             ev.kind = GPT2C_FT_EVAL, ev.step = rs.step, ev.eval_perplexity = exp(ev.eval_loss);
             if (!s && fn) fn(user, &ev);
         }
-        if (!s) s = save_final(r.t, p->output_dir, &e);
+        if (!s && lora) s = save_lora_final(r.t, p, &e);
+        else if (!s) s = save_final(r.t, p->output_dir, &e);
         ev.kind = GPT2C_FT_SAVE, ev.path = p->output_dir;
         if (!s && fn) fn(user, &ev);
     }

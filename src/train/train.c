@@ -179,7 +179,7 @@ gpt2c_status trainer_new_lora(gpt2c_model *m, int B, int T, int n_threads, const
     if (s) return free(slot_of), s;
     trainer *t = *out;
     t->slot_of = slot_of;
-    t->lora_rank = lo->rank, t->lora_scale = lo->alpha / (float)lo->rank;
+    t->lora_rank = lo->rank, t->lora_scale = lo->alpha / (float)lo->rank, t->lora_targets = lo->targets;
     const size_t N = (size_t)B * T, C = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
     t->lora_h = mem_alloc((size_t)n_slots * N * (size_t)lo->rank * sizeof(float));
     t->lora_dh = mem_alloc(N * (size_t)lo->rank * sizeof(float));

@@ -142,6 +142,7 @@ struct trainer {
     /* LoRA: slot_of[l * LORA_MODULES + module] is the adapter's index or -1;
      * an adapter's A and B are tensors 2 i and 2 i + 1. */
     int lora_rank;
+    unsigned lora_targets;
     float lora_scale;         /* alpha / r */
     int *slot_of;
     float *lora_h;            // (adapters, N, r) s x A's output of the last forward
