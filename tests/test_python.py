@@ -306,6 +306,25 @@ cli = cli_json("-m", TINY, "--ids", ",".join(map(str, tiny_ids)), "-n", "12", "-
 check(drafted[0][len(tiny_ids):] == cli["sequences"][0]["token_ids"] and cli["draft"]["proposed"] > 0,
       "generate(assistant_model=..., do_sample) with set_seed: the CLI's --draft-dtype tokens for that seed")
 check(raises(TypeError, model.generate, [tiny_ids], assistant_model="gpt2"), "assistant_model must be a model")
+# A LoRA adapter written by `gpt2c finetune --lora-rank` (PEFT's layout), loaded as PEFT loads one:
+# the merged model generates the CLI's --lora tokens, which are not the base model's.
+with tempfile.TemporaryDirectory() as ltmp:
+    with open(os.path.join(ltmp, "train.txt"), "w") as f:
+        f.write("the cat sat on the mat and the dog sat on the log.\n" * 40)
+    adapter = os.path.join(ltmp, "adapter")
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    r = subprocess.run([BIN, "finetune", "-m", TINY, "--train", os.path.join(ltmp, "train.txt"), "-o", adapter,
+                        "--block-size", "16", "--max-steps", "5", "--lr", "0.05", "--lora-rank", "4",
+                        "--validation-split", "0"], capture_output=True, text=True, env=env)
+    check(r.returncode == 0, "finetune --lora-rank: " + r.stderr)
+    peft = gpt2c.PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    lora_ids = peft.generate([tiny_ids], max_new_tokens=10, pad_token_id=50256)
+    cli = cli_json("-m", TINY, "--ids", ",".join(map(str, tiny_ids)), "-n", "10", "--greedy", "--lora", adapter)
+    check(lora_ids[0][len(tiny_ids):] == cli["sequences"][0]["token_ids"] and
+          lora_ids != model.generate([tiny_ids], max_new_tokens=10, pad_token_id=50256),
+          "PeftModel.from_pretrained(model, adapter): the CLI's --lora tokens, not the base model's")
+    check(raises(TypeError, gpt2c.PeftModel.from_pretrained, "gpt2", adapter), "PeftModel needs a gpt2c model")
+    peft.close()
 m2.close()
 check(raises(ValueError, m2.generate, [tiny_ids], contains="closed") and raises(ValueError, m2, [tiny_ids]),
       "a closed model raises instead of crashing")

@@ -515,6 +515,26 @@ finally:
 r = subprocess.run([BIN, "serve", "-m", TINY, "-m", DRAFT, "--draft", DRAFT], capture_output=True, text=True)
 check(r.returncode == 2 and "--draft" in r.stderr, f"--draft with two models: usage error ({r.returncode} {r.stderr})")
 
+# A LoRA adapter from `gpt2c finetune --lora-rank`, merged at load with --lora: the server answers
+# as the CLI with the same adapter, which is not what the base model says.
+with tempfile.TemporaryDirectory() as ltmp:
+    with open(os.path.join(ltmp, "train.txt"), "w") as f:
+        f.write("the cat sat on the mat and the dog sat on the log.\n" * 40)
+    adapter = os.path.join(ltmp, "adapter")
+    r = subprocess.run([BIN, "finetune", "-m", TINY, "--train", os.path.join(ltmp, "train.txt"), "-o", adapter,
+                        "--block-size", "16", "--max-steps", "5", "--lr", "0.05", "--lora-rank", "4",
+                        "--validation-split", "0"], capture_output=True, text=True)
+    check(r.returncode == 0, f"finetune --lora-rank for the server: {r.stderr}")
+    sl = Server(TINY, "--quiet", "--lora", adapter)
+    try:
+        st, body, _ = post(sl.port, {"prompt": PROMPT, "max_tokens": 10, "temperature": 0}, key=None)
+        want = cli_text(TINY, "-n", "10", "-p", PROMPT, "--greedy", "--lora", adapter)
+        check(st == 200 and body["choices"][0]["text"] == want and want != cli_text(TINY, "-n", "10", "-p", PROMPT,
+                                                                                      "--greedy"),
+              f"--lora: the server answers as the CLI with the adapter, unlike the base ({body})")
+    finally:
+        check(sl.stop() == 0, "lora: SIGTERM")
+
 # The other architectures served as GPT-2 is: a greedy completion and a sampled one equal
 # the CLI's, streamed equals non-streamed, and /v1/models names the architecture.
 ARCH_TYPES = {"neo": "gpt_neo", "opt": "opt", "neox": "gpt_neox", "bloom": "bloom", "starcoder": "gpt_bigcode",

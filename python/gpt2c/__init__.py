@@ -15,7 +15,7 @@ from ._lib import version as __version__
 from ._seed import set_seed
 from .modeling import (AutoModelForCausalLM, AutoModelWithLMHead, BloomForCausalLM, CodeGenForCausalLM,
                        GenerationConfig, GPT2LMHeadModel, GPTBigCodeForCausalLM, GPTNeoForCausalLM,
-                       GPTNeoXForCausalLM, OPTForCausalLM, PretrainedConfig, PreTrainedModel)
+                       GPTNeoXForCausalLM, OPTForCausalLM, PeftModel, PretrainedConfig, PreTrainedModel)
 from .pipelines import Pipeline, TextGenerationPipeline, pipeline
 from .streamers import TextIteratorStreamer, TextStreamer
 from .tokenization import (AutoTokenizer, BatchEncoding, BloomTokenizerFast, CodeGenTokenizer, CodeGenTokenizerFast,
@@ -23,7 +23,7 @@ from .tokenization import (AutoTokenizer, BatchEncoding, BloomTokenizerFast, Cod
 
 PreTrainedTokenizerFast = PreTrainedTokenizer
 
-__all__ = ["pipeline", "set_seed", "Pipeline", "TextGenerationPipeline", "AutoTokenizer", "GPT2Tokenizer",
+__all__ = ["PeftModel", "pipeline", "set_seed", "Pipeline", "TextGenerationPipeline", "AutoTokenizer", "GPT2Tokenizer",
            "GPT2TokenizerFast", "CodeGenTokenizer", "CodeGenTokenizerFast", "GPTNeoXTokenizerFast",
            "BloomTokenizerFast", "PreTrainedTokenizer", "PreTrainedTokenizerFast", "BatchEncoding",
            "AutoModelForCausalLM", "AutoModelWithLMHead", "GPT2LMHeadModel", "GPTNeoForCausalLM", "OPTForCausalLM",

@@ -113,7 +113,7 @@ class GenParams(ctypes.Structure):
 
 
 class ModelParams(ctypes.Structure):
-    _fields_ = [("dtype", c_char_p), ("kv_cache", c_char_p)]
+    _fields_ = [("dtype", c_char_p), ("kv_cache", c_char_p), ("lora", c_char_p)]
 
 
 class ModelInfo(ctypes.Structure):

@@ -183,9 +183,11 @@ class PreTrainedModel:
     """A causal language model loaded by gpt2c, with transformers' interface."""
     main_input_name = "input_ids"
 
-    def __init__(self, folder, name_or_path=None, torch_dtype=None, load_in_8bit=False, n_threads=0, **kwargs):
-        dtype = _dtype_name(torch_dtype, load_in_8bit)
-        params = ModelParams(dtype.encode() if dtype else None, None)
+    def __init__(self, folder, name_or_path=None, torch_dtype=None, load_in_8bit=False, n_threads=0, _lora=None,
+                 _dtype=None, **kwargs):
+        dtype = _dtype or _dtype_name(torch_dtype, load_in_8bit)
+        self._dtype = dtype
+        params = ModelParams(dtype.encode() if dtype else None, None, os.fsencode(_lora) if _lora else None)
         m = c_void_p()
         self._m = _CModel.made(lib.gpt2c_model_load_ex(os.fsencode(folder), ctypes.byref(params), ctypes.byref(m)), m)
         info = ModelInfo()
@@ -221,6 +223,10 @@ class PreTrainedModel:
             logger.warning("You are using a model of type %s to instantiate a model of type %s. This is not "
                            "supported for all configurations of models and can yield errors.", model.model_type, arch)
         return model
+
+    def merge_and_unload(self):
+        """PEFT's: the model with its LoRA adapter merged. gpt2c merges at load, so it is this model."""
+        return self
 
     def _gen_config(self):
         """generate()'s defaults for this checkpoint (transformers' own, then generation_config.json)."""
@@ -675,3 +681,17 @@ class AutoModelForCausalLM:
 
 
 AutoModelWithLMHead = AutoModelForCausalLM
+
+
+class PeftModel:
+    """peft.PeftModel's loading: PeftModel.from_pretrained(model, adapter_dir) gives the model with the
+    LoRA adapter (adapter_config.json + adapter_model.safetensors, as PEFT and `gpt2c finetune
+    --lora-rank` write them) merged into its weights at load, so it generates at the base model's
+    speed; merge_and_unload() returns it as it is."""
+
+    @classmethod
+    def from_pretrained(cls, model, model_id, **kwargs):
+        if not isinstance(model, PreTrainedModel):
+            raise TypeError("PeftModel.from_pretrained takes a model loaded by gpt2c, not %s" % type(model).__name__)
+        return type(model)(model._folder, name_or_path=model.name_or_path, n_threads=model.n_threads,
+                           _lora=os.fspath(model_id), _dtype=model._dtype)
