@@ -35,6 +35,12 @@ gpt2c_status file_read_json(const char *path, size_t max_size, struct json_t **r
 int file_exists(const char *path);
 /* dir + "/" + name into a malloc'd string (NULL when out of memory). */
 char *path_join(const char *dir, const char *name);
+/* Writes n bytes to fd, going on after short writes and EINTR; -1 (errno
+ * set) on failure. */
+int file_write_all(int fd, const void *buf, size_t n);
+/* Flushes a folder's entries to disk (a rename in it survives a crash);
+ * -1 on failure. */
+int file_sync_dir(const char *dir);
 /* Nonzero when path ends with suffix (".json", ".safetensors"). */
 int path_has_suffix(const char *path, const char *suffix);
 

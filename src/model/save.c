@@ -94,17 +94,6 @@ static int by_elem_then_name(const void *a, const void *b) {
     return strcmp(x->name, y->name);
 }
 
-static int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return -1;
-        p += k, n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Writes buf to path and flushes it to disk. On failure the message names
  * the file as `shown` (DIR/NAME: the temporary folder it is written in is
  * not one the caller gave, and is gone once the save fails). */
@@ -112,8 +101,8 @@ static gpt2c_status write_file(gpt2c_model *m, const char *path, const char *sho
                                const writer *w) {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return err_set(&m->err, GPT2C_ERR_IO, "%s: %s", shown, strerror(errno));
-    int bad = write_all(fd, head, head_n);
-    for (int i = 0; w && !bad && i < w->n; i++) bad = write_all(fd, w->t[i].data, w->t[i].nbytes);
+    int bad = file_write_all(fd, head, head_n);
+    for (int i = 0; w && !bad && i < w->n; i++) bad = file_write_all(fd, w->t[i].data, w->t[i].nbytes);
     if (!bad) bad = fsync(fd);
     int e = errno;
     if (close(fd) != 0 && !bad) bad = 1, e = errno;
@@ -204,14 +193,6 @@ static void remove_tmp(const char *tmp) {
     rmdir(tmp);
 }
 
-static int fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
-}
-
 gpt2c_status gpt2c_model_save(gpt2c_model *m, const char *dir) {
     if (!m) return GPT2C_ERR_INVALID;
     if (!dir || !*dir) return err_set(&m->err, GPT2C_ERR_INVALID, "output folder is empty");
@@ -238,9 +219,9 @@ gpt2c_status gpt2c_model_save(gpt2c_model *m, const char *dir) {
         s = err_set(&m->err, GPT2C_ERR_NOMEM, "out of memory");
     if (!s) s = write_file(m, file, shown, head, head_n, &w);
     if (!s) s = copy_sidecars(m, tmp, dir);
-    if (!s && fsync_dir(tmp) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", dir, strerror(errno));
+    if (!s && file_sync_dir(tmp) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", dir, strerror(errno));
     if (!s && rename(tmp, dir) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", dir, strerror(errno));
-    if (!s && fsync_dir(parent) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", parent, strerror(errno));
+    if (!s && file_sync_dir(parent) != 0) s = err_set(&m->err, GPT2C_ERR_IO, "%s: %s", parent, strerror(errno));
     if (s) remove_tmp(tmp);
     free(file);
     free(shown);

@@ -54,27 +54,10 @@ static int write_synced(const char *path, const void *a, size_t na, const void *
     const void *parts[3] = {a, b, c};
     const size_t lens[3] = {na, nb, nc};
     int bad = 0;
-    for (int i = 0; i < 3 && !bad; i++) {
-        const char *p = parts[i];
-        size_t n = lens[i];
-        while (n > 0 && !bad) {
-            ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0) bad = 1;
-            else p += k, n -= (size_t)k;
-        }
-    }
+    for (int i = 0; i < 3 && !bad; i++) bad = file_write_all(fd, parts[i], lens[i]);
     if (!bad) bad = fsync(fd) != 0;
     if (close(fd) != 0) bad = 1;
     return bad ? -1 : 0;
-}
-
-static int sync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
 }
 
 /* Removes a folder of plain files (a stale .partial of ours). */
@@ -265,7 +248,7 @@ static gpt2c_status save_checkpoint(trainer *t, const gpt2c_finetune_params *p, 
     }
     if (!s) s = write_optimizer(t, tmp, e);
     if (!s) s = write_state(t, p, rs, max_steps, tmp, e);
-    if (!s && (sync_dir(tmp) || rename(tmp, dir) || sync_dir(p->output_dir)))
+    if (!s && (file_sync_dir(tmp) || rename(tmp, dir) || file_sync_dir(p->output_dir)))
         s = err_set(e, GPT2C_ERR_IO, "%s: %s", dir, strerror(errno));
     if (s) remove_flat_dir(tmp);
     return s;
@@ -290,7 +273,7 @@ static gpt2c_status save_final(trainer *t, const char *out, gpt2_err *e) {
     if (d) closedir(d);
     if (!s) {
         char *from = path_join(tmp, "model.safetensors"), *to = path_join(out, "model.safetensors");
-        if (!from || !to || rename(from, to) || sync_dir(out))
+        if (!from || !to || rename(from, to) || file_sync_dir(out))
             s = err_set(e, GPT2C_ERR_IO, "%s: %s", to ? to : out, strerror(errno));
         free(from);
         free(to);
