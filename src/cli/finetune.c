@@ -185,10 +185,10 @@ int cmd_finetune(int argc, char **argv) {
             else p.save_every = n;
             break;
         case O_BATCH:
-            if (parse_int(optarg, 1, 65536, &p.batch_size)) bad = "--batch-size: a whole number >= 1";
+            if (parse_int(optarg, 1, 65536, &p.batch_size)) bad = "--batch-size: a whole number in 1..65536";
             break;
         case O_ACC:
-            if (parse_int(optarg, 1, 65536, &p.grad_accum)) bad = "--grad-accum: a whole number >= 1";
+            if (parse_int(optarg, 1, 65536, &p.grad_accum)) bad = "--grad-accum: a whole number in 1..65536";
             break;
         case O_BLOCK:
             if (parse_int(optarg, 2, 1 << 20, &p.block_size)) bad = "--block-size: a whole number >= 2";

@@ -430,20 +430,23 @@ static gpt2c_status check_params(const gpt2c_finetune_params *p, gpt2_err *e) {
     return GPT2C_OK;
 }
 
-/* An output folder to create, or (resuming) one that may exist. */
-static gpt2c_status make_output(const gpt2c_finetune_params *p, gpt2_err *e) {
+/* An output folder to create (*created set), or (resuming) one that may
+ * exist but holds no finished run. */
+static gpt2c_status make_output(const gpt2c_finetune_params *p, int *created, gpt2_err *e) {
     struct stat st;
     if (lstat(p->output_dir, &st) == 0) {
         if (!S_ISDIR(st.st_mode)) return err_set(e, GPT2C_ERR_INVALID, "%s exists and is not a folder", p->output_dir);
-        char *mp = path_join(p->output_dir, "model.safetensors");
-        const int done = mp && file_exists(mp);
+        char *mp = path_join(p->output_dir, "model.safetensors"), *ap = path_join(p->output_dir, "adapter_config.json");
+        const int done = (mp && file_exists(mp)) || (ap && file_exists(ap));
         free(mp);
+        free(ap);
         if (!p->resume_dir || done)
             return err_set(e, GPT2C_ERR_INVALID, "%s exists; give a new folder (or --resume a checkpoint in it)",
                            p->output_dir);
         return GPT2C_OK;
     }
     if (mkdir(p->output_dir, 0755) != 0) return err_set(e, GPT2C_ERR_IO, "%s: %s", p->output_dir, strerror(errno));
+    *created = 1;
     return GPT2C_OK;
 }
 
@@ -482,7 +485,8 @@ gpt2c_status gpt2c_finetune(const gpt2c_finetune_params *p, gpt2c_finetune_fn fn
     if (!s) s = train_data_load(tok, p->train_file, block, eos, p->validation_file ? 0 : p->validation_split,
                                 &r.train, &r.val, &e);
     if (!s && p->validation_file) s = train_data_load(tok, p->validation_file, block, eos, 0, &r.val, NULL, &e);
-    if (!s) s = make_output(p, &e);
+    int created = 0;
+    if (!s) s = make_output(p, &created, &e);
     if (!s) s = lora ? trainer_new_lora(m, p->batch_size, block, p->n_threads, &lo, p->seed, &r.t, &e)
                      : trainer_new(m, p->batch_size, block, p->n_threads, &r.t, &e);
     const size_t bt = (size_t)p->batch_size * (size_t)block;
@@ -560,6 +564,7 @@ gpt2c_status gpt2c_finetune(const gpt2c_finetune_params *p, gpt2c_finetune_fn fn
         if (!s && fn) fn(user, &ev);
     }
     if (s && msg && msg_n) snprintf(msg, msg_n, "%s", e.msg[0] ? e.msg : gpt2c_status_string(s));
+    if (s && created) rmdir(p->output_dir); /* a run that failed leaves no empty folder (checkpoints stay) */
     trainer_free(r.t);
     train_data_free(&r.train);
     train_data_free(&r.val);
