@@ -93,7 +93,7 @@ def run_gpt2c(folder, a, data, tmp):
     out = os.path.join(tmp, "out-%d" % time.monotonic_ns())
     cmd = [os.path.join(REPO, "build", "gpt2c"), "finetune", "-m", folder, "--train", data, "-o", out,
            "--batch-size", str(a.batch_size), "--block-size", str(a.block_size), "--max-steps", str(a.steps),
-           "--validation-split", "0", "--threads", str(a.threads), "--json"]
+           "--validation-split", "0", "--threads", str(a.threads), "--no-dropout", "--json"]
     r, rss = timed_rss(cmd)
     steps = [json.loads(x) for x in r.splitlines() if '"step"' in x and "tokens_per_s" in x]
     toks = a.batch_size * a.block_size
