@@ -234,6 +234,7 @@ static void test_lora_gradients(void **state) {
     for (int i = 1; i < trainer_n_tensors(t); i += 2) {
         size_t n;
         float *Bm = trainer_param(t, i, &n);
+        for (size_t j = 0; j < n; j++) assert_true(Bm[j] == 0.0f); /* PEFT's start: the model as it is */
         for (size_t j = 0; j < n; j++) Bm[j] = 0.05f * frand(&seed);
     }
     trainer_set_dropout(t, 0.1f, 0.1f, 0.1f, 4);

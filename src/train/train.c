@@ -64,6 +64,7 @@ static gpt2c_status trainer_alloc(gpt2c_model *m, int B, int T, int n_threads, c
     memset(t->grads, 0, bytes);
     memset(t->m1, 0, bytes);
     memset(t->m2, 0, bytes);
+    if (!owned_by_model) memset(t->params, 0, bytes); /* LoRA's B starts at zero (mem_alloc need not clear) */
     *out = t;
     return GPT2C_OK;
 }
