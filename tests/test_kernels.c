@@ -155,6 +155,44 @@ static void test_elementwise(void **state) {
             tables[k]->activation(got, (size_t)n * d, ACT_GELU_TANH);
             if (!(max_rel(got, want, (size_t)n * d) <= 2e-6)) fail_msg("%s gelu: %.2e", tables[k]->name, max_rel(got, want, (size_t)n * d));
         }
+        /* Training: GELU's derivative times dy (the tanh curve; the others
+         * are the reference's everywhere), and AdamW to the bit. */
+        for (int i = 0; i < d; i++) g[i] = 2 * frand();
+        const size_t nd = (size_t)n * d;
+        float *dy = malloc(sizeof(float) * nd);
+        for (size_t i = 0; i < nd; i++) dy[i] = frand();
+        for (int act = ACT_GELU_TANH; act <= ACT_RELU; act++) {
+            gpt2_kernels_generic.activation_dx(want, dy, x, nd, (gpt2_act)act);
+            for (int k = 1; k < n_tables; k++) {
+                tables[k]->activation_dx(got, dy, x, nd, (gpt2_act)act);
+                if (!(max_rel(got, want, nd) <= 2e-6))
+                    fail_msg("%s activation_dx %d: %.2e", tables[k]->name, act, max_rel(got, want, nd));
+            }
+        }
+        float *st[2][4];
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < 4; j++) st[k][j] = malloc(sizeof(float) * nd);
+        for (size_t i = 0; i < nd; i++)
+            st[0][0][i] = frand(), st[0][1][i] = 0.1f * frand(), st[0][2][i] = 0.01f * frand(), st[0][3][i] = 1e-4f * fabsf(frand());
+        const gpt2_adamw_args aw = {0.7f, 1.0f - 1e-3f * 0.01f, 0.9f, 0.999f, 1e-3f / 0.271f, 0.0447f, 1e-8f};
+        for (int k = 1; k < n_tables; k++) {
+            float *ref[4], *out[4];
+            for (int j = 0; j < 4; j++) {
+                ref[j] = st[1][j];
+                memcpy(ref[j], st[0][j], sizeof(float) * nd);
+                out[j] = malloc(sizeof(float) * nd);
+                memcpy(out[j], st[0][j], sizeof(float) * nd);
+            }
+            gpt2_kernels_generic.adamw(ref[0], ref[1], ref[2], ref[3], nd, &aw);
+            tables[k]->adamw(out[0], out[1], out[2], out[3], nd, &aw);
+            for (int j = 0; j < 4; j++) {
+                if (memcmp(out[j], ref[j], sizeof(float) * nd)) fail_msg("%s adamw: array %d differs", tables[k]->name, j);
+                free(out[j]);
+            }
+        }
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < 4; j++) free(st[k][j]);
+        free(dy);
         free(x);
         free(g);
         free(b);

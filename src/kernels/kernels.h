@@ -141,6 +141,18 @@ typedef void gpt2_matmul_q8_fn(float *out, const int16_t *xq, const float *xd, g
 /* out (n, d) = (in - mean) / sqrt(var + eps) * g + b, per row. */
 typedef void gpt2_layernorm_fn(float *out, const float *in, const float *g, const float *b, int n, int d, float eps);
 typedef void gpt2_activation_fn(float *x, size_t n, gpt2_act act);
+/* Training's elementwise steps. activation_dx: dx = dy * act'(x) over n
+ * values (written). adamw: torch.optim.AdamW's single-tensor update of n
+ * parameters p with gradients g (scaled by clip first, and stored so), the
+ * moments m and v, in its order of roundings, no operation fused:
+ *   p *= decay;  m = m b1 + g (1 - b1);  v = v b2 + (g g) (1 - b2);
+ *   p -= step_size (m / (sqrt(v) / bc2_sqrt + eps))
+ * (decay 1 - lr wd, or 1), so that every table gives the same bits. */
+typedef void gpt2_activation_dx_fn(float *dx, const float *dy, const float *x, size_t n, gpt2_act act);
+typedef struct gpt2_adamw_args {
+    float clip, decay, beta1, beta2, step_size, bc2_sqrt, eps;
+} gpt2_adamw_args;
+typedef void gpt2_adamw_fn(float *p, float *g, float *m, float *v, size_t n, const gpt2_adamw_args *a);
 /* Which positions a group of queries attends to and how its scores are
  * made (gpt2_attention_fn): query i sees positions lo_i <= t < T + i * step
  * -- step 1 for a run of one sequence's tokens at consecutive positions,
@@ -180,6 +192,8 @@ typedef struct gpt2_kernels {
     gpt2_matmul_q8_fn *matmul_q8;
     gpt2_layernorm_fn *layernorm;
     gpt2_activation_fn *activation;
+    gpt2_activation_dx_fn *activation_dx;
+    gpt2_adamw_fn *adamw;
     gpt2_attention_fn *attention;
     gpt2_read_probe_fn *read_probe;
     gpt2_fma_probe_fn *fma_probe;

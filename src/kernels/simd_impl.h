@@ -537,6 +537,45 @@ void FN(activation)(float *x, size_t n, gpt2_act act) {
     if (i < n) gpt2_kernels_generic.activation(x + i, n - i, act);
 }
 
+/* GELU's derivative on the tanh curve: 0.5 (1 + t) + 0.5 x (1 - t^2) c
+ * (1 + 3 a x^2), t = tanh(c (x + a x^3)) from vexp as the forward's. */
+void FN(activation_dx)(float *dx, const float *dy, const float *x, size_t n, gpt2_act act) {
+    if (act != ACT_GELU_TANH) {
+        gpt2_kernels_generic.activation_dx(dx, dy, x, n, act);
+        return;
+    }
+    const VEC c = VSET1(0.7978845608028654f), a = VSET1(0.044715f), a3 = VSET1(3.0f * 0.044715f),
+              half = VSET1(0.5f), one = VSET1(1.0f), m2 = VSET1(-2.0f);
+    size_t i = 0;
+    for (; i + VW <= n; i += VW) {
+        const VEC v = VLOAD(x + i), v2 = VMUL(v, v);
+        const VEC y = VMUL(c, VFMA(VMUL(a, v2), v, v));
+        const VEC e = vexp(VMUL(m2, VABS(y)));
+        const VEC th = VCOPYSIGN(VDIV(VSUB(one, e), VADD(one, e)), y);
+        const VEC inner = VMUL(VMUL(c, VFMA(a3, v2, one)), VMUL(VMUL(half, v), VSUB(one, VMUL(th, th))));
+        VSTORE(dx + i, VMUL(VLOAD(dy + i), VFMA(half, VADD(one, th), inner)));
+    }
+    if (i < n) gpt2_kernels_generic.activation_dx(dx + i, dy + i, x + i, n - i, act);
+}
+
+void FN(adamw)(float *p, float *g, float *m, float *v, size_t n, const gpt2_adamw_args *a) {
+    const VEC clip = VSET1(a->clip), decay = VSET1(a->decay), b1 = VSET1(a->beta1), b2 = VSET1(a->beta2),
+              c1 = VSET1(1.0f - a->beta1), c2 = VSET1(1.0f - a->beta2), step = VSET1(a->step_size),
+              bc2 = VSET1(a->bc2_sqrt), eps = VSET1(a->eps);
+    size_t i = 0;
+    for (; i + VW <= n; i += VW) {
+        const VEC gi = VMUL(VLOAD(g + i), clip);
+        VSTORE(g + i, gi);
+        const VEC mi = VADD(VMUL(VLOAD(m + i), b1), VMUL(gi, c1));
+        const VEC vi = VADD(VMUL(VLOAD(v + i), b2), VMUL(VMUL(gi, gi), c2));
+        VSTORE(m + i, mi);
+        VSTORE(v + i, vi);
+        const VEC denom = VADD(VDIV(VSQRT(vi), bc2), eps);
+        VSTORE(p + i, VSUB(VMUL(VLOAD(p + i), decay), VMUL(step, VDIV(mi, denom))));
+    }
+    if (i < n) gpt2_kernels_generic.adamw(p + i, g + i, m + i, v + i, n - i, a);
+}
+
 void FN(layernorm)(float *out, const float *in, const float *g, const float *b, int n, int d, float eps) {
     const int dv = d / VW * VW;
     for (int i = 0; i < n; i++) {
@@ -791,6 +830,8 @@ gpt2_matmul_fn BORROW(matmul);
 gpt2_matmul_part_fn BORROW(matmul_part);
 gpt2_matmul_t_fn BORROW(matmul_t);
 gpt2_activation_fn BORROW(activation);
+gpt2_activation_dx_fn BORROW(activation_dx);
+gpt2_adamw_fn BORROW(adamw);
 gpt2_layernorm_fn BORROW(layernorm);
 gpt2_attention_fn BORROW(attention);
 gpt2_read_probe_fn BORROW(read_probe);
@@ -805,6 +846,8 @@ const gpt2_kernels FN(gpt2_kernels) = {
     .matmul_q8 = FN(matmul_q8),
     .layernorm = BORROW(layernorm),
     .activation = BORROW(activation),
+    .activation_dx = BORROW(activation_dx),
+    .adamw = BORROW(adamw),
     .attention = BORROW(attention),
     .read_probe = BORROW(read_probe),
     .fma_probe = BORROW(fma_probe),

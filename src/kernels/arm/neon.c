@@ -16,6 +16,7 @@ typedef float32x4_t VEC;
 #define VADD(a, b) vaddq_f32(a, b)
 #define VSUB(a, b) vsubq_f32(a, b)
 #define VDIV(a, b) vdivq_f32(a, b)
+#define VSQRT(a) vsqrtq_f32(a)
 /* The "number" forms, as x86's min/max give the number when the other operand is NaN. */
 #define VMIN(a, b) vminnmq_f32(a, b)
 #define VMAX(a, b) vmaxnmq_f32(a, b)

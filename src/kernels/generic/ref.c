@@ -142,6 +142,41 @@ static void activation_ref(float *x, size_t n, gpt2_act act) {
     }
 }
 
+/* The derivatives: tanh GELU 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) u',
+ * u = sqrt(2 / pi) (x + 0.044715 x^3); erf GELU Phi(x) + x phi(x); ReLU. */
+static void activation_dx_ref(float *dx, const float *dy, const float *x, size_t n, gpt2_act act) {
+    const float c = 0.7978845608028654f;
+    for (size_t i = 0; i < n; i++) {
+        const float v = x[i];
+        float d = 0.0f;
+        switch (act) {
+        case ACT_GELU_TANH: {
+            const float th = tanhf(c * (v + 0.044715f * v * v * v));
+            d = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * c * (1.0f + 3.0f * 0.044715f * v * v);
+            break;
+        }
+        case ACT_GELU_ERF:
+            d = 0.5f * (1.0f + erff(v * 0.7071067811865476f)) + v * expf(-0.5f * v * v) * 0.3989422804014327f;
+            break;
+        case ACT_RELU: d = v > 0.0f ? 1.0f : 0.0f; break;
+        }
+        dx[i] = dy[i] * d;
+    }
+}
+
+/* Each rounding of kernels.h's formula on its own (ISO C does not contract
+ * a * b + c into an FMA unless asked). */
+static void adamw_ref(float *p, float *g, float *m, float *v, size_t n, const gpt2_adamw_args *a) {
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] * a->clip;
+        g[i] = gi;
+        m[i] = m[i] * a->beta1 + gi * (1.0f - a->beta1);
+        v[i] = v[i] * a->beta2 + gi * gi * (1.0f - a->beta2);
+        const float denom = sqrtf(v[i]) / a->bc2_sqrt + a->eps;
+        p[i] = p[i] * a->decay - a->step_size * (m[i] / denom);
+    }
+}
+
 static void attention_one(float *out, const float *q, gpt2_weight k, gpt2_weight v, int lo, int T, int hd,
                           size_t stride, float scale_div, float slope, float *scores) {
     float mx = -INFINITY;
@@ -196,6 +231,8 @@ const gpt2_kernels gpt2_kernels_generic = {
     .matmul_q8 = matmul_q8_ref,
     .layernorm = layernorm_ref,
     .activation = activation_ref,
+    .activation_dx = activation_dx_ref,
+    .adamw = adamw_ref,
     .attention = attention_ref,
     .read_probe = read_probe_ref,
     .fma_probe = fma_probe_ref,

@@ -14,6 +14,7 @@ typedef __m256 VEC;
 #define VADD(a, b) _mm256_add_ps(a, b)
 #define VSUB(a, b) _mm256_sub_ps(a, b)
 #define VDIV(a, b) _mm256_div_ps(a, b)
+#define VSQRT(a) _mm256_sqrt_ps(a)
 #define VMIN(a, b) _mm256_min_ps(a, b)
 #define VMAX(a, b) _mm256_max_ps(a, b)
 #define VABS(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a)

@@ -19,6 +19,7 @@ typedef __m512 VEC;
 #define VADD(a, b) _mm512_add_ps(a, b)
 #define VSUB(a, b) _mm512_sub_ps(a, b)
 #define VDIV(a, b) _mm512_div_ps(a, b)
+#define VSQRT(a) _mm512_sqrt_ps(a)
 #define VMIN(a, b) _mm512_min_ps(a, b)
 #define VMAX(a, b) _mm512_max_ps(a, b)
 #define VABS(a) _mm512_abs_ps(a)
