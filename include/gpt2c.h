@@ -447,10 +447,12 @@ typedef struct gpt2c_finetune_params {
     long save_every;              /* a checkpoint every N steps (0: none) */
     const char *resume_dir;       /* continue from this checkpoint folder, bit for bit */
     int n_threads;                /* 0: one per core */
-    int no_dropout;               /* 1: train without dropout (else the config's embd/attn/resid_pdrop) */
+    int no_dropout;               /* 1: train without dropout (else the config's: GPT-2's embd/attn/resid_pdrop) */
     /* LoRA: lora_rank > 0 trains only adapters of that rank on lora_targets
-     * (PEFT's target_modules, comma-separated: "c_attn" by default; "c_proj"
-     * is both projections), scaled by lora_alpha / rank (alpha 0: 2 x rank),
+     * (PEFT's target_modules, comma-separated: a name adapts each layer
+     * matrix whose module path ends in it, GPT-2's "c_proj" both
+     * projections; NULL: PEFT's default for the architecture, GPT-2's
+     * "c_attn", OPT's "q_proj,v_proj", GPT-NeoX's "query_key_value"), scaled by lora_alpha / rank (alpha 0: 2 x rank),
      * over the model as stored (f32, f16 or bf16, not copied); output_dir
      * and checkpoints then hold adapter_config.json and
      * adapter_model.safetensors as PEFT writes them (a resumed run takes

@@ -153,13 +153,18 @@ static const char *peft_key(const trainer *t, int i, char *buf, size_t n) {
 }
 
 /* adapter_config.json and adapter_model.safetensors, as PEFT's
- * save_pretrained writes them for a GPT-2 (Conv1D: fan_in_fan_out). */
+ * save_pretrained writes them. */
 static gpt2c_status write_adapter(trainer *t, const gpt2c_finetune_params *p, const char *dir, gpt2_err *e) {
     json_t *targets = json_array(), *hdr = json_object();
-    for (int mod = 0; mod < LORA_MODULES; mod++)
-        if (t->lora_targets >> mod & 1) json_array_append_new(targets, json_string(lora_module_names[mod]));
+    for (const char *q = trainer_lora_targets(t); targets && q && *q;) {
+        const char *end = strchr(q, ',');
+        json_array_append_new(targets, json_stringn(q, end ? (size_t)(end - q) : strlen(q)));
+        q = end ? end + 1 : NULL;
+    }
+    /* PEFT's fan_in_fan_out: the adapted weights are Conv1D (GPT-2, CodeGen's are nn.Linear). */
+    const int conv = t->m->tensors[t->lora_tensor[0]].use == MAT_CONV1D;
     json_t *cfg = json_pack("{s:s?, s:s, s:b, s:b, s:b, s:f, s:f, s:n, s:s, s:i, s:n, s:o, s:s, s:n, s:n}",
-                            "base_model_name_or_path", p->model_dir, "bias", "none", "fan_in_fan_out", 1,
+                            "base_model_name_or_path", p->model_dir, "bias", "none", "fan_in_fan_out", conv,
                             "inference_mode", 1, "init_lora_weights", 1, "lora_alpha",
                             (double)(t->lora_scale * t->lora_rank), "lora_dropout", 0.0, "modules_to_save", "peft_type",
                             "LORA", "r", t->lora_rank, "revision", "target_modules", targets, "task_type", "CAUSAL_LM",
@@ -239,7 +244,7 @@ static gpt2c_status save_checkpoint(trainer *t, const gpt2c_finetune_params *p, 
     remove_flat_dir(tmp);
     gpt2c_model *m = t->m;
     gpt2c_status s = GPT2C_OK;
-    if (t->slot_of) { /* LoRA: the adapters, not the frozen model */
+    if (t->lora_tensor) { /* LoRA: the adapters, not the frozen model */
         if (mkdir(tmp, 0755) != 0) return err_set(e, GPT2C_ERR_IO, "%s: %s", dir, strerror(errno));
         s = write_adapter(t, p, tmp, e);
     } else {
@@ -308,7 +313,7 @@ static gpt2c_status save_lora_final(trainer *t, const gpt2c_finetune_params *p, 
 
 /* Reads a checkpoint's optimiser and run state into t and rs. */
 static gpt2c_status load_resume(trainer *t, const char *dir, run_state *rs, gpt2_err *e) {
-    if (t->slot_of) {
+    if (t->lora_tensor) {
         gpt2c_status s = read_adapter(t, dir, e);
         if (s) return s;
     }
@@ -343,15 +348,16 @@ static gpt2c_status load_resume(trainer *t, const char *dir, run_state *rs, gpt2
     return s;
 }
 
-/* The config's dropout probabilities (GPT2Config's names and defaults). */
-static gpt2c_status read_dropout(const gpt2c_model *m, float pd[3], gpt2_err *e) {
-    pd[0] = pd[1] = pd[2] = 0.1f;
+/* The config's dropout probabilities, under the architecture's names and
+ * with its config class's defaults (train_arch). */
+static gpt2c_status read_dropout(const gpt2c_model *m, const train_arch *arch, float pd[3], gpt2_err *e) {
+    for (int i = 0; i < 3; i++) pd[i] = arch->dropout_defaults[i];
     char *path = path_join(m->dir, "config.json");
     json_t *root = NULL;
     gpt2c_status s = path ? file_read_json(path, (size_t)64 << 20, &root, e) : err_set(e, GPT2C_ERR_NOMEM, "out of memory");
-    static const char *const keys[3] = {"embd_pdrop", "attn_pdrop", "resid_pdrop"};
+    const char *const *keys = arch->dropout_keys;
     for (int i = 0; !s && i < 3; i++) {
-        json_t *v = json_object_get(root, keys[i]);
+        json_t *v = keys[i] ? json_object_get(root, keys[i]) : NULL;
         if (!v || json_is_null(v)) continue;
         if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) >= 1)
             s = err_set(e, GPT2C_ERR_FORMAT, "%s: %s must be a number in [0, 1)", path, keys[i]);
@@ -465,11 +471,7 @@ gpt2c_status gpt2c_finetune(const gpt2c_finetune_params *p, gpt2c_finetune_fn fn
     if (!s && lora && !p->model_dir) s = err_set(&e, GPT2C_ERR_INVALID, "LoRA needs the base model (-m), resuming too");
     const char *start = p->resume_dir && !lora ? p->resume_dir : p->model_dir;
     gpt2c_model_params mp = {.dtype = lora ? NULL : "f32"};
-    train_lora lo = {p->lora_rank, p->lora_alpha > 0 ? p->lora_alpha : 2.0f * (float)p->lora_rank, 0};
-    char bad[64] = "";
-    if (!s && lora && !(lo.targets = lora_parse_targets(p->lora_targets ? p->lora_targets : "c_attn", bad, sizeof bad)))
-        s = err_set(&e, GPT2C_ERR_INVALID, "LoRA target module '%s' is not one of GPT-2's c_attn, c_proj, c_fc "
-                    "(attn.c_proj, mlp.c_proj)", bad);
+    train_lora lo = {p->lora_rank, p->lora_alpha > 0 ? p->lora_alpha : 2.0f * (float)p->lora_rank, p->lora_targets};
     if (!s && gpt2c_model_load_ex(start, &mp, &m)) s = err_set(&e, GPT2C_ERR_FORMAT, "%s", m ? gpt2c_model_errmsg(m) : "out of memory");
     if (!s && gpt2c_tokenizer_load(p->model_dir ? p->model_dir : start, &tok))
         s = err_set(&e, GPT2C_ERR_FORMAT, "%s", tok ? gpt2c_tokenizer_errmsg(tok) : "out of memory");
@@ -499,7 +501,7 @@ gpt2c_status gpt2c_finetune(const gpt2c_finetune_params *p, gpt2c_finetune_fn fn
     run_state rs = {0, 0};
     if (!s && p->resume_dir) s = load_resume(r.t, p->resume_dir, &rs, &e);
     float pdrop[3] = {0, 0, 0};
-    if (!s && !p->no_dropout) s = read_dropout(m, pdrop, &e);
+    if (!s && !p->no_dropout) s = read_dropout(m, r.t->arch, pdrop, &e);
     if (!s) trainer_set_dropout(r.t, pdrop[0], pdrop[1], pdrop[2], p->seed);
 
     /* HF's Trainer: update steps per epoch = batches // accumulation (at least 1). */

@@ -68,9 +68,7 @@ static float attn_scale(const gpt2_config *c, int l) {
     return s;
 }
 
-static void add(float *x, const float *y, size_t n);
-
-/* The layer's four products, by LoRA's module numbers (train.h). */
+/* The layer's four products: q | k | v, the attention's output, the MLP's two. */
 static void module(const gpt2c_model *m, int l, int mod, gpt2_weight *w, const float **bias, int *din, int *dout) {
     const gpt2_layer *ly = &m->layers[l];
     const int C = m->cfg.n_embd, F = m->cfg.n_inner;
@@ -82,50 +80,20 @@ static void module(const gpt2c_model *m, int l, int mod, gpt2_weight *w, const f
     }
 }
 
-/* y (N, dout) = x W + b, plus the adapter's s (x A^T) B^T where there is one
- * (its s x A^T kept for backward). */
 static void product(trainer *t, int l, int mod, float *y, const float *x, int N) {
-    const gpt2c_model *m = t->m;
     gpt2_weight w;
     const float *bias;
     int din, dout;
-    module(m, l, mod, &w, &bias, &din, &dout);
-    op_matmul(t->pool, m->k, y, x, (op_mat){w.data, 0, w.type}, bias, N, din, dout);
-    const int slot = t->slot_of ? t->slot_of[l * LORA_MODULES + mod] : -1;
-    if (slot < 0) return;
-    const int r = t->lora_rank;
-    size_t na, nb;
-    const float *A = trainer_param(t, 2 * slot, &na), *Bm = trainer_param(t, 2 * slot + 1, &nb);
-    float *h = t->lora_h + (size_t)slot * t->B * t->T * r;
-    op_matmul(t->pool, m->k, h, x, (op_mat){A, 1, WT_F32}, NULL, N, din, r); // (N, r)
-    for (size_t i = 0; i < (size_t)N * r; i++) h[i] *= t->lora_scale;
-    op_matmul(t->pool, m->k, t->lora_tmp, h, (op_mat){Bm, 1, WT_F32}, NULL, N, r, dout); // (N, dout)
-    add(y, t->lora_tmp, (size_t)N * dout);
+    module(t->m, l, mod, &w, &bias, &din, &dout);
+    train_linear(t, w, bias, y, x, N, din, dout);
 }
 
-/* Backward of product: dx (N, din) = dy W^T (+ the adapter's part), and
- * the gradients of what trains: W and b (full fine-tuning), or A and B. */
 static void product_dx(trainer *t, int l, int mod, float *dx, const float *dy, const float *x, int N, float *scratch) {
-    const gpt2c_model *m = t->m;
     gpt2_weight w;
     const float *bias;
     int din, dout;
-    module(m, l, mod, &w, &bias, &din, &dout);
-    op_matmul_dx(t->pool, m->k, dx, dy, (op_mat){w.data, 0, w.type}, N, din, dout);
-    op_matmul_dw(t->pool, m->k, trainer_grad_of(t, w.data), trainer_grad_of(t, bias), x, dy, 0, N, din, dout, scratch);
-    const int slot = t->slot_of ? t->slot_of[l * LORA_MODULES + mod] : -1;
-    if (slot < 0) return;
-    const int r = t->lora_rank;
-    size_t na, nb;
-    const float *A = trainer_param(t, 2 * slot, &na), *Bm = trainer_param(t, 2 * slot + 1, &nb);
-    float *gA = trainer_grad(t, 2 * slot, &na), *gB = trainer_grad(t, 2 * slot + 1, &nb);
-    const float *h = t->lora_h + (size_t)slot * t->B * t->T * r;
-    op_matmul_dw(t->pool, m->k, gB, NULL, h, dy, 1, N, r, dout, scratch);                  // dB += dy^T h
-    op_matmul_dx(t->pool, m->k, t->lora_dh, dy, (op_mat){Bm, 1, WT_F32}, N, r, dout);      // d h = dy B
-    for (size_t i = 0; i < (size_t)N * r; i++) t->lora_dh[i] *= t->lora_scale;
-    op_matmul_dw(t->pool, m->k, gA, NULL, x, t->lora_dh, 1, N, din, r, scratch);           // dA += dh^T x
-    op_matmul_dx(t->pool, m->k, t->lora_tmp, t->lora_dh, (op_mat){A, 1, WT_F32}, N, din, r); // dh A
-    add(dx, t->lora_tmp, (size_t)N * din);
+    module(t->m, l, mod, &w, &bias, &din, &dout);
+    train_linear_dx(t, w, bias, dx, dy, x, N, din, dout, scratch);
 }
 
 /* The dropout sites: per layer the attention's probabilities, its output
@@ -167,8 +135,8 @@ static double forward(trainer *t, const int32_t *tokens, int B, int T) {
 
         op_layernorm(p, ln1, a.ln1_mean + l * NM, a.ln1_rstd + l * NM, res, ly->ln1_g, ly->ln1_b, N, C, c->eps);
         product(t, l, 0, qkv, ln1, N); // (N, 3C)
-        op_attention(p, m->k, atty, qkv, B, T, C, c->n_head, attn_scale(c, l), dropout(t, t->pdrop_attn, l, SITE_ATTN),
-                     a.scratch); // (N, C)
+        const op_attn at = {B, T, C, c->n_head, attn_scale(c, l), 0, NULL, dropout(t, t->pdrop_attn, l, SITE_ATTN)};
+        op_attention(p, m->k, atty, qkv, &at, a.scratch); // (N, C)
         product(t, l, 1, res2, atty, N);
         op_dropout_apply(p, res2, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_ATTN_OUT));
         add(res2, res, (size_t)N * C);
@@ -216,7 +184,7 @@ static void backward(trainer *t, float scale) {
         memcpy(a.ddrop, a.dres, sizeof(float) * (size_t)N * C);
         op_dropout_apply(p, a.ddrop, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_MLP_OUT));
         product_dx(t, l, 3, a.dfch2, a.ddrop, fch_act, N, a.scratch); // (N, F)
-        op_act_dx(p, a.dfch, a.dfch2, fch, (size_t)N * F, c->act);
+        op_act_dx(p, k, a.dfch, a.dfch2, fch, (size_t)N * F, c->act);
         product_dx(t, l, 2, a.dtmp, a.dfch, ln2, N, a.scratch); // (N, C)
         op_layernorm_dx(p, a.dres, G(ly->ln2_g), G(ly->ln2_b), a.dtmp, res2, a.ln2_mean + l * NM,
                         a.ln2_rstd + l * NM, ly->ln2_g, N, C);
@@ -225,8 +193,8 @@ static void backward(trainer *t, float scale) {
         memcpy(a.ddrop, a.dres, sizeof(float) * (size_t)N * C);
         op_dropout_apply(p, a.ddrop, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_ATTN_OUT));
         product_dx(t, l, 1, a.dtmp, a.ddrop, atty, N, a.scratch); // (N, C) d atty
-        op_attention_dx(p, k, a.dqkv, a.dtmp, qkv, B, T, C, c->n_head, attn_scale(c, l),
-                        dropout(t, t->pdrop_attn, l, SITE_ATTN), a.scratch); // (N, 3C)
+        const op_attn at = {B, T, C, c->n_head, attn_scale(c, l), 0, NULL, dropout(t, t->pdrop_attn, l, SITE_ATTN)};
+        op_attention_dx(p, k, a.dqkv, a.dtmp, qkv, &at, a.scratch); // (N, 3C)
         product_dx(t, l, 0, a.dtmp, a.dqkv, ln1, N, a.scratch); // (N, C)
         op_layernorm_dx(p, a.dres, G(ly->ln1_g), G(ly->ln1_b), a.dtmp, res, a.ln1_mean + l * NM,
                         a.ln1_rstd + l * NM, ly->ln1_g, N, C);
@@ -243,4 +211,5 @@ static void backward(trainer *t, float scale) {
 #undef G
 }
 
-const train_arch train_gpt2 = {"gpt2", act_floats, forward, backward};
+const train_arch train_gpt2 = {"gpt2", act_floats, forward, backward, NULL, {"embd_pdrop", "attn_pdrop", "resid_pdrop"},
+                               {0.1f, 0.1f, 0.1f}, "c_attn"};

@@ -278,47 +278,37 @@ void op_act(gpt2_pool *p, const gpt2_kernels *k, float *y, const float *x, size_
     pool_run(p, act_run, &o);
 }
 
-/* The derivatives: tanh GELU 0.5 x (1 + tanh(u)), u = sqrt(2 / pi) (x +
- * 0.044715 x^3); erf GELU x Phi(x); ReLU. */
-static float act_grad(float x, gpt2_act act) {
-    switch (act) {
-    case ACT_GELU_TANH: {
-        const float c = 0.7978845608028654f, u = c * (x + 0.044715f * x * x * x), th = tanhf(u);
-        return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * c * (1.0f + 3.0f * 0.044715f * x * x);
-    }
-    case ACT_GELU_ERF:
-        return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * expf(-0.5f * x * x) * 0.3989422804014327f;
-    case ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;
-    }
-    return 0.0f;
-}
-
 static void act_dx_run(void *ctx, int ith, int nth) {
     const act_op *o = ctx;
     const size_t lo = o->count * (size_t)ith / (size_t)nth, hi = o->count * (size_t)(ith + 1) / (size_t)nth;
-    for (size_t i = lo; i < hi; i++) o->y[i] = o->dy[i] * act_grad(o->x[i], o->act);
+    o->k->activation_dx(o->y + lo, o->dy + lo, o->x + lo, hi - lo, o->act);
 }
 
-void op_act_dx(gpt2_pool *p, float *dx, const float *dy, const float *x, size_t count, gpt2_act act) {
-    act_op o = {.y = dx, .x = x, .dy = dy, .count = count, .act = act};
+void op_act_dx(gpt2_pool *p, const gpt2_kernels *k, float *dx, const float *dy, const float *x, size_t count,
+               gpt2_act act) {
+    act_op o = {.k = k, .y = dx, .x = x, .dy = dy, .count = count, .act = act};
     pool_run(p, act_dx_run, &o);
 }
 
 /* --------------------------------------------------------------- attention */
 
-/* p[0..t] = softmax over t2 <= t of q . k_t2 / scale_div, one key at a time
- * (the references). */
-static void ref_probs(float *p, const float *q, const float *k0, size_t stride, int t, int hd, float scale_div) {
+/* The first key query t sees (op_attn's window). */
+static int attn_lo(const op_attn *a, int t) { return a->window > 0 && t + 1 > a->window ? t + 1 - a->window : 0; }
+
+/* p[lo..t] = softmax over those keys of q . k_t2 / scale_div + slope t2,
+ * one key at a time (the references). */
+static void ref_probs(float *p, const float *q, const float *k0, size_t stride, int lo, int t, int hd,
+                      float scale_div, float slope) {
     float mx = -INFINITY, sum = 0.0f;
-    for (int t2 = 0; t2 <= t; t2++) {
+    for (int t2 = lo; t2 <= t; t2++) {
         const float *k = k0 + (size_t)t2 * stride;
         float s = 0.0f;
         for (int d = 0; d < hd; d++) s += q[d] * k[d];
-        p[t2] = s / scale_div;
+        p[t2] = fmaf(slope, (float)t2, s / scale_div);
         if (p[t2] > mx) mx = p[t2];
     }
-    for (int t2 = 0; t2 <= t; t2++) sum += p[t2] = expf(p[t2] - mx);
-    for (int t2 = 0; t2 <= t; t2++) p[t2] /= sum;
+    for (int t2 = lo; t2 <= t; t2++) sum += p[t2] = expf(p[t2] - mx);
+    for (int t2 = lo; t2 <= t; t2++) p[t2] /= sum;
 }
 
 /* The dropout scale of query t's probability for key t2 (op_attention). */
@@ -326,20 +316,24 @@ static float attn_keep(op_dropout d, int b, int h, int t, int t2, int H, int T) 
     return d.p > 0.0f ? op_dropout_scale(d, (((uint64_t)b * H + h) * T + t) * T + t2) : 1.0f;
 }
 
-void ref_attention(float *out, const float *qkv, int B, int T, int C, int H, float scale_div, op_dropout drop) {
-    const int hd = C / H;
+static float attn_slope(const op_attn *a, int h) { return a->alibi ? a->alibi[h] : 0.0f; }
+
+void ref_attention(float *out, const float *qkv, const op_attn *a) {
+    const int B = a->B, T = a->T, C = a->C, H = a->H, hd = C / H;
     const size_t stride = 3 * (size_t)C;
     float *p = malloc(sizeof(float) * (size_t)T);
     for (int b = 0; p && b < B; b++)
         for (int h = 0; h < H; h++) {
             const float *base = qkv + (size_t)b * T * stride + (size_t)h * hd;
             for (int t = 0; t < T; t++) {
-                ref_probs(p, base + (size_t)t * stride, base + C, stride, t, hd, scale_div);
+                const int lo = attn_lo(a, t);
+                ref_probs(p, base + (size_t)t * stride, base + C, stride, lo, t, hd, a->scale_div, attn_slope(a, h));
                 float *y = out + ((size_t)b * T + (size_t)t) * C + (size_t)h * hd;
                 for (int d = 0; d < hd; d++) {
                     float s = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++)
-                        s += p[t2] * attn_keep(drop, b, h, t, t2, H, T) * base[2 * (size_t)C + (size_t)t2 * stride + d];
+                    for (int t2 = lo; t2 <= t; t2++)
+                        s += p[t2] * attn_keep(a->drop, b, h, t, t2, H, T) *
+                             base[2 * (size_t)C + (size_t)t2 * stride + d];
                     y[d] = s;
                 }
             }
@@ -347,9 +341,8 @@ void ref_attention(float *out, const float *qkv, int B, int T, int C, int H, flo
     free(p);
 }
 
-void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, int T, int C, int H, float scale_div,
-                      op_dropout drop) {
-    const int hd = C / H;
+void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, const op_attn *a) {
+    const int B = a->B, T = a->T, C = a->C, H = a->H, hd = C / H;
     const size_t stride = 3 * (size_t)C;
     float *p = malloc(sizeof(float) * 2 * (size_t)T), *dp = p ? p + T : NULL;
     for (int b = 0; p && b < B; b++)
@@ -360,24 +353,25 @@ void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, i
                 for (int part = 0; part < 3; part++)
                     memset(dbase + (size_t)t * stride + (size_t)part * C, 0, sizeof(float) * (size_t)hd);
             for (int t = 0; t < T; t++) {
+                const int lo = attn_lo(a, t);
                 const float *q = base + (size_t)t * stride, *g = dout + ((size_t)b * T + (size_t)t) * C + (size_t)h * hd;
-                ref_probs(p, q, base + C, stride, t, hd, scale_div);
+                ref_probs(p, q, base + C, stride, lo, t, hd, a->scale_div, attn_slope(a, h));
                 float dot = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
+                for (int t2 = lo; t2 <= t; t2++) {
                     float s = 0.0f;
                     for (int d = 0; d < hd; d++) s += g[d] * base[2 * (size_t)C + (size_t)t2 * stride + d];
-                    dp[t2] = s * attn_keep(drop, b, h, t, t2, H, T); /* d of the kept probability */
+                    dp[t2] = s * attn_keep(a->drop, b, h, t, t2, H, T); /* d of the kept probability */
                     dot += p[t2] * dp[t2];
                 }
                 float *dq = dbase + (size_t)t * stride;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float ds = p[t2] * (dp[t2] - dot) / scale_div;
+                for (int t2 = lo; t2 <= t; t2++) {
+                    const float ds = p[t2] * (dp[t2] - dot) / a->scale_div;
                     const float *k = base + C + (size_t)t2 * stride;
                     float *dk = dbase + C + (size_t)t2 * stride, *dv = dbase + 2 * (size_t)C + (size_t)t2 * stride;
                     for (int d = 0; d < hd; d++) {
                         dq[d] += ds * k[d];
                         dk[d] += ds * q[d];
-                        dv[d] += p[t2] * attn_keep(drop, b, h, t, t2, H, T) * g[d];
+                        dv[d] += p[t2] * attn_keep(a->drop, b, h, t, t2, H, T) * g[d];
                     }
                 }
             }
@@ -387,11 +381,9 @@ void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, i
 
 typedef struct attn_op {
     const gpt2_kernels *k;
-    op_dropout drop;
+    const op_attn *a;
     float *out, *dqkv, *scratch;
     const float *qkv, *dout;
-    int B, T, C, H;
-    float scale_div;
 } attn_op;
 
 size_t op_attention_scratch(int n_threads, int T, int hd) {
@@ -408,19 +400,23 @@ static void head_copy(float *head, float *rows, size_t stride, int T, int hd, in
     }
 }
 
-/* P (T, T) = causal softmax(Q K^T / scale_div), zero above the diagonal:
- * forward and backward's recomputation both come here. */
-static void head_probs(const gpt2_kernels *k, float *P, const float *Q, const float *K, int T, int hd,
-                       float scale_div) {
+/* P (T, T) = softmax(S) of head h (op_attn), zero for the keys a query
+ * does not see: forward and backward's recomputation both come here. */
+static void head_probs(const gpt2_kernels *k, float *P, const float *Q, const float *K, const op_attn *a, int h,
+                       int hd) {
+    const int T = a->T;
+    const float slope = attn_slope(a, h);
     k->matmul_t(P, Q, f32_weight(K), T, hd, T, 0, T);
     for (int t = 0; t < T; t++) {
+        const int lo = attn_lo(a, t);
         float *row = P + (size_t)t * T, mx = -INFINITY, sum = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) {
-            row[t2] /= scale_div;
+        for (int t2 = lo; t2 <= t; t2++) {
+            row[t2] = fmaf(slope, (float)t2, row[t2] / a->scale_div);
             mx = row[t2] > mx ? row[t2] : mx;
         }
-        for (int t2 = 0; t2 <= t; t2++) sum += row[t2] = expf(row[t2] - mx);
-        for (int t2 = 0; t2 <= t; t2++) row[t2] /= sum;
+        for (int t2 = lo; t2 <= t; t2++) sum += row[t2] = expf(row[t2] - mx);
+        for (int t2 = lo; t2 <= t; t2++) row[t2] /= sum;
+        memset(row, 0, sizeof(float) * (size_t)lo);
         memset(row + t + 1, 0, sizeof(float) * (size_t)(T - t - 1));
     }
 }
@@ -441,50 +437,53 @@ static void square_transpose(float *x, const float *m, int T) {
 /* Units are (sequence, head) pairs, dealt out in turn. */
 static void attn_run(void *ctx, int ith, int nth) {
     const attn_op *o = ctx;
-    const int C = o->C, T = o->T, hd = C / o->H;
+    const op_attn *a = o->a;
+    const int C = a->C, T = a->T, hd = C / a->H;
     const size_t stride = 3 * (size_t)C, TT = (size_t)T * T, Th = (size_t)T * hd;
     float *P = o->scratch + (size_t)ith * (3 * TT + 5 * Th), *Q = P + 3 * TT, *K = Q + Th, *V = K + Th, *O = V + Th;
-    for (int u = ith; u < o->B * o->H; u += nth) {
-        const int b = u / o->H, h = u % o->H;
+    for (int u = ith; u < a->B * a->H; u += nth) {
+        const int b = u / a->H, h = u % a->H;
         float *base = (float *)o->qkv + (size_t)b * T * stride + (size_t)h * hd;
         head_copy(Q, base, stride, T, hd, 0);
         head_copy(K, base + C, stride, T, hd, 0);
         head_copy(V, base + 2 * C, stride, T, hd, 0);
-        head_probs(o->k, P, Q, K, T, hd, o->scale_div);
-        if (o->drop.p > 0.0f) head_drop(P, P, o->drop, b, h, o->H, T);
+        head_probs(o->k, P, Q, K, a, h, hd);
+        if (a->drop.p > 0.0f) head_drop(P, P, a->drop, b, h, a->H, T);
         o->k->matmul(O, P, f32_weight(V), NULL, T, T, hd, 0, hd); // (T, hd) = P V
         head_copy(O, o->out + (size_t)b * T * C + (size_t)h * hd, (size_t)C, T, hd, 1);
     }
 }
 
-void op_attention(gpt2_pool *p, const gpt2_kernels *k, float *out, const float *qkv, int B, int T, int C, int H,
-                  float scale_div, op_dropout drop, float *scratch) {
-    attn_op o = {.k = k, .drop = drop, .out = out, .qkv = qkv, .B = B, .T = T, .C = C, .H = H, .scale_div = scale_div,
-                 .scratch = scratch};
+void op_attention(gpt2_pool *p, const gpt2_kernels *k, float *out, const float *qkv, const op_attn *a,
+                  float *scratch) {
+    attn_op o = {.k = k, .a = a, .out = out, .qkv = qkv, .scratch = scratch};
     pool_run(p, attn_run, &o);
 }
 
 static void attn_dx_run(void *ctx, int ith, int nth) {
     const attn_op *o = ctx;
-    const int C = o->C, T = o->T, hd = C / o->H;
+    const op_attn *a = o->a;
+    const int C = a->C, T = a->T, hd = C / a->H;
     const size_t stride = 3 * (size_t)C, TT = (size_t)T * T, Th = (size_t)T * hd;
     float *P = o->scratch + (size_t)ith * (3 * TT + 5 * Th), *D = P + TT, *X = D + TT;
     float *Q = X + TT, *K = Q + Th, *V = K + Th, *G = V + Th, *O = G + Th; // O: each (T, hd) result in turn
-    for (int u = ith; u < o->B * o->H; u += nth) {
-        const int b = u / o->H, h = u % o->H;
+    for (int u = ith; u < a->B * a->H; u += nth) {
+        const int b = u / a->H, h = u % a->H;
         float *base = (float *)o->qkv + (size_t)b * T * stride + (size_t)h * hd;
         float *dbase = o->dqkv + (size_t)b * T * stride + (size_t)h * hd;
         head_copy(Q, base, stride, T, hd, 0);
         head_copy(K, base + C, stride, T, hd, 0);
         head_copy(V, base + 2 * C, stride, T, hd, 0);
         head_copy(G, (float *)o->dout + (size_t)b * T * C + (size_t)h * hd, (size_t)C, T, hd, 0);
-        head_probs(o->k, P, Q, K, T, hd, o->scale_div);
+        head_probs(o->k, P, Q, K, a, h, hd);
         o->k->matmul_t(D, G, f32_weight(V), T, hd, T, 0, T); // dP (T, T) = G V^T
-        if (o->drop.p > 0.0f) head_drop(D, D, o->drop, b, h, o->H, T); /* d of the kept probabilities */
-        for (int t = 0; t < T; t++) {                         // dS, in place
+        if (a->drop.p > 0.0f) head_drop(D, D, a->drop, b, h, a->H, T); /* d of the kept probabilities */
+        for (int t = 0; t < T; t++) {                         // dS, in place; zero where P is
             float *dp = D + (size_t)t * T, *pr = P + (size_t)t * T, dot = 0.0f;
-            for (int t2 = 0; t2 <= t; t2++) dot += pr[t2] * dp[t2];
-            for (int t2 = 0; t2 <= t; t2++) dp[t2] = pr[t2] * (dp[t2] - dot) / o->scale_div;
+            const int lo = attn_lo(a, t);
+            for (int t2 = lo; t2 <= t; t2++) dot += pr[t2] * dp[t2];
+            for (int t2 = lo; t2 <= t; t2++) dp[t2] = pr[t2] * (dp[t2] - dot) / a->scale_div;
+            memset(dp, 0, sizeof(float) * (size_t)lo);
             memset(dp + t + 1, 0, sizeof(float) * (size_t)(T - t - 1));
         }
         o->k->matmul(O, D, f32_weight(K), NULL, T, T, hd, 0, hd); // dQ = dS K
@@ -492,18 +491,71 @@ static void attn_dx_run(void *ctx, int ith, int nth) {
         square_transpose(X, D, T);
         o->k->matmul(O, X, f32_weight(Q), NULL, T, T, hd, 0, hd); // dK = dS^T Q
         head_copy(O, dbase + C, stride, T, hd, 1);
-        if (o->drop.p > 0.0f) head_drop(P, P, o->drop, b, h, o->H, T);
+        if (a->drop.p > 0.0f) head_drop(P, P, a->drop, b, h, a->H, T);
         square_transpose(X, P, T);
         o->k->matmul(O, X, f32_weight(G), NULL, T, T, hd, 0, hd); // dV = P^T G (the kept P)
         head_copy(O, dbase + 2 * C, stride, T, hd, 1);
     }
 }
 
-void op_attention_dx(gpt2_pool *p, const gpt2_kernels *k, float *dqkv, const float *dout, const float *qkv, int B,
-                     int T, int C, int H, float scale_div, op_dropout drop, float *scratch) {
-    attn_op o = {.k = k, .drop = drop, .dqkv = dqkv, .dout = dout, .qkv = qkv, .B = B, .T = T, .C = C, .H = H,
-                 .scale_div = scale_div, .scratch = scratch};
+void op_attention_dx(gpt2_pool *p, const gpt2_kernels *k, float *dqkv, const float *dout, const float *qkv,
+                     const op_attn *a, float *scratch) {
+    attn_op o = {.k = k, .a = a, .dqkv = dqkv, .dout = dout, .qkv = qkv, .scratch = scratch};
     pool_run(p, attn_dx_run, &o);
+}
+
+/* ------------------------------------------------- rotary, column gathers */
+
+void op_rotary(float *qkv, int n, int T, int C, int H, int n_rot, float base, int interleaved, int inverse) {
+    const int hd = C / H, half = n_rot / 2;
+    for (int j = 0; j < half; j++) {
+        /* fwd_rotary's angles, in the same float arithmetic. */
+        const float inv_freq = 1.0f / powf(base, (float)(2 * j) / (float)n_rot);
+        const int ja = interleaved ? 2 * j : j, jb = interleaved ? 2 * j + 1 : j + half;
+        for (int i = 0; i < n; i++) {
+            const float angle = (float)(i % T) * inv_freq, cs = cosf(angle), sn = inverse ? -sinf(angle) : sinf(angle);
+            for (int hh = 0; hh < 2 * H; hh++) { /* q's heads, then k's */
+                float *x = qkv + (size_t)i * 3 * C + (size_t)hh * hd;
+                const float xa = x[ja], xb = x[jb];
+                x[ja] = xa * cs - xb * sn;
+                x[jb] = xb * cs + xa * sn;
+            }
+        }
+    }
+}
+
+typedef struct gather_op {
+    float *y;
+    const float *x;
+    const int *idx;
+    int n, din, dout, back;
+} gather_op;
+
+static void gather_run(void *ctx, int ith, int nth) {
+    const gather_op *o = ctx;
+    int lo, hi;
+    range(o->n, 1, ith, nth, &lo, &hi);
+    for (int i = lo; i < hi; i++) {
+        if (o->back) { /* y is dx (n, din), x is dy (n, dout) */
+            float *dx = o->y + (size_t)i * o->din;
+            const float *dy = o->x + (size_t)i * o->dout;
+            for (int j = 0; j < o->dout; j++) dx[o->idx[j]] += dy[j];
+        } else {
+            float *y = o->y + (size_t)i * o->dout;
+            const float *x = o->x + (size_t)i * o->din;
+            for (int j = 0; j < o->dout; j++) y[j] = x[o->idx[j]];
+        }
+    }
+}
+
+void op_gather_cols(gpt2_pool *p, float *y, const float *x, const int *idx, int n, int din, int dout) {
+    gather_op o = {y, x, idx, n, din, dout, 0};
+    pool_run(p, gather_run, &o);
+}
+
+void op_gather_cols_dx(gpt2_pool *p, float *dx, const float *dy, const int *idx, int n, int din, int dout) {
+    gather_op o = {dx, dy, idx, n, din, dout, 1};
+    pool_run(p, gather_run, &o);
 }
 
 /* ----------------------------------------------------------- cross-entropy */

@@ -76,28 +76,53 @@ void op_layernorm(gpt2_pool *p, float *y, float *mean, float *rstd, const float 
 void op_layernorm_dx(gpt2_pool *p, float *dx, float *dg, float *db, const float *dy, const float *x,
                      const float *mean, const float *rstd, const float *g, int n, int d);
 
-/* y = act(x) over count values (the table's activation, as inference); dx = dy * act'(x) (written). */
+/* y = act(x) over count values (the table's activation, as inference); dx = dy * act'(x) (written; the
+ * table's activation_dx, whose reference is the generic table's). */
 void op_act(gpt2_pool *p, const gpt2_kernels *k, float *y, const float *x, size_t count, gpt2_act act);
-void op_act_dx(gpt2_pool *p, float *dx, const float *dy, const float *x, size_t count, gpt2_act act);
+void op_act_dx(gpt2_pool *p, const gpt2_kernels *k, float *dx, const float *dy, const float *x, size_t count,
+               gpt2_act act);
 
 /* Causal self-attention of B sequences of T tokens: qkv (B, T, 3C) holds
- * q | k | v, each H heads of hd = C / H; out (B, T, C) = dropout(softmax(q
- * k^T / scale_div)) v per head, the probability of query t for key t2 of
- * head h in sequence b being value ((b H + h) T + t) T + t2 of the dropout
- * site. Backward recomputes the probabilities and writes
- * dqkv (B, T, 3C) from dout. Each (sequence, head) runs as products on
- * the kernel table: S = Q K^T, P = causal softmax(S), O = P V; dP = G V^T,
+ * q | k | v, each H heads of hd = C / H; out (B, T, C) = dropout(softmax(S))
+ * v per head, with S[t, t2] = q_t . k_t2 / scale_div + alibi[h] t2 for
+ * the keys t2 <= t that query t sees (all, or with window > 0 those with
+ * t - t2 < window: GPT-Neo's local layers), as the inference kernels make
+ * scores (kernels.h). The probability of query t for key t2 of head h in
+ * sequence b is value ((b H + h) T + t) T + t2 of the dropout site.
+ * Backward recomputes the probabilities and writes dqkv (B, T, 3C) from
+ * dout. Each (sequence, head) runs as products on the kernel table:
+ * S = Q K^T, P = softmax(S), O = P V; dP = G V^T,
  * dS = P (dP - rowsum(P dP)) / scale_div, dQ = dS K, dK = dS^T Q,
  * dV = P^T G. scratch: op_attention_scratch floats. */
-void op_attention(gpt2_pool *p, const gpt2_kernels *k, float *out, const float *qkv, int B, int T, int C, int H,
-                  float scale_div, op_dropout drop, float *scratch);
-void op_attention_dx(gpt2_pool *p, const gpt2_kernels *k, float *dqkv, const float *dout, const float *qkv, int B,
-                     int T, int C, int H, float scale_div, op_dropout drop, float *scratch);
+typedef struct op_attn {
+    int B, T, C, H;
+    float scale_div;
+    int window;          /* 0: every earlier key */
+    const float *alibi;  /* (H,) BLOOM's slopes, or NULL */
+    op_dropout drop;
+} op_attn;
+void op_attention(gpt2_pool *p, const gpt2_kernels *k, float *out, const float *qkv, const op_attn *a,
+                  float *scratch);
+void op_attention_dx(gpt2_pool *p, const gpt2_kernels *k, float *dqkv, const float *dout, const float *qkv,
+                     const op_attn *a, float *scratch);
 size_t op_attention_scratch(int n_threads, int T, int hd);
 /* The references: one query and one key at a time, in plain loops. */
-void ref_attention(float *out, const float *qkv, int B, int T, int C, int H, float scale_div, op_dropout drop);
-void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, int B, int T, int C, int H, float scale_div,
-                      op_dropout drop);
+void ref_attention(float *out, const float *qkv, const op_attn *a);
+void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, const op_attn *a);
+
+/* Rotary position embedding on the first n_rot dimensions of every q and
+ * k head of qkv (n, 3C) in place, token i at position i % T, as the
+ * inference pass's fwd_rotary (rotate-half pairs, or interleaved ones);
+ * inverse 1 rotates back, which is backward on a gradient (a rotation's
+ * transpose is its inverse). */
+void op_rotary(float *qkv, int n, int T, int C, int H, int n_rot, float base, int interleaved, int inverse);
+
+/* y (n, dout) = the columns idx (dout,) of x (n, din): q | k | v taken
+ * out of a fused product's layout, keys and values repeated for every
+ * head under multi-query attention. Backward adds dy's columns back:
+ * dx[:, idx[j]] += dy[:, j]. */
+void op_gather_cols(gpt2_pool *p, float *y, const float *x, const int *idx, int n, int din, int dout);
+void op_gather_cols_dx(gpt2_pool *p, float *dx, const float *dy, const int *idx, int n, int din, int dout);
 
 /* Cross-entropy of the rows of logits (n, V) against target[i]
  * (TRAIN_IGNORE: none): returns the summed loss of the rows with a target

@@ -13,15 +13,17 @@
 #include "../core/mem.h"
 #include "../core/pool.h"
 #include "ops.h"
+#include "tape.h"
 
-static const train_arch *const ARCHS[] = {&train_gpt2};
+static const train_arch *const ARCHS[] = {&train_gpt2,  &train_gpt_neo,     &train_opt,    &train_gpt_neox,
+                                          &train_bloom, &train_gpt_bigcode, &train_codegen};
 
 static size_t tensor_count(const gpt2_tensor *t) { return (size_t)t->d0 * (size_t)(t->d1 > 0 ? t->d1 : 1); }
 
 static const train_arch *arch_of(const gpt2c_model *m, gpt2_err *e) {
     for (size_t i = 0; i < sizeof ARCHS / sizeof *ARCHS; i++)
         if (!strcmp(ARCHS[i]->model_type, m->arch->model_type)) return ARCHS[i];
-    err_set(e, GPT2C_ERR_UNSUPPORTED, "fine-tuning supports model_type gpt2; this model is %s", m->arch->model_type);
+    err_set(e, GPT2C_ERR_UNSUPPORTED, "fine-tuning does not support model_type %s", m->arch->model_type);
     return NULL;
 }
 
@@ -49,14 +51,15 @@ static gpt2c_status trainer_alloc(gpt2c_model *m, int B, int T, int n_threads, c
     t->grads = mem_alloc(bytes);
     t->m1 = mem_alloc(bytes);
     t->m2 = mem_alloc(bytes);
-    t->acts = mem_alloc(arch->act_floats(&m->cfg, B, T, n_threads) * sizeof(float));
+    t->acts = arch->act_floats ? mem_alloc(arch->act_floats(&m->cfg, B, T, n_threads) * sizeof(float)) : NULL;
+    t->tape = arch->build ? tape_new(t) : NULL;
     t->tokens = malloc(nt * sizeof *t->tokens);
     t->targets = malloc(nt * sizeof *t->targets);
-    if (t->offset && t->decay && t->grads && t->m1 && t->m2 && t->acts && t->tokens && t->targets)
+    if (t->offset && t->decay && t->grads && t->m1 && t->m2 && t->tokens && t->targets)
         t->params = owned_by_model ? model_own(m, bytes) : mem_alloc(bytes);
     t->owns_params = !owned_by_model;
-    if (!t->offset || !t->decay || !t->pool || !t->params || !t->grads || !t->m1 || !t->m2 || !t->acts ||
-        !t->tokens || !t->targets) {
+    if (!t->offset || !t->decay || !t->pool || !t->params || !t->grads || !t->m1 || !t->m2 ||
+        (arch->act_floats && !t->acts) || (arch->build && !t->tape) || !t->tokens || !t->targets) {
         trainer_free(t);
         return err_set(e, GPT2C_ERR_NOMEM, "out of memory for training (%.1f GiB of parameters, gradients and "
                        "moments)", 4.0 * (double)bytes / (1 << 30));
@@ -67,6 +70,14 @@ static gpt2c_status trainer_alloc(gpt2c_model *m, int B, int T, int n_threads, c
     if (!owned_by_model) memset(t->params, 0, bytes); /* LoRA's B starts at zero (mem_alloc need not clear) */
     *out = t;
     return GPT2C_OK;
+}
+
+/* The last step of making a trainer: a pass on the tape plans its memory
+ * (tape_plan); the trainer is freed if that fails. */
+static gpt2c_status plan(trainer **t, gpt2_err *e) {
+    gpt2c_status s = (*t)->tape ? tape_plan(*t, e) : GPT2C_OK;
+    if (s) trainer_free(*t), *t = NULL;
+    return s;
 }
 
 gpt2c_status trainer_new(gpt2c_model *m, int B, int T, int n_threads, trainer **out, gpt2_err *e) {
@@ -105,87 +116,97 @@ gpt2c_status trainer_new(gpt2c_model *m, int B, int T, int n_threads, trainer **
      * process's memory (a full fine-tune is weights x 4 without them). */
     for (int i = 0; i < m->n_st; i++)
         if (m->st[i].map.data) madvise((void *)m->st[i].map.data, m->st[i].map.size, MADV_DONTNEED);
-    return GPT2C_OK;
+    return plan(out, e);
 }
 
-const char *const lora_module_names[LORA_MODULES] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
-
-unsigned lora_parse_targets(const char *list, char *bad, size_t n) {
-    unsigned bits = 0;
-    const char *p = list;
-    while (p && *p) {
-        const char *end = strchr(p, ',');
-        const size_t len = end ? (size_t)(end - p) : strlen(p);
-        unsigned found = 0;
-        for (int i = 0; i < LORA_MODULES; i++) {
-            /* A name matches a module whose path ends in it at a dot. */
-            const char *mod = lora_module_names[i];
-            const size_t ml = strlen(mod);
-            if (len && len <= ml && !strncmp(mod + ml - len, p, len) && (len == ml || mod[ml - len - 1] == '.'))
-                found |= 1u << i;
-        }
-        if (!found) {
-            snprintf(bad, n, "%.*s", (int)len, p);
-            return 0;
-        }
-        bits |= found;
-        p = end ? end + 1 : NULL;
-    }
-    if (!bits) snprintf(bad, n, "(empty)");
-    return bits;
+/* The module path of a model tensor: its name without the architecture's
+ * prefix and without ".weight" (len: how much of name that is). */
+static const char *module_path(const gpt2c_model *m, const char *name, size_t *len) {
+    const size_t pl = strlen(m->arch->prefix), n = strlen(name);
+    if (!strncmp(name, m->arch->prefix, pl)) name += pl;
+    *len = strlen(name) - (n >= 7 && !strcmp(name + strlen(name) - 7, ".weight") ? 7 : 0);
+    return name;
 }
 
-/* A module's matrix in layer l and its (din, dout). */
-static const gpt2_weight *lora_weight(const gpt2c_model *m, int l, int mod, int *din, int *dout) {
-    const gpt2_layer *ly = &m->layers[l];
-    const int C = m->cfg.n_embd, F = m->cfg.n_inner;
-    static const int in_f[LORA_MODULES] = {0, 0, 0, 1}, out_f[LORA_MODULES] = {2, 0, 1, 0}; /* C, F, 3C */
-    const int sizes[3] = {C, F, 3 * C};
-    *din = sizes[in_f[mod]], *dout = sizes[out_f[mod]];
-    const gpt2_weight *w[LORA_MODULES] = {&ly->qkv_w, &ly->o_w, &ly->fc_w, &ly->proj_w};
-    return w[mod];
+/* Whether tensor x is a matrix of a layer (the only ones LoRA adapts). */
+static int layer_matrix(const gpt2c_model *m, const gpt2_tensor *x) {
+    const char *p = (const char *)x->w, *lo = (const char *)m->layers;
+    return x->w && p >= lo && p < lo + sizeof *m->layers * (size_t)m->cfg.n_layer;
+}
+
+/* Whether the module path (len chars) ends in target (tlen) at a dot. */
+static int target_matches(const char *path, size_t len, const char *target, size_t tlen) {
+    return tlen && tlen <= len && !strncmp(path + len - tlen, target, tlen) && (tlen == len || path[len - tlen - 1] == '.');
 }
 
 gpt2c_status trainer_new_lora(gpt2c_model *m, int B, int T, int n_threads, const train_lora *lo, uint64_t seed,
                               trainer **out, gpt2_err *e) {
     *out = NULL;
-    if (lo->rank < 1 || lo->rank > 4096 || !(lo->alpha > 0) || !lo->targets)
+    const train_arch *arch = arch_of(m, e);
+    if (!arch) return e->status;
+    const char *targets = lo->targets ? lo->targets : arch->lora_targets;
+    if (lo->rank < 1 || lo->rank > 4096 || !(lo->alpha > 0) || !*targets)
         return err_set(e, GPT2C_ERR_INVALID, "LoRA needs a rank in 1..4096, alpha > 0 and target modules");
-    const int L = m->cfg.n_layer;
-    int n_slots = 0;
-    for (int mod = 0; mod < LORA_MODULES; mod++) n_slots += (lo->targets >> mod & 1) ? L : 0;
-    size_t *counts = malloc(sizeof *counts * (size_t)(2 * n_slots + 1));
-    int *slot_of = malloc(sizeof *slot_of * (size_t)L * LORA_MODULES);
-    if (!counts || !slot_of) {
-        free(counts), free(slot_of);
+    /* Each target must match some layer matrix; the adapted ones, in the
+     * model's tensor order. */
+    int *which = calloc((size_t)m->n_tensors + 1, sizeof *which), n = 0;
+    size_t *counts = malloc(sizeof *counts * (size_t)(2 * m->n_tensors + 1));
+    if (!which || !counts) {
+        free(which), free(counts);
         return err_set(e, GPT2C_ERR_NOMEM, "out of memory");
     }
-    int k = 0;
-    for (int l = 0; l < L; l++)
-        for (int mod = 0; mod < LORA_MODULES; mod++) {
-            slot_of[l * LORA_MODULES + mod] = -1;
-            if (!(lo->targets >> mod & 1)) continue;
-            int din, dout;
-            const gpt2_weight *w = lora_weight(m, l, mod, &din, &dout);
-            if (w->type == WT_Q8 || w->linear) {
-                free(counts), free(slot_of);
-                return err_set(e, GPT2C_ERR_UNSUPPORTED, "LoRA needs F32, F16 or BF16 Conv1D weights; h.%d.%s is %s",
-                               l, lora_module_names[mod], wtype_name(w->type));
-            }
-            counts[2 * k] = (size_t)lo->rank * din, counts[2 * k + 1] = (size_t)dout * lo->rank;
-            slot_of[l * LORA_MODULES + mod] = k++;
+    gpt2c_status s = GPT2C_OK;
+    for (const char *p = targets; !s && p && *p;) {
+        const char *end = strchr(p, ',');
+        const size_t tl = end ? (size_t)(end - p) : strlen(p);
+        int found = 0;
+        for (int i = 0; i < m->n_tensors; i++) {
+            size_t len;
+            const char *path = module_path(m, m->tensors[i].name, &len);
+            if (layer_matrix(m, &m->tensors[i]) && target_matches(path, len, p, tl)) which[i] = found = 1;
         }
-    gpt2c_status s = trainer_alloc(m, B, T, n_threads, counts, 2 * n_slots, 0, out, e);
+        if (!found) {
+            size_t len;
+            const char *ex = module_path(m, m->tensors[0].name, &len);
+            for (int i = 0; i < m->n_tensors; i++)
+                if (layer_matrix(m, &m->tensors[i])) {
+                    ex = module_path(m, m->tensors[i].name, &len);
+                    break;
+                }
+            s = err_set(e, GPT2C_ERR_INVALID, "LoRA target module '%.*s' matches no layer matrix of this %s model "
+                        "(its modules are named like %.*s)", (int)tl, p, m->arch->model_type, (int)len, ex);
+        }
+        p = end ? end + 1 : NULL;
+    }
+    for (int i = 0; !s && i < m->n_tensors; i++) {
+        if (!which[i]) continue;
+        const gpt2_tensor *x = &m->tensors[i];
+        if (x->w->type == WT_Q8)
+            s = err_set(e, GPT2C_ERR_UNSUPPORTED, "LoRA needs F32, F16 or BF16 weights; %s is Q8", x->name);
+        const int din = x->use == MAT_CONV1D ? x->d0 : x->d1, dout = x->use == MAT_CONV1D ? x->d1 : x->d0;
+        counts[2 * n] = (size_t)lo->rank * din, counts[2 * n + 1] = (size_t)dout * lo->rank;
+        which[n++] = i; /* which[] becomes the adapters' tensors, in order (n <= i) */
+    }
+    if (!s) s = trainer_alloc(m, B, T, n_threads, counts, 2 * n, 0, out, e);
     free(counts);
-    if (s) return free(slot_of), s;
+    if (s) return free(which), s;
     trainer *t = *out;
-    t->slot_of = slot_of;
-    t->lora_rank = lo->rank, t->lora_scale = lo->alpha / (float)lo->rank, t->lora_targets = lo->targets;
-    const size_t N = (size_t)B * T, C = (size_t)m->cfg.n_embd, F = (size_t)m->cfg.n_inner;
-    t->lora_h = mem_alloc((size_t)n_slots * N * (size_t)lo->rank * sizeof(float));
+    t->lora_tensor = which, t->n_lora = n;
+    t->lora_w = malloc(sizeof *t->lora_w * (size_t)(n + 1));
+    t->lora_targets = strdup(targets);
+    t->lora_rank = lo->rank, t->lora_scale = lo->alpha / (float)lo->rank;
+    size_t widest = 0;
+    for (int i = 0; i < n; i++) {
+        const gpt2_tensor *x = &m->tensors[which[i]];
+        if (t->lora_w) t->lora_w[i] = x->w->data;
+        if ((size_t)x->d0 > widest) widest = (size_t)x->d0;
+        if ((size_t)x->d1 > widest) widest = (size_t)x->d1;
+    }
+    const size_t N = (size_t)B * T;
+    t->lora_h = mem_alloc(((size_t)n * N * (size_t)lo->rank + 1) * sizeof(float));
     t->lora_dh = mem_alloc(N * (size_t)lo->rank * sizeof(float));
-    t->lora_tmp = mem_alloc(N * (F > 3 * C ? F : 3 * C) * sizeof(float));
-    if (!t->lora_h || !t->lora_dh || !t->lora_tmp) {
+    t->lora_tmp = mem_alloc(N * widest * sizeof(float));
+    if (!t->lora_w || !t->lora_targets || !t->lora_h || !t->lora_dh || !t->lora_tmp) {
         trainer_free(t);
         *out = NULL;
         return err_set(e, GPT2C_ERR_NOMEM, "out of memory for the LoRA activations");
@@ -193,7 +214,7 @@ gpt2c_status trainer_new_lora(gpt2c_model *m, int B, int T, int n_threads, const
     /* A: kaiming_uniform(a = sqrt(5)) bounds 1 / sqrt(din), from SplitMix64
      * of the seed; B: zero, so that training starts from the model as is. */
     uint64_t x = seed ^ 0x4c6f5241ull;
-    for (int i = 0; i < n_slots; i++) {
+    for (int i = 0; i < n; i++) {
         size_t na = 0;
         float *A = trainer_param(t, 2 * i, &na);
         const float bound = 1.0f / sqrtf((float)(na / (size_t)lo->rank));
@@ -204,20 +225,66 @@ gpt2c_status trainer_new_lora(gpt2c_model *m, int B, int T, int n_threads, const
         }
         t->decay[2 * i] = t->decay[2 * i + 1] = 1; /* lora_A.weight, lora_B.weight: HF decays them */
     }
-    return GPT2C_OK;
+    return plan(out, e);
 }
+
+const char *trainer_lora_targets(const trainer *t) { return t->lora_targets; }
 
 int trainer_n_tensors(const trainer *t) { return t->n_tensors; }
 
 const char *trainer_tensor_name(const trainer *t, int i, char *buf, size_t n) {
-    if (!t->slot_of) return t->m->tensors[i].name;
-    for (int s = 0; s < t->m->cfg.n_layer * LORA_MODULES; s++)
-        if (t->slot_of[s] == i / 2) {
-            snprintf(buf, n, "h.%d.%s.lora_%c.weight", s / LORA_MODULES, lora_module_names[s % LORA_MODULES],
-                     i % 2 ? 'B' : 'A');
-            return buf;
-        }
-    return "";
+    if (!t->lora_tensor) return t->m->tensors[i].name;
+    size_t len;
+    const char *path = module_path(t->m, t->m->tensors[t->lora_tensor[i / 2]].name, &len);
+    snprintf(buf, n, "%.*s.lora_%c.weight", (int)len, path, i % 2 ? 'B' : 'A');
+    return buf;
+}
+
+/* The adapter of the matrix whose data is w, or -1. */
+static int lora_slot(const trainer *t, const void *w) {
+    for (int i = 0; i < t->n_lora; i++)
+        if (t->lora_w[i] == w) return i;
+    return -1;
+}
+
+static void add(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+void train_linear(trainer *t, gpt2_weight w, const float *bias, float *y, const float *x, int N, int din, int dout) {
+    const gpt2_kernels *k = t->m->k;
+    op_matmul(t->pool, k, y, x, (op_mat){w.data, w.linear, w.type}, bias, N, din, dout);
+    const int slot = lora_slot(t, w.data);
+    if (slot < 0) return;
+    const int r = t->lora_rank;
+    size_t na, nb;
+    const float *A = trainer_param(t, 2 * slot, &na), *Bm = trainer_param(t, 2 * slot + 1, &nb);
+    float *h = t->lora_h + (size_t)slot * t->B * t->T * r;
+    op_matmul(t->pool, k, h, x, (op_mat){A, 1, WT_F32}, NULL, N, din, r); // (N, r)
+    for (size_t i = 0; i < (size_t)N * r; i++) h[i] *= t->lora_scale;
+    op_matmul(t->pool, k, t->lora_tmp, h, (op_mat){Bm, 1, WT_F32}, NULL, N, r, dout); // (N, dout)
+    add(y, t->lora_tmp, (size_t)N * dout);
+}
+
+void train_linear_dx(trainer *t, gpt2_weight w, const float *bias, float *dx, const float *dy, const float *x, int N,
+                     int din, int dout, float *scratch) {
+    const gpt2_kernels *k = t->m->k;
+    op_matmul_dx(t->pool, k, dx, dy, (op_mat){w.data, w.linear, w.type}, N, din, dout);
+    op_matmul_dw(t->pool, k, trainer_grad_of(t, w.data), trainer_grad_of(t, bias), x, dy, w.linear, N, din, dout,
+                 scratch);
+    const int slot = lora_slot(t, w.data);
+    if (slot < 0) return;
+    const int r = t->lora_rank;
+    size_t na, nb;
+    const float *A = trainer_param(t, 2 * slot, &na), *Bm = trainer_param(t, 2 * slot + 1, &nb);
+    float *gA = trainer_grad(t, 2 * slot, &na), *gB = trainer_grad(t, 2 * slot + 1, &nb);
+    const float *h = t->lora_h + (size_t)slot * t->B * t->T * r;
+    op_matmul_dw(t->pool, k, gB, NULL, h, dy, 1, N, r, dout, scratch);                  // dB += dy^T h
+    op_matmul_dx(t->pool, k, t->lora_dh, dy, (op_mat){Bm, 1, WT_F32}, N, r, dout);      // d h = dy B
+    for (size_t i = 0; i < (size_t)N * r; i++) t->lora_dh[i] *= t->lora_scale;
+    op_matmul_dw(t->pool, k, gA, NULL, x, t->lora_dh, 1, N, din, r, scratch);           // dA += dh^T x
+    op_matmul_dx(t->pool, k, t->lora_tmp, t->lora_dh, (op_mat){A, 1, WT_F32}, N, din, r); // dh A
+    add(dx, t->lora_tmp, (size_t)N * din);
 }
 
 void trainer_free(trainer *t) {
@@ -232,7 +299,10 @@ void trainer_free(trainer *t) {
     free(t->targets);
     free(t->offset);
     free(t->decay);
-    free(t->slot_of);
+    free(t->lora_tensor);
+    free(t->lora_w);
+    free(t->lora_targets);
+    tape_free(t->tape);
     free(t->lora_h);
     free(t->lora_dh);
     free(t->lora_tmp);
@@ -288,6 +358,7 @@ gpt2c_status trainer_forward(trainer *t, const int32_t *tokens, const int32_t *l
     t->fB = B, t->fT = T;
     *n_targets = n;
     *loss = t->arch->forward(t, t->tokens, B, T);
+    if (t->tape && tape_failed(t->tape)) return err_set(e, GPT2C_ERR_NOMEM, "out of memory in the training pass");
     return GPT2C_OK;
 }
 
@@ -315,26 +386,19 @@ static void sumsq_run(void *ctx, int ith, int nth) {
     }
 }
 
-/* torch.optim.AdamW's single-tensor update, element by element:
- *   p *= 1 - lr wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
- *   p -= lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
+/* torch.optim.AdamW's single-tensor update (the table's adamw, kernels.h),
+ * over this thread's share of the values, a tensor's part at a time. */
 static void adamw_run(void *ctx, int ith, int nth) {
     const step_op *o = ctx;
     trainer *t = o->t;
     const train_hparams *h = o->h;
     const size_t lo = t->n_params * (size_t)ith / (size_t)nth, hi = t->n_params * (size_t)(ith + 1) / (size_t)nth;
-    int i = 0;
-    while (t->offset[i + 1] <= lo && i + 1 < t->n_tensors) i++;
-    const float step_size = o->lr / o->bc1;
-    for (size_t j = lo; j < hi; j++) {
-        while (j >= t->offset[i + 1]) i++;
-        const float g = t->grads[j] * o->clip;
-        t->grads[j] = g;
-        if (t->decay[i] && h->weight_decay != 0.0f) t->params[j] *= 1.0f - o->lr * h->weight_decay;
-        t->m1[j] = t->m1[j] * h->beta1 + g * (1.0f - h->beta1);
-        t->m2[j] = t->m2[j] * h->beta2 + g * g * (1.0f - h->beta2);
-        const float denom = sqrtf(t->m2[j]) / o->bc2_sqrt + h->eps;
-        t->params[j] -= step_size * (t->m1[j] / denom);
+    gpt2_adamw_args a = {o->clip, 1.0f, h->beta1, h->beta2, o->lr / o->bc1, o->bc2_sqrt, h->eps};
+    for (int i = 0; i < t->n_tensors; i++) {
+        const size_t a0 = t->offset[i] > lo ? t->offset[i] : lo, a1 = t->offset[i + 1] < hi ? t->offset[i + 1] : hi;
+        if (a0 >= a1) continue;
+        a.decay = t->decay[i] && h->weight_decay != 0.0f ? 1.0f - o->lr * h->weight_decay : 1.0f;
+        t->m->k->adamw(t->params + a0, t->grads + a0, t->m1 + a0, t->m2 + a0, a1 - a0, &a);
     }
 }
 

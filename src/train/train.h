@@ -50,25 +50,24 @@ void trainer_set_mode(trainer *t, int training, uint64_t counter);
  * every layer get y = x W + b + (alpha / r) (x A^T) B^T with A (r, din)
  * and B (dout, r) trained and everything else frozen, read where the model
  * holds it (the mapping, F32, F16 or BF16). A starts as PEFT's
- * kaiming_uniform(a = sqrt(5)), uniform in +-1 / sqrt(din), B at zero. */
-enum { LORA_QKV = 1, LORA_ATTN_OUT = 2, LORA_FC = 4, LORA_MLP_OUT = 8 };
-#define LORA_MODULES 4
-/* The modules by GPT-2's names, in the bits' order. */
-extern const char *const lora_module_names[LORA_MODULES];
+ * kaiming_uniform(a = sqrt(5)), uniform in +-1 / sqrt(din), B at zero.
+ * targets is PEFT's target_modules, comma-separated: a name matches each
+ * layer matrix whose module path ends in it at a dot ("c_proj" is both of
+ * GPT-2's projections, "attn.c_proj" one); NULL: the architecture's
+ * default, PEFT's (train_arch.lora_targets). */
 typedef struct train_lora {
     int rank;
     float alpha;
-    unsigned targets; /* LORA_* bits */
+    const char *targets;
 } train_lora;
-/* PEFT's target_modules list ("c_attn,c_proj": a name matches the modules
- * whose path ends in it, so c_proj is both projections) into LORA_* bits;
- * 0 for an unknown name (bad: it). */
-unsigned lora_parse_targets(const char *list, char *bad, size_t n);
 gpt2c_status trainer_new_lora(gpt2c_model *m, int B, int T, int n_threads, const train_lora *lo, uint64_t seed,
                               trainer **out, gpt2_err *e);
+/* The LoRA targets the trainer was made with, as given or defaulted. */
+const char *trainer_lora_targets(const trainer *t);
 
 /* The trainable tensors: the model's (full fine-tuning) or the adapters
- * (LoRA, named as the model names a layer's tensors: "h.0.attn.c_attn.lora_A.weight"). */
+ * (LoRA, named after the matrix they adapt, without the architecture's
+ * prefix: "h.0.attn.c_attn.lora_A.weight"). */
 int trainer_n_tensors(const trainer *t);
 const char *trainer_tensor_name(const trainer *t, int i, char *buf, size_t n);
 
@@ -109,20 +108,41 @@ void trainer_set_steps(trainer *t, long steps);
  * rate for optimiser step `step` (counted from 0) of `total`. */
 double train_linear_schedule(long step, long warmup, long total);
 
+/* A product of the pass: y (N, dout) = x W + bias, W as the model holds it
+ * (Conv1D or nn.Linear, any float type), plus LoRA's (alpha / r) (x A^T)
+ * B^T where the trainer has an adapter for W; and its backward: dx
+ * written, W's and bias's gradients added where they train, or A's and
+ * B's. scratch: op_matmul_dw_scratch for the widest side. */
+void train_linear(trainer *t, gpt2_weight w, const float *bias, float *y, const float *x, int N, int din, int dout);
+void train_linear_dx(trainer *t, gpt2_weight w, const float *bias, float *dx, const float *dy, const float *x, int N,
+                     int din, int dout, float *scratch);
+
 /* ------------------------------------------------- an architecture's pass */
 
-/* What an architecture supplies (gpt2_train.c): the floats its saved
- * activations and scratch take for (B, T) on n_threads, and its forward
- * and backward over them (trainer_forward and trainer_backward's
- * contracts; the targets are in t->targets). */
+typedef struct tape tape;
+
+/* What an architecture supplies: its passes, written out by hand
+ * (gpt2_train.c: the floats its saved activations and scratch take for
+ * (B, T) on n_threads, and its forward and backward over them), or its
+ * forward only, on the tape (tape.h: build, with tape_forward and
+ * tape_backward); trainer_forward and trainer_backward's contracts, the
+ * targets in t->targets. Then its config's dropout probabilities (the keys
+ * for the embeddings', the attention probabilities' and the sublayer
+ * outputs', NULL where it has none, and the defaults of its config class),
+ * and PEFT's default LoRA targets for it. */
 typedef struct train_arch {
     const char *model_type;
     size_t (*act_floats)(const gpt2_config *c, int B, int T, int n_threads);
     double (*forward)(trainer *t, const int32_t *tokens, int B, int T);
     void (*backward)(trainer *t, float scale);
+    double (*build)(tape *tp, trainer *t);
+    const char *dropout_keys[3];
+    float dropout_defaults[3];
+    const char *lora_targets;
 } train_arch;
 
-extern const train_arch train_gpt2;
+extern const train_arch train_gpt2, train_gpt_neo, train_opt, train_gpt_neox, train_bloom, train_gpt_bigcode,
+    train_codegen;
 
 struct trainer {
     gpt2c_model *m;
@@ -139,14 +159,16 @@ struct trainer {
     long steps;
     int n_tensors, owns_params;
     unsigned char *decay;     // (n_tensors,) AdamW decays it (matrices)
-    /* LoRA: slot_of[l * LORA_MODULES + module] is the adapter's index or -1;
-     * an adapter's A and B are tensors 2 i and 2 i + 1. */
-    int lora_rank;
-    unsigned lora_targets;
+    /* LoRA: adapter i, of tensors 2 i (A) and 2 i + 1 (B), adapts the
+     * model's tensor lora_tensor[i], whose data lora_w[i] is. */
+    int lora_rank, n_lora;
+    char *lora_targets;
     float lora_scale;         /* alpha / r */
-    int *slot_of;
+    int *lora_tensor;
+    const void **lora_w;
     float *lora_h;            // (adapters, N, r) s x A's output of the last forward
-    float *lora_dh, *lora_tmp; // (N, r), (N, max(3C, F))
+    float *lora_dh, *lora_tmp; // (N, r), (N, the widest dout or din)
+    tape *tape;               /* an architecture written on the tape: its record */
     /* Dropout (ops.h's masks): on in training mode; each micro-batch's
      * counter picks its masks (trainer_set_dropout). */
     float pdrop_embd, pdrop_attn, pdrop_resid;
