@@ -172,3 +172,14 @@ void st_close(st_file *f) {
     free(f->path);
     memset(f, 0, sizeof *f);
 }
+
+char *st_frame_header(const char *json, size_t *len) {
+    const size_t n = strlen(json), padded = (n + 7) / 8 * 8;
+    char *buf = malloc(8 + padded);
+    if (!buf) return NULL;
+    for (int i = 0; i < 8; i++) buf[i] = (char)(((uint64_t)padded >> (8 * i)) & 0xff);
+    memcpy(buf + 8, json, n);
+    memset(buf + 8 + n, ' ', padded - n);
+    *len = 8 + padded;
+    return buf;
+}

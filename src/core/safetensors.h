@@ -47,5 +47,10 @@ gpt2c_status st_sort(st_file *f, gpt2_err *e);
 void st_close(st_file *f);
 const char *st_dtype_name(st_dtype d);
 size_t st_dtype_size(st_dtype d);
+/* What a safetensors file starts with, for the header JSON text: its
+ * length as 8 little-endian bytes, then the text padded with spaces to a
+ * multiple of 8 (so that the data after it is aligned); *len gets the
+ * size. malloc'd; NULL without memory. */
+char *st_frame_header(const char *json, size_t *len);
 
 #endif

@@ -147,14 +147,7 @@ static char *header(const writer *w, const char *dtype, size_t *len) {
     char *json = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     if (!json) return NULL;
-    size_t n = strlen(json), padded = (n + 7) / 8 * 8;
-    char *buf = malloc(8 + padded);
-    if (buf) {
-        for (int i = 0; i < 8; i++) buf[i] = (char)(((uint64_t)padded >> (8 * i)) & 0xff);
-        memcpy(buf + 8, json, n);
-        memset(buf + 8 + n, ' ', padded - n);
-        *len = 8 + padded;
-    }
+    char *buf = st_frame_header(json, len);
     free(json);
     return buf;
 }

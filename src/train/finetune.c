@@ -104,19 +104,20 @@ typedef struct run_state {
  * model's tensor order. */
 static gpt2c_status write_optimizer(trainer *t, const char *dir, gpt2_err *e) {
     const size_t n = trainer_n_params(t), bytes = n * sizeof(float);
-    char head[512];
-    int len = snprintf(head + 8, sizeof head - 8,
-                       "{\"__metadata__\":{\"format\":\"gpt2c-adamw\",\"order\":\"the model's tensors as "
-                       "trainer_state.json lists them\"},\"exp_avg\":{\"dtype\":\"F32\",\"shape\":[%zu],"
-                       "\"data_offsets\":[0,%zu]},\"exp_avg_sq\":{\"dtype\":\"F32\",\"shape\":[%zu],"
-                       "\"data_offsets\":[%zu,%zu]}}",
-                       n, bytes, n, bytes, 2 * bytes);
-    while (len % 8) head[8 + len++] = ' ';
-    for (int i = 0; i < 8; i++) head[i] = (char)(((uint64_t)len >> (8 * i)) & 0xff);
-    char *path = path_join(dir, "optimizer.safetensors");
-    const int bad = !path || write_synced(path, head, 8 + (size_t)len, trainer_moments(t, 0), bytes,
-                                          trainer_moments(t, 1), bytes);
-    gpt2c_status s = bad ? err_set(e, GPT2C_ERR_IO, "%s: %s", path ? path : dir, strerror(errno)) : GPT2C_OK;
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"__metadata__\":{\"format\":\"gpt2c-adamw\",\"order\":\"the model's tensors as "
+             "trainer_state.json lists them\"},\"exp_avg\":{\"dtype\":\"F32\",\"shape\":[%zu],"
+             "\"data_offsets\":[0,%zu]},\"exp_avg_sq\":{\"dtype\":\"F32\",\"shape\":[%zu],"
+             "\"data_offsets\":[%zu,%zu]}}",
+             n, bytes, n, bytes, 2 * bytes);
+    size_t len = 0;
+    char *head = st_frame_header(json, &len), *path = path_join(dir, "optimizer.safetensors");
+    const int bad = !head || !path ||
+                    write_synced(path, head, len, trainer_moments(t, 0), bytes, trainer_moments(t, 1), bytes);
+    gpt2c_status s = bad ? err_set(e, GPT2C_ERR_IO, "%s: %s", path ? path : dir, head ? strerror(errno) : "out of memory")
+                         : GPT2C_OK;
+    free(head);
     free(path);
     return s;
 }
@@ -193,15 +194,10 @@ static gpt2c_status write_adapter(trainer *t, const gpt2c_finetune_params *p, co
     if (!h || !cpath || !spath || write_synced(cpath, txt, strlen(txt), "\n", 1, NULL, 0))
         s = err_set(e, GPT2C_ERR_IO, "%s: could not write", cpath ? cpath : dir);
     if (!s) {
-        size_t len = strlen(h), padded = (len + 7) / 8 * 8;
-        char *buf = malloc(8 + padded);
-        if (buf) {
-            for (int i = 0; i < 8; i++) buf[i] = (char)(((uint64_t)padded >> (8 * i)) & 0xff);
-            memcpy(buf + 8, h, len);
-            memset(buf + 8 + len, ' ', padded - len);
-        }
+        size_t len = 0;
+        char *buf = st_frame_header(h, &len);
         /* The adapters are one contiguous run of the trainer's buffer. */
-        if (!buf || write_synced(spath, buf, 8 + padded, t->params, t->n_params * sizeof(float), NULL, 0))
+        if (!buf || write_synced(spath, buf, len, t->params, t->n_params * sizeof(float), NULL, 0))
             s = err_set(e, GPT2C_ERR_IO, "%s: %s", spath, buf ? strerror(errno) : "out of memory");
         free(buf);
     }
