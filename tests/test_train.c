@@ -176,10 +176,10 @@ static double inference_loss(const gpt2c_model *m, const int32_t *ids, int B, in
     return loss;
 }
 
-/* Central differences of the loss for three values of each trainable
- * tensor -- its largest gradient and two others -- against g (the
- * gradients of the mean loss). */
-static int check_fd(trainer *t, const float *g, const int32_t *ids, int B, int T, const char *what) {
+/* Central differences of the loss for `samples` values of each trainable
+ * tensor -- its largest gradient, then others -- against g (the gradients
+ * of the mean loss). */
+static int check_fd(trainer *t, const float *g, const int32_t *ids, int B, int T, int samples, const char *what) {
     gpt2_err e = {0};
     int checked = 0;
     for (int i = 0; i < trainer_n_tensors(t); i++) {
@@ -187,7 +187,7 @@ static int check_fd(trainer *t, const float *g, const int32_t *ids, int B, int T
         float *p = trainer_param(t, i, &count);
         const float *gi = g + (p - t->params);
         for (size_t j = 1; j < count; j++) top = fabsf(gi[j]) > fabsf(gi[top]) ? j : top;
-        for (int s = 0; s < 3; s++) {
+        for (int s = 0; s < samples; s++) {
             const size_t j = s == 0 ? top : (size_t)(s * 7919 + i * 31) % count;
             /* Richardson's extrapolation of steps h and h / 2: the largest
              * gradients curve enough for plain differences to be 1% off.
@@ -256,7 +256,7 @@ static void check_gradients(float pdrop) {
     /* Finite differences on a few values of each tensor. */
     char what[64];
     snprintf(what, sizeof what, "tiny-variant, dropout %g", pdrop);
-    const int checked = check_fd(t, g1, ids, B, T, what);
+    const int checked = check_fd(t, g1, ids, B, T, 3, what);
     assert_true(checked >= 3 * 12);
     trainer_free(t);
     gpt2c_model_free(m);
@@ -331,8 +331,11 @@ static void test_lora_gradients(void **state) {
 /* Every other architecture's pass, on the tape (tape.h), on each of its
  * reference checkpoints: the training forward's loss equals the inference
  * pass's; gradients do not depend on the thread count; and against central
- * differences, full fine-tuning without and with dropout (20% at every
- * site), and LoRA on PEFT's default targets for the architecture. */
+ * differences at each tensor's largest gradient, full fine-tuning with
+ * dropout (20% at every site) and LoRA on PEFT's default targets for the
+ * architecture. (Without dropout, tests/test_train.py holds every gradient
+ * to torch's autograd, far closer than differences can; these stay cheap
+ * enough for the sanitizer builds.) */
 static void test_architectures(void **state) {
     (void)state;
     static const char *const dirs[] = {"neo-mini-f32",      "opt-mini-f32",      "opt-postln-f32",
@@ -371,7 +374,7 @@ static void test_architectures(void **state) {
             trainer_set_mode(t, 1, 3);
             char what[96];
             snprintf(what, sizeof what, "%s, dropout %g", dirs[d], pdrop);
-            assert_true(check_fd(t, g1, ids, B, T, what) >= 3 * 10);
+            if (pi) assert_true(check_fd(t, g1, ids, B, T, 1, what) >= 10);
             trainer_free(t);
             free(g1), free(g2);
         }
@@ -399,7 +402,7 @@ static void test_architectures(void **state) {
         trainer_backward(t, 1.0f / (float)n);
         char what[96];
         snprintf(what, sizeof what, "%s, LoRA", dirs[d]);
-        assert_true(check_fd(t, t->grads, ids, B, T, what) >= 3 * 2);
+        assert_true(check_fd(t, t->grads, ids, B, T, 1, what) >= 2);
         trainer_free(t);
         gpt2c_model_free(m);
         free(ids);
