@@ -122,9 +122,10 @@ gpt2c_status trainer_new(gpt2c_model *m, int B, int T, int n_threads, trainer **
 /* The module path of a model tensor: its name without the architecture's
  * prefix and without ".weight" (len: how much of name that is). */
 static const char *module_path(const gpt2c_model *m, const char *name, size_t *len) {
-    const size_t pl = strlen(m->arch->prefix), n = strlen(name);
+    const size_t pl = strlen(m->arch->prefix);
     if (!strncmp(name, m->arch->prefix, pl)) name += pl;
-    *len = strlen(name) - (n >= 7 && !strcmp(name + strlen(name) - 7, ".weight") ? 7 : 0);
+    const size_t n = strlen(name);
+    *len = n - (n >= 7 && !strcmp(name + n - 7, ".weight") ? 7 : 0);
     return name;
 }
 
