@@ -460,23 +460,30 @@ void fwd_unfuse_heads(gpt2_state *s, int n, int C, int H) {
  * (a cos - b sin, b cos + a sin). The pair is dimensions (i, i + r / 2) in
  * the rotate-half form (GPT-NeoX), (2i, 2i + 1) in the interleaved one
  * (GPT-J, CodeGen). */
-void fwd_rotary(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int interleaved) {
-    const gpt2_config *c = &m->cfg;
-    const int C = c->n_embd, hd = C / c->n_head, half = c->n_rot / 2;
+void fwd_rope(float *qkv, int n, const int *pos, int T, int C, int hd, int n_q, int n_k, int n_rot, float base,
+              int interleaved, int inverse) {
+    const int half = n_rot / 2;
     for (int j = 0; j < half; j++) {
-        const float inv_freq = 1.0f / powf(c->rope_base, (float)(2 * j) / (float)c->n_rot);
+        const float inv_freq = 1.0f / powf(base, (float)(2 * j) / (float)n_rot);
         const int ja = interleaved ? 2 * j : j, jb = interleaved ? 2 * j + 1 : j + half;
         for (int i = 0; i < n; i++) {
-            const float angle = (float)b->pos[i0 + i] * inv_freq, cs = cosf(angle), sn = sinf(angle);
+            const float angle = (float)(pos ? pos[i] : i % T) * inv_freq, cs = cosf(angle);
+            const float sn = inverse ? -sinf(angle) : sinf(angle);
             for (int part = 0; part < 2; part++) /* q's heads, then k's */
-                for (int hh = 0; hh < (part ? c->n_kv_head : c->n_head); hh++) {
-                    float *x = s->qkv + (size_t)i * 3 * C + (size_t)part * C + (size_t)hh * hd;
+                for (int hh = 0; hh < (part ? n_k : n_q); hh++) {
+                    float *x = qkv + (size_t)i * 3 * C + (size_t)part * C + (size_t)hh * hd;
                     const float xa = x[ja], xb = x[jb];
                     x[ja] = xa * cs - xb * sn;
                     x[jb] = xb * cs + xa * sn;
                 }
         }
     }
+}
+
+void fwd_rotary(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int interleaved) {
+    const gpt2_config *c = &m->cfg;
+    fwd_rope(s->qkv, n, b->pos + i0, 0, c->n_embd, c->n_embd / c->n_head, c->n_head, c->n_kv_head, c->n_rot,
+             c->rope_base, interleaved, 0);
 }
 
 void fwd_attention(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int l, int window,

@@ -296,6 +296,13 @@ void fwd_unfuse_heads(gpt2_state *s, int n, int C, int H);
  * and k head in s->qkv, at each token's position: rotate-half pairs
  * (GPT-NeoX), or interleaved ones (GPT-J, CodeGen). */
 void fwd_rotary(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, int n, int interleaved);
+/* The rotation itself, which training shares (forward, and backward on a
+ * gradient with inverse 1: a rotation's transpose is its inverse): the
+ * first n_rot dimensions of the n_q query and n_k key heads (hd wide) of n
+ * rows of q | k | v (each C wide), row i at position pos[i] (pos NULL:
+ * i % T). */
+void fwd_rope(float *qkv, int n, const int *pos, int T, int C, int hd, int n_q, int n_k, int n_rot, float base,
+              int interleaved, int inverse);
 /* Attention in layer l: s->qkv (n, 3C) holds each token's q | k | v,
  * heads head-major; k and v go into the cache, and s->att (n, C) gets
  * softmax(q k^T / scale_div) v over the token's own sequence, its last

@@ -105,9 +105,6 @@ static op_dropout dropout(const trainer *t, float p, int l, int site) {
     return (op_dropout){t->training ? p : 0.0f, op_dropout_key(t->drop_seed, t->drop_counter, s)};
 }
 
-static void add(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
-}
 
 static double forward(trainer *t, const int32_t *tokens, int B, int T) {
     const gpt2c_model *m = t->m;
@@ -122,7 +119,7 @@ static double forward(trainer *t, const int32_t *tokens, int B, int T) {
         float *x = a.enc + (size_t)i * C;
         weight_to_f32(m->wte, (size_t)tokens[i] * C, (size_t)C, x);
         weight_to_f32(m->wpe, (size_t)(i % T) * C, (size_t)C, a.tmp_row);
-        add(x, a.tmp_row, (size_t)C);
+        fwd_add(x, a.tmp_row, (size_t)C);
     }
     op_dropout_apply(p, a.enc, (size_t)N * C, dropout(t, t->pdrop_embd, L, 0));
 
@@ -139,14 +136,14 @@ static double forward(trainer *t, const int32_t *tokens, int B, int T) {
         op_attention(p, m->k, atty, qkv, &at, a.scratch); // (N, C)
         product(t, l, 1, res2, atty, N);
         op_dropout_apply(p, res2, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_ATTN_OUT));
-        add(res2, res, (size_t)N * C);
+        fwd_add(res2, res, (size_t)N * C);
 
         op_layernorm(p, ln2, a.ln2_mean + l * NM, a.ln2_rstd + l * NM, res2, ly->ln2_g, ly->ln2_b, N, C, c->eps);
         product(t, l, 2, fch, ln2, N); // (N, F)
         op_act(p, m->k, fch_act, fch, (size_t)N * F, c->act);
         product(t, l, 3, res3, fch_act, N);
         op_dropout_apply(p, res3, (size_t)N * C, dropout(t, t->pdrop_resid, l, SITE_MLP_OUT));
-        add(res3, res2, (size_t)N * C);
+        fwd_add(res3, res2, (size_t)N * C);
     }
     op_layernorm(p, a.lnf, a.lnf_mean, a.lnf_rstd, a.res3 + (L - 1) * NM * C, m->lnf_g, m->lnf_b, N, C, c->eps);
     op_matmul(p, m->k, a.logits, a.lnf, (op_mat){m->lm_head.data, 1, m->lm_head.type}, NULL, N, C, V); // (N, V)
@@ -205,8 +202,8 @@ static void backward(trainer *t, float scale) {
     float *dwte = G(m->wte.data), *dwpe = G(m->wpe.data);
     for (int i = 0; dwte && dwpe && i < N; i++) {
         const float *d = a.dres + (size_t)i * C;
-        add(dwte + (size_t)t->tokens[i] * C, d, (size_t)C);
-        add(dwpe + (size_t)(i % T) * C, d, (size_t)C);
+        fwd_add(dwte + (size_t)t->tokens[i] * C, d, (size_t)C);
+        fwd_add(dwpe + (size_t)(i % T) * C, d, (size_t)C);
     }
 #undef G
 }

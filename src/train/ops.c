@@ -504,25 +504,7 @@ void op_attention_dx(gpt2_pool *p, const gpt2_kernels *k, float *dqkv, const flo
     pool_run(p, attn_dx_run, &o);
 }
 
-/* ------------------------------------------------- rotary, column gathers */
-
-void op_rotary(float *qkv, int n, int T, int C, int H, int n_rot, float base, int interleaved, int inverse) {
-    const int hd = C / H, half = n_rot / 2;
-    for (int j = 0; j < half; j++) {
-        /* fwd_rotary's angles, in the same float arithmetic. */
-        const float inv_freq = 1.0f / powf(base, (float)(2 * j) / (float)n_rot);
-        const int ja = interleaved ? 2 * j : j, jb = interleaved ? 2 * j + 1 : j + half;
-        for (int i = 0; i < n; i++) {
-            const float angle = (float)(i % T) * inv_freq, cs = cosf(angle), sn = inverse ? -sinf(angle) : sinf(angle);
-            for (int hh = 0; hh < 2 * H; hh++) { /* q's heads, then k's */
-                float *x = qkv + (size_t)i * 3 * C + (size_t)hh * hd;
-                const float xa = x[ja], xb = x[jb];
-                x[ja] = xa * cs - xb * sn;
-                x[jb] = xb * cs + xa * sn;
-            }
-        }
-    }
-}
+/* ---------------------------------------------------------- column gathers */
 
 typedef struct gather_op {
     float *y;

@@ -110,13 +110,6 @@ size_t op_attention_scratch(int n_threads, int T, int hd);
 void ref_attention(float *out, const float *qkv, const op_attn *a);
 void ref_attention_dx(float *dqkv, const float *dout, const float *qkv, const op_attn *a);
 
-/* Rotary position embedding on the first n_rot dimensions of every q and
- * k head of qkv (n, 3C) in place, token i at position i % T, as the
- * inference pass's fwd_rotary (rotate-half pairs, or interleaved ones);
- * inverse 1 rotates back, which is backward on a gradient (a rotation's
- * transpose is its inverse). */
-void op_rotary(float *qkv, int n, int T, int C, int H, int n_rot, float base, int interleaved, int inverse);
-
 /* y (n, dout) = the columns idx (dout,) of x (n, din): q | k | v taken
  * out of a fused product's layout, keys and values repeated for every
  * head under multi-query attention. Backward adds dy's columns back:

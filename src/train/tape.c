@@ -70,8 +70,6 @@ void tape_free(tape *tp) {
 }
 
 int tape_failed(const tape *tp) { return tp->failed; }
-int tape_B(const tape *tp) { return tp->B; }
-int tape_T(const tape *tp) { return tp->T; }
 
 /* ------------------------------------------------------------ the record */
 
@@ -262,7 +260,8 @@ tv tp_rotary(tape *tp, tv qkv, int H, int n_rot, float base, int interleaved) {
     x->out = out, x->in[0] = qkv, x->H = H, x->n_rot = n_rot, x->base = base, x->interleaved = interleaved;
     if (RUN) {
         memcpy(X(out), X(qkv), sizeof(float) * (size_t)tp->N * W(qkv));
-        op_rotary(X(out), tp->N, tp->T, W(qkv) / 3, H, n_rot, base, interleaved, 0);
+        const int C = W(qkv) / 3;
+        fwd_rope(X(out), tp->N, NULL, tp->T, C, C / H, H, H, n_rot, base, interleaved, 0);
     }
     return out;
 }
@@ -349,10 +348,6 @@ static float *grad(tape *tp, tv v) {
     return x->g;
 }
 
-static void add_to(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
 /* Node x's backward: its output's gradient g to its inputs and parameters. */
 static void backward_node(tape *tp, const tnode *x, const float *g, float scale) {
     trainer *t = tp->t;
@@ -363,13 +358,13 @@ static void backward_node(tape *tp, const tnode *x, const float *g, float scale)
     case T_ROWS: { /* one thread: rows may repeat */
         float *dw = trainer_grad_of(t, x->w.data);
         for (int i = 0; RUN && dw && i < N; i++)
-            add_to(dw + (size_t)x->idx[i] * x->dout, g + (size_t)i * x->dout, (size_t)x->dout);
+            fwd_add(dw + (size_t)x->idx[i] * x->dout, g + (size_t)i * x->dout, (size_t)x->dout);
         break;
     }
     case T_ADD:
         for (int k = 0; k < 2; k++) {
             float *d = grad(tp, x->in[k]);
-            if (d && RUN) add_to(d, g, nw);
+            if (d && RUN) fwd_add(d, g, nw);
         }
         break;
     case T_LN: {
@@ -384,7 +379,7 @@ static void backward_node(tape *tp, const tnode *x, const float *g, float scale)
         float *d = grad(tp, x->in[0]), *tmp = fresh ? d : pool_get(tp, (size_t)tp->maxN * x->din);
         if (d && tmp && RUN) {
             train_linear_dx(t, x->w, x->bias, tmp, g, X(x->in[0]), N, x->din, x->dout, tp->scratch);
-            if (!fresh) add_to(d, tmp, (size_t)N * x->din);
+            if (!fresh) fwd_add(d, tmp, (size_t)N * x->din);
         }
         if (tmp && !fresh) pool_put(tp, tmp);
         break;
@@ -399,7 +394,7 @@ static void backward_node(tape *tp, const tnode *x, const float *g, float scale)
             float *d = grad(tp, x->in[k]);
             const int w = W(x->in[k]);
             for (int i = 0; d && RUN && i < N; i++)
-                add_to(d + (size_t)i * w, g + (size_t)i * W(x->out) + at, (size_t)w);
+                fwd_add(d + (size_t)i * w, g + (size_t)i * W(x->out) + at, (size_t)w);
         }
         break;
     case T_ACT:
@@ -413,9 +408,11 @@ static void backward_node(tape *tp, const tnode *x, const float *g, float scale)
             else if (x->kind == T_ATTN) op_attention_dx(p, t->m->k, tmp, g, X(x->in[0]), &x->at, tp->scratch);
             else memcpy(tmp, g, sizeof(float) * ni);
             if (x->kind == T_DROP) op_dropout_apply(p, tmp, ni, x->drop); /* the same mask */
-            if (x->kind == T_ROTARY) /* rotated back: a rotation's transpose is its inverse */
-                op_rotary(tmp, N, tp->T, W(x->in[0]) / 3, x->H, x->n_rot, x->base, x->interleaved, 1);
-            add_to(d, tmp, ni);
+            if (x->kind == T_ROTARY) { /* rotated back: a rotation's transpose is its inverse */
+                const int C = W(x->in[0]) / 3;
+                fwd_rope(tmp, N, NULL, tp->T, C, C / x->H, x->H, x->H, x->n_rot, x->base, x->interleaved, 1);
+            }
+            fwd_add(d, tmp, ni);
         }
         if (tmp) pool_put(tp, tmp);
         break;

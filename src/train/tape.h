@@ -34,9 +34,7 @@ void tape_backward(trainer *t, float scale);
 int tape_failed(const tape *tp);
 
 /* The operations an architecture's build writes its pass with. */
-int tape_B(const tape *tp);
-int tape_T(const tape *tp);
-/* (N, w.cols) the rows ids[i] of w (N,) -- the token embedding at the
+/* (N, width) the rows ids[i] of w (N,) -- the token embedding at the
  * tokens, learned positions at position + offset (tp_positions). */
 tv tp_rows(tape *tp, gpt2_weight w, const int32_t *ids, int width);
 tv tp_tokens(tape *tp, gpt2_weight w, int width);
@@ -55,7 +53,7 @@ tv tp_dropout(tape *tp, tv x, float p);
 tv tp_gather(tape *tp, tv x, const int *idx, int dout);
 int *tp_index(tape *tp, size_t n);
 tv tp_concat3(tape *tp, tv a, tv b, tv c);
-/* Rotary embedding on q and k of a (N, 3C) q | k | v (op_rotary). */
+/* Rotary embedding on q and k of a (N, 3C) q | k | v (fwd_rope). */
 tv tp_rotary(tape *tp, tv qkv, int H, int n_rot, float base, int interleaved);
 /* Causal attention of a (N, 3C) q | k | v into (N, C); its probabilities
  * dropped with p at the next site. */

@@ -248,9 +248,6 @@ static int lora_slot(const trainer *t, const void *w) {
     return -1;
 }
 
-static void add(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
-}
 
 void train_linear(trainer *t, gpt2_weight w, const float *bias, float *y, const float *x, int N, int din, int dout) {
     const gpt2_kernels *k = t->m->k;
@@ -264,7 +261,7 @@ void train_linear(trainer *t, gpt2_weight w, const float *bias, float *y, const 
     op_matmul(t->pool, k, h, x, (op_mat){A, 1, WT_F32}, NULL, N, din, r); // (N, r)
     for (size_t i = 0; i < (size_t)N * r; i++) h[i] *= t->lora_scale;
     op_matmul(t->pool, k, t->lora_tmp, h, (op_mat){Bm, 1, WT_F32}, NULL, N, r, dout); // (N, dout)
-    add(y, t->lora_tmp, (size_t)N * dout);
+    fwd_add(y, t->lora_tmp, (size_t)N * dout);
 }
 
 void train_linear_dx(trainer *t, gpt2_weight w, const float *bias, float *dx, const float *dy, const float *x, int N,
@@ -285,7 +282,7 @@ void train_linear_dx(trainer *t, gpt2_weight w, const float *bias, float *dx, co
     for (size_t i = 0; i < (size_t)N * r; i++) t->lora_dh[i] *= t->lora_scale;
     op_matmul_dw(t->pool, k, gA, NULL, x, t->lora_dh, 1, N, din, r, scratch);           // dA += dh^T x
     op_matmul_dx(t->pool, k, t->lora_tmp, t->lora_dh, (op_mat){A, 1, WT_F32}, N, din, r); // dh A
-    add(dx, t->lora_tmp, (size_t)N * din);
+    fwd_add(dx, t->lora_tmp, (size_t)N * din);
 }
 
 void trainer_free(trainer *t) {
