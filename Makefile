@@ -105,6 +105,12 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h tests/forward_util.h $(BUILD)/libgp
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libgpt2c_internal.a $(LDLIBS) -lcmocka $(LDSAN)
 
+# The tiled product alone (bench/kernel_bench.c), built with the tests so
+# that it keeps compiling; test_cli.sh runs it once.
+$(BUILD)/bench/kernel_bench: bench/kernel_bench.c $(BUILD)/libgpt2c_internal.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libgpt2c_internal.a $(LDLIBS) $(LDSAN)
+
 # The fault-injection shim is preloaded into gpt2c by the hub tests; it is
 # built without sanitizers (ASan must stay first in the library list).
 $(BUILD)/tests/libfault.so: tests/fault_inject.c
@@ -122,7 +128,8 @@ $(BUILD)/examples/generate-static: examples/generate.c include/gpt2c.h $(BUILD)/
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgpt2c.a $(LDLIBS) $(LDSAN)
 
-tests: all $(TESTS) $(BUILD)/tests/libfault.so $(BUILD)/examples/generate $(BUILD)/examples/generate-static
+tests: all $(TESTS) $(BUILD)/tests/libfault.so $(BUILD)/examples/generate $(BUILD)/examples/generate-static \
+       $(BUILD)/bench/kernel_bench
 
 # Runs every test program and script; prints one summary line.
 test: tests

@@ -380,6 +380,15 @@ expect_exit 0 "two tokens, verbose" -- $BIN generate -m "$CK" -p "hi there" -n 2
 grep -qF "prompt 2 tokens in" "$TMP/err" && grep -qF "2 new tokens in" "$TMP/err" && ok || bad "verbose: 2 tokens: $(cat "$TMP/err")"
 expect_exit 0 "bench, one thread" -- $BIN bench -m "$CK" --threads 1 --prompt-tokens 1 --gen-tokens 2
 grep -qF "1 thread, batch 1" "$TMP/out" && grep -qF "prefill: 1 token x 1" "$TMP/out" && ok || bad "bench: 1 thread, 1 token: $(cat "$TMP/out")"
+# --runs: the rates are the median of N runs after the first.
+expect_exit 0 "bench --runs 3" -- $BIN bench -m "$CK" --prompt-tokens 3 --gen-tokens 2 --runs 3 --json
+$PY -c "import json,sys; b = json.load(open(sys.argv[1])); assert b['runs'] == 3 and b['prefill_tokens_per_s'] > 0, b" "$TMP/out" && ok || bad "bench --runs 3: $(cat "$TMP/out")"
+expect_exit 2 "bench --runs 0" -- $BIN bench -m "$CK" --runs 0
+expect_stderr "--runs" "bench --runs 0 names the option"
+# The kernel bench (bench/kernel_bench.c) runs and refuses a bad shape.
+expect_exit 0 "kernel_bench" -- "$BUILD/bench/kernel_bench" --calls 1 --dtype f16 70 64 100
+grep -qF "70 x    64 x   100: best" "$TMP/out" && ok || bad "kernel_bench: $(cat "$TMP/out")"
+expect_exit 2 "kernel_bench, a bad shape" -- "$BUILD/bench/kernel_bench" 0 64 64
 # The empty prompt starts from <|endoftext|>, as the server's "prompt": "" does.
 expect_exit 0 "an empty prompt" -- $BIN generate -m "$CK" -p "" -n 4 --json
 cp "$TMP/out" "$TMP/empty.json"

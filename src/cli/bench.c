@@ -12,7 +12,7 @@
 
 static const char BENCH_HELP[] =
     "usage: gpt2c bench -m MODEL [--threads N] [--prompt-tokens N] [--gen-tokens N] [--batch B] [--json]\n"
-    "                   [--draft MODEL] [--draft-dtype T] [--text TEXT]\n"
+    "                   [--runs N] [--draft MODEL] [--draft-dtype T] [--text TEXT]\n"
     "\n"
     "Measures, in one run: load time (process start to model ready, and to the first token),\n"
     "prefill and decode speed (in a second run: the first pass also maps the weights in), peak\n"
@@ -29,6 +29,8 @@ static const char BENCH_HELP[] =
     "      --prompt-tokens N  prompt length (default 512)\n"
     "      --gen-tokens N     tokens to decode (default 128)\n"
     "      --batch B          decode B sequences together (default 1)\n"
+    "      --runs N           time N runs after the first and report the median of each rate\n"
+    "                         (default 1; a busy machine's rates vary from run to run)\n"
     "      --dtype T          convert the weights at load: f32, f16, bf16, q8\n"
     "      --kv-cache T       the KV cache in f32 (default) or f16\n"
     "      --draft MODEL      the draft model of speculative decoding (same tokenizer)\n"
@@ -37,12 +39,22 @@ static const char BENCH_HELP[] =
     "      --text TEXT        the prompt: this text, tokenized (instead of pseudo-random ids)\n"
     "      --json             one JSON object\n";
 
+/* The median of n values (sorts them). */
+static double median(double *v, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1], v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 int cmd_bench(int argc, char **argv, double process_start_s) {
     const char *model = NULL, *dtype = NULL, *kv_cache = NULL, *draft_spec = NULL, *draft_dtype = NULL, *text = NULL;
-    int threads = 0, prompt = 512, gen = 128, batch = 1, json = 0, n_assist = 5, c;
+    int threads = 0, prompt = 512, gen = 128, batch = 1, runs = 1, json = 0, n_assist = 5, c;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
                                        {"prompt-tokens", required_argument, 0, 'p'}, {"gen-tokens", required_argument, 0, 'g'},
-                                       {"batch", required_argument, 0, 'b'}, {"json", no_argument, 0, 'j'},
+                                       {"batch", required_argument, 0, 'b'}, {"json", no_argument, 0, 'j'}, {"runs", required_argument, 0, 'r'},
                                        {"dtype", required_argument, 0, 'd'}, {"kv-cache", required_argument, 0, 'k'},
                                        {"draft", required_argument, 0, 'D'}, {"draft-dtype", required_argument, 0, 'T'},
                                        {"num-assistant-tokens", required_argument, 0, 'N'}, {"text", required_argument, 0, 'x'},
@@ -55,6 +67,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
         case 'p': if (parse_int(optarg, 1, 1 << 20, &prompt)) return usage_error("--prompt-tokens: '%s' is not a positive integer", optarg); break;
         case 'g': if (parse_int(optarg, 1, 1 << 20, &gen)) return usage_error("--gen-tokens: '%s' is not a positive integer", optarg); break;
         case 'b': if (parse_int(optarg, 1, 4096, &batch)) return usage_error("--batch: '%s' is not an integer in 1..4096", optarg); break;
+        case 'r': if (parse_int(optarg, 1, 100, &runs)) return usage_error("--runs: '%s' is not an integer in 1..100", optarg); break;
         case 'j': json = 1; break;
         case 'd': dtype = optarg; break;
         case 'k': kv_cache = optarg; break;
@@ -127,7 +140,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     p.n_threads = threads;
     if (threads == 0) threads = gpt2c_default_threads(); /* for the report */
     gpt2c_gen *g = NULL, *gd = NULL;
-    double t_first = 0, pre = 0, dec = 0, dpre = 0, ddec = 0;
+    double t_first = 0, pre = 0, dec = 0, dpre = 0, ddec = 0, pres[101], decs[101];
     rc = EXIT_RUN;
     /* The process's first pass maps the weights in as it reads them (page
      * faults: gpt2 f32's first 128-token prefill took 0.27 s against 0.11
@@ -135,7 +148,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
      * and the rates below are the steady state a server sees. */
     gpt2c_gen_params first = p;
     first.max_new_tokens = 1;
-    for (int run = 0; run < 2; run++) {
+    for (int run = 0; run <= runs; run++) {
         gpt2c_gen_free(g);
         if (gpt2c_gen_start(m, run ? &p : &first, batch, prompts, lens, &g) != GPT2C_OK) {
             fprintf(stderr, "%s: %s\n", prog, gpt2c_gen_errmsg(g));
@@ -150,8 +163,10 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
                 goto out;
             }
         }
+        gpt2c_gen_timings(g, &pres[run], &decs[run]);
     }
-    gpt2c_gen_timings(g, &pre, &dec);
+    pre = median(pres + 1, runs);
+    dec = median(decs + 1, runs);
     /* The same decode with the draft: speed, proposals kept, and the tokens,
      * which must be the first run's. */
     long drafted = 0, kept = 0;
@@ -204,7 +219,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     gpt2c_model_info dinfo = {0};
     if (draft) gpt2c_model_get_info(draft, &dinfo);
     if (json) {
-        printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"kv_cache\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, "
+        printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"kv_cache\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, \"runs\": %d, "
                "\"prompt_tokens\": %d, \"gen_tokens\": %d, \"load_model_s\": %.4f, \"load_tokenizer_s\": %.4f, "
                "\"ready_s\": %.4f, \"first_token_s\": %.4f, \"prefill_tokens_per_s\": %.2f, "
                "\"decode_tokens_per_s\": %.2f, \"decode_ms_per_step\": %.3f, \"peak_rss_mb\": %.1f, "
@@ -212,7 +227,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
                "\"roofline_decode_tokens_per_s\": %.2f, \"roofline_fraction\": %.3f, \"fma_peak_gflops\": %.1f, "
                "\"prefill_gflops\": %.1f, \"prefill_peak_fraction\": %.3f, \"decode_gflops\": %.1f, "
                "\"decode_peak_fraction\": %.3f, \"kv_cache_bytes_per_token\": %llu, \"kv_cache_bytes\": %llu",
-               model, info.weight_dtype, info.kv_cache_dtype, info.kernels, threads, batch, prompt, gen, t_model, t_tok, t_ready, t_first,
+               model, info.weight_dtype, info.kv_cache_dtype, info.kernels, threads, batch, runs, prompt, gen, t_model, t_tok, t_ready, t_first,
                prefill_tps, decode_tps, step_s * 1e3, ru.ru_maxrss / 1024.0, (unsigned long long)info.weight_bytes,
                achieved / 1e9, bw / 1e9, roof_tps, achieved / bw, flops / 1e9, prefill_flops / 1e9, prefill_flops / flops, decode_flops / 1e9,
                decode_flops / flops, (unsigned long long)info.kv_bytes_per_token, (unsigned long long)kv_bytes);
@@ -224,8 +239,10 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
                    accept, identical ? "true" : "false");
         printf("}\n");
     } else {
-        printf("model %s (%s weights, %s KV cache, %s kernels), %d thread%s, batch %d\n", model, info.weight_dtype,
+        printf("model %s (%s weights, %s KV cache, %s kernels), %d thread%s, batch %d", model, info.weight_dtype,
                info.kv_cache_dtype, info.kernels, threads, plural(threads), batch);
+        if (runs > 1) printf("; rates: the median of %d runs", runs);
+        printf("\n");
         printf("load: model %.1f ms, tokenizer %.1f ms; ready %.1f ms and first token %.1f ms after process start\n",
                t_model * 1e3, t_tok * 1e3, t_ready * 1e3, t_first * 1e3);
         printf("prefill: %d token%s x %d in %.3f s = %.1f tokens/s (%.1f GFLOP/s, %.0f%% of the %.1f GFLOP/s FMA peak)\n",

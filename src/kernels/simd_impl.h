@@ -69,6 +69,7 @@ static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t 
 #ifndef MR
 #define MR 4
 #endif
+#define MM_PACK_ROWS 64 /* rows from which the tiled product packs its weights (mm_typed) */
 #define MM_PREFETCH 16384 /* bytes ahead in decode's weight stream (mm_part_r) */
 
 /* Block partials of R input rows (decode, batched decode; R a compile-time
@@ -217,30 +218,44 @@ void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int n, int din,
     }
 }
 
+/* A tile's slice of one k block [k0, k1): its NV vectors of columns of
+ * each weight row, widened to f32, one row after the other in pk, so that
+ * every group of rows reads it from L1 as one contiguous run. Read in
+ * place, the slice is GPT2_KBLOCK rows dout apart: with dout a multiple of
+ * 1024 bytes (gpt2's 768 to 3072 columns in f32) they fall in a few sets of
+ * the L1 and evict each other, so each group read it from L2 again. */
+static inline __attribute__((always_inline)) void mm_pack(float *pk, gpt2_weight w, gpt2_wtype t, int dout, int j,
+                                                          int k0, int k1) {
+    for (int k = k0; k < k1; k++)
+        UNROLL
+        for (int c = 0; c < NV; c++) VSTORE(pk + (size_t)(k - k0) * NV * VW + c * VW, vloadw(w, (size_t)k * dout + j + c * VW, t));
+}
+
 /* A tile of R rows (a compile-time count) x NV vectors of columns over one k
- * block [k0, k1): the weights are read once for R rows. The block's partial
- * starts from zero and is then added to out (bias and earlier blocks). */
+ * block [k0, k1): weight row k's vectors start at element at + (k - k0) *
+ * stride of w -- a slice packed by mm_pack, or the matrix in place, whose
+ * next tile is then fetched while this one is computed (a block's rows are
+ * GPT2_KBLOCK strided streams, more than the hardware prefetcher follows).
+ * The block's partial starts from zero and is then added to out (bias and
+ * earlier blocks). */
 static inline __attribute__((always_inline)) void mm_tile_r(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
-                                                            const int R, int din, int dout, int j, int k0, int k1) {
+                                                            size_t at, size_t stride, int prefetch, const int R,
+                                                            int din, int dout, int j, int k0, int k1) {
     VEC acc[MR][NV];
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
         for (int c = 0; c < NV; c++) acc[r][c] = VZERO();
-    /* A block's rows are GPT2_KBLOCK strided streams, more than the hardware
-     * prefetcher follows: each row's slice of the next tile is fetched while
-     * this one is computed (measured: batch-8 decode 1.28x). */
     const size_t esz = weight_type_size(t);
-    const int pf = j + 2 * NV * VW <= dout;
-    for (int k = k0; k < k1; k++) {
+    for (int k = k0; k < k1; k++, at += stride) {
         VEC wv[NV];
-        if (pf) {
-            const char *next = (const char *)w.data + ((size_t)k * dout + j + NV * VW) * esz;
+        if (prefetch) {
+            const char *next = (const char *)w.data + (at + NV * VW) * esz;
             UNROLL
             for (size_t b = 0; b < NV * VW * esz; b += 64) __builtin_prefetch(next + b);
         }
         UNROLL
-        for (int c = 0; c < NV; c++) wv[c] = vloadw(w, (size_t)k * dout + j + c * VW, t);
+        for (int c = 0; c < NV; c++) wv[c] = vloadw(w, at + c * VW, t);
         UNROLL
         for (int r = 0; r < R; r++) {
             const VEC xr = VSET1(in[(size_t)r * din + k]);
@@ -258,8 +273,9 @@ static inline __attribute__((always_inline)) void mm_tile_r(float *out, const fl
 }
 
 static inline __attribute__((always_inline)) void mm_tile(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
-                                                          int rows, int din, int dout, int j, int k0, int k1) {
-    WITH_ROWS(rows, MR, mm_tile_r(out, in, w, t, R_, din, dout, j, k0, k1))
+                                                          size_t at, size_t stride, int prefetch, int rows, int din,
+                                                          int dout, int j, int k0, int k1) {
+    WITH_ROWS(rows, MR, mm_tile_r(out, in, w, t, at, stride, prefetch, R_, din, dout, j, k0, k1))
 }
 
 static inline __attribute__((always_inline)) void mm_typed(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
@@ -269,15 +285,34 @@ static inline __attribute__((always_inline)) void mm_typed(float *out, const flo
     const int jt = j0 + (jv - j0) / (NV * VW) * (NV * VW); /* [j0, jt) in whole tiles */
     for (int i = 0; i < n; i++)
         for (int j = j0; j < j1; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
+    /* k blocks outside, then tiles of columns, each read once for every
+     * group of rows: packed (mm_pack) where there are MM_PACK_ROWS rows or
+     * more, in place for fewer, which do not repay the copy (32 and 48 rows
+     * measured the same or slower packed). bench/kernel_bench, f32, two
+     * threads, median GFLOP/s in place -> packed: 512 x 768 x 2304 255-259
+     * -> 303-320, 512 x 3072 x 768 224-237 -> 301-302, 128 x 768 x 2304
+     * 225-248 -> 258-276 (docs/performance.md). Either way each output is
+     * the same chain of FMAs. */
+    _Alignas(64) float pk[GPT2_KBLOCK * NV * VW];
+    const gpt2_weight packed = {pk, WT_F32, NULL, 0, 0, 0};
+    for (int k0 = 0; k0 < din; k0 += GPT2_KBLOCK) {
+        const int k1 = k0 + GPT2_KBLOCK < din ? k0 + GPT2_KBLOCK : din;
+        for (int j = j0; j < jt; j += NV * VW) {
+            if (n >= MM_PACK_ROWS) mm_pack(pk, w, t, dout, j, k0, k1);
+            const int pf = j + 2 * NV * VW <= dout;
+            for (int i = 0; i < n; i += MR) {
+                const int rows = n - i < MR ? n - i : MR;
+                float *o = out + (size_t)i * dout;
+                const float *x = in + (size_t)i * din;
+                if (n >= MM_PACK_ROWS)
+                    mm_tile(o, x, packed, WT_F32, 0, NV * VW, 0, rows, din, dout, j, k0, k1);
+                else
+                    mm_tile(o, x, w, t, (size_t)k0 * dout + j, dout, pf, rows, din, dout, j, k0, k1);
+            }
+        }
+    }
     for (int k0 = 0; k0 < din; k0 += GPT2_KBLOCK) {
         int k1 = k0 + GPT2_KBLOCK < din ? k0 + GPT2_KBLOCK : din;
-        /* Columns outside, row groups inside: the block's slice of a tile of
-         * weights (GPT2_KBLOCK x NV vectors, 16 KiB in f32 with AVX-512)
-         * stays in L1 for every group of rows instead of being read again
-         * from memory per group. */
-        for (int j = j0; j < jt; j += NV * VW)
-            for (int i = 0; i < n; i += MR)
-                mm_tile(out + (size_t)i * dout, in + (size_t)i * din, w, t, n - i < MR ? n - i : MR, din, dout, j, k0, k1);
         for (int i = 0; i < n; i += MR) {
             int rows = n - i < MR ? n - i : MR;
             float *o = out + (size_t)i * dout;
