@@ -139,7 +139,7 @@ test: tests
 # UBSan built by gcc and again by clang (both with -Wall -Wextra -Werror),
 # then each fuzz target for a short bounded run over its committed corpus
 # and the inputs that once crashed (tests/fuzz/regress).
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 30
 check:
 	$(MAKE) test
 	$(MAKE) SAN=1 test

@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,6 +173,7 @@ report = {"clients": args.clients, "seconds": round(many_s, 1), "streams": many.
 if proc:
     proc.send_signal(signal.SIGTERM)
     report["server_exit"] = proc.wait(timeout=60)
+    shutil.rmtree(os.path.dirname(port_file), ignore_errors=True)
 if args.json:
     print(json.dumps(report))
 else:

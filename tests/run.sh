@@ -13,41 +13,37 @@ case $BUILD in /*) cache="$BUILD/cache" ;; *) cache="$PWD/$BUILD/cache" ;; esac 
 export GPT2C_CACHE_DIR="${GPT2C_CACHE_DIR-$cache}"
 pass=0
 fail=0
+# suite NAME COMMAND...: runs one suite, counts it, and prints its time, so
+# that a slow CI run shows where the time went.
+suite() {
+    name=$1
+    shift
+    echo "=== $name"
+    t0=$(date +%s)
+    if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: $name"; fi
+    echo "--- $name: $(($(date +%s) - t0)) s"
+}
+node_suite() {
+    { [ -d tests/node/node_modules ] || npm ci --prefix tests/node --no-audit --no-fund --silent; } &&
+        node tests/node/sdk_test.mjs "$BUILD" "$GPT2C_REF_DIR/tiny-f32" &&
+        node tests/node/page_test.mjs "$BUILD" "$GPT2C_REF_DIR/tiny-f32" ||
+        { echo "(tests/node needs node, npm and chromium: tools/install-deps.sh)"; return 1; }
+}
 if ! "$PYTHON" tests/make_reference.py "$GPT2C_REF_DIR"; then
     echo "FAILED: tests/make_reference.py (needs python3-numpy)"
     fail=$((fail + 1))
 fi
 for t in "$BUILD"/tests/test_*; do
-    echo "=== $t"
-    if "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: $t"; fi
+    suite "$t" "$t"
 done
-echo "=== tests/test_cli.sh"
-if PYTHON="$PYTHON" sh tests/test_cli.sh "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_cli.sh"; fi
-echo "=== tests/test_hub.py"
-if "$PYTHON" tests/test_hub.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_hub.py"; fi
-echo "=== tests/test_convert.py"
-if "$PYTHON" tests/test_convert.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_convert.py"; fi
-echo "=== tests/test_torchbin.py"
-if "$PYTHON" tests/test_torchbin.py "$BUILD"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_torchbin.py"; fi
-echo "=== tests/test_hostile_files.py"
-if "$PYTHON" tests/test_hostile_files.py "$BUILD"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_hostile_files.py"; fi
-echo "=== tests/test_train.py"
-if "$PYTHON" tests/test_train.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_train.py"; fi
-echo "=== tests/test_server.py"
-if "$PYTHON" tests/test_server.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_server.py"; fi
-echo "=== tests/test_python.py"
-if "$PYTHON" tests/test_python.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_python.py"; fi
-echo "=== tests/test_nginx.py"
-if "$PYTHON" tests/test_nginx.py "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_nginx.py"; fi
-echo "=== tests/test_install.sh"
-if sh tests/test_install.sh "$BUILD" "$GPT2C_REF_DIR"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: tests/test_install.sh"; fi
-echo "=== tests/node: the official OpenAI Node SDK and the page in headless Chromium"
-if { [ -d tests/node/node_modules ] || npm ci --prefix tests/node --no-audit --no-fund --silent; } &&
-    node tests/node/sdk_test.mjs "$BUILD" "$GPT2C_REF_DIR/tiny-f32" &&
-    node tests/node/page_test.mjs "$BUILD" "$GPT2C_REF_DIR/tiny-f32"; then
-    pass=$((pass + 1))
-else
-    fail=$((fail + 1)); echo "FAILED: tests/node (needs node, npm and chromium: tools/install-deps.sh)"
-fi
+suite tests/test_cli.sh env PYTHON="$PYTHON" sh tests/test_cli.sh "$BUILD" "$GPT2C_REF_DIR"
+for t in test_hub test_convert test_torchbin test_hostile_files test_train test_server test_python test_nginx; do
+    case $t in
+    test_torchbin | test_hostile_files) suite tests/$t.py "$PYTHON" tests/$t.py "$BUILD" ;;
+    *) suite tests/$t.py "$PYTHON" tests/$t.py "$BUILD" "$GPT2C_REF_DIR" ;;
+    esac
+done
+suite tests/test_install.sh sh tests/test_install.sh "$BUILD" "$GPT2C_REF_DIR"
+suite "tests/node: the official OpenAI Node SDK and the page in headless Chromium" node_suite
 echo "suites: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -80,10 +80,14 @@ static void test_formats_agree(void **state) {
     json_t *golden = load_json_or_fail(GOLDEN_JSON_DIR "/tiny.json");
     json_t *prompts = json_object_get(golden, "prompts");
     fprintf(stderr, "  %-10s %-6s %9s %9s %10s %12s\n", "checkpoint", "format", "positions", "entropy", "top-1", "mean KL");
-    /* GPT-2's shapes, then one small checkpoint of each other architecture. */
+    /* GPT-2's shapes, then one small checkpoint of each other architecture.
+     * gpt2's shapes cost half the time, 5 times that under the sanitizers,
+     * whose build takes the same paths with tiny-f32. */
+    if (TEST_SANITIZED) fprintf(stderr, "  (sanitizer build: gpt2-f32 is left to the plain build)\n");
     for (const char *const *ck = (const char *const[]){"tiny-f32", "gpt2-f32", "neo-mini-f32", "opt-mini-f32",
                                                        "neox-mini-f32", NULL};
          *ck; ck++) {
+        if (TEST_SANITIZED && !strcmp(*ck, "gpt2-f32")) continue;
         char dir[600];
         snprintf(dir, sizeof dir, "%s/%s", ref, *ck);
         gpt2c_model *base = load(dir, NULL), *m[N_FORMATS];

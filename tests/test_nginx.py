@@ -274,4 +274,8 @@ finally:
         check(p.wait(timeout=60) == 0, f"replica {i} exits 0 on SIGTERM")
 
 print(f"nginx: {results['pass']} passed, {results['fail']} failed")
+if results["fail"]:
+    print(f"nginx: its configuration and logs are in {tmp}")
+else:
+    shutil.rmtree(tmp, ignore_errors=True)
 sys.exit(1 if results["fail"] else 0)

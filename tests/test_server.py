@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -775,4 +776,8 @@ check(not open(os.path.join(tmp, "serve.log"), "rb").read().startswith(b"<"), "e
 load_test(f"{BIN} serve -m {TINY} --slots 16", 12, 24, "12 concurrent streaming clients")
 
 print(f"server: {results['pass']} passed, {results['fail']} failed")
+if results["fail"]:
+    print(f"server: the servers' logs are in {tmp}")
+else:
+    shutil.rmtree(tmp, ignore_errors=True)
 sys.exit(1 if results["fail"] else 0)

@@ -19,6 +19,22 @@
 
 #include "gpt2c.h"
 
+/* TEST_SANITIZED: 1 in the sanitizer builds (SAN=1, gcc or clang). They
+ * look for memory errors and undefined behaviour, which the shapes and code
+ * paths decide rather than the volume, and run 3-5 times slower: the
+ * heaviest statistical and numeric sweeps run smaller there, saying so, and
+ * whole in the plain build. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_SANITIZED 1
+#endif
+#endif
+#ifndef TEST_SANITIZED
+#define TEST_SANITIZED 0
+#endif
+
 /* Fixtures committed to the repository (tests run from its root). */
 #define FIXTURES "tests/fixtures"
 #define TOKENIZER_DIR FIXTURES "/gpt2-tokenizer"

@@ -1,9 +1,9 @@
 // serve.mjs -- starts `gpt2c serve` on a free port for the Node tests, and the
 // CLI's answer for comparison. Usage from a test: const s = await startServer(BUILD, MODEL, [...args]).
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 export async function startServer(build, model, args = []) {
   const portFile = join(mkdtempSync(join(tmpdir(), "gpt2c-node-")), "port");
@@ -18,7 +18,10 @@ export async function startServer(build, model, args = []) {
     try { if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) break; } catch { /* not yet */ }
     await new Promise((r) => setTimeout(r, 50));
   }
-  const stop = () => new Promise((resolve) => { proc.on("exit", (code) => resolve(code)); proc.kill("SIGTERM"); });
+  const stop = () => new Promise((resolve) => {
+    proc.on("exit", (code) => { rmSync(dirname(portFile), { recursive: true, force: true }); resolve(code); });
+    proc.kill("SIGTERM");
+  });
   return { port, url: `http://127.0.0.1:${port}`, stop };
 }
 
