@@ -331,7 +331,8 @@ static const ref_case *find_case(const char *name) {
  * probabilities) of decoding without one: for every variant, drafting for
  * itself in q8 (most proposals hold) and, where the vocabulary is GPT-2's,
  * with GPT-Neo's mini checkpoint as the draft (most are turned down); with
- * 1, 4 and 7 proposals at first (4 in the sanitizer builds); with
+ * 1, 4 and 7 proposals at first (4 in the sanitizer builds, which leave
+ * gpt2's shapes in f16, bf16 and q8 to the plain build); with
  * processors that read the drafted tokens (repetition penalty, no-repeat
  * n-grams); with an EOS met inside a draft; and on a shared engine, two
  * generations joining at different steps. */
@@ -341,6 +342,13 @@ static void test_speculative_greedy(void **state) {
     long drafted_total = 0, kept_total = 0;
     for (int k = 0; k < n_cases; k++) {
         const ref_case *c = &cases[k];
+        /* gpt2's shapes in other formats add nothing to a sanitizer's view
+         * that gpt2-f32 and the tiny variants in them do not (about 11 s
+         * each there). */
+        if (TEST_SANITIZED && !strncmp(c->name, "gpt2-", 5) && strcmp(c->name, "gpt2-f32")) {
+            fprintf(stderr, "  (sanitizer build: %s is left to the plain build)\n", c->name);
+            continue;
+        }
         gpt2c_model *m = load(c), *drafts[2] = {NULL, NULL};
         /* q8 where the shapes allow (whole blocks of 32 inputs), else f16. */
         gpt2c_model_params q8 = {.dtype = "q8"}, f16 = {.dtype = "f16"};
