@@ -36,7 +36,7 @@ LIB_SRC = $(wildcard src/core/*.c src/kernels/*.c src/kernels/generic/*.c src/mo
 # The target is the compiler's (so CC=aarch64-linux-gnu-gcc cross-builds).
 TARGET_ARCH := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
 ifeq ($(TARGET_ARCH),x86_64)
-LIB_SRC += src/kernels/x86/avx2.c src/kernels/x86/avx512.c src/kernels/x86/avx512vnni.c
+LIB_SRC += src/kernels/x86/avx2.c src/kernels/x86/avx512.c src/kernels/x86/avx512vnni.c src/kernels/x86/avx512bf16.c
 endif
 ifeq ($(TARGET_ARCH),aarch64)
 LIB_SRC += src/kernels/arm/neon.c
@@ -69,6 +69,7 @@ $(BUILD)/src/kernels/x86/avx2.o: CFLAGS += -mavx2 -mfma -mf16c
 AVX512_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 $(BUILD)/src/kernels/x86/avx512.o: CFLAGS += $(AVX512_FLAGS)
 $(BUILD)/src/kernels/x86/avx512vnni.o: CFLAGS += $(AVX512_FLAGS) -mavx512vnni
+$(BUILD)/src/kernels/x86/avx512bf16.o: CFLAGS += $(AVX512_FLAGS) -mavx512vnni -mavx512bf16
 
 # Every object, internal names included: what the command line, the tests and
 # the fuzz targets link (they call internal functions).
@@ -185,7 +186,7 @@ fuzz-run-%: build-fuzz/%
 
 # libFuzzer targets (clang): make -j2 fuzz, then e.g.
 #   build-fuzz/fuzz_text -max_total_time=600 tests/fuzz/corpus_text
-FUZZ_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -Iinclude -Isrc -g -O1 -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
+FUZZ_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -Iinclude -Isrc -g -O1 -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
 # The server's request parser is fuzzed too; it needs only the library.
 FUZZ_SRC = $(LIB_SRC) src/server/api.c
 # The library is compiled once, with coverage but without libFuzzer's main,

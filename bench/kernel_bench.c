@@ -3,7 +3,10 @@
  * splits it, on weights colder than the L3 (eight copies, used in turn):
  * GFLOP/s and the share of the FMA peak measured on the same threads.
  *
- *   build/bench/kernel_bench [--threads N] [--dtype f32|f16|bf16] [--calls N] ROWS DIN DOUT ...
+ *   build/bench/kernel_bench [--threads N] [--dtype f32|f16|bf16|bf16p] [--calls N] ROWS DIN DOUT ...
+ *
+ * bf16p: --compute bf16's product (matmul_bf16) on rows rounded beforehand,
+ * where the CPU has it.
  *
  * Each ROWS DIN DOUT triple is timed over --calls rounds (default 15) of the
  * eight copies; prints the best and the median round. */
@@ -23,6 +26,7 @@ typedef struct job {
     int n, din, dout, nth, calls;
     gpt2_wtype t;
     float *x, *out, *bias;
+    uint32_t *xb; /* bf16p: x rounded */
     void *w[COPIES];
     pthread_barrier_t bar;
     double *round_s; /* per round, written by thread 0 */
@@ -49,8 +53,10 @@ static void *run(void *arg) {
         pthread_barrier_wait(&j->bar);
         double t = now_s();
         for (int c = 0; c < COPIES; c++) {
-            gpt2_weight w = {j->w[c], j->t, NULL, 0, 0, 0};
-            if (j0 < j1) j->k->matmul(j->out, j->x, w, j->bias, j->n, j->din, j->dout, j0, j1);
+            gpt2_weight w = {j->w[c], j->t, NULL, j->din, j->dout, 0};
+            if (j0 < j1 && j->t == WT_BF16P)
+                j->k->matmul_bf16(j->out, j->xb, w, j->bias, j->n, j->din, j->dout, j0, j1);
+            else if (j0 < j1) j->k->matmul(j->out, j->x, w, j->bias, j->n, j->din, j->dout, j0, j1);
         }
         pthread_barrier_wait(&j->bar);
         if (wk->ith == 0) j->round_s[r] = now_s() - t;
@@ -79,11 +85,14 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[a], "--threads")) nth = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--calls")) calls = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--dtype"))
-            t = !strcmp(argv[a + 1], "f16") ? WT_F16 : !strcmp(argv[a + 1], "bf16") ? WT_BF16 : WT_F32;
+            t = !strcmp(argv[a + 1], "f16")     ? WT_F16
+                : !strcmp(argv[a + 1], "bf16")  ? WT_BF16
+                : !strcmp(argv[a + 1], "bf16p") ? WT_BF16P
+                                                : WT_F32;
         else break;
     }
     if (nth < 1 || nth > 64 || calls < 1 || calls > 1000 || a >= argc || (argc - a) % 3) {
-        fprintf(stderr, "usage: kernel_bench [--threads N] [--dtype f32|f16|bf16] [--calls N] ROWS DIN DOUT ...\n");
+        fprintf(stderr, "usage: kernel_bench [--threads N] [--dtype f32|f16|bf16|bf16p] [--calls N] ROWS DIN DOUT ...\n");
         return 2;
     }
     /* The FMA peak on nth threads at once, as gpt2c bench measures it. */
@@ -92,12 +101,16 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nth; i++) pthread_create(&th[i], NULL, probe, &peak[i]);
     for (int i = 0; i < nth; i++) pthread_join(th[i], NULL), peak_sum += peak[i];
     const gpt2_kernels *k = gpt2_kernels_select();
+    if (t == WT_BF16P && !k->matmul_bf16) {
+        fprintf(stderr, "kernel_bench: the %s kernels have no bf16 product (AVX512_BF16)\n", k->name);
+        return 2;
+    }
     printf("%s kernels, %d thread%s, %s weights, FMA peak %.1f GFLOP/s\n", k->name, nth, nth > 1 ? "s" : "",
-           t == WT_F32 ? "f32" : t == WT_F16 ? "f16" : "bf16", peak_sum / 1e9);
+           t == WT_F32 ? "f32" : t == WT_F16 ? "f16" : t == WT_BF16 ? "bf16" : "bf16p", peak_sum / 1e9);
     for (; a + 2 < argc; a += 3) {
         job j = {.k = k, .n = atoi(argv[a]), .din = atoi(argv[a + 1]), .dout = atoi(argv[a + 2]), .nth = nth,
                  .calls = calls, .t = t};
-        if (j.n < 1 || j.din < 1 || j.dout < 1 || (double)j.din * j.dout > 1e8 || (double)j.n * (j.din + j.dout) > 1e8) {
+        if (j.n < 1 || j.din < 1 || (t == WT_BF16P && j.din % 2) || j.dout < 1 || (double)j.din * j.dout > 1e8 || (double)j.n * (j.din + j.dout) > 1e8) {
             fprintf(stderr, "kernel_bench: bad shape %s %s %s\n", argv[a], argv[a + 1], argv[a + 2]);
             return 2;
         }
@@ -109,13 +122,15 @@ int main(int argc, char **argv) {
         uint64_t s = 0x9e3779b97f4a7c15ull;
         for (size_t i = 0; i < (size_t)j.n * j.din; i++) s = s * 6364136223846793005ull + 1, j.x[i] = (float)(s >> 40) / 16777216.0f - 0.5f;
         for (int i = 0; i < j.dout; i++) j.bias[i] = 0.01f * (float)i;
+        j.xb = malloc(sizeof(uint32_t) * (size_t)j.n * (size_t)(j.din / 2 + 1));
+        x_bf16_pairs(j.xb, j.x, (size_t)j.n * j.din);
         for (int c = 0; c < COPIES; c++) {
             j.w[c] = malloc(nw * weight_type_size(t));
             for (size_t i = 0; i < nw; i++) {
                 s = s * 6364136223846793005ull + 1;
                 float v = (float)(s >> 40) / 16777216.0f - 0.5f;
                 if (t == WT_F32) ((float *)j.w[c])[i] = v;
-                else ((uint16_t *)j.w[c])[i] = t == WT_F16 ? f32_to_f16(v) : f32_to_bf16(v);
+                else ((uint16_t *)j.w[c])[i] = t == WT_F16 ? f32_to_f16(v) : f32_to_bf16(v); /* bf16p: the order does not matter */
             }
         }
         pthread_barrier_init(&j.bar, NULL, (unsigned)nth);
@@ -129,7 +144,7 @@ int main(int argc, char **argv) {
                flops / j.round_s[0] / 1e9, 100 * flops / j.round_s[0] / peak_sum, flops / j.round_s[calls / 2] / 1e9,
                100 * flops / j.round_s[calls / 2] / peak_sum);
         for (int c = 0; c < COPIES; c++) free(j.w[c]);
-        free(j.x), free(j.out), free(j.bias), free(j.round_s);
+        free(j.x), free(j.xb), free(j.out), free(j.bias), free(j.round_s);
     }
     return 0;
 }

@@ -438,6 +438,83 @@ static void test_matmul_q8(void **state) {
 }
 
 /* The level a user can force, and that valgrind's hidden AVX-512 needs. */
+/* The BF16P product (--compute bf16): every table that has one gives the
+ * generic emulation's bits, whatever the column split and the rows run
+ * together -- tiled and packed from 64 rows, streamed for a few -- and the
+ * emulation is within f32 summation error of the exact product of the
+ * bf16-rounded operands. Denormal bf16 count as zeros (DAZ), as the
+ * instruction has them; NaN passes. */
+static void test_matmul_bf16(void **state) {
+    (void)state;
+    int n_bf = 0;
+    for (int k = 0; k < n_tables; k++) n_bf += tables[k]->matmul_bf16 != NULL;
+    fprintf(stderr, "  tables with a bf16 product: generic + %d\n", n_bf - 1);
+    for (int trial = 0; trial < 60; trial++) {
+        int n = trial % 4 == 3 ? irand(60, 90) : irand(1, 11), din = 2 * irand(1, 150), dout = irand(1, 150);
+        if (trial < 2) n = 1, din = 768, dout = 2304;    /* a real decode shape */
+        if (trial == 2) n = 3, din = 64, dout = 50257; /* the head's odd width */
+        const size_t words = (size_t)din / 2 * dout;
+        uint32_t *wp = malloc(words * sizeof *wp), *xb = malloc(sizeof(uint32_t) * (size_t)n * din / 2);
+        for (size_t i = 0; i < words; i++) wp[i] = f32_bits(frand()) >> 16 | (f32_bits(frand()) & 0xffff0000u);
+        const gpt2_weight w = {wp, WT_BF16P, NULL, din, dout, 0};
+        float *in = malloc(sizeof(float) * (size_t)n * din), *bias = malloc(sizeof(float) * (size_t)dout);
+        float *want = malloc(sizeof(float) * (size_t)n * dout), *got = malloc(sizeof(float) * (size_t)n * dout);
+        make_inputs(in, n, din);
+        for (int j = 0; j < dout; j++) bias[j] = frand();
+        const float *b = trial % 2 ? bias : NULL;
+        x_bf16_pairs(xb, in, (size_t)n * din);
+        gpt2_kernels_generic.matmul_bf16(want, xb, w, b, n, din, dout, 0, dout);
+        for (int k = 1; k < n_tables; k++) {
+            if (!tables[k]->matmul_bf16) continue;
+            memset(got, 0xff, sizeof(float) * (size_t)n * dout);
+            int mid = irand(0, dout); /* two threads' column ranges */
+            tables[k]->matmul_bf16(got, xb, w, b, n, din, dout, 0, mid);
+            tables[k]->matmul_bf16(got, xb, w, b, n, din, dout, mid, dout);
+            if (memcmp(got, want, sizeof(float) * (size_t)n * dout) != 0)
+                fail_msg("%s matmul_bf16 n=%d din=%d dout=%d differs from the reference", tables[k]->name, n, din,
+                         dout);
+            float *row = malloc(sizeof(float) * (size_t)dout);
+            for (int i = 0; i < n; i++) {
+                tables[k]->matmul_bf16(row, xb + (size_t)i * din / 2, w, b, 1, din, dout, 0, dout);
+                if (memcmp(row, got + (size_t)i * dout, sizeof(float) * (size_t)dout) != 0)
+                    fail_msg("%s matmul_bf16: row %d alone differs from the batch", tables[k]->name, i);
+            }
+            free(row);
+        }
+        /* Against the exact product of the rounded operands: din roundings
+         * of sums no larger than the sum of magnitudes. */
+        for (int j = 0; j < dout; j += 1 + dout / 64)
+            for (int i = 0; i < n; i++) {
+                double exact = b ? b[j] : 0.0, mag = fabs(exact);
+                for (int k = 0; k < din; k++) {
+                    const uint32_t x2 = xb[(size_t)i * din / 2 + k / 2], w2 = wp[(size_t)k / 2 * dout + j];
+                    const double t = (double)bf16_to_f32((uint16_t)(x2 >> 16 * (k % 2))) *
+                                     bf16_to_f32((uint16_t)(w2 >> 16 * (k % 2)));
+                    exact += t, mag += fabs(t);
+                }
+                const double err = fabs(want[(size_t)i * dout + j] - exact);
+                if (!(err <= din * 0x1p-24 * mag + 1e-30))
+                    fail_msg("matmul_bf16 n=%d din=%d dout=%d [%d, %d]: %g vs exact %g", n, din, dout, i, j,
+                             want[(size_t)i * dout + j], exact);
+            }
+        free(wp), free(xb), free(in), free(bias), free(want), free(got);
+    }
+    /* DAZ: a denormal bf16 input times a huge weight adds nothing; a NaN
+     * reaches its output. */
+    uint32_t wp[16], xb[1] = {0x0040u | (uint32_t)f32_to_bf16(1.0f) << 16};
+    for (int j = 0; j < 16; j++) wp[j] = f32_to_bf16(3e38f) | (uint32_t)f32_to_bf16((float)j) << 16;
+    wp[5] = f32_to_bf16(NAN);
+    const gpt2_weight w = {wp, WT_BF16P, NULL, 2, 16, 0};
+    float out[16];
+    for (int k = 0; k < n_tables; k++) {
+        if (!tables[k]->matmul_bf16) continue;
+        tables[k]->matmul_bf16(out, xb, w, NULL, 1, 2, 16, 0, 16);
+        for (int j = 0; j < 16; j++)
+            if (j == 5 ? !isnan(out[j]) : out[j] != (float)j)
+                fail_msg("%s matmul_bf16: column %d gave %g, want %g", tables[k]->name, j, out[j], j == 5 ? NAN : j);
+    }
+}
+
 static void test_forced_level(void **state) {
     (void)state;
     for (int i = 0; i < n_tables; i++) { /* every level this CPU has, by its name */
@@ -582,7 +659,7 @@ int main(void) {
         cmocka_unit_test(test_pool_deal),   cmocka_unit_test(test_pool_claims), cmocka_unit_test(test_pool_adapt),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_t),     cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_forced_level), cmocka_unit_test(test_matmul_part),
-        cmocka_unit_test(test_q8_quantize), cmocka_unit_test(test_matmul_q8),
+        cmocka_unit_test(test_q8_quantize), cmocka_unit_test(test_matmul_q8), cmocka_unit_test(test_matmul_bf16),
     };
     return cmocka_run_group_tests_name("kernels", tests, setup, NULL);
 }

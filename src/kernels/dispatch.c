@@ -16,7 +16,8 @@ static unsigned long long xgetbv0(void) {
     return ((unsigned long long)hi << 32) | lo;
 }
 
-/* 0 generic, 1 AVX2+FMA+F16C, 2 AVX-512 F/BW/VL/DQ, 3 and AVX512_VNNI. */
+/* 0 generic, 1 AVX2+FMA+F16C, 2 AVX-512 F/BW/VL/DQ, 3 and AVX512_VNNI, 4 and
+ * AVX512_BF16 (leaf 7, subleaf 1). */
 static int cpu_level(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
@@ -30,12 +31,14 @@ static int cpu_level(void) {
     int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
     if (!(f && dq && bw && vl && (xcr0 & 0xe6) == 0xe6)) return 1; /* opmask and ZMM state too */
     int vnni = (c >> 11) & 1;
-    return vnni ? 3 : 2;
+    if (!vnni) return 2;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 3;
+    return (a >> 5) & 1 ? 4 : 3;
 }
 
 int gpt2_kernels_available(const gpt2_kernels **out, int max) {
-    const gpt2_kernels *all[4] = {&gpt2_kernels_generic, &gpt2_kernels_avx2, &gpt2_kernels_avx512,
-                                  &gpt2_kernels_avx512vnni};
+    const gpt2_kernels *all[5] = {&gpt2_kernels_generic, &gpt2_kernels_avx2, &gpt2_kernels_avx512,
+                                  &gpt2_kernels_avx512vnni, &gpt2_kernels_avx512bf16};
     int n = cpu_level() + 1;
     for (int i = 0; i < n && i < max; i++) out[i] = all[i];
     return n < max ? n : max;

@@ -13,7 +13,8 @@
  *    bias in block order. Decode splits the blocks over threads (each thread
  *    streams contiguous rows), prefill tiles rows; both give the same bits.
  *  - Matrices keep the checkpoint's storage (F32, F16 or BF16) and are
- *    widened to f32 as they are read; all arithmetic is f32.
+ *    widened to f32 as they are read; all arithmetic is f32, but for the
+ *    opt-in BF16P product (--compute bf16), whose operands are bf16.
  *  - Q8 matrices go through matmul_q8 alone, whose integer sums are exact,
  *    so every table gives the same bits (q8_dot_column). */
 #ifndef GPT2C_KERNELS_H
@@ -27,7 +28,7 @@
 
 typedef enum gpt2_act { ACT_GELU_TANH, ACT_GELU_ERF, ACT_RELU } gpt2_act;
 
-typedef enum gpt2_wtype { WT_F32, WT_F16, WT_BF16, WT_Q8 } gpt2_wtype;
+typedef enum gpt2_wtype { WT_F32, WT_F16, WT_BF16, WT_Q8, WT_BF16P } gpt2_wtype;
 
 /* Q8, the 8-bit format, is built for integer dot products. It holds the
  * product matrix W (din, dout) -- k the input index, j the output -- as
@@ -47,6 +48,37 @@ typedef enum gpt2_wtype { WT_F32, WT_F16, WT_BF16, WT_Q8 } gpt2_wtype;
 #define GPT2_Q8_BLOCK 32
 #define GPT2_Q8_GROUP 16
 #define GPT2_Q8_CHUNK (GPT2_Q8_BLOCK * GPT2_Q8_GROUP)
+
+/* BF16P, the form of --compute bf16 (gpt2c_model_params.compute): the
+ * product matrix W (din, dout), din even, as bf16 with each k pair of a
+ * column in one 32-bit word -- word (k / 2) * dout + j holds W[k, j] in its
+ * low half and W[k + 1, j] in its high half -- the operand vdpbf16ps
+ * multiplies pairwise with a pair of the input row's values, rounded to
+ * bf16 (x_bf16_pairs). One output is a single chain from the bias over the
+ * pairs in order (bf16_dot_pair): no k blocks, so the product of one row
+ * and of many, split over columns any way, give the same bits. */
+static inline size_t bf16p_index(size_t k, size_t j, size_t dout) { return k / 2 * 2 * dout + 2 * j + k % 2; }
+
+/* One step of the chain, as vdpbf16ps computes a lane (Intel's definition,
+ * which this AMD CPU matched on 2 million random pairs): the products of
+ * two bf16 are exact in f32, and are added to acc high pair first, each
+ * sum rounded to nearest even; denormal inputs and results are zeros (DAZ,
+ * FTZ). x and w: a pair, the low 16 bits the even k. */
+static inline float bf16_flush(float v) { return fabsf(v) < 1.17549435e-38f ? copysignf(0.0f, v) : v; }
+static inline float bf16_dot_pair(float acc, uint32_t x, uint32_t w) {
+    const float x0 = bf16_flush(bf16_to_f32((uint16_t)x)), x1 = bf16_flush(bf16_to_f32((uint16_t)(x >> 16)));
+    const float w0 = bf16_flush(bf16_to_f32((uint16_t)w)), w1 = bf16_flush(bf16_to_f32((uint16_t)(w >> 16)));
+    /* Separate statements: -std=c11 (gcc) and clang's default contract
+     * only within an expression, and a fused multiply-add would keep a
+     * product the instruction flushes. */
+    const float p1 = x1 * w1, p0 = x0 * w0;
+    acc = bf16_flush(bf16_flush(acc) + bf16_flush(p1));
+    return bf16_flush(acc + bf16_flush(p0));
+}
+
+/* The input rows of a BF16P product: each value rounded to bf16 (nearest
+ * even), so that row i's k pair p is the 32-bit word xb[i * din / 2 + p]. */
+void x_bf16_pairs(uint32_t *xb, const float *x, size_t count);
 
 /* The KV cache keeps each head's positions in runs of this many, hd
  * elements each (see gpt2_state): long enough that attention streams them
@@ -78,12 +110,17 @@ typedef struct gpt2_weight {
     const void *data;
     gpt2_wtype type;
     const uint16_t *scales; /* Q8 only */
-    int rows, cols;         /* Q8 only: din and dout of W */
+    int rows, cols;         /* Q8 and BF16P only: din and dout of W */
     int linear;             /* stored (dout, din), an nn.Linear weight: the model's products use matmul_t */
 } gpt2_weight;
 
-/* Widens n elements starting at element `at` of w into out; for Q8, `at`
- * counts in W's row-major order (k * dout + j). */
+/* Q8 and BF16P hold the product matrix W (din, dout), whatever the stored
+ * orientation, and are multiplied by their own products (matmul_q8,
+ * matmul_bf16). */
+static inline int weight_holds_w(gpt2_weight w) { return w.type == WT_Q8 || w.type == WT_BF16P; }
+
+/* Widens n elements starting at element `at` of w into out; for Q8 and
+ * BF16P, `at` counts in W's row-major order (k * dout + j). */
 void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out);
 size_t weight_type_size(gpt2_wtype t);
 
@@ -138,6 +175,12 @@ typedef void gpt2_matmul_t_fn(float *out, const float *in, gpt2_weight w, int n,
  * take the other types. */
 typedef void gpt2_matmul_q8_fn(float *out, const int16_t *xq, const float *xd, gpt2_weight w, const float *bias, int n,
                                int din, int dout, int j0, int j1);
+/* The BF16P product of x_bf16_pairs' rows: out[i, j] = the chain of
+ * bf16_dot_pair over row i's pairs and column j's, from bias[j] or 0, for
+ * i < n and j in [j0, j1). Only tables whose CPU has the instruction hold
+ * one, and the generic table, as the oracle. */
+typedef void gpt2_matmul_bf16_fn(float *out, const uint32_t *xb, gpt2_weight w, const float *bias, int n, int din,
+                                 int dout, int j0, int j1);
 /* out (n, d) = (in - mean) / sqrt(var + eps) * g + b, per row. */
 typedef void gpt2_layernorm_fn(float *out, const float *in, const float *g, const float *b, int n, int d, float eps);
 typedef void gpt2_activation_fn(float *x, size_t n, gpt2_act act);
@@ -190,6 +233,7 @@ typedef struct gpt2_kernels {
     gpt2_matmul_part_fn *matmul_part;
     gpt2_matmul_t_fn *matmul_t;
     gpt2_matmul_q8_fn *matmul_q8;
+    gpt2_matmul_bf16_fn *matmul_bf16; /* NULL where the CPU lacks AVX512_BF16 */
     gpt2_layernorm_fn *layernorm;
     gpt2_activation_fn *activation;
     gpt2_activation_dx_fn *activation_dx;
@@ -203,10 +247,11 @@ extern const gpt2_kernels gpt2_kernels_generic;
 extern const gpt2_kernels gpt2_kernels_avx2;   /* AVX2 + FMA + F16C */
 extern const gpt2_kernels gpt2_kernels_avx512; /* AVX-512 F/BW/VL */
 extern const gpt2_kernels gpt2_kernels_avx512vnni; /* and AVX512_VNNI */
+extern const gpt2_kernels gpt2_kernels_avx512bf16; /* and AVX512_BF16: matmul_bf16 */
 extern const gpt2_kernels gpt2_kernels_neon;   /* AArch64 Advanced SIMD */
 
 /* The best table this CPU supports (CPUID and XGETBV, read each call; no
- * state is kept). GPT2C_KERNELS=generic|avx2|avx512|avx512vnni|neon forces a level, never
+ * state is kept). GPT2C_KERNELS=generic|avx2|avx512|avx512vnni|avx512bf16|neon forces a level, never
  * above what the CPU has. */
 const gpt2_kernels *gpt2_kernels_select(void);
 /* Every table this CPU can run, best last, for tests; returns the count. */

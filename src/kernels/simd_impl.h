@@ -214,7 +214,8 @@ void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int n, int din,
     case WT_F32: mm_part(part, x, w, WT_F32, n, din, dout, b0, b1); break;
     case WT_F16: mm_part(part, x, w, WT_F16, n, din, dout, b0, b1); break;
     case WT_BF16: mm_part(part, x, w, WT_BF16, n, din, dout, b0, b1); break;
-    case WT_Q8: gpt2_kernels_generic.matmul_part(part, x, w, n, din, dout, b0, b1); break; /* the model uses matmul_q8 */
+    case WT_Q8: /* the model uses matmul_q8, and matmul_bf16 for BF16P */
+    case WT_BF16P: gpt2_kernels_generic.matmul_part(part, x, w, n, din, dout, b0, b1); break;
     }
 }
 
@@ -343,7 +344,8 @@ void FN(matmul)(float *out, const float *in, gpt2_weight w, const float *bias, i
     case WT_F32: mm_typed(out, in, w, WT_F32, bias, n, din, dout, j0, j1); break;
     case WT_F16: mm_typed(out, in, w, WT_F16, bias, n, din, dout, j0, j1); break;
     case WT_BF16: mm_typed(out, in, w, WT_BF16, bias, n, din, dout, j0, j1); break;
-    case WT_Q8: gpt2_kernels_generic.matmul(out, in, w, bias, n, din, dout, j0, j1); break; /* the model uses matmul_q8 */
+    case WT_Q8: /* the model uses matmul_q8, and matmul_bf16 for BF16P */
+    case WT_BF16P: gpt2_kernels_generic.matmul(out, in, w, bias, n, din, dout, j0, j1); break;
     }
 }
 
@@ -431,7 +433,8 @@ void FN(matmul_t)(float *out, const float *in, gpt2_weight w, int n, int din, in
     case WT_F32: mt_typed(out, in, w, WT_F32, n, din, dout, v0, v1); break;
     case WT_F16: mt_typed(out, in, w, WT_F16, n, din, dout, v0, v1); break;
     case WT_BF16: mt_typed(out, in, w, WT_BF16, n, din, dout, v0, v1); break;
-    case WT_Q8: gpt2_kernels_generic.matmul_t(out, in, w, n, din, dout, v0, v1); break; /* the model uses matmul_q8 */
+    case WT_Q8: /* the model uses matmul_q8, and matmul_bf16 for BF16P */
+    case WT_BF16P: gpt2_kernels_generic.matmul_t(out, in, w, n, din, dout, v0, v1); break;
     }
 }
 

@@ -20,6 +20,11 @@ void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out) {
         case WT_F32: memcpy(&out[i], p + 4 * i, 4); break;
         case WT_F16: memcpy(&h, p + 2 * i, 2); out[i] = f16_to_f32(h); break;
         case WT_BF16: memcpy(&h, p + 2 * i, 2); out[i] = bf16_to_f32(h); break;
+        case WT_BF16P: { /* `at` counts in W's row-major order, as for Q8 */
+            size_t k = (at + i) / (size_t)w.cols, j = (at + i) % (size_t)w.cols;
+            out[i] = bf16_to_f32(((const uint16_t *)w.data)[bf16p_index(k, j, (size_t)w.cols)]);
+            break;
+        }
         case WT_Q8: {
             size_t k = (at + i) / (size_t)w.cols, j = (at + i) % (size_t)w.cols;
             int8_t q = ((const int8_t *)w.data)[q8_index(k, j, (size_t)w.rows)];
@@ -65,6 +70,13 @@ void q8_quantize(int16_t *xq, float *xd, const float *x, int n, int din) {
                 qb[k] = (int16_t)((v + magic) - magic);
             }
         }
+}
+
+/* One scalar loop for every table: rounding is a small part of the product,
+ * and the same code gives every table the same inputs. */
+void x_bf16_pairs(uint32_t *xb, const float *x, size_t count) {
+    for (size_t i = 0; i + 1 < count; i += 2)
+        xb[i / 2] = (uint32_t)f32_to_bf16(x[i]) | (uint32_t)f32_to_bf16(x[i + 1]) << 16;
 }
 
 static float weight_at(gpt2_weight w, size_t i) {
@@ -114,6 +126,17 @@ static void matmul_q8_ref(float *out, const int16_t *xq, const float *xd, gpt2_w
         for (int j = j0; j < j1; j++)
             out[(size_t)i * dout + j] = q8_dot_column(xq + (size_t)i * din, xd + (size_t)i * (din / GPT2_Q8_BLOCK), w,
                                                       din, j, bias ? bias[j] : 0.0f);
+}
+
+static void matmul_bf16_ref(float *out, const uint32_t *xb, gpt2_weight w, const float *bias, int n, int din,
+                            int dout, int j0, int j1) {
+    const uint32_t *wp = w.data; // (din / 2, dout) pairs
+    for (int i = 0; i < n; i++)
+        for (int j = j0; j < j1; j++) {
+            float acc = bias ? bias[j] : 0.0f;
+            for (int p = 0; p < din / 2; p++) acc = bf16_dot_pair(acc, xb[(size_t)i * (din / 2) + p], wp[(size_t)p * dout + j]);
+            out[(size_t)i * dout + j] = acc;
+        }
 }
 
 static void layernorm_ref(float *out, const float *in, const float *g, const float *b, int n, int d, float eps) {
@@ -229,6 +252,7 @@ const gpt2_kernels gpt2_kernels_generic = {
     .matmul_part = matmul_part_ref,
     .matmul_t = matmul_t_ref,
     .matmul_q8 = matmul_q8_ref,
+    .matmul_bf16 = matmul_bf16_ref,
     .layernorm = layernorm_ref,
     .activation = activation_ref,
     .activation_dx = activation_dx_ref,
