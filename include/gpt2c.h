@@ -152,6 +152,14 @@ typedef struct gpt2c_model_params {
      * + adapter_model.safetensors): merged into the weights at load, W +=
      * lora_alpha / r * (B A), before any dtype conversion. */
     const char *lora;
+    /* NULL or "f32": every product in f32. "bf16": where the CPU has
+     * AVX512_BF16, the products (the LM head's too) multiply bf16-rounded
+     * inputs by bf16-rounded matrices in vdpbf16ps, summing in f32: twice
+     * the f32 FMA rate for long prompts, and half the bytes of f32 weights
+     * per decoded token, at a cost in exactness like bf16 weights' (one
+     * rounding more, of the inputs). Refused elsewhere, and with a dtype
+     * other than "bf16". */
+    const char *compute;
 } gpt2c_model_params;
 gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, gpt2c_model **out);
 
@@ -177,6 +185,7 @@ typedef struct gpt2c_model_info {
                                                      values of every layer (multi-query: one head's) */
     int start_token_id;                           /* what an empty prompt starts from, as generate()
                                                      does: bos, else eos (GPT-2: <|endoftext|>); -1: none */
+    const char *compute;                          /* "f32", or "bf16" (gpt2c_model_params.compute) */
 } gpt2c_model_info;
 void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info);
 

@@ -385,6 +385,18 @@ expect_exit 0 "bench --runs 3" -- $BIN bench -m "$CK" --prompt-tokens 3 --gen-to
 $PY -c "import json,sys; b = json.load(open(sys.argv[1])); assert b['runs'] == 3 and b['prefill_tokens_per_s'] > 0, b" "$TMP/out" && ok || bad "bench --runs 3: $(cat "$TMP/out")"
 expect_exit 2 "bench --runs 0" -- $BIN bench -m "$CK" --runs 0
 expect_stderr "--runs" "bench --runs 0 names the option"
+# --compute bf16 where the CPU has AVX512_BF16 (the bench says so), refused by name elsewhere; a bad
+# value is a usage error.
+if grep -q avx512_bf16 /proc/cpuinfo 2>/dev/null && [ -z "${GPT2C_KERNELS:-}" ]; then
+    expect_exit 0 "bench --compute bf16" -- $BIN bench -m "$CK" --prompt-tokens 70 --gen-tokens 2 --compute bf16 --json
+    $PY -c "import json,sys; b = json.load(open(sys.argv[1])); assert b['compute'] == 'bf16' and b['kernels'] == 'avx512bf16', b" "$TMP/out" && ok || bad "bench --compute bf16: $(cat "$TMP/out")"
+    expect_exit 0 "kernel_bench, the bf16 product" -- "$BUILD/bench/kernel_bench" --calls 1 --dtype bf16p 70 64 100
+    grep -qF "bf16p weights" "$TMP/out" && ok || bad "kernel_bench bf16p: $(cat "$TMP/out")"
+fi
+GPT2C_KERNELS=avx512vnni expect_exit 1 "generate --compute bf16 without the bf16 product" -- $BIN generate -m "$CK" -p hi -n 1 --compute bf16
+expect_stderr "AVX512_BF16" "compute bf16 refused, naming AVX512_BF16"
+expect_exit 2 "generate --compute f8" -- $BIN generate -m "$CK" -p hi -n 1 --compute f8
+expect_stderr "--compute: 'f8' is not one of f32, bf16" "a bad --compute names the option"
 # The kernel bench (bench/kernel_bench.c) runs and refuses a bad shape.
 expect_exit 0 "kernel_bench" -- "$BUILD/bench/kernel_bench" --calls 1 --dtype f16 70 64 100
 grep -qF "70 x    64 x   100: best" "$TMP/out" && ok || bad "kernel_bench: $(cat "$TMP/out")"

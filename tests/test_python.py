@@ -294,6 +294,20 @@ check(raises(OSError, AutoModelForCausalLM.from_pretrained, "/nonexistent/model"
       "a missing model: OSError naming it")
 m2 = AutoModelForCausalLM.from_pretrained(TINY, torch_dtype="float16")
 check(m2.dtype == "f16" and m2.generate([tiny_ids], max_new_tokens=3).__class__ is list, "torch_dtype float16; lists in, lists out")
+# compute="bf16" (gpt2c's own argument): the CLI's --compute bf16 tokens, where the CPU has AVX512_BF16.
+try:
+    mb = AutoModelForCausalLM.from_pretrained(TINY, compute="bf16")
+except gpt2c.GPT2CUnsupportedError as e:  # a CPU without the bf16 product refuses it by name
+    check("AVX512_BF16" in str(e), "compute='bf16' refused by name without AVX512_BF16")
+    mb = None
+if mb is not None:
+    cli = cli_json("-m", TINY, "--ids", ",".join(map(str, tiny_ids)), "-n", "12", "--compute", "bf16")
+    check(mb.compute == "bf16" and model.compute == "f32" and
+          mb.generate([tiny_ids], max_new_tokens=12, pad_token_id=50256)[0][len(tiny_ids):] ==
+          cli["sequences"][0]["token_ids"], "compute='bf16': the CLI's --compute bf16 tokens")
+    mb.close()
+check(raises(ValueError, AutoModelForCausalLM.from_pretrained, TINY, compute="f8", contains="compute"),
+      "an unknown compute: ValueError naming it")
 # Assisted generation: the f16 copy drafts; greedy tokens are generate()'s own, and sampled ones
 # the CLI's with the same draft and seed.
 plain = model.generate([tiny_ids], max_new_tokens=12, pad_token_id=50256)

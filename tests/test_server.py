@@ -536,6 +536,20 @@ with tempfile.TemporaryDirectory() as ltmp:
     finally:
         check(sl.stop() == 0, "lora: SIGTERM")
 
+# --compute bf16 (where the CPU has AVX512_BF16): the server answers as the CLI with it, and
+# /v1/models says so.
+if "avx512_bf16" in open("/proc/cpuinfo").read() and not os.environ.get("GPT2C_KERNELS"):
+    sb = Server(TINY, "--quiet", "--compute", "bf16")
+    try:
+        st, body, _ = post(sb.port, {"prompt": PROMPT, "max_tokens": 10, "temperature": 0}, key=None)
+        want = cli_text(TINY, "-n", "10", "-p", PROMPT, "--greedy", "--compute", "bf16")
+        _, _, data = request(sb.port, "GET", "/v1/models", key=None)
+        check(st == 200 and body["choices"][0]["text"] == want and
+              json.loads(data)["data"][0]["meta"]["compute"] == "bf16",
+              f"--compute bf16: the server answers as the CLI with it ({body}, {data})")
+    finally:
+        check(sb.stop() == 0, "compute bf16: SIGTERM")
+
 # The other architectures served as GPT-2 is: a greedy completion and a sampled one equal
 # the CLI's, streamed equals non-streamed, and /v1/models names the architecture.
 ARCH_TYPES = {"neo": "gpt_neo", "opt": "opt", "neox": "gpt_neox", "bloom": "bloom", "starcoder": "gpt_bigcode",

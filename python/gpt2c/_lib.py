@@ -113,7 +113,7 @@ class GenParams(ctypes.Structure):
 
 
 class ModelParams(ctypes.Structure):
-    _fields_ = [("dtype", c_char_p), ("kv_cache", c_char_p), ("lora", c_char_p)]
+    _fields_ = [("dtype", c_char_p), ("kv_cache", c_char_p), ("lora", c_char_p), ("compute", c_char_p)]
 
 
 class ModelInfo(ctypes.Structure):
@@ -121,7 +121,7 @@ class ModelInfo(ctypes.Structure):
                 ("n_inner", c_int), ("bos_token_id", c_int), ("eos_token_id", c_int), ("pad_token_id", c_int),
                 ("weight_dtype", c_char_p), ("kernels", c_char_p), ("weight_bytes", c_uint64),
                 ("kv_cache_dtype", c_char_p), ("model_type", c_char_p), ("kv_bytes_per_token", c_uint64),
-                ("start_token_id", c_int)]
+                ("start_token_id", c_int), ("compute", c_char_p)]
 
 
 DECODE_SKIP_SPECIAL, DECODE_NO_CLEANUP, DECODE_SKIP_UNKNOWN = 1, 2, 4

@@ -183,18 +183,20 @@ class PreTrainedModel:
     """A causal language model loaded by gpt2c, with transformers' interface."""
     main_input_name = "input_ids"
 
-    def __init__(self, folder, name_or_path=None, torch_dtype=None, load_in_8bit=False, n_threads=0, _lora=None,
-                 _dtype=None, **kwargs):
+    def __init__(self, folder, name_or_path=None, torch_dtype=None, load_in_8bit=False, n_threads=0, compute=None,
+                 _lora=None, _dtype=None, **kwargs):
+        # compute="bf16" (gpt2c's own, no transformers name): the products in bf16 where the CPU has AVX512_BF16.
         dtype = _dtype or _dtype_name(torch_dtype, load_in_8bit)
-        self._dtype = dtype
-        params = ModelParams(dtype.encode() if dtype else None, None, os.fsencode(_lora) if _lora else None)
+        self._dtype, self._compute = dtype, compute
+        params = ModelParams(dtype.encode() if dtype else None, None, os.fsencode(_lora) if _lora else None,
+                             compute.encode() if compute else None)
         m = c_void_p()
         self._m = _CModel.made(lib.gpt2c_model_load_ex(os.fsencode(folder), ctypes.byref(params), ctypes.byref(m)), m)
         info = ModelInfo()
         lib.gpt2c_model_get_info(self._m.ptr, ctypes.byref(info))
         self._info = info
         # The info's strings live in the model: copied, so they outlive close().
-        self._strings = {k: text(getattr(info, k)) for k in ("model_type", "weight_dtype", "kernels")}
+        self._strings = {k: text(getattr(info, k)) for k in ("model_type", "weight_dtype", "kernels", "compute")}
         self.name_or_path = name_or_path if name_or_path is not None else folder
         self._folder = folder
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
@@ -266,6 +268,11 @@ class PreTrainedModel:
     @property
     def dtype(self):
         return self._strings["weight_dtype"].lower()
+
+    @property
+    def compute(self):
+        """The products' arithmetic: "f32", or "bf16" (from_pretrained(..., compute="bf16"))."""
+        return self._strings["compute"]
 
     def close(self):
         """Frees the model now; later calls raise."""
@@ -694,4 +701,4 @@ class PeftModel:
         if not isinstance(model, PreTrainedModel):
             raise TypeError("PeftModel.from_pretrained takes a model loaded by gpt2c, not %s" % type(model).__name__)
         return type(model)(model._folder, name_or_path=model.name_or_path, n_threads=model.n_threads,
-                           _lora=os.fspath(model_id), _dtype=model._dtype)
+                           _lora=os.fspath(model_id), _dtype=model._dtype, compute=model._compute)

@@ -12,7 +12,7 @@
 
 static const char BENCH_HELP[] =
     "usage: gpt2c bench -m MODEL [--threads N] [--prompt-tokens N] [--gen-tokens N] [--batch B] [--json]\n"
-    "                   [--runs N] [--draft MODEL] [--draft-dtype T] [--text TEXT]\n"
+    "                   [--runs N] [--dtype T] [--compute T] [--draft MODEL] [--draft-dtype T] [--text TEXT]\n"
     "\n"
     "Measures, in one run: load time (process start to model ready, and to the first token),\n"
     "prefill and decode speed (in a second run: the first pass also maps the weights in), peak\n"
@@ -32,6 +32,7 @@ static const char BENCH_HELP[] =
     "      --runs N           time N runs after the first and report the median of each rate\n"
     "                         (default 1; a busy machine's rates vary from run to run)\n"
     "      --dtype T          convert the weights at load: f32, f16, bf16, q8\n"
+    "      --compute T        the products' arithmetic: f32 (default) or bf16 (AVX512_BF16 CPUs)\n"
     "      --kv-cache T       the KV cache in f32 (default) or f16\n"
     "      --draft MODEL      the draft model of speculative decoding (same tokenizer)\n"
     "      --draft-dtype T    the draft's dtype; without --draft, the model itself in T\n"
@@ -50,12 +51,13 @@ static double median(double *v, int n) {
 }
 
 int cmd_bench(int argc, char **argv, double process_start_s) {
-    const char *model = NULL, *dtype = NULL, *kv_cache = NULL, *draft_spec = NULL, *draft_dtype = NULL, *text = NULL;
+    const char *model = NULL, *dtype = NULL, *compute = NULL, *kv_cache = NULL, *draft_spec = NULL, *draft_dtype = NULL, *text = NULL;
     int threads = 0, prompt = 512, gen = 128, batch = 1, runs = 1, json = 0, n_assist = 5, c;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
                                        {"prompt-tokens", required_argument, 0, 'p'}, {"gen-tokens", required_argument, 0, 'g'},
                                        {"batch", required_argument, 0, 'b'}, {"json", no_argument, 0, 'j'}, {"runs", required_argument, 0, 'r'},
                                        {"dtype", required_argument, 0, 'd'}, {"kv-cache", required_argument, 0, 'k'},
+                                       {"compute", required_argument, 0, 'c'},
                                        {"draft", required_argument, 0, 'D'}, {"draft-dtype", required_argument, 0, 'T'},
                                        {"num-assistant-tokens", required_argument, 0, 'N'}, {"text", required_argument, 0, 'x'},
                                        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
@@ -70,6 +72,8 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
         case 'r': if (parse_int(optarg, 1, 100, &runs)) return usage_error("--runs: '%s' is not an integer in 1..100", optarg); break;
         case 'j': json = 1; break;
         case 'd': dtype = optarg; break;
+        case 'c': if (check_compute(optarg)) return EXIT_USAGE;
+            compute = optarg; break;
         case 'k': kv_cache = optarg; break;
         case 'D': draft_spec = optarg; break;
         case 'T': if (check_dtype(optarg)) return EXIT_USAGE;
@@ -88,7 +92,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     double t0 = now_s();
     gpt2c_model *m;
     gpt2c_tokenizer *tok = NULL;
-    gpt2c_model_params mp = {.dtype = dtype, .kv_cache = kv_cache};
+    gpt2c_model_params mp = {.dtype = dtype, .kv_cache = kv_cache, .compute = compute};
     gpt2c_status st = gpt2c_model_load_ex(dir, &mp, &m);
     double t_model = now_s() - t0;
     if (st == GPT2C_OK) tok = open_tokenizer(dir, NULL);
@@ -219,7 +223,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
     gpt2c_model_info dinfo = {0};
     if (draft) gpt2c_model_get_info(draft, &dinfo);
     if (json) {
-        printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"kv_cache\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, \"runs\": %d, "
+        printf("{\"model\": \"%s\", \"weight_dtype\": \"%s\", \"compute\": \"%s\", \"kv_cache\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"batch\": %d, \"runs\": %d, "
                "\"prompt_tokens\": %d, \"gen_tokens\": %d, \"load_model_s\": %.4f, \"load_tokenizer_s\": %.4f, "
                "\"ready_s\": %.4f, \"first_token_s\": %.4f, \"prefill_tokens_per_s\": %.2f, "
                "\"decode_tokens_per_s\": %.2f, \"decode_ms_per_step\": %.3f, \"peak_rss_mb\": %.1f, "
@@ -227,7 +231,7 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
                "\"roofline_decode_tokens_per_s\": %.2f, \"roofline_fraction\": %.3f, \"fma_peak_gflops\": %.1f, "
                "\"prefill_gflops\": %.1f, \"prefill_peak_fraction\": %.3f, \"decode_gflops\": %.1f, "
                "\"decode_peak_fraction\": %.3f, \"kv_cache_bytes_per_token\": %llu, \"kv_cache_bytes\": %llu",
-               model, info.weight_dtype, info.kv_cache_dtype, info.kernels, threads, batch, runs, prompt, gen, t_model, t_tok, t_ready, t_first,
+               model, info.weight_dtype, info.compute, info.kv_cache_dtype, info.kernels, threads, batch, runs, prompt, gen, t_model, t_tok, t_ready, t_first,
                prefill_tps, decode_tps, step_s * 1e3, ru.ru_maxrss / 1024.0, (unsigned long long)info.weight_bytes,
                achieved / 1e9, bw / 1e9, roof_tps, achieved / bw, flops / 1e9, prefill_flops / 1e9, prefill_flops / flops, decode_flops / 1e9,
                decode_flops / flops, (unsigned long long)info.kv_bytes_per_token, (unsigned long long)kv_bytes);
@@ -239,8 +243,9 @@ int cmd_bench(int argc, char **argv, double process_start_s) {
                    accept, identical ? "true" : "false");
         printf("}\n");
     } else {
-        printf("model %s (%s weights, %s KV cache, %s kernels), %d thread%s, batch %d", model, info.weight_dtype,
-               info.kv_cache_dtype, info.kernels, threads, plural(threads), batch);
+        printf("model %s (%s weights%s, %s KV cache, %s kernels), %d thread%s, batch %d", model, info.weight_dtype,
+               strcmp(info.compute, "bf16") ? "" : " in bf16 compute", info.kv_cache_dtype, info.kernels, threads,
+               plural(threads), batch);
         if (runs > 1) printf("; rates: the median of %d runs", runs);
         printf("\n");
         printf("load: model %.1f ms, tokenizer %.1f ms; ready %.1f ms and first token %.1f ms after process start\n",

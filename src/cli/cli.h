@@ -33,6 +33,7 @@ int parse_float(const char *s, float *out);
 /* 0 if s is a weight dtype the library converts to (f32, f16, bf16, q8);
  * else the usage error for --dtype. */
 int check_dtype(const char *s);
+int check_compute(const char *s);
 char *read_all(FILE *f, size_t *len);
 char *read_file_arg(const char *path, size_t *len);
 int parse_ids(const char *s, int32_t **ids, int *n);

@@ -113,6 +113,11 @@ int check_dtype(const char *s) {
     return 0;
 }
 
+int check_compute(const char *s) {
+    if (strcmp(s, "f32") && strcmp(s, "bf16")) return usage_error("--compute: '%s' is not one of f32, bf16", s);
+    return 0;
+}
+
 int parse_float(const char *s, float *out) {
     char *end;
     errno = 0;

@@ -19,19 +19,21 @@ static const char PERPLEXITY_HELP[] =
     "      --context N     tokens per window (the model's context)\n"
     "      --stride S      tokens between window starts (the context: no overlap)\n"
     "      --dtype T       weights converted at load: f32, f16, bf16 or q8 (as stored)\n"
+    "      --compute T     the products' arithmetic: f32 (default) or bf16 (AVX512_BF16 CPUs)\n"
     "      --lora DIR      merge a LoRA adapter (PEFT's folder) at load\n"
     "  -t, --threads N     threads (one per core)\n"
     "      --json          print a JSON object\n"
     "  -h, --help          this help\n";
 
 int cmd_perplexity(int argc, char **argv) {
-    const char *model = NULL, *file = NULL, *dtype = NULL, *lora = NULL;
+    const char *model = NULL, *file = NULL, *dtype = NULL, *compute = NULL, *lora = NULL;
     int context = 0, stride = 0, threads = 0, json = 0, c;
-    enum { O_CONTEXT = 256, O_STRIDE, O_DTYPE, O_JSON, O_LORA };
+    enum { O_CONTEXT = 256, O_STRIDE, O_DTYPE, O_JSON, O_LORA, O_COMPUTE };
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},  {"file", required_argument, 0, 'f'},
                                        {"context", required_argument, 0, O_CONTEXT},
                                        {"stride", required_argument, 0, O_STRIDE},
                                        {"dtype", required_argument, 0, O_DTYPE},
+                                       {"compute", required_argument, 0, O_COMPUTE},
                                        {"lora", required_argument, 0, O_LORA},
                                        {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, O_JSON},
                                        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
@@ -45,6 +47,10 @@ int cmd_perplexity(int argc, char **argv) {
             break;
         case O_STRIDE:
             if (parse_int(optarg, 1, 1 << 20, &stride)) return usage_error("%s", "--stride: a whole number >= 1");
+            break;
+        case O_COMPUTE:
+            if (check_compute(optarg)) return EXIT_USAGE;
+            compute = optarg;
             break;
         case O_DTYPE:
             if (check_dtype(optarg)) return EXIT_USAGE;
@@ -73,7 +79,7 @@ int cmd_perplexity(int argc, char **argv) {
     if (!dir) return free(text), rc;
     gpt2c_tokenizer *tok = open_tokenizer(dir, NULL);
     gpt2c_model *m = NULL;
-    gpt2c_model_params mp = {.dtype = dtype, .lora = lora};
+    gpt2c_model_params mp = {.dtype = dtype, .lora = lora, .compute = compute};
     int32_t *ids = NULL;
     int n = 0;
     rc = EXIT_RUN;

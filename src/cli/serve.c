@@ -37,6 +37,7 @@ static const char SERVE_HELP[] =
     "                           recently used idle model; a request for a model that cannot fit\n"
     "                           while the others are busy gets 503 (default: no limit)\n"
     "      --dtype T            convert the weights at load: f32, f16, bf16, q8 (every model)\n"
+    "      --compute T          the products' arithmetic: f32 (default) or bf16 (AVX512_BF16 CPUs)\n"
     "      --kv-cache T         the KV cache in f32 (default) or f16 (half the memory per slot)\n"
     "      --lora DIR           merge a LoRA adapter (PEFT's folder) into the model at load (one -m)\n"
     "      --draft MODEL        speculative decoding (one -m): MODEL, smaller and of the same\n"
@@ -95,7 +96,7 @@ static void short_name(const char *spec, char *out) {
 
 typedef struct loader {
     const char *specs[MAX_MODELS]; /* -m as typed, NAME= taken off */
-    const char *dtype, *kv_cache, *draft, *draft_dtype, *lora;
+    const char *dtype, *compute, *kv_cache, *draft, *draft_dtype, *lora;
 } loader;
 
 static int load(void *user, int index, gpt2c_model **m, gpt2c_model **draft, gpt2c_tokenizer **t, char *err,
@@ -107,7 +108,7 @@ static int load(void *user, int index, gpt2c_model **m, gpt2c_model **draft, gpt
     *t = NULL;
     char *dir = resolve_model_msg(l->specs[index], GPT2C_HUB_MODEL | GPT2C_HUB_TOKENIZER, &rc, err, errlen);
     if (!dir) return -1;
-    gpt2c_model_params mp = {.dtype = l->dtype, .kv_cache = l->kv_cache, .lora = l->lora};
+    gpt2c_model_params mp = {.dtype = l->dtype, .kv_cache = l->kv_cache, .lora = l->lora, .compute = l->compute};
     gpt2c_status st = gpt2c_model_load_ex(dir, &mp, m);
     if (st != GPT2C_OK) {
         snprintf(err, errlen, "%s", gpt2c_model_errmsg(*m));
@@ -164,12 +165,12 @@ int cmd_serve(int argc, char **argv) {
     char shorts[MAX_MODELS][PATH_MAX];
     int n = 0;
     const char *model_id = NULL;
-    enum { O_ID = 256, O_PRELOAD, O_MAXMEM, O_DTYPE, O_KV, O_HOST, O_PORT, O_KEY, O_SLOTS, O_THREADS, O_QUEUE, O_MAXTOK, O_BODY, O_TIMEOUT, O_CONNS,
+    enum { O_ID = 256, O_PRELOAD, O_MAXMEM, O_DTYPE, O_COMPUTE, O_KV, O_HOST, O_PORT, O_KEY, O_SLOTS, O_THREADS, O_QUEUE, O_MAXTOK, O_BODY, O_TIMEOUT, O_CONNS,
            O_GRACE, O_PORTFILE, O_QUIET, O_NOCACHE, O_DRAFT, O_DRAFT_DTYPE, O_NASSIST, O_LORA };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"model-id", required_argument, 0, O_ID},
         {"preload", no_argument, 0, O_PRELOAD}, {"max-memory", required_argument, 0, O_MAXMEM},
-        {"dtype", required_argument, 0, O_DTYPE}, {"kv-cache", required_argument, 0, O_KV}, {"host", required_argument, 0, O_HOST},
+        {"dtype", required_argument, 0, O_DTYPE}, {"compute", required_argument, 0, O_COMPUTE}, {"kv-cache", required_argument, 0, O_KV}, {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT}, {"api-key", required_argument, 0, O_KEY},
         {"slots", required_argument, 0, O_SLOTS}, {"threads", required_argument, 0, O_THREADS},
         {"queue", required_argument, 0, O_QUEUE}, {"max-tokens-limit", required_argument, 0, O_MAXTOK},
@@ -205,6 +206,8 @@ int cmd_serve(int argc, char **argv) {
         case O_PRELOAD: o.preload = 1; break;
         case O_MAXMEM: if (parse_size(optarg, &o.max_memory)) return usage_error("--max-memory: '%s' is not a size (bytes, or with K, M, G or T)", optarg); break;
         case O_DTYPE: l.dtype = optarg; break;
+        case O_COMPUTE: if (check_compute(optarg)) return EXIT_USAGE;
+            l.compute = optarg; break;
         case O_KV: l.kv_cache = optarg; break;
         case O_LORA: l.lora = optarg; break;
         case O_HOST: o.host = optarg; break;

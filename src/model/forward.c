@@ -29,6 +29,7 @@
 #define HEAD_UNIT 256
 #define LINEAR_UNIT 64
 #define Q8_UNIT 64
+#define BF16_UNIT 64
 
 /* The KV cache's layout (gpt2_state): each head's positions in runs of
  * GPT2_KV_BLOCK, or of n_pos when that is less (a cache sized to a short
@@ -157,7 +158,7 @@ typedef struct par_op {
     float scale;
 } par_op;
 
-enum { OP_MATMUL, OP_PART, OP_REDUCE, OP_LINEAR, OP_QUANT, OP_Q8, OP_ATTN, OP_ACT, OP_LN };
+enum { OP_MATMUL, OP_PART, OP_REDUCE, OP_LINEAR, OP_QUANT, OP_Q8, OP_ROUND, OP_BF16, OP_ATTN, OP_ACT, OP_LN };
 
 /* Columns [j0, j0 + n) of out = bias + part[0] + part[1] + ... (block
  * partials stride floats apart), added in block order as the tiled product
@@ -310,6 +311,24 @@ static void par_run(void *ctx, int ith, int nth) {
         while (take_cols(p->s->pool, ith, Q8_UNIT, p->dout, &lo, &hi))
             k->matmul_q8(p->out, p->s->xq, p->s->xd, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
         break;
+    case OP_ROUND: /* a BF16P product's input rows, as bf16 pairs in xq's memory */
+        split(p->n, 1, ith, nth, &lo, &hi);
+        if (lo < hi)
+            x_bf16_pairs((uint32_t *)(void *)p->s->xq + (size_t)lo * (p->din / 2), p->in + (size_t)lo * p->din,
+                         (size_t)(hi - lo) * p->din);
+        break;
+    case OP_BF16: /* decode: units of BF16_UNIT columns; prefill: a thread's share, whose tiles reuse the rows */
+        if (p->n <= DECODE_ROWS) {
+            while (take_cols(p->s->pool, ith, BF16_UNIT, p->dout, &lo, &hi))
+                k->matmul_bf16(p->out, (const uint32_t *)(void *)p->s->xq, p->w, p->bias, p->n, p->din, p->dout, lo,
+                               hi);
+        } else {
+            split(p->dout, 16, ith, nth, &lo, &hi);
+            if (lo < hi)
+                k->matmul_bf16(p->out, (const uint32_t *)(void *)p->s->xq, p->w, p->bias, p->n, p->din, p->dout, lo,
+                               hi);
+        }
+        break;
     case OP_ACT:
         split(p->dout, 16, ith, nth, &lo, &hi);
         if (lo < hi) k->activation(p->out + lo, (size_t)(hi - lo), c->act);
@@ -353,7 +372,9 @@ static void par_run(void *ctx, int ith, int nth) {
  * more rows (prefill) split the columns and tile, which reuses each weight
  * from cache for many rows. The arithmetic is the same either way (kernels.h). Q8
  * quantises the input rows, then splits the columns, whose storage streams
- * in either case. */
+ * in either case; BF16P (--compute bf16) rounds them, then splits the
+ * columns too: its sums are single chains, the same whichever way the
+ * columns go, and the kernel reads a few rows' weights once. */
 void fwd_linear(const gpt2c_model *m, gpt2_state *s, float *out, const float *in, gpt2_weight w, const float *bias,
                 int n, int din, int dout) {
     if (n == 0) return;
@@ -365,6 +386,14 @@ void fwd_linear(const gpt2c_model *m, gpt2_state *s, float *out, const float *in
         else p.op = OP_QUANT, pool_run(s->pool, par_run, &p);
         p.op = OP_Q8;
         pool_deal(s->pool, (dout + Q8_UNIT - 1) / Q8_UNIT);
+        pool_run(s->pool, par_run, &p);
+        return;
+    }
+    if (w.type == WT_BF16P) { /* --compute bf16: the rows rounded, then the columns split */
+        if (n == 1) x_bf16_pairs((uint32_t *)(void *)s->xq, in, (size_t)din);
+        else p.op = OP_ROUND, pool_run(s->pool, par_run, &p);
+        p.op = OP_BF16;
+        if (part) pool_deal(s->pool, (dout + BF16_UNIT - 1) / BF16_UNIT);
         pool_run(s->pool, par_run, &p);
         return;
     }
@@ -402,7 +431,7 @@ void fwd_embed(const gpt2c_model *m, const gpt2_batch *b, int i0, int n, int E, 
     for (int i = 0; i < n; i++) {
         float *xi = x + (size_t)i * E;
         const size_t tok = (size_t)b->token[i0 + i];
-        if (m->wte.type == WT_Q8) /* held as the head's (E, V) product matrix: the token's column */
+        if (weight_holds_w(m->wte)) /* held as the head's (E, V) product matrix: the token's column */
             for (int j = 0; j < E; j++) weight_to_f32(m->wte, (size_t)j * (size_t)m->cfg.n_vocab + tok, 1, xi + j);
         else weight_to_f32(m->wte, tok * E, (size_t)E, xi);
     }
@@ -524,7 +553,7 @@ void fwd_head(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, 
     const size_t V = (size_t)m->cfg.n_vocab;
     for (int g0 = 0, i = 0; g0 < r; g0 += s->head_rows) {
         int ng = r - g0 < s->head_rows ? r - g0 : s->head_rows;
-        if (m->lm_head.type == WT_Q8) { /* a product like the others */
+        if (weight_holds_w(m->lm_head)) { /* a product like the others */
             fwd_linear(m, s, s->head, h + (size_t)g0 * E, m->lm_head, m->lm_head_b, ng, E, m->cfg.n_vocab);
         } else {
             par_op ph = {.m = m, .s = s, .op = OP_LINEAR, .out = s->head, .in = h + (size_t)g0 * E, .w = m->lm_head,

@@ -271,7 +271,7 @@ static gpt2_wtype wtype_of(st_dtype d) {
 }
 
 const char *wtype_name(gpt2_wtype t) {
-    static const char *const names[] = {"F32", "F16", "BF16", "Q8"};
+    static const char *const names[] = {"F32", "F16", "BF16", "Q8", "BF16"}; /* BF16P: bf16 values, paired */
     return names[t];
 }
 
@@ -439,7 +439,7 @@ static size_t bytes_per_token(const gpt2c_model *m) {
  * used as `use`, widened into out (nk, dout); tmp holds nk floats. */
 static void product_rows(gpt2_weight w, mat_use use, size_t d0, size_t d1, size_t k0, size_t nk, float *out,
                          float *tmp) {
-    if (use != MAT_LINEAR || w.type == WT_Q8) { /* W is the stored matrix, or Q8 already holds W */
+    if (use != MAT_LINEAR || weight_holds_w(w)) { /* W is the stored matrix, or is held as such */
         const size_t dout = use == MAT_LINEAR ? d0 : d1;
         weight_to_f32(w, k0 * dout, nk * dout, out);
         return;
@@ -454,7 +454,8 @@ static void product_rows(gpt2_weight w, mat_use use, size_t d0, size_t d1, size_
  * going over its product matrix W (din, dout) 32 rows at a time. Q8: per
  * block of 32 k of a column, scale = absmax / 127 kept as f16, q =
  * round-half-even(x / scale) -- the common 8-bit scheme -- packed as
- * kernels.h describes; other types keep the stored orientation. */
+ * kernels.h describes; BF16P is W's k pairs (kernels.h); other types keep
+ * the stored orientation. */
 static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, size_t d1, mat_use use, gpt2_wtype to,
                                    const char *what) {
     if (w->type == to) return GPT2C_OK;
@@ -462,6 +463,9 @@ static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, si
     if (to == WT_Q8 && din % GPT2_Q8_BLOCK != 0)
         return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "q8 needs a multiple of %d inputs; %s has %zu",
                        GPT2_Q8_BLOCK, what, din);
+    if (to == WT_BF16P && din % 2 != 0)
+        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "compute bf16 needs an even number of inputs; %s has %zu",
+                       what, din);
     gpt2_weight out = {.type = to, .rows = (int)din, .cols = (int)dout, .linear = w->linear};
     void *data = own(m, to == WT_Q8 ? din * dpad : din * dout * weight_type_size(to));
     uint16_t *scales = to == WT_Q8 ? own(m, din / GPT2_Q8_BLOCK * dpad * 2) : NULL;
@@ -488,12 +492,15 @@ static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, si
                 continue;
             }
             for (size_t k = 0; k < nk; k++) {
-                const size_t i = use == MAT_LINEAR ? j * din + k0 + k : (k0 + k) * dout + j; /* as stored */
+                const size_t i = to == WT_BF16P       ? bf16p_index(k0 + k, j, dout)
+                                 : use == MAT_LINEAR ? j * din + k0 + k
+                                                     : (k0 + k) * dout + j; /* as stored */
                 const float x = strip[k * dout + j];
                 switch (to) {
                 case WT_F32: ((float *)data)[i] = x; break;
                 case WT_F16: ((uint16_t *)data)[i] = f32_to_f16(x); break;
-                case WT_BF16: ((uint16_t *)data)[i] = f32_to_bf16(x); break;
+                case WT_BF16:
+                case WT_BF16P: ((uint16_t *)data)[i] = f32_to_bf16(x); break;
                 case WT_Q8: break; /* above */
                 }
             }
@@ -506,15 +513,9 @@ static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, si
     return GPT2C_OK;
 }
 
-/* Every product matrix of the model (the LM head among them) in `dtype`;
- * the embeddings read by rows keep theirs. */
-static gpt2c_status convert_weights(gpt2c_model *m, const char *dtype) {
-    gpt2_wtype to;
-    if (!strcasecmp(dtype, "f32")) to = WT_F32;
-    else if (!strcasecmp(dtype, "f16")) to = WT_F16;
-    else if (!strcasecmp(dtype, "bf16")) to = WT_BF16;
-    else if (!strcasecmp(dtype, "q8")) to = WT_Q8;
-    else return err_set(&m->err, GPT2C_ERR_INVALID, "dtype '%s' is not one of f32, f16, bf16, q8", dtype);
+/* Every product matrix of the model (the LM head among them) as `to`; the
+ * embeddings read by rows keep theirs. */
+static gpt2c_status convert_products(gpt2c_model *m, gpt2_wtype to) {
     const int tied = m->lm_head.data == m->wte.data;
     gpt2c_status s;
     for (int i = 0; i < m->n_tensors; i++) {
@@ -526,6 +527,33 @@ static gpt2c_status convert_weights(gpt2c_model *m, const char *dtype) {
     if (tied) m->lm_head = m->wte;
     m->dtype = wtype_name(to);
     return GPT2C_OK;
+}
+
+static gpt2c_status convert_weights(gpt2c_model *m, const char *dtype) {
+    gpt2_wtype to;
+    if (!strcasecmp(dtype, "f32")) to = WT_F32;
+    else if (!strcasecmp(dtype, "f16")) to = WT_F16;
+    else if (!strcasecmp(dtype, "bf16")) to = WT_BF16;
+    else if (!strcasecmp(dtype, "q8")) to = WT_Q8;
+    else return err_set(&m->err, GPT2C_ERR_INVALID, "dtype '%s' is not one of f32, f16, bf16, q8", dtype);
+    return convert_products(m, to);
+}
+
+/* compute "bf16": the products in the kernels' matmul_bf16, their matrices
+ * held as BF16P (rounded to bf16 once, here) and their input rows rounded
+ * to bf16 as they come. A dtype beside it could only round twice. */
+static gpt2c_status set_compute(gpt2c_model *m, const char *compute, const char *dtype) {
+    if (!strcasecmp(compute, "f32")) return GPT2C_OK;
+    if (strcasecmp(compute, "bf16") != 0)
+        return err_set(&m->err, GPT2C_ERR_INVALID, "compute '%s' is not one of f32, bf16", compute);
+    if (!m->k->matmul_bf16)
+        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED,
+                       "compute bf16 needs a CPU with AVX512_BF16 (the kernels chosen here are %s)", m->k->name);
+    if (dtype && strcasecmp(dtype, "bf16") != 0)
+        return err_set(&m->err, GPT2C_ERR_INVALID,
+                       "compute bf16 holds the matrices in bf16 itself; dtype '%s' cannot go with it", dtype);
+    m->compute = "bf16";
+    return convert_products(m, WT_BF16P);
 }
 
 gpt2c_status gpt2c_model_load(const char *dir, gpt2c_model **out) { return gpt2c_model_load_ex(dir, NULL, out); }
@@ -548,7 +576,10 @@ gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, g
     if ((s = m->arch->load(m))) return s;
     if (p && p->lora && (s = model_lora_load(m, p->lora))) return s;
     m->dtype = wtype_name(m->lm_head.type);
-    if (p && p->dtype && (s = convert_weights(m, p->dtype))) return s;
+    m->compute = "f32";
+    if (p && p->compute) {
+        if ((s = set_compute(m, p->compute, p->dtype))) return s;
+    } else if (p && p->dtype && (s = convert_weights(m, p->dtype))) return s;
     if (p && p->kv_cache && strcasecmp(p->kv_cache, "f32") != 0) {
         if (strcasecmp(p->kv_cache, "f16") != 0)
             return err_set(&m->err, GPT2C_ERR_INVALID, "kv_cache '%s' is not one of f32, f16", p->kv_cache);
@@ -579,5 +610,5 @@ void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info) {
                                (uint64_t)m->weight_bytes, wtype_name(m->kv_type), m->arch->model_type,
                                (uint64_t)2 * (uint64_t)c->n_layer * (uint64_t)gpt2_kv_width(c) *
                                    weight_type_size(m->kv_type),
-                               c->bos_id >= 0 ? c->bos_id : c->eos_id};
+                               c->bos_id >= 0 ? c->bos_id : c->eos_id, m->compute ? m->compute : "f32"};
 }

@@ -192,6 +192,9 @@ gpt2c_status gpt2c_model_save(gpt2c_model *m, const char *dir) {
     struct stat st;
     if (lstat(dir, &st) == 0)
         return err_set(&m->err, GPT2C_ERR_INVALID, "%s exists; give a new folder (nothing was written)", dir);
+    if (m->lm_head.type == WT_BF16P) /* its pairs are the kernels' form, not a checkpoint's */
+        return err_set(&m->err, GPT2C_ERR_UNSUPPORTED,
+                       "a model loaded with compute bf16 cannot be saved; save it with dtype bf16 instead");
     char tmp[4200], parent[4200];
     if (snprintf(tmp, sizeof tmp, "%s.incomplete-%ld", dir, (long)getpid()) >= (int)sizeof tmp)
         return err_set(&m->err, GPT2C_ERR_INVALID, "output folder name is too long");

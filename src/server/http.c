@@ -104,9 +104,11 @@ static json_t *model_json(const server_opts *o, served *m) {
                           "status", STATE[m->state]);
     const gpt2c_model_info *in = &m->info;
     if (m->state == MODEL_READY)
-        json_object_set_new(v, "meta", json_pack("{s:i,s:i,s:i,s:s,s:s,s:I}", "n_ctx", in->n_ctx, "n_vocab", in->n_vocab,
-                                                 "slots", o->slots, "dtype", in->weight_dtype ? in->weight_dtype : "",
-                                                 "model_type", in->model_type ? in->model_type : "", "memory_bytes",
+        json_object_set_new(v, "meta", json_pack("{s:i,s:i,s:i,s:s,s:s,s:s,s:I}", "n_ctx", in->n_ctx, "n_vocab",
+                                                 in->n_vocab, "slots", o->slots, "dtype",
+                                                 in->weight_dtype ? in->weight_dtype : "", "compute",
+                                                 in->compute ? in->compute : "f32", "model_type",
+                                                 in->model_type ? in->model_type : "", "memory_bytes",
                                                  (json_int_t)m->bytes));
     pthread_mutex_unlock(&m->lock);
     return v;

@@ -156,8 +156,8 @@ static int load(models *t, served *m, api_error *e) {
         pthread_mutex_lock(&m->mx.lock);
         m->mx.loads++;
         pthread_mutex_unlock(&m->mx.lock);
-        server_log(6, "gpt2c serve: loaded %s: %.1f MiB (weights %s, %d slots), kernels %s", m->id, mib(m->bytes),
-                   m->info.weight_dtype, t->o->slots, m->info.kernels);
+        server_log(6, "gpt2c serve: loaded %s: %.1f MiB (weights %s, %s compute, %d slots), kernels %s", m->id,
+                   mib(m->bytes), m->info.weight_dtype, m->info.compute, t->o->slots, m->info.kernels);
     } else {
         unload(m);
         m->state = stopping ? MODEL_STOPPED : MODEL_UNLOADED;

@@ -148,6 +148,8 @@ gpt2c_status trainer_new_lora(gpt2c_model *m, int B, int T, int n_threads, const
     const char *targets = lo->targets ? lo->targets : arch->lora_targets;
     if (lo->rank < 1 || lo->rank > 4096 || !(lo->alpha > 0) || !*targets)
         return err_set(e, GPT2C_ERR_INVALID, "LoRA needs a rank in 1..4096, alpha > 0 and target modules");
+    if (m->lm_head.type == WT_BF16P) /* training's products are f32 ones */
+        return err_set(e, GPT2C_ERR_UNSUPPORTED, "LoRA training runs in f32; load the model without compute bf16");
     /* Each target must match some layer matrix; the adapted ones, in the
      * model's tensor order. */
     int *which = calloc((size_t)m->n_tensors + 1, sizeof *which), n = 0;
