@@ -9,11 +9,13 @@
 #include "model/model.h"
 #include "testutil.h"
 
-/* (n, n_vocab) logits: row i follows ids[0..i]. */
-static inline float *forward_all(const gpt2c_model *m, const int32_t *ids, int n) {
+/* (n, n_vocab) logits: row i follows ids[0..i], through the model in
+ * chunks of `chunk` tokens: 1 decodes token by token (the streamed
+ * product), more run as a prompt (tiled, packed from 64 rows). */
+static inline float *forward_chunked(const gpt2c_model *m, const int32_t *ids, int n, int chunk) {
     gpt2_state st;
     gpt2_err e = {0};
-    assert_int_equal(gpt2_state_init(&st, m, 1, n, 64, 0, &e), GPT2C_OK);
+    assert_int_equal(gpt2_state_init(&st, m, 1, n, chunk, 0, &e), GPT2C_OK);
     const size_t N = n > 0 ? (size_t)n : 1;
     int *pos = malloc(sizeof(int) * N), *slot = calloc(N, sizeof(int));
     for (int i = 0; i < n; i++) pos[i] = i;
@@ -25,6 +27,11 @@ static inline float *forward_all(const gpt2c_model *m, const int32_t *ids, int n
     free(pos);
     free(slot);
     return logits;
+}
+
+/* The same in one cache-free pass of up to 64 tokens a chunk. */
+static inline float *forward_all(const gpt2c_model *m, const int32_t *ids, int n) {
+    return forward_chunked(m, ids, n, 64);
 }
 
 /* Runs a generation to its end with the public API; the caller frees it. */

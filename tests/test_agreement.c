@@ -234,24 +234,6 @@ static void test_formats_consistent(void **state) {
     }
 }
 
-/* (n, V) logits of ids through the model in chunks of `chunk` tokens: 1
- * decodes token by token (the streamed product), 64 runs them as a prompt
- * (tiled, packed from 64 rows), 5 crosses chunk edges with tiles of 5 rows. */
-static float *forward_chunked(const gpt2c_model *m, const int32_t *ids, int n, int chunk) {
-    gpt2_state st;
-    gpt2_err e = {0};
-    assert_int_equal(gpt2_state_init(&st, m, 1, n, chunk, 0, &e), GPT2C_OK);
-    int *pos = malloc(sizeof(int) * (size_t)n), *slot = calloc((size_t)n, sizeof(int));
-    for (int i = 0; i < n; i++) pos[i] = i;
-    float *logits = malloc(sizeof(float) * (size_t)n * (size_t)m->cfg.n_vocab);
-    gpt2_batch b = {n, ids, pos, slot, pos};
-    if (gpt2_forward(m, &st, &b, logits, &e) != GPT2C_OK) fail_msg("forward: %s", e.msg);
-    gpt2_state_free(&st);
-    free(pos);
-    free(slot);
-    return logits;
-}
-
 /* bf16 compute keeps the contract of kernels.h: the logits of a prompt are
  * the same bits whether its tokens run together (prefill) or one by one
  * (decode), on a prompt long enough for the packed tiles; and the tokens
