@@ -253,6 +253,30 @@ static void test_bf16_compute_exact(void **state) {
         gpt2c_model_free(m);
     }
     unsetenv("GPT2C_KERNELS");
+    /* compute "f32" leaves a dtype to convert; "bf16" takes "bf16" beside it, and refuses another. */
+    const struct {
+        const char *compute, *dtype, *want;
+        gpt2c_status status;
+    } combos[] = {{"f32", "f16", "F16", GPT2C_OK}, {"bf16", "bf16", "BF16", GPT2C_OK},
+                  {"bf16", "q8", NULL, GPT2C_ERR_INVALID}, {"f8", NULL, NULL, GPT2C_ERR_INVALID}};
+    for (size_t i = 0; i < sizeof combos / sizeof *combos; i++) {
+        if (!strcmp(combos[i].compute, "bf16") && !gpt2_kernels_select()->matmul_bf16) continue;
+        gpt2c_model *m;
+        gpt2c_model_params p = {.compute = combos[i].compute, .dtype = combos[i].dtype};
+        const gpt2c_status st = gpt2c_model_load_ex(dir, &p, &m);
+        if (st != combos[i].status)
+            fail_msg("compute %s, dtype %s: status %d, want %d (%s)", combos[i].compute, combos[i].dtype, st,
+                     combos[i].status, gpt2c_model_errmsg(m));
+        gpt2c_model_info info;
+        if (st == GPT2C_OK) gpt2c_model_get_info(m, &info);
+        if (st == GPT2C_OK && (strcmp(info.weight_dtype, combos[i].want) || strcmp(info.compute, combos[i].compute)))
+            fail_msg("compute %s, dtype %s: weights %s in %s compute", combos[i].compute, combos[i].dtype,
+                     info.weight_dtype, info.compute);
+        if (st != GPT2C_OK && !strstr(gpt2c_model_errmsg(m), "compute"))
+            fail_msg("compute %s, dtype %s: the message does not name compute: %s", combos[i].compute,
+                     combos[i].dtype, gpt2c_model_errmsg(m));
+        gpt2c_model_free(m);
+    }
     if (!have_bf16_compute()) return;
     int32_t ids[100];
     for (int i = 0; i < 100; i++) ids[i] = (int32_t)((i * 7919 + 13) % 50257);

@@ -481,28 +481,36 @@ static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, si
     for (size_t k0 = 0; k0 < din; k0 += GPT2_Q8_BLOCK) {
         const size_t nk = din - k0 < GPT2_Q8_BLOCK ? din - k0 : GPT2_Q8_BLOCK;
         product_rows(*w, use, d0, d1, k0, nk, strip, tmp); // (nk, dout)
-        for (size_t j = 0; j < dout; j++) {
-            if (to == WT_Q8) {
+        if (to == WT_Q8) {
+            for (size_t j = 0; j < dout; j++) {
                 float amax = 0.0f;
                 for (size_t k = 0; k < nk; k++) amax = fmaxf(amax, fabsf(strip[k * dout + j]));
                 float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
                 scales[q8_scale_index(k0, j, din)] = f32_to_f16(d);
                 for (size_t k = 0; k < nk; k++)
                     ((int8_t *)data)[q8_index(k0 + k, j, din)] = (int8_t)lrintf(strip[k * dout + j] * id);
-                continue;
             }
-            for (size_t k = 0; k < nk; k++) {
-                const size_t i = to == WT_BF16P       ? bf16p_index(k0 + k, j, dout)
-                                 : use == MAT_LINEAR ? j * din + k0 + k
-                                                     : (k0 + k) * dout + j; /* as stored */
-                const float x = strip[k * dout + j];
-                switch (to) {
-                case WT_F32: ((float *)data)[i] = x; break;
-                case WT_F16: ((uint16_t *)data)[i] = f32_to_f16(x); break;
-                case WT_BF16:
-                case WT_BF16P: ((uint16_t *)data)[i] = f32_to_bf16(x); break;
-                case WT_Q8: break; /* above */
-                }
+            continue;
+        }
+        /* Row by row of W, the type tested once a row, not per element:
+         * gpt2's conversion for --compute bf16 took 1.3-1.5 s element by
+         * element, 0.66-0.79 s so (beside another build); most of the rest
+         * is the kernel zeroing the new pages. */
+        for (size_t k = k0; k < k0 + nk; k++) {
+            const float *row = strip + (k - k0) * dout;
+            uint16_t *h = data;
+            if (to == WT_BF16P) { /* W's pair words: k's half of each */
+                for (size_t j = 0; j < dout; j++) h[bf16p_index(k, j, dout)] = f32_to_bf16(row[j]);
+            } else if (use == MAT_LINEAR) { /* back to the stored (dout, din) orientation */
+                for (size_t j = 0; j < dout; j++)
+                    if (to == WT_F32) ((float *)data)[j * din + k] = row[j];
+                    else h[j * din + k] = to == WT_F16 ? f32_to_f16(row[j]) : f32_to_bf16(row[j]);
+            } else if (to == WT_F32) {
+                memcpy((float *)data + k * dout, row, dout * sizeof *row);
+            } else if (to == WT_F16) {
+                for (size_t j = 0; j < dout; j++) h[k * dout + j] = f32_to_f16(row[j]);
+            } else {
+                for (size_t j = 0; j < dout; j++) h[k * dout + j] = f32_to_bf16(row[j]);
             }
         }
     }
@@ -577,9 +585,8 @@ gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, g
     if (p && p->lora && (s = model_lora_load(m, p->lora))) return s;
     m->dtype = wtype_name(m->lm_head.type);
     m->compute = "f32";
-    if (p && p->compute) {
-        if ((s = set_compute(m, p->compute, p->dtype))) return s;
-    } else if (p && p->dtype && (s = convert_weights(m, p->dtype))) return s;
+    if (p && p->compute && (s = set_compute(m, p->compute, p->dtype))) return s;
+    if (p && p->dtype && strcmp(m->compute, "bf16") != 0 && (s = convert_weights(m, p->dtype))) return s;
     if (p && p->kv_cache && strcasecmp(p->kv_cache, "f32") != 0) {
         if (strcasecmp(p->kv_cache, "f16") != 0)
             return err_set(&m->err, GPT2C_ERR_INVALID, "kv_cache '%s' is not one of f32, f16", p->kv_cache);

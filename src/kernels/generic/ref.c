@@ -12,26 +12,32 @@
 
 size_t weight_type_size(gpt2_wtype t) { return t == WT_F32 ? 4 : t == WT_Q8 ? 1 : 2; }
 
+/* One loop per type, the type tested once: conversion at load (--dtype,
+ * --compute) widens every matrix through here. */
 void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out) {
     const unsigned char *p = (const unsigned char *)w.data + at * weight_type_size(w.type);
-    for (size_t i = 0; i < n; i++) {
-        uint16_t h;
-        switch (w.type) {
-        case WT_F32: memcpy(&out[i], p + 4 * i, 4); break;
-        case WT_F16: memcpy(&h, p + 2 * i, 2); out[i] = f16_to_f32(h); break;
-        case WT_BF16: memcpy(&h, p + 2 * i, 2); out[i] = bf16_to_f32(h); break;
-        case WT_BF16P: { /* `at` counts in W's row-major order, as for Q8 */
+    uint16_t h;
+    switch (w.type) {
+    case WT_F32: memcpy(out, p, n * 4); break;
+    case WT_F16:
+        for (size_t i = 0; i < n; i++) memcpy(&h, p + 2 * i, 2), out[i] = f16_to_f32(h);
+        break;
+    case WT_BF16:
+        for (size_t i = 0; i < n; i++) memcpy(&h, p + 2 * i, 2), out[i] = bf16_to_f32(h);
+        break;
+    case WT_BF16P: /* `at` counts in W's row-major order, as for Q8 */
+        for (size_t i = 0; i < n; i++) {
             size_t k = (at + i) / (size_t)w.cols, j = (at + i) % (size_t)w.cols;
             out[i] = bf16_to_f32(((const uint16_t *)w.data)[bf16p_index(k, j, (size_t)w.cols)]);
-            break;
         }
-        case WT_Q8: {
+        break;
+    case WT_Q8:
+        for (size_t i = 0; i < n; i++) {
             size_t k = (at + i) / (size_t)w.cols, j = (at + i) % (size_t)w.cols;
             int8_t q = ((const int8_t *)w.data)[q8_index(k, j, (size_t)w.rows)];
             out[i] = (float)q * f16_to_f32(w.scales[q8_scale_index(k, j, (size_t)w.rows)]);
-            break;
         }
-        }
+        break;
     }
 }
 
