@@ -10,13 +10,16 @@ question, and times the second request's first streamed token. The rounds altern
 server goes first. Prints the medians and their ratio; the texts must agree.
 """
 import argparse
-import http.client
 import json
 import os
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import servebench  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
 ap.add_argument("bin")
@@ -29,30 +32,14 @@ args = ap.parse_args()
 tmp = tempfile.mkdtemp(prefix="gpt2c-pcb-")
 
 
+
 def start(*extra):
-    pf = os.path.join(tmp, f"port{len(os.listdir(tmp))}")
-    p = subprocess.Popen([args.bin, "serve", "-m", args.model, "--port", "0", "--port-file", pf, "--slots", "2", "--quiet",
-                          *extra], stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        if os.path.exists(pf) and open(pf).read().strip():
-            return p, int(open(pf).read())
-        time.sleep(0.05)
-    raise RuntimeError("server did not start")
+    return servebench.start(args.bin, args.model, tmp, *extra)
 
 
 def first_token(port, prompt):
     """Seconds to the first streamed token, and the whole text."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    t0 = time.monotonic()
-    c.request("POST", "/v1/completions", json.dumps({"prompt": prompt, "max_tokens": 8, "temperature": 0, "stream": True}),
-              {"Content-Type": "application/json"})
-    r = c.getresponse()
-    first, text = None, ""
-    for line in r:
-        if line.startswith(b"data: {"):
-            first = first or time.monotonic() - t0
-            text += "".join(ch["text"] for ch in json.loads(line[6:])["choices"])
-    c.close()
+    first, _, text, _ = servebench.stream(port, prompt, 8)
     return first, text
 
 
@@ -85,6 +72,7 @@ finally:
     for p, _ in servers.values():
         p.terminate()
         p.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
 med = {k: statistics.median(v) for k, v in times.items()}
 report = {"prefix_tokens": n_prefix, "rounds": args.rounds, "ttft_cache_ms": round(med["cache"] * 1e3, 1),
           "ttft_no_cache_ms": round(med["no_cache"] * 1e3, 1), "speedup": round(med["no_cache"] / med["cache"], 2),

@@ -13,6 +13,7 @@ best of each figure per binary, and the first binary's speed-up over each other'
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -35,12 +36,15 @@ def run(binary):
     return {k: r[k] for k in KEYS}
 
 
-for b in args.bins:
-    run(b)  # warm: page cache, tokenizer image
 got = {b: [] for b in args.bins}
-for _ in range(args.runs):
+try:
     for b in args.bins:
-        got[b].append(run(b))
+        run(b)  # warm: page cache, tokenizer image
+    for _ in range(args.runs):
+        for b in args.bins:
+            got[b].append(run(b))
+finally:
+    shutil.rmtree(env["GPT2C_CACHE_DIR"], ignore_errors=True)
 report = {}
 for b in args.bins:
     report[b] = {k: {"median_ms": round(statistics.median(r[k] for r in got[b]) * 1e3, 2),

@@ -397,6 +397,11 @@ GPT2C_KERNELS=avx512vnni expect_exit 1 "generate --compute bf16 without the bf16
 expect_stderr "AVX512_BF16" "compute bf16 refused, naming AVX512_BF16"
 expect_exit 2 "generate --compute f8" -- $BIN generate -m "$CK" -p hi -n 1 --compute f8
 expect_stderr "--compute: 'f8' is not one of f32, bf16" "a bad --compute names the option"
+# The server benches run (the release bench with this build on both sides): the texts agree.
+expect_exit 0 "release_bench" -- $PY bench/release_bench.py -m "$CK" --rounds 1 --json "$BIN" "$BIN"
+$PY -c "import json,sys; b = json.load(open(sys.argv[1])); assert b['same_text'] and b['prefill_512_ms']['new'] > 0 and b['decode_tokens_per_s']['draft'] > 0, b" "$TMP/out" && ok || bad "release_bench: $(cat "$TMP/out")"
+expect_exit 0 "prompt_cache_bench" -- $PY bench/prompt_cache_bench.py "$BIN" -m "$CK" --rounds 1 --prefix-tokens 100 --json
+$PY -c "import json,sys; b = json.load(open(sys.argv[1])); assert b['same_text'] and b['prefix_tokens'] >= 100, b" "$TMP/out" && ok || bad "prompt_cache_bench: $(cat "$TMP/out")"
 # The kernel bench (bench/kernel_bench.c) runs and refuses a bad shape.
 expect_exit 0 "kernel_bench" -- "$BUILD/bench/kernel_bench" --calls 1 --dtype f16 70 64 100
 grep -qF "70 x    64 x   100: best" "$TMP/out" && ok || bad "kernel_bench: $(cat "$TMP/out")"
