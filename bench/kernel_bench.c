@@ -125,8 +125,8 @@ int main(int argc, char **argv) {
         j.xb = malloc(sizeof(uint32_t) * (size_t)j.n * (size_t)(j.din / 2 + 1));
         x_bf16_pairs(j.xb, j.x, (size_t)j.n * j.din);
         for (int c = 0; c < COPIES; c++) {
-            j.w[c] = malloc(nw * weight_type_size(t));
-            for (size_t i = 0; i < nw; i++) {
+            j.w[c] = malloc((t == WT_BF16P ? (size_t)j.din * bf16p_padded((size_t)j.dout) : nw) * weight_type_size(t));
+            for (size_t i = 0; i < (t == WT_BF16P ? (size_t)j.din * bf16p_padded((size_t)j.dout) : nw); i++) {
                 s = s * 6364136223846793005ull + 1;
                 float v = (float)(s >> 40) / 16777216.0f - 0.5f;
                 if (t == WT_F32) ((float *)j.w[c])[i] = v;

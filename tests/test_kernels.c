@@ -453,7 +453,7 @@ static void test_matmul_bf16(void **state) {
         int n = trial % 4 == 3 ? irand(60, 90) : irand(1, 11), din = 2 * irand(1, 150), dout = irand(1, 150);
         if (trial < 2) n = 1, din = 768, dout = 2304;    /* a real decode shape */
         if (trial == 2) n = 3, din = 64, dout = 50257; /* the head's odd width */
-        const size_t words = (size_t)din / 2 * dout;
+        const size_t words = (size_t)din / 2 * bf16p_padded((size_t)dout);
         uint32_t *wp = malloc(words * sizeof *wp), *xb = malloc(sizeof(uint32_t) * (size_t)n * din / 2);
         for (size_t i = 0; i < words; i++) wp[i] = f32_bits(frand()) >> 16 | (f32_bits(frand()) & 0xffff0000u);
         const gpt2_weight w = {wp, WT_BF16P, NULL, din, dout, 0};
@@ -467,7 +467,7 @@ static void test_matmul_bf16(void **state) {
         for (int k = 1; k < n_tables; k++) {
             if (!tables[k]->matmul_bf16) continue;
             memset(got, 0xff, sizeof(float) * (size_t)n * dout);
-            int mid = irand(0, dout); /* two threads' column ranges */
+            int mid = GPT2_BF16P_GROUP * irand(0, dout / GPT2_BF16P_GROUP); /* two threads' column ranges */
             tables[k]->matmul_bf16(got, xb, w, b, n, din, dout, 0, mid);
             tables[k]->matmul_bf16(got, xb, w, b, n, din, dout, mid, dout);
             if (memcmp(got, want, sizeof(float) * (size_t)n * dout) != 0)
@@ -487,7 +487,7 @@ static void test_matmul_bf16(void **state) {
             for (int i = 0; i < n; i++) {
                 double exact = b ? b[j] : 0.0, mag = fabs(exact);
                 for (int k = 0; k < din; k++) {
-                    const uint32_t x2 = xb[(size_t)i * din / 2 + k / 2], w2 = wp[(size_t)k / 2 * dout + j];
+                    const uint32_t x2 = xb[(size_t)i * din / 2 + k / 2], w2 = wp[bf16p_word((size_t)k / 2, (size_t)j, (size_t)din / 2)];
                     const double t = (double)bf16_to_f32((uint16_t)(x2 >> 16 * (k % 2))) *
                                      bf16_to_f32((uint16_t)(w2 >> 16 * (k % 2)));
                     exact += t, mag += fabs(t);

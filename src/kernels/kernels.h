@@ -51,13 +51,24 @@ typedef enum gpt2_wtype { WT_F32, WT_F16, WT_BF16, WT_Q8, WT_BF16P } gpt2_wtype;
 
 /* BF16P, the form of --compute bf16 (gpt2c_model_params.compute): the
  * product matrix W (din, dout), din even, as bf16 with each k pair of a
- * column in one 32-bit word -- word (k / 2) * dout + j holds W[k, j] in its
- * low half and W[k + 1, j] in its high half -- the operand vdpbf16ps
- * multiplies pairwise with a pair of the input row's values, rounded to
- * bf16 (x_bf16_pairs). One output is a single chain from the bias over the
- * pairs in order (bf16_dot_pair): no k blocks, so the product of one row
- * and of many, split over columns any way, give the same bits. */
-static inline size_t bf16p_index(size_t k, size_t j, size_t dout) { return k / 2 * 2 * dout + 2 * j + k % 2; }
+ * column in one 32-bit word -- W[k, j] in the low half, W[k + 1, j] in the
+ * high half -- the operand vdpbf16ps multiplies pairwise with a pair of the
+ * input row's values, rounded to bf16 (x_bf16_pairs). The words go in
+ * groups of GPT2_BF16P_GROUP columns, each group's pairs in order, 16 words
+ * a pair: a group is one contiguous run of memory, which decode streams
+ * and prefill's tiles read without copying (the layout Q8 has for the same
+ * reason); columns are padded with zeros to a whole group. One output is a
+ * single chain from the bias over the pairs in order (bf16_dot_pair): no k
+ * blocks, so the product of one row and of many, split over columns any
+ * way, give the same bits. */
+#define GPT2_BF16P_GROUP 16
+static inline size_t bf16p_padded(size_t dout) { return (dout + GPT2_BF16P_GROUP - 1) / GPT2_BF16P_GROUP * GPT2_BF16P_GROUP; }
+/* The word of pair p (k = 2p and 2p + 1) of column j, in a matrix of din / 2 pairs. */
+static inline size_t bf16p_word(size_t p, size_t j, size_t pairs) {
+    return j / GPT2_BF16P_GROUP * (pairs * GPT2_BF16P_GROUP) + p * GPT2_BF16P_GROUP + j % GPT2_BF16P_GROUP;
+}
+/* The bf16 element of W[k, j]. */
+static inline size_t bf16p_index(size_t k, size_t j, size_t din) { return 2 * bf16p_word(k / 2, j, din / 2) + k % 2; }
 
 /* One step of the chain, as vdpbf16ps computes a lane (Intel's definition,
  * which this AMD CPU matched on 2 million random pairs): the products of
@@ -177,8 +188,9 @@ typedef void gpt2_matmul_q8_fn(float *out, const int16_t *xq, const float *xd, g
                                int din, int dout, int j0, int j1);
 /* The BF16P product of x_bf16_pairs' rows: out[i, j] = the chain of
  * bf16_dot_pair over row i's pairs and column j's, from bias[j] or 0, for
- * i < n and j in [j0, j1). Only tables whose CPU has the instruction hold
- * one, and the generic table, as the oracle. */
+ * i < n and j in [j0, j1), j0 a multiple of GPT2_BF16P_GROUP and j1 too or
+ * dout. Only tables whose CPU has the instruction hold one, and the generic
+ * table, as the oracle. */
 typedef void gpt2_matmul_bf16_fn(float *out, const uint32_t *xb, gpt2_weight w, const float *bias, int n, int din,
                                  int dout, int j0, int j1);
 /* out (n, d) = (in - mean) / sqrt(var + eps) * g + b, per row. */

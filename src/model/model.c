@@ -417,6 +417,7 @@ gpt2c_status model_layers(gpt2c_model *m, const char *prefix, const layer_tensor
  * scales. */
 static size_t matrix_bytes(gpt2_weight w, size_t din, size_t dout) {
     if (w.type == WT_Q8) return din * q8_padded(dout) + din / GPT2_Q8_BLOCK * q8_padded(dout) * 2;
+    if (w.type == WT_BF16P) return din * bf16p_padded(dout) * 2;
     return din * dout * weight_type_size(w.type);
 }
 
@@ -467,7 +468,9 @@ static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, si
         return err_set(&m->err, GPT2C_ERR_UNSUPPORTED, "compute bf16 needs an even number of inputs; %s has %zu",
                        what, din);
     gpt2_weight out = {.type = to, .rows = (int)din, .cols = (int)dout, .linear = w->linear};
-    void *data = own(m, to == WT_Q8 ? din * dpad : din * dout * weight_type_size(to));
+    void *data = own(m, to == WT_Q8     ? din * dpad
+                        : to == WT_BF16P ? din * bf16p_padded(dout) * 2
+                                         : din * dout * weight_type_size(to));
     uint16_t *scales = to == WT_Q8 ? own(m, din / GPT2_Q8_BLOCK * dpad * 2) : NULL;
     float *strip = malloc(GPT2_Q8_BLOCK * dout * sizeof *strip), tmp[GPT2_Q8_BLOCK];
     if (!data || (to == WT_Q8 && !scales) || !strip) {
@@ -500,7 +503,8 @@ static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, si
             const float *row = strip + (k - k0) * dout;
             uint16_t *h = data;
             if (to == WT_BF16P) { /* W's pair words: k's half of each */
-                for (size_t j = 0; j < dout; j++) h[bf16p_index(k, j, dout)] = f32_to_bf16(row[j]);
+                for (size_t j = 0; j < bf16p_padded(dout); j++) /* the padding columns: zeros */
+                    h[bf16p_index(k, j, din)] = j < dout ? f32_to_bf16(row[j]) : 0;
             } else if (use == MAT_LINEAR) { /* back to the stored (dout, din) orientation */
                 for (size_t j = 0; j < dout; j++)
                     if (to == WT_F32) ((float *)data)[j * din + k] = row[j];

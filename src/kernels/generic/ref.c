@@ -28,7 +28,7 @@ void weight_to_f32(gpt2_weight w, size_t at, size_t n, float *out) {
     case WT_BF16P: /* `at` counts in W's row-major order, as for Q8 */
         for (size_t i = 0; i < n; i++) {
             size_t k = (at + i) / (size_t)w.cols, j = (at + i) % (size_t)w.cols;
-            out[i] = bf16_to_f32(((const uint16_t *)w.data)[bf16p_index(k, j, (size_t)w.cols)]);
+            out[i] = bf16_to_f32(((const uint16_t *)w.data)[bf16p_index(k, j, (size_t)w.rows)]);
         }
         break;
     case WT_Q8:
@@ -136,11 +136,12 @@ static void matmul_q8_ref(float *out, const int16_t *xq, const float *xd, gpt2_w
 
 static void matmul_bf16_ref(float *out, const uint32_t *xb, gpt2_weight w, const float *bias, int n, int din,
                             int dout, int j0, int j1) {
-    const uint32_t *wp = w.data; // (din / 2, dout) pairs
+    const uint32_t *wp = w.data; // (din / 2, dout) pairs, in groups of columns
     for (int i = 0; i < n; i++)
         for (int j = j0; j < j1; j++) {
             float acc = bias ? bias[j] : 0.0f;
-            for (int p = 0; p < din / 2; p++) acc = bf16_dot_pair(acc, xb[(size_t)i * (din / 2) + p], wp[(size_t)p * dout + j]);
+            for (int p = 0; p < din / 2; p++)
+                acc = bf16_dot_pair(acc, xb[(size_t)i * (din / 2) + p], wp[bf16p_word((size_t)p, (size_t)j, (size_t)din / 2)]);
             out[(size_t)i * dout + j] = acc;
         }
 }

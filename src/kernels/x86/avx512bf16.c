@@ -8,37 +8,29 @@
 
 #include "../kernels.h"
 
-#define MB 8            /* a tile: 8 rows x NB vectors of 16 columns, 24 accumulators of 32 registers */
+#define MB 8  /* a tile: 8 rows x NB vectors of 16 columns, 24 accumulators of 32 registers */
 #define NB 3
-#define KP 64           /* pairs (128 k) per block of the tiled loop: a 12 KiB slice of a tile's weights */
-#define PACK_ROWS 64    /* from this many rows the slice is copied to a contiguous buffer (see mm_typed) */
-/* In place (decode), a tile's weights are fetched this many pairs ahead: a
- * few rows' tile walks down its columns, one 192-byte run a pair, which the
- * hardware prefetcher follows late. kernel_bench, 1 x 768 x 2304, median:
- * 8 pairs ahead 38 GFLOP/s, 24 and 48 ahead 53-54. */
-#define PREFETCH_PAIRS 24
+#define KP 64 /* pairs (128 k) per block of the tiled loop: a tile's slice is 3 runs of 4 KiB */
 #define UNROLL _Pragma("GCC unroll 8") /* the tile's loops, whole: its accumulators stay in registers */
 
 /* R rows (a compile-time count) x NC vectors of columns over pairs
  * [p0, p1): each sum goes on from out's value, the chain the product
- * defines. Pair p's words for vector c are at w + (p - p0) * stride + 16 c;
- * the last vector's lanes outside `last` are neither read nor written. */
+ * defines. Vector c's words for pair p are at w + c * gstride + 16 (p - p0):
+ * its column group's contiguous run; the last vector's lanes outside `last`
+ * are padding, neither stored nor loaded from out. */
 static inline __attribute__((always_inline)) void bf_tile(float *out, const uint32_t *x, const uint32_t *w,
-                                                          size_t stride, int prefetch, const int R, const int NC,
-                                                          __mmask16 last, int dinp, int dout, int p0, int p1) {
+                                                          size_t gstride, const int R, const int NC, __mmask16 last,
+                                                          int dinp, int dout, int p0, int p1) {
     __m512 acc[MB][NB];
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
         for (int c = 0; c < NC; c++)
             acc[r][c] = _mm512_maskz_loadu_ps(c == NC - 1 ? last : 0xffff, out + (size_t)r * dout + 16 * c);
-    for (int p = p0; p < p1; p++, w += stride) {
-        if (prefetch)
-            UNROLL
-            for (int c = 0; c < NC; c++) _mm_prefetch((const char *)(w + PREFETCH_PAIRS * stride + 16 * c), _MM_HINT_T0);
+    for (int p = p0; p < p1; p++, w += 16) {
         __m512i wv[NB];
         UNROLL
-        for (int c = 0; c < NC; c++) wv[c] = _mm512_maskz_loadu_epi32(c == NC - 1 ? last : 0xffff, w + 16 * c);
+        for (int c = 0; c < NC; c++) wv[c] = _mm512_loadu_si512(w + c * gstride);
         UNROLL
         for (int r = 0; r < R; r++) {
             const __m512bh xr = (__m512bh)_mm512_set1_epi32((int)x[(size_t)r * dinp + p]);
@@ -55,53 +47,45 @@ static inline __attribute__((always_inline)) void bf_tile(float *out, const uint
 
 #define BF_ROWS(NC)                                                                                                \
     switch (rows) {                                                                                                \
-    case 1: bf_tile(out, x, w, stride, prefetch, 1, NC, last, dinp, dout, p0, p1); break;                         \
-    case 2: bf_tile(out, x, w, stride, prefetch, 2, NC, last, dinp, dout, p0, p1); break;                         \
-    case 3: bf_tile(out, x, w, stride, prefetch, 3, NC, last, dinp, dout, p0, p1); break;                         \
-    case 4: bf_tile(out, x, w, stride, prefetch, 4, NC, last, dinp, dout, p0, p1); break;                         \
-    case 5: bf_tile(out, x, w, stride, prefetch, 5, NC, last, dinp, dout, p0, p1); break;                         \
-    case 6: bf_tile(out, x, w, stride, prefetch, 6, NC, last, dinp, dout, p0, p1); break;                         \
-    case 7: bf_tile(out, x, w, stride, prefetch, 7, NC, last, dinp, dout, p0, p1); break;                         \
-    default: bf_tile(out, x, w, stride, prefetch, 8, NC, last, dinp, dout, p0, p1); break;                        \
+    case 1: bf_tile(out, x, w, gstride, 1, NC, last, dinp, dout, p0, p1); break;                                  \
+    case 2: bf_tile(out, x, w, gstride, 2, NC, last, dinp, dout, p0, p1); break;                                  \
+    case 3: bf_tile(out, x, w, gstride, 3, NC, last, dinp, dout, p0, p1); break;                                  \
+    case 4: bf_tile(out, x, w, gstride, 4, NC, last, dinp, dout, p0, p1); break;                                  \
+    case 5: bf_tile(out, x, w, gstride, 5, NC, last, dinp, dout, p0, p1); break;                                  \
+    case 6: bf_tile(out, x, w, gstride, 6, NC, last, dinp, dout, p0, p1); break;                                  \
+    case 7: bf_tile(out, x, w, gstride, 7, NC, last, dinp, dout, p0, p1); break;                                  \
+    default: bf_tile(out, x, w, gstride, 8, NC, last, dinp, dout, p0, p1); break;                                 \
     }
 
-static void bf_tile_any(float *out, const uint32_t *x, const uint32_t *w, size_t stride, int prefetch, int rows,
-                        int nc, __mmask16 last, int dinp, int dout, int p0, int p1) {
+static void bf_tile_any(float *out, const uint32_t *x, const uint32_t *w, size_t gstride, int rows, int nc,
+                        __mmask16 last, int dinp, int dout, int p0, int p1) {
     if (nc == NB) BF_ROWS(NB)
     else if (nc == 2) BF_ROWS(2)
     else BF_ROWS(1)
 }
 
 /* Tiles of 8 rows x 48 columns. A few rows (decode) go down each tile's
- * columns in one pass, reading every weight once; more go k block by k
- * block, each block's slice of a tile read (packed, from 64 rows) for every
- * group of rows. Whatever the path, an output is the same chain. */
+ * three column groups in one pass, reading every weight once, as three
+ * sequential streams; more go k block by k block, each block's slice of a
+ * tile (three 4 KiB runs, no copy needed) read for every group of rows.
+ * Whatever the path, an output is the same chain. */
 static void matmul_bf16_avx512bf16(float *out, const uint32_t *xb, gpt2_weight w, const float *bias, int n, int din,
                                    int dout, int j0, int j1) {
-    const int dinp = din / 2, pack = n >= PACK_ROWS;
-    const uint32_t *wp = w.data; // (din / 2, dout) pairs
+    const int dinp = din / 2;
+    const size_t gstride = (size_t)dinp * GPT2_BF16P_GROUP; /* words from one column group to the next */
+    const uint32_t *wp = w.data;
     for (int i = 0; i < n; i++)
         for (int j = j0; j < j1; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
-    _Alignas(64) uint32_t pk[KP * NB * 16];
     const int kp = n <= MB ? dinp : KP;
     for (int p0 = 0; p0 < dinp; p0 += kp) {
         const int p1 = p0 + kp < dinp ? p0 + kp : dinp;
         for (int j = j0; j < j1; j += NB * 16) {
             const int cols = j1 - j < NB * 16 ? j1 - j : NB * 16, nc = (cols + 15) / 16, tail = cols - 16 * (nc - 1);
             const __mmask16 last = (__mmask16)(tail == 16 ? 0xffffu : (1u << tail) - 1);
-            const uint32_t *src = wp + (size_t)p0 * dout + j;
-            size_t stride = (size_t)dout;
-            if (pack) {
-                for (int p = p0; p < p1; p++)
-                    for (int c = 0; c < nc; c++)
-                        _mm512_store_si512(pk + (p - p0) * NB * 16 + 16 * c,
-                                           _mm512_maskz_loadu_epi32(c == nc - 1 ? last : 0xffff,
-                                                                    wp + (size_t)p * dout + j + 16 * c));
-                src = pk, stride = NB * 16;
-            }
+            const uint32_t *src = wp + bf16p_word((size_t)p0, (size_t)j, (size_t)dinp);
             for (int i = 0; i < n; i += MB)
-                bf_tile_any(out + (size_t)i * dout + j, xb + (size_t)i * dinp, src, stride, !pack,
-                            n - i < MB ? n - i : MB, nc, last, dinp, dout, p0, p1);
+                bf_tile_any(out + (size_t)i * dout + j, xb + (size_t)i * dinp, src, gstride, n - i < MB ? n - i : MB,
+                            nc, last, dinp, dout, p0, p1);
         }
     }
 }
