@@ -154,11 +154,12 @@ typedef struct gpt2c_model_params {
     const char *lora;
     /* NULL or "f32": every product in f32. "bf16": where the CPU has
      * AVX512_BF16, the products (the LM head's too) multiply bf16-rounded
-     * inputs by bf16-rounded matrices in vdpbf16ps, summing in f32: twice
-     * the f32 FMA rate for long prompts, and half the bytes of f32 weights
-     * per decoded token, at a cost in exactness like bf16 weights' (one
-     * rounding more, of the inputs). Refused elsewhere, and with a dtype
-     * other than "bf16". */
+     * inputs by bf16-rounded matrices in vdpbf16ps, summing in f32: the
+     * products at up to twice the f32 FMA rate (long prompts), half the
+     * bytes of f32 weights per decoded token, at a cost in exactness near
+     * bf16 weights' (one rounding more, of the inputs). Prefill and decode
+     * still give the same bits. Refused elsewhere, and beside a dtype other
+     * than "bf16". */
     const char *compute;
 } gpt2c_model_params;
 gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, gpt2c_model **out);
