@@ -12,7 +12,6 @@ server goes first. Prints the medians and their ratio; the texts must agree.
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -69,10 +68,7 @@ try:
             times[k].append(t)
             texts[k].append(text)
 finally:
-    for p, _ in servers.values():
-        p.terminate()
-        p.wait()
-    shutil.rmtree(tmp, ignore_errors=True)
+    servebench.stop(servers.values(), tmp)
 med = {k: statistics.median(v) for k, v in times.items()}
 report = {"prefix_tokens": n_prefix, "rounds": args.rounds, "ttft_cache_ms": round(med["cache"] * 1e3, 1),
           "ttft_no_cache_ms": round(med["no_cache"] * 1e3, 1), "speedup": round(med["no_cache"] / med["cache"], 2),

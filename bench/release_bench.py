@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -74,10 +73,7 @@ try:
                 got[k]["decode"].append(63 / (last - first))
             texts[k].append(text)
 finally:
-    for p, _ in servers.values():
-        p.terminate()
-        p.wait()
-    shutil.rmtree(tmp, ignore_errors=True)
+    servebench.stop(servers.values(), tmp)
 
 med = {k: {m: statistics.median(v) for m, v in g.items() if v} for k, g in got.items()}
 report = {

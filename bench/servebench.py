@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -47,3 +48,11 @@ def stream(port, prompt, max_tokens):
                 finish = ch.get("finish_reason") or finish
     c.close()
     return first, last, text, finish
+
+
+def stop(servers, tmp):
+    """Stops the (process, port) pairs start gave, and removes the folder their port files were in."""
+    for p, _ in servers:
+        p.terminate()
+        p.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
