@@ -114,7 +114,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "kernel_bench: bad shape %s %s %s\n", argv[a], argv[a + 1], argv[a + 2]);
             return 2;
         }
-        const size_t nw = (size_t)j.din * j.dout;
+        const size_t nw = (size_t)j.din * (t == WT_BF16P ? bf16p_padded((size_t)j.dout) : (size_t)j.dout); /* held */
         j.x = malloc(sizeof(float) * (size_t)j.n * j.din);
         j.out = malloc(sizeof(float) * (size_t)j.n * j.dout);
         j.bias = malloc(sizeof(float) * (size_t)j.dout);
@@ -125,8 +125,8 @@ int main(int argc, char **argv) {
         j.xb = malloc(sizeof(uint32_t) * (size_t)j.n * (size_t)(j.din / 2 + 1));
         x_bf16_pairs(j.xb, j.x, (size_t)j.n * j.din);
         for (int c = 0; c < COPIES; c++) {
-            j.w[c] = malloc((t == WT_BF16P ? (size_t)j.din * bf16p_padded((size_t)j.dout) : nw) * weight_type_size(t));
-            for (size_t i = 0; i < (t == WT_BF16P ? (size_t)j.din * bf16p_padded((size_t)j.dout) : nw); i++) {
+            j.w[c] = malloc(nw * weight_type_size(t));
+            for (size_t i = 0; i < nw; i++) {
                 s = s * 6364136223846793005ull + 1;
                 float v = (float)(s >> 40) / 16777216.0f - 0.5f;
                 if (t == WT_F32) ((float *)j.w[c])[i] = v;

@@ -97,13 +97,13 @@ static void test_formats_agree(void **state) {
      * gpt2's shapes cost half the time, 5 times that under the sanitizers,
      * whose build takes the same paths with tiny-f32. */
     if (TEST_SANITIZED) fprintf(stderr, "  (sanitizer build: gpt2-f32 is left to the plain build)\n");
+    const int formats = have_bf16_compute() ? N_FORMATS : N_FORMATS - 1;
     for (const char *const *ck = (const char *const[]){"tiny-f32", "gpt2-f32", "neo-mini-f32", "opt-mini-f32",
                                                        "neox-mini-f32", NULL};
          *ck; ck++) {
         if (TEST_SANITIZED && !strcmp(*ck, "gpt2-f32")) continue;
         char dir[600];
         snprintf(dir, sizeof dir, "%s/%s", ref, *ck);
-        const int formats = have_bf16_compute() ? N_FORMATS : N_FORMATS - 1;
         gpt2c_model *base = load(dir, NULL), *m[N_FORMATS];
         for (int d = 0; d < formats; d++) m[d] = load(dir, DTYPES[d]);
         agreement a[N_FORMATS] = {{0}};

@@ -502,19 +502,23 @@ static gpt2c_status convert_matrix(gpt2c_model *m, gpt2_weight *w, size_t d0, si
         for (size_t k = k0; k < k0 + nk; k++) {
             const float *row = strip + (k - k0) * dout;
             uint16_t *h = data;
-            if (to == WT_BF16P) { /* W's pair words: k's half of each */
-                for (size_t j = 0; j < bf16p_padded(dout); j++) /* the padding columns: zeros */
+            /* W[k, j] as stored: at + j * step (nn.Linear's (dout, din) transposed back) */
+            const size_t at = use == MAT_LINEAR ? k : k * dout, step = use == MAT_LINEAR ? din : 1;
+            switch (to) {
+            case WT_F32:
+                for (size_t j = 0; j < dout; j++) ((float *)data)[at + j * step] = row[j];
+                break;
+            case WT_F16:
+                for (size_t j = 0; j < dout; j++) h[at + j * step] = f32_to_f16(row[j]);
+                break;
+            case WT_BF16:
+                for (size_t j = 0; j < dout; j++) h[at + j * step] = f32_to_bf16(row[j]);
+                break;
+            case WT_BF16P: /* W's pair words, k's half of each; the padding columns zeros */
+                for (size_t j = 0; j < bf16p_padded(dout); j++)
                     h[bf16p_index(k, j, din)] = j < dout ? f32_to_bf16(row[j]) : 0;
-            } else if (use == MAT_LINEAR) { /* back to the stored (dout, din) orientation */
-                for (size_t j = 0; j < dout; j++)
-                    if (to == WT_F32) ((float *)data)[j * din + k] = row[j];
-                    else h[j * din + k] = to == WT_F16 ? f32_to_f16(row[j]) : f32_to_bf16(row[j]);
-            } else if (to == WT_F32) {
-                memcpy((float *)data + k * dout, row, dout * sizeof *row);
-            } else if (to == WT_F16) {
-                for (size_t j = 0; j < dout; j++) h[k * dout + j] = f32_to_f16(row[j]);
-            } else {
-                for (size_t j = 0; j < dout; j++) h[k * dout + j] = f32_to_bf16(row[j]);
+                break;
+            case WT_Q8: break; /* above */
             }
         }
     }
@@ -564,7 +568,6 @@ static gpt2c_status set_compute(gpt2c_model *m, const char *compute, const char 
     if (dtype && strcasecmp(dtype, "bf16") != 0)
         return err_set(&m->err, GPT2C_ERR_INVALID,
                        "compute bf16 holds the matrices in bf16 itself; dtype '%s' cannot go with it", dtype);
-    m->compute = "bf16";
     return convert_products(m, WT_BF16P);
 }
 
@@ -588,9 +591,8 @@ gpt2c_status gpt2c_model_load_ex(const char *dir, const gpt2c_model_params *p, g
     if ((s = m->arch->load(m))) return s;
     if (p && p->lora && (s = model_lora_load(m, p->lora))) return s;
     m->dtype = wtype_name(m->lm_head.type);
-    m->compute = "f32";
     if (p && p->compute && (s = set_compute(m, p->compute, p->dtype))) return s;
-    if (p && p->dtype && strcmp(m->compute, "bf16") != 0 && (s = convert_weights(m, p->dtype))) return s;
+    if (p && p->dtype && m->lm_head.type != WT_BF16P && (s = convert_weights(m, p->dtype))) return s;
     if (p && p->kv_cache && strcasecmp(p->kv_cache, "f32") != 0) {
         if (strcasecmp(p->kv_cache, "f16") != 0)
             return err_set(&m->err, GPT2C_ERR_INVALID, "kv_cache '%s' is not one of f32, f16", p->kv_cache);
@@ -621,5 +623,5 @@ void gpt2c_model_get_info(const gpt2c_model *m, gpt2c_model_info *info) {
                                (uint64_t)m->weight_bytes, wtype_name(m->kv_type), m->arch->model_type,
                                (uint64_t)2 * (uint64_t)c->n_layer * (uint64_t)gpt2_kv_width(c) *
                                    weight_type_size(m->kv_type),
-                               c->bos_id >= 0 ? c->bos_id : c->eos_id, m->compute ? m->compute : "f32"};
+                               c->bos_id >= 0 ? c->bos_id : c->eos_id, m->lm_head.type == WT_BF16P ? "bf16" : "f32"};
 }

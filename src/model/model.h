@@ -138,7 +138,6 @@ struct gpt2c_model {
     void **owned;         /* copies: vectors widened to f32, misaligned matrices */
     int n_owned;
     const char *dtype;    /* dtype of the checkpoint's weights */
-    const char *compute;  /* "f32" or "bf16": the products' arithmetic (set_compute) */
     gpt2_wtype kv_type;   /* the KV cache's element type (gpt2c_model_params.kv_cache) */
     size_t weight_bytes;  /* bytes of the matrices read for one token */
     gpt2c_gen_params gen_defaults[2]; /* by gpt2c_defaults: generate(), pipeline */

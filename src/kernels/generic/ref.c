@@ -78,8 +78,8 @@ void q8_quantize(int16_t *xq, float *xd, const float *x, int n, int din) {
         }
 }
 
-/* One scalar loop for every table: rounding is a small part of the product,
- * and the same code gives every table the same inputs. */
+/* One scalar loop for every table, so that every table sees the same
+ * inputs (the model splits it over the threads by rows). */
 void x_bf16_pairs(uint32_t *xb, const float *x, size_t count) {
     for (size_t i = 0; i + 1 < count; i += 2)
         xb[i / 2] = (uint32_t)f32_to_bf16(x[i]) | (uint32_t)f32_to_bf16(x[i + 1]) << 16;
