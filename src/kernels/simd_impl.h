@@ -219,20 +219,20 @@ void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int n, int din,
     }
 }
 
-/* A tile's slice of one k block [k0, k1): its NV vectors of columns of
+/* A tile's slice of one k block [k0, k1): its C vectors of columns of
  * each weight row, widened to f32, one row after the other in pk, so that
  * every group of rows reads it from L1 as one contiguous run. Read in
  * place, the slice is GPT2_KBLOCK rows dout apart: with dout a multiple of
  * 1024 bytes (gpt2's 768 to 3072 columns in f32) they fall in a few sets of
  * the L1 and evict each other, so each group read it from L2 again. */
-static inline __attribute__((always_inline)) void mm_pack(float *pk, gpt2_weight w, gpt2_wtype t, int dout, int j,
-                                                          int k0, int k1) {
+static inline __attribute__((always_inline)) void mm_pack(float *pk, gpt2_weight w, gpt2_wtype t, const int C,
+                                                          int dout, int j, int k0, int k1) {
     for (int k = k0; k < k1; k++)
         UNROLL
-        for (int c = 0; c < NV; c++) VSTORE(pk + (size_t)(k - k0) * NV * VW + c * VW, vloadw(w, (size_t)k * dout + j + c * VW, t));
+        for (int c = 0; c < C; c++) VSTORE(pk + (size_t)(k - k0) * C * VW + c * VW, vloadw(w, (size_t)k * dout + j + c * VW, t));
 }
 
-/* A tile of R rows (a compile-time count) x NV vectors of columns over one k
+/* A tile of R rows x C vectors of columns (compile-time counts) over one k
  * block [k0, k1): weight row k's vectors start at element at + (k - k0) *
  * stride of w -- a slice packed by mm_pack, or the matrix in place, whose
  * next tile is then fetched while this one is computed (a block's rows are
@@ -241,42 +241,60 @@ static inline __attribute__((always_inline)) void mm_pack(float *pk, gpt2_weight
  * earlier blocks). */
 static inline __attribute__((always_inline)) void mm_tile_r(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                             size_t at, size_t stride, int prefetch, const int R,
-                                                            int din, int dout, int j, int k0, int k1) {
+                                                            const int C, int din, int dout, int j, int k0, int k1) {
     VEC acc[MR][NV];
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int c = 0; c < NV; c++) acc[r][c] = VZERO();
+        for (int c = 0; c < C; c++) acc[r][c] = VZERO();
     const size_t esz = weight_type_size(t);
     for (int k = k0; k < k1; k++, at += stride) {
         VEC wv[NV];
         if (prefetch) {
-            const char *next = (const char *)w.data + (at + NV * VW) * esz;
+            const char *next = (const char *)w.data + (at + C * VW) * esz;
             UNROLL
-            for (size_t b = 0; b < NV * VW * esz; b += 64) __builtin_prefetch(next + b);
+            for (size_t b = 0; b < C * VW * esz; b += 64) __builtin_prefetch(next + b);
         }
         UNROLL
-        for (int c = 0; c < NV; c++) wv[c] = vloadw(w, at + c * VW, t);
+        for (int c = 0; c < C; c++) wv[c] = vloadw(w, at + c * VW, t);
         UNROLL
         for (int r = 0; r < R; r++) {
             const VEC xr = VSET1(in[(size_t)r * din + k]);
             UNROLL
-            for (int c = 0; c < NV; c++) acc[r][c] = VFMA(xr, wv[c], acc[r][c]);
+            for (int c = 0; c < C; c++) acc[r][c] = VFMA(xr, wv[c], acc[r][c]);
         }
     }
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
-        for (int c = 0; c < NV; c++) {
+        for (int c = 0; c < C; c++) {
             float *o = out + (size_t)r * dout + j + c * VW;
             VSTORE(o, VADD(VLOAD(o), acc[r][c]));
         }
 }
 
-static inline __attribute__((always_inline)) void mm_tile(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
-                                                          size_t at, size_t stride, int prefetch, int rows, int din,
-                                                          int dout, int j, int k0, int k1) {
-    WITH_ROWS(rows, MR, mm_tile_r(out, in, w, t, at, stride, prefetch, R_, din, dout, j, k0, k1))
+/* One tile of C vectors of columns at j over one k block, for all n rows
+ * in groups of MR: packed (mm_pack) where there are MM_PACK_ROWS rows or
+ * more, in place for fewer, which do not repay the copy (32 and 48 rows
+ * measured the same or slower packed). bench/kernel_bench, f32, two
+ * threads, median GFLOP/s in place -> packed: 512 x 768 x 2304 255-259 ->
+ * 303-320, 512 x 3072 x 768 224-237 -> 301-302, 128 x 768 x 2304 225-248
+ * -> 258-276 (docs/performance.md). Either way each output is the same
+ * chain of FMAs. */
+static inline __attribute__((always_inline)) void mm_cols(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
+                                                          const int C, float *pk, int n, int din, int dout, int j,
+                                                          int k0, int k1) {
+    const int pack = n >= MM_PACK_ROWS, pf = j + 2 * C * VW <= dout;
+    const gpt2_weight packed = {pk, WT_F32, NULL, 0, 0, 0};
+    if (pack) mm_pack(pk, w, t, C, dout, j, k0, k1);
+    for (int i = 0; i < n; i += MR) {
+        float *o = out + (size_t)i * dout;
+        const float *x = in + (size_t)i * din;
+        if (pack)
+            WITH_ROWS(n - i, MR, mm_tile_r(o, x, packed, WT_F32, 0, C * VW, 0, R_, C, din, dout, j, k0, k1))
+        else
+            WITH_ROWS(n - i, MR, mm_tile_r(o, x, w, t, (size_t)k0 * dout + j, dout, pf, R_, C, din, dout, j, k0, k1))
+    }
 }
 
 static inline __attribute__((always_inline)) void mm_typed(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
@@ -287,52 +305,35 @@ static inline __attribute__((always_inline)) void mm_typed(float *out, const flo
     for (int i = 0; i < n; i++)
         for (int j = j0; j < j1; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
     /* k blocks outside, then tiles of columns, each read once for every
-     * group of rows: packed (mm_pack) where there are MM_PACK_ROWS rows or
-     * more, in place for fewer, which do not repay the copy (32 and 48 rows
-     * measured the same or slower packed). bench/kernel_bench, f32, two
-     * threads, median GFLOP/s in place -> packed: 512 x 768 x 2304 255-259
-     * -> 303-320, 512 x 3072 x 768 224-237 -> 301-302, 128 x 768 x 2304
-     * 225-248 -> 258-276 (docs/performance.md). Either way each output is
-     * the same chain of FMAs. */
+     * group of rows; the vectors left after the whole tiles make a narrower
+     * tile of the same kind. They had been one chain at a time (latency
+     * bound) read in place, after the tiles: a thread's 512 columns of a
+     * 1024-wide product (gpt2-medium's output projections) leave 32 after
+     * ten tiles, and those 6% of the work took half its time. kernel_bench
+     * 512 x 4096 x 1024, two threads, alternating builds: 146-151 ->
+     * 305-334 GFLOP/s (1040 columns, 11 tiles a thread: 315-330). */
     _Alignas(64) float pk[GPT2_KBLOCK * NV * VW];
-    const gpt2_weight packed = {pk, WT_F32, NULL, 0, 0, 0};
     for (int k0 = 0; k0 < din; k0 += GPT2_KBLOCK) {
         const int k1 = k0 + GPT2_KBLOCK < din ? k0 + GPT2_KBLOCK : din;
-        for (int j = j0; j < jt; j += NV * VW) {
-            if (n >= MM_PACK_ROWS) mm_pack(pk, w, t, dout, j, k0, k1);
-            const int pf = j + 2 * NV * VW <= dout;
-            for (int i = 0; i < n; i += MR) {
-                const int rows = n - i < MR ? n - i : MR;
-                float *o = out + (size_t)i * dout;
-                const float *x = in + (size_t)i * din;
-                if (n >= MM_PACK_ROWS)
-                    mm_tile(o, x, packed, WT_F32, 0, NV * VW, 0, rows, din, dout, j, k0, k1);
-                else
-                    mm_tile(o, x, w, t, (size_t)k0 * dout + j, dout, pf, rows, din, dout, j, k0, k1);
+        for (int j = j0; j < jt; j += NV * VW) mm_cols(out, in, w, t, NV, pk, n, din, dout, j, k0, k1);
+        for (int j = jt; j < jv;) { /* fewer than NV vectors: two, then one */
+            if (NV > 2 && jv - j >= 2 * VW) {
+                mm_cols(out, in, w, t, NV > 2 ? 2 : 1, pk, n, din, dout, j, k0, k1);
+                j += 2 * VW;
+            } else {
+                mm_cols(out, in, w, t, 1, pk, n, din, dout, j, k0, k1);
+                j += VW;
             }
         }
-    }
-    for (int k0 = 0; k0 < din; k0 += GPT2_KBLOCK) {
-        int k1 = k0 + GPT2_KBLOCK < din ? k0 + GPT2_KBLOCK : din;
-        for (int i = 0; i < n; i += MR) {
-            int rows = n - i < MR ? n - i : MR;
-            float *o = out + (size_t)i * dout;
-            const float *x = in + (size_t)i * din;
-            /* Leftover whole vectors, then single columns: the same block
-             * partial from zero, then added. */
-            for (int r = 0; r < rows; r++) {
-                float *orow = o + (size_t)r * dout;
-                const float *xr = x + (size_t)r * din;
-                for (int j = jt; j < jv; j += VW) {
-                    VEC a = VZERO();
-                    for (int k = k0; k < k1; k++) a = VFMA(VSET1(xr[k]), vloadw(w, (size_t)k * dout + j, t), a);
-                    VSTORE(orow + j, VADD(VLOAD(orow + j), a));
-                }
-                for (int j = jv; j < j1; j++) {
-                    float a = 0.0f;
-                    for (int k = k0; k < k1; k++) a = fmaf(xr[k], loadw1(w, (size_t)k * dout + j, t), a);
-                    orow[j] += a;
-                }
+        /* Columns outside the vectors: the same block partial from zero,
+         * then added. */
+        for (int i = 0; i < n && jv < j1; i++) {
+            float *orow = out + (size_t)i * dout;
+            const float *xr = in + (size_t)i * din;
+            for (int j = jv; j < j1; j++) {
+                float a = 0.0f;
+                for (int k = k0; k < k1; k++) a = fmaf(xr[k], loadw1(w, (size_t)k * dout + j, t), a);
+                orow[j] += a;
             }
         }
     }
