@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include "../kernels.h"
+#include "../with_rows.h"
 
 #define MB 8  /* a tile: 8 rows x NB vectors of 16 columns, 24 accumulators of 32 registers */
 #define NB 3
@@ -45,23 +46,11 @@ static inline __attribute__((always_inline)) void bf_tile(float *out, const uint
             _mm512_mask_storeu_ps(out + (size_t)r * dout + 16 * c, c == NC - 1 ? last : 0xffff, acc[r][c]);
 }
 
-#define BF_ROWS(NC)                                                                                                \
-    switch (rows) {                                                                                                \
-    case 1: bf_tile(out, x, w, gstride, 1, NC, last, dinp, dout, p0, p1); break;                                  \
-    case 2: bf_tile(out, x, w, gstride, 2, NC, last, dinp, dout, p0, p1); break;                                  \
-    case 3: bf_tile(out, x, w, gstride, 3, NC, last, dinp, dout, p0, p1); break;                                  \
-    case 4: bf_tile(out, x, w, gstride, 4, NC, last, dinp, dout, p0, p1); break;                                  \
-    case 5: bf_tile(out, x, w, gstride, 5, NC, last, dinp, dout, p0, p1); break;                                  \
-    case 6: bf_tile(out, x, w, gstride, 6, NC, last, dinp, dout, p0, p1); break;                                  \
-    case 7: bf_tile(out, x, w, gstride, 7, NC, last, dinp, dout, p0, p1); break;                                  \
-    default: bf_tile(out, x, w, gstride, 8, NC, last, dinp, dout, p0, p1); break;                                 \
-    }
-
 static void bf_tile_any(float *out, const uint32_t *x, const uint32_t *w, size_t gstride, int rows, int nc,
                         __mmask16 last, int dinp, int dout, int p0, int p1) {
-    if (nc == NB) BF_ROWS(NB)
-    else if (nc == 2) BF_ROWS(2)
-    else BF_ROWS(1)
+    if (nc == NB) WITH_ROWS(rows, MB, bf_tile(out, x, w, gstride, R_, NB, last, dinp, dout, p0, p1))
+    else if (nc == 2) WITH_ROWS(rows, MB, bf_tile(out, x, w, gstride, R_, 2, last, dinp, dout, p0, p1))
+    else WITH_ROWS(rows, MB, bf_tile(out, x, w, gstride, R_, 1, last, dinp, dout, p0, p1))
 }
 
 /* Tiles of 8 rows x 48 columns. A few rows (decode) go down each tile's
