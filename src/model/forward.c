@@ -30,6 +30,17 @@
 #define LINEAR_UNIT 64
 #define Q8_UNIT 64
 #define BF16_UNIT 64
+/* Prefill's tiled products deal their columns out in MATMUL_UNITS units a
+ * thread, of whole vectors and as equal as that allows, rather than one
+ * half each: a thread the machine slows down is relieved by the other. Each
+ * unit reads the input rows again, and units of whole 48-column tiles came
+ * out uneven (gpt2-medium's 1024 columns: 7 of 144 and one of 16), which
+ * lost 4-5% on an idle machine. 512-token prompts, two threads, beside one
+ * spinning process, three alternating rounds against the halves, tokens/s:
+ * gpt2 938, 925, 975 -> 948, 957, 1039; gpt2-medium 249, 256, 255 -> 261,
+ * 258, 277; idle within the noise (gpt2-medium 473, 474, 513 -> 462, 469,
+ * 503). */
+#define MATMUL_UNITS 4
 
 /* The KV cache's layout (gpt2_state): each head's positions in runs of
  * GPT2_KV_BLOCK, or of n_pos when that is less (a cache sized to a short
@@ -277,9 +288,9 @@ static void par_run(void *ctx, int ith, int nth) {
     const gpt2_config *c = &p->m->cfg;
     int lo, hi;
     switch (p->op) {
-    case OP_MATMUL:
-        split(p->dout, 16, ith, nth, &lo, &hi);
-        if (lo < hi) k->matmul(p->out, p->in, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
+    case OP_MATMUL: /* prefill: MATMUL_UNITS units a thread, its own run first (pool_deal) */
+        while (take_cols(p->s->pool, ith, p->unit, p->dout, &lo, &hi))
+            k->matmul(p->out, p->in, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
         break;
     case OP_PART: /* decode: whole k blocks, each thread's run of contiguous rows first (pool_deal) */
         for (int b; (b = pool_take(p->s->pool, ith)) >= 0;)
@@ -317,17 +328,9 @@ static void par_run(void *ctx, int ith, int nth) {
             x_bf16_pairs((uint32_t *)(void *)p->s->xq + (size_t)lo * (p->din / 2), p->in + (size_t)lo * p->din,
                          (size_t)(hi - lo) * p->din);
         break;
-    case OP_BF16: /* decode: units of BF16_UNIT columns; prefill: a thread's share, whose tiles reuse the rows */
-        if (p->n <= DECODE_ROWS) {
-            while (take_cols(p->s->pool, ith, BF16_UNIT, p->dout, &lo, &hi))
-                k->matmul_bf16(p->out, (const uint32_t *)(void *)p->s->xq, p->w, p->bias, p->n, p->din, p->dout, lo,
-                               hi);
-        } else {
-            split(p->dout, 16, ith, nth, &lo, &hi);
-            if (lo < hi)
-                k->matmul_bf16(p->out, (const uint32_t *)(void *)p->s->xq, p->w, p->bias, p->n, p->din, p->dout, lo,
-                               hi);
-        }
+    case OP_BF16: /* units of BF16_UNIT columns (decode) or prefill's (deal_cols) */
+        while (take_cols(p->s->pool, ith, p->unit, p->dout, &lo, &hi))
+            k->matmul_bf16(p->out, (const uint32_t *)(void *)p->s->xq, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
         break;
     case OP_ACT:
         split(p->dout, 16, ith, nth, &lo, &hi);
@@ -366,6 +369,14 @@ static void par_run(void *ctx, int ith, int nth) {
     }
 }
 
+/* Prefill's columns for the tiled products: MATMUL_UNITS units a thread,
+ * of whole vectors (16 columns). */
+static void deal_cols(gpt2_state *s, par_op *p) {
+    const int nth = pool_size(s->pool), per = (p->dout + MATMUL_UNITS * nth - 1) / (MATMUL_UNITS * nth);
+    p->unit = (per + 15) / 16 * 16;
+    pool_deal(s->pool, (p->dout + p->unit - 1) / p->unit);
+}
+
 /* Decode, one row or a batch of up to DECODE_ROWS, splits the weight rows
  * (dealt by pool_deal: a run of k blocks a thread, then what the others
  * leave), so that each thread streams contiguous memory once for all rows;
@@ -393,7 +404,8 @@ void fwd_linear(const gpt2c_model *m, gpt2_state *s, float *out, const float *in
         if (n == 1) x_bf16_pairs((uint32_t *)(void *)s->xq, in, (size_t)din);
         else p.op = OP_ROUND, pool_run(s->pool, par_run, &p);
         p.op = OP_BF16;
-        if (part) pool_deal(s->pool, (dout + BF16_UNIT - 1) / BF16_UNIT);
+        if (part) p.unit = BF16_UNIT, pool_deal(s->pool, (dout + BF16_UNIT - 1) / BF16_UNIT);
+        else deal_cols(s, &p);
         pool_run(s->pool, par_run, &p);
         return;
     }
@@ -405,6 +417,7 @@ void fwd_linear(const gpt2c_model *m, gpt2_state *s, float *out, const float *in
         return;
     }
     if (part) pool_deal(s->pool, (din + GPT2_KBLOCK - 1) / GPT2_KBLOCK);
+    else deal_cols(s, &p);
     pool_run(s->pool, par_run, &p);
     if (part) {
         p.op = OP_REDUCE;
