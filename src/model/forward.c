@@ -319,7 +319,7 @@ static void par_run(void *ctx, int ith, int nth) {
                         p->in + (size_t)lo * p->din, hi - lo, p->din);
         break;
     case OP_Q8: /* units of Q8_UNIT columns, whose storage is contiguous */
-        while (take_cols(p->s->pool, ith, Q8_UNIT, p->dout, &lo, &hi))
+        while (take_cols(p->s->pool, ith, p->unit, p->dout, &lo, &hi))
             k->matmul_q8(p->out, p->s->xq, p->s->xd, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
         break;
     case OP_ROUND: /* a BF16P product's input rows, as bf16 pairs in xq's memory */
@@ -328,7 +328,7 @@ static void par_run(void *ctx, int ith, int nth) {
             x_bf16_pairs((uint32_t *)(void *)p->s->xq + (size_t)lo * (p->din / 2), p->in + (size_t)lo * p->din,
                          (size_t)(hi - lo) * p->din);
         break;
-    case OP_BF16: /* units of BF16_UNIT columns (decode) or prefill's (deal_cols) */
+    case OP_BF16: /* units of BF16_UNIT columns (decode) or prefill's (prefill_unit) */
         while (take_cols(p->s->pool, ith, p->unit, p->dout, &lo, &hi))
             k->matmul_bf16(p->out, (const uint32_t *)(void *)p->s->xq, p->w, p->bias, p->n, p->din, p->dout, lo, hi);
         break;
@@ -369,12 +369,17 @@ static void par_run(void *ctx, int ith, int nth) {
     }
 }
 
-/* Prefill's columns for the tiled products: MATMUL_UNITS units a thread,
- * of whole vectors (16 columns). */
-static void deal_cols(gpt2_state *s, par_op *p) {
-    const int nth = pool_size(s->pool), per = (p->dout + MATMUL_UNITS * nth - 1) / (MATMUL_UNITS * nth);
-    p->unit = (per + 15) / 16 * 16;
-    pool_deal(s->pool, (p->dout + p->unit - 1) / p->unit);
+/* Deals p's columns out in units of `unit` (take_cols). */
+static void deal_cols(gpt2_state *s, par_op *p, int unit) {
+    p->unit = unit;
+    pool_deal(s->pool, (p->dout + unit - 1) / unit);
+}
+
+/* Prefill's unit for the tiled products: MATMUL_UNITS a thread, of whole
+ * vectors (16 columns). */
+static int prefill_unit(const gpt2_state *s, int dout) {
+    const int nth = pool_size(s->pool), per = (dout + MATMUL_UNITS * nth - 1) / (MATMUL_UNITS * nth);
+    return (per + 15) / 16 * 16;
 }
 
 /* Decode, one row or a batch of up to DECODE_ROWS, splits the weight rows
@@ -396,7 +401,7 @@ void fwd_linear(const gpt2c_model *m, gpt2_state *s, float *out, const float *in
         if (n == 1) q8_quantize(s->xq, s->xd, in, 1, din); /* too little to share out */
         else p.op = OP_QUANT, pool_run(s->pool, par_run, &p);
         p.op = OP_Q8;
-        pool_deal(s->pool, (dout + Q8_UNIT - 1) / Q8_UNIT);
+        deal_cols(s, &p, Q8_UNIT);
         pool_run(s->pool, par_run, &p);
         return;
     }
@@ -404,20 +409,18 @@ void fwd_linear(const gpt2c_model *m, gpt2_state *s, float *out, const float *in
         if (n == 1) x_bf16_pairs((uint32_t *)(void *)s->xq, in, (size_t)din);
         else p.op = OP_ROUND, pool_run(s->pool, par_run, &p);
         p.op = OP_BF16;
-        if (part) p.unit = BF16_UNIT, pool_deal(s->pool, (dout + BF16_UNIT - 1) / BF16_UNIT);
-        else deal_cols(s, &p);
+        deal_cols(s, &p, part ? BF16_UNIT : prefill_unit(s, dout));
         pool_run(s->pool, par_run, &p);
         return;
     }
     if (w.linear) { /* nn.Linear's (dout, din): rows of W are the dot products, which stream as the head's do */
         p.op = OP_LINEAR;
-        p.unit = LINEAR_UNIT;
-        pool_deal(s->pool, (dout + LINEAR_UNIT - 1) / LINEAR_UNIT);
+        deal_cols(s, &p, LINEAR_UNIT);
         pool_run(s->pool, par_run, &p);
         return;
     }
     if (part) pool_deal(s->pool, (din + GPT2_KBLOCK - 1) / GPT2_KBLOCK);
-    else deal_cols(s, &p);
+    else deal_cols(s, &p, prefill_unit(s, dout));
     pool_run(s->pool, par_run, &p);
     if (part) {
         p.op = OP_REDUCE;
@@ -570,8 +573,8 @@ void fwd_head(const gpt2c_model *m, gpt2_state *s, const gpt2_batch *b, int i0, 
             fwd_linear(m, s, s->head, h + (size_t)g0 * E, m->lm_head, m->lm_head_b, ng, E, m->cfg.n_vocab);
         } else {
             par_op ph = {.m = m, .s = s, .op = OP_LINEAR, .out = s->head, .in = h + (size_t)g0 * E, .w = m->lm_head,
-                         .bias = m->lm_head_b, .n = ng, .din = E, .dout = m->cfg.n_vocab, .unit = HEAD_UNIT};
-            pool_deal(s->pool, (m->cfg.n_vocab + HEAD_UNIT - 1) / HEAD_UNIT);
+                         .bias = m->lm_head_b, .n = ng, .din = E, .dout = m->cfg.n_vocab};
+            deal_cols(s, &ph, HEAD_UNIT);
             pool_run(s->pool, par_run, &ph);
         }
         for (int done = 0; done < ng; i++) {
