@@ -145,17 +145,18 @@ tests: all $(TESTS) $(BUILD)/tests/libfault.so $(BUILD)/examples/generate $(BUIL
 
 # Runs every test program and script; prints one summary line.
 test: tests
-	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) SUITES=$(SUITES) sh tests/run.sh
 
 # The README's test command: the whole suite built by gcc, then under ASan +
-# UBSan built by gcc and again by clang (both with -Wall -Wextra -Werror),
+# UBSan built by gcc and again by clang (both with -Wall -Wextra -Werror;
+# clang's run is the test programs and the CLI script, SUITES=native),
 # then each fuzz target for a short bounded run over its committed corpus
 # and the inputs that once crashed (tests/fuzz/regress).
 FUZZ_SECONDS ?= 30
 check:
 	$(MAKE) -j2 test
 	$(MAKE) -j2 SAN=1 test
-	$(MAKE) -j2 CC=clang BUILD=build-clang SAN=1 test
+	$(MAKE) -j2 CC=clang BUILD=build-clang SAN=1 SUITES=native test
 	$(MAKE) arm-test
 	$(MAKE) -j2 fuzz
 	$(MAKE) fuzz-smoke
