@@ -65,7 +65,10 @@ static void test_matmul(void **state) {
     (void)state;
     for (int trial = 0; trial < 60; trial++) {
         int n = irand(1, 9), din = irand(1, 300), dout = irand(1, 200);
-        if (trial % 4 == 3) n = irand(60, 90); /* around the rows from which the tiled product packs its weights */
+        if (trial % 4 == 3) { /* around the rows from which the tiled product packs its weights, */
+            n = irand(60, 90);
+            din = irand(1, 700); /* whose slices span up to 256 k rows: several slices and a partial one */
+        }
         if (trial < 4) n = 1, din = 768, dout = 2304; /* a real decode shape */
         gpt2_wtype t = (gpt2_wtype)(trial % 3); /* Q8 has its own product: test_matmul_q8 */
         void *wd = make_weights(t, (size_t)din * dout);

@@ -57,6 +57,11 @@ static inline __attribute__((always_inline)) float loadw1(gpt2_weight w, size_t 
 #define MR 4
 #endif
 #define MM_PACK_ROWS 64 /* rows from which the tiled product packs its weights (mm_typed) */
+/* k rows a packed slice spans: four k blocks, 48 KiB of stack for AVX-512's
+ * tiles. Each group of rows runs the slice's blocks one after the other
+ * while its outputs are in L1, so the pass over the outputs (bias and
+ * earlier blocks, from L3 at gpt2's sizes) comes once in four blocks. */
+#define MM_KCHUNK (4 * GPT2_KBLOCK)
 #define MM_PREFETCH 16384 /* bytes ahead in decode's weight stream (mm_part_r) */
 
 /* Block partials of R input rows (decode, batched decode; R a compile-time
@@ -260,27 +265,33 @@ static inline __attribute__((always_inline)) void mm_tile_r(float *out, const fl
         }
 }
 
-/* One tile of C vectors of columns at j over one k block, for all n rows
- * in groups of MR: packed (mm_pack) where there are MM_PACK_ROWS rows or
- * more, in place for fewer, which do not repay the copy (32 and 48 rows
- * measured the same or slower packed). bench/kernel_bench, f32, two
- * threads, median GFLOP/s in place -> packed: 512 x 768 x 2304 255-259 ->
- * 303-320, 512 x 3072 x 768 224-237 -> 301-302, 128 x 768 x 2304 225-248
- * -> 258-276 (docs/performance.md). Either way each output is the same
- * chain of FMAs. */
+/* One tile of C vectors of columns at j over k rows [kc0, kc1) (whole k
+ * blocks, the last perhaps short), for all n rows in groups of MR, each
+ * group's blocks in order: packed (mm_pack) where there are MM_PACK_ROWS
+ * rows or more, in place for fewer (one block at a time, kc1 - kc0 <=
+ * GPT2_KBLOCK), which do not repay the copy (32 and 48 rows measured the
+ * same or slower packed). bench/kernel_bench, f32, two threads, median
+ * GFLOP/s in place -> packed: 512 x 768 x 2304 255-259 -> 303-320, 512 x
+ * 3072 x 768 224-237 -> 301-302, 128 x 768 x 2304 225-248 -> 258-276
+ * (docs/performance.md). Either way each output is the same chain: every
+ * block's partial from zero, added in block order. */
 static inline __attribute__((always_inline)) void mm_cols(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                           const int C, float *pk, int n, int din, int dout, int j,
-                                                          int k0, int k1) {
+                                                          int kc0, int kc1) {
     const int pack = n >= MM_PACK_ROWS, pf = j + 2 * C * VW <= dout;
     const gpt2_weight packed = {pk, WT_F32, NULL, 0, 0, 0};
-    if (pack) mm_pack(pk, w, t, C, dout, j, k0, k1);
+    if (pack) mm_pack(pk, w, t, C, dout, j, kc0, kc1);
     for (int i = 0; i < n; i += MR) {
         float *o = out + (size_t)i * dout;
         const float *x = in + (size_t)i * din;
-        if (pack)
-            WITH_ROWS(n - i, MR, mm_tile_r(o, x, packed, WT_F32, 0, C * VW, 0, R_, C, din, dout, j, k0, k1))
-        else
-            WITH_ROWS(n - i, MR, mm_tile_r(o, x, w, t, (size_t)k0 * dout + j, dout, pf, R_, C, din, dout, j, k0, k1))
+        for (int k0 = kc0; k0 < kc1; k0 += GPT2_KBLOCK) {
+            const int k1 = k0 + GPT2_KBLOCK < kc1 ? k0 + GPT2_KBLOCK : kc1;
+            if (pack)
+                WITH_ROWS(n - i, MR, mm_tile_r(o, x, packed, WT_F32, (size_t)(k0 - kc0) * C * VW, C * VW, 0, R_, C,
+                                               din, dout, j, k0, k1))
+            else
+                WITH_ROWS(n - i, MR, mm_tile_r(o, x, w, t, (size_t)k0 * dout + j, dout, pf, R_, C, din, dout, j, k0, k1))
+        }
     }
 }
 
@@ -291,24 +302,29 @@ static inline __attribute__((always_inline)) void mm_typed(float *out, const flo
     const int jt = j0 + (jv - j0) / (NV * VW) * (NV * VW); /* [j0, jt) in whole tiles */
     for (int i = 0; i < n; i++)
         for (int j = j0; j < j1; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
-    /* k blocks outside, then tiles of columns, each read once for every
+    /* k slices outside, then tiles of columns, each read once for every
      * group of rows; the vectors left after the whole tiles make a narrower
      * tile of the same kind. They had been one chain at a time (latency
      * bound) read in place, after the tiles: a thread's 512 columns of a
      * 1024-wide product (gpt2-medium's output projections) leave 32 after
      * ten tiles, and those 6% of the work took half its time. kernel_bench
      * 512 x 4096 x 1024, two threads, alternating builds: 146-151 ->
-     * 305-334 GFLOP/s (1040 columns, 11 tiles a thread: 315-330). */
-    _Alignas(64) float pk[GPT2_KBLOCK * NV * VW];
-    for (int k0 = 0; k0 < din; k0 += GPT2_KBLOCK) {
-        const int k1 = k0 + GPT2_KBLOCK < din ? k0 + GPT2_KBLOCK : din;
-        for (int j = j0; j < jt; j += NV * VW) mm_cols(out, in, w, t, NV, pk, n, din, dout, j, k0, k1);
+     * 305-334 GFLOP/s (1040 columns, 11 tiles a thread: 315-330).
+     * Packed, a slice spans MM_KCHUNK k rows, so each group of rows adds
+     * four blocks to its outputs while they are in L1 (one block a slice
+     * before): gpt2 f32, 512-token prompts, 2 threads, four alternating
+     * rounds, 1155-1267 -> 1315-1389 tokens/s (docs/performance.md). */
+    const int chunk = n >= MM_PACK_ROWS ? MM_KCHUNK : GPT2_KBLOCK;
+    _Alignas(64) float pk[MM_KCHUNK * NV * VW];
+    for (int kc0 = 0; kc0 < din; kc0 += chunk) {
+        const int kc1 = kc0 + chunk < din ? kc0 + chunk : din;
+        for (int j = j0; j < jt; j += NV * VW) mm_cols(out, in, w, t, NV, pk, n, din, dout, j, kc0, kc1);
         for (int j = jt; j < jv;) { /* fewer than NV vectors: two, then one */
             if (NV > 2 && jv - j >= 2 * VW) {
-                mm_cols(out, in, w, t, NV > 2 ? 2 : 1, pk, n, din, dout, j, k0, k1);
+                mm_cols(out, in, w, t, NV > 2 ? 2 : 1, pk, n, din, dout, j, kc0, kc1);
                 j += 2 * VW;
             } else {
-                mm_cols(out, in, w, t, 1, pk, n, din, dout, j, k0, k1);
+                mm_cols(out, in, w, t, 1, pk, n, din, dout, j, kc0, kc1);
                 j += VW;
             }
         }
@@ -317,10 +333,13 @@ static inline __attribute__((always_inline)) void mm_typed(float *out, const flo
         for (int i = 0; i < n && jv < j1; i++) {
             float *orow = out + (size_t)i * dout;
             const float *xr = in + (size_t)i * din;
-            for (int j = jv; j < j1; j++) {
-                float a = 0.0f;
-                for (int k = k0; k < k1; k++) a = fmaf(xr[k], loadw1(w, (size_t)k * dout + j, t), a);
-                orow[j] += a;
+            for (int k0 = kc0; k0 < kc1; k0 += GPT2_KBLOCK) {
+                const int k1 = k0 + GPT2_KBLOCK < kc1 ? k0 + GPT2_KBLOCK : kc1;
+                for (int j = jv; j < j1; j++) {
+                    float a = 0.0f;
+                    for (int k = k0; k < k1; k++) a = fmaf(xr[k], loadw1(w, (size_t)k * dout + j, t), a);
+                    orow[j] += a;
+                }
             }
         }
     }
