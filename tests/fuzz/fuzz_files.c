@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gpt2c.h"
@@ -26,15 +25,28 @@ static void put(const char *name, const uint8_t *p, size_t n) {
     fclose(f);
 }
 
+static const char *names[] = {"config.json", "vocab.json", "merges.txt", "model.safetensors",
+                              "generation_config.json", "tokenizer.json"};
+
+/* The folder and its files go when the run ends (each run had left one in
+ * /tmp). */
+static void cleanup(void) {
+    char path[128];
+    for (int i = 0; i < 6; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/gpt2c-fuzz-%d", (int)getpid());
-        mkdir(dir, 0700);
+        snprintf(dir, sizeof dir, "/tmp/gpt2c-fuzz-XXXXXX");
+        if (!mkdtemp(dir)) abort();
+        atexit(cleanup);
         /* No tokenizer images: each valid input would leave one in the cache. */
         setenv("GPT2C_CACHE_DIR", "", 1);
     }
-    static const char *names[] = {"config.json", "vocab.json", "merges.txt", "model.safetensors",
-                                  "generation_config.json", "tokenizer.json"};
     const uint8_t *p = data, *end = data + size;
     for (int i = 0; i < 6; i++) {
         const uint8_t *q = p;
