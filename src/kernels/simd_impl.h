@@ -211,10 +211,10 @@ void FN(matmul_part)(float *part, const float *x, gpt2_weight w, int n, int din,
     }
 }
 
-/* A tile's slice of one k block [k0, k1): its C vectors of columns of
- * each weight row, widened to f32, one row after the other in pk, so that
- * every group of rows reads it from L1 as one contiguous run. Read in
- * place, the slice is GPT2_KBLOCK rows dout apart: with dout a multiple of
+/* A tile's slice of k rows [k0, k1) (up to MM_KCHUNK): its C vectors of
+ * columns of each weight row, widened to f32, one row after the other in
+ * pk, so that every group of rows reads it as one contiguous run. Read in
+ * place, a block's slice is GPT2_KBLOCK rows dout apart: with dout a multiple of
  * 1024 bytes (gpt2's 768 to 3072 columns in f32) they fall in a few sets of
  * the L1 and evict each other, so each group read it from L2 again. */
 static inline __attribute__((always_inline)) void mm_pack(float *pk, gpt2_weight w, gpt2_wtype t, const int C,
