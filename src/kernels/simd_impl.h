@@ -229,11 +229,14 @@ static inline __attribute__((always_inline)) void mm_pack(float *pk, gpt2_weight
  * stride of w -- a slice packed by mm_pack, or the matrix in place, whose
  * next tile is then fetched while this one is computed (a block's rows are
  * GPT2_KBLOCK strided streams, more than the hardware prefetcher follows).
- * The block's partial starts from zero and is then added to out (bias and
- * earlier blocks). */
+ * The block's partial starts from zero and is then added to out (earlier
+ * blocks), or for the first block (first) to the bias, or zero: out is not
+ * cleared beforehand, a pass over all of it (a scalar loop that took 6-8% of
+ * the product's time, perf, gpt2 prefill). */
 static inline __attribute__((always_inline)) void mm_tile_r(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                             size_t at, size_t stride, int prefetch, const int R,
-                                                            const int C, int din, int dout, int j, int k0, int k1) {
+                                                            const int C, int din, int dout, int j, int k0, int k1,
+                                                            int first, const float *bias) {
     VEC acc[MR][NV];
     UNROLL
     for (int r = 0; r < R; r++)
@@ -261,7 +264,8 @@ static inline __attribute__((always_inline)) void mm_tile_r(float *out, const fl
         UNROLL
         for (int c = 0; c < C; c++) {
             float *o = out + (size_t)r * dout + j + c * VW;
-            VSTORE(o, VADD(VLOAD(o), acc[r][c]));
+            const VEC base = !first ? VLOAD(o) : bias ? VLOAD(bias + j + c * VW) : VZERO();
+            VSTORE(o, VADD(base, acc[r][c]));
         }
 }
 
@@ -274,33 +278,60 @@ static inline __attribute__((always_inline)) void mm_tile_r(float *out, const fl
  * GFLOP/s in place -> packed: 512 x 768 x 2304 255-259 -> 303-320, 512 x
  * 3072 x 768 224-237 -> 301-302, 128 x 768 x 2304 225-248 -> 258-276
  * (docs/performance.md). Either way each output is the same chain: every
- * block's partial from zero, added in block order. */
+ * block's partial from zero, added in block order to the bias (or zero).
+ * Packed, the groups of rows also fetch the next tile's slice into L2, a
+ * share each (nx: its columns [nj, nj + nw), rows [nk0, nk1); nw = 0 for
+ * none): mm_pack reads a slice row by row, rows dout apart, too far apart
+ * for the hardware prefetcher, and waited on memory for 9% of the
+ * product's time (perf, gpt2 prefill). */
+typedef struct {
+    int nj, nw, nk0, nk1;
+} mm_next;
+
 static inline __attribute__((always_inline)) void mm_cols(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
-                                                          const int C, float *pk, int n, int din, int dout, int j,
-                                                          int kc0, int kc1) {
+                                                          const int C, float *pk, const float *bias, int n, int din,
+                                                          int dout, int j, int kc0, int kc1, mm_next nx) {
     const int pack = n >= MM_PACK_ROWS, pf = j + 2 * C * VW <= dout;
     const gpt2_weight packed = {pk, WT_F32, NULL, 0, 0, 0};
+    const size_t esz = weight_type_size(t), nbytes = (size_t)nx.nw * esz;
+    const int groups = (n + MR - 1) / MR, nrows = nx.nk1 - nx.nk0;
     if (pack) mm_pack(pk, w, t, C, dout, j, kc0, kc1);
-    for (int i = 0; i < n; i += MR) {
+    for (int i = 0, g = 0; i < n; i += MR, g++) {
         float *o = out + (size_t)i * dout;
         const float *x = in + (size_t)i * din;
+        if (pack && nbytes) /* this group's share of the next slice's rows */
+            for (int k = nx.nk0 + nrows * g / groups; k < nx.nk0 + nrows * (g + 1) / groups; k++) {
+                const char *row = (const char *)w.data + ((size_t)k * dout + nx.nj) * esz;
+                for (size_t b = 0; b < nbytes; b += 64) __builtin_prefetch(row + b, 0, 2);
+                __builtin_prefetch(row + nbytes - 1, 0, 2);
+            }
         for (int k0 = kc0; k0 < kc1; k0 += GPT2_KBLOCK) {
             const int k1 = k0 + GPT2_KBLOCK < kc1 ? k0 + GPT2_KBLOCK : kc1;
             if (pack)
                 WITH_ROWS(n - i, MR, mm_tile_r(o, x, packed, WT_F32, (size_t)(k0 - kc0) * C * VW, C * VW, 0, R_, C,
-                                               din, dout, j, k0, k1))
+                                               din, dout, j, k0, k1, k0 == 0, bias))
             else
-                WITH_ROWS(n - i, MR, mm_tile_r(o, x, w, t, (size_t)k0 * dout + j, dout, pf, R_, C, din, dout, j, k0, k1))
+                WITH_ROWS(n - i, MR, mm_tile_r(o, x, w, t, (size_t)k0 * dout + j, dout, pf, R_, C, din, dout, j, k0,
+                                               k1, k0 == 0, bias))
         }
     }
+}
+
+/* The tile after the one that ends at column je of slice [kc0, kc1): the
+ * next columns of the slice, or the first of the next slice; up to a whole
+ * tile's columns (mm_cols fetches it ahead). */
+static inline mm_next mm_next_tile(int je, int j0, int jv, int j1, int kc0, int kc1, int chunk, int din) {
+    const int tile = NV * VW;
+    if (je < jv) return (mm_next){je, j1 - je < tile ? j1 - je : tile, kc0, kc1};
+    if (kc1 < din) return (mm_next){j0, j1 - j0 < tile ? j1 - j0 : tile, kc1, kc1 + chunk < din ? kc1 + chunk : din};
+    return (mm_next){0, 0, 0, 0};
 }
 
 static inline __attribute__((always_inline)) void mm_typed(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                            const float *bias, int n, int din, int dout, int j0,
                                                            int j1) {
     const int jv = j0 + (j1 - j0) / VW * VW;                /* [j0, jv) in whole vectors */
-    const int jt = j0 + (jv - j0) / (NV * VW) * (NV * VW); /* [j0, jt) in whole tiles */
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n && din <= 0; i++) /* no blocks: the bias alone (the first block starts from it) */
         for (int j = j0; j < j1; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
     /* k slices outside, then tiles of columns, each read once for every
      * group of rows; the vectors left after the whole tiles make a narrower
@@ -318,13 +349,18 @@ static inline __attribute__((always_inline)) void mm_typed(float *out, const flo
     _Alignas(64) float pk[MM_KCHUNK * NV * VW];
     for (int kc0 = 0; kc0 < din; kc0 += chunk) {
         const int kc1 = kc0 + chunk < din ? kc0 + chunk : din;
-        for (int j = j0; j < jt; j += NV * VW) mm_cols(out, in, w, t, NV, pk, n, din, dout, j, kc0, kc1);
-        for (int j = jt; j < jv;) { /* fewer than NV vectors: two, then one */
-            if (NV > 2 && jv - j >= 2 * VW) {
-                mm_cols(out, in, w, t, NV > 2 ? 2 : 1, pk, n, din, dout, j, kc0, kc1);
+        for (int j = j0; j < jv;) { /* whole tiles, then fewer than NV vectors: two, then one */
+            if (jv - j >= NV * VW) {
+                mm_cols(out, in, w, t, NV, pk, bias, n, din, dout, j, kc0, kc1,
+                        mm_next_tile(j + NV * VW, j0, jv, j1, kc0, kc1, chunk, din));
+                j += NV * VW;
+            } else if (NV > 2 && jv - j >= 2 * VW) {
+                mm_cols(out, in, w, t, NV > 2 ? 2 : 1, pk, bias, n, din, dout, j, kc0, kc1,
+                        mm_next_tile(j + 2 * VW, j0, jv, j1, kc0, kc1, chunk, din));
                 j += 2 * VW;
             } else {
-                mm_cols(out, in, w, t, 1, pk, n, din, dout, j, kc0, kc1);
+                mm_cols(out, in, w, t, 1, pk, bias, n, din, dout, j, kc0, kc1,
+                        mm_next_tile(j + VW, j0, jv, j1, kc0, kc1, chunk, din));
                 j += VW;
             }
         }
@@ -338,7 +374,7 @@ static inline __attribute__((always_inline)) void mm_typed(float *out, const flo
                 for (int j = jv; j < j1; j++) {
                     float a = 0.0f;
                     for (int k = k0; k < k1; k++) a = fmaf(xr[k], loadw1(w, (size_t)k * dout + j, t), a);
-                    orow[j] += a;
+                    orow[j] = (k0 > 0 ? orow[j] : bias ? bias[j] : 0.0f) + a;
                 }
             }
         }
