@@ -278,33 +278,16 @@ static inline __attribute__((always_inline)) void mm_tile_r(float *out, const fl
  * GFLOP/s in place -> packed: 512 x 768 x 2304 255-259 -> 303-320, 512 x
  * 3072 x 768 224-237 -> 301-302, 128 x 768 x 2304 225-248 -> 258-276
  * (docs/performance.md). Either way each output is the same chain: every
- * block's partial from zero, added in block order to the bias (or zero).
- * Packed, the groups of rows also fetch the next tile's slice into L2, a
- * share each (nx: its columns [nj, nj + nw), rows [nk0, nk1); nw = 0 for
- * none): mm_pack reads a slice row by row, rows dout apart, too far apart
- * for the hardware prefetcher, and waited on memory for 9% of the
- * product's time (perf, gpt2 prefill). */
-typedef struct {
-    int nj, nw, nk0, nk1;
-} mm_next;
-
+ * block's partial from zero, added in block order to the bias (or zero). */
 static inline __attribute__((always_inline)) void mm_cols(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                           const int C, float *pk, const float *bias, int n, int din,
-                                                          int dout, int j, int kc0, int kc1, mm_next nx) {
+                                                          int dout, int j, int kc0, int kc1) {
     const int pack = n >= MM_PACK_ROWS, pf = j + 2 * C * VW <= dout;
     const gpt2_weight packed = {pk, WT_F32, NULL, 0, 0, 0};
-    const size_t esz = weight_type_size(t), nbytes = (size_t)nx.nw * esz;
-    const int groups = (n + MR - 1) / MR, nrows = nx.nk1 - nx.nk0;
     if (pack) mm_pack(pk, w, t, C, dout, j, kc0, kc1);
-    for (int i = 0, g = 0; i < n; i += MR, g++) {
+    for (int i = 0; i < n; i += MR) {
         float *o = out + (size_t)i * dout;
         const float *x = in + (size_t)i * din;
-        if (pack && nbytes) /* this group's share of the next slice's rows */
-            for (int k = nx.nk0 + nrows * g / groups; k < nx.nk0 + nrows * (g + 1) / groups; k++) {
-                const char *row = (const char *)w.data + ((size_t)k * dout + nx.nj) * esz;
-                for (size_t b = 0; b < nbytes; b += 64) __builtin_prefetch(row + b, 0, 2);
-                __builtin_prefetch(row + nbytes - 1, 0, 2);
-            }
         for (int k0 = kc0; k0 < kc1; k0 += GPT2_KBLOCK) {
             const int k1 = k0 + GPT2_KBLOCK < kc1 ? k0 + GPT2_KBLOCK : kc1;
             if (pack)
@@ -317,20 +300,11 @@ static inline __attribute__((always_inline)) void mm_cols(float *out, const floa
     }
 }
 
-/* The tile after the one that ends at column je of slice [kc0, kc1): the
- * next columns of the slice, or the first of the next slice; up to a whole
- * tile's columns (mm_cols fetches it ahead). */
-static inline mm_next mm_next_tile(int je, int j0, int jv, int j1, int kc0, int kc1, int chunk, int din) {
-    const int tile = NV * VW;
-    if (je < jv) return (mm_next){je, j1 - je < tile ? j1 - je : tile, kc0, kc1};
-    if (kc1 < din) return (mm_next){j0, j1 - j0 < tile ? j1 - j0 : tile, kc1, kc1 + chunk < din ? kc1 + chunk : din};
-    return (mm_next){0, 0, 0, 0};
-}
-
 static inline __attribute__((always_inline)) void mm_typed(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                            const float *bias, int n, int din, int dout, int j0,
                                                            int j1) {
     const int jv = j0 + (j1 - j0) / VW * VW;                /* [j0, jv) in whole vectors */
+    const int jt = j0 + (jv - j0) / (NV * VW) * (NV * VW); /* [j0, jt) in whole tiles */
     for (int i = 0; i < n && din <= 0; i++) /* no blocks: the bias alone (the first block starts from it) */
         for (int j = j0; j < j1; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
     /* k slices outside, then tiles of columns, each read once for every
@@ -349,18 +323,13 @@ static inline __attribute__((always_inline)) void mm_typed(float *out, const flo
     _Alignas(64) float pk[MM_KCHUNK * NV * VW];
     for (int kc0 = 0; kc0 < din; kc0 += chunk) {
         const int kc1 = kc0 + chunk < din ? kc0 + chunk : din;
-        for (int j = j0; j < jv;) { /* whole tiles, then fewer than NV vectors: two, then one */
-            if (jv - j >= NV * VW) {
-                mm_cols(out, in, w, t, NV, pk, bias, n, din, dout, j, kc0, kc1,
-                        mm_next_tile(j + NV * VW, j0, jv, j1, kc0, kc1, chunk, din));
-                j += NV * VW;
-            } else if (NV > 2 && jv - j >= 2 * VW) {
-                mm_cols(out, in, w, t, NV > 2 ? 2 : 1, pk, bias, n, din, dout, j, kc0, kc1,
-                        mm_next_tile(j + 2 * VW, j0, jv, j1, kc0, kc1, chunk, din));
+        for (int j = j0; j < jt; j += NV * VW) mm_cols(out, in, w, t, NV, pk, bias, n, din, dout, j, kc0, kc1);
+        for (int j = jt; j < jv;) { /* fewer than NV vectors: two, then one */
+            if (NV > 2 && jv - j >= 2 * VW) {
+                mm_cols(out, in, w, t, NV > 2 ? 2 : 1, pk, bias, n, din, dout, j, kc0, kc1);
                 j += 2 * VW;
             } else {
-                mm_cols(out, in, w, t, 1, pk, bias, n, din, dout, j, kc0, kc1,
-                        mm_next_tile(j + VW, j0, jv, j1, kc0, kc1, chunk, din));
+                mm_cols(out, in, w, t, 1, pk, bias, n, din, dout, j, kc0, kc1);
                 j += VW;
             }
         }
