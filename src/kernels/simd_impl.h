@@ -230,13 +230,13 @@ static inline __attribute__((always_inline)) void mm_pack(float *pk, gpt2_weight
  * next tile is then fetched while this one is computed (a block's rows are
  * GPT2_KBLOCK strided streams, more than the hardware prefetcher follows).
  * The block's partial starts from zero and is then added to out (earlier
- * blocks), or for the first block (first) to the bias, or zero: out is not
+ * blocks), or for the first block (k0 = 0) to the bias, or zero: out is not
  * cleared beforehand, a pass over all of it (a scalar loop that took 6-8% of
  * the product's time, perf, gpt2 prefill). */
 static inline __attribute__((always_inline)) void mm_tile_r(float *out, const float *in, gpt2_weight w, gpt2_wtype t,
                                                             size_t at, size_t stride, int prefetch, const int R,
                                                             const int C, int din, int dout, int j, int k0, int k1,
-                                                            int first, const float *bias) {
+                                                            const float *bias) {
     VEC acc[MR][NV];
     UNROLL
     for (int r = 0; r < R; r++)
@@ -264,7 +264,7 @@ static inline __attribute__((always_inline)) void mm_tile_r(float *out, const fl
         UNROLL
         for (int c = 0; c < C; c++) {
             float *o = out + (size_t)r * dout + j + c * VW;
-            const VEC base = !first ? VLOAD(o) : bias ? VLOAD(bias + j + c * VW) : VZERO();
+            const VEC base = k0 > 0 ? VLOAD(o) : bias ? VLOAD(bias + j + c * VW) : VZERO();
             VSTORE(o, VADD(base, acc[r][c]));
         }
 }
@@ -292,10 +292,10 @@ static inline __attribute__((always_inline)) void mm_cols(float *out, const floa
             const int k1 = k0 + GPT2_KBLOCK < kc1 ? k0 + GPT2_KBLOCK : kc1;
             if (pack)
                 WITH_ROWS(n - i, MR, mm_tile_r(o, x, packed, WT_F32, (size_t)(k0 - kc0) * C * VW, C * VW, 0, R_, C,
-                                               din, dout, j, k0, k1, k0 == 0, bias))
+                                               din, dout, j, k0, k1, bias))
             else
                 WITH_ROWS(n - i, MR, mm_tile_r(o, x, w, t, (size_t)k0 * dout + j, dout, pf, R_, C, din, dout, j, k0,
-                                               k1, k0 == 0, bias))
+                                               k1, bias))
         }
     }
 }
@@ -305,8 +305,9 @@ static inline __attribute__((always_inline)) void mm_typed(float *out, const flo
                                                            int j1) {
     const int jv = j0 + (j1 - j0) / VW * VW;                /* [j0, jv) in whole vectors */
     const int jt = j0 + (jv - j0) / (NV * VW) * (NV * VW); /* [j0, jt) in whole tiles */
-    for (int i = 0; i < n && din <= 0; i++) /* no blocks: the bias alone (the first block starts from it) */
-        for (int j = j0; j < j1; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
+    if (din <= 0) /* no blocks: the bias alone (the first block starts from it) */
+        for (int i = 0; i < n; i++)
+            for (int j = j0; j < j1; j++) out[(size_t)i * dout + j] = bias ? bias[j] : 0.0f;
     /* k slices outside, then tiles of columns, each read once for every
      * group of rows; the vectors left after the whole tiles make a narrower
      * tile of the same kind. They had been one chain at a time (latency

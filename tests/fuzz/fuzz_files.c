@@ -27,12 +27,13 @@ static void put(const char *name, const uint8_t *p, size_t n) {
 
 static const char *names[] = {"config.json", "vocab.json", "merges.txt", "model.safetensors",
                               "generation_config.json", "tokenizer.json"};
+#define N_NAMES ((int)(sizeof names / sizeof *names))
 
 /* The folder and its files go when the run ends (each run had left one in
  * /tmp). */
 static void cleanup(void) {
     char path[128];
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < N_NAMES; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         unlink(path);
     }
@@ -48,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         setenv("GPT2C_CACHE_DIR", "", 1);
     }
     const uint8_t *p = data, *end = data + size;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < N_NAMES; i++) {
         const uint8_t *q = p;
         while (q + 1 < end && !(q[0] == 0xff && q[1] == 0x00)) q++;
         if (q + 1 >= end) q = end;
