@@ -53,6 +53,10 @@ if not os.path.isdir(os.path.join(REF, "tiny-f32")):
     print("train: skipped (no reference checkpoints in %s)" % REF)
     sys.exit(0)
 torch.set_num_threads(2)
+# The sanitizer builds run the slowest cases smaller (gcc's took 394 s for this file where the plain
+# build takes 146): the gpt2-shaped gradients and the stride-1 perplexity are left to the plain
+# build, and the loss curve runs 8 steps instead of 20 (warm-up and decay both still in it).
+SANITIZED = b"__asan_init" in open(BIN, "rb").read()  # gcc links the runtime, clang builds it in
 
 
 M64 = (1 << 64) - 1
@@ -378,7 +382,7 @@ def test_curve(tmp):
     folder = os.path.join(REF, "tiny-f32")
     data = os.path.join(tmp, "train.txt")
     write_text(data, 40, 1)
-    block, steps, lr, warmup, wd = 32, 20, 2e-3, 3, 0.01
+    block, steps, lr, warmup, wd = 32, 8 if SANITIZED else 20, 2e-3, 3, 0.01
     out = os.path.join(tmp, "curve")
     r = gpt2c("finetune", "-m", folder, "--train", data, "-o", out, "--block-size", str(block),
               "--batch-size", "64", "--max-steps", str(steps), "--lr", str(lr), "--warmup-steps", str(warmup),
@@ -423,8 +427,9 @@ def test_curve(tmp):
     check(worst <= 1e-4, "loss curve differs from torch's by %.3g relative: %s vs %s" % (worst, ours, theirs))
     check(all(abs(a - b) <= 1e-9 + 1e-6 * b for a, b in zip(lrs, their_lrs)), "learning rates %s vs %s" % (lrs, their_lrs))
     check(all(abs(a - b) <= 1e-4 * b for a, b in zip(norms, their_norms)), "grad norms %s vs %s" % (norms, their_norms))
-    check(theirs[-1] < theirs[0] - 1.0, "the loss fell: %.3f -> %.3f" % (theirs[0], theirs[-1]))
-    print("train: 20-step loss %.4f -> %.4f, worst %.2g relative to torch's (limit 1e-4)" % (ours[0], ours[-1], worst))
+    check(theirs[-1] < theirs[0] - (0.3 if SANITIZED else 1.0), "the loss fell: %.3f -> %.3f" % (theirs[0], theirs[-1]))
+    print("train: %d-step loss %.4f -> %.4f, worst %.2g relative to torch's (limit 1e-4)%s" %
+          (steps, ours[0], ours[-1], worst, " (sanitizer build: the plain build runs 20)" if SANITIZED else ""))
 
     # The saved model: torch's weights after the same steps.
     saved = safetensors_np.read(os.path.join(out, "model.safetensors"), np.float32)
@@ -498,7 +503,9 @@ def test_perplexity(tmp):
     write_text(data, 30, 3)
     ids = tokens_of(data, folder)
     model = TorchGPT2(folder)
-    for context, stride in ((64, 24), (64, 64), (50, 1)):
+    if SANITIZED:
+        print("train: (sanitizer build: perplexity at stride 1 is left to the plain build)")
+    for context, stride in ((64, 24), (64, 64)) + (() if SANITIZED else ((50, 1),)):
         want, windows = recipe_ppl(model, ids, context, stride)
         r = gpt2c("perplexity", "-m", folder, "-f", data, "--context", str(context), "--stride", str(stride), "--json")
         check(r.returncode == 0, "perplexity: " + r.stderr)
@@ -688,7 +695,10 @@ def test_errors(tmp):
 with tempfile.TemporaryDirectory() as tmp:
     test_gradients(tmp, "tiny-f32", 3, 17)
     test_gradients(tmp, "tiny-variant", 2, 23)
-    test_gradients(tmp, "gpt2-f32", 1, 24)
+    if SANITIZED:
+        print("train: (sanitizer build: the gpt2-f32 gradients are left to the plain build)")
+    else:
+        test_gradients(tmp, "gpt2-f32", 1, 24)
     test_gradients(tmp, "tiny-f32", 3, 17, (0.1, 42, 7))
     test_gradients(tmp, "tiny-variant", 2, 23, (0.3, 5, 0))
     for arch in ("neo-mini-f32", "opt-mini-f32", "opt-postln-f32", "neox-mini-f32", "neox-seqres-f32",
